@@ -1,0 +1,90 @@
+"""Executors: run a function over items and yield results as they complete.
+
+A 15-line sequential executor (tests, debugging, ``--workers 0``) beside the Dask one, with
+the same interface, so the pipeline and its tests are parametrised over both (rechunker's
+pattern).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+
+class Executor(Protocol):
+    description: str
+
+    def map_unordered(self, fn: Callable[..., Any], items: Iterable[Any], *args: Any) -> Iterator[tuple[Any, Any]]:
+        """Yield (item, fn(item, *args)) pairs in completion order; an exception is yielded as the result."""
+
+
+class SequentialExecutor:
+    description = "sequential (in this process)"
+
+    def map_unordered(self, fn, items, *args):
+        for item in items:
+            try:
+                yield item, fn(item, *args)
+            except Exception as error:  # the pipeline decides what a crashed task means
+                yield item, error
+
+    def close(self) -> None:
+        pass
+
+
+def default_worker_count() -> int:
+    """One single-threaded worker per core: each task's ffmpeg and decoder use one thread."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class DaskExecutor:
+    """Runs tasks on a Dask cluster: a LocalCluster by default, or an existing scheduler."""
+
+    def __init__(self, *, scheduler: str | None = None, workers: int | None = None, memory_limit: str = "auto"):
+        from dask.distributed import Client, LocalCluster
+
+        self._cluster = None
+        if scheduler:
+            self.client = Client(scheduler, timeout="30s")
+            self.description = f"dask scheduler {scheduler} ({len(self.client.scheduler_info()['workers'])} workers)"
+        else:
+            n = workers or default_worker_count()
+            # Processes, one thread each: the decoders release the GIL only partly, and a
+            # crashing native decoder must take down one worker, not the client.
+            self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                         dashboard_address=None, memory_limit=memory_limit,
+                                         silence_logs=40)
+            self.client = Client(self._cluster)
+            self.description = f"dask LocalCluster ({n} workers x 1 thread)"
+
+    def map_unordered(self, fn, items, *args):
+        from dask.distributed import as_completed
+
+        items = list(items)
+        # pure=False: a re-run must recompute, never reuse a cached result.
+        run = uuid.uuid4().hex[:8]
+        futures = {self.client.submit(fn, item, *args, pure=False, key=f"extract-{run}-{i}"): item
+                   for i, item in enumerate(items)}
+        for future in as_completed(futures):
+            item = futures[future]
+            try:
+                yield item, future.result()
+            except Exception as error:  # KilledWorker, a worker that died mid-task, ...
+                yield item, error
+            future.release()
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_executor(*, scheduler: str | None = None, workers: int | None = None) -> SequentialExecutor | DaskExecutor:
+    """``workers == 0`` means sequential in this process; otherwise Dask."""
+    if workers == 0 and not scheduler:
+        return SequentialExecutor()
+    return DaskExecutor(scheduler=scheduler, workers=workers)

@@ -1,0 +1,86 @@
+"""Turn FFmpeg motion-vector records into a dense block grid with documented sign and units.
+
+FFmpeg exports, per block, ``source`` (<0: reference in the past, >0: in the future), block
+size ``w`` x ``h``, its centre in the current frame ``dst_x, dst_y``, and
+``src = dst + motion / motion_scale`` (the position it was predicted from in the reference).
+
+We store the displacement in the direction of motion, in quarter pixels:
+
+    past reference:   mv = (dst - src) * 4 = -motion * 4 / motion_scale
+    future reference: mv = (src - dst) * 4 = +motion * 4 / motion_scale
+
+so a texture moving right by 2 px/frame gives mv_x = +8 and moving down 1 px/frame gives
+mv_y = +4, like forward optical flow.  Each block fills the grid cells it covers; several
+blocks falling into one cell (e.g. MPEG-4 8x8 blocks on a 16-px grid) are averaged.
+Cells without a vector (I-frames, intra-coded blocks) stay 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from comode.store.layout import MV_UNITS_PER_PIXEL
+
+# Field names of FFmpeg's AVMotionVector as exported by PyAV (structured array) and, in this
+# column order, by mv-extractor ((n, 10) int32).
+RECORD_FIELDS = ("source", "w", "h", "src_x", "src_y", "dst_x", "dst_y", "motion_x", "motion_y", "motion_scale")
+
+
+def records_from_columns(table: np.ndarray) -> np.ndarray:
+    """mv-extractor's (n, 10) int32 table -> structured array with RECORD_FIELDS names."""
+    table = np.asarray(table, dtype=np.int32).reshape(-1, len(RECORD_FIELDS))
+    return np.rec.fromarrays(table.T, names=list(RECORD_FIELDS))
+
+
+def motion_in_quarter_pixels(records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) x and y displacement in the direction of motion, quarter pixels, as float64."""
+    direction = np.where(records["source"] > 0, 1.0, -1.0)
+    scale = np.maximum(records["motion_scale"].astype(np.float64), 1.0)
+    factor = direction * MV_UNITS_PER_PIXEL / scale
+    return records["motion_x"] * factor, records["motion_y"] * factor
+
+
+def records_to_grid(records: np.ndarray, frame_of_record: np.ndarray, *, num_frames: int,
+                    grid_shape: tuple[int, int], cell: int) -> np.ndarray:
+    """Scatter the records of a whole video onto the grid in one vectorised pass.
+
+    Args:
+        records: (n,) structured array with RECORD_FIELDS.
+        frame_of_record: (n,) frame number of each record.
+        num_frames: T.
+        grid_shape: (gh, gw).
+        cell: grid cell size in pixels.
+
+    Returns:
+        (T, 2, gh, gw) int16 motion in quarter pixels.
+    """
+    gh, gw = grid_shape
+    grid = np.zeros((num_frames, 2, gh, gw), dtype=np.int16)
+    if len(records) == 0:
+        return grid
+    mx, my = motion_in_quarter_pixels(records)
+    w = records["w"].astype(np.int64)
+    h = records["h"].astype(np.int64)
+    # Cells covered by each block: a block at least one cell wide covers w // cell cells
+    # starting at its left edge; a smaller block counts in the cell holding its centre.
+    nx = np.maximum(w // cell, 1)
+    ny = np.maximum(h // cell, 1)
+    x0 = np.where(w >= cell, (records["dst_x"] - w // 2) // cell, records["dst_x"] // cell)
+    y0 = np.where(h >= cell, (records["dst_y"] - h // 2) // cell, records["dst_y"] // cell)
+    per_record = nx * ny
+    owner = np.repeat(np.arange(len(records)), per_record)
+    local = np.arange(owner.size) - np.repeat(np.cumsum(per_record) - per_record, per_record)
+    cx = np.clip(x0[owner] + local % nx[owner], 0, gw - 1)
+    cy = np.clip(y0[owner] + local // nx[owner], 0, gh - 1)
+    flat = (frame_of_record[owner].astype(np.int64) * gh + cy) * gw + cx
+    size = num_frames * gh * gw
+    count = np.bincount(flat, minlength=size)
+    sum_x = np.bincount(flat, weights=mx[owner], minlength=size)
+    sum_y = np.bincount(flat, weights=my[owner], minlength=size)
+    has = count > 0
+    limit = np.iinfo(np.int16).max
+    for channel, total in ((0, sum_x), (1, sum_y)):
+        mean = np.zeros(size)
+        mean[has] = total[has] / count[has]
+        grid[:, channel] = np.clip(np.rint(mean), -limit, limit).astype(np.int16).reshape(num_frames, gh, gw)
+    return grid

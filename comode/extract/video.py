@@ -1,0 +1,97 @@
+"""Extract one video: re-encode (isolated, time-limited), read MVs and I-frames, write its group.
+
+``extract_to_store`` is the unit of work the executors run: it never raises for a bad
+video; it records the failure in the store and returns a ``VideoResult`` saying so.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zarr
+
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:
+    from comode.extract.datasets import VideoItem
+from comode.extract.decode import read_streams
+from comode.extract.encode import ExtractionFailure, SourceInfo, reencode
+from comode.extract.mvgrid import records_to_grid
+from comode.extract.settings import ExtractSettings
+from comode.store import STATUS_COMPLETE, STATUS_FAILED, VideoArrays, write_failure, write_video
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """Outcome of one video task (small: it travels back from Dask workers)."""
+
+    video_id: str
+    status: str          # "complete" | "failed"
+    frames: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    bytes_written: int = 0
+
+
+def extract_arrays(source: Path, settings: ExtractSettings, *, workdir: Path) -> tuple[SourceInfo, VideoArrays]:
+    """Re-encode ``source`` and turn the result into the arrays of its store group."""
+    nut = workdir / "reencoded.nut"
+    info = reencode(source, nut, settings)
+    try:
+        streams = read_streams(nut, codec=settings.codec, rgb_size=(settings.rgb_width, settings.rgb_height),
+                               mv_backend=settings.mv_backend)
+    except (ValueError, av_errors()) as error:
+        raise ExtractionFailure(f"re-encoded stream unreadable: {error}") from None
+    mvs = records_to_grid(streams.records, streams.frame_of_record, num_frames=len(streams.frame_types),
+                          grid_shape=settings.grid_shape, cell=settings.mv_cell)
+    arrays = VideoArrays(frame_types=streams.frame_types, iframes=streams.iframes,
+                         iframe_index=streams.iframe_index, mvs=mvs, rgb_stream=streams.rgb_stream,
+                         rgb_stream_offsets=streams.rgb_stream_offsets)
+    return info, arrays
+
+
+def av_errors() -> type[Exception]:
+    import av
+
+    return av.error.FFmpegError
+
+
+def item_attrs(item: VideoItem) -> dict[str, Any]:
+    """The attributes every video group carries, whatever its outcome."""
+    return {"source": item.source, "label": item.label, "class_name": item.class_name, "splits": dict(item.splits)}
+
+
+def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
+                     storage_options: dict | None = None) -> VideoResult:
+    """The task: extract ``item`` and write its group (or its failure record) to the store."""
+    start = time.perf_counter()
+    root = zarr.open_group(store_url, mode="r+", storage_options=storage_options)
+    try:
+        with tempfile.TemporaryDirectory(prefix="comode-") as tmp:
+            info, arrays = extract_arrays(Path(item.path), settings, workdir=Path(tmp))
+    except ExtractionFailure as failure:
+        return _record_failure(root, item, str(failure), start)
+    except Exception as error:  # a bug or an unforeseen input: record it, keep the run going
+        detail = "".join(traceback.format_exception_only(type(error), error)).strip()
+        return _record_failure(root, item, f"internal error: {detail}", start)
+    attrs = {
+        **item_attrs(item),
+        "fps": info.fps, "source_frames": arrays.num_frames, "frames": arrays.num_frames,
+        "width": settings.width, "height": settings.height,
+        "rgb_codec": "mpeg2video", "rgb_width": settings.rgb_width, "rgb_height": settings.rgb_height,
+        "source_codec": info.codec, "source_width": info.width, "source_height": info.height,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    attrs = {k: v for k, v in attrs.items() if v is not None or k in ("fps", "class_name")}
+    write_video(root, item.video_id, attrs, arrays)
+    return VideoResult(item.video_id, STATUS_COMPLETE, frames=arrays.num_frames,
+                       seconds=time.perf_counter() - start, bytes_written=arrays.nbytes)
+
+
+def _record_failure(root: zarr.Group, item: VideoItem, reason: str, start: float) -> VideoResult:
+    write_failure(root, item.video_id, item_attrs(item), reason)
+    return VideoResult(item.video_id, STATUS_FAILED, seconds=time.perf_counter() - start, error=reason)

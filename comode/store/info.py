@@ -1,0 +1,49 @@
+"""A human-readable description of a store (``comode store info``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rich.table import Table
+
+from comode.store import layout
+from comode.store.reader import open_store
+
+
+def describe_store(url: str) -> Table:
+    store = open_store(url)
+    attrs = store.video_attrs()
+    by_status = Counter(a.get("status", "missing") for a in attrs.values())
+    complete = [a for a in attrs.values() if a.get("status") == layout.STATUS_COMPLETE]
+    frames = sum(int(a.get("frames", 0)) for a in complete)
+    table = Table(title=f"{url} ({store.attrs['schema']})", show_header=False, box=None)
+    dataset = store.dataset
+    table.add_row("dataset", f"{dataset['name']} from {dataset.get('root', '?')}")
+    table.add_row("classes", f"{len(store.classes)}" + (f": {', '.join(store.classes[:8])}" + (" ..." if len(store.classes) > 8 else "") if store.classes else ""))
+    table.add_row("splits", ", ".join(store.split_names) or "none")
+    table.add_row("videos", ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none")
+    table.add_row("frames", f"{frames} in complete videos")
+    size = _local_size(url)
+    if size is not None and frames:
+        table.add_row("size", f"{size / 1e6:.1f} MB on disk = {size / frames:.0f} bytes per frame")
+    extraction = store.extraction
+    table.add_row("MV stream", f"{extraction['codec']} {extraction['width']}x{extraction['height']} GOP {extraction['gop']} "
+                               f"q{extraction.get('quality')}, grid cell {extraction['mv_cell']} px, "
+                               f"1/{extraction['mv_units_per_pixel']} px units, sign {extraction['mv_sign']}")
+    table.add_row("RGB stream", f"{extraction['rgb_codec']} {extraction['rgb_width']}x{extraction['rgb_height']}")
+    table.add_row("tools", ", ".join(f"{k} {v}" for k, v in extraction.get("tools", {}).items()))
+    failed = sorted((vid, a.get("error", "")) for vid, a in attrs.items() if a.get("status") == layout.STATUS_FAILED)
+    for vid, error in failed[:20]:
+        table.add_row("[red]failed", f"{vid}: {error}")
+    if len(failed) > 20:
+        table.add_row("", f"... and {len(failed) - 20} more failed")
+    return table
+
+
+def _local_size(url: str) -> int | None:
+    from pathlib import Path
+
+    path = Path(url)
+    if "://" in url or not path.is_dir():
+        return None
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

@@ -1,0 +1,56 @@
+"""The store contract: names, dtypes and chunking of everything in a comode store.
+
+This is the only module that spells array and attribute names; everything else goes
+through :mod:`comode.store.writer` and :mod:`comode.store.reader`.  The same contract is
+written down language-neutrally in ``schemas/`` (JSON Schema + README).
+
+Layout (Zarr v3)::
+
+    store.zarr/
+      zarr.json                 root attributes: schema, dataset (classes, splits), extraction settings
+      videos/<video_id>/        one group per video, written by exactly one task
+        zarr.json               attributes; "status" is written LAST ("complete" marks a usable video)
+        frame_types     uint8  (T,)            ASCII 'I'/'P'/'B' per frame, presentation order
+        iframes         uint8  (K, h, w, 3)    decoded I-frames, RGB, at the RGB-stream size
+        iframe_index    int32  (K,)            frame number of each I-frame
+        mvs             int16  (T, 2, gh, gw)  motion vectors on the block grid (x, y), quarter pixels
+        rgb_stream      uint8  (N,)            MPEG-2 elementary stream (GOP 12, no B) at the RGB size
+        rgb_stream_offsets int64 (T + 1,)      byte offset of frame t's packet; last = N
+"""
+
+from __future__ import annotations
+
+SCHEMA_NAME = "comode.store"
+SCHEMA_MAJOR = 1
+SCHEMA_MINOR = 0
+SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_MAJOR}"
+
+VIDEOS_GROUP = "videos"
+
+# Per-video status values.  A group whose status is not COMPLETE holds no usable data:
+# a missing chunk of an unfinished group would otherwise read back as zeros ("no motion").
+STATUS_WRITING = "writing"
+STATUS_COMPLETE = "complete"
+STATUS_FAILED = "failed"
+
+# Array names (the contract).
+FRAME_TYPES = "frame_types"
+IFRAMES = "iframes"
+IFRAME_INDEX = "iframe_index"
+MVS = "mvs"
+RGB_STREAM = "rgb_stream"
+RGB_STREAM_OFFSETS = "rgb_stream_offsets"
+ARRAY_NAMES = (FRAME_TYPES, IFRAMES, IFRAME_INDEX, MVS, RGB_STREAM, RGB_STREAM_OFFSETS)
+
+# Motion vectors are stored in this fixed sub-pixel unit: value / MV_UNITS_PER_PIXEL = pixels
+# of the MV-stream frame (the extraction width x height, e.g. 340x256).
+MV_UNITS_PER_PIXEL = 4
+MV_CHANNELS = ("x", "y")
+
+# Chunking, chosen by measurement (see README "Store layout and sizes"): every array is
+# ONE shard (one file per array, so a video costs a handful of files) holding inner chunks
+# sized for the training access pattern: an 8-frame MV window touches one or two MV
+# chunks, one I-frame is one chunk, a GOP of the RGB stream is one or two 64 KiB chunks.
+MVS_CHUNK_FRAMES = 32
+IFRAMES_CHUNK = 1
+RGB_STREAM_CHUNK_BYTES = 64 * 1024

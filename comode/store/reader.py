@@ -1,0 +1,179 @@
+"""Read a comode store: the root description, the list of complete videos, and per-video data.
+
+Only videos whose status is "complete" are listed by default: a group that is still being
+written (or whose writer was killed) has missing chunks that would read back as zeros.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import zarr
+
+from comode.store import layout
+from comode.store.rgb import decode_span
+from comode.store.schema import check_root_attrs
+
+
+class StoreError(ValueError):
+    """The path is not a usable comode store (message says why and what to do)."""
+
+
+def open_store(url: str, *, storage_options: dict | None = None, validate: bool = True) -> "Store":
+    """Open a store read-only, checking its schema name and major version first."""
+    try:
+        root = zarr.open_group(url, mode="r", storage_options=storage_options)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as error:
+        raise StoreError(f"{url}: no Zarr group here ({error.__class__.__name__}); "
+                         "extract one with `comode extract`") from None
+    attrs = root.attrs.asdict()
+    if validate:
+        check_root_attrs(attrs, where=url)
+    return Store(url=url, root=root, attrs=attrs)
+
+
+@dataclass
+class Store:
+    """A comode store opened for reading."""
+
+    url: str
+    root: zarr.Group
+    attrs: dict[str, Any]
+
+    @property
+    def dataset(self) -> dict[str, Any]:
+        return self.attrs["dataset"]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.dataset.get("classes", []))
+
+    @property
+    def split_names(self) -> list[str]:
+        return list(self.dataset.get("split_names", []))
+
+    @property
+    def extraction(self) -> dict[str, Any]:
+        return self.attrs["extraction"]
+
+    @cached_property
+    def _videos(self) -> zarr.Group:
+        return self.root[layout.VIDEOS_GROUP]
+
+    def video_attrs(self) -> dict[str, dict[str, Any]]:
+        """Attributes of every video group, whatever its status, keyed by video id."""
+        return {name: group.attrs.asdict() for name, group in self._videos.groups()}
+
+    def video_ids(self, *, status: str | None = layout.STATUS_COMPLETE, split: str | None = None,
+                  subset: str | None = None) -> list[str]:
+        """Sorted ids of videos with ``status`` (None: any), optionally in ``split`` as ``subset``."""
+        ids = []
+        for name, attrs in self.video_attrs().items():
+            if status is not None and attrs.get("status") != status:
+                continue
+            if split is not None:
+                membership = attrs.get("splits", {}).get(split)
+                if membership is None or (subset is not None and membership != subset):
+                    continue
+            ids.append(name)
+        return sorted(ids)
+
+    def video(self, video_id: str) -> "Video":
+        try:
+            group = self._videos[video_id]
+        except KeyError:
+            raise KeyError(f"no video {video_id!r} in {self.url}") from None
+        return Video(video_id=video_id, group=group)
+
+    def __iter__(self) -> Iterator["Video"]:
+        for video_id in self.video_ids():
+            yield self.video(video_id)
+
+
+@dataclass
+class Video:
+    """One video group.  Arrays are read lazily; slicing reads only the chunks needed."""
+
+    video_id: str
+    group: zarr.Group
+
+    @cached_property
+    def attrs(self) -> dict[str, Any]:
+        return self.group.attrs.asdict()
+
+    @property
+    def status(self) -> str:
+        return self.attrs.get("status", layout.STATUS_WRITING)
+
+    @property
+    def is_complete(self) -> bool:
+        return self.status == layout.STATUS_COMPLETE
+
+    @property
+    def label(self) -> int:
+        return int(self.attrs.get("label", -1))
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.attrs["frames"])
+
+    def _array(self, name: str) -> zarr.Array:
+        if not self.is_complete:
+            raise ValueError(f"video {self.video_id!r} is not complete (status {self.status!r})")
+        return self.group[name]
+
+    @cached_property
+    def frame_types(self) -> str:
+        """Frame types as a string, e.g. 'IPPPPPPPPPPPIPP...'."""
+        return self._array(layout.FRAME_TYPES)[...].tobytes().decode("ascii")
+
+    @cached_property
+    def iframe_index(self) -> np.ndarray:
+        """(K,) int32 frame numbers of the I-frames."""
+        return self._array(layout.IFRAME_INDEX)[...]
+
+    @property
+    def iframes(self) -> zarr.Array:
+        """(K, h, w, 3) uint8 RGB I-frames (lazy zarr array)."""
+        return self._array(layout.IFRAMES)
+
+    @property
+    def mvs(self) -> zarr.Array:
+        """(T, 2, gh, gw) int16 motion vectors in quarter pixels (lazy zarr array)."""
+        return self._array(layout.MVS)
+
+    @cached_property
+    def rgb_stream_offsets(self) -> np.ndarray:
+        """(T + 1,) int64 byte offsets of each frame's packet in ``rgb_stream``."""
+        return self._array(layout.RGB_STREAM_OFFSETS)[...]
+
+    def read_rgb_stream(self) -> bytes:
+        """The whole stored elementary stream (write it to a .m2v file to play it)."""
+        return self._array(layout.RGB_STREAM)[...].tobytes()
+
+    def decode_frames(self, indices: Sequence[int], *, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Decode frames ``indices`` (any order) from the stored stream: (n, h, w, 3) uint8 RGB.
+
+        Reads only the bytes from the I-frame preceding min(indices) to max(indices).
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size == 0:
+            raise ValueError("no frame indices given")
+        if indices.min() < 0 or indices.max() >= self.num_frames:
+            raise IndexError(f"frame indices must be in [0, {self.num_frames}), got {indices.min()}..{indices.max()}")
+        iframe_index = self.iframe_index
+        first = int(iframe_index[np.searchsorted(iframe_index, indices.min(), side="right") - 1])
+        last = int(indices.max())
+        offsets = self.rgb_stream_offsets
+        start, stop = int(offsets[first]), int(offsets[last + 1])
+        span = self._array(layout.RGB_STREAM)[start:stop]
+        codec = self.attrs.get("rgb_codec", "mpeg2video")
+        order = np.argsort(indices, kind="stable")
+        decoded = decode_span(span, offsets[first : last + 2] - start, (indices[order] - first).tolist(),
+                              codec=codec, size=size)
+        out = np.empty_like(decoded)
+        out[order] = decoded
+        return out

@@ -1,0 +1,60 @@
+"""Decode RGB frames from a video's stored elementary stream (``rgb_stream``).
+
+With GOP 12 and no B-frames, decode order equals presentation order and any frame is at
+most 11 P-frames away from an I-frame.  To get frames ``indices`` we decode one contiguous
+span: from the last I-frame at or before ``min(indices)`` up to ``max(indices)``, feeding
+the stored packets straight to a decoder (no container parsing, no re-reading from the
+start of the video), and convert only the wanted frames to RGB.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import av
+import numpy as np
+
+
+def decode_span(
+    packets: bytes | np.ndarray,
+    offsets: np.ndarray,
+    wanted: Sequence[int],
+    *,
+    codec: str = "mpeg2video",
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Decode a span of packets and return the wanted frames as RGB.
+
+    Args:
+        packets: the bytes of the span, starting at an I-frame's packet.
+        offsets: (S + 1,) byte offsets of the span's S packets relative to ``packets``.
+        wanted: positions within the span (0 = the I-frame), ascending, duplicates allowed.
+        codec: FFmpeg decoder name of the stream.
+        size: optional (width, height) to scale to while converting (cheaper than
+            converting at full size and resizing afterwards).
+
+    Returns:
+        (len(wanted), h, w, 3) uint8 RGB.
+    """
+    data = memoryview(np.ascontiguousarray(np.frombuffer(packets, dtype=np.uint8)))
+    context = av.CodecContext.create(codec, "r")
+    context.thread_count = 1  # one core per loader worker / extraction task
+    last = max(wanted)
+    frames: list[av.VideoFrame] = []
+    for i in range(min(last + 1, len(offsets) - 1)):
+        packet = av.Packet(data[int(offsets[i]) : int(offsets[i + 1])])
+        frames.extend(context.decode(packet))
+        if len(frames) > last:
+            break
+    if len(frames) <= last:
+        frames.extend(context.decode(None))  # drain the decoder's delay
+    if len(frames) <= last:
+        raise ValueError(f"stream span decoded to {len(frames)} frames, frame {last} was asked for")
+    kwargs = {} if size is None else {"width": size[0], "height": size[1], "interpolation": "AREA"}
+    converted: dict[int, np.ndarray] = {}
+    out = []
+    for position in wanted:
+        if position not in converted:
+            converted[position] = frames[position].to_ndarray(format="rgb24", **kwargs)
+        out.append(converted[position])
+    return np.stack(out)

@@ -1,0 +1,83 @@
+"""Deep validation of a store: attributes against the schemas, arrays against each other."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from comode.store import layout
+from comode.store.reader import Store, open_store
+from comode.store.schema import SchemaError, check_video_attrs
+
+
+@dataclass
+class ValidationReport:
+    store: str
+    checked: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def validate_store(url: str, *, storage_options: dict | None = None) -> ValidationReport:
+    """Check the root (raises SchemaError/StoreError if unusable), then every video group."""
+    store = open_store(url, storage_options=storage_options)
+    report = ValidationReport(store=url)
+    for video_id, attrs in sorted(store.video_attrs().items()):
+        status = attrs.get("status", "missing")
+        report.by_status[status] = report.by_status.get(status, 0) + 1
+        report.checked += 1
+        try:
+            check_video_attrs(attrs, where=f"videos/{video_id}")
+        except SchemaError as error:
+            report.problems.append(str(error))
+            continue
+        if status == layout.STATUS_COMPLETE:
+            report.problems.extend(f"videos/{video_id}: {p}" for p in _check_arrays(store, video_id))
+    return report
+
+
+def _check_arrays(store: Store, video_id: str) -> list[str]:
+    video = store.video(video_id)
+    settings = store.extraction
+    group = video.group
+    missing = [name for name in layout.ARRAY_NAMES if name not in group]
+    if missing:
+        return [f"complete but arrays missing: {', '.join(missing)}"]
+    problems = []
+    t = video.num_frames
+    gh = -(-settings["height"] // settings["mv_cell"])
+    gw = -(-settings["width"] // settings["mv_cell"])
+    expected = {
+        layout.FRAME_TYPES: ("uint8", (t,)),
+        layout.MVS: ("int16", (t, 2, gh, gw)),
+        layout.RGB_STREAM_OFFSETS: ("int64", (t + 1,)),
+        layout.IFRAME_INDEX: ("int32", None),
+        layout.IFRAMES: ("uint8", None),
+        layout.RGB_STREAM: ("uint8", None),
+    }
+    for name, (dtype, shape) in expected.items():
+        array = group[name]
+        if str(array.dtype) != dtype:
+            problems.append(f"{name} dtype {array.dtype}, expected {dtype}")
+        if shape is not None and tuple(array.shape) != shape:
+            problems.append(f"{name} shape {tuple(array.shape)}, expected {shape}")
+    if problems:
+        return problems
+    types = video.frame_types
+    if set(types) - set("IPB"):
+        problems.append(f"frame_types holds letters other than I/P/B: {sorted(set(types) - set('IPB'))}")
+    iframe_index = video.iframe_index
+    if not np.array_equal(iframe_index, np.flatnonzero(np.frombuffer(types.encode(), np.uint8) == ord("I"))):
+        problems.append("iframe_index does not list the 'I' positions of frame_types")
+    iframes = group[layout.IFRAMES]
+    if iframes.shape != (len(iframe_index), settings["rgb_height"], settings["rgb_width"], 3):
+        problems.append(f"iframes shape {iframes.shape} does not match iframe_index and rgb size")
+    offsets = video.rgb_stream_offsets
+    if offsets[0] != 0 or np.any(np.diff(offsets) <= 0) or offsets[-1] != group[layout.RGB_STREAM].shape[0]:
+        problems.append("rgb_stream_offsets must start at 0, increase strictly and end at len(rgb_stream)")
+    return problems

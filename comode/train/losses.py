@@ -1,0 +1,215 @@
+"""Losses of CoMoDe (Huang et al., CVPR 2021, arXiv 2104.00862), as pure functions.
+
+Shape alphabet: B batch, C channels, T time, H height, W width, D embedding dim,
+N negatives, L sequence length.
+
+* :func:`info_nce` -- context matching J_I (paper Eq. 1): a clip embedding must pick the
+  I-frame embedding of its own video among the I-frames of the batch.
+* :func:`pointwise_info_nce` -- motion prediction J_M (paper Eq. 2): every predicted
+  future-motion feature at position (t, y, x) must pick the M-Network feature at the same
+  position of the true future motion-vector window.
+* :func:`joint_loss` -- J = (1 - alpha) * J_I + alpha * J_M.
+* :func:`mse_motion_loss` -- ablation: regress motion-vector values instead.
+
+Distributed training: both contrastive losses take ``gather``, a callable that all-gathers
+the KEYS (targets) across ranks, e.g. :func:`gather_from_all_ranks`.  Queries and positives
+stay local: local query i of rank r matches global key ``r * B_local + i`` (all ranks must
+use the same local batch size, as ``all_gather`` requires); every other gathered key is a
+negative.  With ``gather=None`` everything is local.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "Gather",
+    "gather_from_all_ranks",
+    "info_nce",
+    "pointwise_info_nce",
+    "joint_loss",
+    "mse_motion_loss",
+]
+
+Gather = Callable[[Tensor], Tensor]
+"""(B_local, ...) -> (world_size * B_local, ...), local slice at rows [rank*B_local, ...)."""
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def _rank() -> int:
+    return dist.get_rank() if _distributed() else 0
+
+
+def gather_from_all_ranks(x: Tensor) -> Tensor:
+    """All-gather ``x`` (B, ...) from every rank -> (world_size * B, ...), rank-major.
+
+    The local slice is the input tensor itself, so gradients flow into it; the slices of
+    other ranks are detached copies (their own ranks back-propagate through them).  This is
+    the usual choice for in-batch negatives under DDP (SimCLR / MoCo v3 style).  Identity
+    when torch.distributed is not initialised (or the world has one rank).
+    """
+    if not _distributed() or dist.get_world_size() == 1:
+        return x
+    slices = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(slices, x.detach().contiguous())
+    slices[dist.get_rank()] = x
+    return torch.cat(slices, dim=0)
+
+
+def _gathered_with_offset(keys: Tensor, gather: Gather | None) -> tuple[Tensor, int]:
+    """Keys of all ranks (B_all, ...) and the row where this rank's keys start."""
+    if gather is None:
+        return keys, 0
+    all_keys = gather(keys)
+    return all_keys, _rank() * keys.shape[0]
+
+
+def _cross_entropy_and_accuracy(logits: Tensor, labels: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    """Mean cross-entropy of logits / temperature, and top-1 accuracy of ``labels``."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    loss = F.cross_entropy(logits / temperature, labels)
+    with torch.no_grad():
+        accuracy = (logits.argmax(dim=1) == labels).float().mean()
+    return loss, accuracy
+
+
+def info_nce(
+    query: Tensor,
+    key: Tensor,
+    *,
+    temperature: float = 0.1,
+    negatives: Tensor | None = None,
+    gather: Gather | None = None,
+) -> tuple[Tensor, Tensor]:
+    """InfoNCE between paired embeddings: context matching J_I (paper Eq. 1).
+
+    For query i the positive is key i; the negatives are all other keys of the batch (of all
+    ranks when ``gather`` is given) plus, if given, its own extra ``negatives[i]``.  The loss
+    is cross-entropy over cosine similarities / temperature.  It is one-directional
+    (query -> key), as Eq. 1 is written: clip embedding -> I-frame embeddings.
+
+    Args:
+        query: (B, D) e.g. clip embeddings; L2-normalised here.
+        key: (B, D) e.g. I-frame embeddings; L2-normalised here.
+        temperature: tau of Eq. 1.
+        negatives: optional (B, N, D) extra negatives per query; L2-normalised here.
+        gather: optional all-gather for the keys (see module docstring).
+
+    Returns:
+        (loss, accuracy): scalar mean loss; top-1 accuracy of the positive (no grad).
+    """
+    if query.ndim != 2 or query.shape != key.shape:
+        raise ValueError(f"query and key must both be (B, D), got {tuple(query.shape)}, {tuple(key.shape)}")
+    query = F.normalize(query, dim=1)
+    all_keys, offset = _gathered_with_offset(F.normalize(key, dim=1), gather)
+    logits = query @ all_keys.T  # (B, B_all): positives at column offset + i
+    if negatives is not None:
+        if negatives.ndim != 3 or negatives.shape[::2] != (query.shape[0], query.shape[1]):
+            raise ValueError(f"negatives must be (B, N, D), got {tuple(negatives.shape)}")
+        extra = torch.einsum("bd,bnd->bn", query, F.normalize(negatives, dim=2))  # (B, N)
+        logits = torch.cat([logits, extra], dim=1)
+    labels = offset + torch.arange(query.shape[0], device=query.device)
+    return _cross_entropy_and_accuracy(logits, labels, temperature)
+
+
+def pointwise_info_nce(
+    pred: Tensor,
+    target: Tensor,
+    *,
+    temperature: float = 0.1,
+    hard_negatives: Tensor | None = None,
+    gather: Gather | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Pointwise InfoNCE between predicted and true future-motion features: J_M (paper Eq. 2).
+
+    Every position p = (b, t, y, x) is one query ``pred[b, :, t, y, x]``.  Its candidate set
+    (paper Eq. 2: "negatives from other positions and other videos, plus hard negatives from
+    the same video at other times") is exactly:
+
+    * positive: ``target[b, :, t, y, x]`` (same video, same position);
+    * negatives: ``target`` at every other position of every video in the batch (of every
+      rank when ``gather`` is given) -- includes other positions of video b itself;
+    * hard negatives: ``hard_negatives[b, k]`` at ALL positions, for all k -- the M-Network
+      features of K other motion-vector windows of the same video b (other times), so the
+      same position in another window is a negative too.  Video b's hard negatives are not
+      shown to other videos' queries.
+
+    All features are L2-normalised along D; the loss is the mean over all B*T*H*W queries.
+    Memory: logits are (B*P, B_all*P + K*P) with P = T*H*W, one matmul each; for
+    B=8, P=2*7*7, K=3 that is 784 x 1078.
+
+    Args:
+        pred: (B, D, T, H, W) predicted features.
+        target: (B, D, T, H, W) M-Network features of the true future window.
+        temperature: tau of Eq. 2.
+        hard_negatives: optional (B, K, D, T, H, W).
+        gather: optional all-gather for ``target`` (see module docstring).
+
+    Returns:
+        (loss, accuracy): scalar mean loss; top-1 accuracy over positions (no grad).
+    """
+    if pred.ndim != 5 or pred.shape != target.shape:
+        raise ValueError(
+            f"pred and target must both be (B, D, T, H, W), got {tuple(pred.shape)}, {tuple(target.shape)}"
+        )
+    batch, dim = pred.shape[:2]
+    queries = _positions_as_rows(F.normalize(pred, dim=1))  # (B*P, D)
+    all_targets, offset = _gathered_with_offset(F.normalize(target, dim=1), gather)
+    keys = _positions_as_rows(all_targets)  # (B_all*P, D), row = b*P + p
+    positions = queries.shape[0] // batch
+    logits = queries @ keys.T  # (B*P, B_all*P): positive of row r at column offset*P + r
+    if hard_negatives is not None:
+        if hard_negatives.ndim != 6 or hard_negatives.shape[0] != batch \
+                or hard_negatives.shape[2:] != pred.shape[1:]:
+            raise ValueError(
+                f"hard_negatives must be (B, K, D, T, H, W) matching pred, got {tuple(hard_negatives.shape)}"
+            )
+        # (B, K, D, T, H, W) -> (B, K*P, D): all windows and positions of video b.
+        hard = F.normalize(hard_negatives, dim=2).flatten(3).permute(0, 1, 3, 2).reshape(batch, -1, dim)
+        hard_logits = torch.einsum("bpd,bnd->bpn", queries.view(batch, positions, dim), hard)
+        logits = torch.cat([logits, hard_logits.reshape(batch * positions, -1)], dim=1)
+    labels = offset * positions + torch.arange(queries.shape[0], device=pred.device)
+    return _cross_entropy_and_accuracy(logits, labels, temperature)
+
+
+def _positions_as_rows(features: Tensor) -> Tensor:
+    """(B, D, T, H, W) -> (B*T*H*W, D), row index b*P + (t*H + y)*W + x."""
+    return features.flatten(2).transpose(1, 2).reshape(-1, features.shape[1])
+
+
+def joint_loss(context_loss: Tensor, motion_loss: Tensor, *, alpha: float = 0.5) -> Tensor:
+    """J = (1 - alpha) * J_I + alpha * J_M: the weighted sum of the two pretext tasks."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    return (1.0 - alpha) * context_loss + alpha * motion_loss
+
+
+def mse_motion_loss(pred_mv: Tensor, target_mv: Tensor) -> Tensor:
+    """Ablation: regress motion-vector values instead of contrasting motion features.
+
+    Args:
+        pred_mv: (B, 2, T, H, W) predicted motion vectors (x, y) on the prediction grid.
+        target_mv: (B, 2, T_m, H_m, W_m) true motion vectors (in the same units); when its
+            grid differs from the prediction's it is average-pooled onto it (a motion vector
+            per cell is the mean displacement of that cell).
+
+    Returns:
+        Scalar mean squared error.
+    """
+    if pred_mv.ndim != 5 or target_mv.ndim != 5 or pred_mv.shape[:2] != target_mv.shape[:2]:
+        raise ValueError(
+            "pred_mv and target_mv must be (B, 2, T, H, W), "
+            f"got {tuple(pred_mv.shape)}, {tuple(target_mv.shape)}"
+        )
+    if pred_mv.shape[2:] != target_mv.shape[2:]:
+        target_mv = F.adaptive_avg_pool3d(target_mv, pred_mv.shape[2:])
+    return F.mse_loss(pred_mv, target_mv)

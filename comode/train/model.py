@@ -1,0 +1,346 @@
+"""The CoMoDe pretraining model, wired in one file.
+
+Huang et al., "Self-supervised Video Representation Learning by Context and Motion
+Decoupling", CVPR 2021 (arXiv 2104.00862).  A compressed video roughly decouples context
+(I-frames, i.e. key frames) from motion (motion vectors, MVs).  One video backbone, the
+V-Network, is trained with two pretext tasks that share it but have separate heads:
+
+* context matching (Eq. 1): the pooled clip feature, through an MLP head, must match the
+  embedding of an I-frame of the same video (I-Network + MLP head) against the I-frames of
+  the other videos in the batch -- coarse, global, "what scene is this";
+* motion prediction (Eq. 2): the clip feature MAP, through a transformer encoder-decoder,
+  must predict the M-Network features of the motion vectors of the NEAR FUTURE window,
+  point by point, against other positions / videos and against other windows of the same
+  video (hard negatives) -- fine-grained, local, "what moves where next".
+
+Only the V-Network is kept after pretraining (:meth:`CoMoDe.encode_clip`).
+
+Shape alphabet: B batch, C channels, T time, H height, W width, D embedding dim,
+N negatives (here K motion windows), L sequence length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from comode.train.backbones import BACKBONES, build_backbone
+from comode.train.losses import Gather, info_nce, joint_loss, pointwise_info_nce
+
+__all__ = [
+    "CoMoDe",
+    "CoMoDeOutput",
+    "MLPHead",
+    "LearnedPositionalGrid",
+    "MotionPredictor",
+    "compute_losses",
+]
+
+# Token grid of the V-Network map for a 16x112x112 clip (R-nets), used as the reference
+# size of the learned positional tables; other grids interpolate from it.
+REFERENCE_GRID = (2, 7, 7)
+
+
+@dataclass
+class CoMoDeOutput:
+    """What :meth:`CoMoDe.forward` returns; a branch that is switched off leaves ``None``.
+
+    Attributes:
+        clip_embedding: (B, D) clip context embedding (query of Eq. 1).
+        iframe_embedding: (B, D) I-frame context embedding (key of Eq. 1).
+        motion_prediction: (B, D, T', H', W') predicted future-motion features (query of Eq. 2).
+        motion_target: (B, D, T', H', W') M-Network features of the true future MV window.
+        motion_negatives: (B, K, D, T', H', W') M-Network features of K other MV windows of
+            the same video (hard negatives of Eq. 2), or None when none were given.
+    """
+
+    clip_embedding: Tensor | None = None
+    iframe_embedding: Tensor | None = None
+    motion_prediction: Tensor | None = None
+    motion_target: Tensor | None = None
+    motion_negatives: Tensor | None = None
+
+
+class MLPHead(nn.Sequential):
+    """Two-layer projection head (SimCLR-style): Linear -> BN -> ReLU -> Linear.
+
+    (B, C) -> (B, D).  Separate heads let the two tasks shape their own embedding spaces
+    while sharing the backbone ("shared video backbone and separate MLP heads", abstract).
+    """
+
+    def __init__(self, in_features: int, hidden_features: int, out_features: int) -> None:
+        super().__init__(
+            nn.Linear(in_features, hidden_features, bias=False),  # BN follows: bias redundant
+            nn.BatchNorm1d(hidden_features),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_features, out_features),
+        )
+
+
+class LearnedPositionalGrid(nn.Module):
+    """Learned 3D positional table (1, D, T, H, W), resampled to any token grid.
+
+    forward(grid=(T', H', W')) -> (1, T'*H'*W', D), tokens in (t, y, x) raster order.
+    Trilinear interpolation lets one table serve clips and MV windows of other lengths and
+    resolutions (e.g. 8 vs 16 MV frames, 16x22 vs 112x112 MV maps) without retraining.
+    """
+
+    def __init__(self, dim: int, reference_grid: tuple[int, int, int] = REFERENCE_GRID) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(1, dim, *reference_grid))
+        nn.init.trunc_normal_(self.table, std=0.02)  # ViT/DETR-style small init
+
+    def forward(self, grid: tuple[int, int, int]) -> Tensor:
+        table = self.table
+        if tuple(grid) != tuple(table.shape[2:]):
+            table = nn.functional.interpolate(table, size=tuple(grid), mode="trilinear", align_corners=False)
+        return table.flatten(2).transpose(1, 2)  # (1, L, D)
+
+
+class MotionPredictor(nn.Module):
+    """Clip feature map -> predicted future-motion feature map (the encoder-decoder).
+
+    The V-Network map (B, C, T, H, W) is projected to ``transformer_dim`` tokens (L = T*H*W)
+    plus learned positions and encoded; the decoder is queried with learned positional
+    queries, one per cell of the TARGET grid (T', H', W') of the M-Network map, so its
+    output has exactly the target's token count; a token-wise linear layer maps it to D.
+    Output: (B, D, T', H', W').
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        transformer_dim: int,
+        embed_dim: int,
+        encoder_layers: int,
+        decoder_layers: int,
+        heads: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        if transformer_dim % heads:
+            raise ValueError(f"transformer_dim {transformer_dim} must be divisible by heads {heads}")
+        self.input_projection = nn.Conv3d(in_channels, transformer_dim, kernel_size=1)
+        self.encoder_positions = LearnedPositionalGrid(transformer_dim)
+        self.decoder_queries = LearnedPositionalGrid(transformer_dim)
+        self.transformer = nn.Transformer(
+            d_model=transformer_dim,
+            nhead=heads,
+            num_encoder_layers=encoder_layers,
+            num_decoder_layers=decoder_layers,
+            dim_feedforward=4 * transformer_dim,  # the usual 4x expansion (2048 at 512)
+            dropout=dropout,
+            batch_first=True,
+        )
+        self.output_projection = nn.Linear(transformer_dim, embed_dim)
+
+    def forward(self, features: Tensor, target_grid: tuple[int, int, int]) -> Tensor:
+        batch = features.shape[0]
+        tokens = self.input_projection(features)  # (B, transformer_dim, T, H, W)
+        source_grid = tuple(tokens.shape[2:])
+        source = tokens.flatten(2).transpose(1, 2) + self.encoder_positions(source_grid)  # (B, L, dim)
+        queries = self.decoder_queries(target_grid).expand(batch, -1, -1)  # (B, L', dim)
+        decoded = self.transformer(source, queries)  # (B, L', dim); no masks: all positions visible
+        predicted = self.output_projection(decoded)  # (B, L', D)
+        return predicted.transpose(1, 2).reshape(batch, -1, *target_grid)  # (B, D, T', H', W')
+
+
+def _global_average_pool(features: Tensor) -> Tensor:
+    """(B, C, ...) -> (B, C): mean over every spatial / temporal axis."""
+    return features.flatten(2).mean(dim=2)
+
+
+def _check_backbone_role(name: str, role: str, expected_input: str) -> None:
+    if name not in BACKBONES:
+        raise KeyError(f"unknown {role} backbone {name!r}; known: {sorted(BACKBONES)}")
+    kind = BACKBONES[name].input_kind
+    if kind != expected_input:
+        raise ValueError(f"{role} must be a {expected_input!r} backbone; {name!r} takes {kind!r} input")
+
+
+class CoMoDe(nn.Module):
+    """Context-and-motion-decoupling pretraining model (Huang et al., CVPR 2021).
+
+    Args (all keyword-only):
+        backbone: V-Network, a "clip" entry of ``BACKBONES`` (paper: c3d, r3d_26, r21d_26).
+        width_multiplier: channel scale of all three CNNs (1.0 = paper; 0.125 for CPU tests).
+        embed_dim: D, dimension of both contrastive spaces (context and motion), 512.
+        head_hidden: hidden width of the two context MLP heads, 2048.
+        transformer_dim: model width of the motion encoder-decoder, 512.
+        encoder_layers: transformer encoder layers over the clip tokens, 2.
+        decoder_layers: transformer decoder layers producing the future-motion tokens, 4.
+        heads: attention heads (transformer_dim must be divisible by it), 8.
+        mnet: M-Network, a "motion" entry of ``BACKBONES`` (2-channel MV input), r3d_10.
+        inet: I-Network, a "frame" entry of ``BACKBONES``, r2d_10.
+        use_context: build and train the context-matching branch (ablation switch).
+        use_motion: build and train the motion-prediction branch (ablation switch).
+        dropout: dropout inside the transformer layers (PyTorch's default 0.1).
+
+    A switched-off branch has no modules at all, so every parameter of the model receives a
+    gradient from the enabled losses (what DDP without ``find_unused_parameters`` needs).
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: str = "r3d_26",
+        width_multiplier: float = 1.0,
+        embed_dim: int = 512,
+        head_hidden: int = 2048,
+        transformer_dim: int = 512,
+        encoder_layers: int = 2,
+        decoder_layers: int = 4,
+        heads: int = 8,
+        mnet: str = "r3d_10",
+        inet: str = "r2d_10",
+        use_context: bool = True,
+        use_motion: bool = True,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if not (use_context or use_motion):
+            raise ValueError("at least one of use_context / use_motion must be enabled")
+        _check_backbone_role(backbone, "backbone (V-Network)", "clip")
+        self.use_context = use_context
+        self.use_motion = use_motion
+        self.embed_dim = embed_dim
+
+        self.vnet = build_backbone(backbone, width_multiplier=width_multiplier)
+        self.feature_dim = self.vnet.out_channels  # C of encode_clip's output
+
+        if use_context:
+            _check_backbone_role(inet, "inet (I-Network)", "frame")
+            self.inet = build_backbone(inet, width_multiplier=width_multiplier)
+            self.clip_head = MLPHead(self.vnet.out_channels, head_hidden, embed_dim)
+            self.iframe_head = MLPHead(self.inet.out_channels, head_hidden, embed_dim)
+
+        if use_motion:
+            _check_backbone_role(mnet, "mnet (M-Network)", "motion")
+            self.mnet = build_backbone(mnet, width_multiplier=width_multiplier)
+            # Pointwise (1x1x1) projection: keeps the grid, maps M-Net channels to D.
+            self.motion_projection = nn.Conv3d(self.mnet.out_channels, embed_dim, kernel_size=1)
+            self.motion_predictor = MotionPredictor(
+                self.vnet.out_channels,
+                transformer_dim=transformer_dim,
+                embed_dim=embed_dim,
+                encoder_layers=encoder_layers,
+                decoder_layers=decoder_layers,
+                heads=heads,
+                dropout=dropout,
+            )
+
+    def encode_clip(self, clip: Tensor) -> Tensor:
+        """(B, 3, T, H, W) -> (B, C) globally pooled V-Network features (for evaluation)."""
+        return _global_average_pool(self.vnet(clip))
+
+    def encode_motion(self, motion_vectors: Tensor) -> Tensor:
+        """(B, 2, T, H, W) MV maps -> (B, D, T', H', W') M-Network features (motion targets)."""
+        return self.motion_projection(self.mnet(motion_vectors))
+
+    def forward(
+        self,
+        clip: Tensor,
+        iframe: Tensor | None = None,
+        mv_future: Tensor | None = None,
+        mv_negatives: Tensor | None = None,
+    ) -> CoMoDeOutput:
+        """Run the enabled branches.
+
+        Args:
+            clip: (B, 3, T, H, W) RGB clip.
+            iframe: (B, 3, H, W) an I-frame of the same video (needed when use_context).
+            mv_future: (B, 2, T_m, H_m, W_m) MV maps of the window right after the clip
+                (needed when use_motion), already scaled to a float range by the data side.
+            mv_negatives: optional (B, K, 2, T_m, H_m, W_m) other MV windows of the same video.
+
+        Returns:
+            :class:`CoMoDeOutput`.
+        """
+        features = self.vnet(clip)  # (B, C, T', H', W'), shared by both tasks
+        out = CoMoDeOutput()
+        if self.use_context:
+            if iframe is None:
+                raise ValueError("use_context=True needs an iframe (B, 3, H, W)")
+            out.clip_embedding = self.clip_head(_global_average_pool(features))
+            out.iframe_embedding = self.iframe_head(_global_average_pool(self.inet(iframe)))
+        if self.use_motion:
+            if mv_future is None:
+                raise ValueError("use_motion=True needs mv_future (B, 2, T, H, W)")
+            out.motion_target, out.motion_negatives = self._encode_motion_windows(mv_future, mv_negatives)
+            target_grid = tuple(out.motion_target.shape[2:])
+            out.motion_prediction = self.motion_predictor(features, target_grid)
+        return out
+
+    def _encode_motion_windows(
+        self, mv_future: Tensor, mv_negatives: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """One M-Network pass over the future window and the K negative windows.
+
+        Returns (B, D, T', H', W') and (B, K, D, T', H', W') (or None).
+        """
+        if mv_negatives is None:
+            return self.encode_motion(mv_future), None
+        if mv_negatives.ndim != 6 or mv_negatives.shape[0] != mv_future.shape[0] \
+                or mv_negatives.shape[2:] != mv_future.shape[1:]:
+            raise ValueError(
+                f"mv_negatives must be (B, K, 2, T, H, W) matching mv_future {tuple(mv_future.shape)}, "
+                f"got {tuple(mv_negatives.shape)}"
+            )
+        windows = torch.cat([mv_future.unsqueeze(1), mv_negatives], dim=1)  # (B, 1+K, 2, T, H, W)
+        encoded = self.encode_motion(windows.flatten(0, 1))  # (B*(1+K), D, T', H', W')
+        encoded = encoded.unflatten(0, windows.shape[:2])  # (B, 1+K, D, T', H', W')
+        return encoded[:, 0], encoded[:, 1:]
+
+
+def compute_losses(
+    out: CoMoDeOutput,
+    *,
+    temperature: float = 0.1,
+    alpha: float = 0.5,
+    gather: Gather | None = None,
+) -> dict[str, Tensor]:
+    """The pretraining objective J = (1 - alpha) * J_I + alpha * J_M from a forward output.
+
+    Args:
+        out: a :class:`CoMoDeOutput`.
+        temperature: tau of both InfoNCE losses.
+        alpha: weight of the motion loss (paper's trade-off between the two tasks).
+        gather: optional all-gather for keys under DDP (see :mod:`comode.train.losses`).
+
+    Returns:
+        dict of scalar tensors: ``loss`` (to back-propagate), ``loss_context``,
+        ``loss_motion``, ``acc_context``, ``acc_motion``.  When only one branch is enabled,
+        ``loss`` is that branch's loss unweighted, and the disabled branch's entries are NaN
+        ("not computed", never mistaken for a real 0).
+    """
+    has_context = out.clip_embedding is not None and out.iframe_embedding is not None
+    has_motion = out.motion_prediction is not None and out.motion_target is not None
+    if not (has_context or has_motion):
+        raise ValueError("the output has neither context nor motion predictions")
+    reference = out.clip_embedding if has_context else out.motion_prediction
+    missing = torch.full((), float("nan"), device=reference.device)
+
+    loss_context = acc_context = loss_motion = acc_motion = missing
+    if has_context:
+        loss_context, acc_context = info_nce(
+            out.clip_embedding, out.iframe_embedding, temperature=temperature, gather=gather
+        )
+    if has_motion:
+        loss_motion, acc_motion = pointwise_info_nce(
+            out.motion_prediction, out.motion_target, temperature=temperature,
+            hard_negatives=out.motion_negatives, gather=gather,
+        )
+    if has_context and has_motion:
+        loss = joint_loss(loss_context, loss_motion, alpha=alpha)
+    else:
+        loss = loss_context if has_context else loss_motion
+    return {
+        "loss": loss,
+        "loss_context": loss_context,
+        "loss_motion": loss_motion,
+        "acc_context": acc_context,
+        "acc_motion": acc_motion,
+    }

@@ -1,0 +1,109 @@
+"""The re-encode: stream layout (GOP, no B-frames, sizes) and clear reasons for bad input."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from comode.extract.encode import ExtractionFailure, ffmpeg_exe, parse_source_info, reencode, reencode_command
+from comode.extract.settings import ExtractSettings
+from comode.extract.synthetic import translating_frames, write_video
+from comode.extract.video import extract_arrays
+
+
+def test_both_streams_have_gop_12_no_b_frames_and_their_sizes(tmp_path, real_dir):
+    nut = tmp_path / "out.nut"
+    info = reencode(real_dir / "mmaction2_apply_eye_makeup.avi", nut, ExtractSettings())
+    assert (info.codec, info.width, info.height, info.fps) == ("mpeg4", 320, 240, 25.0)
+    with av.open(str(nut)) as container:
+        sizes = [(s.codec_context.name, s.width, s.height) for s in container.streams.video]
+        types = {0: [], 1: []}
+        for frame_stream in (0, 1):
+            container.seek(0)
+            types[frame_stream] = [f.pict_type for f in container.decode(video=frame_stream)]
+    assert sizes == [("mpeg2video", 340, 256), ("mpeg2video", 170, 128)]
+    for stream_types in types.values():
+        letters = "".join({1: "I", 2: "P", 3: "B"}[int(t)] for t in stream_types)
+        assert len(letters) == 164  # one output frame per source frame
+        assert letters == ("I" + "P" * 11) * 13 + "I" + "P" * 7
+
+
+def test_each_encoder_option_targets_its_own_stream():
+    command = reencode_command(Path("in.mp4"), Path("out.nut"), ExtractSettings(codec="mpeg4", quality=3))
+    assert command[command.index("-c:v:0") + 1] == "mpeg4" and command[command.index("-q:v:0") + 1] == "3"
+    assert command[command.index("-c:v:1") + 1] == "mpeg2video" and command[command.index("-q:v:1") + 1] == "5"
+    assert "-q:v" not in command and "-c:v" not in command  # an unqualified option would hit both streams
+
+
+def test_crop_mode_keeps_aspect(tmp_path):
+    # A 640x240 source (8:3) with a vertical bar in the middle third: stretch squeezes the
+    # picture; crop keeps the centre unscaled in x relative to y.
+    frames = np.zeros((3, 240, 640, 3), dtype=np.uint8)
+    frames[:, :, 300:340] = 255
+    video = write_video(tmp_path / "wide.mkv", frames)
+    for resize, expected_width in (("stretch", 340 * 40 / 640), ("crop", 40 * 256 / 240)):
+        work = tmp_path / resize
+        work.mkdir()
+        _, arrays = extract_arrays(video, ExtractSettings(resize=resize), workdir=work)
+        bright = (arrays.iframes[0].mean(axis=(0, 2)) > 128).sum() * 2  # rgb is half size
+        assert abs(bright - expected_width) <= 4, (resize, bright, expected_width)
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: p.write_bytes(b""), "empty file (0 bytes)"),
+        (lambda p: p.write_bytes(np.random.default_rng(0).bytes(50_000)), "not a readable video"),
+        (lambda p: None, "file not found"),
+    ],
+    ids=["zero-bytes", "random-bytes", "missing"],
+)
+def test_bad_files_fail_with_a_clear_reason(tmp_path, make, reason):
+    path = tmp_path / "bad video.mp4"
+    make(path)
+    with pytest.raises(ExtractionFailure, match=re.escape(reason)):
+        reencode(path, tmp_path / "out.nut", ExtractSettings())
+
+
+def test_audio_only_file_fails_as_no_video_stream(tmp_path):
+    audio = tmp_path / "tone.m4a"
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
+                    "-c:a", "aac", str(audio)], check=True, timeout=60)
+    with pytest.raises(ExtractionFailure, match="no video stream"):
+        reencode(audio, tmp_path / "out.nut", ExtractSettings())
+
+
+def test_truncated_file_keeps_the_frames_before_the_cut_or_fails_clearly(tmp_path, real_dir):
+    data = (real_dir / "mmaction2_apply_eye_makeup.avi").read_bytes()
+    truncated = tmp_path / "truncated.avi"
+    truncated.write_bytes(data[: len(data) // 2])
+    try:
+        _, arrays = extract_arrays(truncated, ExtractSettings(), workdir=tmp_path)
+    except ExtractionFailure as failure:
+        assert str(failure)  # a reason, not an empty message
+    else:
+        assert 0 < arrays.num_frames < 164
+
+
+def test_time_limit_kills_a_hanging_decode(tmp_path):
+    fifo = tmp_path / "never-written.mp4"
+    import os
+
+    os.mkfifo(fifo)  # opening a FIFO with no writer blocks forever: a stand-in for a hang
+    with pytest.raises(ExtractionFailure, match="timed out after 1 s"):
+        reencode(fifo, tmp_path / "out.nut", ExtractSettings(timeout_s=1))
+
+
+def test_source_info_parsing_handles_missing_fps():
+    log = "Input #0, matroska\n  Stream #0:0: Video: ffv1, yuv444p, 340x256, SAR 1:1\nOutput #0, nut"
+    info = parse_source_info(log)
+    assert (info.codec, info.width, info.height, info.fps) == ("ffv1", 340, 256, None)
+
+
+def test_synthetic_video_round_trip_has_one_frame_per_source_frame(tmp_path):
+    video = write_video(tmp_path / "one.mkv", translating_frames(frames=1, width=64, height=48, dx=0, dy=0))
+    _, arrays = extract_arrays(video, ExtractSettings(), workdir=tmp_path)
+    assert arrays.num_frames == 1 and bytes(arrays.frame_types) == b"I" and not arrays.mvs.any()

@@ -1,0 +1,157 @@
+"""The store: write/read round trip, the completion marker, resume rules, schema checks,
+and decoding RGB frames from the stored stream alone."""
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import zarr
+
+from comode.extract.settings import ExtractSettings
+from comode.extract.synthetic import translating_frames, write_video
+from comode.extract.video import extract_arrays
+from comode.store import (
+    SchemaError, StoreError, VideoArrays, create_or_open_root, open_store, write_failure, write_video as store_video,
+)
+from comode.store.validate import validate_store
+
+
+def _root_attrs(**extraction_overrides):
+    extraction = {**ExtractSettings().store_attrs(), "mv_units_per_pixel": 4, "mv_sign": "dst_minus_src",
+                  "tools": {"ffmpeg": "test"}, **extraction_overrides}
+    return {"schema": "comode.store/1", "schema_minor": 0,
+            "dataset": {"name": "folder", "classes": ["a", "b"], "split_names": ["1"]}, "extraction": extraction}
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+    """A real extraction result: 26 frames of a texture moving right, GOP 12."""
+    work = tmp_path_factory.mktemp("synthetic")
+    video = write_video(work / "moving.mkv", translating_frames(frames=26, width=340, height=256, dx=2, dy=0))
+    _, arrays = extract_arrays(video, ExtractSettings(), workdir=work)
+    return arrays
+
+
+def _attrs(arrays, label=1):
+    return {"source": "b/moving.mkv", "label": label, "class_name": "b", "splits": {"1": "train"},
+            "frames": arrays.num_frames, "width": 340, "height": 256, "rgb_codec": "mpeg2video",
+            "rgb_width": 170, "rgb_height": 128, "fps": 25.0}
+
+
+def test_round_trip_through_plain_zarr_and_the_reader(tmp_path, extracted):
+    url = str(tmp_path / "s.zarr")
+    root = create_or_open_root(url, root_attrs=_root_attrs())
+    store_video(root, "b__moving.mkv", _attrs(extracted), extracted)
+
+    # Plain zarr, no comode: names and dtypes are the contract.
+    plain = zarr.open_group(url, mode="r")
+    group = plain["videos/b__moving.mkv"]
+    assert group.attrs["status"] == "complete"
+    assert group["mvs"].dtype == np.int16 and group["mvs"].shape == (26, 2, 16, 22)
+    assert bytes(group["frame_types"][:]).decode() == "I" + "P" * 11 + "I" + "P" * 11 + "IP"
+    np.testing.assert_array_equal(group["iframe_index"][:], [0, 12, 24])
+    np.testing.assert_array_equal(group["mvs"][:], extracted.mvs)
+
+    store = open_store(url)
+    assert store.video_ids() == ["b__moving.mkv"]
+    assert store.video_ids(split="1", subset="train") == ["b__moving.mkv"]
+    assert store.video_ids(split="1", subset="test") == []
+    video = store.video("b__moving.mkv")
+    assert video.label == 1 and video.num_frames == 26
+    np.testing.assert_array_equal(video.iframes[1], extracted.iframes[1])
+    assert validate_store(url).ok
+
+
+def test_decode_frames_matches_a_full_decode_of_the_stored_stream(tmp_path, extracted):
+    url = str(tmp_path / "s.zarr")
+    root = create_or_open_root(url, root_attrs=_root_attrs())
+    store_video(root, "v", _attrs(extracted), extracted)
+    video = open_store(url).video("v")
+
+    # Reference: write the stored bytes to a file and decode it from the start with a container.
+    path = tmp_path / "stream.m2v"
+    path.write_bytes(video.read_rgb_stream())
+    with av.open(str(path)) as container:
+        full = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    assert full.shape == (26, 128, 170, 3)
+    wanted = [25, 3, 13, 13, 24, 0]  # any order, duplicates, spanning GOPs
+    np.testing.assert_array_equal(video.decode_frames(wanted), full[wanted])
+    # I-frames stored as an array are exactly the stream's I-frames.
+    np.testing.assert_array_equal(video.iframes[...], full[[0, 12, 24]])
+    # A resized decode has the asked size.
+    assert video.decode_frames([5], size=(112, 84)).shape == (1, 84, 112, 3)
+    with pytest.raises(IndexError):
+        video.decode_frames([26])
+
+
+def test_partial_group_is_not_listed_and_is_replaced_on_rewrite(tmp_path, extracted):
+    url = str(tmp_path / "s.zarr")
+    root = create_or_open_root(url, root_attrs=_root_attrs())
+    # Simulate a writer killed after creating the group and one array, before the marker.
+    partial = root.create_group("videos/v", attributes={**_attrs(extracted), "status": "writing"})
+    partial.create_array("mvs", shape=(26, 2, 16, 22), dtype="int16", chunks=(8, 2, 16, 22))
+    store = open_store(url)
+    assert store.video_ids() == [] and store.video_ids(status="writing") == ["v"]
+    with pytest.raises(ValueError, match="not complete"):
+        store.video("v").mvs
+    store_video(root, "v", _attrs(extracted), extracted)
+    video = open_store(url).video("v")
+    assert video.is_complete
+    np.testing.assert_array_equal(video.mvs[...], extracted.mvs)
+
+
+def test_failures_are_recorded_with_their_reason(tmp_path):
+    url = str(tmp_path / "s.zarr")
+    root = create_or_open_root(url, root_attrs=_root_attrs())
+    write_failure(root, "bad", {"source": "bad.mp4", "label": -1, "splits": {}}, "empty file (0 bytes)")
+    store = open_store(url)
+    assert store.video_ids() == [] and store.video_ids(status="failed") == ["bad"]
+    assert store.video_attrs()["bad"]["error"] == "empty file (0 bytes)"
+    assert validate_store(url).ok
+
+
+def test_resume_refuses_other_extraction_settings(tmp_path):
+    url = str(tmp_path / "s.zarr")
+    create_or_open_root(url, root_attrs=_root_attrs())
+    create_or_open_root(url, root_attrs=_root_attrs())  # same settings: fine
+    with pytest.raises(ValueError, match="gop: store=12 now=16"):
+        create_or_open_root(url, root_attrs=_root_attrs(gop=16))
+
+
+def test_unknown_major_version_and_bad_attributes_are_refused(tmp_path):
+    url = str(tmp_path / "s.zarr")
+    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root.attrs["schema"] = "comode.store/2"
+    with pytest.raises(SchemaError, match="major version 2 is not supported"):
+        open_store(url)
+    root.attrs["schema"] = "comode.store/1"
+    root.attrs["extraction"] = {**root.attrs["extraction"], "mv_units_per_pixel": 8}
+    with pytest.raises(SchemaError, match=r"extraction/mv_units_per_pixel: 4 was expected"):
+        open_store(url)
+    with pytest.raises(StoreError, match="no Zarr group"):
+        open_store(str(tmp_path / "nothing.zarr"))
+
+
+def test_validate_reports_inconsistent_arrays(tmp_path, extracted):
+    url = str(tmp_path / "s.zarr")
+    root = create_or_open_root(url, root_attrs=_root_attrs())
+    store_video(root, "v", _attrs(extracted), extracted)
+    root["videos/v/iframe_index"][0] = 5  # corrupt: no longer the I positions
+    report = validate_store(url)
+    assert not report.ok and "iframe_index does not list" in report.problems[0]
+
+
+def test_video_arrays_reject_inconsistent_shapes(extracted):
+    with pytest.raises(ValueError, match="rgb_stream_offsets"):
+        VideoArrays(**{**extracted.__dict__, "rgb_stream_offsets": extracted.rgb_stream_offsets[:-1]})
+
+
+def test_schemas_are_valid_json_schema_documents():
+    import jsonschema
+
+    repo = Path(__file__).resolve().parents[2]
+    for name in ("root", "video"):
+        schema = json.loads((repo / "schemas" / f"{name}.schema.json").read_text())
+        jsonschema.Draft202012Validator.check_schema(schema)

@@ -1,0 +1,158 @@
+"""The CoMoDe model: output shapes, losses, gradients and ablation switches on a tiny CPU model.
+
+Shape alphabet: B batch, C channels, T time, H height, W width, D embedding dim.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+
+from comode.train.model import CoMoDe, CoMoDeOutput, LearnedPositionalGrid, compute_losses
+
+TINY = dict(width_multiplier=0.125, transformer_dim=64, embed_dim=32, head_hidden=128)
+LOSS_KEYS = {"loss", "loss_context", "loss_motion", "acc_context", "acc_motion"}
+
+
+def _inputs(batch=2, mv_hw=(32, 44), negatives=3):
+    torch.manual_seed(0)
+    return dict(
+        clip=torch.randn(batch, 3, 16, 64, 64),
+        iframe=torch.randn(batch, 3, 64, 64),
+        mv_future=torch.randn(batch, 2, 8, *mv_hw),
+        mv_negatives=torch.randn(batch, negatives, 2, 8, *mv_hw) if negatives else None,
+    )
+
+
+def _assert_every_parameter_has_a_gradient(model):
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"no gradient for {missing}"
+
+
+def test_tiny_model_forward_backward_on_cpu_is_fast_and_reaches_every_parameter():
+    torch.manual_seed(0)
+    model = CoMoDe(**TINY)
+    inputs = _inputs()
+    start = time.perf_counter()
+    out = model(**inputs)
+    losses = compute_losses(out, temperature=0.1, alpha=0.5)
+    losses["loss"].backward()
+    elapsed = time.perf_counter() - start
+    assert elapsed < 10.0
+
+    assert isinstance(out, CoMoDeOutput)
+    assert tuple(out.clip_embedding.shape) == (2, 32)
+    assert tuple(out.iframe_embedding.shape) == (2, 32)
+    # M-Net grid of an 8 x 32 x 44 MV window: T 8 -> 1, H 32 -> 2, W 44 -> 3.
+    assert tuple(out.motion_prediction.shape) == (2, 32, 1, 2, 3)
+    assert tuple(out.motion_target.shape) == (2, 32, 1, 2, 3)
+    assert tuple(out.motion_negatives.shape) == (2, 3, 32, 1, 2, 3)
+
+    assert set(losses) == LOSS_KEYS
+    assert all(torch.isfinite(v) for v in losses.values())
+    expected = 0.5 * losses["loss_context"] + 0.5 * losses["loss_motion"]
+    torch.testing.assert_close(losses["loss"], expected)
+    _assert_every_parameter_has_a_gradient(model)
+
+
+@pytest.mark.parametrize("mv_hw", [(16, 22), (32, 44), (64, 64)])
+def test_motion_prediction_follows_the_mnet_grid_of_any_mv_size(mv_hw):
+    model = CoMoDe(**TINY).eval()
+    with torch.no_grad():
+        out = model(**_inputs(mv_hw=mv_hw, negatives=0))
+    assert out.motion_negatives is None
+    assert out.motion_prediction.shape == out.motion_target.shape
+    expected_hw = tuple(math.ceil(s / 16) for s in mv_hw)  # stride 2 four times, rounded up
+    assert tuple(out.motion_target.shape[3:]) == expected_hw
+
+
+def test_encode_clip_returns_pooled_backbone_features():
+    model = CoMoDe(**TINY).eval()
+    clip = torch.randn(2, 3, 16, 64, 64)
+    with torch.no_grad():
+        pooled = model.encode_clip(clip)
+        assert tuple(pooled.shape) == (2, model.feature_dim) == (2, 64)
+        torch.testing.assert_close(pooled, model.vnet(clip).mean(dim=(2, 3, 4)))
+
+
+def test_context_only_ablation_has_no_motion_modules():
+    model = CoMoDe(**TINY, use_motion=False)
+    assert not any(name.startswith(("mnet", "motion")) for name, _ in model.named_parameters())
+    out = model(clip=torch.randn(2, 3, 16, 64, 64), iframe=torch.randn(2, 3, 64, 64))
+    assert out.motion_prediction is None and out.motion_target is None
+    losses = compute_losses(out)
+    torch.testing.assert_close(losses["loss"], losses["loss_context"])
+    assert math.isnan(losses["loss_motion"].item()) and math.isnan(losses["acc_motion"].item())
+    losses["loss"].backward()
+    _assert_every_parameter_has_a_gradient(model)
+
+
+def test_motion_only_ablation_has_no_context_modules():
+    model = CoMoDe(**TINY, use_context=False)
+    context_modules = ("inet", "clip_head", "iframe_head")
+    assert not any(name.startswith(context_modules) for name, _ in model.named_parameters())
+    inputs = _inputs()
+    del inputs["iframe"]
+    out = model(**inputs)
+    assert out.clip_embedding is None and out.iframe_embedding is None
+    losses = compute_losses(out, alpha=0.3)
+    torch.testing.assert_close(losses["loss"], losses["loss_motion"])  # unweighted when alone
+    assert math.isnan(losses["loss_context"].item())
+    losses["loss"].backward()
+    _assert_every_parameter_has_a_gradient(model)
+
+
+@pytest.mark.parametrize("backbone", ["c3d", "r21d_18"])
+def test_other_v_networks_plug_in(backbone):
+    model = CoMoDe(**TINY, backbone=backbone).eval()
+    with torch.no_grad():
+        out = model(**_inputs(negatives=1))
+    assert tuple(out.motion_prediction.shape) == (2, 32, 1, 2, 3)
+
+
+def test_missing_inputs_and_wrong_roles_are_rejected():
+    model = CoMoDe(**TINY)
+    with pytest.raises(ValueError, match="iframe"):
+        model(clip=torch.randn(2, 3, 16, 64, 64), mv_future=torch.randn(2, 2, 8, 16, 16))
+    with pytest.raises(ValueError, match="mv_future"):
+        model(clip=torch.randn(2, 3, 16, 64, 64), iframe=torch.randn(2, 3, 64, 64))
+    with pytest.raises(ValueError, match="mv_negatives"):
+        model(**{**_inputs(), "mv_negatives": torch.randn(2, 3, 2, 8, 16, 16)})
+    with pytest.raises(ValueError):
+        CoMoDe(**TINY, backbone="r2d_10")  # a frame network cannot be the V-Network
+    with pytest.raises(ValueError):
+        CoMoDe(**TINY, mnet="r3d_18")  # the M-Network must take motion vectors
+    with pytest.raises(ValueError):
+        CoMoDe(**TINY, use_context=False, use_motion=False)
+    with pytest.raises(ValueError):
+        CoMoDe(**{**TINY, "heads": 6})  # 64 is not divisible by 6
+
+
+def test_positional_grid_interpolates_to_any_token_grid():
+    positions = LearnedPositionalGrid(8)  # reference grid (2, 7, 7)
+    assert tuple(positions((2, 7, 7)).shape) == (1, 98, 8)
+    torch.testing.assert_close(positions((2, 7, 7)), positions.table.flatten(2).transpose(1, 2))
+    assert tuple(positions((1, 2, 3)).shape) == (1, 6, 8)
+    positions((1, 2, 3)).sum().backward()
+    assert positions.table.grad.abs().sum() > 0
+
+
+def test_compute_losses_with_a_fake_gather_uses_the_other_ranks_keys():
+    model = CoMoDe(**TINY).eval()
+    with torch.no_grad():
+        out = model(**_inputs())
+    extra_keys = {}
+
+    def fake_gather(local):
+        extra = torch.nn.functional.normalize(torch.randn_like(local), dim=1)
+        extra_keys[local.ndim] = extra
+        return torch.cat([local, extra])
+
+    local = compute_losses(out)
+    gathered = compute_losses(out, gather=fake_gather)
+    assert set(extra_keys) == {2, 5}  # I-frame keys (B, D) and motion targets (B, D, T, H, W)
+    assert gathered["loss_context"] > local["loss_context"]  # more negatives, same positives
+    assert gathered["loss_motion"] > local["loss_motion"]
