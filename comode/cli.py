@@ -7,6 +7,7 @@ print a summary.  Exit codes: 0 success, 1 some videos failed (recorded in the s
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -17,8 +18,9 @@ app = typer.Typer(help="comode: context and motion decoupling for self-supervise
                   no_args_is_help=True, pretty_exceptions_enable=False)
 store_app = typer.Typer(help="Inspect and validate a comode store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
-console = Console(stderr=True)
-out_console = Console()
+# Rich wraps at 80 columns when not on a terminal: in logs and pipes keep lines whole.
+console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+out_console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:

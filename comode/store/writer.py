@@ -89,8 +89,10 @@ def create_or_open_root(url: str, *, root_attrs: Mapping[str, Any], storage_opti
     if differing:
         details = ", ".join(f"{k}: store={old.get(k)!r} now={new.get(k)!r}" for k in differing)
         raise ValueError(f"{url} was extracted with other settings ({details}); use another output store")
-    # Dataset description may grow (new videos, new classes): the newest run describes it.
-    root.attrs.update({"dataset": dict(root_attrs["dataset"])})
+    # The dataset description may grow (new videos, new classes): the newest run describes
+    # it.  Rewrite only on change, so that a run with nothing to do writes nothing.
+    if existing.get("dataset") != root_attrs["dataset"]:
+        root.attrs.update({"dataset": dict(root_attrs["dataset"])})
     root.require_group(layout.VIDEOS_GROUP)
     return root
 

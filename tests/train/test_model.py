@@ -6,7 +6,6 @@ Shape alphabet: B batch, C channels, T time, H height, W width, D embedding dim.
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -32,16 +31,14 @@ def _assert_every_parameter_has_a_gradient(model):
     assert not missing, f"no gradient for {missing}"
 
 
-def test_tiny_model_forward_backward_on_cpu_is_fast_and_reaches_every_parameter():
+def test_tiny_model_forward_backward_reaches_every_parameter():
     torch.manual_seed(0)
     model = CoMoDe(**TINY)
     inputs = _inputs()
-    start = time.perf_counter()
+    # Speed is measured in benchmarks, not asserted here (CI machines vary).
     out = model(**inputs)
     losses = compute_losses(out, temperature=0.1, alpha=0.5)
     losses["loss"].backward()
-    elapsed = time.perf_counter() - start
-    assert elapsed < 10.0
 
     assert isinstance(out, CoMoDeOutput)
     assert tuple(out.clip_embedding.shape) == (2, 32)
