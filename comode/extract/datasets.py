@@ -336,7 +336,7 @@ def load_dataset(kind: str, root: str | Path, *, annotations: str | Path | None 
     """Index the dataset of format ``kind`` under ``root``."""
     if kind not in DATASET_KINDS:
         raise DatasetError(f"unknown dataset format {kind!r}; choose one of {', '.join(DATASET_KINDS)}")
-    root = Path(root).expanduser().absolute()
+    root = Path(os.path.normpath(Path(root).expanduser().absolute()))  # no "x/../" in recorded paths
     if not root.is_dir():
         raise DatasetError(f"dataset root {root} is not a folder")
     annotations = Path(annotations).expanduser() if annotations else None

@@ -47,10 +47,12 @@ ARRAY_NAMES = (FRAME_TYPES, IFRAMES, IFRAME_INDEX, MVS, RGB_STREAM, RGB_STREAM_O
 MV_UNITS_PER_PIXEL = 4
 MV_CHANNELS = ("x", "y")
 
-# Chunking, chosen by measurement (see README "Store layout and sizes"): every array is
-# ONE shard (one file per array, so a video costs a handful of files) holding inner chunks
+# Chunking, chosen by measurement (see the README's store section): every array is ONE
+# shard (one file per array, so a video costs a handful of files) holding inner chunks
 # sized for the training access pattern: an 8-frame MV window touches one or two MV
-# chunks, one I-frame is one chunk, a GOP of the RGB stream is one or two 64 KiB chunks.
+# chunks, a GOP of the RGB stream one or two 64 KiB chunks.  I-frames go 4 to a chunk:
+# on the shared real clips that stored 3.4 KB/frame instead of 3.8 KB/frame with one per
+# chunk, for 0.3 ms instead of 0.1 ms to read one I-frame.
 MVS_CHUNK_FRAMES = 32
-IFRAMES_CHUNK = 1
+IFRAMES_CHUNK = 4
 RGB_STREAM_CHUNK_BYTES = 64 * 1024

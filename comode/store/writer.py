@@ -8,12 +8,14 @@ two tasks never touch the same file.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
+from zarr.core.sync import sync
 
 from comode.store import layout
 
@@ -21,6 +23,9 @@ from comode.store import layout
 # compressed MV grids ~2x better than lz4 at the same speed in our measurements.
 _COMPRESS_INT = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
 _COMPRESS_BYTES = BloscCodec(cname="zstd", clevel=5, shuffle="noshuffle")
+# The bitstream is already entropy-coded; lz4 at level 1 costs ~nothing and only removes
+# the zero padding of the last (partial) inner chunk, which is stored at full size.
+_COMPRESS_STREAM = BloscCodec(cname="lz4", clevel=1, shuffle="noshuffle")
 
 
 @dataclass(frozen=True)
@@ -107,22 +112,26 @@ def write_video(root: zarr.Group, video_id: str, attrs: Mapping[str, Any], array
     """Write one video group; its status becomes "complete" only after every array is stored."""
     group = root.create_group(_video_path(video_id), overwrite=True,
                               attributes={**attrs, "status": layout.STATUS_WRITING})
-    t, _, gh, gw = arrays.mvs.shape
+    _, _, gh, gw = arrays.mvs.shape
     _, h, w, _ = arrays.iframes.shape
-    _write_array(group, layout.FRAME_TYPES, arrays.frame_types, chunk=arrays.frame_types.shape,
-                 compressor=_COMPRESS_BYTES)
-    _write_array(group, layout.IFRAME_INDEX, arrays.iframe_index.astype(np.int32),
-                 chunk=arrays.iframe_index.shape, compressor=_COMPRESS_INT)
-    _write_array(group, layout.IFRAMES, arrays.iframes, chunk=(layout.IFRAMES_CHUNK, h, w, 3),
-                 compressor=_COMPRESS_BYTES)
-    _write_array(group, layout.MVS, arrays.mvs, chunk=(layout.MVS_CHUNK_FRAMES, 2, gh, gw),
-                 compressor=_COMPRESS_INT)
-    # The bitstream is already entropy-coded: compressing it again costs time and saves nothing.
-    _write_array(group, layout.RGB_STREAM, arrays.rgb_stream, chunk=(layout.RGB_STREAM_CHUNK_BYTES,),
-                 compressor=None)
-    _write_array(group, layout.RGB_STREAM_OFFSETS, arrays.rgb_stream_offsets.astype(np.int64),
-                 chunk=arrays.rgb_stream_offsets.shape, compressor=_COMPRESS_INT)
+    specs = [
+        (layout.FRAME_TYPES, arrays.frame_types, arrays.frame_types.shape, _COMPRESS_BYTES),
+        (layout.IFRAME_INDEX, arrays.iframe_index.astype(np.int32), arrays.iframe_index.shape, _COMPRESS_INT),
+        (layout.IFRAMES, arrays.iframes, (layout.IFRAMES_CHUNK, h, w, 3), _COMPRESS_BYTES),
+        (layout.MVS, arrays.mvs, (layout.MVS_CHUNK_FRAMES, 2, gh, gw), _COMPRESS_INT),
+        (layout.RGB_STREAM, arrays.rgb_stream, (layout.RGB_STREAM_CHUNK_BYTES,), _COMPRESS_STREAM),
+        (layout.RGB_STREAM_OFFSETS, arrays.rgb_stream_offsets.astype(np.int64), arrays.rgb_stream_offsets.shape,
+         _COMPRESS_INT),
+    ]
+    # All arrays in one round trip to zarr's event loop: created and written concurrently
+    # (measured: 45 -> 20 ms for a 164-frame video, one by one through the sync API).
+    sync(_write_arrays(group._async_group, specs))
     group.attrs.update({"status": layout.STATUS_COMPLETE})
+
+
+async def _write_arrays(group, specs) -> None:
+    await asyncio.gather(*(_write_array(group, name, data, chunk=chunk, compressor=compressor)
+                           for name, data, chunk, compressor in specs))
 
 
 def write_failure(root: zarr.Group, video_id: str, attrs: Mapping[str, Any], reason: str) -> None:
@@ -131,14 +140,14 @@ def write_failure(root: zarr.Group, video_id: str, attrs: Mapping[str, Any], rea
                       attributes={**attrs, "status": layout.STATUS_FAILED, "error": reason})
 
 
-def _write_array(group: zarr.Group, name: str, data: np.ndarray, *, chunk: tuple[int, ...], compressor) -> None:
+async def _write_array(group, name: str, data: np.ndarray, *, chunk: tuple[int, ...],
+                       compressor: BloscCodec) -> None:
     """One shard holding the whole array (one file), inner chunks of ``chunk`` (clipped, >= 1)."""
     shape = data.shape
     chunk = tuple(max(1, min(c, s)) if s else 1 for c, s in zip(chunk, shape))
     shard = tuple(-(-max(s, 1) // c) * c for s, c in zip(shape, chunk))
-    array = group.create_array(
-        name, shape=shape, dtype=data.dtype, chunks=chunk, shards=shard,
-        compressors=compressor if compressor is not None else None, fill_value=0,
-    )
+    # An array that fits one chunk needs no shard index: same single file, less work.
+    array = await group.create_array(name, shape=shape, dtype=data.dtype, chunks=shard if shard == chunk else chunk,
+                                     shards=None if shard == chunk else shard, compressors=compressor, fill_value=0)
     if data.size:
-        array[...] = data
+        await array.setitem(Ellipsis, data)
