@@ -7,3 +7,12 @@ Decoupling", CVPR 2021 (arXiv 2104.00862).  Stages: ``comode.extract`` (videos -
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``comode.load_backbone(path)``, imported lazily so that ``import comode`` stays light."""
+    if name == "load_backbone":
+        from comode.train.export import load_backbone
+
+        return load_backbone
+    raise AttributeError(f"module 'comode' has no attribute {name!r}")

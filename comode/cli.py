@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -141,13 +141,79 @@ def show(
     out_console.print(f"wrote {path}")
 
 
-train_app = typer.Typer(help="Pretraining (arrives with the pretraining issue).", pretty_exceptions_enable=False)
+train_app = typer.Typer(help="Pretrain a V-Network (context and motion decoupling) and export it.",
+                        no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+def _train(*, store: str, config: Optional[Path], out: Path, resume: bool, progress: bool,
+           overrides: List[str], task_overrides: tuple[str, ...]) -> None:
+    from comode.train.checkpoint import CheckpointError
+    from comode.train.config import ConfigError, load_config
+    from comode.train.loop import run_pretraining
+
+    # --resume without --config continues with the run's own resolved config.
+    base = config if config is not None else (out / "config.yaml" if resume else None)
+    try:
+        settings = load_config(base, [*task_overrides, *overrides])
+        summary = run_pretraining(settings, store=store, out_dir=out, resume=resume, show_progress=progress)
+    except (ConfigError, CheckpointError, FileExistsError, ValueError) as error:
+        raise _fail(str(error)) from None
+    final = summary.final
+    loss = f", final loss {final['loss']:.4f}" if final else ""
+    out_console.print(f"{summary.steps}/{summary.total_steps} steps ({summary.epochs_completed} epochs){loss}, "
+                      f"{summary.clips_per_s:.1f} clips/s, {summary.skipped_videos} videos skipped; "
+                      f"checkpoint {summary.checkpoint}, metrics {summary.metrics_path}")
+
+
+_OVERRIDES_HELP = "Config overrides key=value, e.g. optim.epochs=10 data.batch_size=32 (YAML values)."
+
+
+@train_app.command("pretrain")
+def train_pretrain(
+    store: str = typer.Option(..., help="Store path or URL (from `comode extract`)."),
+    config: Optional[Path] = typer.Option(None, help="YAML config, e.g. configs/pretrain/r3d26_ucf101.yaml (default: paper defaults)."),
+    out: Path = typer.Option(Path("runs/pretrain"), help="Run directory: config.yaml, last.pt, epoch_XXX.pt, metrics.jsonl, tensorboard/."),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its last.pt."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+    overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP),
+) -> None:
+    """Self-supervised pretraining (context matching + motion prediction). Multi-GPU: torchrun --nproc_per_node N -m comode train pretrain ..."""
+    _train(store=store, config=config, out=out, resume=resume, progress=progress, overrides=overrides or [],
+           task_overrides=())
+
+
+@train_app.command("supervised")
+def train_supervised(
+    store: str = typer.Option(..., help="Store path or URL (from `comode extract`)."),
+    config: Optional[Path] = typer.Option(None, help="YAML config (default: paper defaults)."),
+    out: Path = typer.Option(Path("runs/supervised"), help="Run directory."),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its last.pt."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+    overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP),
+) -> None:
+    """Supervised training with motion prediction as auxiliary loss (paper Table 6: CE + 0.2 x motion loss)."""
+    from comode.train.config import SUPERVISED_AUX_OVERRIDES
+
+    _train(store=store, config=config, out=out, resume=resume, progress=progress, overrides=overrides or [],
+           task_overrides=SUPERVISED_AUX_OVERRIDES)
+
+
+@train_app.command("export")
+def train_export(
+    checkpoint: Path = typer.Argument(..., help="Training checkpoint (last.pt or epoch_XXX.pt)."),
+    out: Path = typer.Argument(..., help="Output .safetensors file."),
+) -> None:
+    """Write the pretrained V-Network as safetensors with metadata (load with comode.load_backbone)."""
+    from comode.train.checkpoint import CheckpointError
+    from comode.train.export import export_backbone, read_backbone_metadata
+
+    try:
+        path = export_backbone(checkpoint, out)
+    except (CheckpointError, ValueError) as error:
+        raise _fail(str(error)) from None
+    metadata = read_backbone_metadata(path)
+    out_console.print(f"wrote {path}: {metadata['backbone']} x{metadata['width_multiplier']}, step {metadata['step']}")
 evaluate_app = typer.Typer(help="Evaluation (arrives with the evaluation issue).", pretty_exceptions_enable=False)
-
-
-@train_app.callback(invoke_without_command=True)
-def _train_not_yet() -> None:
-    raise _fail("`train` is not implemented yet in this version of comode (pretraining is its own issue).")
 
 
 @evaluate_app.callback(invoke_without_command=True)

@@ -1,0 +1,153 @@
+"""Training checkpoints: atomic writes, safe loads, and RNG states as plain tensors.
+
+A checkpoint is one ``torch.save`` dict holding only tensors and plain Python values
+(str, int, float, bool, None, lists, tuples, dicts), so it loads with
+``torch.load(weights_only=True)``: opening a checkpoint can never run pickled code.
+
+Writes are atomic: the bytes go to ``<name>.tmp`` in the same directory, are fsync'ed, and
+``os.replace`` swaps the file in (then the directory is fsync'ed).  A crash or SIGKILL at
+any moment leaves either the previous ``last.pt`` or the new one, never a mix; a leftover
+``.tmp`` is never read and is overwritten by the next save.
+
+Layout of a run directory::
+
+    out_dir/last.pt          the newest state (every epoch end, every save_every_steps, the end)
+    out_dir/epoch_010.pt     snapshots every checkpoint_every_epochs epochs
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "LAST_CHECKPOINT",
+    "CheckpointError",
+    "epoch_checkpoint_name",
+    "save_checkpoint",
+    "load_checkpoint",
+    "capture_rng_state",
+    "restore_rng_state",
+]
+
+CHECKPOINT_FORMAT = "comode.checkpoint/1"
+LAST_CHECKPOINT = "last.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated, corrupt, or not a comode checkpoint."""
+
+
+def epoch_checkpoint_name(epoch: int) -> str:
+    """``epoch_010.pt`` for the state after ``epoch`` completed epochs."""
+    return f"epoch_{epoch:03d}.pt"
+
+
+def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
+    """Atomically write ``state`` (plus the format tag) to ``path``; returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as handle:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    _fsync_directory(path.parent)
+    return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`, refusing anything else.
+
+    ``weights_only=True``: only tensors and plain values are unpickled.
+
+    Raises:
+        CheckpointError: the file is missing, truncated or corrupt, holds pickled objects
+            other than tensors and plain values, or is not a comode checkpoint.  The message
+            names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip; a cut-off one loses its directory
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({path.stat().st_size} bytes, not a complete "
+            "torch.save archive; an interrupted write or copy?)"
+        )
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain values (or a damaged "
+            f"pickle) and was refused (weights_only loading): {_first_line(error)}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({path.stat().st_size} bytes; an "
+            f"interrupted copy?) and cannot be loaded: {_first_line(error)}"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint (found {found!r})")
+    return state
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+# --------------------------------------------------------------------------------------
+# RNG states as tensors and plain values (weights_only-safe)
+# --------------------------------------------------------------------------------------
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch CPU and (if present) CUDA generator states, weights_only-safe."""
+    version, python_state, gauss_next = random.getstate()
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": torch.tensor(python_state, dtype=torch.int64),
+                   "gauss_next": gauss_next},
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`.  CUDA states are restored when the device count matches."""
+    python = state["python"]
+    random.setstate((python["version"], tuple(int(v) for v in python["state"].tolist()), python["gauss_next"]))
+    numpy = state["numpy"]
+    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
+                         numpy["has_gauss"], numpy["cached_gaussian"]))
+    torch.set_rng_state(state["torch"].cpu())
+    cuda_states = state["cuda"]
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])

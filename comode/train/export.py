@@ -1,0 +1,109 @@
+"""Ship the pretrained V-Network: safetensors weights with metadata, loaded back in one call.
+
+Only the V-Network survives pretraining (the I-/M-Networks, heads and transformer are
+pretext machinery).  The exported file is plain safetensors -- readable without comode --
+whose metadata says how to rebuild and feed the network::
+
+    export_backbone("runs/r3d26/last.pt", "r3d26_ucf101.safetensors")
+    vnet = load_backbone("r3d26_ucf101.safetensors")      # or directly a training checkpoint
+    features = vnet(clip).mean(dim=(2, 3, 4))              # (B, 3, 16, 112, 112) -> (B, C)
+
+Metadata keys (all strings): format, backbone, width_multiplier, comode_version (of the
+exporter), trained_with_comode, task, step, epoch, clip_size, input_normalization (JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from comode.train.backbones import build_backbone
+from comode.train.checkpoint import load_checkpoint
+
+__all__ = ["BACKBONE_FORMAT", "VNET_PREFIX", "export_backbone", "load_backbone", "read_backbone_metadata"]
+
+BACKBONE_FORMAT = "comode.backbone/1"
+# The V-Network's parameter prefix in training checkpoints (CoMoDe.vnet, in both tasks).
+VNET_PREFIX = "vnet."
+
+
+def _vnet_weights(model_state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    weights = {
+        key[len(VNET_PREFIX):]: tensor.detach().cpu().contiguous()
+        for key, tensor in model_state.items() if key.startswith(VNET_PREFIX)
+    }
+    if not weights:
+        raise ValueError(f"the checkpoint's model has no {VNET_PREFIX}* parameters (not a CoMoDe checkpoint?)")
+    return weights
+
+
+def _metadata(checkpoint: Mapping[str, Any]) -> dict[str, str]:
+    from comode import __version__
+
+    model = checkpoint["config"]["model"]
+    return {
+        "format": BACKBONE_FORMAT,
+        "backbone": model["backbone"],
+        "width_multiplier": repr(float(model["width_multiplier"])),
+        "comode_version": __version__,
+        "trained_with_comode": str(checkpoint["comode_version"]),
+        "task": str(checkpoint["task"]),
+        "step": str(checkpoint["step"]),
+        "epoch": str(checkpoint["epoch"]),
+        "clip_size": str(checkpoint["config"]["data"]["size"]),
+        "input_normalization": json.dumps(checkpoint["input_normalization"], sort_keys=True),
+    }
+
+
+def export_backbone(checkpoint_path: str | Path, out_path: str | Path) -> Path:
+    """Write the V-Network of a training checkpoint as safetensors (atomically); returns out_path."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    weights = _vnet_weights(checkpoint["model"])
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out_path.with_name(out_path.name + ".tmp")
+    save_file(weights, str(temporary), metadata=_metadata(checkpoint))
+    os.replace(temporary, out_path)
+    return out_path
+
+
+def read_backbone_metadata(path: str | Path) -> dict[str, str]:
+    """Metadata of an exported backbone (or of a training checkpoint, in the same form)."""
+    path = Path(path)
+    if zipfile.is_zipfile(path):  # torch.save files are zip archives; safetensors are not
+        return _metadata(load_checkpoint(path))
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if metadata.get("format") != BACKBONE_FORMAT:
+        raise ValueError(f"{path} is not a {BACKBONE_FORMAT} file (metadata format: {metadata.get('format')!r})")
+    return metadata
+
+
+def load_backbone(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Build the right backbone and load its weights, from an export or a training checkpoint.
+
+    Returns:
+        The V-Network (train mode, as any freshly built module), mapping (B, 3, T, H, W) to
+        its unpooled feature map (B, C, T', H', W'); ``out_channels`` is C, and
+        ``comode_metadata`` holds the metadata dict (input normalisation included).
+    """
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        checkpoint = load_checkpoint(path, map_location=map_location)
+        metadata, weights = _metadata(checkpoint), _vnet_weights(checkpoint["model"])
+    else:
+        metadata = read_backbone_metadata(path)
+        with safe_open(str(path), framework="pt", device=str(map_location)) as handle:
+            weights = {key: handle.get_tensor(key) for key in handle.keys()}
+    backbone = build_backbone(metadata["backbone"], width_multiplier=float(metadata["width_multiplier"]))
+    backbone.load_state_dict(weights, strict=True)
+    backbone.comode_metadata = metadata
+    return backbone.to(map_location)

@@ -1,0 +1,140 @@
+"""What a training run reports: ``metrics.jsonl``, TensorBoard scalars and a progress bar.
+
+``metrics.jsonl`` has one JSON object per optimizer step (non-finite numbers as ``null``,
+so any JSON reader accepts it), e.g.::
+
+    {"step": 1, "epoch": 0, "lr": 0.0064, "loss": 5.31, "loss_context": 4.10, ...}
+
+A resumed run first drops the records after its checkpoint's step (a crash may have
+logged steps that the checkpoint does not contain), so the file of a resumed run equals
+the file of an uninterrupted one.  TensorBoard (``tensorboard/``) is optional: without the
+``tensorboard`` package only the JSON lines are written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+__all__ = ["METRICS_FILE", "MetricsLog", "TrainingProgress", "Throughput", "read_metrics"]
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class MetricsLog:
+    """Appends one record per step to ``out_dir/metrics.jsonl`` and to TensorBoard.
+
+    Args:
+        out_dir: run directory.
+        resume_after_step: when resuming, the checkpoint's step: records with a larger
+            step are removed first; None for a fresh run (an existing file is replaced).
+        tensorboard: also write TensorBoard scalars (skipped if the package is missing).
+    """
+
+    def __init__(self, out_dir: Path, *, resume_after_step: int | None, tensorboard: bool = True) -> None:
+        self.path = Path(out_dir) / METRICS_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = [] if resume_after_step is None else [
+            line for line in self._lines() if json.loads(line)["step"] <= resume_after_step
+        ]
+        self.path.write_text("".join(kept))
+        self._file = self.path.open("a")
+        self._writer = _tensorboard_writer(Path(out_dir) / "tensorboard", purge_step=resume_after_step) \
+            if tensorboard else None
+
+    def _lines(self) -> list[str]:
+        return self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """One step's numbers; ``record["step"]`` is the TensorBoard x-axis."""
+        self._file.write(json.dumps({key: _json_number(value) for key, value in record.items()}) + "\n")
+        self._file.flush()
+        if self._writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self._writer.add_scalar(f"train/{key}", value, global_step=record["step"])
+
+    def close(self) -> None:
+        self._file.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _tensorboard_writer(log_dir: Path, *, purge_step: int | None):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional: the JSON lines carry the same numbers
+        return None
+    # purge_step drops events after the resumed step from an interrupted run's event files.
+    return SummaryWriter(log_dir=str(log_dir), purge_step=None if purge_step is None else purge_step + 1)
+
+
+def read_metrics(out_dir: str | Path) -> list[dict[str, Any]]:
+    """All records of ``out_dir/metrics.jsonl`` in order (nulls as NaN)."""
+    path = Path(out_dir) / METRICS_FILE
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [{k: (math.nan if v is None else v) for k, v in record.items()} for record in records]
+
+
+class TrainingProgress:
+    """A rich progress bar: step M/N, loss, clips/s, ETA.  Disabled: does nothing.
+
+    Use as a context manager; call :meth:`update` after every step.
+    """
+
+    def __init__(self, *, total_steps: int, start_step: int, enabled: bool, console: Console | None = None) -> None:
+        self.enabled = enabled
+        self._progress = Progress(
+            TextColumn("[bold]pretrain[/bold]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[speed]} clips/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console or Console(stderr=True),
+            disable=not enabled,
+        )
+        self._task = self._progress.add_task("steps", total=total_steps, completed=start_step, loss="-", speed="-")
+
+    def __enter__(self) -> "TrainingProgress":
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._progress.stop()
+
+    def update(self, *, step: int, loss: float, clips_per_s: float) -> None:
+        self._progress.update(self._task, completed=step, loss=f"{loss:.4f}", speed=f"{clips_per_s:.1f}")
+
+
+class Throughput:
+    """Clips per second over the last step and averaged since the start (wall clock)."""
+
+    def __init__(self) -> None:
+        self._start = self._last = time.perf_counter()
+        self._clips = 0
+
+    def step(self, clips: int) -> tuple[float, float]:
+        """Count ``clips`` finished now; returns (this step's clips/s, average clips/s)."""
+        now = time.perf_counter()
+        step_rate = clips / max(now - self._last, 1e-9)
+        self._clips += clips
+        self._last = now
+        return step_rate, self._clips / max(now - self._start, 1e-9)
+
+    @property
+    def elapsed_s(self) -> float:
+        return self._last - self._start

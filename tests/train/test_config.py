@@ -1,0 +1,123 @@
+"""Pretraining config: paper defaults, overrides, clear errors, YAML round trip, shipped files."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from comode.train.config import (
+    SUPERVISED_AUX_OVERRIDES,
+    ConfigError,
+    PretrainConfig,
+    config_differences,
+    config_to_dict,
+    load_config,
+    save_resolved,
+)
+from comode.train.model import CoMoDe
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
+
+
+def test_defaults_are_the_papers_values():
+    config = PretrainConfig()
+    # Huang et al., CVPR 2021, Sec. 4.1 (+ the authors' code where the paper is silent).
+    assert config.optim.momentum == 0.9 and config.optim.nesterov is True
+    assert config.optim.weight_decay == 0.005  # the authors' code: 1e-3 (documented in config.py)
+    assert config.optim.lr_per_sample == 0.0005 and config.base_lr == pytest.approx(0.032)  # 0.0005 x 64
+    assert config.optim.warmup_epochs == 5 and config.optim.epochs == 120
+    assert config.optim.grad_clip_norm == 15
+    assert config.data.batch_size == 64 and config.data.size == 112
+    assert config.loss.temperature == 0.1 and config.loss.alpha == 0.5
+    assert config.loss.supervised_aux_weight == 0.2  # Table 6
+    assert config.model.backbone == "r3d_26" and config.model.width_multiplier == 1.0
+    assert config.task == "pretrain" and config.model.use_context and config.model.use_motion
+
+
+def test_model_section_is_exactly_the_model_keyword_arguments():
+    import inspect
+
+    parameters = inspect.signature(CoMoDe.__init__).parameters
+    model_kwargs = {name for name, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert set(config_to_dict(PretrainConfig())["model"]) == model_kwargs
+
+
+def test_overrides_are_yaml_values_applied_in_order():
+    config = load_config(None, [
+        "optim.epochs=10", "data.batch_size=8", "model.backbone=c3d", "max_steps=50", "max_steps=null",
+        "optim.weight_decay=1e-3", "model.use_context=false", "data.split=2", "optim.grad_clip_norm=null",
+        "task=supervised_aux",
+    ])
+    assert config.optim.epochs == 10 and config.data.batch_size == 8 and config.model.backbone == "c3d"
+    assert config.max_steps is None  # the later override wins
+    assert config.optim.weight_decay == 0.001  # "1e-3" is a string to YAML 1.1; the float field converts it
+    assert config.model.use_context is False and config.data.split == "2" and config.optim.grad_clip_norm is None
+    assert config.base_lr == pytest.approx(0.004)
+    assert config.task == "supervised_aux"
+    assert load_config(None, list(SUPERVISED_AUX_OVERRIDES)).model.use_context is False
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=0.1", "unknown config key 'optim.lr'; valid keys in 'optim': epochs, grad_clip_norm, lr_per_sample, "
+                     "momentum, nesterov, warmup_epochs, weight_decay"),
+    ("optimizer.epochs=3", "unknown config key 'optimizer'; valid keys at the top level: checkpoint_every_epochs, "
+                           "data, loss, max_steps, model, optim, save_every_steps, seed, sync_batchnorm, task"),
+    ("data.batch_size=lots", "data.batch_size must be int, got 'lots'"),
+    ("data.batch_size=2.5", "data.batch_size must be int, got 2.5"),
+    ("model.use_motion=maybe", "model.use_motion must be bool, got 'maybe'"),
+    ("task=finetune", "task must be one of ['pretrain', 'supervised_aux'], got 'finetune'"),
+    ("loss.alpha=1.5", "loss.alpha must be in [0, 1]"),
+    ("optim.epochs", "override 'optim.epochs' must look like key=value"),
+    ("optim=3", "optim must be a mapping, got 3"),
+])
+def test_bad_keys_and_values_are_refused_with_a_clear_message(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, [override])
+
+
+def test_both_branches_off_is_refused():
+    with pytest.raises(ConfigError, match="cannot both be false"):
+        load_config(None, ["model.use_context=false", "model.use_motion=false"])
+
+
+def test_yaml_round_trip(tmp_path):
+    config = load_config(None, ["optim.epochs=7", "model.width_multiplier=0.25", "data.split=null", "seed=3"])
+    path = save_resolved(config, tmp_path / "run")
+    assert path == tmp_path / "run" / "config.yaml"
+    assert load_config(path) == config
+    assert load_config(path, ["optim.epochs=8"]).optim.epochs == 8
+    assert config_differences(config, load_config(path, ["optim.epochs=8", "max_steps=5"])) == [
+        "max_steps: None -> 5", "optim.epochs: 7 -> 8"]
+
+
+def test_unknown_key_in_a_file_names_the_file_section(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  backbone: c3d\n  depth: 50\n")
+    with pytest.raises(ConfigError, match=re.escape("unknown config key 'model.depth'; valid keys in 'model': ")):
+        load_config(path)
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("name", ["r3d26_ucf101.yaml", "c3d_ucf101.yaml", "tiny_cpu.yaml"])
+def test_shipped_configs_load_and_explain_every_value(name):
+    path = CONFIGS / name
+    config = load_config(path)
+    assert isinstance(config, PretrainConfig)
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        stripped = line.strip()
+        is_value = stripped and not stripped.startswith("#") and not stripped.endswith(":")
+        if is_value:
+            assert "#" in stripped, f"{name}:{number} has no comment saying why: {line!r}"
+
+
+def test_shipped_paper_configs_match_the_paper():
+    r3d = load_config(CONFIGS / "r3d26_ucf101.yaml")
+    c3d = load_config(CONFIGS / "c3d_ucf101.yaml")
+    assert r3d.model.backbone == "r3d_26" and c3d.model.backbone == "c3d"
+    for config in (r3d, c3d):
+        assert config.optim == PretrainConfig().optim and config.loss == PretrainConfig().loss
+        assert config.data.batch_size == 64 and config.data.split == "1" and config.data.subset == "train"
