@@ -1,0 +1,398 @@
+"""Pretraining samples from a comode store: ``PretrainDataset`` and ``make_loader``.
+
+    dataset = PretrainDataset("data/ucf101.zarr", split="1", subset="train", seed=0)
+    loader = make_loader(dataset, batch_size=64, workers=8, seed=0)
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)                     # data order AND clip positions
+        for batch in loader:
+            batch = {k: v.to("cuda", non_blocking=True) for k, v in batch.items()}
+            inputs = augment_batch(batch, generator=g, train=True)   # on the GPU
+
+Division of work: the loader workers only READ and DECODE (CPU-bound, one core each);
+every augmentation runs batched on the training device (:mod:`comode.train.transforms`),
+so worker throughput is spent on decoding alone.  A sample (:meth:`PretrainDataset.__getitem__`)
+is un-augmented:
+
+=============  ==============================  ==========================================
+key            value                           notes
+=============  ==============================  ==========================================
+clip           uint8 (3, 16, h, w)             RGB at the store's size (128 x 170)
+iframe         uint8 (3, h, w)                 an I-frame within +-5 frames of the clip
+mv_future      float32 (2, 8, gh, gw)          (x, y) in PIXELS PER FRAME of the MV frame
+                                               (340x256): stored quarter pixels / 4
+mv_negatives   float32 (3, 2, 8, gh, gw)       3 other windows of the same video
+video_index    int                             the video actually used (after a skip)
+label          int                             the store's label (-1 when none)
+size, mv_size  int                             output sides for augment_batch
+mv_geometry    float32 (4,)                    MV cell (h, w) and MV pixel (h, w) in RGB px
+=============  ==============================  ==========================================
+
+Which frames: :func:`comode.train.sampling.sample_indices`, with a generator seeded from
+(seed, epoch, index, attempt) -- a sample is a pure function of those, whatever worker or
+process computes it, so runs are reproducible and resumable.
+
+Reading one sample costs three store reads, chosen by measurement on the shared real
+clips (``benchmarks/bench_loader.py`` prints the breakdown):
+
+1. ONE ``Video.decode_frames`` call for the 16 clip frames AND the I-frame: it reads one
+   contiguous byte span of ``rgb_stream`` (from the I-frame before the first needed frame)
+   and decodes it once.  The chosen I-frame lies within [first - 5, last + 5], so it is
+   almost always inside that span (or <= 5 frames past it): decoding it from the stream
+   costs ~0.05 ms, a zarr read of ``iframes[k]`` ~1 ms.  The two are bit-identical (the
+   stored I-frames are decoded from the same stream; ``tests/store`` checks it).  Only an
+   I-frame more than ``IFRAME_DECODE_REACH`` frames outside the span is read from
+   ``iframes``.
+2. ONE read of ``mvs`` for all 4 windows: the whole array when the video has at most
+   ``MV_WHOLE_READ_FRAMES`` frames (one shard file read; cheaper than a partial read of a
+   300-frame video, whose windows are spread over it anyway), else an orthogonal read of
+   just the needed frames (one zarr call, only the chunks touched).
+3. Per-video metadata (``iframe_index``, ``rgb_stream_offsets``, array handles) cached per
+   process in an LRU of ``video_cache`` videos: reading them costs ~3 ms per video.
+
+Processes: the store is opened lazily in each process that reads (first ``__getitem__``,
+and again after a fork: the pid is checked), never shared; ``__init__`` keeps only the URL
+and the list of video ids.  :func:`make_loader` uses the "forkserver" start method: workers
+fork from a clean single-threaded server process (zarr runs an I/O thread in any process
+that has read a store, and forking a multi-threaded process can deadlock), and cost ~0.1 s
+each to start instead of ~2 s for "spawn"; workers are persistent across epochs.
+
+Bad videos: a video that fails at training time (corrupt stream, unreadable chunk) is
+skipped, not fatal: the sample is replaced by another video's, chosen deterministically
+from (seed, epoch, index, attempt), and the failure is counted.  ``dataset.skipped`` is
+the total over this process and its loader workers (a shared-memory counter, one slot per
+process); ``dataset.failures`` lists this process's failed video ids and reasons.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import numpy as np
+import torch
+import torch.distributed as dist
+import zarr
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
+
+from comode.store import open_store
+from comode.store.reader import Store, Video
+from comode.train.sampling import ClipSpec, sample_indices
+from comode.train.transforms import AugmentSpec, INPUT_NORMALIZATION, augment_batch
+
+__all__ = [
+    "PretrainDataset",
+    "EpochLoader",
+    "make_loader",
+    "augment_batch",
+    "AugmentSpec",
+    "INPUT_NORMALIZATION",
+    "ClipSpec",
+    "LOAD_ERRORS",
+    "MV_WHOLE_READ_FRAMES",
+    "IFRAME_DECODE_REACH",
+]
+
+logger = logging.getLogger(__name__)
+
+# Errors that mean "this video cannot be read", not "the code is wrong": FFmpeg decode
+# errors (av.FFmpegError), a span that decodes to too few frames, out-of-range indices or
+# missing arrays/chunks of a damaged group (ValueError, IndexError, KeyError), I/O errors.
+LOAD_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, ValueError, IndexError, KeyError, OSError)
+
+# Videos up to this many frames have their whole MV array read in one request (one shard
+# file: ~2 ms for 300 frames on the dev machine, vs ~1 ms per 8-frame window).
+MV_WHOLE_READ_FRAMES = 384
+# An I-frame at most this many frames beyond the decoded span is decoded with it (extra
+# decode ~0.03 ms/frame); farther ones are read from the ``iframes`` array.
+IFRAME_DECODE_REACH = 12
+# Retries with other videos before giving up on a sample (then the error is raised).
+MAX_ATTEMPTS = 10
+# Slots of the shared counter: [0] epoch, [1] main process skips, [2:] one per worker id.
+_COUNTER_SLOTS = 258
+
+
+@dataclass
+class _VideoEntry:
+    """Per-process cache of what every sample of a video needs."""
+
+    video: Video  # holds its cached iframe_index and rgb_stream_offsets
+    num_frames: int
+    iframe_index: np.ndarray
+    mvs: zarr.Array
+    label: int
+
+
+class PretrainDataset(Dataset):
+    """Un-augmented pretraining samples, one per complete video of a store per epoch.
+
+    Args:
+        store_url: comode store URL (any fsspec URL ``open_store`` accepts).
+        split: store split name (e.g. "1"); None = every complete video.
+        subset: side of ``split`` ("train" / "test"); None = both.
+        spec: which frames a sample uses (:class:`~comode.train.sampling.ClipSpec`).
+        seed: with the epoch and the index, the only source of randomness.
+        size: output side of the clip / I-frame crops (sent with every sample for
+            :func:`~comode.train.transforms.augment_batch`; the dataset does not crop).
+        mv_size: output side of the MV maps; None = size // 2.
+        storage_options: fsspec options for remote stores.
+        video_cache: videos whose metadata each process keeps (LRU); ~10 KB each.
+
+    Attributes:
+        video_ids: the videos, in index order.
+        num_classes: number of classes in the store's dataset description.
+        failures: this process's failed video ids and reasons.
+    """
+
+    def __init__(
+        self,
+        store_url: str,
+        *,
+        split: str | None = None,
+        subset: str | None = None,
+        spec: ClipSpec = ClipSpec(),
+        seed: int = 0,
+        size: int = 112,
+        mv_size: int | None = None,
+        storage_options: dict | None = None,
+        video_cache: int = 4096,
+    ) -> None:
+        self.store_url = str(store_url)
+        self.storage_options = storage_options
+        self.spec, self.seed, self.size = spec, int(seed), int(size)
+        self.mv_size = int(mv_size) if mv_size is not None else AugmentSpec(size=self.size).motion_size
+        self.video_cache = max(1, int(video_cache))
+        store = open_store(self.store_url, storage_options=storage_options)  # checks the schema
+        self.video_ids: tuple[str, ...] = tuple(store.video_ids(split=split, subset=subset))
+        if not self.video_ids:
+            where = "" if split is None else f" in split {split!r}" + ("" if subset is None else f" ({subset})")
+            raise ValueError(f"{self.store_url}: no complete videos{where}")
+        self.num_classes = len(store.classes)
+        extraction = store.extraction
+        self.mv_units_per_pixel = float(extraction["mv_units_per_pixel"])
+        px_h = extraction["rgb_height"] / extraction["height"]  # RGB px per MV-frame px
+        px_w = extraction["rgb_width"] / extraction["width"]
+        cell = extraction["mv_cell"]
+        self.mv_geometry = (cell * px_h, cell * px_w, px_h, px_w)
+        self._geometry_tensor = torch.tensor(self.mv_geometry, dtype=torch.float32)
+        # [epoch, skips of process slot 0, 1, ...]: in shared memory so that set_epoch()
+        # reaches persistent workers and the workers' skip counts reach the trainer.
+        self._shared = torch.zeros(_COUNTER_SLOTS, dtype=torch.int64).share_memory_()
+        self.failures: dict[str, str] = {}
+        self._store: Store | None = None  # opened per process, see _open()
+        self._pid: int | None = None
+        self._cache: OrderedDict[int, _VideoEntry] = OrderedDict()
+
+    # ------------------------------------------------------------------ epoch / counters
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._shared[0])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Clip positions of epoch ``epoch`` (shared with the loader's worker processes)."""
+        self._shared[0] = int(epoch)
+
+    @property
+    def skipped(self) -> int:
+        """Samples whose video failed and was replaced, in this process and its workers."""
+        return int(self._shared[1:].sum())
+
+    def _count_skip(self) -> None:
+        info = get_worker_info()
+        slot = 1 if info is None else 2 + info.id % (_COUNTER_SLOTS - 2)
+        self._shared[slot] += 1
+
+    # ------------------------------------------------------------------ per-process store
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_store=None, _pid=None, _cache=OrderedDict())  # never ship open handles
+        return state
+
+    def _open(self) -> Store:
+        pid = os.getpid()
+        if self._store is None or self._pid != pid:
+            self._store = open_store(self.store_url, storage_options=self.storage_options, validate=False)
+            self._pid, self._cache = pid, OrderedDict()
+        return self._store
+
+    def _entry(self, video_index: int) -> _VideoEntry:
+        store = self._open()
+        entry = self._cache.get(video_index)
+        if entry is not None:
+            self._cache.move_to_end(video_index)
+            return entry
+        video = store.video(self.video_ids[video_index])
+        entry = _VideoEntry(video=video, num_frames=video.num_frames, iframe_index=video.iframe_index,
+                            mvs=video.mvs, label=video.label)
+        video.rgb_stream_offsets  # noqa: B018 -- read now, cached on the Video
+        self._cache[video_index] = entry
+        if len(self._cache) > self.video_cache:
+            self._cache.popitem(last=False)
+        return entry
+
+    # ------------------------------------------------------------------ samples
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = int(index)
+        epoch = self.epoch
+        error: BaseException | None = None
+        for attempt in range(MAX_ATTEMPTS):
+            video_index = index if attempt == 0 else self._replacement(index, epoch, attempt)
+            rng = np.random.default_rng([self.seed, epoch, index, attempt])
+            try:
+                return self.load(video_index, rng=rng)
+            except LOAD_ERRORS as caught:
+                error = caught
+                self._record_failure(video_index, caught)
+        raise RuntimeError(f"{MAX_ATTEMPTS} videos in a row failed to load for sample {index}; "
+                           f"last: {self.video_ids[video_index]}: {error!r}") from error
+
+    def _replacement(self, index: int, epoch: int, attempt: int) -> int:
+        """A deterministic other video for a sample whose video failed."""
+        if len(self) == 1:
+            return index
+        draw = int(np.random.default_rng([self.seed, epoch, index, attempt, 1]).integers(len(self) - 1))
+        return (index + 1 + draw) % len(self)
+
+    def _record_failure(self, video_index: int, error: BaseException) -> None:
+        self._count_skip()
+        video_id = self.video_ids[video_index]
+        if video_id not in self.failures:
+            logger.warning("skipping video %s: %s: %s", video_id, type(error).__name__, error)
+        self._cache.pop(video_index, None)  # a damaged group is re-opened next time
+        if len(self.failures) < 10_000:
+            self.failures[video_id] = f"{type(error).__name__}: {error}"[:300]
+
+    def load(self, video_index: int, *, rng: np.random.Generator) -> dict[str, Any]:
+        """The sample of video ``video_index`` drawn with ``rng`` (raises LOAD_ERRORS)."""
+        entry = self._entry(video_index)
+        indices = sample_indices(entry.num_frames, entry.iframe_index, spec=self.spec, rng=rng)
+        clip_frames = indices.clip
+        span_start = int(entry.iframe_index[np.searchsorted(entry.iframe_index, clip_frames.min(), side="right") - 1])
+        iframe_at = indices.iframe_frame
+        from_stream = span_start - IFRAME_DECODE_REACH <= iframe_at <= int(clip_frames.max()) + IFRAME_DECODE_REACH
+        wanted = np.append(clip_frames, iframe_at) if from_stream else clip_frames
+        decoded = entry.video.decode_frames(wanted)  # (n, h, w, 3): ONE contiguous span
+        if from_stream:
+            iframe = decoded[-1]
+        else:
+            iframe = np.asarray(entry.video.iframes[indices.iframe])
+        mv = read_mv_windows(entry.mvs, indices.mv_frames)  # (1 + N, 8, 2, gh, gw) int16
+        # -> (1 + N, 2, 8, gh, gw) float32 pixels per frame of the MV frame.
+        mv = np.ascontiguousarray(mv.transpose(0, 2, 1, 3, 4), dtype=np.float32)
+        mv /= self.mv_units_per_pixel
+        mv_tensor = torch.from_numpy(mv)
+        return {
+            "clip": torch.from_numpy(decoded[: len(clip_frames)]).permute(3, 0, 1, 2),  # (3, T, h, w) view
+            "iframe": torch.from_numpy(np.ascontiguousarray(iframe)).permute(2, 0, 1),
+            "mv_future": mv_tensor[0],
+            "mv_negatives": mv_tensor[1:],
+            "video_index": video_index,
+            "label": entry.label,
+            "size": self.size,
+            "mv_size": self.mv_size,
+            "mv_geometry": self._geometry_tensor,
+        }
+
+
+def read_mv_windows(mvs: zarr.Array, frames: np.ndarray) -> np.ndarray:
+    """MV maps of ``frames`` (N, W) with one zarr read: (N, W, 2, gh, gw) int16."""
+    total = mvs.shape[0]
+    if total <= MV_WHOLE_READ_FRAMES:
+        return np.asarray(mvs[...])[frames]
+    needed = np.unique(frames)
+    block = np.asarray(mvs.oindex[needed])
+    return block[np.searchsorted(needed, frames)]
+
+
+# --------------------------------------------------------------------------------------
+# Loader
+# --------------------------------------------------------------------------------------
+
+
+class EpochLoader(DataLoader):
+    """A DataLoader whose :meth:`set_epoch` sets both the sampler's order and the clips."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Seed numpy / random from the worker's torch seed (DataLoader derives it from the
+    loader's generator and the worker id), for any third-party code that uses them; the
+    dataset itself draws only from its explicit (seed, epoch, index) generators."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _context(start_method: str) -> multiprocessing.context.BaseContext:
+    context = multiprocessing.get_context(start_method)
+    if start_method == "forkserver":
+        # Import the heavy modules once in the server; every worker forks from it warm.
+        context.set_forkserver_preload(["torch", "comode.train.data"])
+    return context
+
+
+def make_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    workers: int,
+    seed: int,
+    distributed: bool = False,
+    shuffle: bool = True,
+    drop_last: bool = True,
+    start_method: str = "forkserver",
+    prefetch_factor: int = 4,
+    pin_memory: bool | None = None,
+) -> EpochLoader:
+    """A training loader over ``dataset`` (call ``loader.set_epoch(e)`` before each epoch).
+
+    Args:
+        batch_size: samples per batch of THIS process (under DDP: global batch / ranks).
+        workers: loader processes (0 = load in this process).
+        seed: seeds the epoch order (DistributedSampler: permutation of (seed, epoch)) and
+            the workers' base seeds.
+        distributed: shard the epoch over the ranks of the initialised process group
+            (DistributedSampler with its rank / world size); False = one process, the
+            same sampler with one replica, so the order API is identical.
+        start_method: multiprocessing start method of the workers ("forkserver": see the
+            module docstring; "fork" works too, "spawn" is slowest to start).
+        prefetch_factor: batches each worker prepares ahead.
+        pin_memory: page-locked batches for fast host-to-GPU copies; None = when CUDA is
+            available.
+    """
+    if distributed:
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError("distributed=True needs an initialised torch.distributed process group")
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    else:
+        sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    options: dict[str, Any] = {}
+    if workers > 0:
+        options = dict(multiprocessing_context=_context(start_method), persistent_workers=True,
+                       prefetch_factor=prefetch_factor, worker_init_fn=_seed_worker)
+    return EpochLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=drop_last,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        generator=torch.Generator().manual_seed(int(seed)),
+        **options,
+    )

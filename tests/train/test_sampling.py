@@ -1,0 +1,133 @@
+"""Index arithmetic of one pretraining sample: clip, I-frame, future and negative MV windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from comode.train.sampling import ClipSpec, sample_indices
+
+SPEC = ClipSpec()
+GOP = 12
+
+
+def _iframes(num_frames: int, gop: int = GOP) -> np.ndarray:
+    return np.arange(0, num_frames, gop)
+
+
+def _draw(num_frames: int, seed: int = 0, *, iframes: np.ndarray | None = None, spec: ClipSpec = SPEC):
+    iframes = _iframes(num_frames) if iframes is None else iframes
+    return sample_indices(num_frames, iframes, spec=spec, rng=np.random.default_rng(seed))
+
+
+def _windows_overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.intersect1d(a, b).size)
+
+
+def test_defaults_are_the_authors_layout():
+    assert (SPEC.frames, SPEC.stride, SPEC.mv_window, SPEC.future_gap, SPEC.negatives, SPEC.iframe_radius) == \
+        (16, 4, 8, 2, 3, 5)
+    assert SPEC.clip_span == 61 and SPEC.required_frames == 70
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        ClipSpec(stride=0)
+
+
+def test_one_frame_video_yields_a_sample_of_frame_zero():
+    sample = _draw(1)
+    assert sample.clip.tolist() == [0] * 16
+    assert sample.future.tolist() == [0] * 8
+    assert sample.negatives.shape == (3, 8) and not sample.negatives.any()
+    assert (sample.iframe, sample.iframe_frame) == (0, 0)
+    assert sample.clamped and sample.negatives_overlap  # counted by the caller
+
+
+def test_exactly_one_clip_video_has_one_possible_sample():
+    for seed in range(20):
+        sample = _draw(70, seed)
+        assert sample.clip.tolist() == list(range(0, 61, 4))
+        assert sample.future.tolist() == list(range(62, 70))
+        assert not sample.clamped and not sample.negatives_overlap
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_long_video_layout(seed):
+    total = 1000
+    sample = _draw(total, seed)
+    clip, future, negatives = sample.clip, sample.future, sample.negatives
+    assert np.all(np.diff(clip) == 4) and 0 <= clip[0] and clip[-1] < total
+    # The future window: 8 consecutive frames starting future_gap = 2 after the clip's last.
+    assert future[0] == clip[-1] + 2 and np.all(np.diff(future) == 1) and future[-1] < total
+    # Negatives: consecutive windows inside the video, never overlapping the future window,
+    # drawn without replacement.
+    assert negatives.shape == (3, 8) and np.all(np.diff(negatives, axis=1) == 1)
+    assert negatives.min() >= 0 and negatives.max() < total
+    assert not any(_windows_overlap(window, future) for window in negatives)
+    assert len({int(w[0]) for w in negatives}) == 3
+    # The I-frame lies within [clip[0] - 5, clip[-1] + 5] and is an I-frame.
+    assert clip[0] - 5 <= sample.iframe_frame <= clip[-1] + 5
+    assert _iframes(total)[sample.iframe] == sample.iframe_frame
+    assert not sample.clamped and not sample.negatives_overlap
+
+
+def test_iframe_choice_covers_every_candidate_of_the_widened_clip():
+    # Clip fixed at 0..60 (T = 70); I-frames at 0, 12, ..., 60 and 65 (within last + 5) and 66 (beyond).
+    iframes = np.array([0, 12, 24, 36, 48, 60, 65, 66])
+    chosen = {_draw(70, seed, iframes=iframes).iframe_frame for seed in range(200)}
+    assert chosen == {0, 12, 24, 36, 48, 60, 65}
+
+
+def test_iframe_falls_back_to_the_nearest_one():
+    # GOP longer than the widened clip: no I-frame within [first - 5, last + 5].
+    iframes = np.array([0, 150, 299])
+    for seed in range(30):
+        sample = _draw(300, seed, iframes=iframes)
+        low, high = sample.clip[0] - 5, sample.clip[-1] + 5
+        distance = np.where(iframes < low, low - iframes, np.maximum(iframes - high, 0))
+        assert distance[sample.iframe] == distance.min()
+
+
+@pytest.mark.parametrize("total", list(range(1, 80)))
+def test_every_length_gives_a_valid_sample(total):
+    sample = _draw(total, seed=total)
+    for frames in (sample.clip, sample.future, sample.negatives):
+        assert frames.min() >= 0 and frames.max() < total
+    assert np.all(np.diff(sample.clip) >= 0)
+    assert sample.clamped == (total < 70)
+    if total >= 8:  # the future window is 8 real consecutive frames
+        assert np.all(np.diff(sample.future) == 1)
+    if total >= 11:  # ... and it starts future_gap after the clip's (clamped) last frame
+        assert sample.future[0] == sample.clip[-1] + 2
+    # Two disjoint 8-frame windows need 16 frames; below that the overlap is reported.
+    assert sample.negatives_overlap == (total < 16)
+    if not sample.negatives_overlap:
+        assert not any(_windows_overlap(window, sample.future) for window in sample.negatives)
+
+
+def test_short_video_keeps_the_future_window_real():
+    sample = _draw(40)
+    assert sample.clip.tolist() == [0, 4, 8, 12, 16, 20, 24, 28] + [30] * 8
+    assert sample.future.tolist() == list(range(32, 40))
+
+
+def test_same_generator_state_same_sample_and_seeds_differ():
+    a, b = _draw(500, seed=7), _draw(500, seed=7)
+    for field in ("clip", "future", "negatives"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert a.iframe == b.iframe
+    starts = {int(_draw(500, seed=s).clip[0]) for s in range(20)}
+    assert len(starts) > 10
+
+
+def test_mv_frames_stacks_future_then_negatives():
+    sample = _draw(300)
+    frames = sample.mv_frames
+    assert frames.shape == (4, 8)
+    np.testing.assert_array_equal(frames[0], sample.future)
+    np.testing.assert_array_equal(frames[1:], sample.negatives)
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ValueError, match="at least 1 frame"):
+        _draw(0)
+    with pytest.raises(ValueError, match="non-empty"):
+        _draw(10, iframes=np.array([], dtype=np.int32))
