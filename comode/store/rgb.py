@@ -9,10 +9,12 @@ start of the video), and convert only the wanted frames to RGB.
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 
 def decode_span(
@@ -51,10 +53,25 @@ def decode_span(
     if len(frames) <= last:
         raise ValueError(f"stream span decoded to {len(frames)} frames, frame {last} was asked for")
     kwargs = {} if size is None else {"width": size[0], "height": size[1], "interpolation": "AREA"}
+    reformatter = _reformatter()
     converted: dict[int, np.ndarray] = {}
     out = []
     for position in wanted:
         if position not in converted:
-            converted[position] = frames[position].to_ndarray(format="rgb24", **kwargs)
+            converted[position] = reformatter.reformat(frames[position], format="rgb24", **kwargs).to_ndarray()
         out.append(converted[position])
     return np.stack(out)
+
+
+_REFORMATTERS: dict[int, VideoReformatter] = {}
+
+
+def _reformatter() -> VideoReformatter:
+    """One swscale context per process, reused across calls: ``VideoFrame.to_ndarray`` sets a
+    new one up for every frame, which measured as half of the per-sample decode time."""
+    # A forked loader worker must not use its parent's context, nor free it: freeing the
+    # inherited one in the child hung the worker (measured), so it is left alone.
+    pid = os.getpid()
+    if pid not in _REFORMATTERS:
+        _REFORMATTERS[pid] = VideoReformatter()
+    return _REFORMATTERS[pid]

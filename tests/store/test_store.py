@@ -155,3 +155,24 @@ def test_schemas_are_valid_json_schema_documents():
     for name in ("root", "video"):
         schema = json.loads((repo / "schemas" / f"{name}.schema.json").read_text())
         jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def _decode_in_child(url: str) -> None:
+    assert open_store(url).video("v").decode_frames([1, 2]).shape == (2, 128, 170, 3)
+
+
+def test_decoding_still_works_in_a_forked_child_after_the_parent_decoded(tmp_path, extracted):
+    # Loader workers are forked from a process that may already have decoded frames; the
+    # per-process conversion context must not be shared with (or freed in) the child.
+    import multiprocessing
+
+    url = str(tmp_path / "s.zarr")
+    root = create_or_open_root(url, root_attrs=_root_attrs())
+    store_video(root, "v", _attrs(extracted), extracted)
+    open_store(url).video("v").decode_frames([0, 1])
+    child = multiprocessing.get_context("fork").Process(target=_decode_in_child, args=(url,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
