@@ -7,7 +7,7 @@ A sample = a 16-frame clip + an I-frame + 4 MV windows (future + 3 negatives).
 1. ours, per process: ``PretrainDataset[i]`` in this process (what one loader worker
    does), cold (first touch of a video: its metadata is read) and warm (cached).
 2. where the time goes: the same draws, piece by piece (decode_frames, its RGB conversion,
-   MV reads three ways, the I-frame read we avoid).
+   MV reads four ways, the I-frame read we avoid).
 3. augmentation on the CPU, one thread (in training it runs batched on the GPU instead).
 4. ours through ``make_loader`` with --workers processes: delivered samples/s, per worker,
    and the time to the first batch for each start method.
@@ -22,7 +22,6 @@ CPU time of this process is printed beside them.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
@@ -30,11 +29,11 @@ import av
 import numpy as np
 import torch
 from av.video.reformatter import VideoReformatter
-from torch.utils.data import Subset, default_collate
+from torch.utils.data import Subset
 
 from comode.store import open_store
 from comode.store import layout
-from comode.train.data import PretrainDataset, make_loader, read_mv_windows
+from comode.train.data import PretrainDataset, collate, make_loader, read_mv_windows
 from comode.train.sampling import sample_indices
 from comode.train.transforms import augment_batch
 
@@ -118,7 +117,8 @@ def main() -> None:
         "decode_frames(clip only)": lambda: [v.decode_frames(s.clip) for v, _, s in draws],
         "  of which rgb_stream open + read": lambda: [_read_span(v, s.clip) for v, _, s in draws],
         "I-frame from iframes[k] (not used)": lambda: [v.iframes[s.iframe] for v, _, s in draws],
-        "MVs: one read (what we do)": lambda: [read_mv_windows(m, s.mv_frames) for _, m, s in draws],
+        "MVs: one range read (what we do)": lambda: [read_mv_windows(m, s.mv_frames) for _, m, s in draws],
+        "MVs: whole array": lambda: [m[...] for _, m, _ in draws],
         "MVs: 4 window reads": lambda: [[m[w[0]:w[-1] + 1] for w in s.mv_frames] for _, m, s in draws],
         "MVs: one orthogonal read": lambda: [m.oindex[np.unique(s.mv_frames)] for _, m, s in draws],
         "MVs: array open (cached by us)": lambda: [v.mvs for v, _, _ in draws],
@@ -129,7 +129,7 @@ def main() -> None:
     _conversion_breakdown(draws, args.repeats)
 
     # 3. augmentation on the CPU -------------------------------------------------------------
-    batches = [default_collate([dataset[i] for i in indices[j:j + args.batch]])
+    batches = [collate([dataset[i] for i in indices[j:j + args.batch]])
                for j in range(0, min(count, 4 * args.batch), args.batch)]
     augmented = sum(len(b["clip"]) for b in batches)
     generator = torch.Generator().manual_seed(0)
@@ -141,7 +141,7 @@ def main() -> None:
 
     # 4. through the loader ------------------------------------------------------------------
     print(f"\n4. make_loader, {args.workers} worker(s), batch {args.batch}")
-    for method in ("forkserver", "fork", "spawn"):
+    for method in ("forkserver", "forkserver", "fork", "spawn"):  # the 1st forkserver starts the server
         start = time.perf_counter()
         loader = make_loader(Subset(PretrainDataset(args.store, seed=0), indices), batch_size=args.batch,
                              workers=args.workers, seed=0, start_method=method)
@@ -199,21 +199,24 @@ def _decode(video, clip: np.ndarray, convert) -> list[np.ndarray]:
 
 
 def _conversion_breakdown(draws, repeats: int) -> None:
-    """decode_span converts each wanted frame with frame.to_ndarray(), which builds a new
-    SwsContext per frame; one shared VideoReformatter reuses it (same pixels)."""
-    reformatter = VideoReformatter()
+    """The RGB conversion of decode_span, four ways.  PyAV's default ``threads=0`` gives a
+    swscale context its own thread pool: built per frame by ``to_ndarray`` (the original
+    code), once per process by a shared VideoReformatter (rgb.py now).  ``threads=1``
+    converts in the calling thread: one core per worker, same pixels."""
+    shared, single = VideoReformatter(), VideoReformatter()
     ways = {
-        "  span read + decode, to_ndarray (now)": lambda frame: frame.to_ndarray(format="rgb24"),
-        "  span read + decode, shared reformatter": lambda frame: reformatter.reformat(frame, format="rgb24").to_ndarray(),
-        "  span read + decode, no conversion": lambda frame: frame,
+        "  span read + decode, frame.to_ndarray": lambda frame: frame.to_ndarray(format="rgb24"),
+        "  ..., shared reformatter (rgb.py now)": lambda frame: shared.reformat(frame, format="rgb24").to_ndarray(),
+        "  ..., shared reformatter, threads=1": lambda frame: single.reformat(frame, format="rgb24", threads=1).to_ndarray(),
+        "  ..., no conversion": lambda frame: frame,
     }
     for name, convert in ways.items():
         wall, cpu = timed(lambda: [_decode(v, s.clip, convert) for v, _, s in draws], repeats)
         print(f"   {name:38s} {ms(wall, len(draws))}  cpu {ms(cpu, len(draws))}")
     video, _, sample = draws[0]
-    same = all(np.array_equal(a, b) for a, b in zip(_decode(video, sample.clip, ways["  span read + decode, to_ndarray (now)"]),
-                                                    _decode(video, sample.clip, list(ways.values())[1])))
-    print(f"   (shared reformatter: identical pixels: {same})")
+    pixels = [_decode(video, sample.clip, convert) for convert in list(ways.values())[:3]]
+    same = all(np.array_equal(a, b) for other in pixels[1:] for a, b in zip(pixels[0], other))
+    print(f"   (identical pixels all three ways: {same})")
 
 
 if __name__ == "__main__":

@@ -31,21 +31,22 @@ Which frames: :func:`comode.train.sampling.sample_indices`, with a generator see
 (seed, epoch, index, attempt) -- a sample is a pure function of those, whatever worker or
 process computes it, so runs are reproducible and resumable.
 
-Reading one sample costs three store reads, chosen by measurement on the shared real
-clips (``benchmarks/bench_loader.py`` prints the breakdown):
+Reading one sample costs two store reads, chosen by measurement on the shared real clips
+(``benchmarks/bench_loader.py`` prints the breakdown; ~9 ms per sample on the dev machine):
 
 1. ONE ``Video.decode_frames`` call for the 16 clip frames AND the I-frame: it reads one
    contiguous byte span of ``rgb_stream`` (from the I-frame before the first needed frame)
    and decodes it once.  The chosen I-frame lies within [first - 5, last + 5], so it is
    almost always inside that span (or <= 5 frames past it): decoding it from the stream
-   costs ~0.05 ms, a zarr read of ``iframes[k]`` ~1 ms.  The two are bit-identical (the
+   costs ~0.05 ms, a zarr read of ``iframes[k]`` ~2 ms.  The two are bit-identical (the
    stored I-frames are decoded from the same stream; ``tests/store`` checks it).  Only an
    I-frame more than ``IFRAME_DECODE_REACH`` frames outside the span is read from
    ``iframes``.
-2. ONE read of ``mvs`` for all 4 windows: the whole array when the video has at most
-   ``MV_WHOLE_READ_FRAMES`` frames (one shard file read; cheaper than a partial read of a
-   300-frame video, whose windows are spread over it anyway), else an orthogonal read of
-   just the needed frames (one zarr call, only the chunks touched).
+2. ONE read of ``mvs`` for all 4 windows: the contiguous range from the first to the last
+   needed frame when it spans at most ``MV_COVER_READ_FRAMES`` frames (always, for videos
+   up to that length: ~3 ms for a 300-frame video, where 4 window reads cost ~4.8 ms and
+   an orthogonal read of just the needed frames ~4.2 ms), else that orthogonal read (one
+   zarr call touching only the needed chunks; long videos).
 3. Per-video metadata (``iframe_index``, ``rgb_stream_offsets``, array handles) cached per
    process in an LRU of ``video_cache`` videos: reading them costs ~3 ms per video.
 
@@ -53,8 +54,11 @@ Processes: the store is opened lazily in each process that reads (first ``__geti
 and again after a fork: the pid is checked), never shared; ``__init__`` keeps only the URL
 and the list of video ids.  :func:`make_loader` uses the "forkserver" start method: workers
 fork from a clean single-threaded server process (zarr runs an I/O thread in any process
-that has read a store, and forking a multi-threaded process can deadlock), and cost ~0.1 s
-each to start instead of ~2 s for "spawn"; workers are persistent across epochs.
+that has read a store, and a process-wide FFmpeg object with its own threads deadlocked a
+forked worker once -- measured), and a loader's workers start in ~0.3 s (like "fork";
+the server itself starts once, ~1.5 s) instead of ~1.5 s for "spawn"; workers persist
+across epochs.  Batches are collated with :func:`collate` (channels-last stacking: a
+plain memcpy instead of default_collate's strided copy, ~0.4 ms per sample saved).
 
 Bad videos: a video that fails at training time (corrupt stream, unreadable chunk) is
 skipped, not fatal: the sample is replaced by another video's, chosen deterministically
@@ -78,7 +82,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import zarr
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate, get_worker_info
 
 from comode.store import open_store
 from comode.store.reader import Store, Video
@@ -88,13 +92,14 @@ from comode.train.transforms import AugmentSpec, INPUT_NORMALIZATION, augment_ba
 __all__ = [
     "PretrainDataset",
     "EpochLoader",
+    "collate",
     "make_loader",
     "augment_batch",
     "AugmentSpec",
     "INPUT_NORMALIZATION",
     "ClipSpec",
     "LOAD_ERRORS",
-    "MV_WHOLE_READ_FRAMES",
+    "MV_COVER_READ_FRAMES",
     "IFRAME_DECODE_REACH",
 ]
 
@@ -105,9 +110,9 @@ logger = logging.getLogger(__name__)
 # missing arrays/chunks of a damaged group (ValueError, IndexError, KeyError), I/O errors.
 LOAD_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, ValueError, IndexError, KeyError, OSError)
 
-# Videos up to this many frames have their whole MV array read in one request (one shard
-# file: ~2 ms for 300 frames on the dev machine, vs ~1 ms per 8-frame window).
-MV_WHOLE_READ_FRAMES = 384
+# The MV windows of a sample are read as one contiguous range when it spans at most this
+# many frames (12 chunks of 32), else with one orthogonal read of the needed frames.
+MV_COVER_READ_FRAMES = 384
 # An I-frame at most this many frames beyond the decoded span is decoded with it (extra
 # decode ~0.03 ms/frame); farther ones are read from the ``iframes`` array.
 IFRAME_DECODE_REACH = 12
@@ -278,7 +283,8 @@ class PretrainDataset(Dataset):
         entry = self._entry(video_index)
         indices = sample_indices(entry.num_frames, entry.iframe_index, spec=self.spec, rng=rng)
         clip_frames = indices.clip
-        span_start = int(entry.iframe_index[np.searchsorted(entry.iframe_index, clip_frames.min(), side="right") - 1])
+        before = np.searchsorted(entry.iframe_index, clip_frames.min(), side="right") - 1
+        span_start = int(entry.iframe_index[max(0, before)])  # where decode_frames will start
         iframe_at = indices.iframe_frame
         from_stream = span_start - IFRAME_DECODE_REACH <= iframe_at <= int(clip_frames.max()) + IFRAME_DECODE_REACH
         wanted = np.append(clip_frames, iframe_at) if from_stream else clip_frames
@@ -307,9 +313,9 @@ class PretrainDataset(Dataset):
 
 def read_mv_windows(mvs: zarr.Array, frames: np.ndarray) -> np.ndarray:
     """MV maps of ``frames`` (N, W) with one zarr read: (N, W, 2, gh, gw) int16."""
-    total = mvs.shape[0]
-    if total <= MV_WHOLE_READ_FRAMES:
-        return np.asarray(mvs[...])[frames]
+    first, last = int(frames.min()), int(frames.max())
+    if last - first < MV_COVER_READ_FRAMES:
+        return np.asarray(mvs[first:last + 1])[frames - first]
     needed = np.unique(frames)
     block = np.asarray(mvs.oindex[needed])
     return block[np.searchsorted(needed, frames)]
@@ -318,6 +324,21 @@ def read_mv_windows(mvs: zarr.Array, frames: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # Loader
 # --------------------------------------------------------------------------------------
+
+# Sample keys holding a channels-first view of channels-last (decoded) memory.
+_CHANNELS_LAST_KEYS = ("clip", "iframe")
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """default_collate, except that ``clip`` / ``iframe`` are stacked in their decoded
+    channels-last memory (a memcpy, into shared memory in a worker) and returned as
+    channels-first views: (B, 3, T, h, w) and (B, 3, h, w), strided.  default_collate
+    would transpose every sample while copying (~0.4 ms per sample more, measured)."""
+    rest = default_collate([{k: v for k, v in s.items() if k not in _CHANNELS_LAST_KEYS} for s in samples])
+    for key in _CHANNELS_LAST_KEYS:
+        if key in samples[0]:
+            rest[key] = default_collate([s[key].movedim(0, -1) for s in samples]).movedim(-1, 1)
+    return rest
 
 
 class EpochLoader(DataLoader):
@@ -375,6 +396,9 @@ def make_loader(
         prefetch_factor: batches each worker prepares ahead.
         pin_memory: page-locked batches for fast host-to-GPU copies; None = when CUDA is
             available.
+
+    With "forkserver" (or "spawn") the main module is imported by the workers' server: a
+    script must create and iterate the loader under ``if __name__ == "__main__":``.
     """
     if distributed:
         if not (dist.is_available() and dist.is_initialized()):
@@ -390,6 +414,7 @@ def make_loader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
+        collate_fn=collate,
         num_workers=workers,
         drop_last=drop_last,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,

@@ -74,7 +74,7 @@ DEFAULT_MV_GEOMETRY = (8.0, 8.0, 0.5, 0.5)
 
 # How augment_batch maps pixels to network input (copied into exported backbones).
 INPUT_NORMALIZATION = {
-    "layout": "(B, 3, T, H, W) RGB, T = 16, H = W = 112",
+    "layout": "(B, 3, T, H, W) RGB, T = 16, H = W = size (data.size, 112 by default)",
     "scale": "uint8 / 255 -> [0, 1], then (x - mean) / std per channel",
     "mean": list(IMAGENET_MEAN),
     "std": list(IMAGENET_STD),

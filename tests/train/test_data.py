@@ -21,7 +21,7 @@ from comode.extract.pipeline import run_extraction
 from comode.extract.settings import ExtractSettings
 from comode.extract.synthetic import translating_frames, write_video
 from comode.store import open_store
-from comode.train.data import PretrainDataset, make_loader
+from comode.train.data import PretrainDataset, collate, make_loader
 from comode.train.sampling import sample_indices
 from comode.train.transforms import AugmentSpec, augment_batch
 
@@ -54,6 +54,10 @@ def _index(dataset, suffix):
     return next(i for i, video_id in enumerate(dataset.video_ids) if video_id.endswith(suffix))
 
 
+def dataset_label(store_url, video_id):
+    return open_store(store_url).video(video_id).label
+
+
 def _moving_frames(window):
     """(2, 8, gh, gw) -> the frames whose maps are not all zero (I-frames carry no motion)."""
     return [t for t in range(window.shape[1]) if window[:, t].abs().sum() > 0]
@@ -79,9 +83,6 @@ def test_sample_layout_and_known_motion_in_pixels(store_url):
     for window in sample["mv_negatives"]:
         assert window[0, _moving_frames(window), 2:-2, 2:-3].median() == pytest.approx(2.0, abs=0.01)
 
-
-def dataset_label(store_url, video_id):
-    return open_store(store_url).video(video_id).label
 
 
 def test_a_flip_turns_the_motion_left(store_url):
@@ -151,6 +152,14 @@ def test_the_store_is_opened_per_process(store_url):
     dataset._pid = -1  # what a forked child sees: another pid than the opener's
     dataset[0]
     assert dataset._store is not opened and dataset._pid == os.getpid()
+
+
+def test_collate_stacks_channels_last_with_the_same_values(store_url):
+    dataset = PretrainDataset(store_url)
+    samples = [dataset[0], dataset[1]]
+    ours, reference = collate(samples), default_collate(samples)
+    assert ours["clip"].shape == (2, 3, 16, 128, 170) and ours["clip"].movedim(1, -1).is_contiguous()
+    _assert_samples_equal(ours, reference)
 
 
 @pytest.mark.slow
