@@ -38,6 +38,7 @@ from comode.extract.mvgrid import records_to_grid
 from comode.extract.pipeline import run_extraction
 from comode.extract.settings import ExtractSettings
 from comode.extract.video import extract_to_store
+from comode.store.rgb import frame_to_rgb
 from comode.store.writer import create_or_open_root
 
 
@@ -75,7 +76,7 @@ def extract_only(path: Path, cell: int, grid_shape) -> int:
             kind = _frame_type(frame)
             types.append(kind)
             if kind == ord("I"):
-                iframes.append(frame.to_ndarray(format="rgb24"))
+                iframes.append(frame_to_rgb(frame))
             side = frame.side_data.get("MOTION_VECTORS")
             if side is not None:
                 table = side.to_ndarray()

@@ -201,13 +201,13 @@ def _decode(video, clip: np.ndarray, convert) -> list[np.ndarray]:
 def _conversion_breakdown(draws, repeats: int) -> None:
     """The RGB conversion of decode_span, four ways.  PyAV's default ``threads=0`` gives a
     swscale context its own thread pool: built per frame by ``to_ndarray`` (the original
-    code), once per process by a shared VideoReformatter (rgb.py now).  ``threads=1``
+    code), once per process by a shared VideoReformatter.  ``threads=1`` (rgb.py now)
     converts in the calling thread: one core per worker, same pixels."""
     shared, single = VideoReformatter(), VideoReformatter()
     ways = {
         "  span read + decode, frame.to_ndarray": lambda frame: frame.to_ndarray(format="rgb24"),
-        "  ..., shared reformatter (rgb.py now)": lambda frame: shared.reformat(frame, format="rgb24").to_ndarray(),
-        "  ..., shared reformatter, threads=1": lambda frame: single.reformat(frame, format="rgb24", threads=1).to_ndarray(),
+        "  ..., shared reformatter, threads=0": lambda frame: shared.reformat(frame, format="rgb24").to_ndarray(),
+        "  ..., shared, threads=1 (rgb.py now)": lambda frame: single.reformat(frame, format="rgb24", threads=1).to_ndarray(),
         "  ..., no conversion": lambda frame: frame,
     }
     for name, convert in ways.items():

@@ -2,4 +2,7 @@
 
 from comode.cli import app
 
-app(prog_name="comode")
+# The guard matters: loader workers started with "forkserver" (or "spawn") import the main
+# module, which must not run the command line again.
+if __name__ == "__main__":
+    app(prog_name="comode")

@@ -52,15 +52,22 @@ def decode_span(
         frames.extend(context.decode(None))  # drain the decoder's delay
     if len(frames) <= last:
         raise ValueError(f"stream span decoded to {len(frames)} frames, frame {last} was asked for")
-    kwargs = {} if size is None else {"width": size[0], "height": size[1], "interpolation": "AREA"}
-    reformatter = _reformatter()
     converted: dict[int, np.ndarray] = {}
     out = []
     for position in wanted:
         if position not in converted:
-            converted[position] = reformatter.reformat(frames[position], format="rgb24", **kwargs).to_ndarray()
+            converted[position] = frame_to_rgb(frames[position], size=size)
         out.append(converted[position])
     return np.stack(out)
+
+
+def frame_to_rgb(frame: av.VideoFrame, *, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A decoded frame as (h, w, 3) uint8 RGB, optionally scaled to ``size`` = (width, height)
+    (area filter) while converting.  Converts in the calling thread (``threads=1``): swscale's
+    default thread pool costs more than it gains on small frames and would compete with the
+    other loader workers / extraction tasks for the same cores."""
+    kwargs = {} if size is None else {"width": size[0], "height": size[1], "interpolation": "AREA"}
+    return _reformatter().reformat(frame, format="rgb24", threads=1, **kwargs).to_ndarray()
 
 
 _REFORMATTERS: dict[int, VideoReformatter] = {}

@@ -94,6 +94,7 @@ __all__ = [
     "EpochLoader",
     "collate",
     "make_loader",
+    "loader_options",
     "augment_batch",
     "AugmentSpec",
     "INPUT_NORMALIZATION",
@@ -368,6 +369,17 @@ def _context(start_method: str) -> multiprocessing.context.BaseContext:
     return context
 
 
+def loader_options(*, workers: int, start_method: str = "forkserver", prefetch_factor: int = 4) -> dict[str, Any]:
+    """DataLoader keyword arguments for :class:`PretrainDataset` samples: the channels-last
+    :func:`collate`, and with ``workers`` > 0 the start method (see the module docstring),
+    prefetch depth and worker seeding."""
+    options: dict[str, Any] = {"collate_fn": collate}
+    if workers > 0:
+        options.update(multiprocessing_context=_context(start_method), prefetch_factor=prefetch_factor,
+                       worker_init_fn=_seed_worker)
+    return options
+
+
 def make_loader(
     dataset: Dataset,
     *,
@@ -406,15 +418,12 @@ def make_loader(
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
     else:
         sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle, seed=seed, drop_last=drop_last)
-    options: dict[str, Any] = {}
-    if workers > 0:
-        options = dict(multiprocessing_context=_context(start_method), persistent_workers=True,
-                       prefetch_factor=prefetch_factor, worker_init_fn=_seed_worker)
+    options = loader_options(workers=workers, start_method=start_method, prefetch_factor=prefetch_factor)
     return EpochLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
-        collate_fn=collate,
+        persistent_workers=workers > 0,
         num_workers=workers,
         drop_last=drop_last,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
