@@ -88,6 +88,11 @@ class ModelConfig:
     use_context: bool = True
     # Ablation switch (paper Table 3): train the motion-prediction task.
     use_motion: bool = True
+    # How predicted motion is scored (paper Table 1 ablation): "infonce" = pointwise InfoNCE
+    # against M-Network features of the MV window (the method); "mse" = regress the MV
+    # values themselves (average-pooled to the prediction grid) with a squared error, no
+    # M-Network.
+    motion_objective: Literal["infonce", "mse"] = "infonce"
     # Dropout inside the transformer layers: PyTorch's default, the authors kept it.
     dropout: float = 0.1
 
@@ -125,6 +130,10 @@ class DataConfig:
     # Which side of that split: pretraining uses the train videos only, so the test videos
     # stay unseen for evaluation.
     subset: str | None = "train"
+    # Where the motion target lies (paper Table 4 ablation): "future" = the 8 MV frames
+    # starting 2 frames after the clip (the method); "current" = 8 MV frames in the middle
+    # of the clip itself (what the clip shows, no prediction).
+    motion_window: Literal["future", "current"] = "future"
     # DataLoader worker processes per rank.  Clip decoding (MPEG-2) is CPU-bound: about one
     # worker per 8 clips/s of throughput; 0 = load in the training process (debugging).
     workers: int = 8

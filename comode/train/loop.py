@@ -141,7 +141,8 @@ def open_store_data(config: PretrainConfig, store: str) -> TrainingData:
     from comode.train import data as data_module
 
     dataset = data_module.PretrainDataset(
-        store, split=config.data.split, subset=config.data.subset, seed=config.seed, size=config.data.size
+        store, split=config.data.split, subset=config.data.subset, seed=config.seed, size=config.data.size,
+        spec=data_module.ClipSpec(motion_window=config.data.motion_window),
     )
     return TrainingData(
         dataset=dataset,
@@ -318,7 +319,7 @@ def _build_optimization(model: nn.Module, config: PretrainConfig, *, steps_per_e
 def _as_float32(out: CoMoDeOutput) -> CoMoDeOutput:
     """Losses in float32 even after a bf16 forward (InfoNCE logits / 0.1 need the precision)."""
     return dataclasses.replace(out, **{
-        f.name: getattr(out, f.name).float() for f in dataclasses.fields(out) if getattr(out, f.name) is not None
+        f.name: value.float() for f in dataclasses.fields(out) if isinstance(value := getattr(out, f.name), Tensor)
     })
 
 

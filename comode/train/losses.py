@@ -34,6 +34,7 @@ __all__ = [
     "pointwise_info_nce",
     "joint_loss",
     "mse_motion_loss",
+    "mse_window_accuracy",
 ]
 
 Gather = Callable[[Tensor], Tensor]
@@ -213,3 +214,22 @@ def mse_motion_loss(pred_mv: Tensor, target_mv: Tensor) -> Tensor:
     if pred_mv.shape[2:] != target_mv.shape[2:]:
         target_mv = F.adaptive_avg_pool3d(target_mv, pred_mv.shape[2:])
     return F.mse_loss(pred_mv, target_mv)
+
+
+@torch.no_grad()
+def mse_window_accuracy(pred_mv: Tensor, target_mv: Tensor, negative_mvs: Tensor | None) -> Tensor:
+    """Pretext top-1 accuracy of the MSE ablation, comparable with the InfoNCE one: the share
+    of samples whose prediction is closer (mean squared error) to their true window than to
+    each of their K hard-negative windows.  Chance = 1 / (1 + K).
+
+    Args:
+        pred_mv: (B, 2, T, H, W) predicted motion vectors.
+        target_mv: (B, 2, T, H, W) true window, on the prediction grid.
+        negative_mvs: (B, K, 2, T, H, W) other windows of the same videos, or None (then
+            every sample counts as correct: there is nothing to confuse it with).
+    """
+    if negative_mvs is None:
+        return torch.ones((), device=pred_mv.device)
+    windows = torch.cat([target_mv.unsqueeze(1), negative_mvs], dim=1)  # (B, 1+K, 2, T, H, W)
+    errors = (windows - pred_mv.unsqueeze(1)).pow(2).flatten(2).mean(dim=2)  # (B, 1+K)
+    return (errors.argmin(dim=1) == 0).float().mean()

@@ -24,10 +24,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from comode.train.backbones import BACKBONES, build_backbone
-from comode.train.losses import Gather, info_nce, joint_loss, pointwise_info_nce
+from comode.train.losses import (
+    Gather,
+    info_nce,
+    joint_loss,
+    mse_motion_loss,
+    mse_window_accuracy,
+    pointwise_info_nce,
+)
 
 __all__ = [
     "CoMoDe",
@@ -41,6 +49,10 @@ __all__ = [
 # Token grid of the V-Network map for a 16x112x112 clip (R-nets), used as the reference
 # size of the learned positional tables; other grids interpolate from it.
 REFERENCE_GRID = (2, 7, 7)
+# How predicted motion is scored (see CoMoDe's motion_objective).
+MOTION_OBJECTIVES = ("infonce", "mse")
+# Channels of a motion-vector map: x and y.
+MV_CHANNELS = 2
 
 
 @dataclass
@@ -61,6 +73,9 @@ class CoMoDeOutput:
     motion_prediction: Tensor | None = None
     motion_target: Tensor | None = None
     motion_negatives: Tensor | None = None
+    # "infonce": the motion tensors are features (B, D, ...); "mse" (ablation): they are
+    # MV values (B, 2, ...) on the prediction grid, target and negatives average-pooled.
+    motion_objective: str = "infonce"
 
 
 class MLPHead(nn.Sequential):
@@ -178,6 +193,9 @@ class CoMoDe(nn.Module):
         use_context: build and train the context-matching branch (ablation switch).
         use_motion: build and train the motion-prediction branch (ablation switch).
         dropout: dropout inside the transformer layers (PyTorch's default 0.1).
+        motion_objective: "infonce" (the method: predict M-Network features, pointwise
+            InfoNCE) or "mse" (ablation, paper Table 1: predict the MV values on the
+            V-Network's feature grid, squared error; no M-Network).
 
     A switched-off branch has no modules at all, so every parameter of the model receives a
     gradient from the enabled losses (what DDP without ``find_unused_parameters`` needs).
@@ -199,10 +217,14 @@ class CoMoDe(nn.Module):
         use_context: bool = True,
         use_motion: bool = True,
         dropout: float = 0.1,
+        motion_objective: str = "infonce",
     ) -> None:
         super().__init__()
         if not (use_context or use_motion):
             raise ValueError("at least one of use_context / use_motion must be enabled")
+        if motion_objective not in MOTION_OBJECTIVES:
+            raise ValueError(f"motion_objective must be one of {list(MOTION_OBJECTIVES)}, got {motion_objective!r}")
+        self.motion_objective = motion_objective
         _check_backbone_role(backbone, "backbone (V-Network)", "clip")
         self.use_context = use_context
         self.use_motion = use_motion
@@ -218,14 +240,15 @@ class CoMoDe(nn.Module):
             self.iframe_head = MLPHead(self.inet.out_channels, head_hidden, embed_dim)
 
         if use_motion:
-            _check_backbone_role(mnet, "mnet (M-Network)", "motion")
-            self.mnet = build_backbone(mnet, width_multiplier=width_multiplier)
-            # Pointwise (1x1x1) projection: keeps the grid, maps M-Net channels to D.
-            self.motion_projection = nn.Conv3d(self.mnet.out_channels, embed_dim, kernel_size=1)
+            if motion_objective == "infonce":
+                _check_backbone_role(mnet, "mnet (M-Network)", "motion")
+                self.mnet = build_backbone(mnet, width_multiplier=width_multiplier)
+                # Pointwise (1x1x1) projection: keeps the grid, maps M-Net channels to D.
+                self.motion_projection = nn.Conv3d(self.mnet.out_channels, embed_dim, kernel_size=1)
             self.motion_predictor = MotionPredictor(
                 self.vnet.out_channels,
                 transformer_dim=transformer_dim,
-                embed_dim=embed_dim,
+                embed_dim=embed_dim if motion_objective == "infonce" else MV_CHANNELS,
                 encoder_layers=encoder_layers,
                 decoder_layers=decoder_layers,
                 heads=heads,
@@ -269,8 +292,16 @@ class CoMoDe(nn.Module):
         if self.use_motion:
             if mv_future is None:
                 raise ValueError("use_motion=True needs mv_future (B, 2, T, H, W)")
-            out.motion_target, out.motion_negatives = self._encode_motion_windows(mv_future, mv_negatives)
-            target_grid = tuple(out.motion_target.shape[2:])
+            if self.motion_objective == "mse":
+                target_grid = tuple(features.shape[2:])
+                out.motion_target = F.adaptive_avg_pool3d(mv_future, target_grid)  # (B, 2, T', H', W')
+                if mv_negatives is not None:
+                    pooled = F.adaptive_avg_pool3d(mv_negatives.flatten(0, 1), target_grid)
+                    out.motion_negatives = pooled.unflatten(0, mv_negatives.shape[:2])  # (B, K, 2, T', H', W')
+                out.motion_objective = "mse"
+            else:
+                out.motion_target, out.motion_negatives = self._encode_motion_windows(mv_future, mv_negatives)
+                target_grid = tuple(out.motion_target.shape[2:])
             out.motion_prediction = self.motion_predictor(features, target_grid)
         return out
 
@@ -328,7 +359,10 @@ def compute_losses(
         loss_context, acc_context = info_nce(
             out.clip_embedding, out.iframe_embedding, temperature=temperature, gather=gather
         )
-    if has_motion:
+    if has_motion and out.motion_objective == "mse":
+        loss_motion = mse_motion_loss(out.motion_prediction, out.motion_target)
+        acc_motion = mse_window_accuracy(out.motion_prediction, out.motion_target, out.motion_negatives)
+    elif has_motion:
         loss_motion, acc_motion = pointwise_info_nce(
             out.motion_prediction, out.motion_target, temperature=temperature,
             hard_negatives=out.motion_negatives, gather=gather,

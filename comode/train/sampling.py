@@ -30,7 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ClipSpec", "SampleIndices", "sample_indices"]
+__all__ = ["ClipSpec", "MOTION_WINDOWS", "SampleIndices", "sample_indices"]
+
+MOTION_WINDOWS = ("future", "current")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,10 @@ class ClipSpec:
     # possible with a GOP longer than the window), the I-frame nearest to that interval
     # (ties: the earlier one).
     iframe_radius: int = 5
+    # Where the motion target window lies (paper Table 4's "future vs current" ablation):
+    # "future" = after the clip (``future_gap``, the method); "current" = the ``mv_window``
+    # frames in the middle of the clip's own span, i.e. the motion the clip shows.
+    motion_window: str = "future"
 
     def __post_init__(self) -> None:
         problems = [
@@ -68,6 +74,8 @@ class ClipSpec:
                               ("negatives", 0), ("iframe_radius", 0))
             if getattr(self, name) < low
         ]
+        if self.motion_window not in MOTION_WINDOWS:
+            problems.append(f"motion_window must be one of {list(MOTION_WINDOWS)}, got {self.motion_window!r}")
         if problems:
             raise ValueError("invalid ClipSpec: " + "; ".join(problems))
 
@@ -78,8 +86,17 @@ class ClipSpec:
 
     @property
     def required_frames(self) -> int:
-        """Shortest video that gives a sample without clamping: 70 by default."""
+        """Shortest video that gives a sample without clamping: 70 by default (61 for
+        ``motion_window="current"``: the window lies inside the clip's span)."""
+        if self.motion_window == "current":
+            return max(self.clip_span, self.mv_window)
         return self.clip_span - 1 + self.future_gap + self.mv_window
+
+    @property
+    def current_offset(self) -> int:
+        """First frame of a "current" window relative to the clip's first frame: the window
+        is centred in the clip span (frames 26..33 of 0..60 by default)."""
+        return max(0, (self.clip_span - self.mv_window) // 2)
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,7 +107,8 @@ class SampleIndices:
         clip: (frames,) clip frames, non-decreasing (stride ``spec.stride`` unless clamped).
         iframe: position k of the chosen I-frame in ``iframe_index``.
         iframe_frame: its frame number, ``iframe_index[k]``.
-        future: (mv_window,) frames whose MV maps are the motion target.
+        future: (mv_window,) frames whose MV maps are the motion target (after the clip;
+            inside it with ``spec.motion_window == "current"``).
         negatives: (negatives, mv_window) frames of the hard-negative MV windows.
         clamped: the video is shorter than ``spec.required_frames``, so some clip or
             window frames repeat (see :func:`sample_indices`).
@@ -158,7 +176,13 @@ def sample_indices(
     window = np.arange(spec.mv_window, dtype=np.int64)
     last_frame = total - 1
     clamped = total < spec.required_frames
-    if not clamped:
+    if spec.motion_window == "current":
+        # The target is the motion inside the clip: centred in its span (clamped like the
+        # clip when the video is short).
+        start = int(rng.integers(0, total - spec.required_frames + 1)) if not clamped else 0
+        clip = start + steps
+        future_start = min(start + spec.current_offset, max(0, total - spec.mv_window))
+    elif not clamped:
         start = int(rng.integers(0, total - spec.required_frames + 1))
         clip = start + steps
         future_start = int(clip[-1]) + spec.future_gap

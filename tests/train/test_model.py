@@ -153,3 +153,32 @@ def test_compute_losses_with_a_fake_gather_uses_the_other_ranks_keys():
     assert set(extra_keys) == {2, 5}  # I-frame keys (B, D) and motion targets (B, D, T, H, W)
     assert gathered["loss_context"] > local["loss_context"]  # more negatives, same positives
     assert gathered["loss_motion"] > local["loss_motion"]
+
+
+def test_mse_ablation_regresses_pooled_motion_vectors_without_an_mnet():
+    torch.manual_seed(0)
+    model = CoMoDe(**TINY, motion_objective="mse")
+    assert not hasattr(model, "mnet") and not hasattr(model, "motion_projection")
+    inputs = _inputs()
+    out = model(**inputs)
+    # Prediction on the V-Network grid (16 x 64 x 64 clip -> 2 x 4 x 4), 2 channels (x, y).
+    assert tuple(out.motion_prediction.shape) == (2, 2, 2, 4, 4)
+    expected_target = torch.nn.functional.adaptive_avg_pool3d(inputs["mv_future"], (2, 4, 4))
+    torch.testing.assert_close(out.motion_target, expected_target)
+    assert tuple(out.motion_negatives.shape) == (2, 3, 2, 2, 4, 4)
+    losses = compute_losses(out, temperature=0.1, alpha=0.5)
+    torch.testing.assert_close(losses["loss_motion"], ((out.motion_prediction - expected_target) ** 2).mean())
+    losses["loss"].backward()
+    _assert_every_parameter_has_a_gradient(model)
+
+
+def test_mse_window_accuracy_counts_predictions_nearest_their_own_window():
+    from comode.train.losses import mse_window_accuracy
+
+    target = torch.zeros(2, 2, 1, 2, 2)
+    negatives = torch.stack([torch.full((3, 2, 1, 2, 2), 1.0), torch.full((3, 2, 1, 2, 2), -1.0)])
+    prediction = torch.stack([torch.full((2, 1, 2, 2), 0.1), torch.full((2, 1, 2, 2), -0.9)])
+    # Sample 0 is nearest its true window (0), sample 1 nearest its negatives (-1).
+    assert mse_window_accuracy(prediction, target, negatives).item() == 0.5
+    with pytest.raises(ValueError, match="motion_objective must be one of"):
+        CoMoDe(**TINY, motion_objective="l1")

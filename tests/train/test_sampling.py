@@ -131,3 +131,22 @@ def test_bad_inputs_are_refused():
         _draw(0)
     with pytest.raises(ValueError, match="non-empty"):
         _draw(10, iframes=np.array([], dtype=np.int32))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_current_motion_window_lies_in_the_middle_of_the_clip(seed):
+    spec = ClipSpec(motion_window="current")
+    assert spec.required_frames == 61 and spec.current_offset == 26
+    sample = sample_indices(200, np.arange(0, 200, 12), spec=spec, rng=np.random.default_rng(seed))
+    np.testing.assert_array_equal(sample.future, sample.clip[0] + 26 + np.arange(8))
+    assert sample.clip[0] <= sample.future[0] and sample.future[-1] <= sample.clip[-1]
+    assert not any(_windows_overlap(sample.future, negative) for negative in sample.negatives)
+
+
+def test_current_motion_window_of_a_short_video_stays_inside_it():
+    sample = sample_indices(20, np.array([0, 12]), spec=ClipSpec(motion_window="current"),
+                            rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(sample.future, np.arange(12, 20))
+    assert sample.clamped and sample.clip.max() == 19
+    with pytest.raises(ValueError, match="motion_window must be one of"):
+        ClipSpec(motion_window="past")
