@@ -46,7 +46,11 @@ def _mv_decoder(codec: str, extradata: bytes | None = None) -> av.CodecContext:
     context.thread_count = 1
     if extradata:  # MPEG-4 Part 2 in NUT keeps its VOL header there, not in the packets
         context.extradata = extradata
-    context.options = dict(MV_DECODER_OPTIONS)
+    # low_delay: our stream has no B-frames, so every frame can be output as soon as it is
+    # decoded.  Without it the MPEG-2 decoder holds one frame back and hands out the last
+    # one only when flushed -- without its motion-vector side data (measured: the last
+    # P-frame of every video came out all-zero).  The other frames are bit-identical.
+    context.options = {**MV_DECODER_OPTIONS, "flags": "low_delay"}
     return context
 
 
