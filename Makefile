@@ -7,12 +7,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 DATASET ?= folder
-ROOT ?= ../shared/data/real
+ROOT ?= $(if $(filter sample,$(DATASET)),data/sample,../shared/data/real)
+OUT ?= data/sample
 STORE ?= data/$(DATASET).zarr
 WORKERS ?=
 EXTRA ?=
 
-.PHONY: install demo demo-store extract test bench bench-loader pretrain-demo info validate show clean
+.PHONY: install demo ablation demo-real demo-store extract sample test bench bench-loader pretrain-demo info validate show clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +24,38 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-# The main job on the data that ships with the team checkout (until the built-in sample
-# set lands): extract the real clips, validate the store, draw one video's motion.
-demo: demo-store
+# The main job on the built-in sample data (README "Two commands on a fresh machine"):
+# generate the labelled sample set (motion pattern x scene), extract it, pretrain the demo
+# configuration on the CPU, and retrieve the test clips by motion and by scene with the
+# pretrained V-Network and with random inits (the floor).  ~12 min on 2 cores; every step
+# resumes where it stopped.  Larger settings are one variable away:
+#   make demo DEMO_EPOCHS=100 DEMO_VIDEOS=48     (epochs of pretraining; clips per motion class)
+DEMO_VIDEOS ?= 24
+DEMO_EPOCHS ?= 30
+DEMO_SEEDS ?= 0
+DEMO_FLOOR_SEEDS ?= 0,1,2
+DEMO_DATA := data/sample-$(DEMO_VIDEOS)
+demo: install
+	@if [ -f $(DEMO_DATA)/sample.json ]; then echo "$(DEMO_DATA): kept (deterministic; rm -rf it to make it anew)"; \
+	else $(BIN)/comode sample --out $(DEMO_DATA) --videos-per-class $(DEMO_VIDEOS); fi
+	$(BIN)/comode extract --dataset sample --root $(DEMO_DATA) --out $(DEMO_DATA).zarr
+	$(BIN)/comode evaluate ablation --store $(DEMO_DATA).zarr --out runs/demo-$(DEMO_VIDEOS)-e$(DEMO_EPOCHS) \
+		--config configs/pretrain/demo_cpu.yaml --variants "random init,context + motion" \
+		--seeds $(DEMO_SEEDS) --floor-seeds $(DEMO_FLOOR_SEEDS) optim.epochs=$(DEMO_EPOCHS) $(EXTRA)
+
+# The paper's ablations in miniature (README "Ablations"): every variant x 3 seeds on the
+# demo's sample set; about an hour on 2 cores, resumable.
+ABLATION_SEEDS ?= 0,1,2
+ablation: install
+	@if [ -f $(DEMO_DATA)/sample.json ]; then echo "$(DEMO_DATA): kept"; \
+	else $(BIN)/comode sample --out $(DEMO_DATA) --videos-per-class $(DEMO_VIDEOS); fi
+	$(BIN)/comode extract --dataset sample --root $(DEMO_DATA) --out $(DEMO_DATA).zarr
+	$(BIN)/comode evaluate ablation --store $(DEMO_DATA).zarr --out runs/ablation-$(DEMO_VIDEOS)-e$(DEMO_EPOCHS) \
+		--config configs/pretrain/demo_cpu.yaml --seeds $(ABLATION_SEEDS) optim.epochs=$(DEMO_EPOCHS) $(EXTRA)
+
+# The team's real clips (../shared/data/real): extract, validate, summarise, draw one
+# video's motion vectors.
+demo-real: demo-store
 	$(BIN)/comode store validate data/demo.zarr
 	$(BIN)/comode store info data/demo.zarr
 	$(BIN)/comode show data/demo.zarr $$($(BIN)/python -c "from comode.store import open_store; print(open_store('data/demo.zarr').video_ids()[0])") --out data/demo-motion.png
@@ -41,6 +71,15 @@ pretrain-demo: demo-store
 # make extract DATASET=ucf101 ROOT=/data/UCF101 [STORE=data/ucf101.zarr] [WORKERS=8] [EXTRA="--scheduler tcp://host:8786"]
 extract: install
 	$(BIN)/comode extract --dataset $(DATASET) --root $(ROOT) --out $(STORE) $(if $(WORKERS),--workers $(WORKERS)) $(EXTRA)
+
+# The built-in labelled sample set (motion pattern x scene, see README "Sample data"); then
+# `make extract DATASET=sample` extracts it to data/sample.zarr.  Kept if already there
+# (it is deterministic): remove OUT, or pass EXTRA=--overwrite, to make it anew.
+# make sample [OUT=data/sample] [EXTRA="--videos-per-class 48 --frames 128 --size 340x256"]
+sample: install
+	@if [ -f $(OUT)/sample.json ] && [ -z "$(findstring --overwrite,$(EXTRA))" ]; then \
+		echo "$(OUT) already holds a sample set (rm -rf $(OUT) or EXTRA=--overwrite to make it anew)"; \
+	else $(BIN)/comode sample --out $(OUT) $(EXTRA); fi
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -60,4 +99,4 @@ validate: install
 	$(BIN)/comode store validate $(STORE)
 
 clean:
-	rm -rf data/demo.zarr data/demo-motion.png runs/tiny-demo .pytest_cache
+	rm -rf data/demo.zarr data/demo-motion.png data/sample-* runs/tiny-demo runs/demo-* runs/ablation-* .pytest_cache

@@ -2,7 +2,8 @@
 
 Thin on purpose: parse options -> build a settings object -> call one library function ->
 print a summary.  Exit codes: 0 success, 1 some videos failed (recorded in the store),
-2 bad usage or an unusable input/store.
+2 bad usage or an unusable input/store, 3 the store's disk is full (free space and run the
+same command again: it resumes).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ app.add_typer(store_app, name="store")
 # Rich wraps at 80 columns when not on a terminal: in logs and pipes keep lines whole.
 console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 out_console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+
+EXIT_STORE_FULL = 3
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -50,6 +54,7 @@ def extract(
     gop: int = typer.Option(12, help="I-frame distance."),
     quality: int = typer.Option(5, help="Fixed quantiser of the MV stream (1 best .. 31)."),
     timeout: float = typer.Option(600.0, help="Per-video time limit in seconds."),
+    memory_limit: int = typer.Option(4096, help="Per-video address-space limit of FFmpeg in MiB (0: none); a video over it is recorded as failed."),
     mv_backend: str = typer.Option("pyav", help="pyav (default) or mvextractor: same vectors, cross-check."),
     limit: Optional[int] = typer.Option(None, help="Only the first N videos (sorted by id)."),
     retry_failed: bool = typer.Option(False, help="Retry videos recorded as failed by an earlier run."),
@@ -61,13 +66,14 @@ def extract(
     from comode.extract.pipeline import run_extraction
     from comode.extract.report import ExtractionProgress, print_summary
     from comode.extract.settings import ExtractSettings
+    from comode.store.writer import StoreFullError
 
     width, height = _parse_size(size, "--size")
     rgb_width, rgb_height = _parse_size(rgb_size, "--rgb-size")
     try:
         settings = ExtractSettings(codec=codec, gop=gop, width=width, height=height, resize=resize,
                                    quality=quality, rgb_width=rgb_width, rgb_height=rgb_height,
-                                   timeout_s=timeout, mv_backend=mv_backend)
+                                   timeout_s=timeout, mv_backend=mv_backend, memory_limit_mb=memory_limit)
         index = load_dataset(dataset, root, annotations=annotations)
     except (ValueError, DatasetError) as error:
         raise _fail(str(error)) from None
@@ -81,6 +87,8 @@ def extract(
         with display.running():
             summary = run_extraction(index, out, settings, executor, retry_failed=retry_failed, limit=limit,
                                      on_plan=display.on_plan, on_result=display.on_result)
+    except StoreFullError as error:  # not bad usage: the run stopped, the same command resumes
+        raise _fail(str(error), code=EXIT_STORE_FULL) from None
     except ValueError as error:
         raise _fail(str(error)) from None
     finally:
@@ -139,6 +147,105 @@ def show(
     except (KeyError, ValueError) as error:
         raise _fail(str(error).strip('"')) from None
     out_console.print(f"wrote {path}")
+
+
+@app.command("sample")
+def sample(
+    out: Path = typer.Option(..., help="Folder to write the videos, labels.csv and sample.json to (empty or new)."),
+    seed: int = typer.Option(0, help="Random seed: the same seed gives the same frames."),
+    videos_per_class: int = typer.Option(24, help="Clips per motion class, spread evenly over the scenes."),
+    frames: int = typer.Option(96, help="Frames per clip (25 fps; a pretraining sample spans 70)."),
+    size: str = typer.Option("170x128", help="Frame size WIDTHxHEIGHT (even numbers)."),
+    scenes: str = typer.Option(",".join(("astronaut", "cat", "coffee", "rocket")),
+                               help="Comma-separated scenes: astronaut, cat, coffee, rocket, hubble, camera."),
+    motions: str = typer.Option("all", help="Comma-separated motion patterns (circle, down, left, oscillate, right, up, zoom) or 'all'."),
+    test_fraction: float = typer.Option(0.3, help="Share of each (motion, scene) cell in the test split."),
+    camera: bool = typer.Option(True, help="Pan the camera (--no-camera: static background, few motion vectors)."),
+    workers: Optional[int] = typer.Option(None, help="Processes (default: one per core); 0 = in this process."),
+    overwrite: bool = typer.Option(False, help="Replace an earlier sample set in --out."),
+    store: Optional[str] = typer.Option(None, help="Also extract the set into this store and measure its motion-vector coverage."),
+    measure: bool = typer.Option(False, help="Extract into a temporary store just to measure motion-vector coverage."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Generate the built-in labelled sample dataset: real-photo scenes x motion patterns (format 'sample')."""
+    import tempfile
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from comode.extract.sample import MOTIONS, SampleSpec, generate_sample
+
+    width, height = _parse_size(size, "--size")
+    try:
+        spec = SampleSpec(seed=seed, videos_per_class=videos_per_class, frames=frames, width=width, height=height,
+                          scenes=tuple(x.strip() for x in scenes.split(",") if x.strip()),
+                          motions=MOTIONS if motions == "all" else tuple(x.strip() for x in motions.split(",") if x.strip()),
+                          test_fraction=test_fraction, camera=camera)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    bar = Progress(TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
+                   TimeElapsedColumn(), console=console, disable=not progress)
+    start = time.perf_counter()
+    try:
+        with bar:
+            task = bar.add_task("generate", total=None)
+            clips = generate_sample(spec, out, workers=workers, overwrite=overwrite,
+                                    on_clip=lambda clip, done, total: bar.update(task, completed=done, total=total))
+    except (FileExistsError, ValueError) as error:
+        raise _fail(str(error)) from None
+    seconds = time.perf_counter() - start
+    megabytes = sum(f.stat().st_size for f in out.rglob("*.mp4")) / 1e6
+    table = Table(title=f"sample set in {out}", show_header=False, box=None)
+    table.add_row("clips", f"{len(clips)} ({sum(c.split == 'train' for c in clips)} train, "
+                           f"{sum(c.split == 'test' for c in clips)} test), {spec.frames} frames at "
+                           f"{spec.width}x{spec.height}, {spec.fps} fps, {megabytes:.1f} MB")
+    if not any(c.split == "test" for c in clips):
+        table.add_row("[yellow]note", f"no test clips: a (motion, scene) pair needs 2 clips for one to be test "
+                                      f"(--videos-per-class >= {2 * len(spec.scenes)})")
+    table.add_row("motions", ", ".join(spec.motions))
+    table.add_row("scenes", ", ".join(spec.scenes))
+    table.add_row("generated", f"in {seconds:.1f} s = {len(clips) * spec.frames / seconds:.0f} frames/s")
+    table.add_row("extract", f"comode extract --dataset sample --root {out} --out STORE.zarr")
+    out_console.print(table)
+    if store is None and not measure:
+        return
+    with tempfile.TemporaryDirectory(prefix="comode-sample-") as tmp:
+        _extract_and_measure(out, store or str(Path(tmp) / "sample.zarr"), workers=workers, progress=progress)
+
+
+def _extract_and_measure(root: Path, store: str, *, workers: Optional[int], progress: bool) -> None:
+    """Extract a sample set into ``store`` and print the share of P-frame blocks that carry a vector."""
+    from rich.table import Table
+
+    from comode.extract.datasets import load_dataset
+    from comode.extract.executors import make_executor
+    from comode.extract.pipeline import run_extraction
+    from comode.extract.report import ExtractionProgress, print_summary
+    from comode.extract.sample import mv_block_coverage
+    from comode.extract.settings import ExtractSettings
+
+    display = ExtractionProgress(console, enabled=progress)
+    executor = make_executor(workers=workers)
+    try:
+        with display.running():
+            summary = run_extraction(load_dataset("sample", root), store, ExtractSettings(), executor,
+                                     on_plan=display.on_plan, on_result=display.on_result)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    finally:
+        executor.close()
+    print_summary(console, summary)
+    coverage = mv_block_coverage(store)
+    table = Table(title="motion-vector coverage: P-frame 16x16 blocks with a non-zero vector", show_header=False,
+                  box=None)
+    table.add_row("all", f"{coverage.share:.1%} of {coverage.blocks} blocks ({coverage.p_frames} P-frames, "
+                         f"{coverage.videos} videos)")
+    for name, share in coverage.by_label.items():
+        table.add_row(name, f"{share:.1%}")
+    out_console.print(table)
+    if not summary.ok:
+        raise typer.Exit(1)
 
 
 train_app = typer.Typer(help="Pretrain a V-Network (context and motion decoupling) and export it.",
@@ -213,12 +320,233 @@ def train_export(
         raise _fail(str(error)) from None
     metadata = read_backbone_metadata(path)
     out_console.print(f"wrote {path}: {metadata['backbone']} x{metadata['width_multiplier']}, step {metadata['step']}")
-evaluate_app = typer.Typer(help="Evaluation (arrives with the evaluation issue).", pretty_exceptions_enable=False)
+evaluate_app = typer.Typer(help="Evaluate a pretrained V-Network: retrieval, linear probe, finetuning, comparison.",
+                           no_args_is_help=True, pretty_exceptions_enable=False)
+
+_CHECKPOINT_HELP = ("Training checkpoint (runs/X/last.pt) or exported .safetensors; 'random' = random init "
+                    "(with --backbone, --width-multiplier, --seed).")
 
 
-@evaluate_app.callback(invoke_without_command=True)
-def _evaluate_not_yet() -> None:
-    raise _fail("`evaluate` is not implemented yet in this version of comode (evaluation is its own issue).")
+def _eval_out(out: Optional[Path], checkpoint: str, store: str, *, backbone: str, width_multiplier: float,
+              seed: int, kind: str = "eval", label_set: Optional[str] = None) -> Path:
+    """Default output folder: <checkpoint folder>/<kind>/<checkpoint stem>/<store name>[-<label set>]
+    (so epoch_010.pt and last.pt of one run keep separate reports), or runs/random-.../<kind>/<store name>."""
+    if out is not None:
+        return out
+    store_name = Path(store.rstrip("/")).stem or "store"
+    if checkpoint.lower() in ("random", "none", "scratch"):
+        base = Path("runs") / f"random-{backbone}-x{width_multiplier:g}-seed{seed}" / kind
+    else:
+        base = Path(checkpoint).parent / kind / Path(checkpoint).stem
+    return base / (f"{store_name}-{label_set}" if label_set else store_name)
+
+
+def _check_device(device: Optional[str]) -> None:
+    if device is None:
+        return
+    import torch
+
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise _fail(f"--device {device!r} is not a torch device (cuda, cuda:1, cpu)") from None
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise _fail(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+
+
+def _print_report(report: dict, path: Path) -> None:
+    from comode.evaluate.report import report_table
+
+    out_console.print(report_table(report))
+    failed = report.get("counts", {}).get("failed", 0)
+    if failed:
+        console.print(f"[yellow]{failed} videos could not be read and were not evaluated[/yellow]: "
+                      + ", ".join(list(report.get("failed", {}))[:10]))
+    out_console.print(f"report {path}")
+
+
+@evaluate_app.command("retrieval")
+def evaluate_retrieval(
+    store: str = typer.Option(..., help="Labelled store (UCF101 / HMDB51 / folder) with a train/test split."),
+    checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP),
+    split: str = typer.Option("1", help="Store split: its test videos query its train videos (papers: split 1)."),
+    label_set: Optional[str] = typer.Option(None, help="Judge hits by one of the store's extra label sets (e.g. scene of the sample set) instead of its primary labels."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: <checkpoint folder>/eval/<checkpoint stem>/<store name>)."),
+    center: bool = typer.Option(False, help="Subtract the gallery mean before cosine similarity (moves R@1 by points; recorded in the report)."),
+    normalize: bool = typer.Option(True, help="Cosine similarity (L2-normalised features); --no-normalize: dot product."),
+    backbone: str = typer.Option("r3d_26", help="Backbone of a random init (ignored for a checkpoint)."),
+    width_multiplier: float = typer.Option(1.0, help="Width of a random init (ignored for a checkpoint)."),
+    seed: int = typer.Option(0, help="Seed of a random init."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Feature cache (default: <out>/features)."),
+    size: int = typer.Option(112, help="Clip side after the centre crop (paper: 112)."),
+    batch_videos: int = typer.Option(8, help="Videos per forward pass (x10 clips)."),
+    workers: int = typer.Option(2, help="DataLoader processes decoding clips (0: in this process)."),
+    device: Optional[str] = typer.Option(None, help="cuda / cpu (default: cuda when present)."),
+    picture: int = typer.Option(4, help="Queries shown in retrieval.png (0: no picture)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Video retrieval: test videos query train videos by cosine similarity of 10-clip features; R@1/5/10/20."""
+    from comode.evaluate.retrieval import run_retrieval
+    from comode.train.checkpoint import CheckpointError
+
+    _check_device(device)
+    out_dir = _eval_out(out, checkpoint, store, backbone=backbone, width_multiplier=width_multiplier, seed=seed,
+                        label_set=label_set)
+    try:
+        result = run_retrieval(store, checkpoint, out_dir=out_dir, split=split, label_set=label_set, center=center,
+                               normalize=normalize, backbone=backbone, width_multiplier=width_multiplier, seed=seed, cache_dir=cache_dir,
+                               size=size, videos_per_batch=batch_videos, workers=workers, device=device,
+                               picture_queries=picture, show_progress=progress)
+    except (CheckpointError, ValueError, KeyError) as error:
+        raise _fail(str(error).strip('"')) from None
+    _print_report(result.report, result.report_path)
+    if result.picture_path is not None:
+        out_console.print(f"picture {result.picture_path}")
+
+
+@evaluate_app.command("linear")
+def evaluate_linear(
+    store: str = typer.Option(..., help="Labelled store with a train/test split."),
+    checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP),
+    split: str = typer.Option("1", help="Store split: fit on its train videos, score its test videos."),
+    label_set: Optional[str] = typer.Option(None, help="Classify one of the store's extra label sets (e.g. scene of the sample set) instead of its primary labels."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: <checkpoint folder>/eval/<checkpoint stem>/<store name>)."),
+    l2: float = typer.Option(1e-3, help="L2 penalty of the logistic regression."),
+    backbone: str = typer.Option("r3d_26", help="Backbone of a random init (ignored for a checkpoint)."),
+    width_multiplier: float = typer.Option(1.0, help="Width of a random init (ignored for a checkpoint)."),
+    seed: int = typer.Option(0, help="Seed of a random init."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Feature cache (default: <out>/features, shared with retrieval)."),
+    size: int = typer.Option(112, help="Clip side after the centre crop (paper: 112)."),
+    batch_videos: int = typer.Option(8, help="Videos per forward pass (x10 clips)."),
+    workers: int = typer.Option(2, help="DataLoader processes decoding clips (0: in this process)."),
+    device: Optional[str] = typer.Option(None, help="cuda / cpu (default: cuda when present)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Linear probe: logistic regression on frozen 10-clip features; test top-1/top-5."""
+    from comode.evaluate.linear import LinearProbeSpec, run_linear
+    from comode.train.checkpoint import CheckpointError
+
+    _check_device(device)
+    out_dir = _eval_out(out, checkpoint, store, backbone=backbone, width_multiplier=width_multiplier, seed=seed,
+                        label_set=label_set)
+    try:
+        result = run_linear(store, checkpoint, out_dir=out_dir, split=split, label_set=label_set, spec=LinearProbeSpec(l2=l2),
+                            backbone=backbone, width_multiplier=width_multiplier, seed=seed, cache_dir=cache_dir,
+                            size=size, videos_per_batch=batch_videos, workers=workers, device=device, show_progress=progress)
+    except (CheckpointError, ValueError, KeyError) as error:
+        raise _fail(str(error).strip('"')) from None
+    _print_report(result.report, result.report_path)
+
+
+@evaluate_app.command("finetune")
+def evaluate_finetune(
+    store: str = typer.Option(..., help="Labelled store (UCF101 / HMDB51 / folder) with a train/test split."),
+    checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP + " 'random' trains from scratch (Table 2 baseline)."),
+    config: Optional[Path] = typer.Option(None, help="YAML config, e.g. configs/evaluate/finetune_ucf101.yaml (default: UCF101 settings)."),
+    out: Optional[Path] = typer.Option(None, help="Run folder: config.yaml, last.pt, metrics.jsonl, finetune.json (default: <checkpoint folder>/finetune/<checkpoint stem>/<store name>)."),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its last.pt."),
+    backbone: str = typer.Option("r3d_26", help="Backbone when training from scratch (ignored for a checkpoint)."),
+    width_multiplier: float = typer.Option(1.0, help="Width when training from scratch (ignored for a checkpoint)."),
+    device: Optional[str] = typer.Option(None, help="cuda / cpu (default: cuda when present)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="Config overrides key=value, e.g. epochs=10 batch_size=16."),
+) -> None:
+    """Supervised finetuning of the V-Network (paper Sec. 4.1), 10-clip test, top-1/top-5."""
+    from comode.evaluate.finetune import load_finetune_config, run_finetune
+    from comode.train.checkpoint import CheckpointError
+    from comode.train.config import ConfigError
+
+    _check_device(device)
+    try:
+        settings = load_finetune_config(config, overrides or [])
+    except ConfigError as error:
+        raise _fail(str(error)) from None
+    out_dir = out if out is not None else _eval_out(None, checkpoint, store, backbone=backbone,
+                                                     width_multiplier=width_multiplier, seed=settings.seed,
+                                                     kind="finetune")
+    if resume and config is None and (out_dir / "config.yaml").exists():
+        # --resume without --config continues with the run's own config, to the end unless told otherwise.
+        try:
+            settings = load_finetune_config(out_dir / "config.yaml", ["stop_after_epoch=null", *(overrides or [])])
+        except ConfigError as error:
+            raise _fail(str(error)) from None
+    try:
+        result = run_finetune(settings, store=store, checkpoint=checkpoint, out_dir=out_dir, resume=resume,
+                              backbone=backbone, width_multiplier=width_multiplier, device=device,
+                              show_progress=progress)
+    except (CheckpointError, ConfigError, FileExistsError, ValueError, KeyError) as error:
+        raise _fail(str(error).strip('"')) from None
+    _print_report(result.report, result.report_path)
+    if not result.finished:
+        out_console.print(f"stopped after epoch {result.epochs_completed} of {settings.epochs} (no test yet); "
+                          f"continue with: evaluate finetune --store {store} --checkpoint {checkpoint} --out {out_dir} --resume")
+
+
+@evaluate_app.command("compare")
+def evaluate_compare(
+    runs: List[Path] = typer.Argument(..., help="Reports (x/retrieval.json), evaluation folders, or reference files (YAML/JSON with name and metrics)."),
+    out: Optional[Path] = typer.Option(None, help="Also write the table as text to this file."),
+) -> None:
+    """Put several evaluations side by side (e.g. random init vs pretrained vs the paper's numbers)."""
+    from comode.evaluate.report import compare_table, load_report, render_text
+
+    try:
+        reports = [load_report(path) for path in runs]
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    table = compare_table(reports)
+    out_console.print(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render_text(table, width=200))
+        out_console.print(f"wrote {out}")
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise _fail(f"{option} must be comma-separated integers, e.g. 0,1,2; got {text!r}") from None
+
+
+@evaluate_app.command("ablation")
+def evaluate_ablation(
+    store: str = typer.Option(..., help="Labelled store with a train/test split, e.g. the sample set (label sets motion and scene)."),
+    out: Path = typer.Option(Path("runs/ablation"), help="Folder of the runs, their retrieval reports and ablation.json / ablation.md."),
+    config: Optional[Path] = typer.Option(Path("configs/pretrain/demo_cpu.yaml"), help="Pretraining config shared by every variant."),
+    seeds: str = typer.Option("0,1,2", help="Seeds of every pretrained variant."),
+    floor_seeds: Optional[str] = typer.Option(None, help="Seeds of the random-init floor (default: --seeds)."),
+    variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all; see comode.evaluate.ablation.VARIANTS)."),
+    split: str = typer.Option("1", help="Store split: pretrain on its train videos, retrieve its test videos."),
+    workers: int = typer.Option(2, help="DataLoader processes of the retrieval feature extraction."),
+    progress: bool = typer.Option(True, help="Show progress bars of the pretraining runs."),
+    overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP + " Applied to every variant."),
+) -> None:
+    """Paper Tables 1/4/7 in miniature: pretrain each variant x seed, R@1 per label set, pretext accuracies."""
+    from comode.evaluate.ablation import VARIANTS, ablation_table_rows, format_table, run_ablation
+    from comode.train.checkpoint import CheckpointError
+    from comode.train.config import ConfigError
+
+    names = [n.strip() for n in variants.split(",")] if variants else None
+    if names is not None and (unknown := [n for n in names if n not in VARIANTS]):
+        raise _fail(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+
+    def report(cell) -> None:
+        recalls = ", ".join(f"R@1 {k} {100 * v:.1f}" for k, v in cell.recall_at_1.items())
+        console.print(f"{cell.variant}, seed {cell.seed}: {recalls}")
+
+    try:
+        cells = run_ablation(store, out_dir=out, config=config, base_overrides=[f"data.split={split!r}",
+                             "data.subset=train", *(overrides or [])], seeds=_int_list(seeds, "--seeds"),
+                             floor_seeds=_int_list(floor_seeds, "--floor-seeds") if floor_seeds else None,
+                             variants=names, split=split, workers=workers, show_progress=progress, on_cell=report)
+    except (ConfigError, CheckpointError, FileExistsError, ValueError) as error:
+        raise _fail(str(error)) from None
+    table = format_table(ablation_table_rows(cells))
+    (out / "ablation.md").write_text(table + "\n")
+    out_console.print(table)
+    out_console.print(f"R@1 in %, mean ± std over seeds; pretext accuracies over the last quarter of each run. "
+                      f"Wrote {out / 'ablation.json'} and {out / 'ablation.md'}")
 
 
 app.add_typer(train_app, name="train")

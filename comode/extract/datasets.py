@@ -11,6 +11,14 @@ Formats (``load_dataset(kind, root)``):
 * ``hmdb51``: videos ``ROOT/<class>/<name>.avi``; annotations ``<class>_test_split{1,2,3}.txt``
   (id 1 = train, 2 = test, 0 = not in that split) in ``ROOT/testTrainMulti_7030_splits``;
   classes sorted alphabetically (the usual convention).
+* ``sample``: what ``comode sample`` writes (:mod:`comode.extract.sample`): videos anywhere
+  under ROOT (``train|test/<motion>/<video>.mp4``, so ``folder`` reads it too) and
+  ``ROOT/labels.csv`` (``path,split,<label set>,...``: every column after ``split`` is a label
+  set, e.g. ``motion,scene``).  The first label set is the primary ``label``/``classes``; the
+  CSV's ``split`` (train/test) defines split "1"; every video also gets ``labels`` {set: index
+  into ``label_sets[set]``, whose names are sorted} and ``label_names``.  Videos on disk that
+  the CSV does not list are unlabelled (-1) with the hash split; rows without a file are
+  reported as missing.
 * ``kinetics400``: CSV annotations (``label,youtube_id,time_start,time_end,split[,is_cc]``) in
   ``ROOT/annotations`` or ROOT; files ``[<split>/][<label>/]<id>_<start:06d>_<end:06d>.<ext>``
   or ``<id>.<ext>``.  Split "1": train stays train; validate/val/test become test (the usual
@@ -27,14 +35,14 @@ import csv
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts", ".3gp", ".ogv"}
 )
-DATASET_KINDS = ("folder", "ucf101", "hmdb51", "kinetics400")
+DATASET_KINDS = ("folder", "ucf101", "hmdb51", "kinetics400", "sample")
 TRAIN, TEST = "train", "test"
 MAX_ID_LENGTH = 150
 
@@ -51,6 +59,10 @@ class VideoItem:
     class_name: str | None
     splits: Mapping[str, str] = field(default_factory=dict)  # split name -> "train" | "test"
     source: str = ""             # path relative to the dataset root, POSIX separators
+    # Extra label sets (format "sample"): set name -> index into DatasetIndex.label_sets[set]
+    # (-1 = no label), and the same labels by name.  Empty for the other formats.
+    labels: Mapping[str, int] = field(default_factory=dict)
+    label_names: Mapping[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,7 @@ class DatasetIndex:
     split_names: tuple[str, ...]
     videos: tuple[VideoItem, ...]                     # sorted by video_id, files that exist
     missing: tuple[tuple[str, str], ...] = ()         # (annotation entry, reason)
+    label_sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # set name -> sorted names
 
 
 # ---------------------------------------------------------------- ids and paths
@@ -179,6 +192,56 @@ def _load_folder(root: Path) -> DatasetIndex:
         label = classes.index(class_name) if class_name is not None else -1
         entries[source] = (label, class_name, {"1": membership or _hash_split(safe_video_id(source))})
     return _build("folder", root, classes, ["1"], entries, [])
+
+
+# ---------------------------------------------------------------- sample (folder + labels.csv)
+
+SAMPLE_LABELS_FILE = "labels.csv"
+
+
+def _load_sample(root: Path) -> DatasetIndex:
+    labels_file = root / SAMPLE_LABELS_FILE
+    if not labels_file.is_file():
+        raise DatasetError(f"{labels_file} not found: the sample format is the folder layout `comode sample` writes "
+                           "plus labels.csv (columns path,split,<label set>,...)")
+    with labels_file.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = list(reader.fieldnames or [])
+        rows = list(reader)
+    if columns[:2] != ["path", "split"] or len(columns) < 3 or len(set(columns)) < len(columns):
+        raise DatasetError(f"{labels_file}: expected a header path,split,<label set>,... with distinct names, "
+                           f"got {','.join(columns)}")
+    set_names = columns[2:]
+    by_source: dict[str, dict[str, str]] = {}
+    missing: list[tuple[str, str]] = []
+    for number, row in enumerate(rows, 2):
+        entry, split = (row.get("path") or "").strip(), (row.get("split") or "").strip().lower()
+        if split not in (TRAIN, TEST):
+            raise DatasetError(f"{labels_file}:{number}: split must be train or test, got {row.get('split')!r}")
+        path = _inside_root(entry)
+        if path is None:
+            missing.append((entry, "outside dataset root"))
+        elif not (root / path).is_file():
+            missing.append((entry, "not on disk"))
+        else:
+            by_source[path.as_posix()] = {"split": split, **{name: (row.get(name) or "").strip() for name in set_names}}
+    label_sets = {name: tuple(sorted({r[name] for r in by_source.values() if r[name]})) for name in set_names}
+    primary = set_names[0]
+    entries, labels, names = {}, {}, {}
+    for file in _walk_videos(root):
+        source = _relative(file, root)
+        row = by_source.get(source)
+        if row is None:  # on disk but not in labels.csv: unlabelled, hash split (as in "folder")
+            entries[source] = (-1, None, {"1": _hash_split(safe_video_id(source))})
+            row = {name: "" for name in set_names}
+        else:
+            entries[source] = (label_sets[primary].index(row[primary]) if row[primary] else -1, row[primary] or None,
+                               {"1": row["split"]})
+        labels[source] = {n: label_sets[n].index(row[n]) if row[n] else -1 for n in set_names}
+        names[source] = {n: row[n] or None for n in set_names}
+    index = _build("sample", root, label_sets[primary], ["1"], entries, sorted(set(missing)))
+    videos = tuple(replace(v, labels=labels[v.source], label_names=names[v.source]) for v in index.videos)
+    return replace(index, videos=videos, label_sets=label_sets)
 
 
 # ---------------------------------------------------------------- ucf101 / hmdb51
@@ -342,6 +405,8 @@ def load_dataset(kind: str, root: str | Path, *, annotations: str | Path | None 
     annotations = Path(annotations).expanduser() if annotations else None
     if kind == "folder":
         return _load_folder(root)
+    if kind == "sample":
+        return _load_sample(root)
     if kind == "ucf101":
         return _load_ucf101(root, annotations)
     if kind == "hmdb51":

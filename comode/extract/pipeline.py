@@ -19,6 +19,7 @@ from comode.extract.executors import Executor
 from comode.extract.settings import ExtractSettings
 from comode.extract.video import VideoResult, extract_to_store, item_attrs
 from comode.store import STATUS_COMPLETE, STATUS_FAILED, create_or_open_root, layout, write_failure
+from comode.store.writer import StoreFullError, is_store_full, store_full_error
 
 if TYPE_CHECKING:
     from comode.extract.datasets import DatasetIndex, VideoItem
@@ -60,7 +61,9 @@ def root_attributes(dataset: "DatasetIndex", settings: ExtractSettings) -> dict:
         "schema_minor": layout.SCHEMA_MINOR,
         "created_by": f"comode {__version__}",
         "dataset": {"name": dataset.name, "root": str(dataset.root), "classes": list(dataset.classes),
-                    "split_names": list(dataset.split_names), "missing": len(dataset.missing)},
+                    "split_names": list(dataset.split_names), "missing": len(dataset.missing),
+                    **({"label_sets": {name: list(names) for name, names in dataset.label_sets.items()}}
+                       if dataset.label_sets else {})},
         "extraction": {
             **settings.store_attrs(),
             "mv_units_per_pixel": layout.MV_UNITS_PER_PIXEL,
@@ -108,10 +111,21 @@ def run_extraction(
                                 skipped_complete=plan.already_complete, skipped_failed=plan.already_failed)
     start = time.perf_counter()
     for item, result in executor.map_unordered(extract_to_store, plan.todo, settings, store_url, storage_options):
+        if isinstance(result, StoreFullError):
+            raise result  # no space for the store: every further write would fail too
         if isinstance(result, BaseException):
             # The task itself died (worker killed, out of memory, ...): record it here.
-            reason = f"task crashed: {type(result).__name__}: {result}"[:500]
-            write_failure(root, item.video_id, item_attrs(item), reason)
+            name, detail = type(result).__name__, str(result)
+            if name == "KilledWorker":  # dask's text is a paragraph: say what it means here
+                detail = ("the worker process died on every try (a crash in native code, or the worker's "
+                          "memory limit)")
+            reason = f"task crashed: {name}: {detail}"[:500]
+            try:
+                write_failure(root, item.video_id, item_attrs(item), reason)
+            except OSError as error:
+                if is_store_full(error):
+                    raise store_full_error(error, item.video_id) from None
+                raise
             result = VideoResult(item.video_id, STATUS_FAILED, error=reason)
         if result.status == STATUS_COMPLETE:
             summary.completed += 1

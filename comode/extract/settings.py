@@ -36,6 +36,12 @@ class ExtractSettings:
     # Per-video wall-clock limit (seconds) for the isolated ffmpeg re-encode; a decoder
     # that hangs on a hostile file is killed and the video recorded as failed.
     timeout_s: float = 600.0
+    # Per-video address-space limit (MiB, RLIMIT_AS) of that ffmpeg process; 0 = none.  The
+    # static ffmpeg maps ~200 MiB before decoding anything; a 64x48 source needed < 240 MiB
+    # and an 8K (7680x4320) one 300-340 MiB (measured, one malloc arena; see encode._limited),
+    # so 4 GiB passes any real video while a decompression bomb fails as "out of memory"
+    # instead of taking the machine down.
+    memory_limit_mb: int = 4096
     # Who reads the motion vectors: PyAV's FFmpeg export (default: in memory, and with
     # skip_idct it is ~2x faster) or mv-extractor (same vectors; kept as the cross-check).
     mv_backend: str = "pyav"
@@ -61,6 +67,8 @@ class ExtractSettings:
             problems.append(f"mv_cell must be 4, 8, 16 or 32, got {self.mv_cell}")
         if self.timeout_s <= 0:
             problems.append("timeout_s must be positive")
+        if self.memory_limit_mb < 0 or 0 < self.memory_limit_mb < 256:
+            problems.append(f"memory_limit_mb must be 0 (no limit) or >= 256, got {self.memory_limit_mb}")
         if problems:
             raise ValueError("invalid extraction settings: " + "; ".join(problems))
 
@@ -72,7 +80,7 @@ class ExtractSettings:
     def store_attrs(self) -> dict:
         """The settings that define the data (recorded in the store; resume requires equality)."""
         attrs = asdict(self)
-        for runtime_only in ("timeout_s", "mv_backend"):
+        for runtime_only in ("timeout_s", "mv_backend", "memory_limit_mb"):
             attrs.pop(runtime_only)
         attrs["rgb_codec"] = "mpeg2video"
         return attrs

@@ -6,6 +6,10 @@ video; it records the failure in the store and returns a ``VideoResult`` saying 
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
+import signal
 import tempfile
 import time
 import traceback
@@ -19,10 +23,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from comode.extract.datasets import VideoItem
 from comode.extract.decode import read_streams
-from comode.extract.encode import ExtractionFailure, SourceInfo, reencode
+from comode.extract.encode import ExtractionFailure, SourceInfo, injected_fault, reencode
 from comode.extract.mvgrid import records_to_grid
 from comode.extract.settings import ExtractSettings
 from comode.store import STATUS_COMPLETE, STATUS_FAILED, VideoArrays, write_failure, write_video
+from comode.store.writer import is_store_full, store_full_error
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,30 @@ def extract_arrays(source: Path, settings: ExtractSettings, *, workdir: Path) ->
     return info, arrays
 
 
+# Each task's temporary folder (the re-encoded NUT file) is named after its process, so that
+# the folders of a process killed by SIGKILL (which cannot clean up) are found and removed by
+# the next process that runs a task on the machine: days of crashes do not fill $TMPDIR.
+WORKDIR_PREFIX = "comode-extract-"
+
+
+@functools.lru_cache(maxsize=None)
+def sweep_stale_workdirs() -> int:
+    """Remove temporary folders left by dead extraction processes (once per process)."""
+    removed = 0
+    for folder in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
+        pid = folder.name[len(WORKDIR_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # its process is gone: nobody will clean it up
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+        except OSError:  # alive, or not ours to signal
+            pass
+    return removed
+
+
 def av_errors() -> type[Exception]:
     import av
 
@@ -62,7 +91,10 @@ def av_errors() -> type[Exception]:
 
 def item_attrs(item: VideoItem) -> dict[str, Any]:
     """The attributes every video group carries, whatever its outcome."""
-    return {"source": item.source, "label": item.label, "class_name": item.class_name, "splits": dict(item.splits)}
+    attrs = {"source": item.source, "label": item.label, "class_name": item.class_name, "splits": dict(item.splits)}
+    if item.labels:  # extra label sets (dataset format "sample"): indices into root dataset.label_sets
+        attrs.update(labels=dict(item.labels), label_names=dict(item.label_names))
+    return attrs
 
 
 def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
@@ -70,14 +102,17 @@ def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
     """The task: extract ``item`` and write its group (or its failure record) to the store."""
     start = time.perf_counter()
     root = zarr.open_group(store_url, mode="r+", storage_options=storage_options)
+    sweep_stale_workdirs()
     try:
-        with tempfile.TemporaryDirectory(prefix="comode-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-") as tmp:
             info, arrays = extract_arrays(Path(item.path), settings, workdir=Path(tmp))
     except ExtractionFailure as failure:
         return _record_failure(root, item, str(failure), start)
     except Exception as error:  # a bug or an unforeseen input: record it, keep the run going
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         return _record_failure(root, item, f"internal error: {detail}", start)
+    if injected_fault(Path(item.path), ("worker-crash",)):  # test-only, see encode.FAULT_INJECT_ENV
+        os.kill(os.getpid(), signal.SIGSEGV)
     attrs = {
         **item_attrs(item),
         "fps": info.fps, "source_frames": arrays.num_frames, "frames": arrays.num_frames,
@@ -87,11 +122,21 @@ def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
         "seconds": round(time.perf_counter() - start, 3),
     }
     attrs = {k: v for k, v in attrs.items() if v is not None or k in ("fps", "class_name")}
-    write_video(root, item.video_id, attrs, arrays)
+    try:
+        write_video(root, item.video_id, attrs, arrays)
+    except OSError as error:
+        if is_store_full(error):  # the store is full, not the video bad: stop, record nothing
+            raise store_full_error(error, item.video_id) from None
+        raise
     return VideoResult(item.video_id, STATUS_COMPLETE, frames=arrays.num_frames,
                        seconds=time.perf_counter() - start, bytes_written=arrays.nbytes)
 
 
 def _record_failure(root: zarr.Group, item: VideoItem, reason: str, start: float) -> VideoResult:
-    write_failure(root, item.video_id, item_attrs(item), reason)
+    try:
+        write_failure(root, item.video_id, item_attrs(item), reason)
+    except OSError as error:
+        if is_store_full(error):
+            raise store_full_error(error, item.video_id) from None
+        raise
     return VideoResult(item.video_id, STATUS_FAILED, seconds=time.perf_counter() - start, error=reason)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 SCHEMA_NAME = "comode.store"
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 0
+SCHEMA_MINOR = 1  # 1: optional dataset.label_sets and per-video labels / label_names (sample dataset)
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_MAJOR}"
 
 VIDEOS_GROUP = "videos"

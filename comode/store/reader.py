@@ -56,6 +56,12 @@ class Store:
         return list(self.dataset.get("split_names", []))
 
     @property
+    def label_sets(self) -> dict[str, list[str]]:
+        """Extra label sets, name -> class names (e.g. the sample set's ``motion`` and
+        ``scene``); empty for stores with only the primary ``classes``."""
+        return {name: list(names) for name, names in (self.dataset.get("label_sets") or {}).items()}
+
+    @property
     def extraction(self) -> dict[str, Any]:
         return self.attrs["extraction"]
 
@@ -116,6 +122,11 @@ class Video:
     @property
     def label(self) -> int:
         return int(self.attrs.get("label", -1))
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """Label per extra label set (index into ``Store.label_sets[name]``; -1 = none)."""
+        return {name: int(value) for name, value in (self.attrs.get("labels") or {}).items()}
 
     @property
     def num_frames(self) -> int:

@@ -9,12 +9,18 @@ two tasks never touch the same file.
 from __future__ import annotations
 
 import asyncio
+import errno
+import glob
+import os
+import re
+import shutil
+import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 from zarr.core.sync import sync
 
 from comode.store import layout
@@ -26,6 +32,39 @@ _COMPRESS_BYTES = BloscCodec(cname="zstd", clevel=5, shuffle="noshuffle")
 # The bitstream is already entropy-coded; lz4 at level 1 costs ~nothing and only removes
 # the zero padding of the last (partial) inner chunk, which is stored at full size.
 _COMPRESS_STREAM = BloscCodec(cname="lz4", clevel=1, shuffle="noshuffle")
+# A CRC32C (core Zarr v3 codec) after compression on every chunk: a damaged chunk file fails
+# to read with a checksum error (a ValueError the training loader skips and counts) instead of
+# decompressing to garbage or crashing Blosc (lz4 and Blosc carry no checksum of their own).
+# Cost: 4 bytes per chunk.
+_CHECKSUM = Crc32cCodec()
+
+
+# errno values that mean "the store's file system takes no more bytes": not the video's fault,
+# and every following write would fail the same way.
+_NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class StoreFullError(ValueError):
+    """The store's file system refused a write: no space left, quota exceeded or file size limit.
+
+    Raised instead of recording the video as failed (the video is fine; the run must stop).
+    The store stays valid: the interrupted group never reached status "complete", and a
+    re-run after freeing space redoes it.  A ValueError so that the CLI reports the message
+    (not a traceback).
+    """
+
+
+def is_store_full(error: BaseException) -> bool:
+    """True for an OSError that means the file system is full (ENOSPC, EDQUOT, EFBIG)."""
+    return isinstance(error, OSError) and error.errno in _NO_SPACE_ERRNOS
+
+
+def store_full_error(error: OSError, video_id: str) -> StoreFullError:
+    return StoreFullError(
+        f"cannot write to the store while writing video {video_id!r}: {error.strerror or error} "
+        f"(errno {errno.errorcode.get(error.errno, error.errno)}). The store is still valid: that video is not "
+        "marked complete. Free space (or raise the quota / file size limit) and run the same command again "
+        "to resume.")
 
 
 @dataclass(frozen=True)
@@ -82,10 +121,13 @@ def create_or_open_root(url: str, *, root_attrs: Mapping[str, Any], storage_opti
     try:
         root = zarr.open_group(url, mode="r+", storage_options=storage_options)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-        root = zarr.open_group(url, mode="w-", storage_options=storage_options, zarr_format=3)
-        root.attrs.update(dict(root_attrs))
-        root.require_group(layout.VIDEOS_GROUP)
-        return root
+        root = _create_root(url, root_attrs=root_attrs, storage_options=storage_options)
+        if root is not None:
+            return root
+        try:  # another run made it first, or the path is a folder holding something else
+            root = zarr.open_group(url, mode="r+", storage_options=storage_options)
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+            raise ValueError(f"{url} exists and is not a Zarr store; choose another output store") from None
     existing = root.attrs.asdict()
     if existing.get("schema") != root_attrs.get("schema"):
         raise ValueError(f"{url} is not a {root_attrs.get('schema')} store (schema: {existing.get('schema')!r})")
@@ -102,9 +144,66 @@ def create_or_open_root(url: str, *, root_attrs: Mapping[str, Any], storage_opti
     return root
 
 
+# What a video id may look like: the characters ``safe_video_id`` produces, not starting with
+# a dot (no ".", "..", hidden names) and short enough for any file system's name limit.
+# An allowlist, not a blocklist: no separator ("/", "\\"), drive (":"), NUL, control or
+# non-ASCII character can reach a path, whatever the annotation files say.
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+
+
+def _create_root(url: str, *, root_attrs: Mapping[str, Any], storage_options: dict | None) -> zarr.Group | None:
+    """Create a new store so that nobody ever sees it half made.
+
+    A local store is built in a sibling temporary folder and renamed into place: a reader
+    (or a killed-and-restarted run) finds either no store or a root with all its attributes
+    and its ``videos`` group.  (Created in two steps, a kill between them left a root without
+    attributes that every later run refused as "not a comode store".)  Other fsspec URLs
+    have no atomic rename: the root is written with its attributes in one write, then
+    ``videos`` (which a resumed run re-creates if missing).  Returns None when another run
+    created the store first.
+    """
+    local = "://" not in url and not storage_options
+    if local:
+        target = os.path.abspath(url)
+        building = f"{target}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        _remove_dead_staging_folders(target)
+        try:
+            staged = zarr.open_group(building, mode="w-", zarr_format=3, attributes=dict(root_attrs))
+            staged.require_group(layout.VIDEOS_GROUP)
+            try:
+                os.rename(building, target)  # atomic; fails if another run created the store first
+            except OSError as error:
+                if not os.path.isdir(target) or error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                return None  # the caller opens (and checks) the other run's store
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+        return zarr.open_group(url, mode="r+")
+    root = zarr.open_group(url, mode="w-", storage_options=storage_options, zarr_format=3,
+                           attributes=dict(root_attrs))
+    root.require_group(layout.VIDEOS_GROUP)
+    return root
+
+
+def _remove_dead_staging_folders(target: str) -> None:
+    """Remove ``<target>.creating-<pid>-*`` folders whose process died (SIGKILL mid-creation)."""
+    for folder in glob.glob(f"{glob.escape(target)}.creating-*-*"):
+        pid = folder[len(target) + len(".creating-"):].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def _video_path(video_id: str) -> str:
-    if not video_id or "/" in video_id or video_id.startswith(".") or "\x00" in video_id:
-        raise ValueError(f"unsafe video id {video_id!r}")
+    if not isinstance(video_id, str) or not _SAFE_ID.fullmatch(video_id):
+        raise ValueError(f"unsafe video id {video_id!r}: ids must match [A-Za-z0-9_-][A-Za-z0-9._-]{{0,199}} "
+                         "(comode.extract.datasets.safe_video_id makes one from any path)")
     return f"{layout.VIDEOS_GROUP}/{video_id}"
 
 
@@ -148,6 +247,7 @@ async def _write_array(group, name: str, data: np.ndarray, *, chunk: tuple[int, 
     shard = tuple(-(-max(s, 1) // c) * c for s, c in zip(shape, chunk))
     # An array that fits one chunk needs no shard index: same single file, less work.
     array = await group.create_array(name, shape=shape, dtype=data.dtype, chunks=shard if shard == chunk else chunk,
-                                     shards=None if shard == chunk else shard, compressors=compressor, fill_value=0)
+                                     shards=None if shard == chunk else shard, compressors=(compressor, _CHECKSUM),
+                                     fill_value=0)
     if data.size:
         await array.setitem(Ellipsis, data)

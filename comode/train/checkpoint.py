@@ -82,7 +82,8 @@ def _fsync_directory(directory: Path) -> None:
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`, refusing anything else.
 
-    ``weights_only=True``: only tensors and plain values are unpickled.
+    ``weights_only=True``: only tensors and plain values are unpickled.  The archive's CRC-32s
+    are checked first (``torch.load`` does not), so bit rot is refused, not loaded.
 
     Raises:
         CheckpointError: the file is missing, truncated or corrupt, holds pickled objects
@@ -96,6 +97,12 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt ({path.stat().st_size} bytes, not a complete "
             "torch.save archive; an interrupted write or copy?)"
+        )
+    damaged = _first_crc_mismatch(path)
+    if damaged:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: the CRC-32 of its record {damaged!r} does not match (bit rot or a "
+            "damaged copy); use an earlier checkpoint (epoch_NNN.pt) or a good copy"
         )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
@@ -113,6 +120,20 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint (found {found!r})")
     return state
+
+
+def _first_crc_mismatch(path: Path) -> str | None:
+    """Name of the first archive member whose CRC-32 does not match, else None.
+
+    ``torch.load`` does not check the CRCs that ``torch.save`` writes: a flipped bit inside a
+    tensor's bytes loads silently as a wrong weight (measured).  Checking them costs one
+    sequential read of the file (~20 ms for 2 MB).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
+        return f"<archive unreadable: {_first_line(error)}>"
 
 
 def _first_line(error: BaseException) -> str:

@@ -232,10 +232,10 @@ def config_from_dict(values: Mapping[str, Any]) -> PretrainConfig:
     Raises:
         ConfigError: unknown key (the message lists the valid ones) or a wrong value type.
     """
-    return _build_dataclass(PretrainConfig, values, prefix="")
+    return build_dataclass(PretrainConfig, values, prefix="")
 
 
-def _build_dataclass(cls: type, values: Mapping[str, Any], *, prefix: str) -> Any:
+def build_dataclass(cls: type, values: Mapping[str, Any], *, prefix: str) -> Any:
     if not isinstance(values, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {values!r}")
     hints = typing.get_type_hints(cls)
@@ -250,7 +250,7 @@ def _build_dataclass(cls: type, values: Mapping[str, Any], *, prefix: str) -> An
     for name, value in values.items():
         kind = hints[name]
         if dataclasses.is_dataclass(kind):
-            kwargs[name] = _build_dataclass(kind, value, prefix=f"{prefix}{name}.")
+            kwargs[name] = build_dataclass(kind, value, prefix=f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(value, kind, key=prefix + name)
     return cls(**kwargs)
@@ -311,6 +311,16 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     Raises:
         ConfigError: unreadable file, malformed override, unknown key, wrong type.
     """
+    return config_from_dict(config_values(path, overrides))
+
+
+def config_values(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The nested mapping of a YAML config file (or {}) with ``a.b=value`` overrides applied
+    (values parsed as YAML); any config dataclass is then built from it.
+
+    Raises:
+        ConfigError: unreadable file, not a mapping, malformed override.
+    """
     values: dict[str, Any] = {}
     if path is not None:
         try:
@@ -322,7 +332,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         values = loaded or {}
     for override in overrides:
         _apply_override(values, override)
-    return config_from_dict(values)
+    return values
 
 
 def _apply_override(values: dict[str, Any], override: str) -> None:

@@ -109,7 +109,10 @@ logger = logging.getLogger(__name__)
 # Errors that mean "this video cannot be read", not "the code is wrong": FFmpeg decode
 # errors (av.FFmpegError), a span that decodes to too few frames, out-of-range indices or
 # missing arrays/chunks of a damaged group (ValueError, IndexError, KeyError), I/O errors.
-LOAD_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, ValueError, IndexError, KeyError, OSError)
+# RuntimeError: Blosc's error on a damaged chunk of a store written before chunks carried
+# a CRC32C (newer stores report a checksum ValueError instead).
+LOAD_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, ValueError, IndexError, KeyError, OSError,
+                                                RuntimeError)
 
 # The MV windows of a sample are read as one contiguous range when it spans at most this
 # many frames (12 chunks of 32), else with one orthogonal read of the needed frames.

@@ -139,7 +139,7 @@ def augment_batch(
     clip, iframe = batch["clip"], batch["iframe"]
     device = clip.device
     b, _, t, h, w = clip.shape
-    draw = _Draws(generator, device)
+    draw = UniformDraws(generator, device)
 
     if train:
         clip_box = random_crop_boxes(b, h, w, scale=spec.scale, ratio=spec.ratio, draw=draw)
@@ -177,8 +177,9 @@ def augment_batch(
 # --------------------------------------------------------------------------------------
 
 
-class _Draws:
-    """Uniform draws from one generator, made on its device and moved to the data's."""
+class UniformDraws:
+    """Uniform draws from one generator, made on its device and moved to the data's
+    (the random source every augmentation helper here takes)."""
 
     def __init__(self, generator: torch.Generator, device: torch.device) -> None:
         self.generator, self.device = generator, device
@@ -204,7 +205,7 @@ def _spec_from_batch(batch: Mapping[str, Tensor]) -> AugmentSpec:
 
 def random_crop_boxes(
     batch: int, height: int, width: int, *, scale: tuple[float, float], ratio: tuple[float, float],
-    draw: _Draws, attempts: int = 10,
+    draw: UniformDraws, attempts: int = 10,
 ) -> Tensor:
     """torchvision's RandomResizedCrop boxes, vectorised: (B, 4) float (y0, x0, h, w) in pixels.
 
@@ -309,7 +310,7 @@ def crop_motion(
 # --------------------------------------------------------------------------------------
 
 
-def _photometric(video: Tensor, spec: AugmentSpec, draw: _Draws) -> Tensor:
+def _photometric(video: Tensor, spec: AugmentSpec, draw: UniformDraws) -> Tensor:
     """Colour jitter + grayscale + blur on (B, 3, T, H, W) in [0, 1], per-sample parameters."""
     video = colour_jitter(video, spec=spec, draw=draw)
     b = video.shape[0]
@@ -319,7 +320,7 @@ def _photometric(video: Tensor, spec: AugmentSpec, draw: _Draws) -> Tensor:
     return gaussian_blur(video, sigma, max_sigma=spec.blur_sigma[1])
 
 
-def colour_jitter(video: Tensor, *, spec: AugmentSpec, draw: _Draws) -> Tensor:
+def colour_jitter(video: Tensor, *, spec: AugmentSpec, draw: UniformDraws) -> Tensor:
     """One affine colour map per sample, applied to every frame: (B, 3, T, H, W) -> same.
 
     brightness b, contrast c, saturation s, hue angle a (p = ``jitter_p``), then grayscale

@@ -136,3 +136,40 @@ def test_unknown_kind_and_missing_root(tmp_path):
         load_dataset("youtube8m", tmp_path)
     with pytest.raises(DatasetError, match="is not a folder"):
         load_dataset("folder", tmp_path / "nope")
+
+
+def test_sample_format_reads_label_sets_and_splits_from_labels_csv(tmp_path):
+    touch(tmp_path, "train/right/cat_right_000.mp4", "test/right/coffee_right_000.mp4", "train/zoom/cat_zoom_000.mp4",
+          "train/zoom/stray.mp4")
+    (tmp_path / "labels.csv").write_text(
+        "path,split,motion,scene\n"
+        "train/right/cat_right_000.mp4,train,right,cat\n"
+        "test/right/coffee_right_000.mp4,test,right,coffee\n"
+        "train/zoom/cat_zoom_000.mp4,train,zoom,cat\n"
+        "train/zoom/gone.mp4,train,zoom,cat\n"
+        "../outside.mp4,test,zoom,cat\n")
+    index = load_dataset("sample", tmp_path)
+    assert index.name == "sample" and index.classes == ("right", "zoom") and index.split_names == ("1",)
+    assert dict(index.label_sets) == {"motion": ("right", "zoom"), "scene": ("cat", "coffee")}
+    videos = {v.source: v for v in index.videos}
+    coffee = videos["test/right/coffee_right_000.mp4"]
+    assert (coffee.label, coffee.class_name, dict(coffee.splits)) == (0, "right", {"1": "test"})
+    assert dict(coffee.labels) == {"motion": 0, "scene": 1}
+    assert dict(coffee.label_names) == {"motion": "right", "scene": "coffee"}
+    stray = videos["train/zoom/stray.mp4"]  # on disk, not in the CSV: unlabelled
+    assert (stray.label, stray.class_name, dict(stray.labels)) == (-1, None, {"motion": -1, "scene": -1})
+    assert set(index.missing) == {("train/zoom/gone.mp4", "not on disk"), ("../outside.mp4", "outside dataset root")}
+    # Other formats carry no extra label sets.
+    assert not load_dataset("folder", tmp_path).label_sets and not load_dataset("folder", tmp_path).videos[0].labels
+
+
+def test_sample_format_refuses_a_bad_labels_csv(tmp_path):
+    touch(tmp_path, "train/a/x.mp4")
+    with pytest.raises(DatasetError, match="labels.csv not found"):
+        load_dataset("sample", tmp_path)
+    (tmp_path / "labels.csv").write_text("file,motion\ntrain/a/x.mp4,a\n")
+    with pytest.raises(DatasetError, match="path,split,<label set>"):
+        load_dataset("sample", tmp_path)
+    (tmp_path / "labels.csv").write_text("path,split,motion\ntrain/a/x.mp4,val,a\n")
+    with pytest.raises(DatasetError, match=r"labels.csv:2: split must be train or test"):
+        load_dataset("sample", tmp_path)

@@ -88,13 +88,23 @@ def test_truncated_file_keeps_the_frames_before_the_cut_or_fails_clearly(tmp_pat
         assert 0 < arrays.num_frames < 164
 
 
-def test_time_limit_kills_a_hanging_decode(tmp_path):
-    fifo = tmp_path / "never-written.mp4"
+def test_time_limit_kills_a_hanging_decode(tmp_path, monkeypatch):
+    video = write_video(tmp_path / "hangs.mkv", translating_frames(frames=2, width=64, height=48, dx=0, dy=0))
+    monkeypatch.setenv("COMODE_FAULT_INJECT", "hang:hangs.mkv")  # the decoder sleeps forever
+    with pytest.raises(ExtractionFailure, match="timed out after 1 s"):
+        reencode(video, tmp_path / "out.nut", ExtractSettings(timeout_s=1))
+
+
+def test_a_fifo_or_a_device_is_refused_before_ffmpeg_could_block_on_it(tmp_path):
     import os
 
-    os.mkfifo(fifo)  # opening a FIFO with no writer blocks forever: a stand-in for a hang
-    with pytest.raises(ExtractionFailure, match="timed out after 1 s"):
+    fifo = tmp_path / "never-written.mp4"
+    os.mkfifo(fifo)  # opening a FIFO with no writer would block forever
+    with pytest.raises(ExtractionFailure, match=re.escape("not a regular file (FIFO)")):
         reencode(fifo, tmp_path / "out.nut", ExtractSettings(timeout_s=1))
+    (tmp_path / "zeros.mp4").symlink_to("/dev/zero")  # endless input
+    with pytest.raises(ExtractionFailure, match=re.escape("not a regular file (device)")):
+        reencode(tmp_path / "zeros.mp4", tmp_path / "out.nut", ExtractSettings(timeout_s=1))
 
 
 def test_source_info_parsing_handles_missing_fps():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from comode.train.transforms import (
-    DEFAULT_MV_GEOMETRY, IMAGENET_MEAN, IMAGENET_STD, AugmentSpec, _Draws, augment_batch, colour_jitter,
+    DEFAULT_MV_GEOMETRY, IMAGENET_MEAN, IMAGENET_STD, AugmentSpec, UniformDraws, augment_batch, colour_jitter,
     crop_motion, gaussian_blur, random_crop_boxes,
 )
 
@@ -156,7 +156,7 @@ def test_same_generator_same_output_and_different_seeds_differ():
 
 
 def test_crop_boxes_respect_area_and_aspect_limits():
-    boxes = random_crop_boxes(4000, H, W, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), draw=_Draws(torch.Generator(), torch.device("cpu")))
+    boxes = random_crop_boxes(4000, H, W, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), draw=UniformDraws(torch.Generator(), torch.device("cpu")))
     y0, x0, h, w = boxes.unbind(1)
     assert torch.all(y0 >= 0) and torch.all(x0 >= 0) and torch.all(y0 + h <= H) and torch.all(x0 + w <= W)
     area = h * w / (H * W)
@@ -167,7 +167,7 @@ def test_crop_boxes_respect_area_and_aspect_limits():
 
 
 def test_colour_jitter_pieces():
-    draws = _Draws(torch.Generator().manual_seed(0), torch.device("cpu"))
+    draws = UniformDraws(torch.Generator().manual_seed(0), torch.device("cpu"))
     video = torch.rand(64, 3, 2, 8, 8)
     grey = colour_jitter(video, spec=AugmentSpec(jitter_p=0.0, grayscale_p=1.0), draw=draws)
     torch.testing.assert_close(grey[:, 0], grey[:, 1])

@@ -1,0 +1,366 @@
+"""Video-level features: the mean of the V-Network's pooled features over 10 test clips.
+
+A video's representation (paper, VCOP, CoCLR protocol):
+
+1. the 10 clips of :func:`comode.evaluate.clips.sliding_window_indices` (16 frames,
+   stride 4, uniformly spread; short videos repeat their last frame),
+2. each clip decoded from the store at its stored size (short side 128), centre-cropped
+   to a square of 112/128 of the short side and resized to ``size`` (112): exactly the
+   ``train=False`` view of :func:`comode.train.transforms.augment_batch`, then ImageNet
+   normalisation (:data:`comode.train.transforms.INPUT_NORMALIZATION`),
+3. the V-Network in eval mode (BatchNorm running statistics), its (B, C, T', H', W') map
+   global-average-pooled to (B, C),
+4. the mean over the 10 clips: (C,).
+
+Batched (several videos' clips per forward pass), on CUDA when present, decoding in
+DataLoader workers.  A video that cannot be read or decoded is not dropped silently: it is
+listed in ``FeatureSet.failed`` with the reason, and reports give both counts.
+
+Cache: ``<cache_dir>/<key>.npz`` where ``key`` hashes the model's identity (checkpoint
+SHA-256, or backbone/width/seed of a random init), the store URL, the evaluated videos
+(id, frame count, label), the clip protocol and the crop.  Any change gives a new file;
+a run with failures is not cached (a retry may succeed).
+
+Shape alphabet: B batch (clips), C channels, T time, H / W height / width, N videos.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from comode.evaluate.clips import WindowSpec, sliding_window_indices
+from comode.store import Store, open_store
+from comode.train.transforms import centre_crop_boxes, crop_resize, normalize
+
+__all__ = ["FEATURES_FORMAT", "FeatureSet", "VideoClips", "prepare_clips", "pooled_features", "extract_features",
+           "cached_features", "feature_key", "default_device"]
+
+FEATURES_FORMAT = "comode.features/1"
+# Centre crop of the evaluation view: 112 of the short side 128 (train=False of augment_batch).
+EVAL_CROP = 112 / 128
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class FeatureSet:
+    """Features of the videos that could be read, and the ones that could not.
+
+    Attributes:
+        video_ids: (N,) evaluated videos, in the order asked for (failed ones left out).
+        labels: (N,) int64 class labels from the store.
+        features: (N, C) float32 video features (mean over the clips).
+        failed: video id -> reason, for videos asked for but not evaluated.
+    """
+
+    video_ids: list[str]
+    labels: np.ndarray
+    features: np.ndarray
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.video_ids)
+
+    def save(self, path: Path, *, key: str) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp.npz")
+        np.savez(temporary, format=np.array(FEATURES_FORMAT), key=np.array(key),
+                 video_ids=np.array(self.video_ids, dtype=str), labels=self.labels, features=self.features)
+        os.replace(temporary, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path, *, key: str) -> "FeatureSet | None":
+        """The cached set, or None if the file is absent, unreadable or for another key."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if str(data["format"]) != FEATURES_FORMAT or str(data["key"]) != key:
+                    return None
+                return cls(video_ids=[str(v) for v in data["video_ids"]], labels=data["labels"].astype(np.int64),
+                           features=data["features"].astype(np.float32))
+        except (OSError, KeyError, ValueError):
+            return None
+
+
+class VideoClips(Dataset):
+    """The 10 test clips of each video, as raw uint8 frames (one item per video).
+
+    Item: ``{"index": i, "clips": (clips, 3, T, H, W) uint8 tensor or None, "frames":
+    (clips, T) frame numbers, "label": int, "error": str or None}``.  Opens the store lazily in each process (DataLoader workers).
+    ``clip_indices`` may override the sliding window, e.g. one random clip per video for
+    finetuning: a function (num_frames, index) -> (clips, T) int array.
+    """
+
+    def __init__(self, store_url: str, video_ids: Sequence[str], *, window: WindowSpec = WindowSpec(),
+                 clip_indices: Callable[[int, int], np.ndarray] | None = None) -> None:
+        self.store_url, self.video_ids, self.window = store_url, list(video_ids), window
+        self.clip_indices = clip_indices
+        self._store: Store | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_store": None, "_pid": None}
+
+    def _open(self) -> Store:
+        if self._store is None or self._pid != os.getpid():
+            self._store = open_store(self.store_url, validate=False)
+            self._pid = os.getpid()
+        return self._store
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        video_id = self.video_ids[index]
+        label = -1
+        try:
+            video = self._open().video(video_id)
+            label = video.label
+            if self.clip_indices is not None:
+                frames = np.asarray(self.clip_indices(video.num_frames, index), dtype=np.int64)
+            else:
+                frames = sliding_window_indices(video.num_frames, self.window)
+            unique, inverse = np.unique(frames, return_inverse=True)
+            decoded = video.decode_frames(unique)  # (U, H, W, 3): one decode pass for all clips
+            clips = torch.from_numpy(decoded[inverse.reshape(frames.shape)])  # (clips, T, H, W, 3)
+            return {"index": index, "clips": clips.permute(0, 4, 1, 2, 3).contiguous(), "frames": frames,
+                    "label": label, "error": None}
+        except Exception as error:  # noqa: BLE001 -- any failure of one video is recorded, not fatal
+            return {"index": index, "clips": None, "frames": None, "label": label,
+                    "error": f"{type(error).__name__}: {error}"}
+
+
+def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return items
+
+
+def prepare_clips(clips: Tensor, *, size: int = 112, crop: float = EVAL_CROP) -> Tensor:
+    """(B, 3, T, H, W) uint8 -> (B, 3, T, size, size) float32, centre crop + normalisation."""
+    b, _, t, h, w = clips.shape
+    boxes = centre_crop_boxes(b, h, w, fraction=crop, device=clips.device)
+    frames = clips.to(torch.float32).div_(255.0).flatten(1, 2)  # (B, 3T, H, W)
+    no_flip = torch.zeros(b, dtype=torch.bool, device=clips.device)
+    out = crop_resize(frames, boxes, size=size, flip=no_flip).unflatten(1, (3, t))
+    return normalize(out, channel_dim=1)
+
+
+def pooled_features(vnet: nn.Module, clips: Tensor) -> Tensor:
+    """(B, 3, T, S, S) normalised clips -> (B, C): the V-Network's map, global-average-pooled."""
+    return vnet(clips).mean(dim=(2, 3, 4))
+
+
+@torch.no_grad()
+def extract_features(
+    vnet: nn.Module, store_url: str, video_ids: Sequence[str], *, window: WindowSpec = WindowSpec(),
+    size: int = 112, device: torch.device | None = None, videos_per_batch: int = 8, workers: int = 0,
+    on_videos: Callable[[int], None] | None = None,
+) -> FeatureSet:
+    """Features of ``video_ids`` (see the module docstring); failed videos are listed, not raised.
+
+    Args:
+        vnet: the V-Network (moved to ``device`` and put in eval mode here).
+        videos_per_batch: videos per forward pass (x ``window.clips`` clips).
+        workers: DataLoader processes decoding clips (0: in this process).
+        on_videos: called with the number of videos finished after every batch (progress).
+    """
+    device = device or default_device()
+    vnet = vnet.to(device).eval()
+    dataset = VideoClips(store_url, video_ids, window=window)
+    loader = DataLoader(dataset, batch_size=max(1, videos_per_batch), shuffle=False, num_workers=workers,
+                        collate_fn=_collate, pin_memory=device.type == "cuda",
+                        persistent_workers=False)
+    features: dict[int, np.ndarray] = {}
+    labels: dict[int, int] = {}
+    failed: dict[str, str] = {}
+    for items in loader:
+        good = [item for item in items if item["error"] is None]
+        for item in items:
+            if item["error"] is not None:
+                failed[video_ids[item["index"]]] = item["error"]
+        if good:
+            # Identical clips (videos shorter than one clip: all 10 are the same) run once.
+            unique = [np.unique(item["frames"], axis=0, return_index=True, return_inverse=True) for item in good]
+            clips = torch.cat([item["clips"][first] for item, (_, first, _) in zip(good, unique)])
+            pooled = pooled_features(vnet, prepare_clips(clips.to(device, non_blocking=True), size=size)).float()
+            start = 0
+            for item, (rows, _, inverse) in zip(good, unique):
+                per_clip = pooled[start:start + len(rows)][torch.as_tensor(inverse.reshape(-1), device=pooled.device)]
+                features[item["index"]] = per_clip.mean(dim=0).cpu().numpy()  # (C,): mean over all the clips
+                labels[item["index"]] = item["label"]
+                start += len(rows)
+        if on_videos is not None:
+            on_videos(len(items))
+    order = sorted(features)
+    width = getattr(vnet, "out_channels", 0)
+    return FeatureSet(
+        video_ids=[video_ids[i] for i in order],
+        labels=np.array([labels[i] for i in order], dtype=np.int64),
+        features=(np.stack([features[i] for i in order]).astype(np.float32) if order
+                  else np.zeros((0, width), np.float32)),
+        failed=failed,
+    )
+
+
+def feature_key(*, model: dict[str, Any], store: Store, video_ids: Sequence[str], window: WindowSpec,
+                size: int) -> str:
+    """Hex key of a feature set: model identity, store URL, videos (id, frames, label), protocol."""
+    attrs = store.video_attrs()
+    videos = [(v, attrs.get(v, {}).get("frames"), attrs.get(v, {}).get("label")) for v in video_ids]
+    identity = {
+        "format": FEATURES_FORMAT,
+        "model": {k: v for k, v in model.items() if k != "path"} if model.get("sha256") else model,
+        "store": _canonical_url(store.url),
+        "videos": hashlib.sha256(json.dumps(videos).encode()).hexdigest(),
+        "window": asdict(window), "size": size, "crop": EVAL_CROP,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _canonical_url(url: str) -> str:
+    return url if "://" in url else str(Path(url).resolve())
+
+
+def cached_features(
+    vnet_factory: Callable[[], nn.Module], *, model: dict[str, Any], store: Store, video_ids: Sequence[str],
+    cache_dir: Path | None, window: WindowSpec = WindowSpec(), size: int = 112, device: torch.device | None = None,
+    videos_per_batch: int = 8, workers: int = 0, on_videos: Callable[[int], None] | None = None,
+) -> tuple[FeatureSet, bool]:
+    """(features, came_from_cache).  ``vnet_factory`` is only called on a cache miss.
+
+    ``model`` is the model's identity (:meth:`ModelSource.describe`); a checkpoint is keyed
+    by its bytes' SHA-256, not its path, so a copied checkpoint hits the same cache.
+    """
+    key = feature_key(model=model, store=store, video_ids=video_ids, window=window, size=size)
+    path = cache_dir / f"{key}.npz" if cache_dir is not None else None
+    if path is not None and path.exists():
+        cached = FeatureSet.load(path, key=key)
+        if cached is not None and cached.video_ids == list(video_ids):
+            if on_videos is not None:
+                on_videos(len(video_ids))
+            return cached, True
+    features = extract_features(vnet_factory(), store.url, video_ids, window=window, size=size, device=device,
+                                videos_per_batch=videos_per_batch, workers=workers, on_videos=on_videos)
+    if path is not None and not features.failed:
+        features.save(path, key=key)
+    return features, False
+
+
+# --------------------------------------------------------------------------------------
+# Both sides of a split, as every evaluation needs them
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SplitFeatures:
+    """Train and test features of one split plus what reports say about them."""
+
+    train: FeatureSet
+    test: FeatureSet
+    classes: list[str]
+    model: dict[str, Any]  # ModelSource.describe()
+    store_info: dict[str, Any]  # url, dataset name, classes
+    protocol: dict[str, Any]  # clips, frames, stride, size, crop
+    counts: dict[str, int]  # asked / evaluated / failed per side, from_cache
+    failed: dict[str, str]
+
+
+def split_videos(store: Store, split: str) -> tuple[list[str], list[str]]:
+    """(train ids, test ids) of ``split``; raises ValueError naming the store's splits."""
+    if split not in store.split_names:
+        raise ValueError(f"store {store.url} has no split {split!r}; its splits: {store.split_names or 'none'}")
+    return store.video_ids(split=split, subset="train"), store.video_ids(split=split, subset="test")
+
+
+def label_set_classes(store: Store, label_set: str | None) -> list[str]:
+    """Class names of ``label_set`` (None: the primary labels); ValueError naming the store's sets."""
+    if label_set is None:
+        return store.classes
+    sets = store.dataset.get("label_sets") or {}
+    if label_set not in sets:
+        raise ValueError(f"store {store.url} has no label set {label_set!r}; its label sets: "
+                         f"{sorted(sets) or 'none (only the primary labels)'}")
+    return list(sets[label_set])
+
+
+def relabel(features: FeatureSet, store: Store, label_set: str | None) -> tuple[FeatureSet, int]:
+    """The same features with labels from ``label_set`` (None: the primary labels); videos
+    without a label there (-1) are left out.  Returns (relabelled set, number left out)."""
+    if label_set is None:
+        labels = features.labels
+    else:
+        attrs = store.video_attrs()
+        labels = np.array([int(attrs[v].get("labels", {}).get(label_set, -1)) for v in features.video_ids],
+                          dtype=np.int64)
+    keep = labels >= 0
+    kept = FeatureSet(video_ids=[v for v, k in zip(features.video_ids, keep) if k], labels=labels[keep],
+                      features=features.features[keep], failed=features.failed)
+    return kept, int((~keep).sum())
+
+
+def split_features(
+    store_url: str, source: Any, *, split: str, out_dir: Path, cache_dir: str | Path | None = None, size: int = 112,
+    window: WindowSpec = WindowSpec(), videos_per_batch: int = 8, workers: int = 0,
+    device: torch.device | None = None, show_progress: bool = False, label_set: str | None = None,
+) -> SplitFeatures:
+    """Features of the train and test videos of ``split`` for the model ``source`` (cached).
+
+    ``source`` is a :class:`comode.evaluate.source.ModelSource`; ``cache_dir`` defaults
+    to ``out_dir/features``.  ``label_set``: evaluate against one of the store's extra
+    label sets (``dataset.label_sets``, e.g. "scene" of the sample set) instead of the
+    primary labels; the features (and their cache) are the same.  Videos without a label
+    (-1, in the primary labels or the label set) are left out and counted (``unlabelled``).
+    """
+    from comode.evaluate.progress import Bar
+
+    store = open_store(store_url)
+    train_ids, test_ids = split_videos(store, split)
+    classes = label_set_classes(store, label_set)
+    model = source.describe()
+    cache = Path(cache_dir) if cache_dir is not None else Path(out_dir) / "features"
+    built: list[nn.Module] = []
+
+    def factory() -> nn.Module:  # build the network once, only on a cache miss
+        if not built:
+            built.append(source.build())
+        return built[0]
+
+    sets, from_cache = {}, {}
+    with Bar("features", total=len(train_ids) + len(test_ids), enabled=show_progress) as bar:
+        for side, ids in (("train", train_ids), ("test", test_ids)):
+            sets[side], from_cache[side] = cached_features(
+                factory, model=model, store=store, video_ids=ids, cache_dir=cache, window=window, size=size,
+                device=device, videos_per_batch=videos_per_batch, workers=workers, on_videos=bar.advance)
+    unlabelled = 0
+    for side in ("train", "test"):  # unlabelled videos (-1) cannot be scored: left out, counted
+        sets[side], left_out = relabel(sets[side], store, label_set)
+        unlabelled += left_out
+    failed = {**sets["train"].failed, **sets["test"].failed}
+    # Videos of the split whose extraction did not complete are not in the store's usable
+    # set; count them so a report never hides them.
+    in_split = store.video_ids(status=None, split=split)
+    counts = {
+        "split_videos_not_complete": len(in_split) - len(train_ids) - len(test_ids),
+        "train_videos": len(train_ids), "train_evaluated": sets["train"].count,
+        "test_videos": len(test_ids), "test_evaluated": sets["test"].count,
+        "failed": len(failed), "features_from_cache": int(from_cache["train"] and from_cache["test"]),
+    }
+    counts["unlabelled"] = unlabelled
+    store_info = {"url": _canonical_url(store.url), "dataset": store.dataset.get("name"), "classes": len(classes),
+                  "label_set": label_set}
+    protocol = {"clips_per_video": window.clips, "clip_frames": window.frames, "clip_stride": window.stride,
+                "size": size, "crop": "centre, 112/128 of the short side", "pooling": "global average, mean over clips"}
+    return SplitFeatures(train=sets["train"], test=sets["test"], classes=classes, model=model,
+                         store_info=store_info, protocol=protocol, counts=counts, failed=failed)

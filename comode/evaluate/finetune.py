@@ -1,0 +1,398 @@
+"""Supervised finetuning of the V-Network on a labelled store (paper Sec. 4.1, Table 2).
+
+The pretrained V-Network (or a random initialisation: the "from scratch" rows of Table 2)
+gets global average pooling, dropout (0.3) and a linear classifier, and the whole network
+is trained with cross-entropy on the train videos of a split:
+
+* **train**: every epoch each train video gives one clip (16 frames, stride 4, uniform
+  random start; short videos repeat their last frame like :mod:`comode.evaluate.clips`),
+  augmented on the training device: random resized crop (area 0.2-1, aspect 3/4-4/3) to
+  112, horizontal flip, colour jitter (p 0.8) and grayscale (p 0.2) -- the pretraining
+  augmentations without blur (:mod:`comode.train.transforms`).
+* **optimiser**: SGD, momentum 0.9, lr = lr_per_sample x batch (paper: 0.0001 x B on
+  UCF101, 0.0002 x B on HMDB51), cosine decay over all steps (optional linear warm-up).
+* **test**: the 10 sliding-window clips of every test video (:mod:`comode.evaluate.clips`),
+  centre crop, softmax scores averaged over the clips, top-1 / top-5.
+
+Resumable like pretraining: ``last.pt`` (atomic, weights_only-safe) after every epoch;
+each epoch's randomness (clip starts, order, augmentation, dropout) is derived from
+(seed, epoch), so ``--resume`` continues exactly where an uninterrupted run would be.
+
+Shape alphabet: B batch, C channels, T time, H / W height / width.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from comode.evaluate.accuracy import top_k_accuracy
+from comode.evaluate.clips import WindowSpec
+from comode.evaluate.features import VideoClips, default_device, prepare_clips, split_videos
+from comode.evaluate.progress import Bar
+from comode.train.checkpoint import (CheckpointError, LAST_CHECKPOINT, capture_rng_state, load_checkpoint,
+                                     restore_rng_state, save_checkpoint)
+from comode.train.backbones import build_backbone
+from comode.train.config import ConfigError, build_dataclass, config_values
+from comode.train.transforms import (AugmentSpec, UniformDraws, colour_jitter, crop_resize, normalize,
+                                     random_crop_boxes)
+
+__all__ = ["FinetuneConfig", "FinetuneResult", "load_finetune_config", "VideoClassifier", "augment_clips",
+           "run_finetune", "RandomClip"]
+
+METRICS_FILE = "metrics.jsonl"
+# Fields that may change on --resume: how far this invocation goes and how data is fed.
+RESUMABLE = frozenset({"stop_after_epoch", "workers", "test_videos_per_batch"})
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    # One seed for everything: classifier init (and the backbone's when from scratch), data
+    # order, clip starts, augmentation, dropout; each epoch re-derives its streams from it.
+    seed: int = 0
+    # Store split: train on its train videos, test on its test videos (papers: split 1).
+    split: str = "1"
+    # Training epochs; the cosine schedule spans all of them.  Our choice for UCF101 /
+    # HMDB51-sized sets (~9.5k / ~3.6k train videos); the paper's setting may differ.
+    epochs: int = 100
+    # Stop after this epoch (the schedule still spans `epochs`); continue with --resume.
+    stop_after_epoch: int | None = None
+    # Clips per step.
+    batch_size: int = 32
+    # lr = lr_per_sample x batch_size (paper Sec. 4.1: 0.0001 x B on UCF101; HMDB51: 0.0002).
+    lr_per_sample: float = 0.0001
+    # SGD momentum (paper: SGD with momentum 0.9).
+    momentum: float = 0.9
+    # Weight decay on every parameter (the paper's pretraining value).
+    weight_decay: float = 0.005
+    # Linear warm-up epochs before the cosine decay (0: cosine from the first step).
+    warmup_epochs: float = 0.0
+    # Dropout before the classifier (paper Sec. 4.1: 0.3).
+    dropout: float = 0.3
+    # Clip side (paper: 112).
+    size: int = 112
+    # Smallest crop area fraction of the random resized crop (pretraining: 0.2).
+    min_crop_area: float = 0.2
+    # Colour jitter + grayscale as in pretraining; false = crop and flip only.
+    colour: bool = True
+    # Test clips per video (the 10-clip protocol).
+    test_clips: int = 10
+    # Test videos per forward pass (x test_clips clips).
+    test_videos_per_batch: int = 4
+    # DataLoader processes decoding clips (0: in the training process).
+    workers: int = 4
+
+    def __post_init__(self) -> None:
+        checks = [(self.epochs > 0, "epochs must be > 0"), (self.batch_size > 0, "batch_size must be > 0"),
+                  (self.lr_per_sample > 0, "lr_per_sample must be > 0"),
+                  (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
+                  (0 <= self.warmup_epochs <= self.epochs, "warmup_epochs must be in [0, epochs]"),
+                  (0 < self.min_crop_area <= 1, "min_crop_area must be in (0, 1]"),
+                  (self.stop_after_epoch is None or self.stop_after_epoch > 0, "stop_after_epoch must be > 0 or null"),
+                  (self.test_clips > 0, "test_clips must be > 0"), (self.workers >= 0, "workers must be >= 0")]
+        problems = [message for ok, message in checks if not ok]
+        if problems:
+            raise ConfigError("invalid finetune config: " + "; ".join(problems))
+
+    @property
+    def lr(self) -> float:
+        return self.lr_per_sample * self.batch_size
+
+
+def load_finetune_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> FinetuneConfig:
+    """Defaults <- YAML (``configs/evaluate/finetune_*.yaml``) <- ``key=value`` overrides."""
+    return build_dataclass(FinetuneConfig, config_values(path, overrides), prefix="")
+
+
+def _seed(*parts: int) -> int:
+    """A 63-bit seed that is a pure function of ``parts``."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
+
+
+_STREAM_ORDER, _STREAM_CLIPS, _STREAM_AUGMENT, _STREAM_DROPOUT, _STREAM_INIT = range(5)
+
+
+class VideoClassifier(nn.Module):
+    """V-Network -> global average pool -> dropout -> linear: (B, 3, T, H, W) -> (B, classes)."""
+
+    def __init__(self, vnet: nn.Module, *, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.vnet = vnet
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(vnet.out_channels, num_classes)
+
+    def forward(self, clip: Tensor) -> Tensor:
+        return self.fc(self.dropout(self.vnet(clip).mean(dim=(2, 3, 4))))
+
+
+class RandomClip:
+    """One training clip per video: uniform random start, stride 4 (picklable for workers)."""
+
+    def __init__(self, *, seed: int, epoch: int, window: WindowSpec) -> None:
+        self.seed, self.epoch, self.window = seed, epoch, window
+
+    def __call__(self, num_frames: int, index: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, _STREAM_CLIPS, self.epoch, index])
+        start = int(rng.integers(0, max(0, num_frames - self.window.span) + 1))
+        offsets = np.arange(self.window.frames, dtype=np.int64) * self.window.stride
+        return np.minimum(start + offsets, num_frames - 1)[None]  # (1, frames)
+
+
+def augment_clips(clips: Tensor, *, generator: torch.Generator, size: int = 112, min_crop_area: float = 0.2,
+                  colour: bool = True) -> Tensor:
+    """(B, 3, T, H, W) uint8 -> (B, 3, T, size, size) float normalised, randomly augmented.
+
+    Random resized crop + flip shared by the clip's frames, then (``colour``) colour
+    jitter / grayscale with the pretraining parameters.
+    """
+    b, _, t, h, w = clips.shape
+    spec = AugmentSpec(size=size, scale=(min_crop_area, 1.0))
+    draw = UniformDraws(generator, clips.device)
+    boxes = random_crop_boxes(b, h, w, scale=spec.scale, ratio=spec.ratio, draw=draw)
+    flip = draw.uniform(b) < spec.flip_p
+    frames = clips.to(torch.float32).div_(255.0).flatten(1, 2)  # (B, 3T, H, W)
+    out = crop_resize(frames, boxes, size=size, flip=flip).unflatten(1, (3, t))
+    if colour:
+        out = colour_jitter(out, spec=spec, draw=draw)
+    return normalize(out, channel_dim=1)
+
+
+def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return items
+
+
+@dataclass
+class FinetuneResult:
+    report: dict[str, Any]
+    report_path: Path
+    checkpoint: Path
+    epochs_completed: int
+    finished: bool
+
+
+def run_finetune(
+    config: FinetuneConfig, *, store: str, checkpoint: str | Path | None, out_dir: str | Path, resume: bool = False,
+    backbone: str | None = None, width_multiplier: float = 1.0, device: str | None = None,
+    show_progress: bool = False,
+) -> FinetuneResult:
+    """Finetune and test; writes ``out_dir/{config.yaml, last.pt, metrics.jsonl, finetune.json, .txt}``.
+
+    ``checkpoint``: the pretrained V-Network, or "random" to train from scratch (``backbone``,
+    ``width_multiplier``, weights seeded by ``config.seed``).  With ``config.stop_after_epoch``
+    the run stops early (no test, ``finished`` False); ``resume=True`` continues it from
+    ``out_dir/last.pt`` alone (``checkpoint`` is then only recorded, not read).
+
+    Raises:
+        FileExistsError: ``out_dir`` holds a run and ``resume`` is False.
+        CheckpointError / ValueError: nothing to resume, config changed, bad store or split.
+    """
+    from comode.evaluate.report import write_report
+    from comode.evaluate.source import ModelSource
+    from comode.store import open_store
+
+    out = Path(out_dir)
+    torch_device = torch.device(device) if device else default_device()
+    opened = open_store(store)
+    split_train, split_test = split_videos(opened, config.split)
+    attrs = opened.video_attrs()  # unlabelled videos (-1) cannot be trained or scored: left out, counted
+    train_ids = [v for v in split_train if int(attrs[v].get("label", -1)) >= 0]
+    test_ids = [v for v in split_test if int(attrs[v].get("label", -1)) >= 0]
+    unlabelled = len(split_train) - len(train_ids) + len(split_test) - len(test_ids)
+    classes = opened.classes
+    if not train_ids or not test_ids:
+        raise ValueError(f"split {config.split!r} has {len(train_ids)} train and {len(test_ids)} test videos; "
+                         "finetuning needs both")
+    if not classes:
+        raise ValueError(f"store {store} has no classes: finetuning needs a labelled store")
+
+    saved = _checkpoint_to_resume(out, config=config, resume=resume)
+    if saved is None:
+        source = ModelSource.parse(checkpoint, backbone=backbone, width_multiplier=width_multiplier, seed=config.seed)
+        model_identity, vnet = source.describe(), source.build()
+    else:  # every weight comes from last.pt: the pretrained file need not exist any more
+        model_identity = saved["init"]
+        vnet = build_backbone(model_identity["backbone"], width_multiplier=float(model_identity["width_multiplier"]))
+    torch.manual_seed(_seed(config.seed, _STREAM_INIT))
+    model = VideoClassifier(vnet, num_classes=len(classes), dropout=config.dropout).to(torch_device)
+    steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _cosine(step, warmup, total_steps))
+    start_epoch = 0
+    if saved is not None:
+        if list(saved["classes"]) != list(classes) or saved.get("train_videos") != len(train_ids):
+            raise ValueError(f"the store's classes or train videos changed since {out / LAST_CHECKPOINT} was written "
+                             f"({len(saved['classes'])} -> {len(classes)} classes, {saved.get('train_videos')} -> "
+                             f"{len(train_ids)} train videos); the run cannot continue unchanged")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        restore_rng_state(saved["rng"])
+        start_epoch = int(saved["epoch"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text("# Resolved comode finetuning config.\n"
+                                     + yaml.safe_dump(asdict(config), sort_keys=False))
+    _truncate_metrics(out, after_epoch=start_epoch)
+
+    last_epoch = min(config.epochs, config.stop_after_epoch or config.epochs)
+    skipped: dict[str, str] = dict(saved.get("skipped", {})) if saved is not None else {}
+    path = out / LAST_CHECKPOINT
+    with Bar("finetune", total=(last_epoch - start_epoch) * steps_per_epoch, enabled=show_progress) as bar:
+        for epoch in range(start_epoch, last_epoch):
+            record = _train_epoch(model, optimizer, scheduler, store=store, train_ids=train_ids, config=config,
+                                  epoch=epoch, device=torch_device, skipped=skipped, bar=bar)
+            with open(out / METRICS_FILE, "a") as handle:
+                handle.write(json.dumps({"epoch": epoch + 1, **record}) + "\n")
+            save_checkpoint({
+                "task": "finetune", "config": asdict(config), "init": model_identity, "classes": classes,
+                "train_videos": len(train_ids),
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "rng": capture_rng_state(),
+                "skipped": skipped,
+            }, path)
+
+    init = "random" if model_identity.get("kind") == "random" else "pretrained"
+    settings = {**asdict(config), "lr": config.lr, "init": init,
+                "test_protocol": f"{config.test_clips} sliding-window clips, softmax averaged, centre crop"}
+    counts = {"train_videos": len(train_ids), "train_videos_skipped": len(skipped), "test_videos": len(test_ids),
+              "unlabelled": unlabelled,
+              "epochs_completed": last_epoch, "steps_per_epoch": steps_per_epoch}
+    store_info = {"url": store if "://" in store else str(Path(store).resolve()), "dataset": opened.dataset.get("name"),
+                  "classes": len(classes)}
+    finished = last_epoch >= config.epochs
+    metrics: dict[str, float] = {}
+    failed: dict[str, str] = {}
+    if finished:
+        scores, labels, failed = _test(model, store=store, test_ids=test_ids, config=config, device=torch_device,
+                                       show_progress=show_progress)
+        metrics = top_k_accuracy(scores, labels, ks=(1, 5))
+        counts.update(test_evaluated=int(labels.shape[0]), failed=len(failed))
+    history = _read_metrics(out)
+    if history:
+        metrics["train_top1_last_epoch"] = history[-1]["train_top1"]
+    report = write_report(out, "finetune", settings=settings, model=model_identity, store=store_info,
+                          metrics=metrics, counts=counts, failed={**skipped, **failed},
+                          extra={"finished": finished, "history": history})
+    return FinetuneResult(report=report.data, report_path=report.path, checkpoint=path,
+                          epochs_completed=last_epoch, finished=finished)
+
+
+def _cosine(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _train_epoch(model: VideoClassifier, optimizer, scheduler, *, store: str, train_ids: list[str],
+                 config: FinetuneConfig, epoch: int, device: torch.device, skipped: dict[str, str],
+                 bar: Bar) -> dict[str, float]:
+    model.train()
+    generator = torch.Generator().manual_seed(_seed(config.seed, _STREAM_ORDER, epoch))
+    order = torch.randperm(len(train_ids), generator=generator)
+    ordered = [train_ids[i] for i in order.tolist()]
+    dataset = VideoClips(store, ordered, clip_indices=RandomClip(seed=config.seed, epoch=epoch, window=WindowSpec()))
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,
+                        collate_fn=_collate, pin_memory=device.type == "cuda")
+    augment_generator = torch.Generator(device=device).manual_seed(_seed(config.seed, _STREAM_AUGMENT, epoch))
+    torch.manual_seed(_seed(config.seed, _STREAM_DROPOUT, epoch))
+    losses, correct, seen, started = [], 0, 0, time.perf_counter()
+    for items in loader:
+        good = [item for item in items if item["error"] is None]
+        for item in items:
+            if item["error"] is not None:
+                skipped[ordered[item["index"]]] = item["error"]
+        if good:
+            clips = torch.cat([item["clips"] for item in good]).to(device, non_blocking=True)  # (B, 3, T, H, W)
+            labels = torch.tensor([item["label"] for item in good], device=device)
+            inputs = augment_clips(clips, generator=augment_generator, size=config.size,
+                                   min_crop_area=config.min_crop_area, colour=config.colour)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = model(inputs)
+            loss = nn.functional.cross_entropy(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+            correct += int((logits.argmax(dim=1) == labels).sum())
+            seen += len(good)
+        rate = seen / max(time.perf_counter() - started, 1e-9)
+        loss_text = f"{np.mean(losses):.4f}" if losses else "-"
+        bar.advance(1, note=f"epoch {epoch + 1} loss {loss_text} {rate:.1f} clips/s")
+    return {"loss": float(np.mean(losses)) if losses else float("nan"), "train_top1": correct / max(seen, 1),
+            "lr": float(scheduler.get_last_lr()[0]), "clips": seen}
+
+
+@torch.no_grad()
+def _test(model: VideoClassifier, *, store: str, test_ids: list[str], config: FinetuneConfig, device: torch.device,
+          show_progress: bool) -> tuple[Tensor, Tensor, dict[str, str]]:
+    """Softmax scores averaged over the 10 test clips: (N, classes), labels (N,), failures."""
+    model.eval()
+    dataset = VideoClips(store, test_ids, window=WindowSpec(clips=config.test_clips))
+    loader = DataLoader(dataset, batch_size=config.test_videos_per_batch, shuffle=False, num_workers=config.workers,
+                        collate_fn=_collate)
+    scores, labels, failed = [], [], {}
+    with Bar("test", total=len(test_ids), enabled=show_progress) as bar:
+        for items in loader:
+            good = [item for item in items if item["error"] is None]
+            for item in items:
+                if item["error"] is not None:
+                    failed[test_ids[item["index"]]] = item["error"]
+            if good:
+                clips = torch.cat([item["clips"] for item in good]).to(device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    logits = model(prepare_clips(clips, size=config.size))
+                probabilities = logits.float().softmax(dim=1).unflatten(0, (len(good), -1)).mean(dim=1)
+                scores.append(probabilities.cpu())
+                labels += [item["label"] for item in good]
+            bar.advance(len(items))
+    classes = model.fc.out_features
+    return (torch.cat(scores) if scores else torch.zeros(0, classes), torch.tensor(labels, dtype=torch.int64), failed)
+
+
+def _checkpoint_to_resume(out: Path, *, config: FinetuneConfig, resume: bool) -> dict[str, Any] | None:
+    path = out / LAST_CHECKPOINT
+    if not resume:
+        if path.exists():
+            raise FileExistsError(f"{out} already holds a finetuning run ({path}); pass --resume to continue it "
+                                  "or choose another --out")
+        return None
+    if not path.exists():
+        raise CheckpointError(f"nothing to resume: {path} does not exist")
+    saved = load_checkpoint(path)
+    if saved.get("task") != "finetune":
+        raise CheckpointError(f"{path} is not a finetuning checkpoint (task {saved.get('task')!r})")
+    changed = [f"{key}: {saved['config'].get(key)!r} -> {value!r}" for key, value in asdict(config).items()
+               if key not in RESUMABLE and saved["config"].get(key) != value]
+    if changed:
+        raise ValueError(f"the config differs from the run being resumed ({path}): " + "; ".join(changed)
+                         + f". Only {sorted(RESUMABLE)} may change on --resume")
+    return saved
+
+
+def _read_metrics(out: Path) -> list[dict[str, Any]]:
+    path = out / METRICS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _truncate_metrics(out: Path, *, after_epoch: int) -> None:
+    """Drop records of epochs after the resumed one (written by a run killed before its checkpoint)."""
+    records = [r for r in _read_metrics(out) if r["epoch"] <= after_epoch]
+    path = out / METRICS_FILE
+    if path.exists() or records:
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))

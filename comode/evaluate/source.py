@@ -1,0 +1,110 @@
+"""Where the evaluated V-Network comes from: a checkpoint / exported backbone, or random init.
+
+    source = ModelSource.parse("runs/r3d26/last.pt")                       # or an exported .safetensors
+    source = ModelSource.parse("random", backbone="r3d_26", width_multiplier=1.0, seed=0)
+    vnet = source.build()                      # (B, 3, 16, 112, 112) -> (B, C, T', H', W')
+    source.describe()                          # JSON-safe, goes into reports and cache keys
+
+Random init is the "from scratch" baseline of the paper's Table 2: the same architecture,
+weights drawn by the backbone's own initialiser from ``torch.manual_seed(seed)`` (the global
+RNG state is restored afterwards), so two runs with the same seed evaluate the same network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from comode.train.backbones import BACKBONES, build_backbone
+
+__all__ = ["RANDOM", "ModelSource", "file_sha256"]
+
+RANDOM = "random"
+
+
+def file_sha256(path: str | Path, *, chunk: int = 1 << 22) -> str:
+    """Hex SHA-256 of a file's bytes (the checkpoint's identity in reports and cache keys)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A checkpoint path (``path`` set) or a seeded random initialisation (``path`` None)."""
+
+    path: Path | None
+    backbone: str | None = None
+    width_multiplier: float = 1.0
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, checkpoint: str | Path | None, *, backbone: str | None = None, width_multiplier: float = 1.0,
+              seed: int = 0) -> "ModelSource":
+        """``checkpoint`` is a file, or "random" / "none" / None for a random initialisation.
+
+        Raises:
+            ValueError: the file does not exist, or random init without a known clip backbone.
+        """
+        if checkpoint is None or str(checkpoint).lower() in (RANDOM, "none", "scratch"):
+            name = backbone or "r3d_26"
+            if name not in BACKBONES or BACKBONES[name].input_kind != "clip":
+                clips = sorted(k for k, v in BACKBONES.items() if v.input_kind == "clip")
+                raise ValueError(f"--backbone must be one of {clips} for a random initialisation, got {name!r}")
+            if not width_multiplier > 0:
+                raise ValueError(f"--width-multiplier must be > 0, got {width_multiplier}")
+            return cls(path=None, backbone=name, width_multiplier=float(width_multiplier), seed=int(seed))
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise ValueError(f"checkpoint {path} does not exist (give a last.pt / epoch_XXX.pt / exported "
+                             ".safetensors file, or 'random' for a random initialisation)")
+        return cls(path=path)
+
+    @property
+    def is_random(self) -> bool:
+        return self.path is None
+
+    def build(self) -> nn.Module:
+        """The V-Network on the CPU (train mode, as freshly built; callers pick eval/train)."""
+        if self.path is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                return build_backbone(self.backbone, width_multiplier=self.width_multiplier)
+        from comode.train.export import load_backbone
+
+        return load_backbone(self.path)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe identity: for a file its absolute path, SHA-256 and training metadata."""
+        if self.path is None:
+            return {"kind": RANDOM, "backbone": self.backbone, "width_multiplier": self.width_multiplier,
+                    "seed": self.seed}
+        from comode.train.export import read_backbone_metadata
+
+        metadata = read_backbone_metadata(self.path)
+        return {
+            "kind": "checkpoint", "path": str(self.path.resolve()), "sha256": file_sha256(self.path),
+            "backbone": metadata["backbone"], "width_multiplier": float(metadata["width_multiplier"]),
+            "task": metadata.get("task"), "step": _int_or_none(metadata.get("step")),
+            "epoch": _int_or_none(metadata.get("epoch")),
+        }
+
+    def label(self) -> str:
+        """Short human name: ``last.pt (r3d_26 x1.0)`` or ``random r3d_26 x0.125 seed 0``."""
+        if self.path is None:
+            return f"random {self.backbone} x{self.width_multiplier:g} seed {self.seed}"
+        return str(self.path)
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None

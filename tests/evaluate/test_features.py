@@ -1,0 +1,145 @@
+"""Video features on a real (synthetic) store: the documented clips, every video counted, the cache."""
+
+import numpy as np
+import pytest
+import torch
+
+from comode.evaluate.clips import WindowSpec, sliding_window_indices
+from comode.evaluate.features import (VideoClips, cached_features, extract_features, pooled_features, prepare_clips,
+                                      split_features)
+from comode.evaluate.source import ModelSource
+from comode.store import open_store
+from comode.store.reader import Video
+
+
+def _id(store, suffix):
+    return next(v for v in store.video_ids() if v.endswith(suffix))
+
+
+def test_test_clips_are_the_documented_frames(eval_store):
+    store = open_store(eval_store)
+    short, long = _id(store, "f.avi"), _id(store, "a.avi")
+    dataset = VideoClips(eval_store, [short, long])
+    for i, video_id in enumerate((short, long)):
+        video = store.video(video_id)
+        item = dataset[i]
+        assert item["error"] is None and item["label"] == video.label
+        frames = sliding_window_indices(video.num_frames)
+        clips = item["clips"]  # (10, 3, 16, H, W)
+        assert clips.shape == (10, 3, 16, 128, 170) and clips.dtype == torch.uint8
+        for c in (0, 9):
+            expected = video.decode_frames(frames[c])  # (16, H, W, 3)
+            assert torch.equal(clips[c].permute(1, 2, 3, 0), torch.from_numpy(expected))
+    assert store.video(short).num_frames == 10
+    # the short video: every clip is frames 0..9 then frame 9 repeated
+    assert torch.equal(dataset[0]["clips"][0][:, 9], dataset[0]["clips"][0][:, 15])
+
+
+def test_features_are_the_mean_over_ten_clips_and_no_video_is_dropped(eval_store, tiny_checkpoint):
+    store = open_store(eval_store)
+    ids = store.video_ids()
+    vnet = ModelSource.parse(tiny_checkpoint).build().eval()
+    result = extract_features(vnet, eval_store, ids, videos_per_batch=4, device=torch.device("cpu"))
+    assert result.video_ids == ids and not result.failed and result.count == len(ids) == 9
+    assert result.features.shape == (9, vnet.out_channels) and result.features.dtype == np.float32
+    assert result.labels.tolist() == [store.video(v).label for v in ids]
+    # one video by hand
+    i = ids.index(_id(store, "e.avi"))
+    clips = VideoClips(eval_store, [ids[i]])[0]["clips"]
+    with torch.no_grad():
+        by_hand = pooled_features(vnet, prepare_clips(clips)).mean(dim=0).numpy()
+    np.testing.assert_allclose(result.features[i], by_hand, rtol=1e-4, atol=1e-5)
+
+
+def test_failed_videos_are_reported_not_dropped(eval_store, tiny_checkpoint, monkeypatch):
+    store = open_store(eval_store)
+    ids = store.video_ids()
+    bad = _id(store, "c.avi")
+    original = Video.decode_frames
+
+    def decode(self, indices, **kwargs):
+        if self.video_id == bad:
+            raise RuntimeError("corrupt stream")
+        return original(self, indices, **kwargs)
+
+    monkeypatch.setattr(Video, "decode_frames", decode)
+    result = extract_features(ModelSource.parse(tiny_checkpoint).build(), eval_store, ids, device=torch.device("cpu"),
+                              size=64)
+    assert bad not in result.video_ids and result.count == len(ids) - 1
+    assert list(result.failed) == [bad] and "corrupt stream" in result.failed[bad]
+
+
+def test_cache_is_keyed_by_model_and_reused(eval_store, tiny_checkpoint, tmp_path):
+    store = open_store(eval_store)
+    ids = store.video_ids()[:3]
+    source = ModelSource.parse(tiny_checkpoint)
+    calls = []
+
+    def factory():
+        calls.append(1)
+        return source.build()
+
+    kwargs = dict(store=store, video_ids=ids, cache_dir=tmp_path, device=torch.device("cpu"), size=64)
+    first, cached = cached_features(factory, model=source.describe(), **kwargs)
+    again, cached_again = cached_features(factory, model=source.describe(), **kwargs)
+    assert (cached, cached_again) == (False, True) and len(calls) == 1
+    np.testing.assert_array_equal(first.features, again.features)
+    random = ModelSource.parse("random", backbone="r3d_18", width_multiplier=0.125)
+    other, other_cached = cached_features(random.build, model=random.describe(), **kwargs)
+    assert not other_cached and not np.allclose(other.features, first.features)
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_split_features_counts(eval_store, tiny_checkpoint, tmp_path, feature_cache):
+    data = split_features(eval_store, ModelSource.parse(tiny_checkpoint), split="1", out_dir=tmp_path,
+                          device=torch.device("cpu"), size=64, cache_dir=feature_cache)
+    assert data.counts["train_videos"] == data.counts["train_evaluated"] == 6
+    assert data.counts["test_videos"] == data.counts["test_evaluated"] == 3
+    assert data.counts["failed"] == 0 and data.counts["split_videos_not_complete"] == 0
+    assert data.counts["unlabelled"] == 0
+    assert data.classes == ["down", "right"]
+    with pytest.raises(ValueError, match="no split '2'"):
+        split_features(eval_store, ModelSource.parse(tiny_checkpoint), split="2", out_dir=tmp_path)
+
+
+def test_exported_backbone_gives_the_same_features_and_cache_entry(eval_store, tiny_checkpoint, tmp_path):
+    from comode.evaluate.features import feature_key
+    from comode.train.export import export_backbone
+
+    exported = export_backbone(tiny_checkpoint, tmp_path / "vnet.safetensors")
+    store = open_store(eval_store)
+    ids = store.video_ids()[:2]
+    features = [extract_features(ModelSource.parse(path).build(), eval_store, ids, device=torch.device("cpu"),
+                                 size=64).features for path in (tiny_checkpoint, exported)]
+    np.testing.assert_array_equal(features[0], features[1])
+    described = ModelSource.parse(exported).describe()
+    assert described["backbone"] == "r3d_18" and described["step"] == 7 and len(described["sha256"]) == 64
+    # different files (bytes), so different cache keys, even though the weights are equal
+    keys = {feature_key(model=ModelSource.parse(p).describe(), store=store, video_ids=ids, window=WindowSpec(), size=64)
+            for p in (tiny_checkpoint, exported)}
+    assert len(keys) == 2
+
+
+def test_model_source_errors():
+    with pytest.raises(ValueError, match="--backbone must be one of"):
+        ModelSource.parse("random", backbone="r3d_10")  # the M-Network is not a clip backbone
+    with pytest.raises(ValueError, match="width-multiplier"):
+        ModelSource.parse("random", backbone="r3d_18", width_multiplier=0)
+    a = ModelSource.parse("random", backbone="r3d_18", width_multiplier=0.125, seed=5).build()
+    b = ModelSource.parse("random", backbone="r3d_18", width_multiplier=0.125, seed=5).build()
+    state = torch.get_rng_state()
+    c = ModelSource.parse("random", backbone="r3d_18", width_multiplier=0.125, seed=6).build()
+    assert torch.equal(state, torch.get_rng_state())  # the global RNG is left alone
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+def test_short_video_feature_is_its_single_clip(eval_store, tiny_checkpoint):
+    store = open_store(eval_store)
+    short = _id(store, "f.avi")  # 10 frames: all ten clips are frames 0..9 then 9 repeated
+    vnet = ModelSource.parse(tiny_checkpoint).build().eval()
+    result = extract_features(vnet, eval_store, [short], device=torch.device("cpu"), size=64)
+    clip = VideoClips(eval_store, [short])[0]["clips"][:1]
+    with torch.no_grad():
+        by_hand = pooled_features(vnet, prepare_clips(clip, size=64))[0].numpy()
+    np.testing.assert_allclose(result.features[0], by_hand, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,204 @@
+"""The built-in sample dataset: deterministic, balanced labels and stratified splits, and
+motion that the extracted motion vectors actually show (direction per pattern, coverage)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from comode.extract.datasets import load_dataset
+from comode.extract.executors import SequentialExecutor
+from comode.extract.pipeline import run_extraction
+from comode.extract.sample import (
+    MOTIONS, SampleSpec, generate_sample, make_clip, mv_block_coverage, object_centre, plan_clips, render_clip,
+)
+from comode.extract.settings import ExtractSettings
+from comode.store import open_store
+from comode.store.validate import validate_store
+
+# Small enough for 2 busy cores: 7 motions x 2 scenes x 1 clip of 36 frames per split side.
+TINY = SampleSpec(videos_per_class=4, frames=36, scenes=("cat", "coffee"))
+
+
+def test_plan_is_balanced_stratified_and_a_function_of_the_spec():
+    spec = SampleSpec()
+    clips = plan_clips(spec)
+    assert len(clips) == 7 * 24 and clips == plan_clips(spec)
+    cells = Counter((c.motion, c.scene) for c in clips)
+    assert set(cells.values()) == {6}                                  # every (motion, scene) pair alike
+    tests = Counter((c.motion, c.scene) for c in clips if c.split == "test")
+    assert set(tests.values()) == {2} and len(tests) == len(cells)     # 2 of 6 test in every cell
+    assert len({c.path for c in clips}) == len(clips)
+    assert all(c.path == f"{c.split}/{c.motion}/{c.scene}_{c.motion}_{c.name[-3:]}.mp4" for c in clips)
+    # Nuisance variables do not follow the labels: camera pans and object counts vary inside a cell.
+    cell = [c for c in clips if (c.motion, c.scene) == ("right", "cat")]
+    assert len({c.camera_velocity for c in cell}) == len(cell) and len({len(c.objects) for c in clips}) > 1
+    other = plan_clips(dataclasses.replace(spec, seed=1))
+    assert [c.path for c in other] != [c.path for c in clips] or other[0].objects != clips[0].objects
+
+
+def test_same_seed_same_frames_whatever_else_is_generated():
+    a = make_clip(TINY, "zoom", "cat", 0, "train")
+    b = make_clip(dataclasses.replace(TINY, videos_per_class=40, scenes=("cat", "rocket", "coffee")), "zoom", "cat",
+                  0, "train")
+    frames = render_clip(a)
+    assert frames.shape == (36, 128, 170, 3) and frames.dtype == np.uint8
+    np.testing.assert_array_equal(frames, render_clip(b))
+    np.testing.assert_array_equal(frames, render_clip(a))
+    c = make_clip(dataclasses.replace(TINY, seed=7), "zoom", "cat", 0, "train")
+    assert not np.array_equal(frames, render_clip(c))
+    assert frames.std() > 30  # a photo, not flat colour
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    """TINY generated and extracted (sequentially) with the default settings."""
+    root = tmp_path_factory.mktemp("sample") / "set"
+    clips = generate_sample(TINY, root, workers=2)
+    url = str(root.parent / "sample.zarr")
+    summary = run_extraction(load_dataset("sample", root), url, ExtractSettings(), SequentialExecutor())
+    assert summary.ok and summary.completed == len(clips)
+    return root, clips, url
+
+
+def test_layout_labels_and_splits(tiny_set):
+    root, clips, url = tiny_set
+    with (root / "labels.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["path"] for r in rows] == [c.path for c in clips] and all((root / c.path).is_file() for c in clips)
+    assert {(r["motion"], r["scene"], r["split"]) for r in rows} == {(c.motion, c.scene, c.split) for c in clips}
+    index = load_dataset("sample", root)
+    assert index.name == "sample" and index.classes == MOTIONS and not index.missing
+    assert dict(index.label_sets) == {"motion": MOTIONS, "scene": ("cat", "coffee")}
+    by_source = {v.source: v for v in index.videos}
+    for clip in clips:
+        video = by_source[clip.path]
+        assert video.splits == {"1": clip.split} and video.class_name == clip.motion
+        assert video.labels == {"motion": MOTIONS.index(clip.motion), "scene": ("cat", "coffee").index(clip.scene)}
+    # The plain folder adapter reads the same set: motion classes, split from train/ and test/.
+    folder = {v.source: v for v in load_dataset("folder", root).videos}
+    assert {s: (v.label, dict(v.splits)) for s, v in folder.items()} == \
+           {s: (v.label, dict(v.splits)) for s, v in by_source.items()}
+    # The store records both label sets.
+    assert validate_store(url).ok
+    store = open_store(url)
+    assert store.dataset["label_sets"] == {"motion": list(MOTIONS), "scene": ["cat", "coffee"]}
+    attrs = store.video_attrs()[by_source[clips[0].path].video_id]
+    assert attrs["labels"] == dict(by_source[clips[0].path].labels)
+    assert attrs["label_names"] == {"motion": clips[0].motion, "scene": clips[0].scene}
+    # ... and the reader API exposes them.
+    assert store.label_sets == {"motion": list(MOTIONS), "scene": ["cat", "coffee"]}
+    video = store.video(by_source[clips[0].path].video_id)
+    assert video.labels == dict(by_source[clips[0].path].labels)
+    assert store.label_sets["scene"][video.labels["scene"]] == clips[0].scene
+
+
+def _cell_centres(clip, grid_shape, cell=16, size=(340, 256)):
+    """(gh, gw) x and y of each MV grid cell's centre in the clip's pixels."""
+    gh, gw = grid_shape
+    ys, xs = np.mgrid[0:gh, 0:gw]
+    return (xs + 0.5) * cell * clip.width / size[0], (ys + 0.5) * cell * clip.height / size[1]
+
+
+def _motion_agreement(clip, mvs, types):
+    """Per pattern, how well the extracted vectors on the objects match the rendered motion.
+
+    Returns (cosine, radial): mean cosine between the mean MV over each object's cells and
+    its true displacement (translations, circle, oscillate); share of object/frames whose
+    vectors point outwards (zoom).
+    """
+    cx, cy = _cell_centres(clip, mvs.shape[2:])
+    to_mv = np.array([340 / clip.width, 256 / clip.height])
+    cosines, radial = [], []
+    for t in range(1, clip.frames):
+        if types[t] != "P":
+            continue
+        for obj in clip.objects:
+            (x0, y0, s0), (x1, y1, s1) = object_centre(clip, obj, t - 1), object_centre(clip, obj, t)
+            inside = (cx - x1) ** 2 + (cy - y1) ** 2 < (0.8 * obj.radius * s1) ** 2
+            velocity = np.array([x1 - x0, y1 - y0]) * to_mv
+            if not inside.any() or np.hypot(*velocity) > 30:   # wrapped around the frame
+                continue
+            vectors = mvs[t][:, inside]                        # (2, n) quarter pixels
+            if clip.motion == "zoom":
+                if s1 > s0:                                    # growing (not the restart of the sawtooth)
+                    offsets = np.stack([cx[inside] - x1, cy[inside] - y1])
+                    radial.append(float((vectors * offsets).sum(0).mean()) > 0)
+            elif np.hypot(*velocity) > 0.5:
+                mean = vectors.mean(axis=1)
+                cosines.append(float(mean @ velocity / (np.linalg.norm(mean) * np.linalg.norm(velocity) + 1e-9)))
+    return (np.mean(cosines) if cosines else None), (np.mean(radial) if radial else None)
+
+
+def test_every_motion_pattern_moves_the_vectors_its_way(tiny_set):
+    _, clips, url = tiny_set
+    store = open_store(url)
+    ids = {attrs["source"]: video_id for video_id, attrs in store.video_attrs().items()}
+    for clip in clips:
+        video = store.video(ids[clip.path])
+        mvs, types = np.asarray(video.mvs[:]).astype(np.float64), video.frame_types
+        cosine, radial = _motion_agreement(clip, mvs, types)
+        if clip.motion == "zoom":
+            assert radial is not None and radial > 0.6, (clip.name, radial)
+        else:
+            assert cosine is not None and cosine > 0.7, (clip.name, cosine)
+        # The background moves against the camera's pan: the mean vector of the cells
+        # far from every object points that way.
+        cx, cy = _cell_centres(clip, mvs.shape[2:])
+        far = np.ones(cx.shape, bool)
+        for obj in clip.objects:
+            for t in range(clip.frames):
+                x, y, s = object_centre(clip, obj, t)
+                far &= (cx - x) ** 2 + (cy - y) ** 2 > (1.6 * obj.radius * s + 8) ** 2
+        p_frames = [t for t in range(1, clip.frames) if types[t] == "P"]
+        if far.sum() >= 10:
+            mean = mvs[p_frames][:, :, far].mean(axis=(0, 2))
+            expected = np.array(clip.background_velocity) * [340 / clip.width, 256 / clip.height]
+            assert mean @ expected / (np.linalg.norm(mean) * np.linalg.norm(expected) + 1e-9) > 0.8, clip.name
+
+
+def test_most_blocks_carry_a_vector_and_a_static_camera_would_not(tiny_set, tmp_path):
+    _, clips, url = tiny_set
+    coverage = mv_block_coverage(url)
+    assert coverage.videos == len(clips) and coverage.p_frames == len(clips) * (36 - 3)
+    assert coverage.share > 0.5, coverage          # measured: ~0.75
+    static = dataclasses.replace(TINY, videos_per_class=1, scenes=("coffee",), motions=("right",), camera=False)
+    generate_sample(static, tmp_path / "static", workers=0)
+    run_extraction(load_dataset("sample", tmp_path / "static"), str(tmp_path / "s.zarr"), ExtractSettings(),
+                   SequentialExecutor())
+    assert mv_block_coverage(str(tmp_path / "s.zarr")).share < 0.3
+
+
+def test_output_folder_rules(tmp_path):
+    spec = dataclasses.replace(TINY, videos_per_class=1, frames=4, scenes=("cat",), motions=("up",))
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "mine.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        generate_sample(spec, tmp_path / "busy", workers=0)
+    generate_sample(spec, tmp_path / "set", workers=0)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        generate_sample(spec, tmp_path / "set", workers=0)
+    (tmp_path / "set" / "notes.txt").write_text("kept")
+    clips = generate_sample(dataclasses.replace(spec, motions=("down",)), tmp_path / "set", workers=0, overwrite=True)
+    assert sorted(p.relative_to(tmp_path / "set").as_posix() for p in (tmp_path / "set").rglob("*.mp4")) == \
+           [c.path for c in clips]
+    assert (tmp_path / "set" / "notes.txt").read_text() == "kept"
+
+
+def test_cli_generates_and_measures(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "comode", "sample", "--out", str(tmp_path / "s"), "--videos-per-class", "2",
+         "--frames", "13", "--motions", "left,zoom", "--scenes", "rocket", "--workers", "0", "--measure",
+         "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "4 (2 train, 2 test), 13 frames at 170x128" in result.stdout
+    assert "motion-vector coverage" in result.stdout and "zoom" in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "comode", "sample", "--out", str(tmp_path / "b"), "--scenes", "moon"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown motion/scene" in bad.stderr

@@ -1,0 +1,241 @@
+"""Fixtures for the fault tests: tiny synthetic datasets, the bad-input corpus, store comparison.
+
+Helpers are handed out as fixtures (pytest runs in importlib mode: test modules cannot
+import each other or this file).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import zarr
+
+from comode.extract.encode import ffmpeg_exe
+from comode.extract.synthetic import translating_frames, write_video
+from comode.store import open_store
+
+COMODE = [sys.executable, "-m", "comode"]
+
+
+# ------------------------------------------------------------------ tiny synthetic folders
+
+def make_tiny_folder(root: Path, count: int, *, frames: int = 30, size: tuple[int, int] = (64, 48)) -> Path:
+    """``count`` tiny lossless synthetic videos in two classes, each with its own motion."""
+    width, height = size
+    for number in range(count):
+        folder = root / ("left" if number % 2 else "right")
+        folder.mkdir(parents=True, exist_ok=True)
+        dx = -(1 + number % 3) if number % 2 else 1 + number % 3
+        write_video(folder / f"video{number:02d}.mkv",
+                    translating_frames(frames=frames + 3 * number, width=width, height=height, dx=dx, dy=number % 2,
+                                       seed=number))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_folder_factory() -> Callable[..., Path]:
+    return make_tiny_folder
+
+
+# ------------------------------------------------------------------ comparing stores
+
+def assert_stores_equal(a: str, b: str) -> None:
+    """Same videos, same status and attributes (but timings), every array equal element for element."""
+    store_a, store_b = open_store(a), open_store(b)
+    attrs_a, attrs_b = store_a.video_attrs(), store_b.video_attrs()
+    assert sorted(attrs_a) == sorted(attrs_b)
+    strip = lambda attrs: {k: v for k, v in attrs.items() if k != "seconds"}  # noqa: E731
+    for video_id in attrs_a:
+        assert strip(attrs_a[video_id]) == strip(attrs_b[video_id]), video_id
+        if attrs_a[video_id]["status"] != "complete":
+            continue
+        group_a, group_b = store_a.video(video_id).group, store_b.video(video_id).group
+        names_a, names_b = sorted(group_a.array_keys()), sorted(group_b.array_keys())
+        assert names_a == names_b, video_id
+        for name in names_a:
+            np.testing.assert_array_equal(group_a[name][...], group_b[name][...], err_msg=f"{video_id}/{name}")
+
+
+@pytest.fixture(scope="session")
+def stores_equal() -> Callable[[str, str], None]:
+    return assert_stores_equal
+
+
+def complete_count(url: str) -> int:
+    """Complete videos in the store at ``url`` read with plain zarr (0 while it does not exist)."""
+    try:
+        with warnings.catch_warnings():  # a killed writer's temporary file: "not a Zarr component"
+            warnings.filterwarnings("ignore", message="Object at .*partial is not recognized")
+            videos = zarr.open_group(url, mode="r")["videos"]
+            return sum(g.attrs.get("status") == "complete" for _, g in videos.groups())
+    except Exception:
+        return 0
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return False
+
+
+@dataclass(frozen=True)
+class Helpers:
+    complete_count: Callable[[str], int] = staticmethod(complete_count)
+    wait_for: Callable[..., bool] = staticmethod(wait_for)
+    comode: tuple[str, ...] = tuple(COMODE)
+
+
+@pytest.fixture(scope="session")
+def helpers() -> Helpers:
+    return Helpers()
+
+
+# ------------------------------------------------------------------ the bad-input corpus
+
+@dataclass(frozen=True)
+class Case:
+    """One file of the corpus and what extraction must make of it.
+
+    outcome: "complete" (sane arrays, ``frames`` in the given range), "failed" (reason
+    matching ``reason``, a regular expression), or "either" (a damaged but partly readable
+    file: complete with frames in range, or failed with a reason matching ``reason``).
+    """
+
+    relative: str
+    outcome: str
+    reason: str = ""
+    frames: tuple[int, int] = (1, 10**6)
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True, timeout=120,
+                   capture_output=True)
+
+
+def _patch_avi_frame_count(path: Path, frames: int) -> None:
+    """Overwrite the AVI main header's dwTotalFrames and the stream header's dwLength (a lie)."""
+    data = bytearray(path.read_bytes())
+    avih = data.index(b"avih")
+    struct.pack_into("<I", data, avih + 8 + 16, frames)          # MainAVIHeader.dwTotalFrames
+    strh = data.index(b"strh")
+    struct.pack_into("<I", data, strh + 8 + 32, frames)          # AVIStreamHeader.dwLength
+    path.write_bytes(bytes(data))
+
+
+def build_corpus(root: Path) -> dict[str, Case]:
+    """Write the bad-input corpus under ``root/<class>/`` (folder layout); returns source -> Case.
+
+    Keys are paths relative to ``root`` (the ``source`` attribute of each group).  Every file is tiny (64x48, a
+    few frames) except the odd-size (341x257) and the 8K (7680x4320, two frames) ones.
+    """
+    good_dir, bad_dir = root / "good", root / "bad"
+    good_dir.mkdir(parents=True)
+    bad_dir.mkdir()
+    cases: dict[str, Case] = {}
+
+    def add(relative: str, case_outcome: str, reason: str = "", frames: tuple[int, int] = (1, 10**6)) -> None:
+        cases[relative] = Case(relative, case_outcome, reason, frames)
+
+    # Two plain good videos (the "others" whose data must stay intact), one in MPEG-4/MP4.
+    write_video(good_dir / "plain.mkv", translating_frames(frames=30, width=64, height=48, dx=2, dy=0, seed=1))
+    add("good/plain.mkv", "complete", frames=(30, 30))
+    mp4 = write_video(good_dir / "plain_mpeg4.mp4",
+                      translating_frames(frames=36, width=64, height=48, dx=0, dy=2, seed=2), codec="mpeg4")
+    add("good/plain_mpeg4.mp4", "complete", frames=(36, 36))
+    data = mp4.read_bytes()
+
+    # Truncated at several offsets (ffmpeg's MP4 has its index, moov, at the end).
+    for percent in (1, 10, 50, 90, 99):
+        (bad_dir / f"truncated_{percent:02d}.mp4").write_bytes(data[: len(data) * percent // 100])
+        add(f"bad/truncated_{percent:02d}.mp4", "failed",
+            r"^not a readable video \((moov atom not found: truncated|invalid data\))")
+    # Truncated in the middle of the frames of a streamable container: the frames before the cut.
+    avi = write_video(bad_dir / "cut_stream.avi",
+                      translating_frames(frames=40, width=64, height=48, dx=1, dy=1, seed=3), codec="mpeg4")
+    avi_bytes = avi.read_bytes()
+    avi.write_bytes(avi_bytes[: len(avi_bytes) // 2])
+    add("bad/cut_stream.avi", "either", r"\S", frames=(1, 39))
+
+    (bad_dir / "zero.mp4").write_bytes(b"")
+    add("bad/zero.mp4", "failed", r"^empty file \(0 bytes\)$")
+    (bad_dir / "random.mp4").write_bytes(np.random.default_rng(7).bytes(40_000))
+    add("bad/random.mp4", "failed", r"^not a readable video \((invalid data|moov atom not found)")
+    (bad_dir / "random.mkv").write_bytes(np.random.default_rng(9).bytes(40_000))
+    add("bad/random.mkv", "failed", r"^not a readable video \(invalid data\)$")
+    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.5", "-c:a", "aac", str(bad_dir / "audio_only.mp4"))
+    add("bad/audio_only.mp4", "failed", r"^no video stream in file$")
+
+    write_video(good_dir / "one_frame.mkv", translating_frames(frames=1, width=64, height=48, dx=0, dy=0))
+    add("good/one_frame.mkv", "complete", frames=(1, 1))
+    write_video(good_dir / "odd_341x257.mkv", translating_frames(frames=13, width=341, height=257, dx=1, dy=1))
+    add("good/odd_341x257.mkv", "complete", frames=(13, 13))
+    # 8K: 7680x4320, two frames (the coarsest quantiser keeps the file small).
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=7680x4320:rate=25:duration=0.08", "-c:v", "mpeg4", "-q:v", "31",
+            str(good_dir / "8k.mp4"))
+    add("good/8k.mp4", "complete", frames=(2, 2))
+    # Variable frame rate: 40 ms steps for 11 frames, then 100 ms steps (Matroska ms timestamps).
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=1", "-vf",
+            r"setpts=(N*40+gt(N\,10)*(N-10)*60)/1000/TB", "-fps_mode", "passthrough", "-c:v", "ffv1",
+            str(good_dir / "vfr.mkv"))
+    add("good/vfr.mkv", "complete", frames=(25, 25))
+    # Rotation metadata (display matrix 90 degrees): ffmpeg applies it while decoding.
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.5", "-c:v", "mpeg4",
+            str(bad_dir / "unrotated.tmp.mp4"))
+    _ffmpeg("-display_rotation", "90", "-i", str(bad_dir / "unrotated.tmp.mp4"), "-c", "copy",
+            str(good_dir / "rotated.mp4"))
+    (bad_dir / "unrotated.tmp.mp4").unlink()
+    add("good/rotated.mp4", "complete", frames=(12, 13))
+    # Wrong extension: a Matroska file named .avi (ffmpeg probes the content, not the name).
+    write_video(bad_dir / "matroska.mkv", translating_frames(frames=15, width=64, height=48, dx=1, dy=0, seed=4))
+    (bad_dir / "matroska.mkv").rename(good_dir / "really_matroska.avi")
+    add("good/really_matroska.avi", "complete", frames=(15, 15))
+    # Corrupt packets in the middle: 1.5 KB of noise a third of the way into the MP4's data.
+    corrupt = bytearray(data)
+    corrupt[len(data) // 3: len(data) // 3 + 1500] = np.random.default_rng(8).bytes(1500)
+    (bad_dir / "corrupt_middle.mp4").write_bytes(bytes(corrupt))
+    add("bad/corrupt_middle.mp4", "either", r"\S", frames=(1, 40))
+    # A container whose declared frame count lies (AVI headers say 100000; 20 frames inside).
+    liar = write_video(good_dir / "false_count.avi",
+                       translating_frames(frames=20, width=64, height=48, dx=1, dy=0, seed=5), codec="mpeg4")
+    _patch_avi_frame_count(liar, 100_000)
+    add("good/false_count.avi", "complete", frames=(20, 20))
+    # Spaces and unicode in the path (the id is made safe; the source path is kept as is).
+    write_video(good_dir / "ünï cödé 日本 clip.mkv",
+                translating_frames(frames=12, width=64, height=48, dx=1, dy=0))
+    add("good/ünï cödé 日本 clip.mkv", "complete", frames=(12, 12))
+    # A symlink loop (a -> b -> a) and a dangling symlink, both with video extensions.
+    os.symlink("loop_b.mp4", bad_dir / "loop_a.mp4")
+    os.symlink("loop_a.mp4", bad_dir / "loop_b.mp4")
+    add("bad/loop_a.mp4", "failed", r"^symbolic link loop$")
+    add("bad/loop_b.mp4", "failed", r"^symbolic link loop$")
+    os.symlink("nowhere.mp4", bad_dir / "dangling.mp4")
+    add("bad/dangling.mp4", "failed", r"^broken symbolic link")
+    # Files that never end or never open: a FIFO nobody writes, a link to /dev/zero.
+    os.mkfifo(bad_dir / "fifo.mp4")
+    add("bad/fifo.mp4", "failed", r"^not a regular file \(FIFO\)$")
+    os.symlink("/dev/zero", bad_dir / "dev_zero.mkv")
+    add("bad/dev_zero.mkv", "failed", r"^not a regular file \(device\)$")
+    # A file that vanishes during the run: the test deletes it after the first result.
+    # It sorts last ("zz" class), so it is queued behind everything else.
+    (root / "zz").mkdir()
+    write_video(root / "zz" / "vanishes.mkv", translating_frames(frames=12, width=64, height=48, dx=1, dy=0))
+    add("zz/vanishes.mkv", "failed", r"^file not found \(deleted or moved")
+    return cases
+
+
+@pytest.fixture(scope="session")
+def corpus_factory() -> Callable[[Path], dict[str, Case]]:
+    return build_corpus
