@@ -151,10 +151,11 @@ def run_ablation(
                 )
                 cell.recall_at_1[label_set or "label"] = float(result.report["metrics"]["R@1"])
             cells.append(cell)
+            # Rewritten after every cell: an interrupted ablation keeps what it measured.
+            _write(out_dir / "ablation.json", cells, config=str(config_path), base_overrides=base_overrides,
+                   seeds=seeds, floor_seeds=floor_seeds if floor_seeds is not None else seeds, store_url=store_url)
             if on_cell is not None:
                 on_cell(cell)
-    _write(out_dir / "ablation.json", cells, config=str(config_path), base_overrides=base_overrides, seeds=seeds,
-           floor_seeds=floor_seeds if floor_seeds is not None else seeds, store_url=store_url)
     return cells
 
 

@@ -17,9 +17,9 @@ from comode import __version__
 from comode.extract.encode import ffmpeg_version
 from comode.extract.executors import Executor
 from comode.extract.settings import ExtractSettings
-from comode.extract.video import VideoResult, extract_to_store, item_attrs
-from comode.store import STATUS_COMPLETE, STATUS_FAILED, create_or_open_root, layout, write_failure
-from comode.store.writer import StoreFullError, is_store_full, store_full_error
+from comode.extract.video import VideoResult, extract_to_store, record_failure
+from comode.store import STATUS_COMPLETE, STATUS_FAILED, create_or_open_root, layout
+from comode.store.writer import StoreFullError
 
 if TYPE_CHECKING:
     from comode.extract.datasets import DatasetIndex, VideoItem
@@ -119,14 +119,7 @@ def run_extraction(
             if name == "KilledWorker":  # dask's text is a paragraph: say what it means here
                 detail = ("the worker process died on every try (a crash in native code, or the worker's "
                           "memory limit)")
-            reason = f"task crashed: {name}: {detail}"[:500]
-            try:
-                write_failure(root, item.video_id, item_attrs(item), reason)
-            except OSError as error:
-                if is_store_full(error):
-                    raise store_full_error(error, item.video_id) from None
-                raise
-            result = VideoResult(item.video_id, STATUS_FAILED, error=reason)
+            result = record_failure(root, item, f"task crashed: {name}: {detail}"[:500])
         if result.status == STATUS_COMPLETE:
             summary.completed += 1
             summary.frames += result.frames

@@ -107,10 +107,10 @@ def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
         with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-") as tmp:
             info, arrays = extract_arrays(Path(item.path), settings, workdir=Path(tmp))
     except ExtractionFailure as failure:
-        return _record_failure(root, item, str(failure), start)
+        return record_failure(root, item, str(failure), start)
     except Exception as error:  # a bug or an unforeseen input: record it, keep the run going
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
-        return _record_failure(root, item, f"internal error: {detail}", start)
+        return record_failure(root, item, f"internal error: {detail}", start)
     if injected_fault(Path(item.path), ("worker-crash",)):  # test-only, see encode.FAULT_INJECT_ENV
         os.kill(os.getpid(), signal.SIGSEGV)
     attrs = {
@@ -132,11 +132,13 @@ def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
                        seconds=time.perf_counter() - start, bytes_written=arrays.nbytes)
 
 
-def _record_failure(root: zarr.Group, item: VideoItem, reason: str, start: float) -> VideoResult:
+def record_failure(root: zarr.Group, item: VideoItem, reason: str, start: float | None = None) -> VideoResult:
+    """Write ``item`` as failed with ``reason``; a full disk raises StoreFullError instead."""
     try:
         write_failure(root, item.video_id, item_attrs(item), reason)
     except OSError as error:
         if is_store_full(error):
             raise store_full_error(error, item.video_id) from None
         raise
-    return VideoResult(item.video_id, STATUS_FAILED, seconds=time.perf_counter() - start, error=reason)
+    seconds = 0.0 if start is None else time.perf_counter() - start
+    return VideoResult(item.video_id, STATUS_FAILED, seconds=seconds, error=reason)

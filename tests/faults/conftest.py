@@ -47,6 +47,29 @@ def tiny_folder_factory() -> Callable[..., Path]:
     return make_tiny_folder
 
 
+@pytest.fixture(scope="session")
+def reference_set(tmp_path_factory) -> Callable[[int], tuple[Path, str]]:
+    """``reference_set(n)`` -> (folder of n tiny 96x72 videos, its store from one uninterrupted
+    sequential extraction): what every interrupted run must equal.  Made once per n."""
+    from comode.extract.datasets import load_dataset
+    from comode.extract.executors import SequentialExecutor
+    from comode.extract.pipeline import run_extraction
+    from comode.extract.settings import ExtractSettings
+
+    made: dict[int, tuple[Path, str]] = {}
+
+    def make(count: int) -> tuple[Path, str]:
+        if count not in made:
+            folder = make_tiny_folder(tmp_path_factory.mktemp("videos"), count, frames=60, size=(96, 72))
+            url = str(tmp_path_factory.mktemp("reference") / "ref.zarr")
+            summary = run_extraction(load_dataset("folder", folder), url, ExtractSettings(), SequentialExecutor())
+            assert summary.ok and summary.completed == count
+            made[count] = folder, url
+        return made[count]
+
+    return make
+
+
 # ------------------------------------------------------------------ comparing stores
 
 def assert_stores_equal(a: str, b: str) -> None:

@@ -37,15 +37,13 @@ VIDEOS = 6
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory, tiny_folder_factory) -> Path:
-    return tiny_folder_factory(tmp_path_factory.mktemp("videos"), VIDEOS, frames=60, size=(96, 72))
+def folder(reference_set) -> Path:
+    return reference_set(VIDEOS)[0]
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, folder) -> str:
-    url = str(tmp_path_factory.mktemp("reference") / "ref.zarr")
-    assert run_extraction(load_dataset("folder", folder), url, ExtractSettings(), SequentialExecutor()).ok
-    return url
+def reference(reference_set) -> str:
+    return reference_set(VIDEOS)[1]
 
 
 def _assert_valid_and_nothing_marked_failed(url: str) -> dict[str, int]:

@@ -31,6 +31,7 @@ from comode.store.validate import validate_store
 VIDEOS = 10
 SEED = 20261125
 
+
 def _extract_command(folder: Path, url: str, workers: int) -> list[str]:
     """`comode extract` itself: the client process we kill."""
     return [sys.executable, "-m", "comode", "extract", "--dataset", "folder", "--root", str(folder), "--out", url,
@@ -38,16 +39,13 @@ def _extract_command(folder: Path, url: str, workers: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory, tiny_folder_factory) -> Path:
-    return tiny_folder_factory(tmp_path_factory.mktemp("videos"), VIDEOS, frames=60, size=(96, 72))
+def folder(reference_set) -> Path:
+    return reference_set(VIDEOS)[0]
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, folder) -> str:
-    url = str(tmp_path_factory.mktemp("reference") / "ref.zarr")
-    summary = run_extraction(load_dataset("folder", folder), url, ExtractSettings(), SequentialExecutor())
-    assert summary.ok and summary.completed == VIDEOS
-    return url
+def reference(reference_set) -> str:
+    return reference_set(VIDEOS)[1]
 
 
 @pytest.fixture(scope="module")
