@@ -365,23 +365,34 @@ def _print_report(report: dict, path: Path) -> None:
     out_console.print(f"report {path}")
 
 
+# Options shared by the evaluation commands (one definition, one help text).
+_EVAL_OUT_OPTION = typer.Option(None, help="Output folder (default: <checkpoint folder>/eval/<checkpoint stem>/<store name>).")
+_RANDOM_BACKBONE_OPTION = typer.Option("r3d_26", help="Backbone of a random init (ignored for a checkpoint).")
+_RANDOM_WIDTH_OPTION = typer.Option(1.0, help="Width of a random init (ignored for a checkpoint).")
+_RANDOM_SEED_OPTION = typer.Option(0, help="Seed of a random init.")
+_CLIP_SIZE_OPTION = typer.Option(112, help="Clip side after the centre crop (paper: 112).")
+_BATCH_VIDEOS_OPTION = typer.Option(8, help="Videos per forward pass (x10 clips).")
+_EVAL_WORKERS_OPTION = typer.Option(2, help="DataLoader processes decoding clips (0: in this process).")
+_DEVICE_OPTION = typer.Option(None, help="cuda / cpu (default: cuda when present).")
+
+
 @evaluate_app.command("retrieval")
 def evaluate_retrieval(
     store: str = typer.Option(..., help="Labelled store (UCF101 / HMDB51 / folder) with a train/test split."),
     checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP),
     split: str = typer.Option("1", help="Store split: its test videos query its train videos (papers: split 1)."),
     label_set: Optional[str] = typer.Option(None, help="Judge hits by one of the store's extra label sets (e.g. scene of the sample set) instead of its primary labels."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: <checkpoint folder>/eval/<checkpoint stem>/<store name>)."),
+    out: Optional[Path] = _EVAL_OUT_OPTION,
     center: bool = typer.Option(False, help="Subtract the gallery mean before cosine similarity (moves R@1 by points; recorded in the report)."),
     normalize: bool = typer.Option(True, help="Cosine similarity (L2-normalised features); --no-normalize: dot product."),
-    backbone: str = typer.Option("r3d_26", help="Backbone of a random init (ignored for a checkpoint)."),
-    width_multiplier: float = typer.Option(1.0, help="Width of a random init (ignored for a checkpoint)."),
-    seed: int = typer.Option(0, help="Seed of a random init."),
+    backbone: str = _RANDOM_BACKBONE_OPTION,
+    width_multiplier: float = _RANDOM_WIDTH_OPTION,
+    seed: int = _RANDOM_SEED_OPTION,
     cache_dir: Optional[Path] = typer.Option(None, help="Feature cache (default: <out>/features)."),
-    size: int = typer.Option(112, help="Clip side after the centre crop (paper: 112)."),
-    batch_videos: int = typer.Option(8, help="Videos per forward pass (x10 clips)."),
-    workers: int = typer.Option(2, help="DataLoader processes decoding clips (0: in this process)."),
-    device: Optional[str] = typer.Option(None, help="cuda / cpu (default: cuda when present)."),
+    size: int = _CLIP_SIZE_OPTION,
+    batch_videos: int = _BATCH_VIDEOS_OPTION,
+    workers: int = _EVAL_WORKERS_OPTION,
+    device: Optional[str] = _DEVICE_OPTION,
     picture: int = typer.Option(4, help="Queries shown in retrieval.png (0: no picture)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
@@ -410,16 +421,16 @@ def evaluate_linear(
     checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP),
     split: str = typer.Option("1", help="Store split: fit on its train videos, score its test videos."),
     label_set: Optional[str] = typer.Option(None, help="Classify one of the store's extra label sets (e.g. scene of the sample set) instead of its primary labels."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: <checkpoint folder>/eval/<checkpoint stem>/<store name>)."),
+    out: Optional[Path] = _EVAL_OUT_OPTION,
     l2: float = typer.Option(1e-3, help="L2 penalty of the logistic regression."),
-    backbone: str = typer.Option("r3d_26", help="Backbone of a random init (ignored for a checkpoint)."),
-    width_multiplier: float = typer.Option(1.0, help="Width of a random init (ignored for a checkpoint)."),
-    seed: int = typer.Option(0, help="Seed of a random init."),
+    backbone: str = _RANDOM_BACKBONE_OPTION,
+    width_multiplier: float = _RANDOM_WIDTH_OPTION,
+    seed: int = _RANDOM_SEED_OPTION,
     cache_dir: Optional[Path] = typer.Option(None, help="Feature cache (default: <out>/features, shared with retrieval)."),
-    size: int = typer.Option(112, help="Clip side after the centre crop (paper: 112)."),
-    batch_videos: int = typer.Option(8, help="Videos per forward pass (x10 clips)."),
-    workers: int = typer.Option(2, help="DataLoader processes decoding clips (0: in this process)."),
-    device: Optional[str] = typer.Option(None, help="cuda / cpu (default: cuda when present)."),
+    size: int = _CLIP_SIZE_OPTION,
+    batch_videos: int = _BATCH_VIDEOS_OPTION,
+    workers: int = _EVAL_WORKERS_OPTION,
+    device: Optional[str] = _DEVICE_OPTION,
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Linear probe: logistic regression on frozen 10-clip features; test top-1/top-5."""
@@ -447,7 +458,7 @@ def evaluate_finetune(
     resume: bool = typer.Option(False, help="Continue the run in --out from its last.pt."),
     backbone: str = typer.Option("r3d_26", help="Backbone when training from scratch (ignored for a checkpoint)."),
     width_multiplier: float = typer.Option(1.0, help="Width when training from scratch (ignored for a checkpoint)."),
-    device: Optional[str] = typer.Option(None, help="cuda / cpu (default: cuda when present)."),
+    device: Optional[str] = _DEVICE_OPTION,
     progress: bool = typer.Option(True, help="Show a progress bar."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Config overrides key=value, e.g. epochs=10 batch_size=16."),
 ) -> None:
