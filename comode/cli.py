@@ -8,9 +8,10 @@ same command again: it resumes).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import typer
 from rich.console import Console
@@ -30,6 +31,18 @@ EXIT_STORE_FULL = 3
 def _fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _user_errors(*kinds: type[BaseException]) -> Iterator[None]:
+    """Errors the user can fix (a bad checkpoint, config or store) end the command with their
+    message and exit code 2 instead of a traceback."""
+    try:
+        yield
+    except kinds as error:
+        # str() of a KeyError is the repr of its message (quoted); show the message itself.
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        raise _fail(str(message)) from None
 
 
 def _parse_size(text: str, option: str) -> tuple[int, int]:
@@ -142,10 +155,8 @@ def show(
     from comode.store import open_store
     from comode.store.show import render_motion_picture
 
-    try:
+    with _user_errors(KeyError, ValueError):
         path = render_motion_picture(open_store(store), video_id, out or Path(f"{video_id}.png"), panels=panels)
-    except (KeyError, ValueError) as error:
-        raise _fail(str(error).strip('"')) from None
     out_console.print(f"wrote {path}")
 
 
@@ -260,11 +271,9 @@ def _train(*, store: str, config: Optional[Path], out: Path, resume: bool, progr
 
     # --resume without --config continues with the run's own resolved config.
     base = config if config is not None else (out / "config.yaml" if resume else None)
-    try:
+    with _user_errors(ConfigError, CheckpointError, FileExistsError, ValueError):
         settings = load_config(base, [*task_overrides, *overrides])
         summary = run_pretraining(settings, store=store, out_dir=out, resume=resume, show_progress=progress)
-    except (ConfigError, CheckpointError, FileExistsError, ValueError) as error:
-        raise _fail(str(error)) from None
     final = summary.final
     loss = f", final loss {final['loss']:.4f}" if final else ""
     out_console.print(f"{summary.steps}/{summary.total_steps} steps ({summary.epochs_completed} epochs){loss}, "
@@ -314,10 +323,8 @@ def train_export(
     from comode.train.checkpoint import CheckpointError
     from comode.train.export import export_backbone, read_backbone_metadata
 
-    try:
+    with _user_errors(CheckpointError, ValueError):
         path = export_backbone(checkpoint, out)
-    except (CheckpointError, ValueError) as error:
-        raise _fail(str(error)) from None
     metadata = read_backbone_metadata(path)
     out_console.print(f"wrote {path}: {metadata['backbone']} x{metadata['width_multiplier']}, step {metadata['step']}")
 evaluate_app = typer.Typer(help="Evaluate a pretrained V-Network: retrieval, linear probe, finetuning, comparison.",
@@ -403,13 +410,11 @@ def evaluate_retrieval(
     _check_device(device)
     out_dir = _eval_out(out, checkpoint, store, backbone=backbone, width_multiplier=width_multiplier, seed=seed,
                         label_set=label_set)
-    try:
+    with _user_errors(CheckpointError, ValueError, KeyError):
         result = run_retrieval(store, checkpoint, out_dir=out_dir, split=split, label_set=label_set, center=center,
                                normalize=normalize, backbone=backbone, width_multiplier=width_multiplier, seed=seed, cache_dir=cache_dir,
                                size=size, videos_per_batch=batch_videos, workers=workers, device=device,
                                picture_queries=picture, show_progress=progress)
-    except (CheckpointError, ValueError, KeyError) as error:
-        raise _fail(str(error).strip('"')) from None
     _print_report(result.report, result.report_path)
     if result.picture_path is not None:
         out_console.print(f"picture {result.picture_path}")
@@ -440,12 +445,10 @@ def evaluate_linear(
     _check_device(device)
     out_dir = _eval_out(out, checkpoint, store, backbone=backbone, width_multiplier=width_multiplier, seed=seed,
                         label_set=label_set)
-    try:
+    with _user_errors(CheckpointError, ValueError, KeyError):
         result = run_linear(store, checkpoint, out_dir=out_dir, split=split, label_set=label_set, spec=LinearProbeSpec(l2=l2),
                             backbone=backbone, width_multiplier=width_multiplier, seed=seed, cache_dir=cache_dir,
                             size=size, videos_per_batch=batch_videos, workers=workers, device=device, show_progress=progress)
-    except (CheckpointError, ValueError, KeyError) as error:
-        raise _fail(str(error).strip('"')) from None
     _print_report(result.report, result.report_path)
 
 
@@ -481,12 +484,10 @@ def evaluate_finetune(
             settings = load_finetune_config(out_dir / "config.yaml", ["stop_after_epoch=null", *(overrides or [])])
         except ConfigError as error:
             raise _fail(str(error)) from None
-    try:
+    with _user_errors(CheckpointError, ConfigError, FileExistsError, ValueError, KeyError):
         result = run_finetune(settings, store=store, checkpoint=checkpoint, out_dir=out_dir, resume=resume,
                               backbone=backbone, width_multiplier=width_multiplier, device=device,
                               show_progress=progress)
-    except (CheckpointError, ConfigError, FileExistsError, ValueError, KeyError) as error:
-        raise _fail(str(error).strip('"')) from None
     _print_report(result.report, result.report_path)
     if not result.finished:
         out_console.print(f"stopped after epoch {result.epochs_completed} of {settings.epochs} (no test yet); "
@@ -546,13 +547,11 @@ def evaluate_ablation(
         recalls = ", ".join(f"R@1 {k} {100 * v:.1f}" for k, v in cell.recall_at_1.items())
         console.print(f"{cell.variant}, seed {cell.seed}: {recalls}")
 
-    try:
+    with _user_errors(ConfigError, CheckpointError, FileExistsError, ValueError):
         cells = run_ablation(store, out_dir=out, config=config, base_overrides=[f"data.split={split!r}",
                              "data.subset=train", *(overrides or [])], seeds=_int_list(seeds, "--seeds"),
                              floor_seeds=_int_list(floor_seeds, "--floor-seeds") if floor_seeds else None,
                              variants=names, split=split, workers=workers, show_progress=progress, on_cell=report)
-    except (ConfigError, CheckpointError, FileExistsError, ValueError) as error:
-        raise _fail(str(error)) from None
     table = format_table(ablation_table_rows(cells))
     (out / "ablation.md").write_text(table + "\n")
     out_console.print(table)

@@ -70,6 +70,25 @@ def reference_set(tmp_path_factory) -> Callable[[int], tuple[Path, str]]:
     return make
 
 
+def _module_videos(request) -> int:
+    count = getattr(request.module, "VIDEOS", None)
+    if count is None:
+        raise RuntimeError(f"{request.module.__name__} uses the folder/reference fixtures: set VIDEOS = n there")
+    return count
+
+
+@pytest.fixture(scope="module")
+def folder(reference_set, request) -> Path:
+    """The module's reference videos: ``VIDEOS`` (a module constant) tiny clips."""
+    return reference_set(_module_videos(request))[0]
+
+
+@pytest.fixture(scope="module")
+def reference(reference_set, request) -> str:
+    """The store of one uninterrupted extraction of ``folder``."""
+    return reference_set(_module_videos(request))[1]
+
+
 # ------------------------------------------------------------------ comparing stores
 
 def assert_stores_equal(a: str, b: str) -> None:

@@ -36,16 +36,6 @@ from comode.store.writer import StoreFullError
 VIDEOS = 6
 
 
-@pytest.fixture(scope="module")
-def folder(reference_set) -> Path:
-    return reference_set(VIDEOS)[0]
-
-
-@pytest.fixture(scope="module")
-def reference(reference_set) -> str:
-    return reference_set(VIDEOS)[1]
-
-
 def _assert_valid_and_nothing_marked_failed(url: str) -> dict[str, int]:
     report = validate_store(url)
     assert report.ok, report.problems

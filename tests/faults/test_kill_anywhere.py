@@ -39,16 +39,6 @@ def _extract_command(folder: Path, url: str, workers: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def folder(reference_set) -> Path:
-    return reference_set(VIDEOS)[0]
-
-
-@pytest.fixture(scope="module")
-def reference(reference_set) -> str:
-    return reference_set(VIDEOS)[1]
-
-
-@pytest.fixture(scope="module")
 def run_seconds(tmp_path_factory, folder, reference, stores_equal) -> Callable[[int], float]:
     """Wall time of an uninterrupted `comode extract` with ``workers`` (measured once each, here
     and now: the kill moments are drawn inside it, whatever the machine's load)."""
