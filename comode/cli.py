@@ -544,7 +544,8 @@ def evaluate_ablation(
         raise _fail(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
 
     def report(cell) -> None:
-        recalls = ", ".join(f"R@1 {k} {100 * v:.1f}" for k, v in cell.recall_at_1.items())
+        recalls = ", ".join([*(f"R@1 {k} {100 * v:.1f}" for k, v in cell.recall_at_1.items()),
+                             *(f"linear {k} {100 * v:.1f}" for k, v in cell.linear_top1.items())])
         console.print(f"{cell.variant}, seed {cell.seed}: {recalls}")
 
     with _user_errors(ConfigError, CheckpointError, FileExistsError, ValueError):
@@ -555,7 +556,7 @@ def evaluate_ablation(
     table = format_table(ablation_table_rows(cells))
     (out / "ablation.md").write_text(table + "\n")
     out_console.print(table)
-    out_console.print(f"R@1 in %, mean ± std over seeds; pretext accuracies over the last quarter of each run. "
+    out_console.print(f"R@1 and linear-probe top-1 in %, mean ± std over seeds; pretext accuracies over the last quarter of each run. "
                       f"Wrote {out / 'ablation.json'} and {out / 'ablation.md'}")
 
 

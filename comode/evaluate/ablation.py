@@ -4,10 +4,15 @@
 
 For every variant and seed: pretrain the tiny configuration with the variant's overrides,
 then evaluate retrieval (test queries vs train gallery, 10 clips per video) once per label
-set of the store (the sample set has two: ``motion`` and ``scene``).  ``random init``
+set of the store (the sample set has two: ``motion`` and ``scene``), and a linear probe on
+the same cached features (logistic regression, train videos fit, test videos score): cosine
+retrieval is dominated by the features' largest directions, a linear probe also finds
+information in small ones, so together they tell "not learned" from "learned but
+outweighed".  ``random init``
 evaluates a seeded random V-Network of the same architecture: the floor every pretrained
 variant must beat.  The table gives R@1 as mean ± standard deviation over the seeds, and
-the pretext top-1 accuracies (paper Table 7) averaged over the last quarter of each run.
+linear-probe top-1, and the pretext top-1 accuracies (paper Table 7) averaged over the last
+quarter of each run.
 
 Variants (each differs from "context + motion" in exactly one switch):
 
@@ -53,11 +58,13 @@ PRETEXT_TAIL = 0.25
 
 @dataclass
 class AblationCell:
-    """One variant x seed: R@1 per label set and the pretext accuracies (NaN = not trained)."""
+    """One variant x seed: R@1 and linear-probe top-1 per label set, and the pretext
+    accuracies (NaN = not trained)."""
 
     variant: str
     seed: int
     recall_at_1: dict[str, float] = field(default_factory=dict)
+    linear_top1: dict[str, float] = field(default_factory=dict)
     acc_context: float = math.nan
     acc_motion: float = math.nan
     run_dir: str | None = None
@@ -118,6 +125,7 @@ def run_ablation(
         workers: DataLoader processes of the retrieval feature extraction.
         on_cell: called after each finished cell (progress reporting).
     """
+    from comode.evaluate.linear import run_linear
     from comode.evaluate.retrieval import run_retrieval
     from comode.train.config import load_config
 
@@ -144,12 +152,16 @@ def run_ablation(
                 cell.acc_context, cell.acc_motion = _pretext_accuracies(run_dir / "metrics.jsonl")
             cell.run_dir = str(run_dir)
             for label_set in label_sets:
-                result = run_retrieval(
-                    store_url, source, out_dir=run_dir / f"retrieval_{label_set or 'label'}", split=split,
-                    label_set=label_set, backbone=base.model.backbone, width_multiplier=base.model.width_multiplier,
-                    seed=int(seed), cache_dir=run_dir / "features", workers=workers, picture_queries=0,
-                )
-                cell.recall_at_1[label_set or "label"] = float(result.report["metrics"]["R@1"])
+                name_of_set = label_set or "label"
+                # Both evaluations read one feature cache: the network runs once per seed.
+                common = dict(split=split, label_set=label_set, backbone=base.model.backbone,
+                              width_multiplier=base.model.width_multiplier, seed=int(seed),
+                              cache_dir=run_dir / "features", workers=workers)
+                retrieval = run_retrieval(store_url, source, out_dir=run_dir / f"retrieval_{name_of_set}",
+                                          picture_queries=0, **common)
+                cell.recall_at_1[name_of_set] = float(retrieval.report["metrics"]["R@1"])
+                linear = run_linear(store_url, source, out_dir=run_dir / f"linear_{name_of_set}", **common)
+                cell.linear_top1[name_of_set] = float(linear.report["metrics"]["top1"])
             cells.append(cell)
             # Rewritten after every cell: an interrupted ablation keeps what it measured.
             _write(out_dir / "ablation.json", cells, config=str(config_path), base_overrides=base_overrides,
@@ -185,6 +197,8 @@ def ablation_table_rows(cells: Sequence[AblationCell]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"variant": name, "seeds": len(mine)}
         for label_set in dict.fromkeys(k for c in mine for k in c.recall_at_1):
             row[f"R@1 {label_set}"] = _mean_std([c.recall_at_1.get(label_set, math.nan) for c in mine])
+        for label_set in dict.fromkeys(k for c in mine for k in c.linear_top1):
+            row[f"linear {label_set}"] = _mean_std([c.linear_top1.get(label_set, math.nan) for c in mine])
         row["acc_context"] = _mean_std([c.acc_context for c in mine])
         row["acc_motion"] = _mean_std([c.acc_motion for c in mine])
         rows.append(row)
