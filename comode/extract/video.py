@@ -27,7 +27,7 @@ from comode.extract.encode import ExtractionFailure, SourceInfo, injected_fault,
 from comode.extract.mvgrid import records_to_grid
 from comode.extract.settings import ExtractSettings
 from comode.store import STATUS_COMPLETE, STATUS_FAILED, VideoArrays, write_failure, write_video
-from comode.store.writer import is_store_full, store_full_error
+from comode.store.writer import is_store_full, open_root_for_writing, store_full_error
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
                      storage_options: dict | None = None) -> VideoResult:
     """The task: extract ``item`` and write its group (or its failure record) to the store."""
     start = time.perf_counter()
-    root = zarr.open_group(store_url, mode="r+", storage_options=storage_options)
+    root = open_root_for_writing(store_url, storage_options)
     sweep_stale_workdirs()
     try:
         with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-") as tmp:

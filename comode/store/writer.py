@@ -9,6 +9,7 @@ two tasks never touch the same file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import glob
 import os
@@ -22,6 +23,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 from zarr.core.sync import sync
+from zarr.storage import LocalStore
 
 from comode.store import layout
 
@@ -112,6 +114,47 @@ class VideoArrays:
         return sum(getattr(self, name).nbytes for name in layout.ARRAY_NAMES)
 
 
+class _LocalStoreKeepingParents(LocalStore):
+    """A local store whose ``set_if_not_exists`` looks before it writes.
+
+    zarr-python re-asserts every parent group (root, ``videos``, the video's group) each
+    time it creates a node below it, and on a local store each assertion writes a
+    ``zarr.<uuid>.partial`` file and removes it again when the parent exists.  That is 20
+    needless file writes per video, and a task killed among them leaves ``.partial`` files in
+    the root and ``videos/`` that nothing ever removes.  Existing parents are now left
+    alone (a missing one is still written, atomically, as before).
+    """
+
+    async def set_if_not_exists(self, key: str, value: Any) -> None:
+        if not await self.exists(key):
+            await super().set_if_not_exists(key, value)
+
+
+def _is_local(url: str, storage_options: dict | None) -> bool:
+    return "://" not in url and not storage_options
+
+
+def open_root_for_writing(url: str, storage_options: dict | None = None) -> zarr.Group:
+    """The root group of an existing store, opened for the tasks that write video groups."""
+    if _is_local(url, storage_options):
+        return zarr.open_group(_LocalStoreKeepingParents(url), mode="r+")
+    return zarr.open_group(url, mode="r+", storage_options=storage_options)
+
+
+def _remove_interrupted_metadata_writes(url: str) -> int:
+    """Remove ``zarr.<uuid>.partial`` files of killed metadata writes in the root and ``videos/``.
+
+    Called by the run's client before any task starts: no writer of ours is then busy at
+    these two levels (video groups below are replaced whole when redone)."""
+    removed = 0
+    for folder in (url, os.path.join(url, layout.VIDEOS_GROUP)):
+        for leftover in glob.glob(os.path.join(glob.escape(folder), "zarr.*.partial")):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(leftover)
+                removed += 1
+    return removed
+
+
 def create_or_open_root(url: str, *, root_attrs: Mapping[str, Any], storage_options: dict | None = None) -> zarr.Group:
     """Create the store (or reopen it for resuming) and return its root group.
 
@@ -141,6 +184,9 @@ def create_or_open_root(url: str, *, root_attrs: Mapping[str, Any], storage_opti
     if existing.get("dataset") != root_attrs["dataset"]:
         root.attrs.update({"dataset": dict(root_attrs["dataset"])})
     root.require_group(layout.VIDEOS_GROUP)
+    if _is_local(url, storage_options):
+        _remove_interrupted_metadata_writes(url)
+        return open_root_for_writing(url)
     return root
 
 
@@ -162,8 +208,7 @@ def _create_root(url: str, *, root_attrs: Mapping[str, Any], storage_options: di
     ``videos`` (which a resumed run re-creates if missing).  Returns None when another run
     created the store first.
     """
-    local = "://" not in url and not storage_options
-    if local:
+    if _is_local(url, storage_options):
         target = os.path.abspath(url)
         building = f"{target}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
@@ -179,7 +224,7 @@ def _create_root(url: str, *, root_attrs: Mapping[str, Any], storage_options: di
                 return None  # the caller opens (and checks) the other run's store
         finally:
             shutil.rmtree(building, ignore_errors=True)
-        return zarr.open_group(url, mode="r+")
+        return open_root_for_writing(url)
     root = zarr.open_group(url, mode="w-", storage_options=storage_options, zarr_format=3,
                            attributes=dict(root_attrs))
     root.require_group(layout.VIDEOS_GROUP)

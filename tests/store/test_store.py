@@ -102,6 +102,36 @@ def test_partial_group_is_not_listed_and_is_replaced_on_rewrite(tmp_path, extrac
     np.testing.assert_array_equal(video.mvs[...], extracted.mvs)
 
 
+def test_video_writes_leave_the_root_folder_alone(tmp_path, extracted):
+    """Tasks do not re-write the root's metadata for every node they create (zarr-python
+    asserts each parent with a temporary-file write): a task killed there left
+    ``zarr.<uuid>.partial`` files in the root that nothing removed.  Creating or removing a
+    file in a folder changes the folder's mtime; writing a video must not."""
+    import time
+
+    from comode.store.writer import open_root_for_writing
+
+    url = str(tmp_path / "s.zarr")
+    create_or_open_root(url, root_attrs=_root_attrs())
+    before = Path(url).stat().st_mtime_ns
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    store_video(open_root_for_writing(url), "b__moving.mkv", _attrs(extracted), extracted)
+    assert Path(url).stat().st_mtime_ns == before
+    assert open_store(url).video_ids() == ["b__moving.mkv"]
+
+
+def test_opening_a_store_removes_leftovers_of_killed_metadata_writes(tmp_path):
+    url = Path(tmp_path / "s.zarr")
+    create_or_open_root(str(url), root_attrs=_root_attrs())
+    leftovers = [url / "zarr.0123abcd.partial", url / "videos" / "zarr.4567cdef.partial"]
+    for leftover in leftovers:
+        leftover.write_bytes(b'{"half": ')
+    keep = url / "videos" / "notes.partial"  # not a zarr metadata temp name: not ours to remove
+    keep.write_text("x")
+    create_or_open_root(str(url), root_attrs=_root_attrs())
+    assert not any(p.exists() for p in leftovers) and keep.exists()
+
+
 def test_failures_are_recorded_with_their_reason(tmp_path):
     url = str(tmp_path / "s.zarr")
     root = create_or_open_root(url, root_attrs=_root_attrs())
