@@ -6,12 +6,14 @@ written (or whose writer was killed) has missing chunks that would read back as 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import zarr
+from zarr.core.sync import sync
 
 from comode.store import layout
 from comode.store.rgb import decode_span
@@ -70,8 +72,45 @@ class Store:
         return self.root[layout.VIDEOS_GROUP]
 
     def video_attrs(self) -> dict[str, dict[str, Any]]:
-        """Attributes of every video group, whatever its status, keyed by video id."""
-        return {name: group.attrs.asdict() for name, group in self._videos.groups()}
+        """Attributes of every readable video group, whatever its status, keyed by video id.
+
+        A group whose metadata cannot be read (a damaged ``zarr.json``) is left out with a
+        warning instead of stopping every reader: :meth:`scan_videos` says why, and
+        ``comode store validate`` reports it by name."""
+        attrs, unreadable = self.scan_videos()
+        if unreadable:
+            names = ", ".join(sorted(unreadable)[:5]) + (" ..." if len(unreadable) > 5 else "")
+            warnings.warn(f"{self.url}: {len(unreadable)} video group(s) with unreadable metadata left out "
+                          f"({names}); `comode store validate` says why", stacklevel=2)
+        return attrs
+
+    def scan_videos(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """(attributes by video id, reason by id for groups whose metadata cannot be read)."""
+        try:  # zarr reads all groups' metadata concurrently: fast, but one damaged file fails it all
+            return {name: group.attrs.asdict() for name, group in self._videos.groups()}, {}
+        except Exception:  # noqa: BLE001 -- then read group by group to find and skip the damage
+            return self._scan_videos_one_by_one()
+
+    def _scan_videos_one_by_one(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        videos = self._videos
+
+        async def child_names() -> list[str]:
+            return sorted({name async for name in videos.store.list_dir(videos.path)})
+
+        found: dict[str, dict[str, Any]] = {}
+        unreadable: dict[str, str] = {}
+        for name in sync(child_names()):
+            if name == "zarr.json" or name.endswith(".partial"):
+                continue  # the videos group's own metadata; a temporary file of an interrupted write
+            try:
+                node = videos[name]
+                if not isinstance(node, zarr.Group):
+                    unreadable[name] = "an array where a video group is expected"
+                    continue
+                found[name] = node.attrs.asdict()
+            except Exception as error:  # noqa: BLE001 -- any damage is reported, not raised
+                unreadable[name] = f"unreadable group metadata (zarr.json): {type(error).__name__}: {error}"
+        return found, unreadable
 
     def video_ids(self, *, status: str | None = layout.STATUS_COMPLETE, split: str | None = None,
                   subset: str | None = None) -> list[str]:

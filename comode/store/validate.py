@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import zarr
-from zarr.core.sync import sync
 
 from comode.store import layout
 from comode.store.reader import Store, open_store
@@ -44,33 +42,14 @@ def validate_store(url: str, *, storage_options: dict | None = None) -> Validati
 
 
 def _video_attrs(store: Store, report: ValidationReport) -> list[tuple[str, dict]]:
-    """(video id, attributes) of every group under videos/, read one by one, so that one
-    group with damaged metadata is reported by name instead of stopping the validation."""
-    videos = store.root[layout.VIDEOS_GROUP]
-
-    async def child_names() -> list[str]:
-        prefix = f"{videos.path}/" if videos.path else ""
-        return sorted({name async for name in videos.store.list_dir(prefix.rstrip("/"))})
-
-    found = []
-    for name in sync(child_names()):
-        if name == "zarr.json" or "." in name and name.endswith(".partial"):
-            continue  # the videos group's own metadata; a temporary file of an interrupted write
-        try:
-            group = videos[name]
-            attrs = group.attrs.asdict()
-        except Exception as error:  # noqa: BLE001 -- any damage is reported, not raised
-            report.checked += 1
-            report.by_status["unreadable"] = report.by_status.get("unreadable", 0) + 1
-            report.problems.append(f"videos/{name}: unreadable group metadata (zarr.json): "
-                                   f"{type(error).__name__}: {error}")
-            continue
-        if not isinstance(group, zarr.Group):
-            report.checked += 1
-            report.problems.append(f"videos/{name}: an array where a video group is expected")
-            continue
-        found.append((name, attrs))
-    return found
+    """(video id, attributes) of every readable group under videos/; a group with damaged
+    metadata is reported by name instead of stopping the validation."""
+    found, unreadable = store.scan_videos()
+    for name, reason in sorted(unreadable.items()):
+        report.checked += 1
+        report.by_status["unreadable"] = report.by_status.get("unreadable", 0) + 1
+        report.problems.append(f"videos/{name}: {reason}")
+    return sorted(found.items())
 
 
 def _check_arrays(store: Store, video_id: str) -> list[str]:

@@ -177,6 +177,20 @@ def test_validator_names_a_group_whose_metadata_is_not_json(small_store):
     assert "left__video01.mkv" in message, message
 
 
+def test_readers_skip_a_group_whose_metadata_is_not_json_and_say_so(small_store):
+    """Training and evaluation list the other videos instead of stopping on one damaged file."""
+    from comode.store import open_store
+
+    before = open_store(small_store).video_ids()
+    assert "left__video01.mkv" in before
+    (Path(small_store) / "videos" / "left__video01.mkv" / "zarr.json").write_text("{ not json")
+    store = open_store(small_store)
+    with pytest.warns(UserWarning, match=r"1 video group\(s\) with unreadable metadata left out \(left__video01.mkv\)"):
+        after = store.video_ids()
+    assert after == [v for v in before if v != "left__video01.mkv"]
+    assert list(store.scan_videos()[1]) == ["left__video01.mkv"]
+
+
 def test_an_existing_folder_that_is_not_a_store_is_never_written_into(tmp_path, tiny_folder_factory):
     folder = tiny_folder_factory(tmp_path / "videos", 1, frames=3)
     out = tmp_path / "my_documents"
