@@ -31,7 +31,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -147,6 +147,21 @@ def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
+def usable_batches(dataset: VideoClips, *, batch_size: int, workers: int, failures: dict[str, str],
+                   pin_memory: bool = False) -> Iterator[tuple[list[dict[str, Any]], int]]:
+    """The items of ``dataset`` in order, batch by batch, decoded in ``workers`` processes.
+
+    Yields (the items of the batch that decoded (possibly none), the batch's size); a video
+    that failed is recorded in ``failures`` (id -> reason), never dropped silently."""
+    loader = DataLoader(dataset, batch_size=max(1, batch_size), shuffle=False, num_workers=workers,
+                        collate_fn=_collate, pin_memory=pin_memory)
+    for items in loader:
+        for item in items:
+            if item["error"] is not None:
+                failures[dataset.video_ids[item["index"]]] = item["error"]
+        yield [item for item in items if item["error"] is None], len(items)
+
+
 def prepare_clips(clips: Tensor, *, size: int = 112, crop: float = EVAL_CROP) -> Tensor:
     """(B, 3, T, H, W) uint8 -> (B, 3, T, size, size) float32, centre crop + normalisation."""
     b, _, t, h, w = clips.shape
@@ -179,17 +194,11 @@ def extract_features(
     device = device or default_device()
     vnet = vnet.to(device).eval()
     dataset = VideoClips(store_url, video_ids, window=window)
-    loader = DataLoader(dataset, batch_size=max(1, videos_per_batch), shuffle=False, num_workers=workers,
-                        collate_fn=_collate, pin_memory=device.type == "cuda",
-                        persistent_workers=False)
     features: dict[int, np.ndarray] = {}
     labels: dict[int, int] = {}
     failed: dict[str, str] = {}
-    for items in loader:
-        good = [item for item in items if item["error"] is None]
-        for item in items:
-            if item["error"] is not None:
-                failed[video_ids[item["index"]]] = item["error"]
+    for good, batch in usable_batches(dataset, batch_size=videos_per_batch, workers=workers, failures=failed,
+                                      pin_memory=device.type == "cuda"):
         if good:
             # Identical clips (videos shorter than one clip: all 10 are the same) run once.
             unique = [np.unique(item["frames"], axis=0, return_index=True, return_inverse=True) for item in good]
@@ -202,7 +211,7 @@ def extract_features(
                 labels[item["index"]] = item["label"]
                 start += len(rows)
         if on_videos is not None:
-            on_videos(len(items))
+            on_videos(batch)
     order = sorted(features)
     width = getattr(vnet, "out_channels", 0)
     return FeatureSet(

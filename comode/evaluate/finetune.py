@@ -34,11 +34,10 @@ import numpy as np
 import torch
 import yaml
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 from comode.evaluate.accuracy import top_k_accuracy
 from comode.evaluate.clips import WindowSpec
-from comode.evaluate.features import VideoClips, default_device, prepare_clips, split_videos
+from comode.evaluate.features import VideoClips, default_device, prepare_clips, split_videos, usable_batches
 from comode.evaluate.progress import Bar
 from comode.train.checkpoint import (CheckpointError, LAST_CHECKPOINT, capture_rng_state, load_checkpoint,
                                      restore_rng_state, save_checkpoint)
@@ -165,10 +164,6 @@ def augment_clips(clips: Tensor, *, generator: torch.Generator, size: int = 112,
     if colour:
         out = colour_jitter(out, spec=spec, draw=draw)
     return normalize(out, channel_dim=1)
-
-
-def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return items
 
 
 @dataclass
@@ -304,16 +299,11 @@ def _train_epoch(model: VideoClassifier, optimizer, scheduler, *, store: str, tr
     order = torch.randperm(len(train_ids), generator=generator)
     ordered = [train_ids[i] for i in order.tolist()]
     dataset = VideoClips(store, ordered, clip_indices=RandomClip(seed=config.seed, epoch=epoch, window=WindowSpec()))
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,
-                        collate_fn=_collate, pin_memory=device.type == "cuda")
     augment_generator = torch.Generator(device=device).manual_seed(_seed(config.seed, _STREAM_AUGMENT, epoch))
     torch.manual_seed(_seed(config.seed, _STREAM_DROPOUT, epoch))
     losses, correct, seen, started = [], 0, 0, time.perf_counter()
-    for items in loader:
-        good = [item for item in items if item["error"] is None]
-        for item in items:
-            if item["error"] is not None:
-                skipped[ordered[item["index"]]] = item["error"]
+    for good, _ in usable_batches(dataset, batch_size=config.batch_size, workers=config.workers, failures=skipped,
+                                  pin_memory=device.type == "cuda"):
         if good:
             clips = torch.cat([item["clips"] for item in good]).to(device, non_blocking=True)  # (B, 3, T, H, W)
             labels = torch.tensor([item["label"] for item in good], device=device)
@@ -342,15 +332,10 @@ def _test(model: VideoClassifier, *, store: str, test_ids: list[str], config: Fi
     """Softmax scores averaged over the 10 test clips: (N, classes), labels (N,), failures."""
     model.eval()
     dataset = VideoClips(store, test_ids, window=WindowSpec(clips=config.test_clips))
-    loader = DataLoader(dataset, batch_size=config.test_videos_per_batch, shuffle=False, num_workers=config.workers,
-                        collate_fn=_collate)
     scores, labels, failed = [], [], {}
     with Bar("test", total=len(test_ids), enabled=show_progress) as bar:
-        for items in loader:
-            good = [item for item in items if item["error"] is None]
-            for item in items:
-                if item["error"] is not None:
-                    failed[test_ids[item["index"]]] = item["error"]
+        for good, batch in usable_batches(dataset, batch_size=config.test_videos_per_batch, workers=config.workers,
+                                          failures=failed):
             if good:
                 clips = torch.cat([item["clips"] for item in good]).to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -358,7 +343,7 @@ def _test(model: VideoClassifier, *, store: str, test_ids: list[str], config: Fi
                 probabilities = logits.float().softmax(dim=1).unflatten(0, (len(good), -1)).mean(dim=1)
                 scores.append(probabilities.cpu())
                 labels += [item["label"] for item in good]
-            bar.advance(len(items))
+            bar.advance(batch)
     classes = model.fc.out_features
     return (torch.cat(scores) if scores else torch.zeros(0, classes), torch.tensor(labels, dtype=torch.int64), failed)
 
