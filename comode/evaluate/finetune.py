@@ -43,13 +43,14 @@ from comode.train.checkpoint import (CheckpointError, LAST_CHECKPOINT, capture_r
                                      restore_rng_state, save_checkpoint)
 from comode.train.backbones import build_backbone
 from comode.train.config import ConfigError, build_dataclass, config_values
+from comode.train.loop import WarmupCosine, derive_seed
+from comode.train.metrics import METRICS_FILE, read_metrics
 from comode.train.transforms import (AugmentSpec, UniformDraws, colour_jitter, crop_resize, normalize,
                                      random_crop_boxes)
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "load_finetune_config", "VideoClassifier", "augment_clips",
            "run_finetune", "RandomClip"]
 
-METRICS_FILE = "metrics.jsonl"
 # Fields that may change on --resume: how far this invocation goes and how data is fed.
 RESUMABLE = frozenset({"stop_after_epoch", "workers", "test_videos_per_batch"})
 
@@ -111,11 +112,6 @@ class FinetuneConfig:
 def load_finetune_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> FinetuneConfig:
     """Defaults <- YAML (``configs/evaluate/finetune_*.yaml``) <- ``key=value`` overrides."""
     return build_dataclass(FinetuneConfig, config_values(path, overrides), prefix="")
-
-
-def _seed(*parts: int) -> int:
-    """A 63-bit seed that is a pure function of ``parts``."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
 
 
 _STREAM_ORDER, _STREAM_CLIPS, _STREAM_AUGMENT, _STREAM_DROPOUT, _STREAM_INIT = range(5)
@@ -217,14 +213,14 @@ def run_finetune(
     else:  # every weight comes from last.pt: the pretrained file need not exist any more
         model_identity = saved["init"]
         vnet = build_backbone(model_identity["backbone"], width_multiplier=float(model_identity["width_multiplier"]))
-    torch.manual_seed(_seed(config.seed, _STREAM_INIT))
+    torch.manual_seed(derive_seed(config.seed, _STREAM_INIT))
     model = VideoClassifier(vnet, num_classes=len(classes), dropout=config.dropout).to(torch_device)
     steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     warmup = round(config.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _cosine(step, warmup, total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup_steps=warmup, total_steps=total_steps))
     start_epoch = 0
     if saved is not None:
         if list(saved["classes"]) != list(classes) or saved.get("train_videos") != len(train_ids):
@@ -241,7 +237,8 @@ def run_finetune(
                                      + yaml.safe_dump(asdict(config), sort_keys=False))
     _truncate_metrics(out, after_epoch=start_epoch)
 
-    last_epoch = min(config.epochs, config.stop_after_epoch or config.epochs)
+    # Never below the resumed epoch: a smaller stop_after_epoch on --resume trains nothing more.
+    last_epoch = max(start_epoch, min(config.epochs, config.stop_after_epoch or config.epochs))
     skipped: dict[str, str] = dict(saved.get("skipped", {})) if saved is not None else {}
     path = out / LAST_CHECKPOINT
     with Bar("finetune", total=(last_epoch - start_epoch) * steps_per_epoch, enabled=show_progress) as bar:
@@ -284,23 +281,16 @@ def run_finetune(
                           epochs_completed=last_epoch, finished=finished)
 
 
-def _cosine(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(total - warmup, 1)
-    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
 def _train_epoch(model: VideoClassifier, optimizer, scheduler, *, store: str, train_ids: list[str],
                  config: FinetuneConfig, epoch: int, device: torch.device, skipped: dict[str, str],
                  bar: Bar) -> dict[str, float]:
     model.train()
-    generator = torch.Generator().manual_seed(_seed(config.seed, _STREAM_ORDER, epoch))
+    generator = torch.Generator().manual_seed(derive_seed(config.seed, _STREAM_ORDER, epoch))
     order = torch.randperm(len(train_ids), generator=generator)
     ordered = [train_ids[i] for i in order.tolist()]
     dataset = VideoClips(store, ordered, clip_indices=RandomClip(seed=config.seed, epoch=epoch, window=WindowSpec()))
-    augment_generator = torch.Generator(device=device).manual_seed(_seed(config.seed, _STREAM_AUGMENT, epoch))
-    torch.manual_seed(_seed(config.seed, _STREAM_DROPOUT, epoch))
+    augment_generator = torch.Generator(device=device).manual_seed(derive_seed(config.seed, _STREAM_AUGMENT, epoch))
+    torch.manual_seed(derive_seed(config.seed, _STREAM_DROPOUT, epoch))
     losses, correct, seen, started = [], 0, 0, time.perf_counter()
     for good, _ in usable_batches(dataset, batch_size=config.batch_size, workers=config.workers, failures=skipped,
                                   pin_memory=device.type == "cuda"):
@@ -319,6 +309,8 @@ def _train_epoch(model: VideoClassifier, optimizer, scheduler, *, store: str, tr
             losses.append(float(loss.detach()))
             correct += int((logits.argmax(dim=1) == labels).sum())
             seen += len(good)
+        else:  # a batch of videos that all failed still counts as a step: the schedule ends on time
+            scheduler.step()
         rate = seen / max(time.perf_counter() - started, 1e-9)
         loss_text = f"{np.mean(losses):.4f}" if losses else "-"
         bar.advance(1, note=f"epoch {epoch + 1} loss {loss_text} {rate:.1f} clips/s")
@@ -369,10 +361,7 @@ def _checkpoint_to_resume(out: Path, *, config: FinetuneConfig, resume: bool) ->
 
 
 def _read_metrics(out: Path) -> list[dict[str, Any]]:
-    path = out / METRICS_FILE
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_metrics(out) if (out / METRICS_FILE).exists() else []
 
 
 def _truncate_metrics(out: Path, *, after_epoch: int) -> None:
