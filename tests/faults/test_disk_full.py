@@ -87,16 +87,11 @@ LIMITED = textwrap.dedent("""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
     root, url, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))  # soft limit only
-    from comode.extract.datasets import load_dataset
-    from comode.extract.executors import SequentialExecutor
-    from comode.extract.pipeline import run_extraction
-    from comode.extract.settings import ExtractSettings
-    from comode.store.writer import StoreFullError
-    try:
-        run_extraction(load_dataset("folder", root), url, ExtractSettings(), SequentialExecutor())
-    except StoreFullError as error:
-        print(error, file=sys.stderr)
-        sys.exit(3)
+    # `comode extract` itself (sequential), so that its exit code for a full disk is what is tested.
+    import runpy
+    sys.argv = ["comode", "extract", "--dataset", "folder", "--root", root, "--out", url, "--workers", "0",
+                "--no-progress"]
+    runpy.run_module("comode", run_name="__main__")
 """)
 
 
