@@ -27,8 +27,9 @@ install: $(BIN)/.installed
 # The main job on the built-in sample data (README "Two commands on a fresh machine"):
 # generate the labelled sample set (motion pattern x scene), extract it, pretrain the demo
 # configuration on the CPU, and retrieve the test clips by motion and by scene with the
-# pretrained V-Network and with random inits (the floor).  ~9 min on 2 cores; every step
-# resumes where it stopped.  Larger settings are one variable away:
+# pretrained V-Network and with random inits (the floor).  ~9 min on 2 cores; extraction and
+# training resume where they stopped (an interrupted sample generation: rm -rf $(DEMO_DATA)).
+# Larger settings are one variable away:
 #   make demo DEMO_EPOCHS=100 DEMO_VIDEOS=48     (epochs of pretraining; clips per motion class)
 DEMO_VIDEOS ?= 24
 DEMO_EPOCHS ?= 30

@@ -54,7 +54,7 @@ def _parse_size(text: str, option: str) -> tuple[int, int]:
 
 
 def extract(
-    dataset: str = typer.Option("folder", help="Dataset format: folder, ucf101, hmdb51, kinetics400."),
+    dataset: str = typer.Option("folder", help="Dataset format: folder, ucf101, hmdb51, kinetics400, sample."),
     root: Path = typer.Option(..., help="Dataset root folder (the videos)."),
     out: str = typer.Option(..., help="Output store: a local path or any fsspec URL (s3://...)."),
     annotations: Optional[Path] = typer.Option(None, help="Annotation file/folder if not in the usual place under ROOT."),
@@ -76,10 +76,7 @@ def extract(
     """Re-encode videos, read I-frames and motion vectors, and write them to a Zarr store."""
     from comode.extract.datasets import DatasetError, load_dataset
     from comode.extract.executors import make_executor
-    from comode.extract.pipeline import run_extraction
-    from comode.extract.report import ExtractionProgress, print_summary
     from comode.extract.settings import ExtractSettings
-    from comode.store.writer import StoreFullError
 
     width, height = _parse_size(size, "--size")
     rgb_width, rgb_height = _parse_size(rgb_size, "--rgb-size")
@@ -94,12 +91,23 @@ def extract(
                   f"splits {list(index.split_names)}" + (f", {len(index.missing)} annotated but missing" if index.missing else ""))
     if not index.videos:
         raise _fail(f"no videos found under {root}")
+    summary = _extract_with_progress(index, out, settings, make_executor(scheduler=scheduler, workers=workers),
+                                     progress=progress, retry_failed=retry_failed, limit=limit)
+    raise typer.Exit(0 if summary.ok else 1)
+
+
+def _extract_with_progress(index, out: str, settings, executor, *, progress: bool, **options):
+    """Run an extraction with its progress display and summary (closing ``executor``); a full
+    disk exits with EXIT_STORE_FULL, an unusable store with 2."""
+    from comode.extract.pipeline import run_extraction
+    from comode.extract.report import ExtractionProgress, print_summary
+    from comode.store.writer import StoreFullError
+
     display = ExtractionProgress(console, enabled=progress)
-    executor = make_executor(scheduler=scheduler, workers=workers)
     try:
         with display.running():
-            summary = run_extraction(index, out, settings, executor, retry_failed=retry_failed, limit=limit,
-                                     on_plan=display.on_plan, on_result=display.on_result)
+            summary = run_extraction(index, out, settings, executor, on_plan=display.on_plan,
+                                     on_result=display.on_result, **options)
     except StoreFullError as error:  # not bad usage: the run stopped, the same command resumes
         raise _fail(str(error), code=EXIT_STORE_FULL) from None
     except ValueError as error:
@@ -107,7 +115,7 @@ def extract(
     finally:
         executor.close()
     print_summary(console, summary)
-    raise typer.Exit(0 if summary.ok else 1)
+    return summary
 
 
 app.command("extract")(extract)
@@ -231,22 +239,11 @@ def _extract_and_measure(root: Path, store: str, *, workers: Optional[int], prog
 
     from comode.extract.datasets import load_dataset
     from comode.extract.executors import make_executor
-    from comode.extract.pipeline import run_extraction
-    from comode.extract.report import ExtractionProgress, print_summary
     from comode.extract.sample import mv_block_coverage
     from comode.extract.settings import ExtractSettings
 
-    display = ExtractionProgress(console, enabled=progress)
-    executor = make_executor(workers=workers)
-    try:
-        with display.running():
-            summary = run_extraction(load_dataset("sample", root), store, ExtractSettings(), executor,
-                                     on_plan=display.on_plan, on_result=display.on_result)
-    except ValueError as error:
-        raise _fail(str(error)) from None
-    finally:
-        executor.close()
-    print_summary(console, summary)
+    _extract_with_progress(load_dataset("sample", root), store, ExtractSettings(), make_executor(workers=workers),
+                           progress=progress)
     coverage = mv_block_coverage(store)
     table = Table(title="motion-vector coverage: P-frame 16x16 blocks with a non-zero vector", show_header=False,
                   box=None)

@@ -19,6 +19,7 @@ from comode.extract.executors import Executor
 from comode.extract.settings import ExtractSettings
 from comode.extract.video import VideoResult, extract_to_store, record_failure
 from comode.store import STATUS_COMPLETE, STATUS_FAILED, create_or_open_root, layout
+from comode.store.reader import scan_video_groups
 from comode.store.writer import StoreFullError
 
 if TYPE_CHECKING:
@@ -75,7 +76,9 @@ def root_attributes(dataset: "DatasetIndex", settings: ExtractSettings) -> dict:
 
 
 def plan_extraction(root: zarr.Group, videos: Sequence["VideoItem"], *, retry_failed: bool = False) -> ExtractionPlan:
-    statuses = {name: group.attrs.get("status") for name, group in root[layout.VIDEOS_GROUP].groups()}
+    # A group whose metadata cannot be read has no status: it is redone (and replaced whole).
+    found, _ = scan_video_groups(root[layout.VIDEOS_GROUP])
+    statuses = {name: attrs.get("status") for name, attrs in found.items()}
     todo, complete, failed = [], 0, 0
     for item in videos:
         status = statuses.get(item.video_id)

@@ -37,6 +37,43 @@ def open_store(url: str, *, storage_options: dict | None = None, validate: bool 
     return Store(url=url, root=root, attrs=attrs)
 
 
+def scan_video_groups(videos: zarr.Group) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """(attributes by video id, reason by id) of the members of a store's ``videos`` group.
+
+    A member that is not a readable group (a damaged ``zarr.json``, an array) gets a reason
+    instead of failing the whole listing: readers skip it, ``store validate`` reports it,
+    extraction redoes it."""
+    try:  # zarr reads all members' metadata concurrently: fast, but one damaged file fails it all
+        members = list(videos.members())
+    except Exception:  # noqa: BLE001 -- then read member by member to find the damage
+        return _scan_one_by_one(videos)
+    found = {name: node.attrs.asdict() for name, node in members if isinstance(node, zarr.Group)}
+    return found, {name: _NOT_A_GROUP for name, node in members if not isinstance(node, zarr.Group)}
+
+
+_NOT_A_GROUP = "an array where a video group is expected"
+
+
+def _scan_one_by_one(videos: zarr.Group) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    async def child_names() -> list[str]:
+        return sorted({name async for name in videos.store.list_dir(videos.path)})
+
+    found: dict[str, dict[str, Any]] = {}
+    unreadable: dict[str, str] = {}
+    for name in sync(child_names()):
+        if name == "zarr.json" or name.endswith(".partial"):
+            continue  # the videos group's own metadata; a temporary file of an interrupted write
+        try:
+            node = videos[name]
+            if not isinstance(node, zarr.Group):
+                unreadable[name] = _NOT_A_GROUP
+                continue
+            found[name] = node.attrs.asdict()
+        except Exception as error:  # noqa: BLE001 -- any damage is reported, not raised
+            unreadable[name] = f"unreadable group metadata (zarr.json): {type(error).__name__}: {error}"
+    return found, unreadable
+
+
 @dataclass
 class Store:
     """A comode store opened for reading."""
@@ -86,31 +123,7 @@ class Store:
 
     def scan_videos(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         """(attributes by video id, reason by id for groups whose metadata cannot be read)."""
-        try:  # zarr reads all groups' metadata concurrently: fast, but one damaged file fails it all
-            return {name: group.attrs.asdict() for name, group in self._videos.groups()}, {}
-        except Exception:  # noqa: BLE001 -- then read group by group to find and skip the damage
-            return self._scan_videos_one_by_one()
-
-    def _scan_videos_one_by_one(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-        videos = self._videos
-
-        async def child_names() -> list[str]:
-            return sorted({name async for name in videos.store.list_dir(videos.path)})
-
-        found: dict[str, dict[str, Any]] = {}
-        unreadable: dict[str, str] = {}
-        for name in sync(child_names()):
-            if name == "zarr.json" or name.endswith(".partial"):
-                continue  # the videos group's own metadata; a temporary file of an interrupted write
-            try:
-                node = videos[name]
-                if not isinstance(node, zarr.Group):
-                    unreadable[name] = "an array where a video group is expected"
-                    continue
-                found[name] = node.attrs.asdict()
-            except Exception as error:  # noqa: BLE001 -- any damage is reported, not raised
-                unreadable[name] = f"unreadable group metadata (zarr.json): {type(error).__name__}: {error}"
-        return found, unreadable
+        return scan_video_groups(self._videos)
 
     def video_ids(self, *, status: str | None = layout.STATUS_COMPLETE, split: str | None = None,
                   subset: str | None = None) -> list[str]:

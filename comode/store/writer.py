@@ -161,12 +161,14 @@ def create_or_open_root(url: str, *, root_attrs: Mapping[str, Any], storage_opti
     Resuming is refused when the existing store was made with different extraction
     settings: mixing two encodings in one store would silently change the data.
     """
+    made_by_another_run = False
     try:
         root = zarr.open_group(url, mode="r+", storage_options=storage_options)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         root = _create_root(url, root_attrs=root_attrs, storage_options=storage_options)
         if root is not None:
             return root
+        made_by_another_run = True
         try:  # another run made it first, or the path is a folder holding something else
             root = zarr.open_group(url, mode="r+", storage_options=storage_options)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError):
@@ -185,7 +187,8 @@ def create_or_open_root(url: str, *, root_attrs: Mapping[str, Any], storage_opti
         root.attrs.update({"dataset": dict(root_attrs["dataset"])})
     root.require_group(layout.VIDEOS_GROUP)
     if _is_local(url, storage_options):
-        _remove_interrupted_metadata_writes(url)
+        if not made_by_another_run:  # that run may be writing its metadata right now
+            _remove_interrupted_metadata_writes(url)
         return open_root_for_writing(url)
     return root
 

@@ -187,6 +187,17 @@ def test_readers_skip_a_group_whose_metadata_is_not_json_and_say_so(small_store)
     assert list(store.scan_videos()[1]) == ["left__video01.mkv"]
 
 
+def test_extraction_redoes_a_group_whose_metadata_is_not_json(small_store, tmp_path):
+    from comode.store import open_store
+
+    (Path(small_store) / "videos" / "left__video01.mkv" / "zarr.json").write_text("{ not json")
+    folder = tmp_path / "videos"  # small_store's source folder
+    summary = run_extraction(load_dataset("folder", folder), small_store, ExtractSettings(), SequentialExecutor())
+    assert summary.ok and summary.completed == 1 and summary.skipped_complete == 1
+    assert validate_store(small_store).ok
+    assert "left__video01.mkv" in open_store(small_store).video_ids()
+
+
 def test_an_existing_folder_that_is_not_a_store_is_never_written_into(tmp_path, tiny_folder_factory):
     folder = tiny_folder_factory(tmp_path / "videos", 1, frames=3)
     out = tmp_path / "my_documents"
