@@ -242,8 +242,8 @@ def _extract_and_measure(root: Path, store: str, *, workers: Optional[int], prog
     from comode.extract.sample import mv_block_coverage
     from comode.extract.settings import ExtractSettings
 
-    _extract_with_progress(load_dataset("sample", root), store, ExtractSettings(), make_executor(workers=workers),
-                           progress=progress)
+    summary = _extract_with_progress(load_dataset("sample", root), store, ExtractSettings(),
+                                     make_executor(workers=workers), progress=progress)
     coverage = mv_block_coverage(store)
     table = Table(title="motion-vector coverage: P-frame 16x16 blocks with a non-zero vector", show_header=False,
                   box=None)
