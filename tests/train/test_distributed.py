@@ -16,11 +16,14 @@ relative in some BatchNorm parameters.  At this tiny model's usual learning rate
 landscape is so sharp (gradient norms ~200, clipped to 15) that rounding differences grow
 fast: even ONE process run with 1 thread instead of 2 ends 4 steps 6e-4 apart (2 ranks:
 7e-3).  So the run uses a small learning rate (1e-5 per sample), where rounding stays
-rounding: over 4 steps the losses agree to 3e-6 and the gradient norms to 5e-6 (asserted:
-2e-5 and 5e-5).  For scale, measured with the same setup: rank-local BatchNorm changes
-the first loss by 24%; keys gathered without their gradients
-(``loss.gather_gradients=false``) leave the first loss equal but change the first
-gradient norm by 6e-4 and the later losses by 1e-4 to 5e-4.
+rounding: over 4 steps the losses agree to 3.5e-6 (asserted: 2e-5).  The gradient norm is
+the most sensitive number: the first agrees to 2.5e-6 (asserted: 2e-5); the later ones,
+computed at weights one rounding-sized update apart, agreed to 5e-6 on the machine this
+test was written on and to 5.7e-5 on another (AMD EPYC, AVX2), so they are asserted to
+2e-4.  For scale, measured with the same setup: rank-local BatchNorm changes the first
+loss by 24%; keys gathered without their gradients (``loss.gather_gradients=false``) leave
+the first loss equal but change the first gradient norm by 6.4e-4 and the later losses by
+1.4e-4 to 5.5e-4, so either fault fails this test.
 """
 
 from __future__ import annotations
@@ -83,7 +86,10 @@ def test_two_ranks_give_the_losses_of_one_process_with_the_same_global_batch(tmp
         step = single["step"]
         for key in ("loss", "loss_context", "loss_motion"):
             assert distributed[key] == pytest.approx(single[key], rel=2e-5), (step, key)
-        assert distributed["grad_norm"] == pytest.approx(single["grad_norm"], rel=5e-5), step
+        # Step 1's gradients come from identical weights; later steps' from weights that
+        # already differ by rounding (see the module docstring for the measured spread).
+        grad_tolerance = 2e-5 if step == 1 else 2e-4
+        assert distributed["grad_norm"] == pytest.approx(single["grad_norm"], rel=grad_tolerance), step
         assert distributed["lr"] == single["lr"]
 
 if __name__ == "__main__":  # the torchrun worker: python -m torch.distributed.run ... test_distributed.py OUT_DIR
