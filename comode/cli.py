@@ -278,6 +278,9 @@ def _train(*, store: str, config: Optional[Path], out: Path, resume: bool, progr
                       f"checkpoint {summary.checkpoint}, metrics {summary.metrics_path}")
 
 
+# The demo/ablation config, found from this file so the command works from any folder of a
+# source checkout (an installed wheel has no configs/: the command then asks for --config).
+_DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "demo_cpu.yaml"
 _OVERRIDES_HELP = "Config overrides key=value, e.g. optim.epochs=10 data.batch_size=32 (YAML values)."
 
 
@@ -522,7 +525,7 @@ def _int_list(text: str, option: str) -> list[int]:
 def evaluate_ablation(
     store: str = typer.Option(..., help="Labelled store with a train/test split, e.g. the sample set (label sets motion and scene)."),
     out: Path = typer.Option(Path("runs/ablation"), help="Folder of the runs, their retrieval reports and ablation.json / ablation.md."),
-    config: Optional[Path] = typer.Option(Path("configs/pretrain/demo_cpu.yaml"), help="Pretraining config shared by every variant."),
+    config: Optional[Path] = typer.Option(None, help="Pretraining config shared by every variant (default: the repository's configs/pretrain/demo_cpu.yaml)."),
     seeds: str = typer.Option("0,1,2", help="Seeds of every pretrained variant."),
     floor_seeds: Optional[str] = typer.Option(None, help="Seeds of the random-init floor (default: --seeds)."),
     variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all; see comode.evaluate.ablation.VARIANTS)."),
@@ -545,6 +548,11 @@ def evaluate_ablation(
                              *(f"linear {k} {100 * v:.1f}" for k, v in cell.linear_top1.items())])
         console.print(f"{cell.variant}, seed {cell.seed}: {recalls}")
 
+    if config is None:
+        config = _DEMO_CONFIG
+        if not config.is_file():
+            raise _fail(f"the default config {config} ships with the repository, not the installed package; "
+                        "pass --config (any configs/pretrain/*.yaml)")
     with _user_errors(ConfigError, CheckpointError, FileExistsError, ValueError):
         cells = run_ablation(store, out_dir=out, config=config, base_overrides=[f"data.split={split!r}",
                              "data.subset=train", *(overrides or [])], seeds=_int_list(seeds, "--seeds"),

@@ -1,11 +1,15 @@
-"""Shared fixtures: the team's real test data (../shared/data) and small real inputs."""
+"""Shared fixtures: the team's real test data (../shared/data), small real inputs, store comparison."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import pytest
+
+from comode.store import open_store
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("COMODE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -40,3 +44,25 @@ def small_real_folder(tmp_path_factory, real_dir) -> Path:
         for clip in clips:
             (root / name / clip).symlink_to(real_dir / clip)
     return root
+
+
+def assert_stores_equal(a: str, b: str) -> None:
+    """Same videos, same status and attributes (but timings), every array equal element for element."""
+    store_a, store_b = open_store(a), open_store(b)
+    attrs_a, attrs_b = store_a.video_attrs(), store_b.video_attrs()
+    assert sorted(attrs_a) == sorted(attrs_b)
+    strip = lambda attrs: {k: v for k, v in attrs.items() if k != "seconds"}  # noqa: E731
+    for video_id in attrs_a:
+        assert strip(attrs_a[video_id]) == strip(attrs_b[video_id]), video_id
+        if attrs_a[video_id]["status"] != "complete":
+            continue
+        group_a, group_b = store_a.video(video_id).group, store_b.video(video_id).group
+        names_a, names_b = sorted(group_a.array_keys()), sorted(group_b.array_keys())
+        assert names_a == names_b, video_id
+        for name in names_a:
+            np.testing.assert_array_equal(group_a[name][...], group_b[name][...], err_msg=f"{video_id}/{name}")
+
+
+@pytest.fixture(scope="session")
+def stores_equal() -> Callable[[str, str], None]:
+    return assert_stores_equal

@@ -334,7 +334,7 @@ def split_features(
     """
     from comode.evaluate.progress import Bar
 
-    store = open_store(store_url)
+    store = open_store(store_url).snapshot()  # listed 5-7 times below: one scan
     train_ids, test_ids = split_videos(store, split)
     classes = label_set_classes(store, label_set)
     model = source.describe()

@@ -193,7 +193,7 @@ def run_finetune(
 
     out = Path(out_dir)
     torch_device = torch.device(device) if device else default_device()
-    opened = open_store(store)
+    opened = open_store(store).snapshot()  # listed several times: one scan
     split_train, split_test = split_videos(opened, config.split)
     attrs = opened.video_attrs()  # unlabelled videos (-1) cannot be trained or scored: left out, counted
     train_ids = [v for v in split_train if int(attrs[v].get("label", -1)) >= 0]

@@ -51,15 +51,19 @@ projections are not counted.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 __all__ = [
     "BACKBONES",
     "BackboneSpec",
     "build_backbone",
+    "channels_last_on_cpu",
+    "CHANNELS_LAST_ENV",
     "C3D",
     "ResNet",
     "BasicBlock",
@@ -296,7 +300,7 @@ class ResNet(nn.Module):
         _init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.stages(self.stem(x))
+        return self.stages(self.stem(channels_last_on_cpu(x)))
 
 
 class C3D(nn.Module):
@@ -323,7 +327,27 @@ class C3D(nn.Module):
         _init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.features(x)
+        return self.features(channels_last_on_cpu(x))
+
+
+CHANNELS_LAST_ENV = "COMODE_CPU_CHANNELS_LAST"
+
+
+def channels_last_on_cpu(x: Tensor) -> Tensor:
+    """A 5-D CPU input (B, C, T, H, W) in channels-last-3d memory; anything else unchanged.
+
+    Why: oneDNN's 3-D convolutions run faster on it, and the layout carries through the
+    network.  Measured at width 1/8, batch 8x3x16x112x112, forward + backward on 2 CPU
+    cores: r3d_26 945 -> 680 ms, c3d 700 -> 463 ms, r21d_26 unchanged, M-Net r3d_10 (MV
+    windows 32x2x8x32x32) 100 -> 86 ms.  GPU inputs are left alone: not measured there.
+    Values are the same up to float32 summation order, but that order then depends on the
+    batch size, so two ranks of half a batch drift from one process faster (2.5e-3 vs
+    5.7e-5 in gradient norm after 2 steps).  ``COMODE_CPU_CHANNELS_LAST=0`` keeps the default
+    layout (the distributed equivalence test sets it).
+    """
+    if x.dim() == 5 and x.device.type == "cpu" and os.environ.get(CHANNELS_LAST_ENV, "1") != "0":
+        return x.contiguous(memory_format=torch.channels_last_3d)
+    return x
 
 
 def _conv_bn_relu3d(in_channels: int, out_channels: int) -> nn.Sequential:

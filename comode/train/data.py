@@ -100,6 +100,7 @@ __all__ = [
     "INPUT_NORMALIZATION",
     "ClipSpec",
     "LOAD_ERRORS",
+    "is_load_error",
     "MV_COVER_READ_FRAMES",
     "IFRAME_DECODE_REACH",
 ]
@@ -109,10 +110,21 @@ logger = logging.getLogger(__name__)
 # Errors that mean "this video cannot be read", not "the code is wrong": FFmpeg decode
 # errors (av.FFmpegError), a span that decodes to too few frames, out-of-range indices or
 # missing arrays/chunks of a damaged group (ValueError, IndexError, KeyError), I/O errors.
-# RuntimeError: Blosc's error on a damaged chunk of a store written before chunks carried
-# a CRC32C (newer stores report a checksum ValueError instead).
-LOAD_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, ValueError, IndexError, KeyError, OSError,
-                                                RuntimeError)
+LOAD_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, ValueError, IndexError, KeyError, OSError)
+
+
+def is_load_error(error: BaseException) -> bool:
+    """Whether ``error`` means "this video cannot be read" (skip it) rather than a bug (raise).
+
+    Besides :data:`LOAD_ERRORS`: Blosc's bare ``RuntimeError("error during blosc
+    decompression ...")`` on a damaged chunk of a store written before chunks carried a
+    CRC32C (newer stores report a checksum ValueError).  Other RuntimeErrors (torch's among
+    them) are bugs and stop the run.
+    """
+    if isinstance(error, LOAD_ERRORS):
+        return True
+    return isinstance(error, RuntimeError) and "blosc" in str(error).lower()
+
 
 # The MV windows of a sample are read as one contiguous range when it spans at most this
 # many frames (12 chunks of 32), else with one orthogonal read of the needed frames.
@@ -260,7 +272,9 @@ class PretrainDataset(Dataset):
             rng = np.random.default_rng([self.seed, epoch, index, attempt])
             try:
                 return self.load(video_index, rng=rng)
-            except LOAD_ERRORS as caught:
+            except Exception as caught:
+                if not is_load_error(caught):
+                    raise
                 error = caught
                 self._record_failure(video_index, caught)
         raise RuntimeError(f"{MAX_ATTEMPTS} videos in a row failed to load for sample {index}; "
@@ -283,7 +297,7 @@ class PretrainDataset(Dataset):
             self.failures[video_id] = f"{type(error).__name__}: {error}"[:300]
 
     def load(self, video_index: int, *, rng: np.random.Generator) -> dict[str, Any]:
-        """The sample of video ``video_index`` drawn with ``rng`` (raises LOAD_ERRORS)."""
+        """The sample of video ``video_index`` drawn with ``rng`` (raises an error for which is_load_error() is true)."""
         entry = self._entry(video_index)
         indices = sample_indices(entry.num_frames, entry.iframe_index, spec=self.spec, rng=rng)
         clip_frames = indices.clip

@@ -95,9 +95,14 @@ class EpochDataset(Protocol):
     ``dataset[i]`` is a dict: ``clip`` (3, T, h, w), ``iframe`` (3, h, w), ``mv_future``
     float32 (2, T_m, gh, gw), ``mv_negatives`` float32 (K, 2, T_m, gh, gw), ``label`` int,
     ``video_index`` int; its randomness must be a function of (seed, epoch, i).
+
+    The loader's worker processes persist across epochs (see :class:`RunLoader`), so
+    ``set_epoch`` must reach copies of the dataset in other processes, and ``skipped`` must
+    count their skips too: PretrainDataset keeps both in shared memory.  A plain attribute
+    would leave every worker drawing epoch 0's clips for the whole run.
     """
 
-    skipped: int  # videos that could not be read so far (replaced by others)
+    skipped: int  # videos that could not be read so far, in any process (replaced by others)
 
     def __len__(self) -> int: ...
     def __getitem__(self, index: int) -> dict[str, Any]: ...

@@ -38,8 +38,10 @@ def test_run_linear_end_to_end(eval_store, tiny_checkpoint, tmp_path, feature_ca
     report = json.loads((tmp_path / "linear.json").read_text())
     assert report == result.report and report["kind"] == "linear"
     assert set(report["metrics"]) == {"top1", "top5", "train_top1"}
-    assert report["metrics"]["top5"] == 1.0  # 2 classes
-    assert 0.0 <= report["metrics"]["top1"] <= 1.0
+    assert report["metrics"]["top5"] == 1.0  # 2 classes: always
+    # 6 training videos in 64 feature dimensions are linearly separable: the fit must find it.
+    assert report["metrics"]["train_top1"] == 1.0
+    assert report["metrics"]["top1"] * 3 in (0, 1, 2, 3)  # a share of the 3 test videos
     assert report["counts"]["test_evaluated"] == 3 and report["counts"]["train_evaluated"] == 6
     assert report["model"]["sha256"] and report["model"]["backbone"] == "r3d_18"
     text = (tmp_path / "linear.txt").read_text()

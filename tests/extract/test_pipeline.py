@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import zarr
 
@@ -23,21 +22,6 @@ from comode.store import open_store
 from comode.store.validate import validate_store
 
 COMODE = [sys.executable, "-m", "comode"]
-
-
-def assert_stores_equal(a: str, b: str) -> None:
-    """Same videos, same status, every array equal element for element."""
-    store_a, store_b = open_store(a), open_store(b)
-    attrs_a, attrs_b = store_a.video_attrs(), store_b.video_attrs()
-    assert sorted(attrs_a) == sorted(attrs_b)
-    for video_id in attrs_a:
-        strip = lambda attrs: {k: v for k, v in attrs.items() if k != "seconds"}  # noqa: E731
-        assert strip(attrs_a[video_id]) == strip(attrs_b[video_id]), video_id
-        if attrs_a[video_id]["status"] != "complete":
-            continue
-        group_a, group_b = store_a.video(video_id).group, store_b.video(video_id).group
-        for name, array in group_a.arrays():
-            np.testing.assert_array_equal(array[...], group_b[name][...], err_msg=f"{video_id}/{name}")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +47,7 @@ def test_sequential_store_is_valid_and_rerun_does_no_work(reference_store, small
     assert after == before  # nothing rewritten
 
 
-def test_dask_local_cluster_gives_the_same_store(tmp_path, reference_store, small_real_folder):
+def test_dask_local_cluster_gives_the_same_store(tmp_path, reference_store, small_real_folder, stores_equal):
     url = str(tmp_path / "dask.zarr")
     executor = DaskExecutor(workers=2)
     try:
@@ -71,7 +55,7 @@ def test_dask_local_cluster_gives_the_same_store(tmp_path, reference_store, smal
     finally:
         executor.close()
     assert summary.ok and summary.completed == 3
-    assert_stores_equal(url, reference_store)
+    stores_equal(url, reference_store)
 
 
 def test_bad_videos_are_recorded_and_the_run_goes_on(tmp_path, real_dir):
@@ -113,7 +97,8 @@ def _complete_count(url: str) -> int:
         return 0
 
 
-def test_sigkill_halfway_then_rerun_equals_an_uninterrupted_run(tmp_path, reference_store, small_real_folder):
+def test_sigkill_halfway_then_rerun_equals_an_uninterrupted_run(tmp_path, reference_store, small_real_folder,
+                                                               stores_equal):
     url = str(tmp_path / "killed.zarr")
     command = [*COMODE, "extract", "--dataset", "folder", "--root", str(small_real_folder), "--out", url,
                "--workers", "0", "--no-progress"]
@@ -127,7 +112,7 @@ def test_sigkill_halfway_then_rerun_equals_an_uninterrupted_run(tmp_path, refere
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert "already complete" in rerun.stderr
-    assert_stores_equal(url, reference_store)
+    stores_equal(url, reference_store)
 
 
 @pytest.fixture
@@ -165,11 +150,11 @@ def dask_cluster(tmp_path):
 
 
 def test_extraction_through_a_real_dask_scheduler_and_two_workers(tmp_path, dask_cluster, reference_store,
-                                                                    small_real_folder):
+                                                                    small_real_folder, stores_equal):
     url = str(tmp_path / "cluster.zarr")
     result = subprocess.run([*COMODE, "extract", "--dataset", "folder", "--root", str(small_real_folder), "--out", url,
                              "--scheduler", dask_cluster, "--no-progress"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert f"dask scheduler {dask_cluster} (2 workers)" in result.stderr
-    assert_stores_equal(url, reference_store)
+    stores_equal(url, reference_store)

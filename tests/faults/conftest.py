@@ -1,4 +1,4 @@
-"""Fixtures for the fault tests: tiny synthetic datasets, the bad-input corpus, store comparison.
+"""Fixtures for the fault tests: tiny synthetic datasets, the bad-input corpus, run helpers.
 
 Helpers are handed out as fixtures (pytest runs in importlib mode: test modules cannot
 import each other or this file).
@@ -22,7 +22,6 @@ import zarr
 
 from comode.extract.encode import ffmpeg_exe
 from comode.extract.synthetic import translating_frames, write_video
-from comode.store import open_store
 
 COMODE = [sys.executable, "-m", "comode"]
 
@@ -87,30 +86,6 @@ def folder(reference_set, request) -> Path:
 def reference(reference_set, request) -> str:
     """The store of one uninterrupted extraction of ``folder``."""
     return reference_set(_module_videos(request))[1]
-
-
-# ------------------------------------------------------------------ comparing stores
-
-def assert_stores_equal(a: str, b: str) -> None:
-    """Same videos, same status and attributes (but timings), every array equal element for element."""
-    store_a, store_b = open_store(a), open_store(b)
-    attrs_a, attrs_b = store_a.video_attrs(), store_b.video_attrs()
-    assert sorted(attrs_a) == sorted(attrs_b)
-    strip = lambda attrs: {k: v for k, v in attrs.items() if k != "seconds"}  # noqa: E731
-    for video_id in attrs_a:
-        assert strip(attrs_a[video_id]) == strip(attrs_b[video_id]), video_id
-        if attrs_a[video_id]["status"] != "complete":
-            continue
-        group_a, group_b = store_a.video(video_id).group, store_b.video(video_id).group
-        names_a, names_b = sorted(group_a.array_keys()), sorted(group_b.array_keys())
-        assert names_a == names_b, video_id
-        for name in names_a:
-            np.testing.assert_array_equal(group_a[name][...], group_b[name][...], err_msg=f"{video_id}/{name}")
-
-
-@pytest.fixture(scope="session")
-def stores_equal() -> Callable[[str, str], None]:
-    return assert_stores_equal
 
 
 def complete_count(url: str) -> int:

@@ -70,8 +70,8 @@ def _damage(url: str, damage: str) -> None:
 def test_a_store_video_that_fails_to_decode_is_skipped_and_counted_by_a_training_run(tmp_path, store_url):
     """One video's rgb_stream shard has noise in its chunk data: training runs on and counts it.
 
-    (Before the store carried CRC32C checksums, this noise crashed Blosc with a RuntimeError
-    that the loader does not catch: the run died.)"""
+    (Before the store carried CRC32C checksums, this noise crashed Blosc with a RuntimeError;
+    the store's checksums turn it into a ValueError, a load error.)"""
     url = str(tmp_path / "damaged.zarr")
     shutil.copytree(store_url, url)
     _damage(url, "noise")

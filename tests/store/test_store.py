@@ -102,6 +102,26 @@ def test_partial_group_is_not_listed_and_is_replaced_on_rewrite(tmp_path, extrac
     np.testing.assert_array_equal(video.mvs[...], extracted.mvs)
 
 
+
+def test_a_snapshot_lists_from_one_scan(tmp_path, extracted, monkeypatch):
+    import comode.store.reader as reader
+
+    url = str(tmp_path / "s.zarr")
+    root = create_or_open_root(url, root_attrs=_root_attrs())
+    store_video(root, "v1", _attrs(extracted), extracted)
+    scans = []
+    real_scan = reader.scan_video_groups
+    monkeypatch.setattr(reader, "scan_video_groups", lambda videos: scans.append(1) or real_scan(videos))
+    live = open_store(url)
+    snapshot = live.snapshot()
+    assert len(scans) == 1
+    assert snapshot.video_ids() == snapshot.video_ids(split="1", subset="train") == ["v1"]
+    assert list(snapshot.video_attrs()) == ["v1"] and len(scans) == 1  # listed 3 times, scanned once
+    store_video(root, "v2", _attrs(extracted), extracted)  # completes after the snapshot
+    assert snapshot.video_ids() == ["v1"]
+    assert live.video_ids() == ["v1", "v2"] and len(scans) == 2  # the live store scans every time
+    np.testing.assert_array_equal(snapshot.video("v2").mvs[...], extracted.mvs)  # data is read as usual
+
 def test_video_writes_leave_the_root_folder_alone(tmp_path, extracted):
     """Tasks do not re-write the root's metadata for every node they create (zarr-python
     asserts each parent with a temporary-file write): a task killed there left

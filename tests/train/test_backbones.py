@@ -11,8 +11,10 @@ from torch import nn
 
 from comode.train.backbones import (
     BACKBONES,
+    CHANNELS_LAST_ENV,
     Conv2Plus1d,
     build_backbone,
+    channels_last_on_cpu,
     conv2plus1d_mid_channels,
 )
 
@@ -154,3 +156,19 @@ def test_unknown_name_and_bad_width_are_rejected():
         build_backbone("resnet50")
     with pytest.raises(ValueError):
         build_backbone("r3d_18", width_multiplier=0.0)
+
+
+@pytest.mark.parametrize("name", ["r3d_18", "c3d"])
+def test_cpu_channels_last_gives_the_same_features_and_can_be_switched_off(name, monkeypatch):
+    torch.manual_seed(0)
+    net = build_backbone(name, width_multiplier=0.125).eval()
+    clip = torch.randn(2, 3, 16, 64, 64)
+    assert channels_last_on_cpu(clip).is_contiguous(memory_format=torch.channels_last_3d)
+    image = torch.randn(2, 3, 64, 64)
+    assert channels_last_on_cpu(image) is image  # 4-D (I-frames): left alone
+    with torch.no_grad():
+        fast = net(clip)
+        monkeypatch.setenv(CHANNELS_LAST_ENV, "0")
+        plain = net(clip)
+    assert fast.is_contiguous(memory_format=torch.channels_last_3d) and plain.is_contiguous()
+    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)

@@ -21,7 +21,7 @@ from comode.extract.pipeline import run_extraction
 from comode.extract.settings import ExtractSettings
 from comode.extract.synthetic import translating_frames, write_video
 from comode.store import open_store
-from comode.train.data import PretrainDataset, collate, make_loader
+from comode.train.data import MAX_ATTEMPTS, PretrainDataset, collate, is_load_error, make_loader
 from comode.train.sampling import sample_indices
 from comode.train.transforms import AugmentSpec, augment_batch
 
@@ -208,6 +208,28 @@ def test_a_corrupt_video_is_skipped_and_counted(corrupt_store):
             assert dataset[index]["video_index"] == index
     assert dataset.skipped == 2
 
+
+
+def test_a_damaged_chunk_is_a_skip_but_a_bug_stops_the_run(store_url, monkeypatch):
+    assert is_load_error(RuntimeError("error during blosc decompression: -1"))
+    assert not is_load_error(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    dataset = PretrainDataset(store_url)
+
+    def blosc_fails(video_index, *, rng):
+        raise RuntimeError("error during blosc decompression: -1")
+
+    monkeypatch.setattr(dataset, "load", blosc_fails)
+    with pytest.raises(RuntimeError, match="videos in a row failed to load"):
+        dataset[0]
+    assert dataset.skipped == MAX_ATTEMPTS  # every attempt was a skip
+
+    def bug(video_index, *, rng):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(dataset, "load", bug)
+    with pytest.raises(RuntimeError, match="mat1 and mat2"):
+        dataset[0]
+    assert dataset.skipped == MAX_ATTEMPTS  # not counted: raised at once
 
 @pytest.mark.slow
 def test_worker_skips_reach_the_main_process(corrupt_store):

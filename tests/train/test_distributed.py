@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from comode.train.backbones import CHANNELS_LAST_ENV
 from comode.train.loop import EpochBatchSampler, run_pretraining
 from comode.train.metrics import read_metrics
 
@@ -73,7 +74,10 @@ def test_rank_batches_concatenate_to_the_global_batch_and_resume_mid_epoch():
 
 
 @pytest.mark.slow
-def test_two_ranks_give_the_losses_of_one_process_with_the_same_global_batch(tmp_path):
+def test_two_ranks_give_the_losses_of_one_process_with_the_same_global_batch(tmp_path, monkeypatch):
+    # Both runs in the default memory layout: channels-last kernels sum in a batch-size-
+    # dependent order, which would hide a real fault behind rounding (see channels_last_on_cpu).
+    monkeypatch.setenv(CHANNELS_LAST_ENV, "0")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(HERE), str(tmp_path / "two_ranks")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=240)
