@@ -266,17 +266,21 @@ def run_finetune(
     finished = last_epoch >= config.epochs
     metrics: dict[str, float] = {}
     failed: dict[str, str] = {}
+    predictions: list[dict[str, str]] = []
     if finished:
-        scores, labels, failed = _test(model, store=store, test_ids=test_ids, config=config, device=torch_device,
-                                       show_progress=show_progress)
+        scores, labels, ids, failed = _test(model, store=store, test_ids=test_ids, config=config,
+                                            device=torch_device, show_progress=show_progress)
         metrics = top_k_accuracy(scores, labels, ks=(1, 5))
         counts.update(test_evaluated=int(labels.shape[0]), failed=len(failed))
+        # Per test video, for confusion analysis (and to check the metrics from the report alone).
+        predictions = [{"video_id": video_id, "label": classes[label], "predicted": classes[guess]}
+                       for video_id, label, guess in zip(ids, labels.tolist(), scores.argmax(dim=1).tolist())]
     history = _read_metrics(out)
     if history:
         metrics["train_top1_last_epoch"] = history[-1]["train_top1"]
     report = write_report(out, "finetune", settings=settings, model=model_identity, store=store_info,
                           metrics=metrics, counts=counts, failed={**skipped, **failed},
-                          extra={"finished": finished, "history": history})
+                          extra={"finished": finished, "history": history, "predictions": predictions})
     return FinetuneResult(report=report.data, report_path=report.path, checkpoint=path,
                           epochs_completed=last_epoch, finished=finished)
 
@@ -320,11 +324,12 @@ def _train_epoch(model: VideoClassifier, optimizer, scheduler, *, store: str, tr
 
 @torch.no_grad()
 def _test(model: VideoClassifier, *, store: str, test_ids: list[str], config: FinetuneConfig, device: torch.device,
-          show_progress: bool) -> tuple[Tensor, Tensor, dict[str, str]]:
-    """Softmax scores averaged over the 10 test clips: (N, classes), labels (N,), failures."""
+          show_progress: bool) -> tuple[Tensor, Tensor, list[str], dict[str, str]]:
+    """Softmax scores averaged over the 10 test clips: (N, classes), labels (N,), the N
+    video ids (test_ids without the failed ones), failures."""
     model.eval()
     dataset = VideoClips(store, test_ids, window=WindowSpec(clips=config.test_clips))
-    scores, labels, failed = [], [], {}
+    scores, labels, ids, failed = [], [], [], {}
     with Bar("test", total=len(test_ids), enabled=show_progress) as bar:
         for good, batch in usable_batches(dataset, batch_size=config.test_videos_per_batch, workers=config.workers,
                                           failures=failed):
@@ -335,9 +340,11 @@ def _test(model: VideoClassifier, *, store: str, test_ids: list[str], config: Fi
                 probabilities = logits.float().softmax(dim=1).unflatten(0, (len(good), -1)).mean(dim=1)
                 scores.append(probabilities.cpu())
                 labels += [item["label"] for item in good]
+                ids += [test_ids[item["index"]] for item in good]
             bar.advance(batch)
     classes = model.fc.out_features
-    return (torch.cat(scores) if scores else torch.zeros(0, classes), torch.tensor(labels, dtype=torch.int64), failed)
+    return (torch.cat(scores) if scores else torch.zeros(0, classes), torch.tensor(labels, dtype=torch.int64), ids,
+            failed)
 
 
 def _checkpoint_to_resume(out: Path, *, config: FinetuneConfig, resume: bool) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ import torch
 
 from comode.evaluate.finetune import RandomClip, augment_clips, load_finetune_config, run_finetune
 from comode.evaluate.clips import WindowSpec
+from comode.store import open_store
 from comode.train.checkpoint import load_checkpoint
 from comode.train.config import ConfigError
 
@@ -43,7 +44,12 @@ def test_finetune_from_checkpoint_end_to_end(eval_store, tiny_checkpoint, tmp_pa
                           out_dir=tmp_path, device="cpu")
     report = json.loads((tmp_path / "finetune.json").read_text())
     assert result.finished and report["finished"] and report["kind"] == "finetune"
-    assert {"top1", "top5"} <= set(report["metrics"]) and report["metrics"]["top5"] == 1.0  # 2 classes
+    assert {"top1", "top5"} <= set(report["metrics"]) and report["metrics"]["top5"] == 1.0  # 2 classes: always
+    predictions = report["predictions"]  # top-1 recomputed from the per-video predictions
+    assert sorted(p["video_id"] for p in predictions) == sorted(v for v in open_store(eval_store).video_ids(
+        split="1", subset="test"))
+    assert all(p["label"] == ("right" if "right" in p["video_id"] else "down") for p in predictions)
+    assert report["metrics"]["top1"] == pytest.approx(sum(p["label"] == p["predicted"] for p in predictions) / 3)
     assert report["counts"]["test_evaluated"] == 3 and report["counts"]["train_videos"] == 6
     assert report["counts"]["failed"] == 0 and report["counts"]["epochs_completed"] == 2
     assert report["model"]["kind"] == "checkpoint" and report["settings"]["init"] == "pretrained"
