@@ -37,7 +37,8 @@ from torch import Tensor, nn
 
 from comode.evaluate.accuracy import top_k_accuracy
 from comode.evaluate.clips import WindowSpec
-from comode.evaluate.features import VideoClips, default_device, prepare_clips, split_videos, usable_batches
+from comode.evaluate.features import (VideoClips, default_device, forward_in_passes, prepare_clips, split_videos,
+                                      usable_batches)
 from comode.evaluate.progress import Bar
 from comode.train.checkpoint import (CheckpointError, LAST_CHECKPOINT, capture_rng_state, load_checkpoint,
                                      restore_rng_state, save_checkpoint)
@@ -336,7 +337,7 @@ def _test(model: VideoClassifier, *, store: str, test_ids: list[str], config: Fi
             if good:
                 clips = torch.cat([item["clips"] for item in good]).to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    logits = model(prepare_clips(clips, size=config.size))
+                    logits = forward_in_passes(model, prepare_clips(clips, size=config.size))
                 probabilities = logits.float().softmax(dim=1).unflatten(0, (len(good), -1)).mean(dim=1)
                 scores.append(probabilities.cpu())
                 labels += [item["label"] for item in good]

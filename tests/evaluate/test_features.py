@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from comode.evaluate.clips import WindowSpec, sliding_window_indices
-from comode.evaluate.features import (VideoClips, cached_features, extract_features, pooled_features, prepare_clips,
-                                      split_features)
+from comode.evaluate.features import (CPU_CLIPS_PER_PASS, VideoClips, cached_features, extract_features,
+                                      pooled_features, prepare_clips, split_features)
 from comode.evaluate.source import ModelSource
 from comode.store import open_store
 from comode.store.reader import Video
+from comode.train.backbones import build_backbone
+from comode.train.transforms import centre_crop_boxes, crop_resize, normalize
 
 
 def _id(store, suffix):
@@ -143,3 +145,29 @@ def test_short_video_feature_is_its_single_clip(eval_store, tiny_checkpoint):
     with torch.no_grad():
         by_hand = pooled_features(vnet, prepare_clips(clip, size=64))[0].numpy()
     np.testing.assert_allclose(result.features[0], by_hand, rtol=1e-5, atol=1e-6)
+
+
+def test_cpu_passes_of_a_few_clips_give_the_whole_batch_result():
+    torch.manual_seed(0)
+    vnet = build_backbone("r3d_18", width_multiplier=0.125).eval()
+    clips = torch.randn(CPU_CLIPS_PER_PASS * 2 + 3, 3, 8, 32, 32)  # 3 passes, the last one short
+    calls = []
+    handle = vnet.register_forward_hook(lambda _module, inputs, _output: calls.append(inputs[0].shape[0]))
+    with torch.no_grad():
+        in_passes = pooled_features(vnet, clips)
+        handle.remove()
+        whole = vnet(clips).mean(dim=(2, 3, 4))
+    assert calls == [CPU_CLIPS_PER_PASS, CPU_CLIPS_PER_PASS, 3]
+    torch.testing.assert_close(in_passes, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_a_crop_without_resize_is_sliced_like_the_resampling_path():
+    clips = torch.randint(0, 256, (2, 3, 4, 128, 170), dtype=torch.uint8)
+    sliced = prepare_clips(clips, size=112)  # 112 of 128: the slice path
+    assert sliced.shape == (2, 3, 4, 112, 112)
+    # Reference: the bilinear resample (grid_sample) of the same centre box.
+    boxes = centre_crop_boxes(2, 128, 170, fraction=112 / 128, device=clips.device)
+    frames = clips.to(torch.float32).div(255.0).flatten(1, 2)  # (B, 3T, H, W)
+    resampled = crop_resize(frames, boxes, size=112, flip=torch.zeros(2, dtype=torch.bool)).unflatten(1, (3, 4))
+    # grid_sample weights are off by float rounding: 5e-5 measured, 1/300 of one grey level (0.017).
+    torch.testing.assert_close(sliced, normalize(resampled, channel_dim=1), rtol=0, atol=1e-4)
