@@ -27,6 +27,7 @@ from comode.extract.encode import ExtractionFailure, SourceInfo, injected_fault,
 from comode.extract.mvgrid import records_to_grid
 from comode.extract.settings import ExtractSettings
 from comode.store import STATUS_COMPLETE, STATUS_FAILED, VideoArrays, write_failure, write_video
+from comode.store.ownership import made_by_dead_local_process, process_tag
 from comode.store.writer import is_store_full, open_root_for_writing, store_full_error
 
 
@@ -59,27 +60,22 @@ def extract_arrays(source: Path, settings: ExtractSettings, *, workdir: Path) ->
     return info, arrays
 
 
-# Each task's temporary folder (the re-encoded NUT file) is named after its process, so that
-# the folders of a process killed by SIGKILL (which cannot clean up) are found and removed by
-# the next process that runs a task on the machine: days of crashes do not fill $TMPDIR.
+# Each task's temporary folder (the re-encoded NUT file) is named after its process and host
+# (comode.store.ownership), so that the folders of a process killed by SIGKILL (which cannot
+# clean up) are found and removed by the next process that runs a task on the same machine:
+# days of crashes do not fill $TMPDIR.
 WORKDIR_PREFIX = "comode-extract-"
 
 
 @functools.lru_cache(maxsize=None)
 def sweep_stale_workdirs() -> int:
-    """Remove temporary folders left by dead extraction processes (once per process)."""
+    """Remove temporary folders left by dead extraction processes of this host (once per process)."""
     removed = 0
     for folder in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
-        pid = folder.name[len(WORKDIR_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:  # its process is gone: nobody will clean it up
+        tag = folder.name[len(WORKDIR_PREFIX):].rsplit("-", 1)[0]  # tempfile's suffix has no "-"
+        if made_by_dead_local_process(tag):  # its process is gone: nobody will clean it up
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
-        except OSError:  # alive, or not ours to signal
-            pass
     return removed
 
 
@@ -104,7 +100,7 @@ def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
     root = open_root_for_writing(store_url, storage_options)
     sweep_stale_workdirs()
     try:
-        with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{process_tag()}-") as tmp:
             info, arrays = extract_arrays(Path(item.path), settings, workdir=Path(tmp))
     except ExtractionFailure as failure:
         return record_failure(root, item, str(failure), start)

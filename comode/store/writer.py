@@ -26,6 +26,7 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from comode.store import layout
+from comode.store.ownership import made_by_dead_local_process, process_tag
 
 # Blosc is a core Zarr v3 codec, so any v3 reader can decode the store; zstd inside it
 # compressed MV grids ~2x better than lz4 at the same speed in our measurements.
@@ -213,7 +214,7 @@ def _create_root(url: str, *, root_attrs: Mapping[str, Any], storage_options: di
     """
     if _is_local(url, storage_options):
         target = os.path.abspath(url)
-        building = f"{target}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        building = f"{target}.creating-{process_tag()}-{uuid.uuid4().hex[:8]}"
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
         _remove_dead_staging_folders(target)
         try:
@@ -235,17 +236,11 @@ def _create_root(url: str, *, root_attrs: Mapping[str, Any], storage_options: di
 
 
 def _remove_dead_staging_folders(target: str) -> None:
-    """Remove ``<target>.creating-<pid>-*`` folders whose process died (SIGKILL mid-creation)."""
+    """Remove ``<target>.creating-<host>_<pid>-*`` folders whose process died (SIGKILL mid-creation)."""
     for folder in glob.glob(f"{glob.escape(target)}.creating-*-*"):
-        pid = folder[len(target) + len(".creating-"):].split("-", 1)[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        tag = folder[len(target) + len(".creating-"):].rsplit("-", 1)[0]
+        if made_by_dead_local_process(tag):
             shutil.rmtree(folder, ignore_errors=True)
-        except OSError:
-            pass
 
 
 def _video_path(video_id: str) -> str:

@@ -26,6 +26,7 @@ from comode.extract.executors import DaskExecutor, SequentialExecutor
 from comode.extract.pipeline import run_extraction
 from comode.extract.settings import ExtractSettings
 from comode.extract.video import WORKDIR_PREFIX
+from comode.store.ownership import process_tag
 from comode.store.validate import validate_store
 
 VIDEOS = 10
@@ -80,7 +81,7 @@ def _kill_then_rerun(folder: Path, url: str, *, workers: int, delay: float, help
     # No temporary file of an interrupted write is left in the store (rewritten groups are replaced whole).
     assert not [p for p in Path(url).rglob("*") if p.name.endswith(".partial")]
     # The killed client could not delete its temporary folder; the re-run removed it.
-    leftovers = list(Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{process.pid}-*"))
+    leftovers = list(Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{process_tag(process.pid)}-*"))
     assert not leftovers, leftovers
     return {"delay_s": round(delay, 3), "killed_mid_run": alive, "complete_at_kill": done_at_kill}
 
@@ -168,15 +169,18 @@ def test_sigkill_of_dask_workers_mid_run(tmp_path, folder, reference, stores_equ
 
 def test_a_store_creation_killed_half_way_leaves_nothing_that_blocks_or_lingers(tmp_path, folder, reference,
                                                                                  stores_equal):
-    """The store is built in ``<store>.creating-<pid>-*`` and renamed into place: a process killed
-    before the rename leaves only that folder (never a store without attributes, which every
-    later run refused before); the next run removes it and creates the store."""
+    """The store is built in ``<store>.creating-<host>_<pid>-*`` and renamed into place: a process
+    killed before the rename leaves only that folder (never a store without attributes, which
+    every later run refused before); the next run removes it and creates the store.  The same
+    leftover named after another host is kept: its pid says nothing about a process there."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # its pid now belongs to no process
     url = tmp_path / "store.zarr"
-    staging = tmp_path / f"store.zarr.creating-{dead.pid}-0badf00d"
-    (staging / "videos").mkdir(parents=True)
-    (staging / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+    staging = tmp_path / f"store.zarr.creating-{process_tag(dead.pid)}-0badf00d"
+    elsewhere = tmp_path / f"store.zarr.creating-other-host.example_{dead.pid}-0badf00d"
+    for leftover in (staging, elsewhere):
+        (leftover / "videos").mkdir(parents=True)
+        (leftover / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
     summary = run_extraction(load_dataset("folder", folder), str(url), ExtractSettings(), SequentialExecutor())
-    assert summary.ok and not staging.exists()
+    assert summary.ok and not staging.exists() and elsewhere.exists()
     stores_equal(str(url), reference)
