@@ -37,9 +37,9 @@ def made_by_dead_local_process(tag: str) -> bool:
     if host != _host() or not pid.isdigit() or int(pid) == os.getpid():
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return True
     except OSError:  # alive but not ours to signal
-        return False
+        pass
     return False

@@ -297,7 +297,7 @@ class PretrainDataset(Dataset):
             self.failures[video_id] = f"{type(error).__name__}: {error}"[:300]
 
     def load(self, video_index: int, *, rng: np.random.Generator) -> dict[str, Any]:
-        """The sample of video ``video_index`` drawn with ``rng`` (raises an error for which is_load_error() is true)."""
+        """The sample of video ``video_index`` drawn with ``rng`` (a failure: see is_load_error)."""
         entry = self._entry(video_index)
         indices = sample_indices(entry.num_frames, entry.iframe_index, spec=self.spec, rng=rng)
         clip_frames = indices.clip

@@ -46,8 +46,7 @@ def test_finetune_from_checkpoint_end_to_end(eval_store, tiny_checkpoint, tmp_pa
     assert result.finished and report["finished"] and report["kind"] == "finetune"
     assert {"top1", "top5"} <= set(report["metrics"]) and report["metrics"]["top5"] == 1.0  # 2 classes: always
     predictions = report["predictions"]  # top-1 recomputed from the per-video predictions
-    assert sorted(p["video_id"] for p in predictions) == sorted(v for v in open_store(eval_store).video_ids(
-        split="1", subset="test"))
+    assert sorted(p["video_id"] for p in predictions) == open_store(eval_store).video_ids(split="1", subset="test")
     assert all(p["label"] == ("right" if "right" in p["video_id"] else "down") for p in predictions)
     assert report["metrics"]["top1"] == pytest.approx(sum(p["label"] == p["predicted"] for p in predictions) / 3)
     assert report["counts"]["test_evaluated"] == 3 and report["counts"]["train_videos"] == 6
