@@ -59,28 +59,45 @@ def records_to_grid(records: np.ndarray, frame_of_record: np.ndarray, *, num_fra
     if len(records) == 0:
         return grid
     mx, my = motion_in_quarter_pixels(records)
-    w = records["w"].astype(np.int64)
-    h = records["h"].astype(np.int64)
-    # Cells covered by each block: a block at least one cell wide covers w // cell cells
-    # starting at its left edge; a smaller block counts in the cell holding its centre.
-    nx = np.maximum(w // cell, 1)
-    ny = np.maximum(h // cell, 1)
-    x0 = np.where(w >= cell, (records["dst_x"] - w // 2) // cell, records["dst_x"] // cell)
-    y0 = np.where(h >= cell, (records["dst_y"] - h // 2) // cell, records["dst_y"] // cell)
-    per_record = nx * ny
-    owner = np.repeat(np.arange(len(records)), per_record)
-    local = np.arange(owner.size) - np.repeat(np.cumsum(per_record) - per_record, per_record)
-    cx = np.clip(x0[owner] + local % nx[owner], 0, gw - 1)
-    cy = np.clip(y0[owner] + local // nx[owner], 0, gh - 1)
-    flat = (frame_of_record[owner].astype(np.int64) * gh + cy) * gw + cx
+    flat, owner = _covered_cells(records, frame_of_record, grid_shape=grid_shape, cell=cell)
     size = num_frames * gh * gw
     count = np.bincount(flat, minlength=size)
-    sum_x = np.bincount(flat, weights=mx[owner], minlength=size)
-    sum_y = np.bincount(flat, weights=my[owner], minlength=size)
-    has = count > 0
     limit = np.iinfo(np.int16).max
-    for channel, total in ((0, sum_x), (1, sum_y)):
-        mean = np.zeros(size)
-        mean[has] = total[has] / count[has]
-        grid[:, channel] = np.clip(np.rint(mean), -limit, limit).astype(np.int16).reshape(num_frames, gh, gw)
+    one_each = count.max() == 1  # MPEG-2 on a 16-px grid: one 16x16 block per cell, nothing to average
+    for channel, motion in ((0, mx), (1, my)):
+        plane = np.zeros(size)
+        if one_each:
+            plane[flat] = motion[owner]
+        else:
+            has = count > 0
+            plane[has] = np.bincount(flat, weights=motion[owner], minlength=size)[has] / count[has]
+        grid[:, channel] = np.clip(np.rint(plane), -limit, limit).astype(np.int16).reshape(num_frames, gh, gw)
     return grid
+
+
+def _covered_cells(records: np.ndarray, frame_of_record: np.ndarray, *, grid_shape: tuple[int, int],
+                   cell: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (record, grid cell) pair a block covers: (m,) flat cell index over (T, gh, gw)
+    and (m,) index of the record.
+
+    A block at least one cell wide covers w // cell cells starting at its left edge; a
+    smaller block counts in the cell holding its centre.
+    """
+    gh, gw = grid_shape
+    w = records["w"].astype(np.int64)
+    h = records["h"].astype(np.int64)
+    x0 = np.where(w >= cell, (records["dst_x"] - w // 2) // cell, records["dst_x"] // cell)
+    y0 = np.where(h >= cell, (records["dst_y"] - h // 2) // cell, records["dst_y"] // cell)
+    nx = np.maximum(w // cell, 1)
+    ny = np.maximum(h // cell, 1)
+    if (nx == 1).all() and (ny == 1).all():  # one cell per block (MPEG-2 at cell 16): 3x faster
+        owner = np.arange(len(records))
+        cx, cy = np.clip(x0, 0, gw - 1), np.clip(y0, 0, gh - 1)
+    else:
+        per_record = nx * ny
+        owner = np.repeat(np.arange(len(records)), per_record)
+        local = np.arange(owner.size) - np.repeat(np.cumsum(per_record) - per_record, per_record)
+        cx = np.clip(x0[owner] + local % nx[owner], 0, gw - 1)
+        cy = np.clip(y0[owner] + local // nx[owner], 0, gh - 1)
+    flat = (frame_of_record[owner].astype(np.int64) * gh + cy) * gw + cx
+    return flat, owner

@@ -103,6 +103,42 @@ def test_partial_group_is_not_listed_and_is_replaced_on_rewrite(tmp_path, extrac
 
 
 
+def test_local_writes_are_the_files_zarr_itself_writes(tmp_path, extracted):
+    """A local store gets a video group built by zarr in memory and written as plain files
+    (writer._encode_group); it must be byte for byte what zarr writes through a store, and the
+    group must say "writing" until its last file (its own zarr.json) is in place."""
+    import comode.store.writer as writer
+
+    local_url, fsspec_url = str(tmp_path / "local.zarr"), f"file://{tmp_path / 'fsspec.zarr'}"
+    options = {local_url: None, fsspec_url: {"auto_mkdir": True}}
+    for url, storage_options in options.items():
+        create_or_open_root(url, root_attrs=_root_attrs(), storage_options=storage_options)
+        root = writer.open_root_for_writing(url, storage_options)
+        assert isinstance(root.store, writer.LocalStore) == (url == local_url)  # the fast path, or zarr's
+        store_video(root, "v", _attrs(extracted), extracted)
+
+    def files(folder: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    local, through_zarr = files(tmp_path / "local.zarr/videos/v"), files(tmp_path / "fsspec.zarr/videos/v")
+    assert sorted(local) == sorted(through_zarr) and len(local) == 13  # group zarr.json, 6 x (zarr.json + shard)
+    assert local == through_zarr
+
+    seen = []
+    real_write = writer._write_local_files
+
+    def write_and_look(folder, contents):
+        seen.append(json.loads(Path(folder, "zarr.json").read_text())["attributes"]["status"])
+        real_write(folder, contents)
+
+    writer._write_local_files = write_and_look
+    try:
+        store_video(writer.open_root_for_writing(local_url), "v", _attrs(extracted), extracted)
+    finally:
+        writer._write_local_files = real_write
+    assert seen == ["writing"] and open_store(local_url).video("v").is_complete
+
+
 def test_a_snapshot_lists_from_one_scan(tmp_path, extracted, monkeypatch):
     import comode.store.reader as reader
 
