@@ -13,6 +13,7 @@ RNG state is restored afterwards), so two runs with the same seed evaluate the s
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,24 @@ __all__ = ["RANDOM", "ModelSource", "file_sha256"]
 RANDOM = "random"
 
 
-def file_sha256(path: str | Path, *, chunk: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file's bytes (the checkpoint's identity in reports and cache keys)."""
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (the checkpoint's identity in reports and cache keys).
+
+    Hashed once per version of the file (its real path, size and modification time) in this
+    process: one evaluation asks several times (feature cache keys, reports), and an
+    ablation run asks for every cell; a checkpoint of a full-size model is ~300 MB.
+    """
+    status = os.stat(path)
+    version = (os.path.realpath(path), status.st_size, status.st_mtime_ns)
+    if version not in _SHA256_OF_VERSION:
+        _SHA256_OF_VERSION[version] = _hash_file(path)
+    return _SHA256_OF_VERSION[version]
+
+
+_SHA256_OF_VERSION: dict[tuple[str, int, int], str] = {}
+
+
+def _hash_file(path: str | Path, *, chunk: int = 1 << 22) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):

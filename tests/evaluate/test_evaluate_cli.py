@@ -107,3 +107,15 @@ def test_default_output_folders():
     assert _eval_out(None, "random", "s3://b/hmdb51.zarr", label_set="scene", **common) == \
         Path("runs/random-r3d_26-x0.125-seed3/eval/hmdb51-scene")
     assert _eval_out(Path("mine"), "random", "x.zarr", **common) == Path("mine")
+
+
+def test_ablation_without_the_repository_config_asks_for_one(eval_store, tmp_path, monkeypatch):
+    """Installed from a wheel there is no configs/ folder: the default config is missing and the
+    command says what to pass instead of failing on a path."""
+    import comode.cli
+
+    monkeypatch.setattr(comode.cli, "_DEMO_CONFIG", tmp_path / "configs" / "pretrain" / "demo_cpu.yaml")
+    result = run("evaluate", "ablation", "--store", eval_store, "--out", tmp_path / "ablation")
+    assert result.returncode == 2, result.stdout
+    assert "ships with the repository" in result.stderr and "--config" in result.stderr
+    assert not (tmp_path / "ablation" / "ablation.json").exists()

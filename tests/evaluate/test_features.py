@@ -171,3 +171,23 @@ def test_a_crop_without_resize_is_sliced_like_the_resampling_path():
     resampled = crop_resize(frames, boxes, size=112, flip=torch.zeros(2, dtype=torch.bool)).unflatten(1, (3, 4))
     # grid_sample weights are off by float rounding: 5e-5 measured, 1/300 of one grey level (0.017).
     torch.testing.assert_close(sliced, normalize(resampled, channel_dim=1), rtol=0, atol=1e-4)
+
+
+def test_a_checkpoint_is_hashed_once_per_version(tmp_path, monkeypatch):
+    """Reports and cache keys ask for the checkpoint's SHA-256 several times per run: the file
+    is read once, and read again when it changes (a new epoch written under the same name)."""
+    import hashlib
+    import os
+
+    import comode.evaluate.source as source
+
+    reads = []
+    real_hash = source._hash_file
+    monkeypatch.setattr(source, "_hash_file", lambda path: reads.append(path) or real_hash(path))
+    checkpoint = tmp_path / "last.pt"
+    checkpoint.write_bytes(b"epoch 1")
+    assert source.file_sha256(checkpoint) == source.file_sha256(str(checkpoint)) == hashlib.sha256(b"epoch 1").hexdigest()
+    assert len(reads) == 1
+    checkpoint.write_bytes(b"epoch 2")
+    os.utime(checkpoint, ns=(0, 10**9))  # a new version even where mtime granularity is coarse
+    assert source.file_sha256(checkpoint) == hashlib.sha256(b"epoch 2").hexdigest() and len(reads) == 2
