@@ -27,7 +27,7 @@ class ExtractSettings:
     quality: int = 5
     # Size of the stored RGB stream and I-frames: half the MV-stream size (short side 128,
     # what training resizes to before its 112 crop), which keeps the whole store under
-    # 6 KB per frame (5.6 on the shared clips) and makes clip decoding ~4x cheaper than at 340x256.
+    # 6 KB per frame (5.7 on the shared clips) and makes clip decoding ~4x cheaper than at 340x256.
     rgb_width: int = 170
     rgb_height: int = 128
     rgb_quality: int = 5
