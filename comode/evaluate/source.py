@@ -31,18 +31,21 @@ RANDOM = "random"
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes (the checkpoint's identity in reports and cache keys).
 
-    Hashed once per version of the file (its real path, size and modification time) in this
-    process: one evaluation asks several times (feature cache keys, reports), and an
-    ablation run asks for every cell; a checkpoint of a full-size model is ~300 MB.
+    Hashed once per version of the file in this process: one evaluation asks several times
+    (feature cache keys, reports), and an ablation run asks for every cell; a checkpoint of a
+    full-size model is ~300 MB.  A version is the file's identity and change times: a file
+    replaced by another of the same size with its mtime kept (cp -p) still has a new inode
+    or ctime, which nothing can set back.
     """
     status = os.stat(path)
-    version = (os.path.realpath(path), status.st_size, status.st_mtime_ns)
+    version = (os.path.realpath(path), status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns,
+               status.st_ctime_ns)
     if version not in _SHA256_OF_VERSION:
         _SHA256_OF_VERSION[version] = _hash_file(path)
     return _SHA256_OF_VERSION[version]
 
 
-_SHA256_OF_VERSION: dict[tuple[str, int, int], str] = {}
+_SHA256_OF_VERSION: dict[tuple, str] = {}
 
 
 def _hash_file(path: str | Path, *, chunk: int = 1 << 22) -> str:

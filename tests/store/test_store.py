@@ -139,6 +139,44 @@ def test_local_writes_are_the_files_zarr_itself_writes(tmp_path, extracted):
     assert seen == ["writing"] and open_store(local_url).video("v").is_complete
 
 
+def test_an_interrupted_local_write_leaves_a_group_that_says_writing(tmp_path, extracted, monkeypatch):
+    """Every file of a local video group is written to a temporary name and renamed; the
+    group's own zarr.json (status "complete") is renamed last.  A failure part way (here: the
+    disk fills at the third rename) leaves a group that says "writing", no temporary files,
+    and the next write completes it."""
+    import errno
+    import os
+
+    from comode.store.writer import open_root_for_writing
+
+    url = str(tmp_path / "s.zarr")
+    create_or_open_root(url, root_attrs=_root_attrs())
+    root = open_root_for_writing(url)
+    renamed, real_replace = [], os.replace
+
+    def replace(source, target, fail_at=None):
+        renamed.append(str(target))
+        if len(renamed) == fail_at:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    store_video(root, "v", _attrs(extracted), extracted)
+    group_marker = str(tmp_path / "s.zarr" / "videos" / "v" / "zarr.json")
+    assert renamed[-1] == group_marker and len(renamed) >= 13  # 12 array files before it
+    assert open_store(url).video("v").is_complete
+
+    renamed.clear()
+    monkeypatch.setattr(os, "replace", lambda source, target: replace(source, target, fail_at=3))
+    with pytest.raises(OSError, match="No space"):
+        store_video(root, "v", _attrs(extracted), extracted)  # a redo of a complete group
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert open_store(url).video_ids(status="writing") == ["v"]
+    assert not list((tmp_path / "s.zarr").rglob("*.partial"))
+    store_video(root, "v", _attrs(extracted), extracted)
+    np.testing.assert_array_equal(open_store(url).video("v").mvs[...], extracted.mvs)
+
+
 def test_a_snapshot_lists_from_one_scan(tmp_path, extracted, monkeypatch):
     import comode.store.reader as reader
 
