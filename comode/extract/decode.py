@@ -108,13 +108,17 @@ class MotionVectorReader:
 
 
 def _flatten(vectors: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame record arrays (None: no vectors) -> (n,) records with RECORD_FIELDS and the
-    (n,) frame number of each (fields selected once, after concatenating: per frame it cost
-    ~30 us x T)."""
+    """Per-frame record arrays of one dtype (None: no vectors) -> (n,) records with
+    RECORD_FIELDS and the (n,) frame number of each.
+
+    Joined as bytes and viewed once: np.concatenate of structured arrays took 10 ms for 325
+    frames, the byte join 0.6 ms; fields are selected once at the end (per frame: ~30 us x T).
+    """
     with_records = [(i, r) for i, r in enumerate(vectors) if r is not None and len(r)]
     if not with_records:
         return EMPTY_RECORDS, np.zeros(0, dtype=np.int64)
-    records = np.concatenate([r for _, r in with_records])[list(_FIELDS)]
+    joined = b"".join(r.tobytes() for _, r in with_records)
+    records = np.frombuffer(joined, dtype=with_records[0][1].dtype)[list(_FIELDS)]
     return records, np.repeat([i for i, _ in with_records], [len(r) for _, r in with_records])
 
 
