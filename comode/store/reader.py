@@ -44,7 +44,12 @@ def scan_video_groups(videos: zarr.Group) -> tuple[dict[str, dict[str, Any]], di
     instead of failing the whole listing: readers skip it, ``store validate`` reports it,
     extraction redoes it."""
     try:  # zarr reads all members' metadata concurrently: fast, but one damaged file fails it all
-        members = list(videos.members())
+        with warnings.catch_warnings():
+            # A folder without zarr.json is a group zarr is creating right now (it makes the
+            # folder before the metadata) or a redo that was killed (extraction redoes it):
+            # not a video yet, and nothing a reader of the store should be warned about.
+            warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy")
+            members = list(videos.members())
     except Exception:  # noqa: BLE001 -- then read member by member to find the damage
         return _scan_one_by_one(videos)
     found = {name: node.attrs.asdict() for name, node in members if isinstance(node, zarr.Group)}

@@ -177,6 +177,17 @@ def test_an_interrupted_local_write_leaves_a_group_that_says_writing(tmp_path, e
     np.testing.assert_array_equal(open_store(url).video("v").mvs[...], extracted.mvs)
 
 
+def test_a_folder_without_metadata_is_no_video_and_no_warning(tmp_path, extracted, recwarn):
+    """What a reader sees while zarr creates a group (folder first, zarr.json after) or after
+    a killed redo (old zarr.json removed first): no video, no warning."""
+    url = str(tmp_path / "s.zarr")
+    root = create_or_open_root(url, root_attrs=_root_attrs())
+    store_video(root, "v", _attrs(extracted), extracted)
+    (tmp_path / "s.zarr" / "videos" / "being_made").mkdir()
+    assert open_store(url).video_ids(status=None) == ["v"]
+    assert not [w for w in recwarn if "not recognized" in str(w.message)]
+
+
 def test_a_snapshot_lists_from_one_scan(tmp_path, extracted, monkeypatch):
     import comode.store.reader as reader
 
