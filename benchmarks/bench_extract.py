@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from comode.extract.datasets import VIDEO_EXTENSIONS, load_dataset
-from comode.extract.decode import MotionVectorReader, decode_iframes
+from comode.extract.decode import decode_iframes, read_file_vectors
 from comode.extract.encode import ffmpeg_exe, reencode
 from comode.extract.executors import DaskExecutor, default_worker_count
 from comode.extract.mvgrid import records_to_grid
@@ -77,25 +77,10 @@ def count_frames(path: Path) -> int:
         return sum(1 for _ in container.demux(video=0) if _.size)
 
 
-def read_gop_stream(path: Path, *, keyframes: bool):
-    """One demux pass over an existing GOP-12 stream with the reader extraction uses
-    (comode.extract.decode): frame types, MV records, the frame of each record, and the
-    I-frame packets if ``keyframes``."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        reader = MotionVectorReader(stream.codec_context.name, stream.codec_context.extradata)
-        packets = []
-        for packet in container.demux(stream):
-            if packet.size:
-                reader.decode(packet)
-                if keyframes and packet.is_keyframe:
-                    packets.append(bytes(packet))
-    return (*reader.result(), packets)
-
-
 def extract_only(path: Path, settings: ExtractSettings) -> int:
     """Frame types, MV grid and RGB I-frames from an existing GOP-12 stream."""
-    frame_types, records, owner, keyframes = read_gop_stream(path, keyframes=True)
+    # No B-frames in a GOP-12 re-encode: low_delay, as extraction reads its own stream.
+    frame_types, records, owner, keyframes = read_file_vectors(path, low_delay=True, keyframes=True)
     decode_iframes(keyframes, (settings.width, settings.height))
     records_to_grid(records, owner, num_frames=len(frame_types), grid_shape=settings.grid_shape, cell=settings.mv_cell)
     return len(frame_types)
@@ -170,7 +155,7 @@ def main() -> None:
             "mine": lambda: extract_only(gop12, settings),
             # The least any extractor that reads MVs from the re-encoded stream must add to the
             # re-encode: parsing them (no I-frames, no grid, no store).
-            "parse": lambda: read_gop_stream(gop12, keyframes=False),
+            "parse": lambda: read_file_vectors(gop12, low_delay=True),
             "reference": lambda: subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-threads", "1", "-flags2",
                                                  "+export_mvs", "-i", str(gop12), "-f", "null", "-"], check=True),
         })

@@ -103,7 +103,7 @@ def test_partial_group_is_not_listed_and_is_replaced_on_rewrite(tmp_path, extrac
 
 
 
-def test_local_writes_are_the_files_zarr_itself_writes(tmp_path, extracted):
+def test_local_writes_are_the_files_zarr_itself_writes(tmp_path, extracted, monkeypatch):
     """A local store gets a video group built by zarr in memory and written as plain files
     (writer._encode_group); it must be byte for byte what zarr writes through a store, and the
     group must say "writing" until its last file (its own zarr.json) is in place."""
@@ -131,11 +131,8 @@ def test_local_writes_are_the_files_zarr_itself_writes(tmp_path, extracted):
         seen.append(json.loads(Path(folder, "zarr.json").read_text())["attributes"]["status"])
         real_write(folder, contents)
 
-    writer._write_local_files = write_and_look
-    try:
-        store_video(writer.open_root_for_writing(local_url), "v", _attrs(extracted), extracted)
-    finally:
-        writer._write_local_files = real_write
+    monkeypatch.setattr(writer, "_write_local_files", write_and_look)
+    store_video(writer.open_root_for_writing(local_url), "v", _attrs(extracted), extracted)
     assert seen == ["writing"] and open_store(local_url).video("v").is_complete
 
 
