@@ -22,14 +22,13 @@ from typing import Any, Mapping
 
 import numpy as np
 import zarr
-import zarr.api.asynchronous
 from zarr.codecs import BloscCodec, Crc32cCodec
 from zarr.core.sync import sync
-from zarr.core.buffer import default_buffer_prototype
-from zarr.storage import LocalStore, MemoryStore
+from zarr.storage import LocalStore
 
 from comode.store import layout
 from comode.store.ownership import made_by_dead_local_process, process_tag
+from comode.store.zarr_files import BloscSettings, array_files, group_metadata
 
 # Blosc is a core Zarr v3 codec, so any v3 reader can decode the store; zstd inside it
 # compressed MV grids ~2x better than lz4 at the same speed in our measurements.  Level 1,
@@ -37,11 +36,11 @@ from comode.store.ownership import made_by_dead_local_process, process_tag
 # compressed the 365 I-frames of the shared clips 4.9x faster (123 vs 600 ms, 0.11 ms per
 # video frame) for 14% more bytes (3,912 vs 3,425 per video frame), and MV grids 6x faster
 # (0.027 ms less per frame) for 29 more bytes per frame (240 vs 211).
-_COMPRESS_INT = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
-_COMPRESS_BYTES = BloscCodec(cname="zstd", clevel=1, shuffle="noshuffle")
+_COMPRESS_INT = BloscSettings(cname="zstd", clevel=1, shuffle="shuffle")
+_COMPRESS_BYTES = BloscSettings(cname="zstd", clevel=1, shuffle="noshuffle")
 # The bitstream is already entropy-coded; lz4 at level 1 costs ~nothing and only removes
 # the zero padding of the last (partial) inner chunk, which is stored at full size.
-_COMPRESS_STREAM = BloscCodec(cname="lz4", clevel=1, shuffle="noshuffle")
+_COMPRESS_STREAM = BloscSettings(cname="lz4", clevel=1, shuffle="noshuffle")
 # A CRC32C (core Zarr v3 codec) after compression on every chunk: a damaged chunk file fails
 # to read with a checksum error (a ValueError the training loader skips and counts) instead of
 # decompressing to garbage or crashing Blosc (lz4 and Blosc carry no checksum of their own).
@@ -279,39 +278,33 @@ def write_video(root: zarr.Group, video_id: str, attrs: Mapping[str, Any], array
     group.attrs.update({"status": layout.STATUS_COMPLETE})
 
 
-def _array_specs(arrays: VideoArrays) -> list[tuple[str, np.ndarray, tuple[int, ...], BloscCodec]]:
-    """(name, data, inner chunk shape, compressor) of every array of a video group."""
-    _, _, gh, gw = arrays.mvs.shape
-    _, h, w, _ = arrays.iframes.shape
+def _array_specs(arrays: VideoArrays) -> list[tuple[str, np.ndarray, int, BloscSettings]]:
+    """(name, data, rows per inner chunk, compressor) of every array of a video group."""
     return [
-        (layout.FRAME_TYPES, arrays.frame_types, arrays.frame_types.shape, _COMPRESS_BYTES),
-        (layout.IFRAME_INDEX, arrays.iframe_index.astype(np.int32), arrays.iframe_index.shape, _COMPRESS_INT),
-        (layout.IFRAMES, arrays.iframes, (layout.IFRAMES_CHUNK, h, w, 3), _COMPRESS_BYTES),
-        (layout.MVS, arrays.mvs, (layout.MVS_CHUNK_FRAMES, 2, gh, gw), _COMPRESS_INT),
-        (layout.RGB_STREAM, arrays.rgb_stream, (layout.RGB_STREAM_CHUNK_BYTES,), _COMPRESS_STREAM),
-        (layout.RGB_STREAM_OFFSETS, arrays.rgb_stream_offsets.astype(np.int64), arrays.rgb_stream_offsets.shape,
+        (layout.FRAME_TYPES, arrays.frame_types, arrays.frame_types.shape[0], _COMPRESS_BYTES),
+        (layout.IFRAME_INDEX, arrays.iframe_index.astype(np.int32), arrays.iframe_index.shape[0], _COMPRESS_INT),
+        (layout.IFRAMES, arrays.iframes, layout.IFRAMES_CHUNK, _COMPRESS_BYTES),
+        (layout.MVS, arrays.mvs, layout.MVS_CHUNK_FRAMES, _COMPRESS_INT),
+        (layout.RGB_STREAM, arrays.rgb_stream, layout.RGB_STREAM_CHUNK_BYTES, _COMPRESS_STREAM),
+        (layout.RGB_STREAM_OFFSETS, arrays.rgb_stream_offsets.astype(np.int64), arrays.rgb_stream_offsets.shape[0],
          _COMPRESS_INT),
     ]
 
 
 def _encode_group(attrs: Mapping[str, Any], specs) -> dict[str, bytes]:
-    """Every file of a complete video group ({relative path: bytes}), made by zarr in memory.
+    """Every file of a complete video group ({relative path: bytes}).
 
-    Why not write through zarr into the local store directly: zarr-python checks and
-    re-asserts every parent group and hops to a thread for every file operation: for the six
-    arrays of a 300-frame video that cost 20-30 ms more than building them in memory, as much
-    as re-encoding 40 frames of a 240p source.  Written as plain files they are the same
-    bytes, made by zarr itself.
+    Encoded by comode.store.zarr_files, not written through zarr-python: zarr checks and
+    re-asserts every parent group, hops to a thread for every file operation and runs its
+    async codec pipeline per chunk, which cost ~50 ms of CPU per 300-frame video beside
+    ~10 ms of compression (as much as re-encoding 60 frames of a 240p source).  The files
+    are the same bytes (tested).
     """
-    return sync(_encode_group_async({**attrs, "status": layout.STATUS_COMPLETE}, specs))
-
-
-async def _encode_group_async(attrs: Mapping[str, Any], specs) -> dict[str, bytes]:
-    memory = MemoryStore()
-    group = await zarr.api.asynchronous.open_group(memory, mode="w", zarr_format=3, attributes=attrs)
-    await _write_arrays(group, specs)
-    prototype = default_buffer_prototype()
-    return {key: (await memory.get(key, prototype)).to_bytes() async for key in memory.list()}
+    files = {"zarr.json": group_metadata({**attrs, "status": layout.STATUS_COMPLETE})}
+    for name, data, chunk_rows, compressor in specs:
+        files.update({f"{name}/{key}": body
+                      for key, body in array_files(data, chunk_rows=chunk_rows, blosc=compressor).items()})
+    return files
 
 
 def _write_local_files(folder: str, files: Mapping[str, bytes]) -> None:
@@ -332,8 +325,8 @@ def _write_local_files(folder: str, files: Mapping[str, bytes]) -> None:
 
 
 async def _write_arrays(group, specs) -> None:
-    await asyncio.gather(*(_write_array(group, name, data, chunk=chunk, compressor=compressor)
-                           for name, data, chunk, compressor in specs))
+    await asyncio.gather(*(_write_array(group, name, data, chunk_rows=chunk_rows, compressor=compressor)
+                           for name, data, chunk_rows, compressor in specs))
 
 
 def write_failure(root: zarr.Group, video_id: str, attrs: Mapping[str, Any], reason: str) -> None:
@@ -342,15 +335,15 @@ def write_failure(root: zarr.Group, video_id: str, attrs: Mapping[str, Any], rea
                       attributes={**attrs, "status": layout.STATUS_FAILED, "error": reason})
 
 
-async def _write_array(group, name: str, data: np.ndarray, *, chunk: tuple[int, ...],
-                       compressor: BloscCodec) -> None:
-    """One shard holding the whole array (one file), inner chunks of ``chunk`` (clipped, >= 1)."""
+async def _write_array(group, name: str, data: np.ndarray, *, chunk_rows: int, compressor: BloscSettings) -> None:
+    """Through zarr-python (remote stores): the layout of zarr_files.array_files, one chunk or
+    one shard holding the whole array, inner chunks of ``chunk_rows`` rows (clipped, >= 1)."""
     shape = data.shape
-    chunk = tuple(max(1, min(c, s)) if s else 1 for c, s in zip(chunk, shape))
+    chunk = tuple(max(1, min(c, s)) if s else 1 for c, s in zip((chunk_rows, *shape[1:]), shape))
     shard = tuple(-(-max(s, 1) // c) * c for s, c in zip(shape, chunk))
-    # An array that fits one chunk needs no shard index: same single file, less work.
+    codec = BloscCodec(cname=compressor.cname, clevel=compressor.clevel, shuffle=compressor.shuffle)
     array = await group.create_array(name, shape=shape, dtype=data.dtype, chunks=shard if shard == chunk else chunk,
-                                     shards=None if shard == chunk else shard, compressors=(compressor, _CHECKSUM),
+                                     shards=None if shard == chunk else shard, compressors=(codec, _CHECKSUM),
                                      fill_value=0)
     if data.size:
         await array.setitem(Ellipsis, data)

@@ -1,0 +1,77 @@
+"""comode.store.zarr_files: the Zarr v3 files it encodes are the ones zarr-python writes for
+the same array, chunking and codecs, byte for byte, and zarr-python reads them back."""
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec
+from zarr.storage import MemoryStore
+
+from comode.store.zarr_files import BloscSettings, array_files, group_metadata
+
+
+def _through_zarr(data: np.ndarray, chunk_rows: int, blosc: BloscSettings) -> dict[str, bytes]:
+    """The files zarr-python writes for ``data`` with comode's layout (one chunk, or one shard)."""
+    shape = data.shape
+    chunk = tuple(max(1, min(c, s)) if s else 1 for c, s in zip((chunk_rows, *shape[1:]), shape))
+    shard = tuple(-(-max(s, 1) // c) * c for s, c in zip(shape, chunk))
+    store = MemoryStore()
+    codec = BloscCodec(cname=blosc.cname, clevel=blosc.clevel, shuffle=blosc.shuffle)
+    array = zarr.create_array(store, shape=shape, dtype=data.dtype, chunks=shard if shard == chunk else chunk,
+                              shards=None if shard == chunk else shard, compressors=(codec, Crc32cCodec()),
+                              fill_value=0)
+    if data.size:
+        array[...] = data
+    return {key: bytes(value.to_bytes()) for key, value in store._store_dict.items()}
+
+
+def _cases():
+    rng = np.random.default_rng(0)
+    mvs = rng.integers(-64, 64, size=(75, 2, 16, 22), dtype=np.int16)
+    mvs[32:64] = 0  # a whole inner chunk of "no motion": not stored, index entry empty
+    frames = rng.integers(0, 255, size=(7, 12, 10, 3), dtype=np.uint8)
+    stream = rng.integers(0, 255, size=200_000, dtype=np.uint8)
+    return {
+        "int16, 3 inner chunks, last partial, middle all zero": (mvs, 32, BloscSettings("zstd", 1, "shuffle")),
+        "uint8 4-d, 2 inner chunks": (frames, 4, BloscSettings("zstd", 1, "noshuffle")),
+        "uint8 stream, lz4": (stream, 65536, BloscSettings("lz4", 1, "noshuffle")),
+        "one chunk int64": (np.arange(27, dtype=np.int64) * 1000, 27, BloscSettings("zstd", 1, "shuffle")),
+        "one chunk int32 of zeros (no chunk file)": (np.zeros(3, np.int32), 3, BloscSettings("zstd", 1, "shuffle")),
+        "a shard of zeros (no shard file)": (np.zeros((40, 2, 3, 3), np.int16), 32, BloscSettings("zstd", 1, "shuffle")),
+        "empty array": (np.zeros((0, 2, 4, 4), np.int16), 32, BloscSettings("zstd", 1, "shuffle")),
+        "zstd level 5, bitshuffle": (mvs[:40], 8, BloscSettings("zstd", 5, "bitshuffle")),
+    }
+
+
+@pytest.mark.parametrize("case", list(_cases()))
+def test_array_files_are_what_zarr_writes(case):
+    data, chunk_rows, blosc = _cases()[case]
+    ours = array_files(data, chunk_rows=chunk_rows, blosc=blosc)
+    theirs = _through_zarr(data, chunk_rows, blosc)
+    assert json.loads(ours["zarr.json"]) == json.loads(theirs["zarr.json"])
+    assert sorted(ours) == sorted(theirs)
+    assert ours == theirs
+
+    store = MemoryStore({key: zarr.core.buffer.cpu.Buffer.from_bytes(value) for key, value in ours.items()})
+    np.testing.assert_array_equal(zarr.open_array(store, mode="r")[...], data)
+
+
+def test_a_damaged_chunk_fails_its_checksum():
+    data = np.arange(100, dtype=np.int16).reshape(50, 2)
+    files = array_files(data, chunk_rows=16, blosc=BloscSettings("zstd", 1, "shuffle"))
+    key = next(k for k in files if k.startswith("c/"))
+    damaged = bytearray(files[key])
+    damaged[10] ^= 0xFF
+    store = MemoryStore({**{k: zarr.core.buffer.cpu.Buffer.from_bytes(v) for k, v in files.items()},
+                         key: zarr.core.buffer.cpu.Buffer.from_bytes(bytes(damaged))})
+    with pytest.raises(ValueError, match="checksum"):
+        zarr.open_array(store, mode="r")[...]
+
+
+def test_group_metadata_is_what_zarr_writes():
+    attributes = {"source": "a b/ü.mp4", "label": 3, "fps": None, "splits": {"1": "train"}, "status": "complete"}
+    store = MemoryStore()
+    zarr.open_group(store, mode="w", zarr_format=3, attributes=attributes)
+    assert group_metadata(attributes) == store._store_dict["zarr.json"].to_bytes()
