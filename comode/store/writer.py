@@ -310,9 +310,10 @@ def _encode_group(attrs: Mapping[str, Any], specs) -> dict[str, bytes]:
 def _write_local_files(folder: str, files: Mapping[str, bytes]) -> None:
     """Write a group's files into ``folder`` (whose zarr.json says "writing"), its own zarr.json
     (status "complete") last and atomically (temporary file + rename, like zarr's own writes)."""
+    for directory in {os.path.dirname(os.path.join(folder, key)) for key in files}:
+        os.makedirs(directory, exist_ok=True)
     for key in sorted(files, key=lambda k: k == "zarr.json"):
         target = os.path.join(folder, key)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
         partial = f"{target}.{uuid.uuid4().hex}.partial"
         try:
             with open(partial, "wb") as handle:
