@@ -296,9 +296,8 @@ def _encode_group(attrs: Mapping[str, Any], specs) -> dict[str, bytes]:
 
     Encoded by comode.store.zarr_files, not written through zarr-python: zarr checks and
     re-asserts every parent group, hops to a thread for every file operation and runs its
-    async codec pipeline per chunk, which cost ~50 ms of CPU per 300-frame video beside
-    ~10 ms of compression (as much as re-encoding 60 frames of a 240p source).  The files
-    are the same bytes (tested).
+    async codec pipeline per chunk: 56 ms of CPU per 310-frame video, ~10 ms of it
+    compression, against 29 ms this way.  The files are the same bytes (tested).
     """
     files = {"zarr.json": group_metadata({**attrs, "status": layout.STATUS_COMPLETE})}
     for name, data, chunk_rows, compressor in specs:

@@ -104,9 +104,9 @@ def test_partial_group_is_not_listed_and_is_replaced_on_rewrite(tmp_path, extrac
 
 
 def test_local_writes_are_the_files_zarr_itself_writes(tmp_path, extracted, monkeypatch):
-    """A local store gets a video group built by zarr in memory and written as plain files
-    (writer._encode_group); it must be byte for byte what zarr writes through a store, and the
-    group must say "writing" until its last file (its own zarr.json) is in place."""
+    """A local store gets a video group encoded by comode.store.zarr_files and written as plain
+    files (writer._encode_group); it must be byte for byte what zarr writes through a store,
+    and the group must say "writing" until its last file (its own zarr.json) is in place."""
     import comode.store.writer as writer
 
     local_url, fsspec_url = str(tmp_path / "local.zarr"), f"file://{tmp_path / 'fsspec.zarr'}"

@@ -58,6 +58,11 @@ def test_array_files_are_what_zarr_writes(case):
     np.testing.assert_array_equal(zarr.open_array(store, mode="r")[...], data)
 
 
+def test_only_integer_arrays_are_encoded():
+    with pytest.raises(TypeError, match="integer"):
+        array_files(np.zeros(4, np.float32), chunk_rows=4, blosc=BloscSettings("zstd", 1, "shuffle"))
+
+
 def test_a_damaged_chunk_fails_its_checksum():
     data = np.arange(100, dtype=np.int16).reshape(50, 2)
     files = array_files(data, chunk_rows=16, blosc=BloscSettings("zstd", 1, "shuffle"))
