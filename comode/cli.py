@@ -135,12 +135,20 @@ def store_info(store: str = typer.Argument(..., help="Store path or URL.")) -> N
 
 
 @store_app.command("validate")
-def store_validate(store: str = typer.Argument(..., help="Store path or URL.")) -> None:
+def store_validate(
+    store: str = typer.Argument(..., help="Store path or URL."),
+    data: bool = typer.Option(False, "--data", help="Also read every array whole: checks each chunk's checksum "
+                              "(bit rot, a store copied in part, data lost in a power cut). Reads the whole store."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
     """Check a store against the JSON Schemas in schemas/ and its arrays for consistency."""
+    from comode.evaluate.progress import Bar
     from comode.store.validate import validate_store
 
     try:
-        report = validate_store(store)
+        with Bar("videos checked", total=0, enabled=progress) as bar:
+            report = validate_store(store, read_data=data,
+                                    on_progress=lambda done, total: bar.set(done, total=total))
     except ValueError as error:
         raise _fail(str(error)) from None
     counts = ", ".join(f"{n} {status}" for status, n in sorted(report.by_status.items())) or "no videos"

@@ -43,6 +43,32 @@ def test_store_info_and_validate(mixed_store):
     assert validate.returncode == 0 and "valid" in validate.stdout
 
 
+def test_validate_data_finds_a_damaged_chunk(mixed_store, tmp_path):
+    """One flipped byte in a shard of a complete video: the metadata checks cannot see it,
+    `validate --data` reads every chunk and names the video, the array and the checksum."""
+    import shutil
+
+    out, _ = mixed_store
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(out, copy)
+    assert run("store", "validate", copy, "--data").returncode == 0
+    shard = next(p for p in (copy / "videos").glob("*/mvs/c/**/*") if p.is_file())
+    damaged = bytearray(shard.read_bytes())
+    damaged[len(damaged) // 3] ^= 0x01
+    shard.write_bytes(bytes(damaged))
+    assert run("store", "validate", copy).returncode == 0  # metadata and small arrays only
+    deep = run("store", "validate", copy, "--data")
+    assert deep.returncode == 1 and "Traceback" not in deep.stderr
+    assert "mvs data unreadable" in deep.stderr and "checksum" in deep.stderr
+    assert "people__make_up" in deep.stderr and "run the same extract command again" in deep.stderr
+
+    # The advice works: without the group, the same extract command redoes that video only.
+    shutil.rmtree(copy / "videos" / shard.relative_to(copy / "videos").parts[0])
+    redo = run("extract", "--dataset", "folder", "--root", out.parent, "--out", copy, "--workers", "0")
+    assert "1 extracted now" in redo.stderr
+    assert run("store", "validate", copy, "--data").returncode == 0
+
+
 def test_show_writes_a_picture_with_motion_arrows(mixed_store, tmp_path):
     out, _ = mixed_store
     png = tmp_path / "motion.png"

@@ -35,6 +35,8 @@ class Bar:
         fields = {} if note is None else {"note": note}
         self._progress.update(self._task, advance=amount, **fields)
 
-    def set(self, completed: int, *, note: str | None = None) -> None:
+    def set(self, completed: int, *, note: str | None = None, total: int | None = None) -> None:
         fields = {} if note is None else {"note": note}
+        if total is not None:
+            fields["total"] = total
         self._progress.update(self._task, completed=completed, **fields)
