@@ -6,6 +6,7 @@ written (or whose writer was killed) has missing chunks that would read back as 
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -14,10 +15,12 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import zarr
 from zarr.core.sync import sync
+from zarr.storage import LocalStore
 
 from comode.store import layout
 from comode.store.rgb import decode_span
 from comode.store.schema import check_root_attrs
+from comode.store.zarr_files import ArrayRows, open_rows
 
 
 class StoreError(ValueError):
@@ -176,7 +179,7 @@ class Video:
 
     video_id: str
     group: zarr.Group
-    _arrays: dict[str, zarr.Array] = field(default_factory=dict, repr=False, compare=False)
+    _arrays: dict[str, zarr.Array | ArrayRows] = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
     def attrs(self) -> dict[str, Any]:
@@ -203,14 +206,22 @@ class Video:
     def num_frames(self) -> int:
         return int(self.attrs["frames"])
 
-    def _array(self, name: str) -> zarr.Array:
+    def _array(self, name: str) -> zarr.Array | ArrayRows:
         # Opening an array reads its metadata (~0.5 ms): keep the handle for the next call.
         array = self._arrays.get(name)
         if array is None:
             if not self.is_complete:
                 raise ValueError(f"video {self.video_id!r} is not complete (status {self.status!r})")
-            array = self._arrays[name] = self.group[name]
+            array = self._arrays[name] = self._local_rows(name) or self.group[name]
         return array
+
+    def _local_rows(self, name: str) -> ArrayRows | None:
+        """The array's files read directly (comode.store.zarr_files: ~16x faster for the small
+        reads training makes) when the store is local and the array has comode's layout."""
+        store = self.group.store
+        if not isinstance(store, LocalStore):
+            return None
+        return open_rows(os.path.join(str(store.root), self.group.path, name))
 
     @cached_property
     def frame_types(self) -> str:
@@ -223,13 +234,15 @@ class Video:
         return self._array(layout.IFRAME_INDEX)[...]
 
     @property
-    def iframes(self) -> zarr.Array:
-        """(K, h, w, 3) uint8 RGB I-frames (lazy zarr array)."""
+    def iframes(self) -> zarr.Array | ArrayRows:
+        """(K, h, w, 3) uint8 RGB I-frames, lazy: indexing reads (``[k]``, ``[a:b]``, ``[...]``,
+        ``.oindex[ks]``).  A zarr.Array, or on a local store an ArrayRows that reads the same
+        files faster (``video.group["iframes"]`` is always the zarr.Array)."""
         return self._array(layout.IFRAMES)
 
     @property
-    def mvs(self) -> zarr.Array:
-        """(T, 2, gh, gw) int16 motion vectors in quarter pixels (lazy zarr array)."""
+    def mvs(self) -> zarr.Array | ArrayRows:
+        """(T, 2, gh, gw) int16 motion vectors in quarter pixels, lazy like ``iframes``."""
         return self._array(layout.MVS)
 
     @cached_property

@@ -86,6 +86,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 
 from comode.store import open_store
 from comode.store.reader import Store, Video
+from comode.store.zarr_files import ArrayRows
 from comode.train.sampling import ClipSpec, sample_indices
 from comode.train.transforms import AugmentSpec, INPUT_NORMALIZATION, augment_batch
 
@@ -145,7 +146,7 @@ class _VideoEntry:
     video: Video  # holds its cached iframe_index and rgb_stream_offsets
     num_frames: int
     iframe_index: np.ndarray
-    mvs: zarr.Array
+    mvs: zarr.Array | ArrayRows
     label: int
 
 
@@ -329,8 +330,8 @@ class PretrainDataset(Dataset):
         }
 
 
-def read_mv_windows(mvs: zarr.Array, frames: np.ndarray) -> np.ndarray:
-    """MV maps of ``frames`` (N, W) with one zarr read: (N, W, 2, gh, gw) int16."""
+def read_mv_windows(mvs: zarr.Array | ArrayRows, frames: np.ndarray) -> np.ndarray:
+    """MV maps of ``frames`` (N, W) with one read: (N, W, 2, gh, gw) int16."""
     first, last = int(frames.min()), int(frames.max())
     if last - first < MV_COVER_READ_FRAMES:
         return np.asarray(mvs[first:last + 1])[frames - first]

@@ -308,3 +308,21 @@ def test_decoding_still_works_in_a_forked_child_after_the_parent_decoded(tmp_pat
     if child.is_alive():
         child.kill()
     assert child.exitcode == 0
+
+
+def test_local_stores_read_through_the_direct_reader_and_agree_with_zarr(tmp_path, extracted):
+    """A local store's arrays are read by comode.store.zarr_files.ArrayRows, an fsspec one by
+    zarr-python: the same store read both ways gives the same arrays and decoded frames."""
+    from comode.store.writer import open_root_for_writing
+    from comode.store.zarr_files import ArrayRows
+
+    url = str(tmp_path / "s.zarr")
+    create_or_open_root(url, root_attrs=_root_attrs())
+    store_video(open_root_for_writing(url), "v", _attrs(extracted), extracted)
+    direct, through_zarr = open_store(url).video("v"), open_store(f"file://{url}").video("v")
+    assert isinstance(direct.mvs, ArrayRows) and isinstance(through_zarr.mvs, zarr.Array)
+    np.testing.assert_array_equal(direct.mvs[3:20], through_zarr.mvs[3:20])
+    np.testing.assert_array_equal(direct.iframes[1], through_zarr.iframes[1])
+    assert direct.frame_types == through_zarr.frame_types
+    np.testing.assert_array_equal(direct.decode_frames([0, 5, 13]), through_zarr.decode_frames([0, 5, 13]))
+    np.testing.assert_array_equal(direct.mvs[...], extracted.mvs)

@@ -9,7 +9,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 from zarr.storage import MemoryStore
 
-from comode.store.zarr_files import BloscSettings, array_files, group_metadata
+from comode.store.zarr_files import BloscSettings, array_files, group_metadata, open_rows
 
 
 def _through_zarr(data: np.ndarray, chunk_rows: int, blosc: BloscSettings) -> dict[str, bytes]:
@@ -80,3 +80,61 @@ def test_group_metadata_is_what_zarr_writes():
     store = MemoryStore()
     zarr.open_group(store, mode="w", zarr_format=3, attributes=attributes)
     assert group_metadata(attributes) == store._store_dict["zarr.json"].to_bytes()
+
+
+def _on_disk(folder, files):
+    for key, body in files.items():
+        (folder / key).parent.mkdir(parents=True, exist_ok=True)
+        (folder / key).write_bytes(body)
+    return folder
+
+
+@pytest.mark.parametrize("case", list(_cases()))
+def test_rows_read_what_zarr_reads(case, tmp_path):
+    """ArrayRows (the direct reader) against zarr-python on the same files: whole, slices
+    across chunk boundaries, single rows, a row plus more indices, scattered rows."""
+    data, chunk_rows, blosc = _cases()[case]
+    folder = _on_disk(tmp_path / "a", array_files(data, chunk_rows=chunk_rows, blosc=blosc))
+    rows, theirs = open_rows(str(folder)), zarr.open_array(str(folder), mode="r")
+    assert rows is not None and rows.shape == data.shape and rows.dtype == data.dtype
+    n = data.shape[0]
+    np.testing.assert_array_equal(rows[...], theirs[...])
+    rng = np.random.default_rng(1)
+    for start, stop in [(0, n), (0, 1), (n // 2, n), (-3, None), (5, 2), *rng.integers(0, n + 1, (6, 2)).tolist()]:
+        np.testing.assert_array_equal(rows[start:stop], theirs[start:stop])
+    if n:
+        for index in (0, n - 1, -1, n // 2):
+            np.testing.assert_array_equal(rows[index], theirs[index])
+        if data.ndim > 1:
+            np.testing.assert_array_equal(rows[1:n, 0], theirs[1:n, 0])
+        scattered = rng.integers(0, n, 9)
+        np.testing.assert_array_equal(rows.oindex[scattered], data[scattered])
+        with pytest.raises(IndexError):
+            rows[n]
+
+
+def test_rows_fail_like_zarr_on_damage_and_read_zeros_where_nothing_is_stored(tmp_path):
+    data = np.arange(2 * 100, dtype=np.int16).reshape(100, 2)
+    folder = _on_disk(tmp_path / "a", array_files(data, chunk_rows=32, blosc=BloscSettings("zstd", 1, "shuffle")))
+    shard = folder / "c" / "0" / "0"
+    original = shard.read_bytes()
+    shard.write_bytes(original[:10] + bytes([original[10] ^ 1]) + original[11:])  # inside the first chunk
+    with pytest.raises(ValueError, match="checksum"):
+        open_rows(str(folder))[0:10]
+    np.testing.assert_array_equal(open_rows(str(folder))[40:50], data[40:50])  # other chunks still read
+    shard.write_bytes(original[:-7])  # truncated: the index is read from the wrong place
+    with pytest.raises(ValueError, match="checksum"):
+        open_rows(str(folder))[0:10]
+    shard.unlink()  # no shard file: every row is the fill value, as zarr reads it
+    np.testing.assert_array_equal(open_rows(str(folder))[...], zarr.open_array(str(folder), mode="r")[...])
+    assert not open_rows(str(folder))[...].any()
+
+
+def test_other_layouts_are_left_to_zarr(tmp_path):
+    from zarr.codecs import GzipCodec
+
+    other = zarr.create_array(str(tmp_path / "gzip"), shape=(10, 4), dtype="int16", chunks=(5, 4),
+                              compressors=GzipCodec())
+    other[...] = 1
+    assert open_rows(str(tmp_path / "gzip")) is None  # codecs and chunk grid not comode's
+    assert open_rows(str(tmp_path / "nothing")) is None
