@@ -109,6 +109,8 @@ def test_rows_read_what_zarr_reads(case, tmp_path):
             np.testing.assert_array_equal(rows[1:n, 0], theirs[1:n, 0])
         scattered = rng.integers(0, n, 9)
         np.testing.assert_array_equal(rows.oindex[scattered], data[scattered])
+        np.testing.assert_array_equal(rows[list(scattered)], data[scattered])
+        np.testing.assert_array_equal(rows[1::3], theirs[1::3])
         with pytest.raises(IndexError):
             rows[n]
 
