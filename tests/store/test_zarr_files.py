@@ -140,3 +140,42 @@ def test_other_layouts_are_left_to_zarr(tmp_path):
     other[...] = 1
     assert open_rows(str(tmp_path / "gzip")) is None  # codecs and chunk grid not comode's
     assert open_rows(str(tmp_path / "nothing")) is None
+
+
+def test_rows_are_writeable_and_odd_keys_are_refused(tmp_path):
+    data = np.arange(3 * 70, dtype=np.int16).reshape(70, 3)
+    rows = open_rows(str(_on_disk(tmp_path / "a", array_files(data, chunk_rows=32, blosc=BloscSettings("zstd", 1, "shuffle")))))
+    assert rows[0:5].flags.writeable and rows[3].flags.writeable and rows.oindex[[1, 2]].flags.writeable
+    np.testing.assert_array_equal(rows[[-1, 0, -70]], data[[-1, 0, -70]])
+    for bad in (np.ones(70, bool), 1.0, True):
+        with pytest.raises(IndexError):
+            rows[bad]
+    with pytest.raises(IndexError):
+        rows.oindex[0, 0]
+
+
+def test_rows_refuse_what_they_cannot_read(tmp_path):
+    """A layout that only looks like ours is left to zarr; an index pointing outside its file
+    or an empty shard file is an error (ValueError), never garbage or a crash."""
+    import google_crc32c
+
+    data = np.arange(100, dtype=np.int16).reshape(50, 2)
+    files = array_files(data, chunk_rows=16, blosc=BloscSettings("zstd", 1, "shuffle"))
+    metadata = json.loads(files["zarr.json"])
+    metadata["codecs"][0]["configuration"]["index_codecs"][0]["configuration"]["endian"] = "big"
+    folder = _on_disk(tmp_path / "big", {**files, "zarr.json": json.dumps(metadata).encode()})
+    assert open_rows(str(folder)) is None
+
+    folder = _on_disk(tmp_path / "a", files)
+    shard = folder / "c" / "0" / "0"
+    body = shard.read_bytes()
+    index = np.frombuffer(body[-(16 * 4 + 4):-4], "<u8").copy().reshape(4, 2)
+    index[1] = (len(body), 100)  # beyond the data bytes, with a valid index checksum
+    table = index.tobytes()
+    shard.write_bytes(body[:-(16 * 4 + 4)] + table + np.uint32(google_crc32c.value(table)).astype("<u4").tobytes())
+    with pytest.raises(ValueError, match="outside"):
+        open_rows(str(folder))[16:20]
+    np.testing.assert_array_equal(open_rows(str(folder))[0:16], data[0:16])
+    shard.write_bytes(b"")
+    with pytest.raises(ValueError, match="shorter than its index"):
+        open_rows(str(folder))[0:1]
