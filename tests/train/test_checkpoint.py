@@ -110,7 +110,12 @@ def test_sigkill_in_the_middle_of_saving_leaves_a_loadable_last_checkpoint(tmp_p
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(ready)])
     try:
         deadline = time.monotonic() + 60
-        while not (ready.exists() and ready.read_text() and int(ready.read_text()) >= 3):
+
+        def saves() -> int:  # the writer rewrites the file: it may be read empty in between
+            text = ready.read_text().strip() if ready.exists() else ""
+            return int(text) if text.isdigit() else 0
+
+        while saves() < 3:
             assert time.monotonic() < deadline and writer.poll() is None, "the writer never saved 3 checkpoints"
             time.sleep(0.01)
         time.sleep(0.013)  # land somewhere inside a later save
