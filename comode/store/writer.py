@@ -28,7 +28,7 @@ from zarr.storage import LocalStore
 
 from comode.store import layout
 from comode.store.ownership import made_by_dead_local_process, process_tag
-from comode.store.zarr_files import BloscSettings, array_files, group_metadata
+from comode.store.zarr_files import BloscSettings, array_files, chunk_layout, group_metadata
 
 # Blosc is a core Zarr v3 codec, so any v3 reader can decode the store; zstd inside it
 # compressed MV grids ~2x better than lz4 at the same speed in our measurements.  Level 1,
@@ -338,12 +338,10 @@ def write_failure(root: zarr.Group, video_id: str, attrs: Mapping[str, Any], rea
 async def _write_array(group, name: str, data: np.ndarray, *, chunk_rows: int, compressor: BloscSettings) -> None:
     """Through zarr-python (remote stores): the layout of zarr_files.array_files, one chunk or
     one shard holding the whole array, inner chunks of ``chunk_rows`` rows (clipped, >= 1)."""
-    shape = data.shape
-    chunk = tuple(max(1, min(c, s)) if s else 1 for c, s in zip((chunk_rows, *shape[1:]), shape))
-    shard = tuple(-(-max(s, 1) // c) * c for s, c in zip(shape, chunk))
+    chunk, file_shape = chunk_layout(data.shape, chunk_rows)
     codec = BloscCodec(cname=compressor.cname, clevel=compressor.clevel, shuffle=compressor.shuffle)
-    array = await group.create_array(name, shape=shape, dtype=data.dtype, chunks=shard if shard == chunk else chunk,
-                                     shards=None if shard == chunk else shard, compressors=(codec, _CHECKSUM),
-                                     fill_value=0)
+    array = await group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunk,
+                                     shards=None if file_shape == chunk else file_shape,
+                                     compressors=(codec, _CHECKSUM), fill_value=0)
     if data.size:
         await array.setitem(Ellipsis, data)

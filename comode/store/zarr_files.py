@@ -29,6 +29,8 @@ import numpy as np
 from numcodecs import Blosc
 
 _EMPTY = np.iinfo(np.uint64).max  # index entry of an inner chunk that is not stored
+# The shard index: (offset, length) uint64 pairs, little endian, then their CRC32C.
+_INDEX_CODECS = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
 _SHUFFLES = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
 
 
@@ -46,6 +48,15 @@ def group_metadata(attributes: Mapping[str, Any]) -> bytes:
     return _json({"attributes": dict(attributes), "zarr_format": 3, "node_type": "group"})
 
 
+def chunk_layout(shape: tuple[int, ...], chunk_rows: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(inner chunk shape, file shape) of an array of ``shape`` chunked by ``chunk_rows`` rows
+    (clipped to the array, >= 1; other axes whole): one file holds every row, so the file
+    shape is the chunk shape (a plain chunk) or a multiple of it along axis 0 (a shard)."""
+    rows = shape[0] if shape else 0
+    chunk = (max(1, min(chunk_rows, rows)), *(max(1, s) for s in shape[1:]))
+    return chunk, (-(-max(rows, 1) // chunk[0]) * chunk[0], *chunk[1:])
+
+
 def array_files(data: np.ndarray, *, chunk_rows: int, blosc: BloscSettings) -> dict[str, bytes]:
     """The files of one array ({path relative to the array's folder: bytes}).
 
@@ -55,19 +66,14 @@ def array_files(data: np.ndarray, *, chunk_rows: int, blosc: BloscSettings) -> d
     """
     if data.dtype.kind not in "iu":  # fill value 0 and "all zero = empty chunk" are integer rules
         raise TypeError(f"zarr_files encodes integer arrays only, got {data.dtype}")
-    rows = data.shape[0] if data.ndim else 0
-    chunk_rows = max(1, min(chunk_rows, rows))
-    chunk_shape = (chunk_rows, *(max(1, s) for s in data.shape[1:]))
-    num_chunks = -(-max(rows, 1) // chunk_rows)
+    chunk_shape, outer = chunk_layout(data.shape, chunk_rows)
+    chunk_rows = chunk_shape[0]
+    num_chunks = outer[0] // chunk_rows
     codecs = _chunk_codecs(data.dtype, blosc)
     sharded = num_chunks > 1
     if sharded:
-        outer = (num_chunks * chunk_rows, *chunk_shape[1:])
         codecs = [{"name": "sharding_indexed", "configuration": {
-            "chunk_shape": list(chunk_shape), "codecs": codecs,
-            "index_codecs": [_bytes_codec(np.dtype(np.uint64)), {"name": "crc32c"}], "index_location": "end"}}]
-    else:
-        outer = chunk_shape
+            "chunk_shape": list(chunk_shape), "codecs": codecs, "index_codecs": _INDEX_CODECS, "index_location": "end"}}]
     metadata = {
         "shape": list(data.shape), "data_type": data.dtype.name,
         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(outer)}},
@@ -115,8 +121,13 @@ def _shard(chunks: list[bytes | None], ndim: int) -> bytes | None:
     return b"".join(c for c in chunks if c is not None) + _with_crc32c(index.tobytes())
 
 
+def _crc32c(data: bytes) -> bytes:
+    """The crc32c codec's 4 bytes: CRC32C of ``data``, little endian."""
+    return np.uint32(google_crc32c.value(data)).astype("<u4").tobytes()
+
+
 def _with_crc32c(data: bytes) -> bytes:
-    return data + np.uint32(google_crc32c.value(data)).astype("<u4").tobytes()
+    return data + _crc32c(data)
 
 
 @lru_cache(maxsize=None)
@@ -189,7 +200,7 @@ class ArrayRows:
         if self._sharded:
             sharding = codecs[0]["configuration"]
             if (len(codecs) != 1 or sharding["index_location"] != "end"
-                    or sharding["index_codecs"] != [_bytes_codec(np.dtype(np.uint64)), {"name": "crc32c"}]):
+                    or sharding["index_codecs"] != _INDEX_CODECS):
                 raise ValueError("not an array of this layout")
             inner, codecs = tuple(sharding["chunk_shape"]), sharding["codecs"]
         else:
@@ -337,7 +348,7 @@ def _row_number(key: Any) -> int:
 def _checked(data: bytes, what: str) -> bytes:
     """``data`` without its trailing CRC32C, which must match (zarr's own message)."""
     body, stored = data[:-4], data[-4:]
-    computed = np.uint32(google_crc32c.value(body)).astype("<u4").tobytes()
+    computed = _crc32c(body)
     if len(data) < 4 or computed != stored:
         raise ValueError(f"Stored and computed checksum do not match ({what}). Stored: {stored!r}. "
                          f"Computed: {computed!r}.")
