@@ -76,6 +76,17 @@ def _encoder_args(stream: int, codec: str, gop: int, quality: int) -> list[str]:
     ]
 
 
+def _low_delay_args(stream: int, codec: str) -> list[str]:
+    """Mark an MPEG-2 stream low-delay (its sequence extension's low_delay bit; legal only
+    without B-frames, which we never have).  Without it every MPEG-2 decoder holds each
+    frame back until the next one arrives and hands out the last frame only when flushed,
+    and FFmpeg attaches no motion-vector side data to a flushed frame: a reader that cannot
+    set the decoder's low_delay flag itself (mv-extractor) lost the last frame's vectors
+    (issue 18).  The frames are encoded exactly as before.  MPEG-4 Part 2 without B-frames
+    is low-delay already (its VOL header says so)."""
+    return [f"-flags:v:{stream}", "+low_delay"] if codec == "mpeg2video" else []
+
+
 def _filter_graph(settings: ExtractSettings) -> str:
     w, h = settings.width, settings.height
     if settings.resize == "crop":
@@ -99,6 +110,7 @@ def reencode_command(source: Path, output: Path, settings: ExtractSettings) -> l
         "-fps_mode", "passthrough",
         "-filter_complex", _filter_graph(settings),
         "-map", "[mv]", *_encoder_args(0, settings.codec, settings.gop, settings.quality),
+        *_low_delay_args(0, settings.codec),
         "-map", "[rgbout]", *_encoder_args(1, "mpeg2video", settings.gop, settings.rgb_quality),
         "-f", "nut", str(output),
     ]
