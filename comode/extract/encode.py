@@ -159,9 +159,26 @@ def _failure_reason(stderr: str, returncode: int, settings: ExtractSettings | No
     for needle, reason in known:
         if needle in lowered:
             return reason
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    tail = lines[-1] if lines else "no output"
-    return f"ffmpeg exited with code {returncode}: {tail[:300]}"
+    return f"ffmpeg exited with code {returncode}: {_last_cause(stderr)[:300]}"
+
+
+# ffmpeg's own wrap-up after any error ("Conversion failed!", "Error submitting video frame
+# to the encoder", "Task finished with error code ...") says nothing about the cause.
+_GENERIC = re.compile(r"conversion failed|error (submitting|encoding|while|opening output)|terminating thread|"
+                      r"task finished|nothing was written|error closing", re.IGNORECASE)
+_ERRORISH = re.compile(r"error|invalid|fail|cannot|could not|not supported|unsupported", re.IGNORECASE)
+_LOG_PREFIX = re.compile(r"^(\[[^\]]*?) @ 0x[0-9a-f]+\]")  # "[mpeg2video @ 0x55d1]" -> "[mpeg2video]"
+
+
+def _last_cause(stderr: str) -> str:
+    """The last line of ffmpeg's log that names a cause, e.g. "[mpeg2video] Invalid pts (7) <=
+    last (7)", else its last line.  The last, not the first: a damaged source logs decoding
+    errors that ffmpeg conceals and goes on from; what stopped it comes after them."""
+    lines = [_LOG_PREFIX.sub(r"\1]", line.strip()) for line in stderr.splitlines() if line.strip()]
+    causes = [line for line in lines if _ERRORISH.search(line) and not _GENERIC.search(line)]
+    return causes[-1] if causes else lines[-1] if lines else "no output"
+
+
 
 
 def _signal_name(number: int) -> str:

@@ -8,7 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from comode.extract.encode import ExtractionFailure, ffmpeg_exe, parse_source_info, reencode, reencode_command
+from comode.extract.encode import (
+    ExtractionFailure, _failure_reason, ffmpeg_exe, parse_source_info, reencode, reencode_command,
+)
 from comode.extract.settings import ExtractSettings
 from comode.extract.synthetic import translating_frames, write_video
 from comode.extract.video import extract_arrays
@@ -111,6 +113,16 @@ def test_source_info_parsing_handles_missing_fps():
     log = "Input #0, matroska\n  Stream #0:0: Video: ffv1, yuv444p, 340x256, SAR 1:1\nOutput #0, nut"
     info = parse_source_info(log)
     assert (info.codec, info.width, info.height, info.fps) == ("ffv1", 340, 256, None)
+
+
+def test_an_unknown_ffmpeg_failure_is_reported_by_its_cause_not_by_the_wrap_up():
+    """The log of issue 14's failure: the reason names the encoder's complaint, not "Conversion failed!"."""
+    log = ("[mpeg2video @ 0x559c71512680] Invalid pts (58) <= last (58)\n"
+           "[vost#0:1/mpeg2video @ 0x559c714ac880] [enc:mpeg2video @ 0x559c71512540] Error submitting video frame "
+           "to the encoder\n[vost#0:1/mpeg2video @ 0x559c714ac880] Task finished with error code: -22 (Invalid argument)\n"
+           "[out#0/nut @ 0x559c7149a980] video:268KiB audio:0KiB\nConversion failed!\n")
+    assert _failure_reason(log, 234) == "ffmpeg exited with code 234: [mpeg2video] Invalid pts (58) <= last (58)"
+    assert _failure_reason("something odd\nConversion failed!\n", 1) == "ffmpeg exited with code 1: Conversion failed!"
 
 
 def test_synthetic_video_round_trip_has_one_frame_per_source_frame(tmp_path):
