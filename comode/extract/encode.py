@@ -22,25 +22,15 @@ import signal
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from comode.extract.settings import ExtractSettings
+from comode.extract.sourceinfo import SourceInfo, parse_source_info
 
 
 class ExtractionFailure(Exception):
     """A video could not be extracted; ``str(error)`` is the reason recorded in the store."""
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """What ffmpeg reported about the source's first video stream."""
-
-    codec: str | None
-    width: int | None
-    height: int | None
-    fps: float | None
 
 
 @lru_cache(maxsize=None)
@@ -88,12 +78,16 @@ def _low_delay_args(stream: int, codec: str) -> list[str]:
 
 
 def _filter_graph(settings: ExtractSettings) -> str:
+    """Fit to the MV-stream size, then split into the MV stream and the (smaller) RGB stream.
+
+    ``0:V:0``: the first video stream that is not a cover picture (an MP4's attached
+    thumbnail would otherwise be taken for a one-frame video)."""
     w, h = settings.width, settings.height
     if settings.resize == "crop":
         fit = f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h}"
     else:
         fit = f"scale={w}:{h}"
-    return (f"[0:v:0]{fit},setsar=1,format=yuv420p,split[mv][rgb];"
+    return (f"[0:V:0]{fit},setsar=1,format=yuv420p,split[mv][rgb];"
             f"[rgb]scale={settings.rgb_width}:{settings.rgb_height}:flags=area[rgbout]")
 
 
@@ -114,22 +108,6 @@ def reencode_command(source: Path, output: Path, settings: ExtractSettings) -> l
         "-map", "[rgbout]", *_encoder_args(1, "mpeg2video", settings.gop, settings.rgb_quality),
         "-f", "nut", str(output),
     ]
-
-
-_STREAM_LINE = re.compile(r"Stream #0:\d+.*?: Video: (?P<codec>[\w-]+).*?(?P<w>\d{2,6})x(?P<h>\d{2,6})")
-_FPS = re.compile(r"(?P<fps>\d+(?:\.\d+)?) fps")
-
-
-def parse_source_info(stderr: str) -> SourceInfo:
-    """Read the input's first video stream description from ffmpeg's log."""
-    input_part = stderr.split("Output #0", 1)[0]
-    for line in input_part.splitlines():
-        match = _STREAM_LINE.search(line)
-        if match:
-            fps = _FPS.search(line)
-            return SourceInfo(codec=match["codec"], width=int(match["w"]), height=int(match["h"]),
-                              fps=float(fps["fps"]) if fps else None)
-    return SourceInfo(codec=None, width=None, height=None, fps=None)
 
 
 def _failure_reason(stderr: str, returncode: int, settings: ExtractSettings | None = None) -> str:

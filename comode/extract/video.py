@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from comode.extract.datasets import VideoItem
 from comode.extract.decode import read_streams
-from comode.extract.encode import ExtractionFailure, SourceInfo, injected_fault, reencode
+from comode.extract.encode import ExtractionFailure, injected_fault, reencode
 from comode.extract.mvgrid import records_to_grid
 from comode.extract.settings import ExtractSettings
+from comode.extract.sourceinfo import SourceInfo
 from comode.store import STATUS_COMPLETE, STATUS_FAILED, VideoArrays, write_failure, write_video
 from comode.store.ownership import made_by_dead_local_process, process_tag
 from comode.store.writer import is_store_full, open_root_for_writing, store_full_error
@@ -58,6 +59,14 @@ def extract_arrays(source: Path, settings: ExtractSettings, *, workdir: Path) ->
                          iframe_index=streams.iframe_index, mvs=mvs, rgb_stream=streams.rgb_stream,
                          rgb_stream_offsets=streams.rgb_stream_offsets)
     return info, arrays
+
+
+def source_attrs(info: SourceInfo) -> dict[str, Any]:
+    """What a complete group records about its source (None values are left out by the caller)."""
+    return {
+        "fps": info.fps, "source_codec": info.codec, "source_width": info.width, "source_height": info.height,
+        "source_rotation": info.rotation, "source_stream": info.stream,
+    }
 
 
 # Each task's temporary folder (the re-encoded NUT file) is named after its process and host
@@ -111,10 +120,10 @@ def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
         os.kill(os.getpid(), signal.SIGSEGV)
     attrs = {
         **item_attrs(item),
-        "fps": info.fps, "source_frames": arrays.num_frames, "frames": arrays.num_frames,
+        "source_frames": arrays.num_frames, "frames": arrays.num_frames,
         "width": settings.width, "height": settings.height,
         "rgb_codec": "mpeg2video", "rgb_width": settings.rgb_width, "rgb_height": settings.rgb_height,
-        "source_codec": info.codec, "source_width": info.width, "source_height": info.height,
+        **source_attrs(info),
         "seconds": round(time.perf_counter() - start, 3),
     }
     attrs = {k: v for k, v in attrs.items() if v is not None or k in ("fps", "class_name")}

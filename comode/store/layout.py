@@ -22,7 +22,10 @@ from __future__ import annotations
 
 SCHEMA_NAME = "comode.store"
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 1  # 1: optional dataset.label_sets and per-video labels / label_names (sample dataset)
+# Minor versions only add optional things:
+#   1: dataset.label_sets and per-video labels / label_names (sample dataset);
+#   2: the source_rotation and source_stream attributes.
+SCHEMA_MINOR = 2
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_MAJOR}"
 
 VIDEOS_GROUP = "videos"
