@@ -10,7 +10,9 @@ below hold for FFmpeg 5.1 to 9.0 (tested on logs of both spellings).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from comode.extract.frametimes import FrameTimes
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,8 @@ class SourceInfo:
     it, in (-180, 180] (ffmpeg turned the decoded frames by it, so that what we store is
     upright); 0 if none.
     stream: index of the stream in the file (not 0 when audio comes first).
+    frame_times: every decoded frame's source timestamp (None until the re-encode ran, and
+    with an ffmpeg older than 6.0).
     """
 
     codec: str | None
@@ -31,6 +35,7 @@ class SourceInfo:
     fps: float | None
     rotation: float = 0.0
     stream: int | None = None
+    frame_times: FrameTimes | None = field(default=None, compare=False, repr=False)
 
 
 # The size comes after ", " ("yuv420p(tv), 640x480 [SAR 1:1]"), never a codec tag ("/ 0x0002)").

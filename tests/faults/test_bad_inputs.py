@@ -4,9 +4,10 @@ Every file is either extracted correctly (sane arrays) or recorded as failed wit
 that names the problem; the run completes; the other videos' data are intact; nothing
 partial counts as complete; the validator passes.  The corpus is built by
 ``build_corpus`` in this folder's conftest (truncations, zero bytes, noise, audio only,
-one frame, 341x257, 8K, VFR, rotation, wrong extension, corrupt middle, a lying frame
-count, unicode/space paths, symlink loop, dangling link, FIFO, /dev/zero, a file deleted
-during the run).
+one frame, 341x257, 8K, VFR, rotation, phone-like timing (time base 1/26777, jitter, audio
+first), a portrait HEVC phone video, repeated timestamps, a frame size change mid-stream,
+wrong extension, corrupt middle, a lying frame count, unicode/space paths, symlink loop,
+dangling link, FIFO, /dev/zero, a file deleted during the run).
 """
 
 from __future__ import annotations
