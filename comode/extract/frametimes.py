@@ -15,8 +15,8 @@ in order": it must read 0, 1, 2, ... with nothing skipped or repeated.
 
 Why ffmpeg's stats and not a library: the source is only ever decoded by the ffmpeg
 subprocess (isolation, time limit).  Why these and not ``showinfo``'s log lines, which any
-ffmpeg writes: measured on the 15 shared clips, the stats cost nothing (+0.1% of the
-re-encode's CPU time) and showinfo +1.5% (docs/extraction.md).  An ffmpeg older than 6.0
+ffmpeg writes: in one interleaved run on the 15 shared clips the stats cost +0.1% of the
+re-encode's CPU time and showinfo +1.5% (docs/extraction.md).  An ffmpeg older than 6.0
 (``COMODE_FFMPEG``) gets no stats option: the optional ``timestamps`` array is then left out.
 
 Times are those ffmpeg decoded: the source's pts minus the start time ffmpeg gives the file
