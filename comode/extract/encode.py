@@ -6,11 +6,12 @@ One ffmpeg process per video decodes the source once and writes, into one NUT fi
 and writes each frame's source timestamp (:mod:`comode.extract.frametimes`).
 
 The invariant (schemas/README.md): every frame the decoder outputs from the source's video
-stream (the first one that is not a cover picture) becomes one frame of both streams, in the decoder's output order, whatever
-its timestamps.  So the frames are renumbered 0, 1, 2, ... on a fixed 1/25 s clock before
-they reach the encoders: FFmpeg's MPEG encoders refuse a frame whose pts, rescaled to their
-time base, is not above the last one ("Invalid pts (7) <= last (7)"), which irregular,
-repeated or backward source timestamps (phones, screen recorders, broken muxers) produce.
+stream (the first one that is not a cover picture) becomes one frame of both streams, in
+the decoder's output order, whatever its timestamps.  So the frames are renumbered 0, 1,
+2, ... on a fixed 1/25 s clock before they reach the encoders: FFmpeg's MPEG encoders
+refuse a frame whose pts, rescaled to their time base, is not above the last one
+("Invalid pts (7) <= last (7)"), which irregular, repeated or backward source timestamps
+(phones, screen recorders, broken muxers) produce.
 
 Why the ffmpeg command line and not PyAV in-process (measured, README "Extraction"):
 the CLI re-encode ran 1.6-2x faster than the same PyAV decode/scale/encode loop, and a

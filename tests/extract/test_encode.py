@@ -152,7 +152,8 @@ def test_an_unknown_ffmpeg_failure_is_reported_by_its_cause_not_by_the_wrap_up()
     """The log of issue 14's failure: the reason names the encoder's complaint, not "Conversion failed!"."""
     log = ("[mpeg2video @ 0x559c71512680] Invalid pts (58) <= last (58)\n"
            "[vost#0:1/mpeg2video @ 0x559c714ac880] [enc:mpeg2video @ 0x559c71512540] Error submitting video frame "
-           "to the encoder\n[vost#0:1/mpeg2video @ 0x559c714ac880] Task finished with error code: -22 (Invalid argument)\n"
+           "to the encoder\n"
+           "[vost#0:1/mpeg2video @ 0x559c714ac880] Task finished with error code: -22 (Invalid argument)\n"
            "[out#0/nut @ 0x559c7149a980] video:268KiB audio:0KiB\nConversion failed!\n")
     assert _failure_reason(log, 234) == "ffmpeg exited with code 234: [mpeg2video] Invalid pts (58) <= last (58)"
     assert _failure_reason("something odd\nConversion failed!\n", 1) == "ffmpeg exited with code 1: Conversion failed!"

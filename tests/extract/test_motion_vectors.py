@@ -100,8 +100,9 @@ def test_mvextractor_refuses_a_stream_whose_decoder_holds_the_last_frame_back(tm
     """A plain MPEG-2 stream (not marked low-delay, as extraction wrote them before issue 18):
     mv-extractor would hand out its last frame without vectors.  It is refused, loudly."""
     stream = tmp_path / "default_delay.m2v"
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(real_dir / "mmaction2_arm_wrestling.mp4"),
-                    "-frames:v", "30", "-c:v", "mpeg2video", "-bf", "0", "-g", "12", str(stream)], check=True)
+    clip = real_dir / "mmaction2_arm_wrestling.mp4"
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(clip), "-frames:v", "30",
+                    "-c:v", "mpeg2video", "-bf", "0", "-g", "12", str(stream)], check=True)
     assert frames_held_back(str(stream)) == 1
     with pytest.raises(ValueError, match="would lose the motion vectors of the last 1 frame"):
         read_motion_vectors(stream, backend="mvextractor")

@@ -228,8 +228,9 @@ def build_corpus(root: Path) -> dict[str, Case]:
     # A portrait phone video: HEVC in MOV, audio first, display matrix -90 degrees.
     _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.52", "-c:v", "libx265", "-x265-params",
             "log-level=error", "-tag:v", "hvc1", str(bad_dir / "landscape.tmp.mov"))
-    _ffmpeg("-f", "lavfi", "-i", "sine=duration=0.6", "-display_rotation", "-90", "-i", str(bad_dir / "landscape.tmp.mov"),
-            "-map", "0:a", "-map", "1:v", "-c:v", "copy", "-c:a", "aac", str(good_dir / "portrait_rotated_270.mov"))
+    _ffmpeg("-f", "lavfi", "-i", "sine=duration=0.6",
+            "-display_rotation", "-90", "-i", str(bad_dir / "landscape.tmp.mov"), "-map", "0:a", "-map", "1:v",
+            "-c:v", "copy", "-c:a", "aac", str(good_dir / "portrait_rotated_270.mov"))
     (bad_dir / "landscape.tmp.mov").unlink()
     add("good/portrait_rotated_270.mov", "complete", frames=(13, 13))
     # Every timestamp twice (Matroska allows it), and a frame size that changes mid-stream.
