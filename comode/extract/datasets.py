@@ -39,9 +39,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping
 
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts", ".3gp", ".ogv"}
-)
+# What the folder layout takes for a video (any container ffmpeg reads; the content is probed,
+# the name only selects files).  Broadcast/camcorder (m2ts, mts, mxf, dv, vob), web (f4v,
+# asf), raw elementary streams (h264, hevc, m2v, ivf) and animated GIF (the TGIF dataset) are
+# videos too.  Not .ogg: mostly audio, and an audio-only file would be recorded as failed.
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".qt", ".3gp", ".3g2", ".mkv", ".mk3d", ".webm", ".avi", ".divx", ".wmv", ".asf",
+    ".flv", ".f4v", ".ogv", ".mpg", ".mpeg", ".mpe", ".m1v", ".m2v", ".vob", ".ts", ".m2ts", ".mts", ".mxf",
+    ".dv", ".nut", ".rm", ".rmvb", ".y4m", ".h264", ".264", ".h265", ".265", ".hevc", ".ivf", ".gif",
+})
 DATASET_KINDS = ("folder", "ucf101", "hmdb51", "kinetics400", "sample")
 TRAIN, TEST = "train", "test"
 MAX_ID_LENGTH = 150

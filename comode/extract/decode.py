@@ -57,6 +57,9 @@ MV_DECODER_OPTIONS = {"flags2": "+export_mvs", "skip_idct": "all", "lowres": "3"
 # Without it the MPEG-2 decoder holds one frame back and hands out the last one only when
 # flushed -- without its motion-vector side data (measured: the last P-frame of every video
 # came out all-zero).  The other frames are bit-identical.  Wrong for streams with B-frames.
+# Our MPEG-2 streams also carry the low_delay bit in their own header (encode._low_delay_args),
+# so decoders that cannot be given this flag (mv-extractor) behave the same; the flag here
+# stays for streams written without it.
 _LOW_DELAY = {"flags": "low_delay"}
 
 # AVPictureType values (PyAV exposes them as plain ints or an IntEnum, depending on version).
@@ -82,9 +85,18 @@ class MotionVectorReader:
         self._types: list[int] = []
         self._vectors: list[bytes] = []  # each frame's raw AVMotionVector records (b"": none)
         self._flushed = False
+        # Frames the decoder handed out only when flushed: FFmpeg attaches no motion vectors
+        # to those, so their (empty) records would read as "no motion".
+        self.frames_from_flush = 0
 
     def decode(self, packet: av.Packet | None) -> None:
         """Feed one packet (None flushes the decoder)."""
+        before = len(self._types)
+        self._decode(packet)
+        if packet is None:
+            self.frames_from_flush += len(self._types) - before
+
+    def _decode(self, packet: av.Packet | None) -> None:
         for frame in self._context.decode(packet):
             self._types.append(_frame_type(frame))
             side = frame.side_data.get("MOTION_VECTORS")
@@ -180,6 +192,9 @@ def read_streams(nut_path: Path, *, codec: str, rgb_size: tuple[int, int], mv_ba
         frame_types, records, frame_of_record = _mvextractor_vectors([extradata or b"", *packets_mv], codec)
     else:
         frame_types, records, frame_of_record = reader.result()
+        if reader.frames_from_flush:  # cannot happen with low_delay and no B-frames: say so if it does
+            raise ValueError(f"the MV decoder held back {reader.frames_from_flush} frame(s) to the end; "
+                             "their motion vectors would be lost")
     return _assemble(frame_types, records, frame_of_record, packets_rgb, rgb_key, rgb_size)
 
 
@@ -195,8 +210,21 @@ def _mvextractor_vectors(packets: list[bytes], codec: str) -> tuple[np.ndarray, 
 
 
 def _mvextractor_frames_from_file(path: str) -> list[tuple[int, np.ndarray | None]]:
+    """Every frame's type and records (None: none) through mv-extractor's VideoCap.
+
+    VideoCap cannot be told to decode with low delay, and FFmpeg attaches no motion vectors
+    to the frames a decoder hands out only when flushed at the end of the file: on a stream
+    whose decoder holds frames back (MPEG-2 not marked low-delay, any B-frames) the last
+    frame(s) would come out with no vectors, indistinguishable from "no motion" (issue 18).
+    Such a file is refused instead.
+    """
     from mvextractor.videocap import VideoCap
 
+    held_back = frames_held_back(path)
+    if held_back:
+        raise ValueError(f"mv-extractor would lose the motion vectors of the last {held_back} frame(s) of {path}: "
+                         "its decoder holds frames back to the end of the stream (not low-delay); "
+                         "use the pyav backend")
     capture = VideoCap()
     if not capture.open(path):
         raise ValueError(f"mv-extractor could not open {path}")
@@ -212,6 +240,20 @@ def _mvextractor_frames_from_file(path: str) -> list[tuple[int, np.ndarray | Non
     finally:
         capture.release()
     return frames
+
+
+def frames_held_back(path: str) -> int:
+    """How many frames a plain decoder (as mv-extractor's) outputs only when flushed at the end
+    of ``path``'s first video stream: 0 for a low-delay stream (what extraction writes)."""
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        context = av.CodecContext.create(stream.codec_context.name, "r")
+        context.extradata = stream.codec_context.extradata
+        context.thread_count = 1  # frame threading would add its own delay
+        for packet in container.demux(stream):
+            if packet.size:
+                context.decode(packet)
+        return len(context.decode(None))
 
 
 def _assemble(frame_types, records, frame_of_record, packets_rgb, rgb_key, rgb_size) -> DecodedStreams:

@@ -2,7 +2,16 @@
 
 One ffmpeg process per video decodes the source once and writes, into one NUT file:
   stream 0: the MV stream, ``codec`` at width x height, GOP ``gop``, no B-frames;
-  stream 1: the RGB stream, MPEG-2 at rgb_width x rgb_height, same GOP (stored for training).
+  stream 1: the RGB stream, MPEG-2 at rgb_width x rgb_height, same GOP (stored for training);
+and writes each frame's source timestamp (:mod:`comode.extract.frametimes`).
+
+The invariant (schemas/README.md): every frame the decoder outputs from the source's video
+stream (the first one that is not a cover picture) becomes one frame of both streams, in
+the decoder's output order, whatever its timestamps.  So the frames are renumbered 0, 1,
+2, ... on a fixed 1/25 s clock before they reach the encoders: FFmpeg's MPEG encoders
+refuse a frame whose pts, rescaled to their time base, is not above the last one
+("Invalid pts (7) <= last (7)"), which irregular, repeated or backward source timestamps
+(phones, screen recorders, broken muxers) produce.
 
 Why the ffmpeg command line and not PyAV in-process (measured, README "Extraction"):
 the CLI re-encode ran 1.6-2x faster than the same PyAV decode/scale/encode loop, and a
@@ -22,25 +31,17 @@ import signal
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
+from comode.extract.frametimes import ffmpeg_writes_frame_stats, read_frame_times, stats_args
 from comode.extract.settings import ExtractSettings
+from comode.extract.sourceinfo import SourceInfo, parse_source_info
 
 
 class ExtractionFailure(Exception):
     """A video could not be extracted; ``str(error)`` is the reason recorded in the store."""
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """What ffmpeg reported about the source's first video stream."""
-
-    codec: str | None
-    width: int | None
-    height: int | None
-    fps: float | None
 
 
 @lru_cache(maxsize=None)
@@ -62,6 +63,13 @@ def ffmpeg_version() -> str:
     return first.removeprefix("ffmpeg version ").split(" Copyright")[0].strip()
 
 
+# The clock the renumbered frames run on (frame t at t/25 s).  Any fixed rate works; 25 is
+# one MPEG-2 knows.  The encoders get the same time base (-enc_time_base), so one frame is
+# one tick whatever rate ffmpeg would have guessed from the source (a coarser guess, e.g.
+# 24000/1001 for a 10 fps source, would merge ticks again).
+FRAME_CLOCK = "1/25"
+
+
 def _encoder_args(stream: int, codec: str, gop: int, quality: int) -> list[str]:
     """Encoder options for output stream ``stream`` (explicit specifiers: an option without
     one would apply to every output stream, and the last occurrence would win)."""
@@ -73,51 +81,64 @@ def _encoder_args(stream: int, codec: str, gop: int, quality: int) -> list[str]:
         # so I-frame positions are known and identical in both streams.
         f"-sc_threshold{spec}", "1000000000",
         f"-q{spec}", str(quality), f"-pix_fmt{spec}", "yuv420p",
+        f"-enc_time_base{spec}", FRAME_CLOCK,
     ]
 
 
+def _low_delay_args(stream: int, codec: str) -> list[str]:
+    """Mark an MPEG-2 stream low-delay (its sequence extension's low_delay bit; legal only
+    without B-frames, which we never have).  Without it every MPEG-2 decoder holds each
+    frame back until the next one arrives and hands out the last frame only when flushed,
+    and FFmpeg attaches no motion-vector side data to a flushed frame: a reader that cannot
+    set the decoder's low_delay flag itself (mv-extractor) lost the last frame's vectors
+    (issue 18).  The frames are encoded exactly as before.  MPEG-4 Part 2 without B-frames
+    is low-delay already (its VOL header says so)."""
+    return [f"-flags:v:{stream}", "+low_delay"] if codec == "mpeg2video" else []
+
+
 def _filter_graph(settings: ExtractSettings) -> str:
+    """Fit to the MV-stream size, renumber the frames on FRAME_CLOCK, then split into the MV
+    stream and the (smaller) RGB stream.
+
+    ``0:V:0``: the first video stream that is not a cover picture (an MP4's attached
+    thumbnail would otherwise be taken for a one-frame video)."""
     w, h = settings.width, settings.height
     if settings.resize == "crop":
         fit = f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h}"
     else:
         fit = f"scale={w}:{h}"
-    return (f"[0:v:0]{fit},setsar=1,format=yuv420p,split[mv][rgb];"
+    return (f"[0:V:0]{fit},setsar=1,format=yuv420p,settb={FRAME_CLOCK},setpts=N,split[mv][rgb];"
             f"[rgb]scale={settings.rgb_width}:{settings.rgb_height}:flags=area[rgbout]")
+
+
+def frame_times_path(output: Path) -> Path:
+    """Where the re-encode writing ``output`` writes its frame times (comode.extract.frametimes)."""
+    return output.with_name(f"{output.name}.frametimes")
 
 
 def reencode_command(source: Path, output: Path, settings: ExtractSettings) -> list[str]:
     """The ffmpeg command line (also used, minus the RGB stream, by ``make bench``'s baseline)."""
+    frame_times = stats_args(0, frame_times_path(output)) if ffmpeg_writes_frame_stats(ffmpeg_exe()) else []
     return [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-y",
         "-threads", "1", "-filter_threads", "1", "-filter_complex_threads", "1",
+        # A source whose frame size or pixel format changes mid-stream (stream splices,
+        # adaptive-bitrate captures) must not rebuild the filter graph: that would restart
+        # setpts=N at 0 and the encoder would refuse the repeated pts.  The scale filter at
+        # the graph's head adapts to the new frame size by itself.
+        "-reinit_filter", "0",
         "-i", str(source),
         "-an", "-sn", "-dn",
         # One output frame per decoded source frame: no duplication or dropping to a
-        # constant rate (MPEG-2 only knows a few frame rates; the elementary stream's
-        # timestamps are not used, frame numbers are).
+        # constant rate (the frames are renumbered; frame numbers are what we use).
         "-fps_mode", "passthrough",
         "-filter_complex", _filter_graph(settings),
         "-map", "[mv]", *_encoder_args(0, settings.codec, settings.gop, settings.quality),
+        *_low_delay_args(0, settings.codec),
         "-map", "[rgbout]", *_encoder_args(1, "mpeg2video", settings.gop, settings.rgb_quality),
+        *frame_times,
         "-f", "nut", str(output),
     ]
-
-
-_STREAM_LINE = re.compile(r"Stream #0:\d+.*?: Video: (?P<codec>[\w-]+).*?(?P<w>\d{2,6})x(?P<h>\d{2,6})")
-_FPS = re.compile(r"(?P<fps>\d+(?:\.\d+)?) fps")
-
-
-def parse_source_info(stderr: str) -> SourceInfo:
-    """Read the input's first video stream description from ffmpeg's log."""
-    input_part = stderr.split("Output #0", 1)[0]
-    for line in input_part.splitlines():
-        match = _STREAM_LINE.search(line)
-        if match:
-            fps = _FPS.search(line)
-            return SourceInfo(codec=match["codec"], width=int(match["w"]), height=int(match["h"]),
-                              fps=float(fps["fps"]) if fps else None)
-    return SourceInfo(codec=None, width=None, height=None, fps=None)
 
 
 def _failure_reason(stderr: str, returncode: int, settings: ExtractSettings | None = None) -> str:
@@ -147,9 +168,24 @@ def _failure_reason(stderr: str, returncode: int, settings: ExtractSettings | No
     for needle, reason in known:
         if needle in lowered:
             return reason
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    tail = lines[-1] if lines else "no output"
-    return f"ffmpeg exited with code {returncode}: {tail[:300]}"
+    return f"ffmpeg exited with code {returncode}: {_last_cause(stderr)[:300]}"
+
+
+# ffmpeg's own wrap-up after any error ("Conversion failed!", "Error submitting video frame
+# to the encoder", "Task finished with error code ...") says nothing about the cause.
+_GENERIC = re.compile(r"conversion failed|error (submitting|encoding|while|opening output)|terminating thread|"
+                      r"task finished|nothing was written|error closing", re.IGNORECASE)
+_ERRORISH = re.compile(r"error|invalid|fail|cannot|could not|not supported|unsupported", re.IGNORECASE)
+_LOG_PREFIX = re.compile(r"^(\[[^\]]*?) @ 0x[0-9a-f]+\]")  # "[mpeg2video @ 0x55d1]" -> "[mpeg2video]"
+
+
+def _last_cause(stderr: str) -> str:
+    """The last line of ffmpeg's log that names a cause, e.g. "[mpeg2video] Invalid pts (7) <=
+    last (7)", else its last line.  The last, not the first: a damaged source logs decoding
+    errors that ffmpeg conceals and goes on from; what stopped it comes after them."""
+    lines = [_LOG_PREFIX.sub(r"\1]", line.strip()) for line in stderr.splitlines() if line.strip()]
+    causes = [line for line in lines if _ERRORISH.search(line) and not _GENERIC.search(line)]
+    return causes[-1] if causes else lines[-1] if lines else "no output"
 
 
 def _signal_name(number: int) -> str:
@@ -227,6 +263,7 @@ def reencode(source: Path, output: Path, settings: ExtractSettings) -> SourceInf
     """Run the re-encode with the per-video time and memory limits; raise ExtractionFailure with a reason."""
     _check_source(source)
     command = reencode_command(source, output, settings)
+    frame_times_path(output).unlink(missing_ok=True)  # never read another run's times
     fault = injected_fault(source)
     if fault:
         command = [sys.executable, "-c", _FAULT_PROGRAMS[fault]]
@@ -238,4 +275,11 @@ def reencode(source: Path, output: Path, settings: ExtractSettings) -> SourceInf
                                 "raise --timeout)") from None
     if result.returncode != 0:
         raise ExtractionFailure(_failure_reason(result.stderr, result.returncode, settings))
-    return parse_source_info(result.stderr)
+    info = parse_source_info(result.stderr)
+    times_file = frame_times_path(output)
+    if not times_file.exists():  # an ffmpeg older than 6.0: no frame times, nothing else missing
+        return info
+    try:
+        return replace(info, frame_times=read_frame_times(times_file))
+    except ValueError as error:
+        raise ExtractionFailure(f"ffmpeg broke the one-frame-per-source-frame rule: {error}") from None

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from comode.extract.datasets import VideoItem
 from comode.extract.decode import read_streams
-from comode.extract.encode import ExtractionFailure, SourceInfo, injected_fault, reencode
+from comode.extract.encode import ExtractionFailure, injected_fault, reencode
 from comode.extract.mvgrid import records_to_grid
 from comode.extract.settings import ExtractSettings
+from comode.extract.sourceinfo import SourceInfo
 from comode.store import STATUS_COMPLETE, STATUS_FAILED, VideoArrays, write_failure, write_video
 from comode.store.ownership import made_by_dead_local_process, process_tag
 from comode.store.writer import is_store_full, open_root_for_writing, store_full_error
@@ -52,12 +53,28 @@ def extract_arrays(source: Path, settings: ExtractSettings, *, workdir: Path) ->
                                mv_backend=settings.mv_backend)
     except (ValueError, av_errors()) as error:
         raise ExtractionFailure(f"re-encoded stream unreadable: {error}") from None
-    mvs = records_to_grid(streams.records, streams.frame_of_record, num_frames=len(streams.frame_types),
+    num_frames = len(streams.frame_types)
+    times = info.frame_times
+    if times is not None and len(times.ticks) != num_frames:
+        raise ExtractionFailure(f"internal error: ffmpeg wrote the times of {len(times.ticks)} frames "
+                                f"but encoded {num_frames}")
+    mvs = records_to_grid(streams.records, streams.frame_of_record, num_frames=num_frames,
                           grid_shape=settings.grid_shape, cell=settings.mv_cell)
     arrays = VideoArrays(frame_types=streams.frame_types, iframes=streams.iframes,
                          iframe_index=streams.iframe_index, mvs=mvs, rgb_stream=streams.rgb_stream,
-                         rgb_stream_offsets=streams.rgb_stream_offsets)
+                         rgb_stream_offsets=streams.rgb_stream_offsets,
+                         timestamps=None if times is None else times.ticks)
     return info, arrays
+
+
+def source_attrs(info: SourceInfo) -> dict[str, Any]:
+    """What a complete group records about its source (None values are left out by the caller)."""
+    time_base = info.frame_times.time_base if info.frame_times is not None else None
+    return {
+        "fps": info.fps, "source_codec": info.codec, "source_width": info.width, "source_height": info.height,
+        "source_rotation": info.rotation, "source_stream": info.stream,
+        "time_base": None if time_base is None else [time_base.numerator, time_base.denominator],
+    }
 
 
 # Each task's temporary folder (the re-encoded NUT file) is named after its process and host
@@ -111,10 +128,11 @@ def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
         os.kill(os.getpid(), signal.SIGSEGV)
     attrs = {
         **item_attrs(item),
-        "fps": info.fps, "source_frames": arrays.num_frames, "frames": arrays.num_frames,
+        # One stored frame per decoded source frame (the invariant, schemas/README.md).
+        "source_frames": arrays.num_frames, "frames": arrays.num_frames,
         "width": settings.width, "height": settings.height,
         "rgb_codec": "mpeg2video", "rgb_width": settings.rgb_width, "rgb_height": settings.rgb_height,
-        "source_codec": info.codec, "source_width": info.width, "source_height": info.height,
+        **source_attrs(info),
         "seconds": round(time.perf_counter() - start, 3),
     }
     attrs = {k: v for k, v in attrs.items() if v is not None or k in ("fps", "class_name")}

@@ -16,13 +16,18 @@ Layout (Zarr v3)::
         mvs             int16  (T, 2, gh, gw)  motion vectors on the block grid (x, y), quarter pixels
         rgb_stream      uint8  (N,)            MPEG-2 elementary stream (GOP 12, no B) at the RGB size
         rgb_stream_offsets int64 (T + 1,)      byte offset of frame t's packet; last = N
+        timestamps      int64  (T,)            source presentation time of frame t, in ticks of the
+                                               group's time_base attribute (optional)
 """
 
 from __future__ import annotations
 
 SCHEMA_NAME = "comode.store"
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 1  # 1: optional dataset.label_sets and per-video labels / label_names (sample dataset)
+# Minor versions only add optional things:
+#   1: dataset.label_sets and per-video labels / label_names (sample dataset);
+#   2: the timestamps array and the source_rotation / source_stream attributes.
+SCHEMA_MINOR = 2
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_MAJOR}"
 
 VIDEOS_GROUP = "videos"
@@ -41,6 +46,9 @@ MVS = "mvs"
 RGB_STREAM = "rgb_stream"
 RGB_STREAM_OFFSETS = "rgb_stream_offsets"
 ARRAY_NAMES = (FRAME_TYPES, IFRAMES, IFRAME_INDEX, MVS, RGB_STREAM, RGB_STREAM_OFFSETS)
+# Arrays a complete group may lack (written since schema_minor 2; stores made before have none).
+TIMESTAMPS = "timestamps"
+OPTIONAL_ARRAY_NAMES = (TIMESTAMPS,)
 
 # Motion vectors are stored in this fixed sub-pixel unit: value / MV_UNITS_PER_PIXEL = pixels
 # of the MV-stream frame (the extraction width x height, e.g. 340x256).

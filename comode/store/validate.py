@@ -61,7 +61,7 @@ def _read_arrays(store: Store, video_id: str) -> list[str]:
     """Read every array whole; a chunk that fails its checksum or decompression is named."""
     group = store.video(video_id).group
     problems = []
-    for name in layout.ARRAY_NAMES:
+    for name in layout.ARRAY_NAMES + tuple(n for n in layout.OPTIONAL_ARRAY_NAMES if n in group):
         try:
             group[name][...]
         except Exception as error:  # any codec error is a finding to report, not a crash
@@ -100,6 +100,10 @@ def _check_arrays(store: Store, video_id: str) -> list[str]:
         layout.IFRAMES: ("uint8", None),
         layout.RGB_STREAM: ("uint8", None),
     }
+    if layout.TIMESTAMPS in group:  # optional (schema_minor >= 2): older stores have none
+        expected[layout.TIMESTAMPS] = ("int64", (t,))
+        if "time_base" not in video.attrs:
+            problems.append("timestamps without a time_base attribute")
     for name, (dtype, shape) in expected.items():
         array = group[name]
         if str(array.dtype) != dtype:

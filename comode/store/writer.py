@@ -86,6 +86,8 @@ class VideoArrays:
     mvs:                 (T, 2, gh, gw) int16, quarter pixels, direction of motion (dst - src)
     rgb_stream:          (N,) uint8 elementary stream the training clips are decoded from
     rgb_stream_offsets:  (T + 1,) int64 byte offset of each frame's packet, then N
+    timestamps:          (T,) int64 source presentation time of each frame in ticks of the
+                         group's ``time_base`` attribute; optional (None: not written)
     """
 
     frame_types: np.ndarray
@@ -94,6 +96,7 @@ class VideoArrays:
     mvs: np.ndarray
     rgb_stream: np.ndarray
     rgb_stream_offsets: np.ndarray
+    timestamps: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         t = self.frame_types.shape[0]
@@ -107,6 +110,8 @@ class VideoArrays:
             (self.rgb_stream.dtype == np.uint8 and self.rgb_stream.ndim == 1, "rgb_stream must be uint8 (N,)"),
             (self.rgb_stream_offsets.shape == (t + 1,) and self.rgb_stream_offsets[-1] == self.rgb_stream.size,
              "rgb_stream_offsets must be (T + 1,) ending at len(rgb_stream)"),
+            (self.timestamps is None or (self.timestamps.dtype == np.int64 and self.timestamps.shape == (t,)),
+             "timestamps must be int64 (T,)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -118,7 +123,8 @@ class VideoArrays:
 
     @property
     def nbytes(self) -> int:
-        return sum(getattr(self, name).nbytes for name in layout.ARRAY_NAMES)
+        return sum(getattr(self, name).nbytes for name in layout.ARRAY_NAMES + layout.OPTIONAL_ARRAY_NAMES
+                   if getattr(self, name) is not None)
 
 
 class _LocalStoreKeepingParents(LocalStore):
@@ -288,7 +294,8 @@ def _array_specs(arrays: VideoArrays) -> list[tuple[str, np.ndarray, int, BloscS
         (layout.RGB_STREAM, arrays.rgb_stream, layout.RGB_STREAM_CHUNK_BYTES, _COMPRESS_STREAM),
         (layout.RGB_STREAM_OFFSETS, arrays.rgb_stream_offsets.astype(np.int64), arrays.rgb_stream_offsets.shape[0],
          _COMPRESS_INT),
-    ]
+    ] + ([] if arrays.timestamps is None else
+         [(layout.TIMESTAMPS, arrays.timestamps, arrays.timestamps.shape[0], _COMPRESS_INT)])
 
 
 def _encode_group(attrs: Mapping[str, Any], specs) -> dict[str, bytes]:

@@ -32,6 +32,13 @@ def test_folder_with_class_subfolders_and_hash_split(tmp_path):
     assert all(ID_RULE.match(v.video_id) for v in index.videos)
 
 
+def test_folder_takes_broadcast_camcorder_raw_and_gif_videos_but_not_audio(tmp_path):
+    videos = ["a/cam.MTS", "a/disc.m2ts", "a/tape.dv", "a/dvd.vob", "a/news.mxf", "a/raw.h264", "a/raw.hevc",
+              "a/vp9.ivf", "a/tgif.gif", "a/old.asf", "a/web.f4v"]
+    touch(tmp_path, *videos, "a/song.ogg", "a/cover.jpg", "a/subs.srt")
+    assert sorted(v.source for v in load_dataset("folder", tmp_path).videos) == sorted(videos)
+
+
 def test_folder_with_train_and_test_top_folders(tmp_path):
     touch(tmp_path, "train/a/1.mp4", "train/b/2.avi", "test/a/3.mp4")
     index = load_dataset("folder", tmp_path)

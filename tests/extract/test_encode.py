@@ -8,8 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from comode.extract.encode import ExtractionFailure, ffmpeg_exe, parse_source_info, reencode, reencode_command
+from comode.extract.encode import ExtractionFailure, _failure_reason, ffmpeg_exe, reencode, reencode_command
 from comode.extract.settings import ExtractSettings
+from comode.extract.sourceinfo import parse_source_info
 from comode.extract.synthetic import translating_frames, write_video
 from comode.extract.video import extract_arrays
 
@@ -20,9 +21,9 @@ def test_both_streams_have_gop_12_no_b_frames_and_their_sizes(tmp_path, real_dir
     assert (info.codec, info.width, info.height, info.fps) == ("mpeg4", 320, 240, 25.0)
     with av.open(str(nut)) as container:
         sizes = [(s.codec_context.name, s.width, s.height) for s in container.streams.video]
-        types = {0: [], 1: []}
-        for frame_stream in (0, 1):
-            container.seek(0)
+    types = {}
+    for frame_stream in (0, 1):  # each stream read from the start (a NUT seek to 0 may land one GOP late)
+        with av.open(str(nut)) as container:
             types[frame_stream] = [f.pict_type for f in container.decode(video=frame_stream)]
     assert sizes == [("mpeg2video", 340, 256), ("mpeg2video", 170, 128)]
     for stream_types in types.values():
@@ -111,6 +112,51 @@ def test_source_info_parsing_handles_missing_fps():
     log = "Input #0, matroska\n  Stream #0:0: Video: ffv1, yuv444p, 340x256, SAR 1:1\nOutput #0, nut"
     info = parse_source_info(log)
     assert (info.codec, info.width, info.height, info.fps) == ("ffv1", 340, 256, None)
+
+
+_PHONE_LOG = """\
+Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'phone.mov':
+  Stream #0:0[0x1](und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, mono, fltp, 69 kb/s (default)
+  Stream #0:1[0x2](und): Video: hevc (Main) (hvc1 / 0x31637668), yuv420p(tv, progressive), 1920x1080, 7923 kb/s, \
+29.97 fps, 29.97 tbr, 600 tbn (default)
+    Metadata:
+      handler_name    : Core Media Video
+    Side data:
+      Display Matrix: rotation of -90.00 degrees
+  Stream #0:2[0x0]: Video: mjpeg (Baseline), yuvj420p(pc), 320x240 [SAR 1:1 DAR 4:3], 90k tbr, 90k tbn (attached pic)
+Output #0, nut, to 'out.nut':
+  Stream #0:0: Video: mpeg2video, yuv420p, 340x256, q=2-31
+"""
+
+
+def test_source_info_of_a_portrait_phone_video():
+    """The video stream after an audio one, its rotation (FFmpeg 7+ spelling), its size as
+    displayed (a quarter turn swaps the sides), the codec tag's hex not taken for a size."""
+    info = parse_source_info(_PHONE_LOG)
+    assert (info.codec, info.stream, info.rotation, info.fps) == ("hevc", 1, -90.0, 29.97)
+    assert (info.width, info.height) == (1080, 1920)
+
+
+def test_source_info_skips_a_cover_picture_and_reads_the_old_rotation_spelling():
+    log = ("  Stream #0:0: Video: png, rgb24(pc), 64x64 [SAR 1:1 DAR 1:1], 90k tbr, 90k tbn (attached pic)\n"
+           "  Stream #0:1[0x100]: Video: mpeg2video (Main) ([2][0][0][0] / 0x0002), yuv420p(tv, progressive), "
+           "720x576 [SAR 16:15 DAR 4:3], 60k fps, 25 tbr, 90k tbn\n"
+           "    Side data:\n      displaymatrix: rotation of -180.00 degrees\n")
+    info = parse_source_info(log)
+    assert (info.codec, info.stream, info.width, info.height) == ("mpeg2video", 1, 720, 576)
+    assert info.rotation == 180.0  # one spelling per turn, in (-180, 180]
+    assert info.fps == 25.0  # "60k fps" is a container placeholder: the base rate ("tbr") instead
+
+
+def test_an_unknown_ffmpeg_failure_is_reported_by_its_cause_not_by_the_wrap_up():
+    """The log of issue 14's failure: the reason names the encoder's complaint, not "Conversion failed!"."""
+    log = ("[mpeg2video @ 0x559c71512680] Invalid pts (58) <= last (58)\n"
+           "[vost#0:1/mpeg2video @ 0x559c714ac880] [enc:mpeg2video @ 0x559c71512540] Error submitting video frame "
+           "to the encoder\n"
+           "[vost#0:1/mpeg2video @ 0x559c714ac880] Task finished with error code: -22 (Invalid argument)\n"
+           "[out#0/nut @ 0x559c7149a980] video:268KiB audio:0KiB\nConversion failed!\n")
+    assert _failure_reason(log, 234) == "ffmpeg exited with code 234: [mpeg2video] Invalid pts (58) <= last (58)"
+    assert _failure_reason("something odd\nConversion failed!\n", 1) == "ffmpeg exited with code 1: Conversion failed!"
 
 
 def test_synthetic_video_round_trip_has_one_frame_per_source_frame(tmp_path):

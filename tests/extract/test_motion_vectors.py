@@ -1,13 +1,16 @@
 """Motion vectors: bit-exact against the answer key, sign and units on synthetic motion,
-and identical from both readers (PyAV export and mv-extractor) on a re-encoded real clip."""
+and identical from both readers (PyAV export and mv-extractor) on every frame of the
+re-encoded real clips."""
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from comode.extract.decode import read_motion_vectors
-from comode.extract.mvgrid import RECORD_FIELDS
+from comode.extract.decode import frames_held_back, read_motion_vectors, read_streams
+from comode.extract.encode import ffmpeg_exe, reencode
+from comode.extract.mvgrid import RECORD_FIELDS, records_to_grid
 from comode.extract.settings import ExtractSettings
 from comode.extract.synthetic import translating_frames, write_video
 from comode.extract.video import extract_arrays
@@ -60,21 +63,56 @@ def test_mpeg4_part2_stream_gives_the_same_units(tmp_path):
     assert np.median(interior[:, 0]) == -12 and np.median(interior[:, 1]) == 8
 
 
-def test_both_readers_give_identical_grids_on_a_real_clip(tmp_path, real_dir):
-    source = real_dir / "mmaction2_arm_wrestling.mp4"
-    grids = {}
-    for backend in ("pyav", "mvextractor"):
-        work = tmp_path / backend
-        work.mkdir()
-        _, arrays = extract_arrays(source, ExtractSettings(mv_backend=backend), workdir=work)
-        grids[backend] = arrays
-    a, b = grids["pyav"], grids["mvextractor"]
-    assert np.array_equal(a.frame_types, b.frame_types)
-    # mv-extractor's decoder holds the last frame back and hands it out at the flush without
-    # side data: its last map is empty.  Ours (low_delay decoder) has it.  All others agree.
-    assert np.array_equal(a.mvs[:-1], b.mvs[:-1])
-    assert a.frame_types[-1] == ord("P") and np.count_nonzero(a.mvs[-1]) > 0 and np.count_nonzero(b.mvs[-1]) == 0
-    assert np.count_nonzero(a.mvs) > 0.2 * a.mvs.size  # real motion, not an all-zero grid
+def _real_clips(real_dir: Path) -> list[Path]:
+    names = [line.split("\t", 1)[0] for line in (real_dir / "MANIFEST.tsv").read_text().splitlines()[1:] if line]
+    return [real_dir / name for name in names]
+
+
+def test_both_readers_give_identical_grids_on_every_frame_of_every_real_clip(tmp_path, real_dir):
+    """Issue 18: the mv-extractor backend stored zeros on the last frame.  Whole videos, all
+    frames, the 15 shared clips: both backends read the same re-encoded stream and must give
+    the same frame types, the same raw vectors and the same grids, the last frame included."""
+    settings = ExtractSettings()
+    checked_last = 0
+    for clip in _real_clips(real_dir):
+        nut = tmp_path / f"{clip.stem}.nut"
+        reencode(clip, nut, settings)
+        grids = {}
+        for backend in ("pyav", "mvextractor"):
+            streams = read_streams(nut, codec=settings.codec, rgb_size=(settings.rgb_width, settings.rgb_height),
+                                   mv_backend=backend)
+            grids[backend] = (streams, records_to_grid(streams.records, streams.frame_of_record,
+                                                       num_frames=len(streams.frame_types),
+                                                       grid_shape=settings.grid_shape, cell=settings.mv_cell))
+        (a, grid_a), (b, grid_b) = grids["pyav"], grids["mvextractor"]
+        assert np.array_equal(a.frame_types, b.frame_types), clip.name
+        np.testing.assert_array_equal(_as_table(a.records), _as_table(b.records), err_msg=clip.name)
+        np.testing.assert_array_equal(a.frame_of_record, b.frame_of_record, err_msg=clip.name)
+        np.testing.assert_array_equal(grid_a, grid_b, err_msg=clip.name)
+        assert np.count_nonzero(grid_a) > 0.01 * grid_a.size, clip.name  # real motion, not all-zero grids
+        if a.frame_types[-1] == ord("P"):
+            assert np.count_nonzero(grid_b[-1]) > 0, f"{clip.name}: no vectors on the last P-frame"
+            checked_last += 1
+    assert checked_last >= 10  # most clips end on a P-frame: the case of the issue
+
+
+def test_mvextractor_refuses_a_stream_whose_decoder_holds_the_last_frame_back(tmp_path, real_dir):
+    """A plain MPEG-2 stream (not marked low-delay, as extraction wrote them before issue 18):
+    mv-extractor would hand out its last frame without vectors.  It is refused, loudly."""
+    stream = tmp_path / "default_delay.m2v"
+    clip = real_dir / "mmaction2_arm_wrestling.mp4"
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(clip), "-frames:v", "30",
+                    "-c:v", "mpeg2video", "-bf", "0", "-g", "12", str(stream)], check=True)
+    assert frames_held_back(str(stream)) == 1
+    with pytest.raises(ValueError, match="would lose the motion vectors of the last 1 frame"):
+        read_motion_vectors(stream, backend="mvextractor")
+    # The same frames from a stream marked low-delay: nothing held back, the last frame has vectors.
+    marked = tmp_path / "low_delay.m2v"
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(stream), "-c:v", "mpeg2video",
+                    "-bf", "0", "-g", "12", "-flags", "+low_delay", str(marked)], check=True)
+    assert frames_held_back(str(marked)) == 0
+    frames = read_motion_vectors(marked, backend="mvextractor")
+    assert len(frames) == 30 and frames[-1][0] == "P" and len(frames[-1][1]) > 0
 
 
 def test_the_last_frame_keeps_its_motion(tmp_path):
@@ -116,8 +154,9 @@ def test_fast_reading_equals_a_full_decode(tmp_path, real_dir, codec, low_delay)
                 reader.decode(packet)
     types, records, owner = reader.result()
     assert types.tolist() == full_types and len(types) == 280
-    if codec == "mpeg2video":  # its decoder holds a frame back: flushed at the end, it has no vectors
-        assert (full[-1] is not None) == low_delay
+    # Our MPEG-2 stream is marked low-delay in its own header (issue 18), so even a decoder
+    # without the low_delay flag hands out the last frame in time, with its vectors.
+    assert full[-1] is not None
     for i, expected in enumerate(full):
         got = records[owner == i]
         if expected is None:

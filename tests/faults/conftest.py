@@ -217,6 +217,33 @@ def build_corpus(root: Path) -> dict[str, Case]:
             str(good_dir / "rotated.mp4"))
     (bad_dir / "unrotated.tmp.mp4").unlink()
     add("good/rotated.mp4", "complete", frames=(12, 13))
+    # Phone-like (issue 14): audio as stream 0, time base 1/26777, ~26.8 fps with 0-5.6 ms of
+    # jitter -- two frames land on one tick of the MPEG-2 encoder's clock ("Invalid pts").
+    _ffmpeg("-f", "lavfi", "-i", "sine=duration=1.4", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=27:duration=1.26",
+            "-map", "0:a", "-map", "1:v", "-c:a", "aac", "-vf", "settb=1/26777,setpts=N*1000+150*random(0)",
+            "-fps_mode", "passthrough", "-enc_time_base:v", "1/26777", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+            "-video_track_timescale", "26777",
+            str(good_dir / "phone_vfr_odd_timebase.mp4"))
+    add("good/phone_vfr_odd_timebase.mp4", "complete", frames=(35, 35))
+    # A portrait phone video: HEVC in MOV, audio first, display matrix -90 degrees.
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.52", "-c:v", "libx265", "-x265-params",
+            "log-level=error", "-tag:v", "hvc1", str(bad_dir / "landscape.tmp.mov"))
+    _ffmpeg("-f", "lavfi", "-i", "sine=duration=0.6",
+            "-display_rotation", "-90", "-i", str(bad_dir / "landscape.tmp.mov"), "-map", "0:a", "-map", "1:v",
+            "-c:v", "copy", "-c:a", "aac", str(good_dir / "portrait_rotated_270.mov"))
+    (bad_dir / "landscape.tmp.mov").unlink()
+    add("good/portrait_rotated_270.mov", "complete", frames=(13, 13))
+    # Every timestamp twice (Matroska allows it), and a frame size that changes mid-stream.
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.8", "-vf", "setpts=floor(N/2)*0.08/TB",
+            "-fps_mode", "passthrough", "-c:v", "ffv1", str(good_dir / "repeated_timestamps.mkv"))
+    add("good/repeated_timestamps.mkv", "complete", frames=(20, 20))
+    for size, part in (("64x48", "a"), ("48x32", "b")):
+        _ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration=0.48", "-c:v", "libx264",
+                "-pix_fmt", "yuv420p", str(bad_dir / f"part_{part}.tmp.ts"))
+    (good_dir / "size_change.ts").write_bytes(b"".join((bad_dir / f"part_{p}.tmp.ts").read_bytes() for p in "ab"))
+    for part in "ab":
+        (bad_dir / f"part_{part}.tmp.ts").unlink()
+    add("good/size_change.ts", "complete", frames=(24, 24))
     # Wrong extension: a Matroska file named .avi (ffmpeg probes the content, not the name).
     write_video(bad_dir / "matroska.mkv", translating_frames(frames=15, width=64, height=48, dx=1, dy=0, seed=4))
     (bad_dir / "matroska.mkv").rename(good_dir / "really_matroska.avi")

@@ -4,9 +4,10 @@ Every file is either extracted correctly (sane arrays) or recorded as failed wit
 that names the problem; the run completes; the other videos' data are intact; nothing
 partial counts as complete; the validator passes.  The corpus is built by
 ``build_corpus`` in this folder's conftest (truncations, zero bytes, noise, audio only,
-one frame, 341x257, 8K, VFR, rotation, wrong extension, corrupt middle, a lying frame
-count, unicode/space paths, symlink loop, dangling link, FIFO, /dev/zero, a file deleted
-during the run).
+one frame, 341x257, 8K, VFR, rotation, phone-like timing (time base 1/26777, jitter, audio
+first), a portrait HEVC phone video, repeated timestamps, a frame size change mid-stream,
+wrong extension, corrupt middle, a lying frame count, unicode/space paths, symlink loop,
+dangling link, FIFO, /dev/zero, a file deleted during the run).
 """
 
 from __future__ import annotations
@@ -139,9 +140,10 @@ def test_corpus_through_a_dask_local_cluster(tmp_path, corpus_factory):
     _check_outcomes(cases, by_source, url, summary)
 
 
-@pytest.mark.parametrize("name", ["odd_341x257.mkv", "8k.mp4", "rotated.mp4"])
+@pytest.mark.parametrize("name", ["odd_341x257.mkv", "8k.mp4", "rotated.mp4", "portrait_rotated_270.mov"])
 def test_source_geometry_is_recorded(tmp_path, corpus_factory, name):
-    """Odd, huge and rotated sources: the group records what the source was."""
+    """Odd, huge and rotated sources: the group records what the source was (a rotated
+    one upright, as ffmpeg turned it, with its display rotation)."""
     root = tmp_path / "videos"
     corpus_factory(root)
     folder = tmp_path / "one" / "good"
@@ -150,6 +152,7 @@ def test_source_geometry_is_recorded(tmp_path, corpus_factory, name):
     url = str(tmp_path / "one.zarr")
     assert run_extraction(load_dataset("folder", tmp_path / "one"), url, ExtractSettings(), SequentialExecutor()).ok
     attrs = next(iter(open_store(url).video_attrs().values()))
-    expected = {"odd_341x257.mkv": (341, 257), "8k.mp4": (7680, 4320), "rotated.mp4": (64, 48)}[name]
-    assert (attrs["source_width"], attrs["source_height"]) == expected
+    expected = {"odd_341x257.mkv": (341, 257, 0.0), "8k.mp4": (7680, 4320, 0.0), "rotated.mp4": (48, 64, 90.0),
+                "portrait_rotated_270.mov": (48, 64, -90.0)}[name]
+    assert (attrs["source_width"], attrs["source_height"], attrs["source_rotation"]) == expected
     assert (attrs["width"], attrs["height"]) == (340, 256)

@@ -1,6 +1,7 @@
 """The store: write/read round trip, the completion marker, resume rules, schema checks,
 and decoding RGB frames from the stored stream alone."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def extracted(tmp_path_factory):
 def _attrs(arrays, label=1):
     return {"source": "b/moving.mkv", "label": label, "class_name": "b", "splits": {"1": "train"},
             "frames": arrays.num_frames, "width": 340, "height": 256, "rgb_codec": "mpeg2video",
-            "rgb_width": 170, "rgb_height": 128, "fps": 25.0}
+            "rgb_width": 170, "rgb_height": 128, "fps": 25.0,
+            **({} if arrays.timestamps is None else {"time_base": [1, 1000]})}  # Matroska's milliseconds
 
 
 def test_round_trip_through_plain_zarr_and_the_reader(tmp_path, extracted):
@@ -121,7 +123,7 @@ def test_local_writes_are_the_files_zarr_itself_writes(tmp_path, extracted, monk
         return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
     local, through_zarr = files(tmp_path / "local.zarr/videos/v"), files(tmp_path / "fsspec.zarr/videos/v")
-    assert sorted(local) == sorted(through_zarr) and len(local) == 13  # group zarr.json, 6 x (zarr.json + shard)
+    assert sorted(local) == sorted(through_zarr) and len(local) == 15  # group zarr.json, 7 x (zarr.json + shard)
     assert local == through_zarr
 
     seen = []
@@ -275,9 +277,40 @@ def test_validate_reports_inconsistent_arrays(tmp_path, extracted):
     assert not report.ok and "iframe_index does not list" in report.problems[0]
 
 
+def test_source_timestamps_are_stored_and_checked(tmp_path, extracted):
+    """``timestamps`` (schema_minor 2): int64 ticks of the group's ``time_base``, one per frame."""
+    url = str(tmp_path / "s.zarr")
+    root = create_or_open_root(url, root_attrs=_root_attrs())
+    store_video(root, "v", _attrs(extracted), extracted)
+    group = zarr.open_group(url, mode="r")["videos/v"]
+    assert group["timestamps"].dtype == np.int64
+    np.testing.assert_array_equal(group["timestamps"][:], np.arange(26) * 40)  # 25 fps in milliseconds
+    assert validate_store(url, read_data=True).ok
+    zarr.open_group(url, mode="r+")["videos/v"].attrs.pop("time_base")
+    assert validate_store(url).problems == ["videos/v: timestamps without a time_base attribute"]
+    del zarr.open_group(url, mode="r+")["videos/v/timestamps"]
+    zarr.open_group(url, mode="r+")["videos/v"].create_array("timestamps", data=np.arange(25, dtype=np.int64))
+    zarr.open_group(url, mode="r+")["videos/v"].attrs["time_base"] = [1, 1000]
+    assert validate_store(url).problems == ["videos/v: timestamps shape (25,), expected (26,)"]
+
+
+def test_a_group_from_before_timestamps_still_reads_and_validates(tmp_path, extracted):
+    """Stores written before schema_minor 2 have no ``timestamps``: nothing requires them."""
+    old = dataclasses.replace(extracted, timestamps=None)
+    url = str(tmp_path / "s.zarr")
+    root = create_or_open_root(url, root_attrs=_root_attrs())
+    store_video(root, "v", _attrs(old), old)
+    assert "timestamps" not in zarr.open_group(url, mode="r")["videos/v"]
+    assert validate_store(url, read_data=True).ok
+    video = open_store(url).video("v")
+    assert video.num_frames == 26 and video.decode_frames([25]).shape == (1, 128, 170, 3)
+
+
 def test_video_arrays_reject_inconsistent_shapes(extracted):
     with pytest.raises(ValueError, match="rgb_stream_offsets"):
         VideoArrays(**{**extracted.__dict__, "rgb_stream_offsets": extracted.rgb_stream_offsets[:-1]})
+    with pytest.raises(ValueError, match="timestamps must be int64"):
+        VideoArrays(**{**extracted.__dict__, "timestamps": extracted.timestamps.astype(np.float64)})
 
 
 def test_schemas_are_valid_json_schema_documents():
