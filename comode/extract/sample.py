@@ -1,49 +1,62 @@
 """The built-in sample dataset (``comode sample``): short labelled videos in which context
-and motion are decoupled on purpose.
+and motion are decoupled on purpose, and in which the paper's premise holds: the near-future
+motion is predictable from the clip, yet differs between times of the same video.
 
 Every clip shows a **scene** (a crop of one of the photos in ``sample_assets/``, filmed by a
-slowly panning camera) and 1-4 (mostly 2-4) textured **objects** that all move in the clip's
-**motion pattern**, on paths that never overlap (no object hides another's motion).  The two labels are independent by construction: every (motion, scene) pair
-gets the same number of clips, and everything else (camera pan direction and speed, number
-of objects, their shape, texture, colour, size, position, speed, phase) is drawn from the
-clip's own random stream, independently of both labels.  So a representation that
-retrieves clips of the same motion must look at motion, and one that retrieves the same
-scene must look at appearance.
+static camera by default) and 2-5 (mostly 3-5) textured **objects** that all move in the
+clip's **motion pattern**, on paths that never overlap (no object hides another's motion).
+The two labels are independent by construction: every (motion, scene) pair gets the same
+number of clips, and everything else (number of objects, their shape, texture, colour, size,
+position, amplitude, period, phase and amplitude modulation) is drawn from the clip's own
+random stream, independently of both labels.  So a representation that retrieves clips of
+the same motion must look at motion, and one that retrieves the same scene must look at
+appearance.
 
 Motion patterns (object centre = anchor + offset(t), size = radius * scale(t); frame
-coordinates, +x right, +y down, t in frames):
+coordinates, +x right, +y down, t in frames; theta(t) = 2 pi (phase + t / period), a(t) =
+amplitude * (1 + depth * sin(2 pi t / modulation_period + modulation_phase))):
 
-==========  ==============================================================================
-left/right  constant velocity along x (1.5-2.5 px/frame at 170 px width), wrapping around
-up/down     constant velocity along y, wrapping around
-circle      clockwise on screen around the anchor (radius 8-16 px, period 32-48 frames)
-oscillate   back and forth along x (amplitude 12-20 px, period 32-48 frames)
-zoom        the object grows exponentially from 0.5x to 1.6x of its size (period 28-40
-            frames, then it starts small again: a sawtooth), so blocks on it point outwards
-==========  ==============================================================================
+============  ==========================================================================
+oscillate_x   back and forth along x: dx = a(t) sin theta
+oscillate_y   up and down along y: dy = a(t) sin theta
+circle_cw     clockwise on screen: (a cos theta, a sin theta)
+circle_ccw    counter-clockwise on screen: (a cos theta, -a sin theta)
+lissajous     a figure eight: (a sin theta, a_y sin(2 theta + phase_y))
+pulse         the object breathes: scale = pulse_ratio ** (a(t) / amplitude * sin theta),
+              so its blocks point outwards, then inwards
+============  ==========================================================================
 
-Why a moving camera and textured objects: MPEG motion vectors are zero wherever the
-picture does not move, and a flat colour gives block matching nothing to lock on to.  With
-a static background most blocks of a P-frame would carry a zero vector, and the pointwise
-contrastive motion loss would compare near-empty maps.  The camera pans at 0.4-1.0 px/frame
-in a random direction (a nuisance: independent of the motion label; objects move in frame
-coordinates, so their pattern reads the same whatever the pan), which puts a vector on most
-background blocks; the objects carry photo textures.  :func:`mv_block_coverage` measures
-the share of P-frame blocks with a non-zero vector on an extracted store.
+Why these: every pattern changes its velocity within a period of 28-44 frames, so the
+8-frame motion window after a clip is predictable from the clip's own motion but differs
+from the same clip's other windows (the hard negatives of the motion loss); the slow
+amplitude modulation (period 60-120 frames, depth 0.2-0.35) makes sure no two windows of a
+clip repeat exactly.  A constant velocity would make every window of a clip move alike,
+so the hard negatives would differ only in where the objects are.  The camera is static
+by default (``camera=True`` adds a slow pan, a nuisance independent of both labels): pan
+is most of the energy of a panning clip's motion field and says nothing about the motion
+label.  Objects are large (radius 14-22 px at 170 px width) and carry photo textures, so
+a useful share of the MV blocks carries their motion (MPEG vectors are zero wherever the
+picture does not move, and a flat colour gives block matching nothing to lock on to).
+:func:`mv_block_coverage` measures that share on an extracted store, and
+:func:`near_duplicate_share` measures how often a hard-negative window moves like the
+positive one, from the analytic per-frame velocities (:func:`clip_velocities`) that
+``velocities.npz`` records for every clip.
 
 Layout written by :func:`generate_sample` (the ``sample`` dataset format, a ``folder``
 layout plus ``labels.csv``)::
 
-    OUT/train/<motion>/<scene>_<motion>_<k>.mp4    H.264 (x264 veryfast, CRF 16), yuv420p, 25 fps
+    OUT/train/<motion>/<scene>_<motion>_<k>.mp4    H.264 (x264 veryfast, lossless), yuv420p, 25 fps
     OUT/test/<motion>/<scene>_<motion>_<k>.mp4
     OUT/labels.csv      path,split,motion,scene    (path relative to OUT, POSIX separators)
+    OUT/velocities.npz  <clip name> -> float32 (T, objects, 3): per frame t, each object's
+                        centre displacement (dx, dy) from frame t-1 to t in px of the frame,
+                        and its scale ratio scale(t) / scale(t-1) (row 0: 0, 0, 1)
     OUT/sample.json     generator settings and every clip's nuisance parameters
 
 Everything is a pure function of (seed, clip name, frame count, size): a clip's random stream
 is seeded by the seed and its name, so adding scenes or clips leaves the other clips as they
 were.  Shapes: T frames, H/W height and width.
 """
-
 from __future__ import annotations
 
 import csv
@@ -60,12 +73,12 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from comode.extract.encode import ffmpeg_exe
 
 ASSETS = Path(__file__).with_name("sample_assets")
-MOTIONS = ("circle", "down", "left", "oscillate", "right", "up", "zoom")
+MOTIONS = ("circle_ccw", "circle_cw", "lissajous", "oscillate_x", "oscillate_y", "pulse")
 # Scene names; scene X is the bundled photo sample_assets/scene_X.jpg (scikit-image sample
 # data, CC0 / public domain: see sample_assets/README.md).  The first four are the default.
 SCENES = ("astronaut", "cat", "coffee", "rocket", "hubble", "camera")
@@ -75,25 +88,30 @@ SHAPES = ("ellipse", "box", "diamond")
 REFERENCE_WIDTH = 170        # speeds and sizes below are in pixels of a 170-px-wide frame
 LABELS_FILE = "labels.csv"
 SETTINGS_FILE = "sample.json"
-ZOOM_RANGE = (0.5, 1.6)      # scale of a zooming object at the start and end of its period
+VELOCITIES_FILE = "velocities.npz"
+SCENE_BLUR = 8.0             # px of the photo: see scene_photo
+SCENE_GRAIN = ("gravel", 12.0)  # the fine texture every scene shares, and its strength (luma std)
+SCENE_LUMA = (110.0, 40.0)   # mean and standard deviation of every scene's brightness: see scene_photo
+PULSE_RATIO = (1.25, 1.45)   # a pulsing object's largest scale (its smallest is the inverse)
 
 
 # ---------------------------------------------------------------- specification
 
 @dataclass(frozen=True)
 class SampleSpec:
-    """What ``comode sample`` generates (defaults: 7 motions x 4 scenes x 6 = 168 clips of 96 frames)."""
+    """What ``comode sample`` generates (defaults: 6 motions x 4 scenes x 12 = 288 clips of
+    96 frames, 120 of them test clips: enough queries that one clip moves R@1 by < 1 point)."""
 
     seed: int = 0
-    videos_per_class: int = 24           # clips per motion class, spread evenly over the scenes
-    frames: int = 96                     # T: 3.84 s at 25 fps (a pretraining sample spans 70 frames)
+    videos_per_class: int = 48           # clips per motion class, spread evenly over the scenes
+    frames: int = 96                     # T: 3.84 s at 25 fps (a pretraining sample spans <= 70 frames)
     width: int = 170
     height: int = 128
     fps: int = 25
     motions: tuple[str, ...] = MOTIONS
     scenes: tuple[str, ...] = DEFAULT_SCENES
-    test_fraction: float = 0.3           # per (motion, scene) cell, rounded: 6 clips -> 2 test
-    camera: bool = True                  # pan the camera (False: static background, mostly zero vectors)
+    test_fraction: float = 0.4           # per (motion, scene) cell, rounded: 12 clips -> 5 test
+    camera: bool = False                 # pan the camera slowly (a label-independent nuisance)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.motions if m not in MOTIONS] + [s for s in self.scenes if s not in SCENES]
@@ -120,11 +138,16 @@ class ObjectSpec:
     light: tuple[int, int, int]          # RGB the texture's white maps to
     radius: float                        # half the object's size at scale 1
     aspect: float                        # height / width of the object
-    anchor: tuple[float, float]          # (x, y) centre at t = 0 (before the pattern's offset)
-    speed: float                         # px/frame (left/right/up/down)
-    amplitude: float                     # px: circle radius, oscillation amplitude
-    period: float                        # frames: circle, oscillate, zoom
+    anchor: tuple[float, float]          # (x, y) centre the pattern moves around
+    amplitude: float                     # px: oscillation / circle / lissajous x amplitude (pulse: unused)
+    amplitude_y: float                   # px: lissajous y amplitude (other patterns: unused)
+    phase_y: float                       # radians: lissajous y phase
+    pulse_ratio: float                   # pulse: largest scale (smallest = 1 / pulse_ratio)
+    period: float                        # frames of one cycle of the pattern
     phase: float                         # in [0, 1): where in its period the object starts
+    depth: float                         # amplitude modulation depth (0: none)
+    modulation_period: float             # frames of one cycle of the amplitude modulation
+    modulation_phase: float              # radians
 
 
 @dataclass(frozen=True)
@@ -140,7 +163,7 @@ class ClipSpec:
     height: int
     fps: int
     camera_start: tuple[float, float]    # centre of the view in scene-photo pixels at t = 0
-    camera_velocity: tuple[float, float]  # scene-photo pixels per frame
+    camera_velocity: tuple[float, float]  # scene-photo pixels per frame ((0, 0): static camera)
     camera_scale: float                  # scene-photo pixels per frame pixel
     objects: tuple[ObjectSpec, ...] = field(default_factory=tuple)
 
@@ -192,11 +215,11 @@ def make_clip(spec: SampleSpec, motion: str, scene: str, k: int, split: str) -> 
     rng = _rng(spec.seed, name)
     w, h, unit = spec.width, spec.height, spec.width / REFERENCE_WIDTH
     photo_w, photo_h = scene_photo(scene).size
-    # The view covers ~55% of the photo's width (a crop, not the whole picture), so the
-    # pan has room; the photo is 4:3 like the default frame.
+    # The view covers ~55% of the photo's width (a crop, not the whole picture), so a pan
+    # has room and different clips of a scene show different parts of it.
     scale = 0.55 * photo_w / w
-    # Drawn even without camera motion, so that --no-camera gives the same clips, only static.
-    angle, speed = rng.uniform(0, 2 * math.pi), rng.uniform(0.4, 1.0) * unit * spec.camera    # frame px / frame
+    # Drawn even for a static camera, so that camera=True gives the same clips, only panning.
+    angle, speed = rng.uniform(0, 2 * math.pi), rng.uniform(0.2, 0.5) * unit * spec.camera    # frame px / frame
     velocity = (math.cos(angle) * speed * scale, math.sin(angle) * speed * scale)             # photo px / frame
     # Start where the whole pan stays inside the photo (clamped when a long clip needs more room).
     half_w, half_h = w * scale / 2, h * scale / 2
@@ -205,21 +228,23 @@ def make_clip(spec: SampleSpec, motion: str, scene: str, k: int, split: str) -> 
         travel = v * (spec.frames - 1)
         low, high = half - min(travel, 0.0), size - half - max(travel, 0.0)
         start.append(float(rng.uniform(low, high)) if low < high else size / 2 - travel / 2)
-    objects = _make_objects(rng, motion, w, h, unit)
+    objects = _make_objects(rng, w, h, unit)
     return ClipSpec(name=name, motion=motion, scene=scene, split=split, frames=spec.frames, width=w, height=h,
                     fps=spec.fps, camera_start=(start[0], start[1]), camera_velocity=velocity, camera_scale=scale,
                     objects=objects)
 
 
-def _make_objects(rng: np.random.Generator, motion: str, w: int, h: int, unit: float) -> tuple[ObjectSpec, ...]:
+def _make_objects(rng: np.random.Generator, w: int, h: int, unit: float) -> tuple[ObjectSpec, ...]:
     """2-4 objects whose paths never overlap (so no object hides another's motion): each
-    new object gets up to 30 tries at a position whose swept box is clear of the others'
-    and is left out if none fits (at least one object is always kept)."""
+    new object gets up to 30 tries at a position whose footprint is clear of the others'
+    and is left out if none fits (at least one object is always kept).  Footprints do not
+    depend on the motion pattern (:func:`swept_box`), so neither do the number, size and
+    placement of the objects: a single frame says nothing about the motion label."""
     wanted, objects, boxes = int(rng.integers(2, 5)), [], []
     for _ in range(wanted):
         for attempt in range(30):
-            obj = _make_object(rng, motion, w, h, unit)
-            box = swept_box(motion, obj, w, h)
+            obj = _make_object(rng, w, h, unit)
+            box = swept_box(obj)
             if not objects or not any(_overlap(box, other) for other in boxes):
                 objects.append(obj)
                 boxes.append(box)
@@ -231,96 +256,172 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def swept_box(motion: str, obj: ObjectSpec, w: int, h: int) -> tuple[float, float, float, float]:
-    """(x0, y0, x1, y1): a box holding every pixel the object covers during the clip (with a
-    2-px margin); translations sweep a band across the whole frame."""
+def _reach(obj: ObjectSpec) -> tuple[float, float]:
+    """(x, y): how far any pixel of the object can get from its anchor under ANY pattern
+    (the largest of the translations and of the pulse), so that placement is the same
+    whatever the clip's motion label."""
     rx, ry = obj.radius, obj.radius * obj.aspect
-    if motion == "zoom":
-        rx, ry = rx * ZOOM_RANGE[1], ry * ZOOM_RANGE[1]
-    ax, ay, reach = obj.anchor[0], obj.anchor[1], obj.amplitude
-    if motion == "circle":
-        rx, ry = rx + reach, ry + reach
-    elif motion == "oscillate":
-        rx += reach
-    box = [ax - rx - 2, ay - ry - 2, ax + rx + 2, ay + ry + 2]
-    if motion in ("left", "right"):
-        box[0], box[2] = -math.inf, math.inf
-    elif motion in ("up", "down"):
-        box[1], box[3] = -math.inf, math.inf
-    return (box[0], box[1], box[2], box[3])
+    peak = 1.0 + obj.depth  # the modulation's largest factor
+    grown = obj.pulse_ratio ** peak
+    return (max(rx + obj.amplitude * peak, rx * grown),
+            max(ry + max(obj.amplitude, obj.amplitude_y) * peak, ry * grown))
 
 
-def _make_object(rng: np.random.Generator, motion: str, w: int, h: int, unit: float) -> ObjectSpec:
+def swept_box(obj: ObjectSpec) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1): the object's footprint, a box holding every pixel it could cover
+    during the clip under any pattern (with a 2-px margin)."""
+    rx, ry = _reach(obj)
+    ax, ay = obj.anchor
+    return (ax - rx - 2, ay - ry - 2, ax + rx + 2, ay + ry + 2)
+
+
+def _make_object(rng: np.random.Generator, w: int, h: int, unit: float) -> ObjectSpec:
+    """An object drawn independently of the motion label (every pattern uses its own subset
+    of these parameters).  Peak speeds stay within ~3 px/frame (6 px at the 340-px MV
+    stream): faster motion than that is often missed by the encoder's motion search."""
     dark = rng.integers(0, 110, 3)
     light = np.minimum(dark + rng.integers(110, 200, 3), 255)
-    radius = rng.uniform(12, 20) * unit
-    # Peak speeds stay within ~4 px/frame (8 px at the 340-px MV stream): faster motion
-    # than that is often missed by the encoder's motion search.
-    amplitude = {"circle": (8, 16), "oscillate": (12, 20)}.get(motion, (0, 0))
-    period = {"circle": (32, 48), "oscillate": (32, 48), "zoom": (28, 40)}.get(motion, (1, 1))
-    reach = amplitude[1] * unit + radius * (ZOOM_RANGE[1] if motion == "zoom" else 1.0)
-    margin_x = min(reach, w / 2) if motion not in ("left", "right") else 0.0
-    margin_y = min(reach, h / 2) if motion not in ("up", "down") else 0.0
-    return ObjectSpec(
+    amplitude = float(rng.uniform(8, 14) * unit)
+    draws = dict(
         shape=SHAPES[int(rng.integers(len(SHAPES)))], texture=TEXTURES[int(rng.integers(len(TEXTURES)))],
         texture_origin=(float(rng.uniform(0, 1)), float(rng.uniform(0, 1))),
         dark=tuple(int(c) for c in dark), light=tuple(int(c) for c in light),
-        radius=float(radius), aspect=float(rng.uniform(0.7, 1.3)),
-        anchor=(float(rng.uniform(margin_x, w - margin_x)), float(rng.uniform(margin_y, h - margin_y))),
-        speed=float(rng.uniform(1.5, 2.5) * unit),
-        amplitude=float(rng.uniform(*amplitude) * unit),
-        period=float(rng.uniform(*period)),
-        phase=float(rng.uniform(0, 1)))
+        radius=float(rng.uniform(13, 19) * unit), aspect=float(rng.uniform(0.8, 1.25)),
+        amplitude=amplitude, amplitude_y=float(amplitude * rng.uniform(0.6, 0.9)),
+        phase_y=float(rng.uniform(0, 2 * math.pi)), pulse_ratio=float(rng.uniform(*PULSE_RATIO)),
+        period=float(rng.uniform(28, 44)), phase=float(rng.uniform(0, 1)),
+        depth=float(rng.uniform(0.2, 0.35)), modulation_period=float(rng.uniform(60, 120)),
+        modulation_phase=float(rng.uniform(0, 2 * math.pi)))
+    # The anchor keeps the whole footprint inside the frame (centred when it cannot).
+    rx, ry = _reach(ObjectSpec(anchor=(0.0, 0.0), **draws))
+    anchor = (float(rng.uniform(rx, w - rx)) if rx < w / 2 else w / 2,
+              float(rng.uniform(ry, h - ry)) if ry < h / 2 else h / 2)
+    return ObjectSpec(anchor=anchor, **draws)
 
 
 # ---------------------------------------------------------------- motion patterns
+
+def _modulated(obj: ObjectSpec, t: float) -> float:
+    """The amplitude factor a(t) / amplitude: a slow sine around 1 (see the module docstring)."""
+    return 1.0 + obj.depth * math.sin(2 * math.pi * t / obj.modulation_period + obj.modulation_phase)
+
 
 def pattern_offset(motion: str, obj: ObjectSpec, t: float) -> tuple[float, float, float]:
     """Motion pattern as a function of time: (dx, dy, scale) of ``obj`` at frame ``t``.
 
     dx, dy: offset of the object's centre from its anchor, px (+x right, +y down);
-    scale: its size relative to ``obj.radius``.  Translations are unbounded here; the
-    renderer wraps them around the frame.
+    scale: its size relative to ``obj.radius``.
     """
-    if motion == "right":
-        return obj.speed * t, 0.0, 1.0
-    if motion == "left":
-        return -obj.speed * t, 0.0, 1.0
-    if motion == "down":
-        return 0.0, obj.speed * t, 1.0
-    if motion == "up":
-        return 0.0, -obj.speed * t, 1.0
-    angle = 2 * math.pi * (obj.phase + t / obj.period)
-    if motion == "circle":      # y grows downwards: increasing angle turns clockwise on screen
-        return obj.amplitude * math.cos(angle), obj.amplitude * math.sin(angle), 1.0
-    if motion == "oscillate":
-        return obj.amplitude * math.sin(angle), 0.0, 1.0
-    if motion == "zoom":
-        u = (obj.phase + t / obj.period) % 1.0
-        low, high = ZOOM_RANGE
-        return 0.0, 0.0, low * (high / low) ** u
+    theta = 2 * math.pi * (obj.phase + t / obj.period)
+    factor = _modulated(obj, t)
+    a = obj.amplitude * factor
+    if motion == "oscillate_x":
+        return a * math.sin(theta), 0.0, 1.0
+    if motion == "oscillate_y":
+        return 0.0, a * math.sin(theta), 1.0
+    if motion == "circle_cw":      # y grows downwards: increasing angle turns clockwise on screen
+        return a * math.cos(theta), a * math.sin(theta), 1.0
+    if motion == "circle_ccw":
+        return a * math.cos(theta), -a * math.sin(theta), 1.0
+    if motion == "lissajous":
+        return a * math.sin(theta), obj.amplitude_y * factor * math.sin(2 * theta + obj.phase_y), 1.0
+    if motion == "pulse":
+        return 0.0, 0.0, obj.pulse_ratio ** (factor * math.sin(theta))
     raise ValueError(f"unknown motion pattern {motion!r}")
 
 
 def object_centre(clip: ClipSpec, obj: ObjectSpec, t: float) -> tuple[float, float, float]:
-    """(x, y, scale) of the object in frame ``t``; translations wrap around the frame."""
+    """(x, y, scale) of the object in frame ``t``."""
     dx, dy, scale = pattern_offset(clip.motion, obj, t)
-    x, y = obj.anchor[0] + dx, obj.anchor[1] + dy
-    reach = obj.radius * 1.5
-    if clip.motion in ("left", "right"):
-        x = (x + reach) % (clip.width + 2 * reach) - reach
-    if clip.motion in ("up", "down"):
-        y = (y + reach) % (clip.height + 2 * reach) - reach
-    return x, y, scale
+    return obj.anchor[0] + dx, obj.anchor[1] + dy, scale
+
+
+def max_scale(clip: ClipSpec, obj: ObjectSpec) -> float:
+    """The largest scale the object reaches (its sprite is drawn at that size)."""
+    return obj.pulse_ratio ** (1.0 + obj.depth) if clip.motion == "pulse" else 1.0
+
+
+def clip_velocities(clip: ClipSpec) -> np.ndarray:
+    """(T, objects, 3) float32 analytic per-frame motion, in the convention of the store's
+    ``mvs[t]`` (from frame t-1 to frame t): (dx, dy) of each object's centre in px of the
+    frame, and its scale ratio scale(t) / scale(t-1).  Row 0 is (0, 0, 1)."""
+    out = np.zeros((clip.frames, len(clip.objects), 3), np.float32)
+    out[:, :, 2] = 1.0
+    for j, obj in enumerate(clip.objects):
+        previous = object_centre(clip, obj, 0)
+        for t in range(1, clip.frames):
+            current = object_centre(clip, obj, t)
+            out[t, j] = (current[0] - previous[0], current[1] - previous[1], current[2] / previous[2])
+            previous = current
+    return out
+
+
+def window_motion(velocities: np.ndarray, first: int, length: int, *, radius: Sequence[float]) -> np.ndarray:
+    """(length, objects, 3) what an MV window starting at frame ``first`` shows of each
+    object: its centre displacement per frame, plus for scale changes the displacement of its
+    rim (radius x (ratio - 1)), so growth and shrinking count as motion too."""
+    part = velocities[first:first + length]
+    rim = (part[:, :, 2] - 1.0) * np.asarray(radius, np.float32)[None, :]
+    return np.concatenate([part[:, :, :2], rim[:, :, None]], axis=-1)
+
+
+def near_duplicate_share(clips: Sequence[ClipSpec], *, window: int = 8, threshold: float = 0.25,
+                         gap: int = 2, clip_span: int = 61, negatives: int = 3, draws: int = 20,
+                         seed: int = 0) -> float:
+    """Share of hard-negative MV windows that move like their positive, from the analytic
+    velocities: a negative is a near-copy when the RMS difference of the per-frame motion
+    of every object over the window (centre displacement and rim growth, px/frame) is below
+    ``threshold`` times the positive's RMS motion.  Windows are drawn like the pretraining
+    sampler (:func:`comode.train.sampling.sample_indices` with the given layout): the
+    positive ``gap`` frames after a clip of span ``clip_span``, the negatives anywhere that
+    does not overlap it; ``draws`` samples per clip."""
+    rng = np.random.default_rng(seed)
+    near = total = 0
+    for clip in clips:
+        velocities = clip_velocities(clip)
+        radius = [obj.radius for obj in clip.objects]
+        last_start = clip.frames - (clip_span - 1 + gap + window)
+        if last_start < 0:
+            continue
+        for _ in range(draws):
+            future = int(rng.integers(0, last_start + 1)) + clip_span - 1 + gap
+            starts = np.arange(1, clip.frames - window + 1)
+            free = starts[(starts + window <= future) | (starts >= future + window)]
+            positive = window_motion(velocities, future, window, radius=radius)
+            scale = math.sqrt(float(np.mean(positive ** 2))) + 1e-6
+            for start in rng.choice(free, size=min(negatives, free.size), replace=False):
+                negative = window_motion(velocities, int(start), window, radius=radius)
+                near += math.sqrt(float(np.mean((negative - positive) ** 2))) < threshold * scale
+                total += 1
+    return near / total if total else 0.0
 
 
 # ---------------------------------------------------------------- rendering
 
 @lru_cache(maxsize=None)
 def scene_photo(scene: str) -> Image.Image:
-    """The bundled photo of a scene, RGB (312, 416)."""
+    """The background of a scene, RGB (312, 416): the bundled photo blurred by
+    ``SCENE_BLUR`` px, brought to the same mean and spread of brightness as every other
+    scene (``SCENE_LUMA``), with one fine grain shared by all scenes on top (``SCENE_GRAIN``).
+
+    Why: MPEG block matching finds small spurious vectors around moving objects, and how
+    many depends on the background's texture and brightness there (a half-object,
+    half-background block follows whichever half dominates).  With the photos as they
+    are, the motion vectors alone told the four scenes apart (the MV-statistics leakage
+    probe of :mod:`comode.evaluate.leakage`: 48-52 % against 25 % chance; blur or
+    brightness alone did not fix it).  Scenes that differ only in their large-scale colour
+    layout, over the same grain, leave the vectors alike everywhere (26 %, at chance) while
+    a single frame still names the scene (100 %)."""
     with Image.open(ASSETS / f"scene_{scene}.jpg") as image:
-        return image.convert("RGB")
+        photo = np.asarray(image.convert("RGB").filter(ImageFilter.GaussianBlur(SCENE_BLUR)), np.float32)
+    luma = photo @ np.array([0.299, 0.587, 0.114], np.float32)
+    scale = SCENE_LUMA[1] / max(float(luma.std()), 1.0)
+    normalised = (photo - luma.mean()) * scale + SCENE_LUMA[0]
+    grain = np.asarray(texture_photo(SCENE_GRAIN[0]), np.float32)
+    reps = (-(-photo.shape[0] // grain.shape[0]), -(-photo.shape[1] // grain.shape[1]))
+    grain = np.tile(grain, reps)[: photo.shape[0], : photo.shape[1]]
+    grain = (grain - grain.mean()) / max(float(grain.std()), 1.0) * SCENE_GRAIN[1]
+    return Image.fromarray(np.clip(normalised + grain[..., None], 0, 255).round().astype(np.uint8), "RGB")
 
 
 @lru_cache(maxsize=None)
@@ -341,11 +442,11 @@ def render_background(clip: ClipSpec, t: int) -> Image.Image:
                                              resample=Image.Resampling.BILINEAR)
 
 
-def make_sprite(obj: ObjectSpec, max_scale: float) -> Image.Image:
+def make_sprite(obj: ObjectSpec, largest: float) -> Image.Image:
     """The object drawn at its largest size: RGBA, textured and tinted, alpha = its shape
     (anti-aliased).  The colour is defined everywhere, so bilinear sampling at the edge
     blends texture into transparency, not into black."""
-    rw, rh = obj.radius * max_scale, obj.radius * max_scale * obj.aspect
+    rw, rh = obj.radius * largest, obj.radius * largest * obj.aspect
     size = (max(4, int(math.ceil(2 * rw)) + 2), max(4, int(math.ceil(2 * rh)) + 2))
     grey = _texture_crop(obj, size)                                           # (h, w) in [0, 1]
     dark, light = np.array(obj.dark, np.float32), np.array(obj.light, np.float32)
@@ -383,14 +484,14 @@ def _texture_crop(obj: ObjectSpec, size: tuple[int, int]) -> np.ndarray:
 
 def render_clip(clip: ClipSpec) -> np.ndarray:
     """Every frame of a clip: (T, H, W, 3) uint8 RGB.  Deterministic (Pillow's resampling)."""
-    max_scale = ZOOM_RANGE[1] if clip.motion == "zoom" else 1.0
-    sprites = [make_sprite(obj, max_scale) for obj in clip.objects]
+    largest = [max_scale(clip, obj) for obj in clip.objects]
+    sprites = [make_sprite(obj, top) for obj, top in zip(clip.objects, largest)]
     out = np.empty((clip.frames, clip.height, clip.width, 3), dtype=np.uint8)
     for t in range(clip.frames):
         frame = render_background(clip, t).convert("RGBA")
-        for obj, sprite in zip(clip.objects, sprites):
+        for obj, sprite, top in zip(clip.objects, sprites, largest):
             x, y, scale = object_centre(clip, obj, t)
-            k = max_scale / scale            # sprite pixels per frame pixel
+            k = top / scale                  # sprite pixels per frame pixel
             # Output pixel (u, v) samples the sprite at ((u - x) k + w/2, (v - y) k + h/2).
             coefficients = (k, 0.0, sprite.width / 2 - x * k, 0.0, k, sprite.height / 2 - y * k)
             layer = sprite.transform((clip.width, clip.height), Image.Transform.AFFINE, coefficients,
@@ -404,11 +505,15 @@ def render_clip(clip: ClipSpec) -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def video_encoder() -> tuple[str, ...]:
-    """ffmpeg encoder options for the clips: x264 (CRF 16) when the binary has it, else MPEG-4 Part 2."""
+    """ffmpeg encoder options for the clips: lossless x264 (CRF 0) when the binary has it, else
+    MPEG-4 Part 2 at its finest quantiser.  Lossless, so that what moves in a clip is only
+    what the generator moved: a lossy source flickers on the static background's grain, and
+    block matching would read the flicker as motion (~4x the bytes of CRF 16, ~50 MB for
+    the default set)."""
     listing = subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True,
                              timeout=60).stdout
     if " libx264 " in listing:
-        return ("-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-threads", "1")
+        return ("-c:v", "libx264", "-preset", "veryfast", "-crf", "0", "-threads", "1")
     return ("-c:v", "mpeg4", "-q:v", "2", "-threads", "1")
 
 
@@ -457,7 +562,7 @@ def generate_sample(spec: SampleSpec, out: str | Path, *, workers: int | None = 
             raise FileExistsError(f"{out} already holds a sample set; pass overwrite=True (--overwrite) to replace it")
         for name in ("train", "test"):
             shutil.rmtree(out / name, ignore_errors=True)
-        for name in (LABELS_FILE, SETTINGS_FILE):
+        for name in (LABELS_FILE, SETTINGS_FILE, VELOCITIES_FILE):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     clips = plan_clips(spec)
@@ -465,6 +570,7 @@ def generate_sample(spec: SampleSpec, out: str | Path, *, workers: int | None = 
     for done, clip in enumerate(_run(clips, out, workers), 1):
         if on_clip:
             on_clip(clip, done, len(clips))
+    np.savez_compressed(out / VELOCITIES_FILE, **{c.name: clip_velocities(c) for c in clips})
     with (out / LABELS_FILE).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["path", "split", "motion", "scene"])
