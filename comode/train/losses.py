@@ -20,7 +20,8 @@ negative.  With ``gather=None`` everything is local.
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+from typing import Callable, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -29,9 +30,13 @@ from torch import Tensor
 
 __all__ = [
     "Gather",
+    "MOTION_CANDIDATES",
+    "BlindLevel",
     "gather_from_all_ranks",
     "info_nce",
+    "info_nce_blind_level",
     "pointwise_info_nce",
+    "pointwise_blind_level",
     "joint_loss",
     "mse_motion_loss",
     "mse_window_accuracy",
@@ -39,6 +44,48 @@ __all__ = [
 
 Gather = Callable[[Tensor], Tensor]
 """(B_local, ...) -> (world_size * B_local, ...), local slice at rows [rank*B_local, ...)."""
+
+# Which keys a predicted motion cell is scored against (see pointwise_info_nce).
+MOTION_CANDIDATES = ("all", "same_position")
+
+
+class BlindLevel(NamedTuple):
+    """What a predictor that ignores its input scores on a contrastive task: it can tell
+    apart nothing but what it gets for free, so it spreads its bet evenly over the
+    ``candidates`` it cannot rule out.  accuracy = 1 / candidates, loss = ln(candidates)."""
+
+    candidates: int
+
+    @property
+    def accuracy(self) -> float:
+        return 1.0 / self.candidates
+
+    @property
+    def loss(self) -> float:
+        return math.log(self.candidates)
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if _distributed() else 1
+
+
+def info_nce_blind_level(batch: int, *, negatives: int = 0, gathered: bool = False) -> BlindLevel:
+    """Blind level of :func:`info_nce`: query i sees the keys of the whole (gathered) batch
+    plus its own ``negatives``, and nothing but the content of the query tells them apart."""
+    return BlindLevel(batch * (_world_size() if gathered else 1) + negatives)
+
+
+def pointwise_blind_level(batch: int, *, hard_negatives: int, gathered: bool = False) -> BlindLevel:
+    """Blind level of :func:`pointwise_info_nce`, for either candidate set.
+
+    A predictor that never looks at the clip still knows WHERE each predicted cell is:
+    learned per-cell queries, and zero-padded convolutions in the M-Network that make a
+    cell's target feature depend on its position, give that for free.  So it can rule out
+    every candidate at another position, and what is left at the cell is the B videos of
+    the (gathered) batch plus the K hard windows of its own video: 1 / (B + K), not
+    1 / (B P + K P).  With ``candidates="same_position"`` that set is exactly the candidate
+    set.  (At B = 8, K = 3: 9.1 % and ln 11 = 2.398.)"""
+    return BlindLevel(batch * (_world_size() if gathered else 1) + hard_negatives)
 
 
 def _distributed() -> bool:
@@ -129,24 +176,29 @@ def pointwise_info_nce(
     temperature: float = 0.1,
     hard_negatives: Tensor | None = None,
     gather: Gather | None = None,
+    candidates: str = "all",
 ) -> tuple[Tensor, Tensor]:
     """Pointwise InfoNCE between predicted and true future-motion features: J_M (paper Eq. 2).
 
-    Every position p = (b, t, y, x) is one query ``pred[b, :, t, y, x]``.  Its candidate set
-    (paper Eq. 2: "negatives from other positions and other videos, plus hard negatives from
-    the same video at other times") is exactly:
+    Every position p = (b, t, y, x) is one query ``pred[b, :, t, y, x]``.  Its positive is
+    ``target[b, :, t, y, x]`` (same video, same position).  Its negatives depend on
+    ``candidates``:
 
-    * positive: ``target[b, :, t, y, x]`` (same video, same position);
-    * negatives: ``target`` at every other position of every video in the batch (of every
-      rank when ``gather`` is given) -- includes other positions of video b itself;
-    * hard negatives: ``hard_negatives[b, k]`` at ALL positions, for all k -- the M-Network
-      features of K other motion-vector windows of the same video b (other times), so the
-      same position in another window is a negative too.  Video b's hard negatives are not
-      shown to other videos' queries.
+    * ``"all"`` (paper Eq. 2: "negatives from other positions and other videos, plus hard
+      negatives from the same video at other times"): ``target`` at every other position
+      of every video in the batch (of every rank when ``gather`` is given) -- includes
+      other positions of video b itself -- and ``hard_negatives[b, k]`` at ALL positions,
+      for all k (the M-Network features of K other motion-vector windows of the same video
+      b, at other times).  Video b's hard negatives are not shown to other videos' queries.
+      Logits are (B*P, B_all*P + K*P) with P = T*H*W, one matmul each; for B=8, P=2*7*7,
+      K=3 that is 784 x 1078.
+    * ``"same_position"``: only ``target`` of every video of the batch at the SAME position
+      and ``hard_negatives[b, k]`` at the same position: B_all + K candidates per query.
+      Position then gives nothing away (a predictor must tell the videos and the times
+      apart), and the blind level is exactly 1 / (B_all + K) by construction.
 
-    All features are L2-normalised along D; the loss is the mean over all B*T*H*W queries.
-    Memory: logits are (B*P, B_all*P + K*P) with P = T*H*W, one matmul each; for
-    B=8, P=2*7*7, K=3 that is 784 x 1078.
+    Both have the same blind level (:func:`pointwise_blind_level`).  All features are
+    L2-normalised along D; the loss is the mean over all B*T*H*W queries.
 
     Args:
         pred: (B, D, T, H, W) predicted features.
@@ -154,6 +206,7 @@ def pointwise_info_nce(
         temperature: tau of Eq. 2.
         hard_negatives: optional (B, K, D, T, H, W).
         gather: optional all-gather for ``target`` (see module docstring).
+        candidates: ``"all"`` or ``"same_position"`` (see above).
 
     Returns:
         (loss, accuracy): scalar mean loss; top-1 accuracy over positions (no grad).
@@ -162,23 +215,33 @@ def pointwise_info_nce(
         raise ValueError(
             f"pred and target must both be (B, D, T, H, W), got {tuple(pred.shape)}, {tuple(target.shape)}"
         )
+    if candidates not in MOTION_CANDIDATES:
+        raise ValueError(f"candidates must be one of {list(MOTION_CANDIDATES)}, got {candidates!r}")
     batch, dim = pred.shape[:2]
-    queries = _positions_as_rows(F.normalize(pred, dim=1))  # (B*P, D)
+    if hard_negatives is not None and (hard_negatives.ndim != 6 or hard_negatives.shape[0] != batch
+                                       or hard_negatives.shape[2:] != pred.shape[1:]):
+        raise ValueError(
+            f"hard_negatives must be (B, K, D, T, H, W) matching pred, got {tuple(hard_negatives.shape)}"
+        )
+    queries = _positions_as_rows(F.normalize(pred, dim=1)).view(batch, -1, dim)  # (B, P, D)
+    positions = queries.shape[1]
     all_targets, offset = _gathered_with_offset(F.normalize(target, dim=1), gather)
-    keys = _positions_as_rows(all_targets)  # (B_all*P, D), row = b*P + p
-    positions = queries.shape[0] // batch
-    logits = queries @ keys.T  # (B*P, B_all*P): positive of row r at column offset*P + r
-    if hard_negatives is not None:
-        if hard_negatives.ndim != 6 or hard_negatives.shape[0] != batch \
-                or hard_negatives.shape[2:] != pred.shape[1:]:
-            raise ValueError(
-                f"hard_negatives must be (B, K, D, T, H, W) matching pred, got {tuple(hard_negatives.shape)}"
-            )
-        # (B, K, D, T, H, W) -> (B, K*P, D): all windows and positions of video b.
-        hard = F.normalize(hard_negatives, dim=2).flatten(3).permute(0, 1, 3, 2).reshape(batch, -1, dim)
-        hard_logits = torch.einsum("bpd,bnd->bpn", queries.view(batch, positions, dim), hard)
+    keys = _positions_as_rows(all_targets).view(all_targets.shape[0], positions, dim)  # (B_all, P, D)
+    # (B, K, D, T, H, W) -> (B, K, P, D)
+    hard = None if hard_negatives is None else \
+        F.normalize(hard_negatives, dim=2).flatten(3).transpose(2, 3)
+    if candidates == "same_position":
+        logits = torch.einsum("bpd,cpd->bpc", queries, keys)  # (B, P, B_all): positive at column offset + b
+        if hard is not None:
+            logits = torch.cat([logits, torch.einsum("bpd,bkpd->bpk", queries, hard)], dim=2)
+        labels = (offset + torch.arange(batch, device=pred.device)).repeat_interleave(positions)
+        return _cross_entropy_and_accuracy(logits.reshape(batch * positions, -1), labels, temperature)
+    rows = queries.reshape(-1, dim)  # (B*P, D), row = b*P + p
+    logits = rows @ keys.reshape(-1, dim).T  # (B*P, B_all*P): positive of row r at column offset*P + r
+    if hard is not None:
+        hard_logits = torch.einsum("bpd,bnd->bpn", queries, hard.reshape(batch, -1, dim))  # (B, P, K*P)
         logits = torch.cat([logits, hard_logits.reshape(batch * positions, -1)], dim=1)
-    labels = offset * positions + torch.arange(queries.shape[0], device=pred.device)
+    labels = offset * positions + torch.arange(rows.shape[0], device=pred.device)
     return _cross_entropy_and_accuracy(logits, labels, temperature)
 
 

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-__all__ = ["METRICS_FILE", "MetricsLog", "TrainingProgress", "Throughput", "read_metrics"]
+__all__ = ["METRICS_FILE", "MetricsLog", "TrainingProgress", "Throughput", "BlindLevelWatch", "read_metrics"]
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -100,14 +100,15 @@ class TrainingProgress:
             TextColumn("[bold]pretrain[/bold]"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("loss {task.fields[loss]} (blind {task.fields[blind]})"),
             TextColumn("{task.fields[speed]} clips/s"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console or Console(stderr=True),
             disable=not enabled,
         )
-        self._task = self._progress.add_task("steps", total=total_steps, completed=start_step, loss="-", speed="-")
+        self._task = self._progress.add_task("steps", total=total_steps, completed=start_step, loss="-", blind="-",
+                                             speed="-")
 
     def __enter__(self) -> "TrainingProgress":
         self._progress.start()
@@ -116,8 +117,57 @@ class TrainingProgress:
     def __exit__(self, *exc_info: Any) -> None:
         self._progress.stop()
 
-    def update(self, *, step: int, loss: float, clips_per_s: float) -> None:
-        self._progress.update(self._task, completed=step, loss=f"{loss:.4f}", speed=f"{clips_per_s:.1f}")
+    def update(self, *, step: int, loss: float, blind_loss: float, clips_per_s: float) -> None:
+        self._progress.update(self._task, completed=step, loss=f"{loss:.4f}", blind=f"{blind_loss:.3f}",
+                              speed=f"{clips_per_s:.1f}")
+
+
+class BlindLevelWatch:
+    """Warns once per pretext task that is still near its blind level late in a run.
+
+    A contrastive task whose accuracy stays at 1 / candidates has learned nothing a
+    predictor blind to its input could not (see ``comode.train.losses.BlindLevel``); its
+    loss then only adds noise to the shared backbone.  After ``after`` of the run's steps,
+    :meth:`update` compares each task's mean accuracy over the last ``window`` steps with
+    its blind level and returns a message for a task within ``margin`` (absolute) of it.
+
+    Args:
+        total_steps: steps of the run.
+        after: share of the run after which to check (0.5: from the middle on).
+        margin: accuracy above the blind level below which a task counts as blind.
+        window: steps averaged (one step's accuracy is noisy).
+    """
+
+    TASKS = ("context", "motion")
+
+    def __init__(self, *, total_steps: int, after: float = 0.5, margin: float = 0.02, window: int = 50) -> None:
+        self.first_check = max(1, int(math.ceil(after * total_steps)))
+        self.margin, self.window = margin, max(1, window)
+        self._recent: dict[str, list[tuple[float, float, float, float]]] = {task: [] for task in self.TASKS}
+        self._warned: set[str] = set()
+
+    def update(self, step: int, values: Mapping[str, float]) -> list[str]:
+        """Record one step's metrics; returns the warnings due now (each task warns once)."""
+        messages = []
+        for task in self.TASKS:
+            row = tuple(values.get(f"{kind}_{task}", math.nan) for kind in
+                        ("acc", "blind_acc", "loss", "blind_loss"))
+            if not all(math.isfinite(v) for v in row):
+                continue
+            recent = self._recent[task]
+            recent.append(row)
+            del recent[:-self.window]
+            if step < self.first_check or task in self._warned or len(recent) < min(self.window, step):
+                continue
+            acc, blind_acc, loss, blind_loss = (sum(column) / len(recent) for column in zip(*recent))
+            if acc < blind_acc + self.margin:
+                self._warned.add(task)
+                messages.append(
+                    f"the {task} task is still at its blind level after {step} steps: acc_{task} {100 * acc:.1f} % "
+                    f"(blind {100 * blind_acc:.1f} %), loss_{task} {loss:.3f} (blind {blind_loss:.3f}), mean of the "
+                    f"last {len(recent)} steps. It has learned nothing a predictor that ignores the clip could not; "
+                    "see docs/training.md (why a task stays blind, and what helps)")
+        return messages
 
 
 class Throughput:

@@ -14,8 +14,10 @@ import torch.nn.functional as F
 from comode.train.losses import (
     gather_from_all_ranks,
     info_nce,
+    info_nce_blind_level,
     joint_loss,
     mse_motion_loss,
+    pointwise_blind_level,
     pointwise_info_nce,
 )
 
@@ -194,6 +196,70 @@ def test_pointwise_hard_negatives_of_one_video_do_not_affect_other_videos():
     (grad_b,) = torch.autograd.grad(loss_b, pred)
     torch.testing.assert_close(grad_a[0], grad_b[0])  # video 0's queries unaffected
     assert not torch.allclose(grad_a[1], grad_b[1])
+
+
+def _reference_same_position(pred, target, temperature, hard_negatives=None):
+    """Loop reference of candidates="same_position": each cell against the same cell of every
+    video's target and of its own video's hard windows."""
+    batch, _, frames, height, width = pred.shape
+    losses, hits = [], []
+    for b in range(batch):
+        for t in range(frames):
+            for y in range(height):
+                for x in range(width):
+                    negatives = [target[b2, :, t, y, x] for b2 in range(batch) if b2 != b]
+                    if hard_negatives is not None:
+                        negatives += [hard_negatives[b, k, :, t, y, x] for k in range(hard_negatives.shape[1])]
+                    loss, hit = _nce_row(pred[b, :, t, y, x], target[b, :, t, y, x], negatives, temperature)
+                    losses.append(loss)
+                    hits.append(hit)
+    return losses, hits
+
+
+@pytest.mark.parametrize("with_hard_negatives", [False, True])
+def test_same_position_candidates_match_per_position_loop(with_hard_negatives):
+    torch.manual_seed(13)
+    shape = (3, 4, 1, 2, 3)
+    pred, target = torch.randn(shape, dtype=torch.float64), torch.randn(shape, dtype=torch.float64)
+    hard = torch.randn(3, 2, *shape[1:], dtype=torch.float64) if with_hard_negatives else None
+    loss, accuracy = pointwise_info_nce(pred, target, temperature=0.2, hard_negatives=hard, candidates="same_position")
+    losses, hits = _reference_same_position(pred, target, 0.2, hard)
+    assert loss.item() == pytest.approx(_mean(losses), rel=1e-10)
+    assert accuracy.item() == pytest.approx(_mean(hits))
+    everywhere, _ = pointwise_info_nce(pred, target, temperature=0.2, hard_negatives=hard)
+    assert everywhere.item() > loss.item()  # the paper's set holds the same candidates and more
+
+
+def test_blind_predictor_scores_its_blind_level_on_both_candidate_sets():
+    # A predictor that knows only WHERE a cell is (the same vector for every video at a
+    # position) while the targets differ by video and position: at each cell it cannot
+    # tell the B + K candidates of that position apart.  Targets at other positions are
+    # orthogonal to the query, so the full candidate set rules them out too (at a low
+    # temperature) -- both sets then sit at ln(B + K) and 1 / (B + K).
+    batch, hard_windows, positions = 4, 3, 6
+    dim = positions * (batch + hard_windows + 1)
+    basis = torch.eye(dim)
+    cell_direction = basis[:positions]                      # (P, D): the blind query of position p
+    def window(index):                                      # (D, 1, 2, 3): same direction + a unique part
+        unique = basis[positions * (index + 1):positions * (index + 2)]
+        return (cell_direction + 1e-3 * unique).T.reshape(dim, 1, 2, 3)
+    target = torch.stack([window(b) for b in range(batch)])
+    hard = torch.stack([torch.stack([window(batch + k) for k in range(hard_windows)])] * batch)
+    pred = cell_direction.T.reshape(dim, 1, 2, 3).expand(batch, -1, -1, -1, -1)
+    level = pointwise_blind_level(batch, hard_negatives=hard_windows)
+    assert level.candidates == 7 and level.loss == pytest.approx(math.log(7))
+    for candidates in ("all", "same_position"):
+        loss, _ = pointwise_info_nce(pred, target, temperature=0.01, hard_negatives=hard, candidates=candidates)
+        assert loss.item() == pytest.approx(level.loss, abs=1e-3), candidates
+
+
+def test_blind_levels_count_the_candidates():
+    assert info_nce_blind_level(8).accuracy == pytest.approx(1 / 8)
+    assert info_nce_blind_level(8).loss == pytest.approx(math.log(8))
+    assert pointwise_blind_level(8, hard_negatives=3).accuracy == pytest.approx(1 / 11)
+    assert pointwise_blind_level(8, hard_negatives=3).loss == pytest.approx(2.3979, abs=1e-4)
+    with pytest.raises(ValueError, match="candidates"):
+        pointwise_info_nce(torch.randn(2, 4, 1, 2, 2), torch.randn(2, 4, 1, 2, 2), candidates="nearby")
 
 
 def test_pointwise_info_nce_rejects_mismatched_shapes():
