@@ -95,6 +95,24 @@ class ModelConfig:
     motion_objective: Literal["infonce", "mse"] = "infonce"
     # Dropout inside the transformer layers: PyTorch's default, the authors kept it.
     dropout: float = 0.1
+    # What predicts the future motion map from the clip's map: "transformer" (the paper's
+    # encoder-decoder, Sec. 3.3) or "conv" (ours: a spatially aligned per-cell predictor,
+    # hidden width transformer_dim; it leaves the blind level in a CPU-length run, the
+    # transformer does not -- docs/training.md).
+    motion_predictor: Literal["transformer", "conv"] = "transformer"
+    # Projection of the M-Network map to the motion embedding: "linear" (1x1x1 conv) or
+    # "mlp_bn" (2-layer per-cell MLP with BN on the output, and BN on the predicted map:
+    # the authors' released code).
+    motion_head: Literal["linear", "mlp_bn"] = "linear"
+    # Start every residual block of the three ResNets as the identity (last BN scale 0).
+    zero_init_residual: bool = False
+    # Diagnostic control, not a method: the pretext heads see zeros instead of the clip's
+    # features, so their accuracies are the measured blind level of each task.
+    blind: bool = False
+    # Ours: three more hard negatives per sample, the future window with its vectors turned
+    # by 90, 180 and 270 degrees: the same places move by the same amount, in another
+    # direction, so the prediction must say which way things move, not only where.
+    rotated_negatives: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +134,11 @@ class OptimConfig:
     warmup_epochs: float = 5.0
     # Clip the global gradient L2 norm to this value (authors' code: 15); null = no clipping.
     grad_clip_norm: float | None = 15.0
+    # Length of the run in optimizer steps, whatever the dataset's size (the schedule spans
+    # exactly these steps; epochs = ceil(steps / steps per epoch), the last one cut short).
+    # null = optim.epochs whole epochs.  A fixed budget keeps a config's cost and its
+    # learning the same on a dataset of 100 or of 10,000 clips.
+    steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -137,12 +160,39 @@ class DataConfig:
     # DataLoader worker processes per rank.  Clip decoding (MPEG-2) is CPU-bound: about one
     # worker per 8 clips/s of throughput; 0 = load in the training process (debugging).
     workers: int = 8
+    # Frames of the training clip and their stride (paper and authors' code: 16 x 4, about
+    # 2.4 s at 25 fps).  Evaluation uses the same clip (docs/evaluation.md).
+    clip_frames: int = 16
+    clip_stride: int = 4
+    # Side of the MV maps after the crop; null = size // 2 (56 for 112: the M-Network's /16
+    # then gives the V-Network's 7 -> 4 cells per side).
+    mv_size: int | None = None
+    # Smallest share of the frame's area a random crop keeps (SimCLR / the authors: 0.2).
+    crop_scale: float = 0.2
+    # What the MV maps of I-frames hold: "zero" (as stored: an I-frame has no vectors) or
+    # "interpolate" (the mean of the neighbouring P-frames' maps).  Zero maps in a window
+    # give away where the GOP boundary falls, which says nothing about the motion.
+    iframe_mv: Literal["zero", "interpolate"] = "zero"
+    # Camera-motion compensation of the MV maps: "none", or "median": subtract each frame's
+    # median vector over the grid (the dominant motion, usually the camera's pan), so the
+    # targets are the motion of things relative to the background.
+    camera_compensation: Literal["none", "median"] = "none"
+    # Replace a hard-negative MV window closer than this to the positive (relative L2
+    # distance of the maps, 0 = identical) by another window of the video; 0 = keep every
+    # drawn window.  A window that moves exactly like the positive -- the same oscillation
+    # a period later, or any window of a shot in which nothing moves -- cannot be told
+    # apart from it by any predictor.
+    negative_min_distance: float = 0.0
 
 
 @dataclass(frozen=True)
 class LossConfig:
     # tau of both InfoNCE losses (paper Sec. 4.1: 0.1).
     temperature: float = 0.1
+    # Candidates of the pointwise motion loss: "all" (paper Eq. 2: every position of every
+    # video of the batch and of the K hard windows) or "same_position" (only the same cell
+    # of those: position gives nothing away).  Both have the blind level 1 / (B + K).
+    motion_candidates: Literal["all", "same_position"] = "all"
     # J = (1 - alpha) J_context + alpha J_motion (paper Sec. 4.1: equal weights, 0.5).
     alpha: float = 0.5
     # task=supervised_aux: loss = cross-entropy + this x pretext loss (paper Table 6: 0.2).
@@ -201,6 +251,11 @@ def _validation_problems(config: PretrainConfig) -> list[str]:
         (config.data.batch_size > 0, "data.batch_size must be > 0"),
         (config.data.size > 0, "data.size must be > 0"),
         (config.data.workers >= 0, "data.workers must be >= 0"),
+        (config.data.clip_frames >= 1 and config.data.clip_stride >= 1, "data.clip_frames and data.clip_stride must be >= 1"),
+        (config.data.mv_size is None or config.data.mv_size > 0, "data.mv_size must be > 0 or null"),
+        (0 < config.data.crop_scale <= 1, "data.crop_scale must be in (0, 1]"),
+        (0 <= config.data.negative_min_distance < 1, "data.negative_min_distance must be in [0, 1)"),
+        (config.optim.steps is None or config.optim.steps > 0, "optim.steps must be > 0 or null"),
         (config.optim.epochs > 0, "optim.epochs must be > 0"),
         (config.optim.lr_per_sample > 0, "optim.lr_per_sample must be > 0"),
         (0 <= config.optim.warmup_epochs <= config.optim.epochs, "optim.warmup_epochs must be in [0, optim.epochs]"),

@@ -87,7 +87,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 from comode.store import open_store
 from comode.store.reader import Store, Video
 from comode.store.zarr_files import ArrayRows
-from comode.train.sampling import ClipSpec, sample_indices
+from comode.train.sampling import ClipSpec, pick_distinct_negatives, sample_indices, window_distance
 from comode.train.transforms import AugmentSpec, INPUT_NORMALIZATION, augment_batch
 
 __all__ = [
@@ -133,6 +133,12 @@ MV_COVER_READ_FRAMES = 384
 # An I-frame at most this many frames beyond the decoded span is decoded with it (extra
 # decode ~0.03 ms/frame); farther ones are read from the ``iframes`` array.
 IFRAME_DECODE_REACH = 12
+# What the I-frame MV maps hold, and the camera-motion compensation of the targets
+# (comode.train.config.DataConfig.iframe_mv / camera_compensation).
+IFRAME_MV = ("zero", "interpolate")
+CAMERA_COMPENSATION = ("none", "median")
+# Extra negative windows drawn per hard negative when near-copies are replaced.
+SPARE_NEGATIVES = 2
 # Retries with other videos before giving up on a sample (then the error is raised).
 MAX_ATTEMPTS = 10
 # Slots of the shared counter: [0] epoch, [1] main process skips, [2:] one per worker id.
@@ -164,6 +170,13 @@ class PretrainDataset(Dataset):
         mv_size: output side of the MV maps; None = size // 2.
         storage_options: fsspec options for remote stores.
         video_cache: videos whose metadata each process keeps (LRU); ~10 KB each.
+        iframe_mv: "zero" (I-frame MV maps as stored) or "interpolate" (the mean of the
+            neighbouring frames' maps), see :func:`read_mv_windows`.
+        camera_compensation: "none" or "median" (subtract each frame's median vector),
+            see :func:`compensate_camera`.
+        negative_min_distance: > 0 replaces hard-negative windows closer than this to the
+            positive (:func:`comode.train.sampling.window_distance`) by others of the video
+            (:data:`SPARE_NEGATIVES` spare draws per negative); 0 = as drawn.
 
     Attributes:
         video_ids: the videos, in index order.
@@ -183,12 +196,20 @@ class PretrainDataset(Dataset):
         mv_size: int | None = None,
         storage_options: dict | None = None,
         video_cache: int = 4096,
+        iframe_mv: str = "zero",
+        camera_compensation: str = "none",
+        negative_min_distance: float = 0.0,
     ) -> None:
         self.store_url = str(store_url)
         self.storage_options = storage_options
         self.spec, self.seed, self.size = spec, int(seed), int(size)
         self.mv_size = int(mv_size) if mv_size is not None else AugmentSpec(size=self.size).motion_size
         self.video_cache = max(1, int(video_cache))
+        if iframe_mv not in IFRAME_MV or camera_compensation not in CAMERA_COMPENSATION:
+            raise ValueError(f"iframe_mv must be one of {list(IFRAME_MV)} and camera_compensation one of "
+                             f"{list(CAMERA_COMPENSATION)}; got {iframe_mv!r}, {camera_compensation!r}")
+        self.iframe_mv, self.camera_compensation = iframe_mv, camera_compensation
+        self.negative_min_distance = float(negative_min_distance)
         store = open_store(self.store_url, storage_options=storage_options)  # checks the schema
         self.video_ids: tuple[str, ...] = tuple(store.video_ids(split=split, subset=subset))
         if not self.video_ids:
@@ -300,7 +321,8 @@ class PretrainDataset(Dataset):
     def load(self, video_index: int, *, rng: np.random.Generator) -> dict[str, Any]:
         """The sample of video ``video_index`` drawn with ``rng`` (a failure: see is_load_error)."""
         entry = self._entry(video_index)
-        indices = sample_indices(entry.num_frames, entry.iframe_index, spec=self.spec, rng=rng)
+        spare = SPARE_NEGATIVES * self.spec.negatives if self.negative_min_distance > 0 else 0
+        indices = sample_indices(entry.num_frames, entry.iframe_index, spec=self.spec, rng=rng, spare_negatives=spare)
         clip_frames = indices.clip
         before = np.searchsorted(entry.iframe_index, clip_frames.min(), side="right") - 1
         span_start = int(entry.iframe_index[max(0, before)])  # where decode_frames will start
@@ -312,7 +334,14 @@ class PretrainDataset(Dataset):
             iframe = decoded[-1]
         else:
             iframe = np.asarray(entry.video.iframes[indices.iframe])
-        mv = read_mv_windows(entry.mvs, indices.mv_frames)  # (1 + N, 8, 2, gh, gw) int16
+        fill = entry.iframe_index if self.iframe_mv == "interpolate" else None
+        mv = read_mv_windows(entry.mvs, indices.mv_frames, fill_iframes=fill)  # (1 + N, 8, 2, gh, gw)
+        if self.camera_compensation == "median":
+            mv = compensate_camera(mv)
+        if spare:  # drop near-copies of the positive among the drawn negatives
+            keep, _ = pick_distinct_negatives(window_distance(mv[0], mv[1:]), self.spec.negatives,
+                                              self.negative_min_distance)
+            mv = np.concatenate([mv[:1], mv[1:][keep]])
         # -> (1 + N, 2, 8, gh, gw) float32 pixels per frame of the MV frame.
         mv = np.ascontiguousarray(mv.transpose(0, 2, 1, 3, 4), dtype=np.float32)
         mv /= self.mv_units_per_pixel
@@ -330,14 +359,51 @@ class PretrainDataset(Dataset):
         }
 
 
-def read_mv_windows(mvs: zarr.Array | ArrayRows, frames: np.ndarray) -> np.ndarray:
-    """MV maps of ``frames`` (N, W) with one read: (N, W, 2, gh, gw) int16."""
-    first, last = int(frames.min()), int(frames.max())
+def read_mv_windows(mvs: zarr.Array | ArrayRows, frames: np.ndarray, *,
+                    fill_iframes: np.ndarray | None = None) -> np.ndarray:
+    """MV maps of ``frames`` (N, W) with one read: (N, W, 2, gh, gw), int16 as stored, or
+    float32 when ``fill_iframes`` is given.
+
+    ``fill_iframes``: the video's I-frame numbers; the maps of those frames (all zero: an
+    I-frame has no motion vectors) are replaced by the mean of the maps of their neighbours
+    t-1 and t+1 (the one that exists, at the video's ends), read in the same call.  Why:
+    a zero map in the middle of a moving window marks where the GOP boundary falls, a cue
+    that tells windows apart without saying anything about the motion.
+    """
+    total = mvs.shape[0]
+    wanted = frames.ravel()
+    if fill_iframes is not None:
+        at_iframe = np.isin(wanted, fill_iframes)
+        neighbours = np.concatenate([wanted[at_iframe] - 1, wanted[at_iframe] + 1])
+        wanted = np.concatenate([wanted, neighbours[(neighbours >= 0) & (neighbours < total)]])
+    first, last = int(wanted.min()), int(wanted.max())
     if last - first < MV_COVER_READ_FRAMES:
-        return np.asarray(mvs[first:last + 1])[frames - first]
-    needed = np.unique(frames)
-    block = np.asarray(mvs.oindex[needed])
-    return block[np.searchsorted(needed, frames)]
+        needed = np.arange(first, last + 1)
+        block = np.asarray(mvs[first:last + 1])
+    else:
+        needed = np.unique(wanted)
+        block = np.asarray(mvs.oindex[needed])
+    out = block[np.searchsorted(needed, frames)]
+    if fill_iframes is None:
+        return out
+    out = out.astype(np.float32)
+    for position in zip(*np.nonzero(np.isin(frames, fill_iframes))):
+        frame = int(frames[position])
+        around = [block[np.searchsorted(needed, f)] for f in (frame - 1, frame + 1)
+                  if 0 <= f < total and f not in fill_iframes]
+        if around:
+            out[position] = np.mean(around, axis=0)
+    return out
+
+
+def compensate_camera(mv: np.ndarray) -> np.ndarray:
+    """(..., 2, gh, gw) MV maps minus each map's median vector (x and y separately):
+    (..., 2, gh, gw) float32.  The median over the grid is the dominant motion of the
+    frame -- a camera pan moves every background block alike -- so what remains is the
+    motion of things relative to the background.  A static camera's median is 0 (most
+    blocks still), which leaves its maps unchanged."""
+    mv = np.asarray(mv, dtype=np.float32)
+    return mv - np.median(mv, axis=(-2, -1), keepdims=True)
 
 
 # --------------------------------------------------------------------------------------

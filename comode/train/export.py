@@ -9,7 +9,8 @@ whose metadata says how to rebuild and feed the network::
     features = vnet(clip).mean(dim=(2, 3, 4))              # (B, 3, 16, 112, 112) -> (B, C)
 
 Metadata keys (all strings): format, backbone, width_multiplier, comode_version (of the
-exporter), trained_with_comode, task, step, epoch, clip_size, input_normalization (JSON).
+exporter), trained_with_comode, task, step, epoch, clip_size, clip_frames, clip_stride,
+input_normalization (JSON).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def _metadata(checkpoint: Mapping[str, Any]) -> dict[str, str]:
         "step": str(checkpoint["step"]),
         "epoch": str(checkpoint["epoch"]),
         "clip_size": str(checkpoint["config"]["data"]["size"]),
+        # The training clip (evaluation shows the network the same); 16 x 4 before they were settings.
+        "clip_frames": str(checkpoint["config"]["data"].get("clip_frames", 16)),
+        "clip_stride": str(checkpoint["config"]["data"].get("clip_stride", 4)),
         "input_normalization": json.dumps(checkpoint["input_normalization"], sort_keys=True),
     }
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,7 +48,14 @@ from comode.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from comode.train.config import RESUMABLE_FIELDS, PretrainConfig, config_differences, config_to_dict, save_resolved
+from comode.train.config import (
+    RESUMABLE_FIELDS,
+    PretrainConfig,
+    config_differences,
+    config_from_dict,
+    config_to_dict,
+    save_resolved,
+)
 from comode.train.distributed import (
     DistributedContext,
     barrier,
@@ -61,8 +70,9 @@ from comode.train.distributed import (
     wrap_model,
 )
 from comode.train.losses import Gather, gather_from_all_ranks
-from comode.train.metrics import MetricsLog, Throughput, TrainingProgress
+from comode.train.metrics import BlindLevelWatch, MetricsLog, Throughput, TrainingProgress
 from comode.train.model import CoMoDe, CoMoDeOutput, compute_losses
+from comode.train.sampling import ClipSpec
 
 __all__ = [
     "TrainingData",
@@ -78,8 +88,11 @@ __all__ = [
     "METRIC_KEYS",
 ]
 
+logger = logging.getLogger(__name__)
+
 # Numbers logged for every step (metrics.jsonl, TensorBoard); NaN = not computed in this mode.
-LOSS_KEYS = ("loss", "loss_context", "loss_motion", "acc_context", "acc_motion", "loss_supervised", "acc_supervised")
+LOSS_KEYS = ("loss", "loss_context", "loss_motion", "acc_context", "acc_motion", "loss_supervised", "acc_supervised",
+             "blind_loss", "blind_loss_context", "blind_acc_context", "blind_loss_motion", "blind_acc_motion")
 METRIC_KEYS = ("step", "epoch", "lr", *LOSS_KEYS, "grad_norm", "clips_per_s", "skipped_videos")
 MODEL_INPUT_KEYS = ("clip", "iframe", "mv_future", "mv_negatives")
 
@@ -136,6 +149,12 @@ class TrainingData:
     loader_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
+def clip_spec(config: PretrainConfig) -> ClipSpec:
+    """Which frames a pretraining sample of ``config`` uses (clip length and stride, motion window)."""
+    return ClipSpec(frames=config.data.clip_frames, stride=config.data.clip_stride,
+                    motion_window=config.data.motion_window)
+
+
 def open_store_data(config: PretrainConfig, store: str) -> TrainingData:
     """The training data of a comode store, through ``comode.train.data``.
 
@@ -147,11 +166,14 @@ def open_store_data(config: PretrainConfig, store: str) -> TrainingData:
 
     dataset = data_module.PretrainDataset(
         store, split=config.data.split, subset=config.data.subset, seed=config.seed, size=config.data.size,
-        spec=data_module.ClipSpec(motion_window=config.data.motion_window),
+        mv_size=config.data.mv_size, spec=clip_spec(config), iframe_mv=config.data.iframe_mv,
+        camera_compensation=config.data.camera_compensation, negative_min_distance=config.data.negative_min_distance,
     )
+    augment_spec = data_module.AugmentSpec(size=config.data.size, mv_size=config.data.mv_size,
+                                           scale=(config.data.crop_scale, 1.0))
     return TrainingData(
         dataset=dataset,
-        augment=data_module.augment_batch,
+        augment=functools.partial(data_module.augment_batch, spec=augment_spec),
         num_classes=len(open_store(store).classes),
         input_normalization=getattr(data_module, "INPUT_NORMALIZATION",
                                     {"see": "comode.train.transforms (augment_batch)"}),
@@ -306,13 +328,22 @@ class WarmupCosine:
         return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def schedule_steps(config: PretrainConfig, *, steps_per_epoch: int) -> tuple[int, int]:
+    """(warm-up steps, total steps) of ``config`` at ``steps_per_epoch``: optim.steps when
+    set (the warm-up the same share of it that warmup_epochs is of epochs), else whole epochs."""
+    if config.optim.steps is None:
+        return round(config.optim.warmup_epochs * steps_per_epoch), config.optim.epochs * steps_per_epoch
+    total = config.optim.steps
+    return round(total * config.optim.warmup_epochs / config.optim.epochs), total
+
+
 def _build_optimization(model: nn.Module, config: PretrainConfig, *, steps_per_epoch: int):
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.base_lr, momentum=config.optim.momentum,
         nesterov=config.optim.nesterov, weight_decay=config.optim.weight_decay,
     )
-    schedule = WarmupCosine(warmup_steps=round(config.optim.warmup_epochs * steps_per_epoch),
-                            total_steps=config.optim.epochs * steps_per_epoch)
+    warmup_steps, total_steps = schedule_steps(config, steps_per_epoch=steps_per_epoch)
+    schedule = WarmupCosine(warmup_steps=warmup_steps, total_steps=total_steps)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
@@ -335,16 +366,20 @@ def compute_objective(
     """The task's loss and its parts (the :data:`LOSS_KEYS`; NaN where not computed)."""
     pretext_output, logits = outputs if isinstance(outputs, tuple) else (outputs, None)
     losses = compute_losses(_as_float32(pretext_output), temperature=config.loss.temperature,
-                            alpha=config.loss.alpha, gather=gather)
+                            alpha=config.loss.alpha, gather=gather,
+                            motion_candidates=config.loss.motion_candidates)
     if logits is None:
         missing = torch.full_like(losses["loss"], math.nan)
         return {**losses, "loss_supervised": missing, "acc_supervised": missing}
     cross_entropy = F.cross_entropy(logits.float(), labels)
     with torch.no_grad():
         accuracy = (logits.argmax(dim=1) == labels).float().mean()
+    # Blind: the label prior at best; ln(classes) for balanced classes.
+    blind_supervised = torch.full_like(cross_entropy, math.log(logits.shape[1]))
     return {
         **losses,
         "loss": cross_entropy + config.loss.supervised_aux_weight * losses["loss"],
+        "blind_loss": blind_supervised + config.loss.supervised_aux_weight * losses["blind_loss"],
         "loss_supervised": cross_entropy,
         "acc_supervised": accuracy,
     }
@@ -484,7 +519,7 @@ def _run(
     steps_per_epoch = len(data.dataset) // config.data.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"the dataset has {len(data.dataset)} clips, fewer than one batch of {config.data.batch_size}")
-    total_steps = config.optim.epochs * steps_per_epoch
+    total_steps = schedule_steps(config, steps_per_epoch=steps_per_epoch)[1]
     last_step = total_steps if config.max_steps is None else min(total_steps, config.max_steps)
 
     torch.manual_seed(config.seed)  # same initial weights on every rank
@@ -513,13 +548,15 @@ def _run(
         if context.is_main else None
 
     def save(step: int) -> None:
-        names = _checkpoint_names(step, steps_per_epoch=steps_per_epoch, last_step=last_step, config=config)
+        names = _checkpoint_names(step, steps_per_epoch=steps_per_epoch, last_step=last_step,
+                                  total_steps=total_steps, config=config)
         if names:
             state = _training_state(trainer, step=step, steps_per_epoch=steps_per_epoch, num_classes=data.num_classes)
             for name in names:
                 save_checkpoint(state, out_dir / name)
 
     throughput = Throughput()
+    blind_watch = BlindLevelWatch(total_steps=total_steps)
     final: dict[str, float] = {}
     step = start_step
     progress = TrainingProgress(total_steps=last_step, start_step=start_step,
@@ -542,7 +579,10 @@ def _run(
                         )
                     if context.is_main:
                         metrics.write(final)
-                        progress.update(step=step, loss=values["loss"], clips_per_s=average_rate)
+                        progress.update(step=step, loss=values["loss"], blind_loss=values["blind_loss"],
+                                        clips_per_s=average_rate)
+                        for message in blind_watch.update(step, values):
+                            logger.warning(message)
                         save(step)
                     if step >= last_step:
                         break
@@ -560,7 +600,8 @@ def _run(
     )
 
 
-def _checkpoint_names(step: int, *, steps_per_epoch: int, last_step: int, config: PretrainConfig) -> list[str]:
+def _checkpoint_names(step: int, *, steps_per_epoch: int, last_step: int, total_steps: int,
+                      config: PretrainConfig) -> list[str]:
     """Files to write after ``step`` steps: last.pt at epoch ends, every save_every_steps and
     at the end; epoch_XXX.pt every checkpoint_every_epochs epochs and after the last epoch."""
     epoch_end = step % steps_per_epoch == 0
@@ -569,7 +610,7 @@ def _checkpoint_names(step: int, *, steps_per_epoch: int, last_step: int, config
     periodic = config.save_every_steps is not None and step % config.save_every_steps == 0
     if epoch_end or periodic or step == last_step:
         names.append(LAST_CHECKPOINT)
-    if epoch_end and (epochs_done % config.checkpoint_every_epochs == 0 or epochs_done == config.optim.epochs):
+    if epoch_end and (epochs_done % config.checkpoint_every_epochs == 0 or step == total_steps):
         names.append(epoch_checkpoint_name(epochs_done))
     return names
 
@@ -606,8 +647,10 @@ def _checkpoint_to_resume(out_dir: Path, *, config: PretrainConfig, resume: bool
     if not path.exists():
         raise CheckpointError(f"nothing to resume: {path} does not exist")
     checkpoint = load_checkpoint(path)
-    changed = [line for line in config_differences(checkpoint["config"], config)
-               if line.split(":")[0] not in RESUMABLE_FIELDS]
+    # Read back through the dataclasses: a setting added after the run was saved takes its
+    # default, which is what the run used.
+    saved = config_from_dict(checkpoint["config"])
+    changed = [line for line in config_differences(saved, config) if line.split(":")[0] not in RESUMABLE_FIELDS]
     if changed:
         raise ValueError(f"the config differs from the run being resumed ({path}): " + "; ".join(changed)
                          + f". Only {sorted(RESUMABLE_FIELDS)} may change on --resume")

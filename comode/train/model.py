@@ -21,6 +21,7 @@ N negatives (here K motion windows), L sequence length.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -31,9 +32,11 @@ from comode.train.backbones import BACKBONES, build_backbone
 from comode.train.losses import (
     Gather,
     info_nce,
+    info_nce_blind_level,
     joint_loss,
     mse_motion_loss,
     mse_window_accuracy,
+    pointwise_blind_level,
     pointwise_info_nce,
 )
 
@@ -41,8 +44,10 @@ __all__ = [
     "CoMoDe",
     "CoMoDeOutput",
     "MLPHead",
+    "PointwiseMLP",
     "LearnedPositionalGrid",
     "MotionPredictor",
+    "ConvMotionPredictor",
     "compute_losses",
 ]
 
@@ -51,6 +56,10 @@ __all__ = [
 REFERENCE_GRID = (2, 7, 7)
 # How predicted motion is scored (see CoMoDe's motion_objective).
 MOTION_OBJECTIVES = ("infonce", "mse")
+# What turns the clip's feature map into the predicted motion map (see CoMoDe's motion_predictor).
+MOTION_PREDICTORS = ("transformer", "conv")
+# The projection of the M-Network's map, and the end of the predicted map (see CoMoDe's motion_head).
+MOTION_HEADS = ("linear", "mlp_bn")
 # Channels of a motion-vector map: x and y.
 MV_CHANNELS = 2
 
@@ -163,6 +172,90 @@ class MotionPredictor(nn.Module):
         return predicted.transpose(1, 2).reshape(batch, -1, *target_grid)  # (B, D, T', H', W')
 
 
+class ConvMotionPredictor(nn.Module):
+    """Clip feature map -> predicted future-motion feature map, cell by cell (a departure
+    from the paper's transformer; ``motion_predictor="conv"``).
+
+    The clip map (B, C, T, H, W) is resampled to ``time_slices`` time slices (keeping the
+    order of events: where the motion is heading at the clip's end is what predicts the
+    next window) and folded into channels, resampled to the target's (H', W'), and two 3x3
+    convolutions (BN, ReLU) and a 1x1 convolution predict D features per target cell:
+    (B, D, T', H', W') with T' = 1 (an 8-frame MV window through the M-Network's /8).
+
+    Why: each predicted cell is computed from the clip cells around the same place, so the
+    predictor starts out spatially aligned with its target; the transformer must first
+    learn which source token feeds which target cell, which a CPU-length run does not get
+    to (measured in docs/training.md).
+    """
+
+    def __init__(self, in_channels: int, *, hidden: int, embed_dim: int, time_slices: int = 2) -> None:
+        super().__init__()
+        self.time_slices = time_slices
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_channels * time_slices, hidden, 3, padding=1, bias=False),
+            nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, padding=1, bias=False),
+            nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, embed_dim, 1),
+        )
+
+    def forward(self, features: Tensor, target_grid: tuple[int, int, int]) -> Tensor:
+        frames, height, width = target_grid
+        if frames != 1:
+            raise ValueError(f"the conv motion predictor predicts one time slice (an 8-frame MV window); "
+                             f"the target grid has {frames}: use motion_predictor=transformer")
+        sliced = F.adaptive_avg_pool3d(features, (self.time_slices, height, width))  # (B, C, S, H', W')
+        predicted = self.layers(sliced.flatten(1, 2))  # (B, D, H', W')
+        return predicted.unsqueeze(2)  # (B, D, 1, H', W')
+
+
+class PointwiseMLP(nn.Sequential):
+    """Per-cell two-layer MLP with BatchNorm on its output (``motion_head="mlp_bn"``):
+    1x1x1 conv -> BN -> ReLU -> 1x1x1 conv -> BN.  (B, C, T, H, W) -> (B, D, T, H, W).
+
+    Why BN on the output: it standardises every feature dimension over the batch and the
+    cells, so no dimension can collapse to a constant that every candidate shares (the
+    authors' released code ends its motion heads the same way)."""
+
+    def __init__(self, in_channels: int, hidden: int, out_channels: int) -> None:
+        super().__init__(
+            nn.Conv3d(in_channels, hidden, 1, bias=False),
+            nn.BatchNorm3d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(hidden, out_channels, 1, bias=False),
+            nn.BatchNorm3d(out_channels),
+        )
+
+
+class _ThenNormalise(nn.Module):
+    """A motion predictor followed by BatchNorm of its (B, D, T', H', W') output (the
+    prediction side of ``motion_head="mlp_bn"``)."""
+
+    def __init__(self, predictor: nn.Module, channels: int) -> None:
+        super().__init__()
+        self.predictor = predictor
+        self.norm = nn.BatchNorm3d(channels)
+
+    def forward(self, features: Tensor, target_grid: tuple[int, int, int]) -> Tensor:
+        return self.norm(self.predictor(features, target_grid))
+
+
+def rotate_vectors(mv: Tensor, quarter_turns: int) -> Tensor:
+    """(..., 2, T, H, W) MV maps with every vector turned by ``quarter_turns`` x 90 degrees
+    (on screen, y down): the same places move by the same amount, in another direction."""
+    x, y = mv.select(-4, 0), mv.select(-4, 1)
+    for _ in range(quarter_turns % 4):
+        x, y = -y, x
+    return torch.stack([x, y], dim=-4)
+
+
+def _with_rotations(mv_future: Tensor, mv_negatives: Tensor | None) -> Tensor:
+    """(B, K + 3, 2, T, H, W): the hard-negative windows, then the future window with its
+    vectors turned by 90, 180 and 270 degrees."""
+    turned = torch.stack([rotate_vectors(mv_future, k) for k in (1, 2, 3)], dim=1)
+    return turned if mv_negatives is None else torch.cat([mv_negatives, turned], dim=1)
+
+
 def _global_average_pool(features: Tensor) -> Tensor:
     """(B, C, ...) -> (B, C): mean over every spatial / temporal axis."""
     return features.flatten(2).mean(dim=2)
@@ -196,6 +289,18 @@ class CoMoDe(nn.Module):
         motion_objective: "infonce" (the method: predict M-Network features, pointwise
             InfoNCE) or "mse" (ablation, paper Table 1: predict the MV values on the
             V-Network's feature grid, squared error; no M-Network).
+        motion_predictor: "transformer" (the paper's encoder-decoder) or "conv" (a
+            spatially aligned per-cell predictor, :class:`ConvMotionPredictor`; its hidden
+            width is ``transformer_dim``).
+        motion_head: "linear" (a 1x1x1 projection of the M-Network map to D) or "mlp_bn"
+            (:class:`PointwiseMLP` on the M-Network map, and BN on the predicted map).
+        zero_init_residual: every ResNet (V-, I- and M-Network) starts each residual block
+            as the identity (the last BN's scale at 0).
+        blind: a diagnostic control: the pretext heads see zeros instead of the V-Network's
+            map, so they cannot use the clip; their accuracy is the measured blind level of
+            each task (the V-Network then gets no gradient).
+        rotated_negatives: ours: the future window with its vectors turned by 90, 180 and
+            270 degrees joins the hard negatives (:func:`rotate_vectors`).
 
     A switched-off branch has no modules at all, so every parameter of the model receives a
     gradient from the enabled losses (what DDP without ``find_unused_parameters`` needs).
@@ -218,42 +323,64 @@ class CoMoDe(nn.Module):
         use_motion: bool = True,
         dropout: float = 0.1,
         motion_objective: str = "infonce",
+        motion_predictor: str = "transformer",
+        motion_head: str = "linear",
+        zero_init_residual: bool = False,
+        blind: bool = False,
+        rotated_negatives: bool = False,
     ) -> None:
         super().__init__()
         if not (use_context or use_motion):
             raise ValueError("at least one of use_context / use_motion must be enabled")
-        if motion_objective not in MOTION_OBJECTIVES:
-            raise ValueError(f"motion_objective must be one of {list(MOTION_OBJECTIVES)}, got {motion_objective!r}")
+        for name, value, allowed in (("motion_objective", motion_objective, MOTION_OBJECTIVES),
+                                     ("motion_predictor", motion_predictor, MOTION_PREDICTORS),
+                                     ("motion_head", motion_head, MOTION_HEADS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
         self.motion_objective = motion_objective
         _check_backbone_role(backbone, "backbone (V-Network)", "clip")
         self.use_context = use_context
         self.use_motion = use_motion
         self.embed_dim = embed_dim
+        self.blind = blind
 
-        self.vnet = build_backbone(backbone, width_multiplier=width_multiplier)
+        self.vnet = build_backbone(backbone, width_multiplier=width_multiplier, zero_init_residual=zero_init_residual)
         self.feature_dim = self.vnet.out_channels  # C of encode_clip's output
 
         if use_context:
             _check_backbone_role(inet, "inet (I-Network)", "frame")
-            self.inet = build_backbone(inet, width_multiplier=width_multiplier)
+            self.inet = build_backbone(inet, width_multiplier=width_multiplier, zero_init_residual=zero_init_residual)
             self.clip_head = MLPHead(self.vnet.out_channels, head_hidden, embed_dim)
             self.iframe_head = MLPHead(self.inet.out_channels, head_hidden, embed_dim)
 
         if use_motion:
-            if motion_objective == "infonce":
+            infonce = motion_objective == "infonce"
+            if infonce:
                 _check_backbone_role(mnet, "mnet (M-Network)", "motion")
-                self.mnet = build_backbone(mnet, width_multiplier=width_multiplier)
-                # Pointwise (1x1x1) projection: keeps the grid, maps M-Net channels to D.
-                self.motion_projection = nn.Conv3d(self.mnet.out_channels, embed_dim, kernel_size=1)
-            self.motion_predictor = MotionPredictor(
-                self.vnet.out_channels,
-                transformer_dim=transformer_dim,
-                embed_dim=embed_dim if motion_objective == "infonce" else MV_CHANNELS,
-                encoder_layers=encoder_layers,
-                decoder_layers=decoder_layers,
-                heads=heads,
-                dropout=dropout,
-            )
+                self.mnet = build_backbone(mnet, width_multiplier=width_multiplier,
+                                           zero_init_residual=zero_init_residual)
+                # Pointwise (1x1x1): keeps the grid, maps M-Net channels to D.
+                self.motion_projection = (
+                    nn.Conv3d(self.mnet.out_channels, embed_dim, kernel_size=1) if motion_head == "linear"
+                    else PointwiseMLP(self.mnet.out_channels, head_hidden, embed_dim))
+            predicted_channels = embed_dim if infonce else MV_CHANNELS
+            if motion_predictor == "conv":
+                predictor: nn.Module = ConvMotionPredictor(self.vnet.out_channels, hidden=transformer_dim,
+                                                           embed_dim=predicted_channels)
+            else:
+                predictor = MotionPredictor(
+                    self.vnet.out_channels,
+                    transformer_dim=transformer_dim,
+                    embed_dim=predicted_channels,
+                    encoder_layers=encoder_layers,
+                    decoder_layers=decoder_layers,
+                    heads=heads,
+                    dropout=dropout,
+                )
+            if infonce and motion_head == "mlp_bn":
+                predictor = _ThenNormalise(predictor, predicted_channels)
+            self.motion_predictor = predictor
+        self.rotated_negatives = rotated_negatives
 
     def encode_clip(self, clip: Tensor) -> Tensor:
         """(B, 3, T, H, W) -> (B, C) globally pooled V-Network features (for evaluation)."""
@@ -283,6 +410,8 @@ class CoMoDe(nn.Module):
             :class:`CoMoDeOutput`.
         """
         features = self.vnet(clip)  # (B, C, T', H', W'), shared by both tasks
+        if self.blind:  # the control: heads that cannot see the clip (shape kept, no gradient to vnet)
+            features = torch.zeros_like(features).detach()
         out = CoMoDeOutput()
         if self.use_context:
             if iframe is None:
@@ -300,6 +429,8 @@ class CoMoDe(nn.Module):
                     out.motion_negatives = pooled.unflatten(0, mv_negatives.shape[:2])  # (B, K, 2, T', H', W')
                 out.motion_objective = "mse"
             else:
+                if self.rotated_negatives:
+                    mv_negatives = _with_rotations(mv_future, mv_negatives)
                 out.motion_target, out.motion_negatives = self._encode_motion_windows(mv_future, mv_negatives)
                 target_grid = tuple(out.motion_target.shape[2:])
             out.motion_prediction = self.motion_predictor(features, target_grid)
@@ -332,49 +463,78 @@ def compute_losses(
     temperature: float = 0.1,
     alpha: float = 0.5,
     gather: Gather | None = None,
+    motion_candidates: str = "all",
 ) -> dict[str, Tensor]:
-    """The pretraining objective J = (1 - alpha) * J_I + alpha * J_M from a forward output.
+    """The pretraining objective J = (1 - alpha) * J_I + alpha * J_M from a forward output,
+    and each task's blind level beside it.
 
     Args:
         out: a :class:`CoMoDeOutput`.
         temperature: tau of both InfoNCE losses.
         alpha: weight of the motion loss (paper's trade-off between the two tasks).
         gather: optional all-gather for keys under DDP (see :mod:`comode.train.losses`).
+        motion_candidates: the candidate set of the pointwise motion loss ("all": paper
+            Eq. 2; "same_position"), see :func:`comode.train.losses.pointwise_info_nce`.
 
     Returns:
         dict of scalar tensors: ``loss`` (to back-propagate), ``loss_context``,
-        ``loss_motion``, ``acc_context``, ``acc_motion``.  When only one branch is enabled,
-        ``loss`` is that branch's loss unweighted, and the disabled branch's entries are NaN
-        ("not computed", never mistaken for a real 0).
+        ``loss_motion``, ``acc_context``, ``acc_motion``, and ``blind_loss`` (of ``loss``), ``blind_loss_context``,
+        ``blind_acc_context``, ``blind_loss_motion``, ``blind_acc_motion``: what a predictor
+        that ignores its input scores on the same candidates (for InfoNCE ln and 1 / the
+        candidates it cannot rule out, :mod:`comode.train.losses`; for the MSE ablation the
+        squared error of predicting the batch's mean target, and 1 / (1 + K)).  When only
+        one branch is enabled, ``loss`` is that branch's loss unweighted, and the disabled
+        branch's entries are NaN ("not computed", never mistaken for a real 0).
     """
     has_context = out.clip_embedding is not None and out.iframe_embedding is not None
     has_motion = out.motion_prediction is not None and out.motion_target is not None
     if not (has_context or has_motion):
         raise ValueError("the output has neither context nor motion predictions")
     reference = out.clip_embedding if has_context else out.motion_prediction
-    missing = torch.full((), float("nan"), device=reference.device)
 
+    def constant(value: float) -> Tensor:
+        return torch.full((), float(value), device=reference.device)
+
+    missing = constant(math.nan)
     loss_context = acc_context = loss_motion = acc_motion = missing
+    blind_loss_context = blind_acc_context = blind_loss_motion = blind_acc_motion = missing
     if has_context:
         loss_context, acc_context = info_nce(
             out.clip_embedding, out.iframe_embedding, temperature=temperature, gather=gather
         )
+        blind = info_nce_blind_level(out.clip_embedding.shape[0], gathered=gather is not None)
+        blind_loss_context, blind_acc_context = constant(blind.loss), constant(blind.accuracy)
+    hard = 0 if out.motion_negatives is None else out.motion_negatives.shape[1]
     if has_motion and out.motion_objective == "mse":
         loss_motion = mse_motion_loss(out.motion_prediction, out.motion_target)
         acc_motion = mse_window_accuracy(out.motion_prediction, out.motion_target, out.motion_negatives)
+        with torch.no_grad():  # the best constant prediction: the mean target (of this batch)
+            target = out.motion_target
+            blind_loss_motion = (target - target.mean(dim=0, keepdim=True)).pow(2).mean()
+        blind_acc_motion = constant(1.0 / (1 + hard) if hard else 1.0)
     elif has_motion:
         loss_motion, acc_motion = pointwise_info_nce(
             out.motion_prediction, out.motion_target, temperature=temperature,
-            hard_negatives=out.motion_negatives, gather=gather,
+            hard_negatives=out.motion_negatives, gather=gather, candidates=motion_candidates,
         )
+        blind = pointwise_blind_level(out.motion_prediction.shape[0], hard_negatives=hard,
+                                      gathered=gather is not None)
+        blind_loss_motion, blind_acc_motion = constant(blind.loss), constant(blind.accuracy)
     if has_context and has_motion:
         loss = joint_loss(loss_context, loss_motion, alpha=alpha)
+        blind_loss = joint_loss(blind_loss_context, blind_loss_motion, alpha=alpha)
     else:
         loss = loss_context if has_context else loss_motion
+        blind_loss = blind_loss_context if has_context else blind_loss_motion
     return {
         "loss": loss,
+        "blind_loss": blind_loss,
         "loss_context": loss_context,
         "loss_motion": loss_motion,
         "acc_context": acc_context,
         "acc_motion": acc_motion,
+        "blind_loss_context": blind_loss_context,
+        "blind_acc_context": blind_acc_context,
+        "blind_loss_motion": blind_loss_motion,
+        "blind_acc_motion": blind_acc_motion,
     }

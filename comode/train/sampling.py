@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ClipSpec", "MOTION_WINDOWS", "SampleIndices", "sample_indices"]
+__all__ = ["ClipSpec", "MOTION_WINDOWS", "SampleIndices", "sample_indices", "window_distance", "pick_distinct_negatives"]
 
 MOTION_WINDOWS = ("future", "current")
 
@@ -131,7 +131,8 @@ class SampleIndices:
 
 
 def sample_indices(
-    num_frames: int, iframe_index: np.ndarray, *, spec: ClipSpec = ClipSpec(), rng: np.random.Generator
+    num_frames: int, iframe_index: np.ndarray, *, spec: ClipSpec = ClipSpec(), rng: np.random.Generator,
+    spare_negatives: int = 0,
 ) -> SampleIndices:
     """Draw the frames of one sample of a video with ``num_frames`` frames.
 
@@ -161,6 +162,9 @@ def sample_indices(
         spec: the sample layout.
         rng: the only source of randomness (draw order is fixed: clip start, I-frame,
             negatives).
+        spare_negatives: draw this many negative windows more than ``spec.negatives`` (in
+            the same draw), so that a caller can replace near-copies of the positive
+            (:func:`pick_distinct_negatives`); 0 keeps the draws of earlier versions.
 
     Raises:
         ValueError: T < 1 or no I-frames.
@@ -193,7 +197,7 @@ def sample_indices(
     future = np.minimum(future_start + window, last_frame)
 
     k = _draw_iframe(iframes, int(clip[0]), int(clip[-1]), spec.iframe_radius, rng)
-    negatives, overlap = _draw_negatives(total, future_start, spec, rng)
+    negatives, overlap = _draw_negatives(total, future_start, spec, rng, count=spec.negatives + spare_negatives)
     return SampleIndices(
         clip=clip, iframe=k, iframe_frame=int(iframes[k]), future=future,
         negatives=np.minimum(negatives[:, None] + window, last_frame), clamped=clamped,
@@ -211,9 +215,10 @@ def _draw_iframe(iframes: np.ndarray, first: int, last: int, radius: int, rng: n
     return int(candidates[rng.integers(candidates.size)])
 
 
-def _draw_negatives(total: int, future_start: int, spec: ClipSpec, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-    """(negatives,) window starts and whether any overlaps the future window."""
-    if spec.negatives == 0:
+def _draw_negatives(total: int, future_start: int, spec: ClipSpec, rng: np.random.Generator,
+                    count: int) -> tuple[np.ndarray, bool]:
+    """(count,) window starts and whether any overlaps the future window."""
+    if count == 0:
         return np.zeros(0, dtype=np.int64), False
     last_frame = total - 1
     starts = np.arange(max(0, total - spec.mv_window) + 1, dtype=np.int64)
@@ -226,5 +231,39 @@ def _draw_negatives(total: int, future_start: int, spec: ClipSpec, rng: np.rando
         overlap = True
         others = starts[starts != future_start]
         pool = others if others.size else starts
-    chosen = rng.choice(pool, size=spec.negatives, replace=pool.size < spec.negatives)
+    chosen = rng.choice(pool, size=count, replace=pool.size < count)
     return chosen.astype(np.int64), overlap
+
+
+def window_distance(positive: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """(N,) how different each candidate MV window is from the positive window, in [0, 1]:
+    ||c - p|| / (||c|| + ||p||), 0 for identical windows -- two windows in which nothing
+    moves included -- and 1 for opposite ones.
+
+    Args:
+        positive: (...) the positive window's MV maps.
+        candidates: (N, ...) candidate windows of the same shape.
+    """
+    p = positive.reshape(1, -1).astype(np.float64)
+    c = candidates.reshape(len(candidates), -1).astype(np.float64)
+    scale = np.linalg.norm(c, axis=1) + np.linalg.norm(p)
+    return np.where(scale > 0, np.linalg.norm(c - p, axis=1) / np.maximum(scale, 1e-12), 0.0)
+
+
+def pick_distinct_negatives(distances: np.ndarray, count: int, min_distance: float) -> tuple[np.ndarray, int]:
+    """Positions of ``count`` hard negatives among candidates drawn in order, skipping
+    near-copies of the positive: the first ``count`` candidates whose ``distances`` reach
+    ``min_distance``, topped up (when too few do) with the most distant of the rest.
+
+    Why: a negative that moves exactly like the positive (the same oscillation one period
+    later, or two windows of a scene in which nothing moves) cannot be told apart from it
+    by any predictor; it only adds noise to the loss.
+
+    Returns:
+        (positions (count,), how many near-copies had to be kept).
+    """
+    far = np.flatnonzero(distances >= min_distance)
+    chosen = list(far[:count])
+    near = [int(i) for i in np.argsort(-distances, kind="stable") if distances[i] < min_distance]
+    kept = near[:count - len(chosen)]
+    return np.array(sorted(chosen + kept), dtype=np.int64), len(kept)

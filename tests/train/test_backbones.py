@@ -12,11 +12,18 @@ from torch import nn
 from comode.train.backbones import (
     BACKBONES,
     CHANNELS_LAST_ENV,
+    BasicBlock,
     Conv2Plus1d,
+    Pathways,
     build_backbone,
     channels_last_on_cpu,
     conv2plus1d_mid_channels,
+    frame_differences,
 )
+
+# The single-pathway networks (the table of the module docstring); "<name>_diff" and
+# "<name>_rgbdiff" are built from them (tested below).
+SINGLE = sorted(name for name, spec in BACKBONES.items() if len(spec.pathways) == 1 and "diff" not in spec.pathways)
 
 # The shape table of the backbones module docstring, row by row: (name, input, output).
 FULL_WIDTH_SHAPES = [
@@ -49,10 +56,12 @@ def test_full_width_output_shapes(name, input_shape, output_shape):
 
 
 def test_every_backbone_in_the_table_is_covered_by_a_shape_test():
-    assert {row[0] for row in FULL_WIDTH_SHAPES} == set(BACKBONES)
+    assert {row[0] for row in FULL_WIDTH_SHAPES} == set(SINGLE)
+    clips = {name for name in SINGLE if BACKBONES[name].input_kind == "clip"}
+    assert set(BACKBONES) - set(SINGLE) == {name + suffix for name in clips for suffix in ("_diff", "_rgbdiff")}
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", SINGLE)
 def test_width_multiplier_scales_channels_and_out_channels(name):
     spec = BACKBONES[name]
     backbone = build_backbone(name, width_multiplier=0.125)
@@ -61,6 +70,58 @@ def test_width_multiplier_scales_channels_and_out_channels(name):
     features = backbone(torch.randn(shape[spec.input_kind]))
     assert features.shape[1] == 64
     assert _params(backbone) < _params(build_backbone(name)) / 20  # ~1/64 for pure convs
+
+
+def test_frame_differences_show_only_what_changes():
+    clip = torch.zeros(1, 3, 4, 5, 6)
+    clip[:, :, 2:, 1, 2] = 1.0  # one pixel lights up in frame 2 and stays
+    clip += torch.rand(1, 3, 1, 5, 6)  # a static background: the same in every frame
+    diff = frame_differences(clip)
+    assert diff.shape == clip.shape
+    expected = torch.zeros_like(clip)
+    expected[:, :, 2, 1, 2] = 1.0  # frame 2 minus frame 1
+    expected[:, :, 0] = expected[:, :, 1]  # slot 0 repeats the first difference (frame 1 - frame 0)
+    torch.testing.assert_close(diff, expected)
+    assert not frame_differences(torch.rand(1, 3, 1, 5, 6)).any()  # a single frame: nothing moves
+
+
+@pytest.mark.parametrize("suffix", ["_diff", "_rgbdiff"])
+def test_pathway_networks_see_the_clip_and_its_differences(suffix):
+    torch.manual_seed(0)
+    net = build_backbone("r3d_18" + suffix, width_multiplier=0.125)
+    for module in net.modules():  # trained-looking BatchNorm statistics: a still clip no longer maps to 0 by itself
+        if isinstance(module, nn.BatchNorm3d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    net.eval()
+    clip = torch.randn(2, 3, 16, 32, 32)
+    static = clip[:, :, :1].expand_as(clip).contiguous()  # a clip in which nothing moves
+    with torch.no_grad():
+        out, still = net(clip), net(static)
+        diff_net = net.nets["diff"]
+        diff_part = diff_net(frame_differences(clip)) - diff_net(torch.zeros_like(clip[:1]))
+        rgb_part = net.nets["rgb"](clip) if "rgb" in net.nets else None
+    pathways = BACKBONES["r3d_18" + suffix].pathways
+    assert net.out_channels == 64 * len(pathways) == out.shape[1] and tuple(out.shape[2:]) == (2, 2, 2)
+    assert isinstance(net, Pathways) and list(net.nets) == list(pathways)
+    # The difference pathway's map, relative to its map of a still clip, comes last.
+    torch.testing.assert_close(out[:, -64:], diff_part, rtol=1e-4, atol=1e-5)
+    assert still[:, -64:].abs().max() == 0  # where nothing moves it reads exactly 0 ...
+    assert out[:, -64:].abs().max() > 0.1   # ... and a moving clip does not
+    if rgb_part is not None:
+        torch.testing.assert_close(out[:, :64], rgb_part)
+    net.train()
+    out = net(clip)  # training mode: the still clip runs in the same batch (same BN statistics)
+    assert out.shape[0] == 2 and torch.isfinite(out).all()
+
+
+def test_zero_init_residual_starts_every_block_as_the_identity():
+    net = build_backbone("r3d_18", width_multiplier=0.125, zero_init_residual=True)
+    blocks = [m for m in net.modules() if isinstance(m, BasicBlock)]
+    assert blocks and all(torch.all(b.bn2.weight == 0) for b in blocks)
+    assert all(torch.all(b.bn1.weight == 1) for b in blocks)
+    plain = build_backbone("r3d_18", width_multiplier=0.125)
+    assert all(torch.all(m.bn2.weight == 1) for m in plain.modules() if isinstance(m, BasicBlock))
 
 
 def test_r3d_10_survives_degenerate_motion_grids():
@@ -133,7 +194,7 @@ def test_c3d_has_eight_convs_and_no_fc():
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
-def test_batchnorm_after_every_conv_and_kaiming_init(name):
+def test_batchnorm_after_every_conv_and_kaiming_init(name):  # the pathway networks included
     backbone = build_backbone(name, width_multiplier=0.125)
     convs = [m for m in backbone.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
     norms = [m for m in backbone.modules() if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d))]

@@ -61,7 +61,7 @@ def test_overrides_are_yaml_values_applied_in_order():
 
 @pytest.mark.parametrize("override, message", [
     ("optim.lr=0.1", "unknown config key 'optim.lr'; valid keys in 'optim': epochs, grad_clip_norm, lr_per_sample, "
-                     "momentum, nesterov, warmup_epochs, weight_decay"),
+                     "momentum, nesterov, steps, warmup_epochs, weight_decay"),
     ("optimizer.epochs=3", "unknown config key 'optimizer'; valid keys at the top level: checkpoint_every_epochs, "
                            "data, loss, max_steps, model, optim, save_every_steps, seed, sync_batchnorm, task"),
     ("data.batch_size=lots", "data.batch_size must be int, got 'lots'"),

@@ -21,7 +21,9 @@ from comode.extract.pipeline import run_extraction
 from comode.extract.settings import ExtractSettings
 from comode.extract.synthetic import translating_frames, write_video
 from comode.store import open_store
-from comode.train.data import MAX_ATTEMPTS, PretrainDataset, collate, is_load_error, make_loader
+from comode.train.data import (
+    MAX_ATTEMPTS, PretrainDataset, collate, compensate_camera, is_load_error, make_loader, read_mv_windows,
+)
 from comode.train.sampling import sample_indices
 from comode.train.transforms import AugmentSpec, augment_batch
 
@@ -112,6 +114,39 @@ def test_frames_are_the_sampled_ones_and_the_iframe_is_the_stored_one(store_url)
     np.testing.assert_array_equal(sample["iframe"].permute(1, 2, 0).numpy(), video.iframes[indices.iframe])
     expected_mv = video.mvs[...][indices.future].astype(np.float32).transpose(1, 0, 2, 3) / 4
     np.testing.assert_array_equal(sample["mv_future"].numpy(), expected_mv)
+
+
+def test_iframe_maps_interpolated_from_their_neighbours(store_url):
+    dataset = PretrainDataset(store_url, iframe_mv="interpolate")
+    a = _index(dataset, "a.avi")
+    video = open_store(store_url).video(dataset.video_ids[a])
+    stored = np.asarray(video.mvs[...]).astype(np.float32)
+    frames = np.array([[10, 11, 12, 13], [0, 1, 2, 3], [86, 87, 88, 89]])  # 12 and 0 (and 84) are I-frames
+    assert {0, 12} <= set(video.iframe_index.tolist()) and not stored[12].any()
+    filled = read_mv_windows(video.mvs, frames, fill_iframes=video.iframe_index)
+    np.testing.assert_array_equal(filled[0, 2], (stored[11] + stored[13]) / 2)
+    np.testing.assert_array_equal(filled[1, 0], stored[1])  # the video's first frame: only a next neighbour
+    np.testing.assert_array_equal(filled[0, [0, 1, 3]], stored[[10, 11, 13]])  # P-frames as stored
+    np.testing.assert_array_equal(read_mv_windows(video.mvs, frames), stored[frames].astype(np.int16))
+    # In a sample: every frame of a window now carries the texture's motion, 2 px/frame right.
+    sample = dataset[a]
+    assert len(_moving_frames(sample["mv_future"])) == 8
+    assert sample["mv_future"][0, :, 2:-2, 2:-3].median() == pytest.approx(2.0, abs=0.01)
+    with pytest.raises(ValueError, match="iframe_mv"):
+        PretrainDataset(store_url, iframe_mv="mean")
+
+
+def test_camera_compensation_removes_a_pan_and_keeps_an_object():
+    maps = np.zeros((1, 2, 2, 4, 5), np.float32)     # (N, T, 2, gh, gw)
+    maps[..., 0, :, :] = 3.0                           # every block moves right: a pan
+    maps[0, 1, :, 1, 2] = (3.0 + 4.0, -2.0)            # one block moves differently: an object
+    out = compensate_camera(maps)
+    assert np.abs(out[0, 0]).max() == 0.0              # the pan alone: nothing left
+    assert out[0, 1, :, 1, 2].tolist() == [4.0, -2.0]  # the object, relative to the background
+    assert np.abs(np.delete(out[0, 1].reshape(2, -1), 7, axis=1)).max() == 0.0
+    static = np.zeros((1, 1, 2, 4, 5), np.float32)
+    static[0, 0, :, 0, 0] = (5.0, 1.0)                 # a static camera (median 0) is left as it is
+    np.testing.assert_array_equal(compensate_camera(static), static)
 
 
 def test_short_video_still_gives_a_sample(store_url):

@@ -124,12 +124,16 @@ def test_tiny_model_learns_both_pretext_tasks_on_cpu(tmp_path):
 
     first, last = slice(0, 20), slice(-40, None)
     assert _mean(records, "loss", last) < _mean(records, "loss", first) - 0.5
-    # Chance: context 1 / B = 0.25; motion 1 / (B*P + K*P) = 1 / 28 with P = 4 positions.
-    # Measured (seeds 0-3): acc_context 0.72-0.84, acc_motion 0.15-0.19.  In 200 joint steps
-    # the motion branch gets the position right (loss_motion -> ln 7: 1 of 7 velocities at
-    # the right position); reading the velocity is the next test's, motion-only, run.
+    # Blind levels, logged every step: context 1 / B = 1 / 4; motion 1 / (B + K) = 1 / 7 (a
+    # predictor that ignores the clip still knows each cell's position, so only the 4
+    # videos and 3 hard windows at that position are left to tell apart).
+    assert all(r["blind_acc_context"] == pytest.approx(1 / 4) for r in records)
+    assert all(r["blind_acc_motion"] == pytest.approx(1 / 7) for r in records)
+    assert all(r["blind_loss_motion"] == pytest.approx(math.log(7)) for r in records)
+    # Measured (seeds 0-3): acc_context 0.72-0.84.  In 200 joint steps the motion branch
+    # stays near its blind level (0.15-0.19 against 0.14); reading the velocity is the next
+    # test's, motion-only, run.
     assert _mean(records, "acc_context", last) > 0.5
-    assert _mean(records, "acc_motion", last) > 3 / 28
     # Warm-up then cosine: the lr peaks at 4 x 0.0025 = 0.01 after 20 steps and ends near 0.
     lrs = [r["lr"] for r in records]
     assert lrs[0] == pytest.approx(0.01 / 20) and max(lrs) == pytest.approx(0.01) and lrs[-1] < 1e-5
@@ -159,6 +163,38 @@ def test_motion_prediction_alone_learns_to_read_the_motion(tmp_path):
     assert all(math.isnan(r["loss_context"]) for r in records)
     assert _mean(records, "loss_motion", last) < math.log(7) - 0.3
     assert _mean(records, "acc_motion", last) > 0.25
+
+
+def test_the_blind_control_sits_at_its_blind_level_and_the_run_says_so(tmp_path, caplog):
+    """model.blind=true: heads that cannot see the clip score the blind level of each task
+    (the measured one equals the logged one), and the run warns about both tasks."""
+    config = tiny_config("model.blind=true", "optim.epochs=12", "optim.warmup_epochs=1")
+    with caplog.at_level("WARNING", logger="comode.train.loop"):
+        run_pretraining(config, data=synthetic_data(), out_dir=tmp_path, show_progress=False)
+    records = read_metrics(tmp_path)
+    last = slice(-40, None)
+    assert abs(_mean(records, "acc_motion", last) - 1 / 7) < 0.05
+    assert abs(_mean(records, "loss_motion", last) - math.log(7)) < 0.1
+    assert abs(_mean(records, "acc_context", last) - 1 / 4) < 0.08
+    warnings = [r.getMessage() for r in caplog.records if "blind level" in r.getMessage()]
+    assert len(warnings) == 2 and {"context", "motion"} == {w.split()[1] for w in warnings}
+    assert "acc_motion" in warnings[-1] or "acc_motion" in warnings[0]
+
+
+def test_blind_level_watch_warns_once_late_and_only_near_the_level():
+    from comode.train.metrics import BlindLevelWatch
+
+    watch = BlindLevelWatch(total_steps=100, after=0.5, margin=0.02, window=10)
+    blind = {"blind_acc_motion": 1 / 11, "blind_loss_motion": math.log(11), "loss_motion": math.log(11),
+             "blind_acc_context": 1 / 8, "blind_loss_context": math.log(8), "loss_context": 1.0}
+    messages = []
+    for step in range(1, 101):
+        values = {**blind, "acc_motion": 0.09, "acc_context": 0.6}  # motion blind, context learned
+        messages += [(step, m) for m in watch.update(step, values)]
+    assert [step for step, _ in messages] == [50]  # once, when half the run is done
+    assert "motion task is still at its blind level" in messages[0][1] and "9.1 %" in messages[0][1]
+    quiet = BlindLevelWatch(total_steps=100)
+    assert not any(quiet.update(s, {**blind, "acc_motion": 0.2, "acc_context": 0.6}) for s in range(1, 101))
 
 
 LOSS_COLUMNS = ("loss", "loss_context", "loss_motion", "acc_context", "acc_motion", "lr", "grad_norm")
@@ -200,6 +236,23 @@ def test_resume_refuses_a_changed_config(tmp_path):
     changed = tiny_config("optim.epochs=1", "optim.warmup_epochs=0", "max_steps=2", "loss.alpha=0.3")
     with pytest.raises(ValueError, match=r"loss.alpha: 0.5 -> 0.3"):
         run_pretraining(changed, data=synthetic_data(), out_dir=tmp_path, resume=True, show_progress=False)
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    from comode.train.checkpoint import save_checkpoint
+
+    config = tiny_config("optim.epochs=1", "optim.warmup_epochs=0", "max_steps=1")
+    run_pretraining(config, data=synthetic_data(), out_dir=tmp_path, show_progress=False)
+    checkpoint = load_checkpoint(tmp_path / LAST_CHECKPOINT)
+    del checkpoint["config"]["data"]["negative_min_distance"]  # as saved by an older comode
+    save_checkpoint(checkpoint, tmp_path / LAST_CHECKPOINT)
+    longer = tiny_config("optim.epochs=1", "optim.warmup_epochs=0", "max_steps=2")
+    summary = run_pretraining(longer, data=synthetic_data(), out_dir=tmp_path, resume=True, show_progress=False)
+    assert summary.steps == 2
+    older_but_changed = tiny_config("optim.epochs=1", "optim.warmup_epochs=0", "max_steps=3",
+                                    "data.negative_min_distance=0.2")
+    with pytest.raises(ValueError, match=r"data.negative_min_distance: 0.0 -> 0.2"):
+        run_pretraining(older_but_changed, data=synthetic_data(), out_dir=tmp_path, resume=True, show_progress=False)
 
 
 def test_supervised_aux_task_trains_the_classifier_with_the_motion_loss(tmp_path):

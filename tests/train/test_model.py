@@ -13,7 +13,8 @@ import torch
 from comode.train.model import CoMoDe, CoMoDeOutput, LearnedPositionalGrid, compute_losses
 
 TINY = dict(width_multiplier=0.125, transformer_dim=64, embed_dim=32, head_hidden=128)
-LOSS_KEYS = {"loss", "loss_context", "loss_motion", "acc_context", "acc_motion"}
+LOSS_KEYS = {"loss", "loss_context", "loss_motion", "acc_context", "acc_motion", "blind_loss", "blind_loss_context",
+             "blind_acc_context", "blind_loss_motion", "blind_acc_motion"}
 
 
 def _inputs(batch=2, mv_hw=(32, 44), negatives=3):
@@ -52,7 +53,75 @@ def test_tiny_model_forward_backward_reaches_every_parameter():
     assert all(torch.isfinite(v) for v in losses.values())
     expected = 0.5 * losses["loss_context"] + 0.5 * losses["loss_motion"]
     torch.testing.assert_close(losses["loss"], expected)
+    # Blind levels: 1 / B for context (B = 2 I-frames); 1 / (B + K) for motion (2 videos + 3 windows).
+    assert losses["blind_acc_context"].item() == pytest.approx(1 / 2)
+    assert losses["blind_acc_motion"].item() == pytest.approx(1 / 5)
+    assert losses["blind_loss_motion"].item() == pytest.approx(math.log(5))
+    assert losses["blind_loss"].item() == pytest.approx(0.5 * math.log(2) + 0.5 * math.log(5))
     _assert_every_parameter_has_a_gradient(model)
+
+
+@pytest.mark.parametrize("backbone", ["r3d_18_diff", "r3d_18_rgbdiff"])
+@pytest.mark.parametrize("head", ["linear", "mlp_bn"])
+def test_conv_predictor_and_mlp_heads_train_every_parameter(backbone, head):
+    torch.manual_seed(0)
+    model = CoMoDe(**TINY, backbone=backbone, motion_predictor="conv", motion_head=head)
+    out = model(**_inputs())
+    assert tuple(out.motion_prediction.shape) == tuple(out.motion_target.shape) == (2, 32, 1, 2, 3)
+    losses = compute_losses(out, motion_candidates="same_position")
+    losses["loss"].backward()
+    _assert_every_parameter_has_a_gradient(model)
+    with pytest.raises(ValueError, match="one time slice"):
+        model.motion_predictor(torch.randn(2, model.feature_dim, 2, 4, 4), (2, 2, 3))
+
+
+def test_conv_predictor_keeps_each_cell_where_it_is():
+    # A clip map whose only non-zero cell is (y, x) = (0, 0): its prediction differs from the
+    # all-zero map's only within the 3x3 x 3x3 reach of two 3x3 convolutions (5 x 5 cells).
+    from comode.train.model import ConvMotionPredictor
+
+    torch.manual_seed(0)
+    predictor = ConvMotionPredictor(8, hidden=16, embed_dim=4).eval()
+    features = torch.zeros(1, 8, 2, 7, 7)
+    features[0, :, :, 0, 0] = 1.0
+    with torch.no_grad():
+        moved = predictor(features, (1, 7, 7)) - predictor(torch.zeros_like(features), (1, 7, 7))
+    reached = moved.abs().sum(dim=(0, 1, 2)) > 1e-6  # (7, 7)
+    assert reached[:3, :3].all() and not reached[5:, :].any() and not reached[:, 5:].any()
+
+
+def test_rotated_negatives_turn_the_future_vectors():
+    from comode.train.model import rotate_vectors
+
+    right = torch.zeros(1, 2, 1, 1, 1)
+    right[0, 0] = 3.0  # 3 px/frame to the right
+    assert rotate_vectors(right, 1).flatten().tolist() == [0.0, 3.0]    # down (y grows downwards)
+    assert rotate_vectors(right, 2).flatten().tolist() == [-3.0, 0.0]   # left
+    assert rotate_vectors(right, 3).flatten().tolist() == [0.0, -3.0]   # up
+    torch.testing.assert_close(rotate_vectors(right, 4), right)
+    torch.manual_seed(0)
+    model = CoMoDe(**TINY, rotated_negatives=True, motion_predictor="conv").eval()
+    inputs = _inputs()
+    with torch.no_grad():
+        out = model(**inputs)
+        half_turn = model.encode_motion(rotate_vectors(inputs["mv_future"], 2))
+    assert tuple(out.motion_negatives.shape) == (2, 6, 32, 1, 2, 3)  # 3 windows + 3 turns
+    torch.testing.assert_close(out.motion_negatives[:, 4], half_turn)
+    assert compute_losses(out)["blind_acc_motion"].item() == pytest.approx(1 / (2 + 6))
+
+
+def test_blind_control_cannot_use_the_clip():
+    torch.manual_seed(0)
+    model = CoMoDe(**TINY, blind=True).eval()
+    inputs = _inputs()
+    with torch.no_grad():
+        out = model(**inputs)
+        other = model(**{**inputs, "clip": torch.randn_like(inputs["clip"])})
+    torch.testing.assert_close(out.motion_prediction, other.motion_prediction)  # whatever the clip
+    torch.testing.assert_close(out.clip_embedding, other.clip_embedding)
+    model.train()
+    compute_losses(model(**inputs))["loss"].backward()
+    assert all(p.grad is None for p in model.vnet.parameters())  # nothing reaches the V-Network
 
 
 @pytest.mark.parametrize("mv_hw", [(16, 22), (32, 44), (64, 64)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from comode.train.sampling import ClipSpec, sample_indices
+from comode.train.sampling import ClipSpec, sample_indices, pick_distinct_negatives, window_distance
 
 SPEC = ClipSpec()
 GOP = 12
@@ -150,3 +150,33 @@ def test_current_motion_window_of_a_short_video_stays_inside_it():
     assert sample.clamped and sample.clip.max() == 19
     with pytest.raises(ValueError, match="motion_window must be one of"):
         ClipSpec(motion_window="past")
+
+
+def test_spare_negatives_extend_the_same_draw():
+    iframes = np.arange(0, 300, 12)
+    plain = sample_indices(300, iframes, rng=np.random.default_rng(5))
+    spared = sample_indices(300, iframes, rng=np.random.default_rng(5), spare_negatives=6)
+    assert spared.negatives.shape == (9, 8)
+    np.testing.assert_array_equal(spared.clip, plain.clip)
+    np.testing.assert_array_equal(spared.future, plain.future)
+    future = set(spared.future.tolist())
+    assert not any(future & set(window.tolist()) for window in spared.negatives)  # still disjoint
+
+
+def test_window_distance_is_zero_for_copies_and_still_windows():
+    rng = np.random.default_rng(0)
+    positive = rng.normal(size=(8, 2, 4, 5))
+    still = np.zeros_like(positive)
+    candidates = np.stack([positive, -positive, positive + 0.01 * rng.normal(size=positive.shape), still])
+    distance = window_distance(positive, candidates)
+    assert distance[0] == 0.0 and distance[1] == pytest.approx(1.0) and distance[2] < 0.01
+    assert 0.99 < distance[3] <= 1.0  # nothing moving vs moving: as far as it gets
+    assert window_distance(still, np.stack([still, still]))[0] == 0.0  # two still windows: copies
+
+
+def test_pick_distinct_negatives_skips_near_copies_in_draw_order():
+    distances = np.array([0.02, 0.5, 0.01, 0.4, 0.3, 0.6])
+    keep, kept_near = pick_distinct_negatives(distances, 3, 0.1)
+    assert keep.tolist() == [1, 3, 4] and kept_near == 0
+    keep, kept_near = pick_distinct_negatives(np.array([0.02, 0.5, 0.01]), 3, 0.1)
+    assert keep.tolist() == [0, 1, 2] and kept_near == 2  # too few distinct ones: the farthest copies fill up
