@@ -180,14 +180,14 @@ def show(
 def sample(
     out: Path = typer.Option(..., help="Folder to write the videos, labels.csv and sample.json to (empty or new)."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same frames."),
-    videos_per_class: int = typer.Option(24, help="Clips per motion class, spread evenly over the scenes."),
+    videos_per_class: int = typer.Option(48, help="Clips per motion class, spread evenly over the scenes."),
     frames: int = typer.Option(96, help="Frames per clip (25 fps; a pretraining sample spans 70)."),
     size: str = typer.Option("170x128", help="Frame size WIDTHxHEIGHT (even numbers)."),
     scenes: str = typer.Option(",".join(("astronaut", "cat", "coffee", "rocket")),
                                help="Comma-separated scenes: astronaut, cat, coffee, rocket, hubble, camera."),
-    motions: str = typer.Option("all", help="Comma-separated motion patterns (circle, down, left, oscillate, right, up, zoom) or 'all'."),
-    test_fraction: float = typer.Option(0.3, help="Share of each (motion, scene) cell in the test split."),
-    camera: bool = typer.Option(True, help="Pan the camera (--no-camera: static background, few motion vectors)."),
+    motions: str = typer.Option("all", help="Comma-separated motion patterns (circle_ccw, circle_cw, lissajous, oscillate_x, oscillate_y, pulse) or 'all'."),
+    test_fraction: float = typer.Option(0.4, help="Share of each (motion, scene) cell in the test split."),
+    camera: bool = typer.Option(False, help="Pan the camera slowly (a nuisance independent of both labels; default: static)."),
     workers: Optional[int] = typer.Option(None, help="Processes (default: one per core); 0 = in this process."),
     overwrite: bool = typer.Option(False, help="Replace an earlier sample set in --out."),
     store: Optional[str] = typer.Option(None, help="Also extract the set into this store and measure its motion-vector coverage."),
@@ -201,7 +201,7 @@ def sample(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from comode.extract.sample import MOTIONS, SampleSpec, generate_sample
+    from comode.extract.sample import MOTIONS, SampleSpec, generate_sample, near_duplicate_share
 
     width, height = _parse_size(size, "--size")
     try:
@@ -231,6 +231,8 @@ def sample(
         table.add_row("[yellow]note", f"no test clips: a (motion, scene) pair needs 2 clips for one to be test "
                                       f"(--videos-per-class >= {2 * len(spec.scenes)})")
     table.add_row("motions", ", ".join(spec.motions))
+    table.add_row("hard negatives", f"{near_duplicate_share(clips):.1%} move like their positive window "
+                                    "(analytic velocities; see comode.extract.sample.near_duplicate_share)")
     table.add_row("scenes", ", ".join(spec.scenes))
     table.add_row("generated", f"in {seconds:.1f} s = {len(clips) * spec.frames / seconds:.0f} frames/s")
     table.add_row("extract", f"comode extract --dataset sample --root {out} --out STORE.zarr")
@@ -342,6 +344,23 @@ _CHECKPOINT_HELP = ("Training checkpoint (runs/X/last.pt) or exported .safetenso
                     "(with --backbone, --width-multiplier, --seed).")
 
 
+def _random_init(config: Optional[Path], backbone: Optional[str], width_multiplier: Optional[float]):
+    """(backbone, width, clip geometry) of a random init: explicit options, else the pretraining
+    config's, else the paper's r3d_26 at full width on 16 x 4 frames of 112 px."""
+    from comode.evaluate.source import ClipGeometry
+    from comode.train.config import ConfigError, load_config
+
+    if config is None:
+        return backbone or "r3d_26", 1.0 if width_multiplier is None else width_multiplier, None
+    try:
+        settings = load_config(config)
+    except ConfigError as error:
+        raise _fail(str(error)) from None
+    return (backbone or settings.model.backbone,
+            settings.model.width_multiplier if width_multiplier is None else width_multiplier,
+            ClipGeometry.of_config(settings.data))
+
+
 def _eval_out(out: Optional[Path], checkpoint: str, store: str, *, backbone: str, width_multiplier: float,
               seed: int, kind: str = "eval", label_set: Optional[str] = None) -> Path:
     """Default output folder: <checkpoint folder>/<kind>/<checkpoint stem>/<store name>[-<label set>]
@@ -382,10 +401,12 @@ def _print_report(report: dict, path: Path) -> None:
 
 # Options shared by the evaluation commands (one definition, one help text).
 _EVAL_OUT_OPTION = typer.Option(None, help="Output folder (default: <checkpoint folder>/eval/<checkpoint stem>/<store name>).")
-_RANDOM_BACKBONE_OPTION = typer.Option("r3d_26", help="Backbone of a random init (ignored for a checkpoint).")
-_RANDOM_WIDTH_OPTION = typer.Option(1.0, help="Width of a random init (ignored for a checkpoint).")
+_RANDOM_BACKBONE_OPTION = typer.Option(None, help="Backbone of a random init (default: --config's, else r3d_26; ignored for a checkpoint).")
+_RANDOM_WIDTH_OPTION = typer.Option(None, help="Width of a random init (default: --config's, else 1.0; ignored for a checkpoint).")
 _RANDOM_SEED_OPTION = typer.Option(0, help="Seed of a random init.")
-_CLIP_SIZE_OPTION = typer.Option(112, help="Clip side after the centre crop (paper: 112).")
+_RANDOM_CONFIG_OPTION = typer.Option(None, help="Pretraining config a random init is the floor of: its backbone, width and training clip "
+                                     "(frames, stride, size), e.g. configs/pretrain/demo_cpu.yaml (ignored for a checkpoint, which brings its own).")
+_CLIP_SIZE_OPTION = typer.Option(None, help="Clip side after the centre crop (default: the training clip's; 112 for a random init without --config).")
 _BATCH_VIDEOS_OPTION = typer.Option(8, help="Videos per forward pass (x10 clips).")
 _EVAL_WORKERS_OPTION = typer.Option(2, help="DataLoader processes decoding clips (0: in this process).")
 _DEVICE_OPTION = typer.Option(None, help="cuda / cpu (default: cuda when present).")
@@ -400,11 +421,13 @@ def evaluate_retrieval(
     out: Optional[Path] = _EVAL_OUT_OPTION,
     center: bool = typer.Option(False, help="Subtract the gallery mean before cosine similarity (moves R@1 by points; recorded in the report)."),
     normalize: bool = typer.Option(True, help="Cosine similarity (L2-normalised features); --no-normalize: dot product."),
-    backbone: str = _RANDOM_BACKBONE_OPTION,
-    width_multiplier: float = _RANDOM_WIDTH_OPTION,
+    other_than: Optional[str] = typer.Option(None, help="A label set (e.g. scene): each query searches only gallery videos with another label there (scene-disjoint retrieval)."),
+    backbone: Optional[str] = _RANDOM_BACKBONE_OPTION,
+    width_multiplier: Optional[float] = _RANDOM_WIDTH_OPTION,
     seed: int = _RANDOM_SEED_OPTION,
+    config: Optional[Path] = _RANDOM_CONFIG_OPTION,
     cache_dir: Optional[Path] = typer.Option(None, help="Feature cache (default: <out>/features)."),
-    size: int = _CLIP_SIZE_OPTION,
+    size: Optional[int] = _CLIP_SIZE_OPTION,
     batch_videos: int = _BATCH_VIDEOS_OPTION,
     workers: int = _EVAL_WORKERS_OPTION,
     device: Optional[str] = _DEVICE_OPTION,
@@ -416,13 +439,15 @@ def evaluate_retrieval(
     from comode.train.checkpoint import CheckpointError
 
     _check_device(device)
+    backbone, width_multiplier, geometry = _random_init(config, backbone, width_multiplier)
     out_dir = _eval_out(out, checkpoint, store, backbone=backbone, width_multiplier=width_multiplier, seed=seed,
                         label_set=label_set)
     with _user_errors(CheckpointError, ValueError, KeyError):
         result = run_retrieval(store, checkpoint, out_dir=out_dir, split=split, label_set=label_set, center=center,
                                normalize=normalize, backbone=backbone, width_multiplier=width_multiplier, seed=seed, cache_dir=cache_dir,
                                size=size, videos_per_batch=batch_videos, workers=workers, device=device,
-                               picture_queries=picture, show_progress=progress)
+                               picture_queries=picture, show_progress=progress, geometry=geometry,
+                               other_than=other_than)
     _print_report(result.report, result.report_path)
     if result.picture_path is not None:
         out_console.print(f"picture {result.picture_path}")
@@ -436,11 +461,12 @@ def evaluate_linear(
     label_set: Optional[str] = typer.Option(None, help="Classify one of the store's extra label sets (e.g. scene of the sample set) instead of its primary labels."),
     out: Optional[Path] = _EVAL_OUT_OPTION,
     l2: float = typer.Option(1e-3, help="L2 penalty of the logistic regression."),
-    backbone: str = _RANDOM_BACKBONE_OPTION,
-    width_multiplier: float = _RANDOM_WIDTH_OPTION,
+    backbone: Optional[str] = _RANDOM_BACKBONE_OPTION,
+    width_multiplier: Optional[float] = _RANDOM_WIDTH_OPTION,
     seed: int = _RANDOM_SEED_OPTION,
+    config: Optional[Path] = _RANDOM_CONFIG_OPTION,
     cache_dir: Optional[Path] = typer.Option(None, help="Feature cache (default: <out>/features, shared with retrieval)."),
-    size: int = _CLIP_SIZE_OPTION,
+    size: Optional[int] = _CLIP_SIZE_OPTION,
     batch_videos: int = _BATCH_VIDEOS_OPTION,
     workers: int = _EVAL_WORKERS_OPTION,
     device: Optional[str] = _DEVICE_OPTION,
@@ -451,12 +477,14 @@ def evaluate_linear(
     from comode.train.checkpoint import CheckpointError
 
     _check_device(device)
+    backbone, width_multiplier, geometry = _random_init(config, backbone, width_multiplier)
     out_dir = _eval_out(out, checkpoint, store, backbone=backbone, width_multiplier=width_multiplier, seed=seed,
                         label_set=label_set)
     with _user_errors(CheckpointError, ValueError, KeyError):
         result = run_linear(store, checkpoint, out_dir=out_dir, split=split, label_set=label_set, spec=LinearProbeSpec(l2=l2),
                             backbone=backbone, width_multiplier=width_multiplier, seed=seed, cache_dir=cache_dir,
-                            size=size, videos_per_batch=batch_videos, workers=workers, device=device, show_progress=progress)
+                            size=size, videos_per_batch=batch_videos, workers=workers, device=device, show_progress=progress,
+                            geometry=geometry)
     _print_report(result.report, result.report_path)
 
 
@@ -522,6 +550,24 @@ def evaluate_compare(
         out_console.print(f"wrote {out}")
 
 
+@evaluate_app.command("leakage")
+def evaluate_leakage(
+    store: str = typer.Option(..., help="Labelled store with a motion and a scene label set (e.g. the sample set)."),
+    split: str = typer.Option("1", help="Store split: fit on its train videos, score its test videos."),
+    motion: str = typer.Option("motion", help="The motion label set."),
+    scene: str = typer.Option("scene", help="The scene label set."),
+) -> None:
+    """Leakage probes: a still I-frame must be at chance on motion labels, and motion-vector statistics at chance on scene labels."""
+    from comode.evaluate.leakage import format_probes, run_leakage_probes
+
+    with _user_errors(ValueError):
+        results = run_leakage_probes(store, split=split, motion=motion, scene=scene)
+    out_console.print(format_probes(results))
+    if any(not r.should_leak and r.verdict != "at chance" for r in results):
+        console.print("[yellow]a label set can be read off a signal that should not carry it[/yellow]")
+        raise typer.Exit(1)
+
+
 def _int_list(text: str, option: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
@@ -536,41 +582,56 @@ def evaluate_ablation(
     config: Optional[Path] = typer.Option(None, help="Pretraining config shared by every variant (default: the repository's configs/pretrain/demo_cpu.yaml)."),
     seeds: str = typer.Option("0,1,2", help="Seeds of every pretrained variant."),
     floor_seeds: Optional[str] = typer.Option(None, help="Seeds of the random-init floor (default: --seeds)."),
-    variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all; see comode.evaluate.ablation.VARIANTS)."),
+    variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all; `--list` shows them)."),
+    list_variants: bool = typer.Option(False, "--list", help="Print the variants of the config (name: overrides) and exit."),
     split: str = typer.Option("1", help="Store split: pretrain on its train videos, retrieve its test videos."),
     workers: int = typer.Option(2, help="DataLoader processes of the retrieval feature extraction."),
     progress: bool = typer.Option(True, help="Show progress bars of the pretraining runs."),
     overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP + " Applied to every variant."),
 ) -> None:
-    """Paper Tables 1/4/7 in miniature: pretrain each variant x seed, R@1 per label set, pretext accuracies."""
-    from comode.evaluate.ablation import VARIANTS, ablation_table_rows, format_table, run_ablation
+    """Paper Tables 1/3/4/7 in miniature, and our departures from the paper: pretrain each variant x seed,
+    R@1 and linear probe per label set, pretext accuracies beside their blind levels, and what the table decides."""
+    from comode.evaluate.ablation import (ablation_table_rows, decide, format_decisions, format_table, run_ablation,
+                                          variants_for)
     from comode.train.checkpoint import CheckpointError
-    from comode.train.config import ConfigError
-
-    names = [n.strip() for n in variants.split(",")] if variants else None
-    if names is not None and (unknown := [n for n in names if n not in VARIANTS]):
-        raise _fail(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
-
-    def report(cell) -> None:
-        recalls = ", ".join([*(f"R@1 {k} {100 * v:.1f}" for k, v in cell.recall_at_1.items()),
-                             *(f"linear {k} {100 * v:.1f}" for k, v in cell.linear_top1.items())])
-        console.print(f"{cell.variant}, seed {cell.seed}: {recalls}")
+    from comode.train.config import ConfigError, load_config
 
     if config is None:
         config = _DEMO_CONFIG
         if not config.is_file():
             raise _fail(f"the default config {config} ships with the repository, not the installed package; "
                         "pass --config (any configs/pretrain/*.yaml)")
+    base_overrides = [f"data.split={split!r}", "data.subset=train", *(overrides or [])]
+    with _user_errors(ConfigError):
+        known = variants_for(load_config(config, base_overrides))
+    if list_variants:
+        for name, variant_overrides in known.items():
+            out_console.print(f"{name}: " + ("no pretraining (the floor)" if variant_overrides is None
+                                             else " ".join(variant_overrides) or "the base config"))
+        return
+    names = [n.strip() for n in variants.split(",")] if variants else None
+    if names is not None and (unknown := [n for n in names if n not in known]):
+        raise _fail(f"unknown variant(s) {unknown}; known: {list(known)}")
+
+    def report(cell) -> None:
+        recalls = ", ".join([*(f"R@1 {k} {100 * v:.1f}" for k, v in cell.recall_at_1.items()),
+                             *(f"linear {k} {100 * v:.1f}" for k, v in cell.linear_top1.items())])
+        console.print(f"{cell.variant}, seed {cell.seed}: {recalls}")
+
     with _user_errors(ConfigError, CheckpointError, FileExistsError, ValueError):
-        cells = run_ablation(store, out_dir=out, config=config, base_overrides=[f"data.split={split!r}",
-                             "data.subset=train", *(overrides or [])], seeds=_int_list(seeds, "--seeds"),
+        cells = run_ablation(store, out_dir=out, config=config, base_overrides=base_overrides,
+                             seeds=_int_list(seeds, "--seeds"),
                              floor_seeds=_int_list(floor_seeds, "--floor-seeds") if floor_seeds else None,
                              variants=names, split=split, workers=workers, show_progress=progress, on_cell=report)
-    table = format_table(ablation_table_rows(cells))
-    (out / "ablation.md").write_text(table + "\n")
+    rows = ablation_table_rows(cells)
+    table, decisions = format_table(rows), format_decisions(decide(rows))
+    (out / "ablation.md").write_text(table + "\n\n" + decisions + "\n")
     out_console.print(table)
-    out_console.print(f"R@1 and linear-probe top-1 in %, mean ± std over seeds; pretext accuracies over the last quarter of each run. "
-                      f"Wrote {out / 'ablation.json'} and {out / 'ablation.md'}")
+    out_console.print("R@1 and linear-probe top-1 in %, mean ± std over seeds; pretext accuracies (and loss_motion) "
+                      "over the last quarter of each run, each with its blind level: what a predictor that ignores "
+                      "its input scores on the same candidates.")
+    out_console.print(decisions)
+    out_console.print(f"Wrote {out / 'ablation.json'} and {out / 'ablation.md'}")
 
 
 app.add_typer(train_app, name="train")

@@ -1,28 +1,36 @@
-"""A miniature of the paper's ablations (Tables 1, 4 and 7) on a labelled store.
+"""A miniature of the paper's ablations (Tables 1, 3, 4 and 7), and of our own departures
+from the paper, on a labelled store.
 
-    run_ablation("data/sample.zarr", out_dir="runs/ablation", seeds=(0, 1, 2))
+    run_ablation("data/sample.zarr", out_dir="runs/ablation", config="configs/pretrain/demo_cpu.yaml")
 
-For every variant and seed: pretrain the tiny configuration with the variant's overrides,
-then evaluate retrieval (test queries vs train gallery, 10 clips per video) once per label
-set of the store (the sample set has two: ``motion`` and ``scene``), and a linear probe on
-the same cached features (logistic regression, train videos fit, test videos score): cosine
-retrieval is dominated by the features' largest directions, a linear probe also finds
-information in small ones, so together they tell "not learned" from "learned but
-outweighed".  ``random init``
-evaluates a seeded random V-Network of the same architecture: the floor every pretrained
-variant must beat.  The table gives R@1 as mean ± standard deviation over the seeds, and
-linear-probe top-1, and the pretext top-1 accuracies (paper Table 7) averaged over the last
-quarter of each run.
+For every variant and seed: pretrain the base configuration with the variant's overrides,
+then evaluate retrieval (test queries vs train gallery, 10 clips per video, at the clip
+the model was trained on) once per label set of the store (the sample set has two:
+``motion`` and ``scene``), and a linear probe on the same cached features (logistic
+regression, train videos fit, test videos score): cosine retrieval is dominated by the
+features' largest directions, a linear probe also finds information in small ones, so
+together they tell "not learned" from "learned but outweighed".  ``random init``
+evaluates seeded random V-Networks of the same architecture, shown the same clip: the
+floor every pretrained variant must beat.  The table gives every number as mean ±
+standard deviation over the seeds, and the pretext accuracies (paper Table 7) averaged
+over the last quarter of each run, each beside its blind level (what a predictor that
+ignores its input scores on the same candidates).
 
-Variants (each differs from "context + motion" in exactly one switch):
+Variants, each one switch away from the base configuration (the method):
 
-* ``context + motion``  -- the method: context matching + future-motion prediction (InfoNCE).
-* ``context only``      -- ``model.use_motion=false`` (paper Table 3/4 rows).
-* ``motion only``       -- ``model.use_context=false``.
-* ``current motion``    -- ``data.motion_window=current``: the MV target is the motion inside
-  the clip instead of after it (paper Table 4: future vs current).
-* ``MSE on MVs``        -- ``model.motion_objective=mse``: regress MV values instead of the
-  pointwise InfoNCE on M-Network features (paper Table 1).
+* ``context + motion``  -- the method: context matching + future-motion prediction.
+* ``blind control``     -- ``model.blind=true``: the pretext heads see zeros instead of the
+  clip, so their accuracies are the MEASURED blind level of each task.
+* ``context only`` / ``motion only`` -- one task (paper Table 3).
+* ``current motion``    -- the MV target is the motion inside the clip (paper Table 4).
+* ``MSE on MVs``        -- regress MV values instead of the pointwise InfoNCE (paper Table 1).
+* one variant per departure from the paper that the base configuration makes or could
+  make (:data:`DEPARTURES`), named by its override, e.g. ``model.motion_predictor=transformer``:
+  each switched back (or forward) alone.
+
+:func:`decide` then answers the paper's questions and "does this departure matter" from
+the table, with the rule it states (a difference larger than twice its standard error is
+decided; anything less is "not decided", whichever way the means lean).
 
 Resumable: a run whose ``last.pt`` already holds all its steps is not trained again, and
 retrieval features are cached per checkpoint, so re-running the command after an
@@ -40,26 +48,87 @@ from typing import Any, Callable, Mapping, Sequence
 
 from comode.store import open_store
 
-__all__ = ["VARIANTS", "RANDOM_INIT", "AblationCell", "run_ablation", "ablation_table_rows", "format_table"]
+__all__ = ["VARIANTS", "RANDOM_INIT", "DEPARTURES", "Variant", "AblationCell", "variants_for", "run_ablation",
+           "ablation_table_rows", "format_table", "decide", "format_decisions"]
 
 RANDOM_INIT = "random init"
-# Variant name -> config overrides on top of the base config (None: no pretraining).
-VARIANTS: dict[str, list[str] | None] = {
+METHOD = "context + motion"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the ablation: overrides on top of the base config (None: no pretraining,
+    a random init of the base config's V-Network)."""
+
+    name: str
+    overrides: tuple[str, ...] | None
+
+
+# The paper's questions (and the blind control), fixed overrides.
+VARIANTS: dict[str, tuple[str, ...] | None] = {
     RANDOM_INIT: None,
-    "context + motion": [],
-    "context only": ["model.use_motion=false"],
-    "motion only": ["model.use_context=false"],
-    "current motion": ["data.motion_window=current"],
-    "MSE on MVs": ["model.motion_objective=mse"],
+    METHOD: (),
+    "blind control": ("model.blind=true",),
+    "context only": ("model.use_motion=false",),
+    "motion only": ("model.use_context=false",),
+    "current motion": ("data.motion_window=current",),
+    "MSE on MVs": ("model.motion_objective=mse",),
+}
+
+# Our departures from the paper: config key -> the values it can take.  A variant is made
+# for every value other than the base config's ("<key>=<value>").  The V-Network's input
+# is the backbone name's pathway suffix (comode.train.backbones.PATHWAY_SUFFIXES).
+DEPARTURES: dict[str, tuple[Any, ...]] = {
+    "model.backbone": ("", "_diff", "_rgbdiff"),
+    "model.motion_predictor": ("transformer", "conv"),
+    "model.rotated_negatives": (False, True),
+    "loss.motion_candidates": ("all", "same_position"),
+    "model.motion_head": ("linear", "mlp_bn"),
+    "model.zero_init_residual": (False, True),
+    "data.iframe_mv": ("zero", "interpolate"),
+    "data.camera_compensation": ("none", "median"),
+    "data.negative_min_distance": (0.0, 0.1),
+    "data.clip_stride": (2, 4),
+    "data.crop_scale": (0.2, 0.5),
+    "loss.alpha": (0.25, 0.5, 0.75),
 }
 # Pretext accuracies are averaged over this last share of a run's steps (one step is noisy).
 PRETEXT_TAIL = 0.25
 
 
+def _rgb_backbone(name: str) -> str:
+    from comode.train.backbones import PATHWAY_SUFFIXES
+
+    for suffix in PATHWAY_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def variants_for(base: Any) -> dict[str, tuple[str, ...] | None]:
+    """Every variant for the base config ``base`` (a PretrainConfig): :data:`VARIANTS`, then
+    one per departure value other than the base's, named by its override."""
+    out = dict(VARIANTS)
+    for key, values in DEPARTURES.items():
+        section, name = key.split(".")
+        current = getattr(getattr(base, section), name)
+        if key == "model.backbone":
+            rgb = _rgb_backbone(current)
+            options = [rgb + suffix for suffix in values]
+        else:
+            options = list(values)
+        for value in options:
+            if value != current:
+                text = json.dumps(value) if isinstance(value, bool) else str(value)
+                override = f"{key}={text}"
+                out[override] = (override,)
+    return out
+
+
 @dataclass
 class AblationCell:
     """One variant x seed: R@1 and linear-probe top-1 per label set, and the pretext
-    accuracies (NaN = not trained)."""
+    accuracies with their blind levels (NaN = not trained)."""
 
     variant: str
     seed: int
@@ -68,9 +137,16 @@ class AblationCell:
     acc_context: float = math.nan
     acc_motion: float = math.nan
     run_dir: str | None = None
+    blind_acc_context: float = math.nan
+    blind_acc_motion: float = math.nan
+    loss_motion: float = math.nan
+    blind_loss_motion: float = math.nan
+    # Scene-disjoint retrieval of the primary labels (a query searches only other scenes).
+    recall_at_1_other_scene: float = math.nan
 
 
-def _pretext_accuracies(metrics_path: Path) -> tuple[float, float]:
+def _pretext_metrics(metrics_path: Path) -> dict[str, float]:
+    """Last-quarter means of the pretext accuracies, the motion loss and their blind levels."""
     records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
     tail = records[-max(1, int(len(records) * PRETEXT_TAIL)):]
 
@@ -78,7 +154,8 @@ def _pretext_accuracies(metrics_path: Path) -> tuple[float, float]:
         values = [r[key] for r in tail if r.get(key) is not None and math.isfinite(r[key])]
         return statistics.fmean(values) if values else math.nan
 
-    return mean("acc_context"), mean("acc_motion")
+    keys = ("acc_context", "acc_motion", "blind_acc_context", "blind_acc_motion", "loss_motion", "blind_loss_motion")
+    return {key: mean(key) for key in keys}
 
 
 def _label_sets(store_url: str) -> list[str | None]:
@@ -99,6 +176,10 @@ def _pretrain(store_url: str, run_dir: Path, config_path: Path | None, overrides
     return summary.checkpoint
 
 
+def _slug(name: str) -> str:
+    return name.replace(" + ", "+").replace(" ", "_").replace("=", "-")
+
+
 def run_ablation(
     store_url: str,
     *,
@@ -116,67 +197,76 @@ def run_ablation(
     """Train and evaluate every (variant, seed); write ``out_dir/ablation.json``.
 
     Args:
-        config: the shared pretraining config (YAML, e.g. configs/pretrain/tiny_cpu.yaml).
+        config: the shared pretraining config (YAML, e.g. configs/pretrain/demo_cpu.yaml).
         base_overrides: ``key=value`` overrides of it shared by all variants (e.g.
             ``max_steps``); each variant adds its own on top, and ``seed=N`` last.
         floor_seeds: seeds of the random-init floor (default: ``seeds``); it costs only a
             feature extraction per seed, so the demo gives it more seeds than it trains.
-        variants: names from :data:`VARIANTS` (default: all).
+        variants: names from :func:`variants_for` the base config (default: all).
         workers: DataLoader processes of the retrieval feature extraction.
         on_cell: called after each finished cell (progress reporting).
     """
     from comode.evaluate.linear import run_linear
     from comode.evaluate.retrieval import run_retrieval
+    from comode.evaluate.source import ClipGeometry
     from comode.train.config import load_config
 
     out_dir = Path(out_dir)
-    names = list(variants) if variants is not None else list(VARIANTS)
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown ablation variants {unknown}; known: {list(VARIANTS)}")
-    label_sets = _label_sets(store_url)
     config_path = Path(config) if config is not None else None
     base = load_config(config_path, base_overrides)  # validates the shared settings once, up front
+    known = variants_for(base)
+    names = list(variants) if variants is not None else list(known)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown ablation variants {unknown}; known: {list(known)}")
+    label_sets = _label_sets(store_url)
     cells: list[AblationCell] = []
     for name in names:
         for seed in (floor_seeds if name == RANDOM_INIT and floor_seeds is not None else seeds):
-            slug = name.replace(" + ", "+").replace(" ", "_")
             cell = AblationCell(variant=name, seed=int(seed))
-            overrides = VARIANTS[name]
+            overrides = known[name]
+            run_dir = out_dir / f"{_slug(name)}_seed{seed}"
             if overrides is None:
-                source, run_dir = "random", out_dir / f"{slug}_seed{seed}"
+                source = "random"
             else:
-                run_dir = out_dir / f"{slug}_seed{seed}"
                 source = str(_pretrain(store_url, run_dir, config_path, [*base_overrides, *overrides, f"seed={seed}"],
                                        show_progress=show_progress))
-                cell.acc_context, cell.acc_motion = _pretext_accuracies(run_dir / "metrics.jsonl")
+                for key, value in _pretext_metrics(run_dir / "metrics.jsonl").items():
+                    setattr(cell, key, value)
             cell.run_dir = str(run_dir)
+            # Both evaluations read one feature cache: the network runs once per seed.
+            common = dict(split=split, backbone=base.model.backbone, width_multiplier=base.model.width_multiplier,
+                          seed=int(seed), cache_dir=run_dir / "features", workers=workers,
+                          geometry=ClipGeometry.of_config(base.data))
             for label_set in label_sets:
                 name_of_set = label_set or "label"
-                # Both evaluations read one feature cache: the network runs once per seed.
-                common = dict(split=split, label_set=label_set, backbone=base.model.backbone,
-                              width_multiplier=base.model.width_multiplier, seed=int(seed),
-                              cache_dir=run_dir / "features", workers=workers)
                 retrieval = run_retrieval(store_url, source, out_dir=run_dir / f"retrieval_{name_of_set}",
-                                          picture_queries=0, **common)
+                                          picture_queries=0, label_set=label_set, **common)
                 cell.recall_at_1[name_of_set] = float(retrieval.report["metrics"]["R@1"])
-                linear = run_linear(store_url, source, out_dir=run_dir / f"linear_{name_of_set}", **common)
+                linear = run_linear(store_url, source, out_dir=run_dir / f"linear_{name_of_set}", label_set=label_set,
+                                    **common)
                 cell.linear_top1[name_of_set] = float(linear.report["metrics"]["top1"])
+            if {"motion", "scene"} <= set(label_sets):
+                disjoint = run_retrieval(store_url, source, out_dir=run_dir / "retrieval_motion_other_scene",
+                                         picture_queries=0, label_set="motion", other_than="scene", **common)
+                cell.recall_at_1_other_scene = float(disjoint.report["metrics"]["R@1"])
             cells.append(cell)
             # Rewritten after every cell: an interrupted ablation keeps what it measured.
-            _write(out_dir / "ablation.json", cells, config=str(config_path), base_overrides=base_overrides,
+            _write(out_dir / "ablation.json", cells, known, config=str(config_path), base_overrides=base_overrides,
                    seeds=seeds, floor_seeds=floor_seeds if floor_seeds is not None else seeds, store_url=store_url)
             if on_cell is not None:
                 on_cell(cell)
     return cells
 
 
-def _write(path: Path, cells: Sequence[AblationCell], **settings: Any) -> None:
+def _write(path: Path, cells: Sequence[AblationCell], known: Mapping[str, Any], **settings: Any) -> None:
+    rows = ablation_table_rows(cells)
     payload = {
         "settings": {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in settings.items()},
-        "variants": {name: VARIANTS[name] for name in dict.fromkeys(c.variant for c in cells)},
+        "variants": {name: known[name] for name in dict.fromkeys(c.variant for c in cells)},
         "cells": [c.__dict__ for c in cells],
-        "table": ablation_table_rows(cells),
+        "table": rows,
+        "decisions": [d.__dict__ for d in decide(rows)],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
@@ -189,34 +279,128 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
 
 
+# Pretext columns of the table, each shown with its blind level (same cell).
+_PRETEXT_COLUMNS = ("acc_context", "acc_motion", "loss_motion")
+
+
 def ablation_table_rows(cells: Sequence[AblationCell]) -> list[dict[str, Any]]:
-    """One row per variant: mean and standard deviation over seeds of each metric."""
+    """One row per variant: mean and standard deviation over seeds of each metric (and of
+    the blind level beside each pretext metric, ``blind_<metric>``)."""
     rows = []
     for name in dict.fromkeys(c.variant for c in cells):
         mine = [c for c in cells if c.variant == name]
         row: dict[str, Any] = {"variant": name, "seeds": len(mine)}
         for label_set in dict.fromkeys(k for c in mine for k in c.recall_at_1):
             row[f"R@1 {label_set}"] = _mean_std([c.recall_at_1.get(label_set, math.nan) for c in mine])
+        if any(math.isfinite(c.recall_at_1_other_scene) for c in cells):
+            row["R@1 motion, other scene"] = _mean_std([c.recall_at_1_other_scene for c in mine])
         for label_set in dict.fromkeys(k for c in mine for k in c.linear_top1):
             row[f"linear {label_set}"] = _mean_std([c.linear_top1.get(label_set, math.nan) for c in mine])
-        row["acc_context"] = _mean_std([c.acc_context for c in mine])
-        row["acc_motion"] = _mean_std([c.acc_motion for c in mine])
+        for key in _PRETEXT_COLUMNS:
+            row[key] = _mean_std([getattr(c, key) for c in mine])
+            row[f"blind_{key}"] = _mean_std([getattr(c, f"blind_{key}") for c in mine])
         rows.append(row)
     return rows
 
 
 def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """A Markdown table: percentages as mean ± std over seeds; '-' where not applicable."""
+    """A Markdown table: percentages as mean ± std over seeds, each pretext number with its
+    blind level in brackets; '-' where not applicable."""
     if not rows:
         return "(no results)"
-    columns = [k for k in rows[0] if k not in ("variant", "seeds")]
+    columns = [k for k in rows[0] if k not in ("variant", "seeds") and not k.startswith("blind_")]
 
-    def cell(value: tuple[float, float]) -> str:
-        mean, std = value
-        return "-" if not math.isfinite(mean) else f"{100 * mean:.1f} ± {100 * std:.1f}"
+    def number(value: float, percent: bool) -> str:
+        return f"{100 * value:.1f}" if percent else f"{value:.2f}"
+
+    def cell(row: Mapping[str, Any], column: str) -> str:
+        mean, std = row[column]
+        if not math.isfinite(mean):
+            return "-"
+        percent = not column.startswith("loss")
+        text = f"{number(mean, percent)} ± {number(std, percent)}"
+        blind = row.get(f"blind_{column}", (math.nan, math.nan))[0]
+        return f"{text} (blind {number(blind, percent)})" if math.isfinite(blind) else text
 
     header = ["variant", "seeds", *columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        lines.append("| " + " | ".join([row["variant"], str(row["seeds"]), *(cell(row[c]) for c in columns)]) + " |")
+        lines.append("| " + " | ".join([row["variant"], str(row["seeds"]), *(cell(row, c) for c in columns)]) + " |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# What the table says
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One question answered from the table: is ``better`` above ``worse`` on ``metric``?
+
+    ``verdict``: "yes" (mean difference > 2 standard errors), "no, reversed" (< -2 SE) or
+    "not decided" (within 2 SE either way); SE = sqrt(s_a^2 / n_a + s_b^2 / n_b) from the
+    seeds' sample standard deviations."""
+
+    question: str
+    metric: str
+    better: str
+    worse: str
+    difference: float
+    standard_error: float
+    verdict: str
+
+
+# (question, better variant, worse variant, metrics) -- the paper's claims and checks.
+CLAIMS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("pretraining beats random init on motion", METHOD, RANDOM_INIT, ("R@1 motion", "linear motion")),
+    ("pretraining beats random init on scene", METHOD, RANDOM_INIT, ("R@1 scene", "linear scene")),
+    ("both tasks beat motion only on motion", METHOD, "motion only", ("R@1 motion", "linear motion")),
+    ("both tasks beat context only on scene", METHOD, "context only", ("R@1 scene", "linear scene")),
+    ("motion prediction adds motion to context matching", METHOD, "context only", ("R@1 motion", "linear motion")),
+    ("context only beats random init on motion (a label leak if so)", "context only", RANDOM_INIT,
+     ("R@1 motion", "linear motion")),
+    ("a future target beats the current one", METHOD, "current motion", ("R@1 motion", "linear motion")),
+    ("InfoNCE beats MSE", METHOD, "MSE on MVs", ("R@1 motion", "linear motion")),
+    ("the pretext tasks beat their measured blind level", METHOD, "blind control", ("acc_motion", "acc_context")),
+)
+
+
+def _compare(question: str, better: Mapping[str, Any], worse: Mapping[str, Any], metric: str) -> Decision | None:
+    if metric not in better or metric not in worse:
+        return None
+    (mean_a, std_a), (mean_b, std_b) = better[metric], worse[metric]
+    if not (math.isfinite(mean_a) and math.isfinite(mean_b)):
+        return None
+    error = math.sqrt(std_a ** 2 / better["seeds"] + std_b ** 2 / worse["seeds"])
+    difference = mean_a - mean_b
+    verdict = "yes" if difference > 2 * error else "no, reversed" if difference < -2 * error else "not decided"
+    return Decision(question, metric, better["variant"], worse["variant"], difference, error, verdict)
+
+
+def decide(rows: Sequence[Mapping[str, Any]]) -> list[Decision]:
+    """The paper's claims (:data:`CLAIMS`) and, for every departure variant, "does the base
+    configuration beat this variant" on motion and scene, for the variants in ``rows``."""
+    by_name = {row["variant"]: row for row in rows}
+    decisions = []
+    for question, better, worse, metrics in CLAIMS:
+        if better in by_name and worse in by_name:
+            decisions += [d for m in metrics if (d := _compare(question, by_name[better], by_name[worse], m))]
+    if METHOD in by_name:
+        for name, row in by_name.items():
+            if "=" in name:
+                question = f"the base configuration beats {name}"
+                decisions += [d for m in ("R@1 motion", "linear motion", "R@1 scene", "linear scene", "acc_motion")
+                              if (d := _compare(question, by_name[METHOD], row, m))]
+    return decisions
+
+
+def format_decisions(decisions: Sequence[Decision]) -> str:
+    """A Markdown table of the decisions (differences in points)."""
+    if not decisions:
+        return "(nothing to decide: the variants of a question are not in the table)"
+    lines = ["| question | metric | difference | 2 SE | verdict |", "|---|---|---|---|---|"]
+    for d in decisions:
+        lines.append(f"| {d.question} | {d.metric} | {100 * d.difference:+.1f} | {200 * d.standard_error:.1f} "
+                     f"| {d.verdict} |")
     return "\n".join(lines)

@@ -338,20 +338,24 @@ def relabel(features: FeatureSet, store: Store, label_set: str | None) -> tuple[
 
 
 def split_features(
-    store_url: str, source: Any, *, split: str, out_dir: Path, cache_dir: str | Path | None = None, size: int = 112,
-    window: WindowSpec = WindowSpec(), videos_per_batch: int = 8, workers: int = 0,
+    store_url: str, source: Any, *, split: str, out_dir: Path, cache_dir: str | Path | None = None,
+    size: int | None = None, window: WindowSpec | None = None, videos_per_batch: int = 8, workers: int = 0,
     device: torch.device | None = None, show_progress: bool = False, label_set: str | None = None,
 ) -> SplitFeatures:
     """Features of the train and test videos of ``split`` for the model ``source`` (cached).
 
     ``source`` is a :class:`comode.evaluate.source.ModelSource`; ``cache_dir`` defaults
-    to ``out_dir/features``.  ``label_set``: evaluate against one of the store's extra
+    to ``out_dir/features``.  ``size`` and ``window`` default to the clip the network was
+    trained on (``source.geometry``: frames, stride, side), 10 clips per video.  ``label_set``: evaluate against one of the store's extra
     label sets (``dataset.label_sets``, e.g. "scene" of the sample set) instead of the
     primary labels; the features (and their cache) are the same.  Videos without a label
     (-1, in the primary labels or the label set) are left out and counted (``unlabelled``).
     """
     from comode.evaluate.progress import Bar
 
+    geometry = source.geometry
+    size = geometry.size if size is None else size
+    window = WindowSpec(frames=geometry.frames, stride=geometry.stride) if window is None else window
     store = open_store(store_url).snapshot()  # listed 5-7 times below: one scan
     train_ids, test_ids = split_videos(store, split)
     classes = label_set_classes(store, label_set)

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from comode.evaluate.accuracy import top_k_accuracy
+
+if TYPE_CHECKING:
+    from comode.evaluate.source import ClipGeometry
 
 __all__ = ["LinearProbeSpec", "fit_linear_probe", "run_linear"]
 
@@ -73,18 +76,21 @@ class LinearResult:
 def run_linear(
     store_url: str, checkpoint: str | Path | None, *, out_dir: str | Path, split: str = "1",
     spec: LinearProbeSpec = LinearProbeSpec(), backbone: str | None = None, width_multiplier: float = 1.0,
-    seed: int = 0, cache_dir: str | Path | None = None, size: int = 112, videos_per_batch: int = 8,
+    seed: int = 0, cache_dir: str | Path | None = None, size: int | None = None, videos_per_batch: int = 8,
     workers: int = 0, device: str | None = None, show_progress: bool = False, label_set: str | None = None,
+    geometry: "ClipGeometry | None" = None,
 ) -> LinearResult:
     """Linear probe on ``split`` (train videos fit, test videos score); writes ``out_dir/linear.json``.
 
     ``label_set``: classify one of the store's extra label sets instead of the primary labels.
+    ``geometry``: the clip a random init is shown (a checkpoint uses its training clip).
     """
     from comode.evaluate.features import default_device, split_features
     from comode.evaluate.report import write_report
     from comode.evaluate.source import ModelSource
 
-    source = ModelSource.parse(checkpoint, backbone=backbone, width_multiplier=width_multiplier, seed=seed)
+    source = ModelSource.parse(checkpoint, backbone=backbone, width_multiplier=width_multiplier, seed=seed,
+                               geometry=geometry)
     data = split_features(store_url, source, split=split, out_dir=Path(out_dir), cache_dir=cache_dir, size=size,
                           videos_per_batch=videos_per_batch, workers=workers,
                           device=torch.device(device) if device else default_device(), show_progress=show_progress,

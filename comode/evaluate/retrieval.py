@@ -27,11 +27,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from comode.evaluate.source import ClipGeometry
 
 __all__ = ["DEFAULT_KS", "RetrievalResult", "prepare_features", "top_k_neighbours", "recall_at_k", "retrieval_hits",
            "run_retrieval"]
@@ -52,12 +55,14 @@ def prepare_features(query: Tensor, gallery: Tensor, *, center: bool = False, no
     return query, gallery
 
 
-def top_k_neighbours(query: Tensor, gallery: Tensor, k: int, *, chunk: int = 1024) -> tuple[Tensor, Tensor]:
+def top_k_neighbours(query: Tensor, gallery: Tensor, k: int, *, chunk: int = 1024,
+                     excluded: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(N, k) similarities and gallery indices of each query's k most similar gallery rows.
 
     Similarity is the dot product of the given rows (prepare them first).  Blocks of
     ``chunk`` queries x ``chunk`` gallery rows; ties go to the lower gallery index.
-    k is capped at G.
+    k is capped at G.  ``excluded``: optional (N, G) bool, gallery rows a query may not
+    return (their similarity counts as -inf, so they rank last).
     """
     n, g = query.shape[0], gallery.shape[0]
     k = min(k, g)
@@ -69,6 +74,9 @@ def top_k_neighbours(query: Tensor, gallery: Tensor, k: int, *, chunk: int = 102
         best_indices = torch.empty(block.shape[0], 0, dtype=torch.int64, device=block.device)
         for g0 in range(0, g, chunk):
             similarity = block @ gallery[g0:g0 + chunk].T  # (chunk, chunk)
+            if excluded is not None:
+                mask = excluded[q0:q0 + chunk, g0:g0 + chunk].to(similarity.device)
+                similarity = similarity.masked_fill(mask, float("-inf"))
             index = torch.arange(g0, g0 + similarity.shape[1], device=block.device).expand_as(similarity)
             # Earlier candidates first, so a stable sort keeps lower gallery indices ahead on ties.
             values = torch.cat([best_values, similarity], dim=1)
@@ -99,16 +107,39 @@ def recall_at_k(
 
 
 def retrieval_hits(query_feats, query_labels, gallery_feats, gallery_labels, k: int, *, center: bool = False,
-                   normalize: bool = True, chunk: int = 1024, return_indices: bool = False):
-    """(N, k) bool: whether the j-th neighbour of each query has its class (and the indices)."""
+                   normalize: bool = True, chunk: int = 1024, return_indices: bool = False,
+                   excluded: np.ndarray | Tensor | None = None):
+    """(N, k) bool: whether the j-th neighbour of each query has its class (and the indices).
+
+    ``excluded``: optional (N, G) bool, gallery videos a query may not return; if fewer
+    than k remain, the excluded ones fill the tail of the ranking and never count as hits."""
     query, gallery = prepare_features(torch.as_tensor(np.asarray(query_feats)),
                                       torch.as_tensor(np.asarray(gallery_feats)),
                                       center=center, normalize=normalize)
-    _, indices = top_k_neighbours(query, gallery, k, chunk=chunk)
+    mask = None if excluded is None else torch.as_tensor(np.asarray(excluded, dtype=bool))
+    _, indices = top_k_neighbours(query, gallery, k, chunk=chunk, excluded=mask)
     gallery_labels = torch.as_tensor(np.asarray(gallery_labels, dtype=np.int64))
     query_labels = torch.as_tensor(np.asarray(query_labels, dtype=np.int64))
     hits = gallery_labels[indices] == query_labels[:, None]
+    if mask is not None:
+        hits &= ~mask.gather(1, indices)
     return (hits, indices) if return_indices else hits
+
+
+def _same_label(store_url: str, query_ids: Sequence[str], gallery_ids: Sequence[str], label_set: str) -> np.ndarray:
+    """(N, G) bool: gallery video g has query n's label in ``label_set`` (or either has none)."""
+    from comode.evaluate.features import label_set_classes
+    from comode.store import open_store
+
+    store = open_store(store_url)
+    label_set_classes(store, label_set)  # a clear error for an unknown label set
+    attrs = store.video_attrs()
+
+    def labels(ids: Sequence[str]) -> np.ndarray:
+        return np.array([int(attrs[v].get("labels", {}).get(label_set, -1)) for v in ids], dtype=np.int64)
+
+    query, gallery = labels(query_ids), labels(gallery_ids)
+    return (query[:, None] == gallery[None, :]) | (query[:, None] < 0) | (gallery[None, :] < 0)
 
 
 # --------------------------------------------------------------------------------------
@@ -126,9 +157,10 @@ class RetrievalResult:
 def run_retrieval(
     store_url: str, checkpoint: str | Path | None, *, out_dir: str | Path, split: str = "1", center: bool = False,
     normalize: bool = True, ks: Sequence[int] = DEFAULT_KS, backbone: str | None = None,
-    width_multiplier: float = 1.0, seed: int = 0, cache_dir: str | Path | None = None, size: int = 112,
+    width_multiplier: float = 1.0, seed: int = 0, cache_dir: str | Path | None = None, size: int | None = None,
     videos_per_batch: int = 8, workers: int = 0, device: str | None = None, picture_queries: int = 4,
     show_progress: bool = False, chunk: int = 1024, label_set: str | None = None,
+    geometry: "ClipGeometry | None" = None, other_than: str | None = None,
 ) -> RetrievalResult:
     """Evaluate retrieval and write ``out_dir/retrieval.json``, ``.txt`` and ``.png``.
 
@@ -136,6 +168,11 @@ def run_retrieval(
     ``backbone``, ``width_multiplier``, ``seed``).  ``cache_dir`` defaults to
     ``out_dir/features``.  ``label_set``: a hit means the same class in this extra label
     set of the store (e.g. "scene" of the sample set) instead of the primary labels.
+    ``geometry``: the clip a random init is shown (a checkpoint uses its training clip).
+    ``other_than``: a label set (e.g. "scene"); each query then searches only the gallery
+    videos whose label in that set differs from its own (scene-disjoint retrieval: the
+    nearest neighbour cannot be a clip of the same scene, so appearance cannot carry a
+    motion hit).
     Returns the report (also written as JSON).
 
     Raises:
@@ -146,7 +183,8 @@ def run_retrieval(
     from comode.evaluate.report import write_report
     from comode.evaluate.source import ModelSource
 
-    source = ModelSource.parse(checkpoint, backbone=backbone, width_multiplier=width_multiplier, seed=seed)
+    source = ModelSource.parse(checkpoint, backbone=backbone, width_multiplier=width_multiplier, seed=seed,
+                               geometry=geometry)
     out_dir = Path(out_dir)
     torch_device = torch.device(device) if device else default_device()
     data = split_features(store_url, source, split=split, out_dir=out_dir, cache_dir=cache_dir, size=size,
@@ -157,10 +195,13 @@ def run_retrieval(
         raise ValueError(f"split {split!r} has {test.count} usable test videos (queries) and {train.count} usable "
                          "train videos (gallery); retrieval needs both")
     k_max = max(ks)
+    excluded = None
+    if other_than is not None:
+        excluded = _same_label(store_url, test.video_ids, train.video_ids, other_than)
     hits, neighbours = retrieval_hits(test.features, test.labels, train.features, train.labels, k_max, center=center,
-                                      normalize=normalize, chunk=chunk, return_indices=True)
+                                      normalize=normalize, chunk=chunk, return_indices=True, excluded=excluded)
     recalls = {f"R@{k}": int(hits[:, :k].any(dim=1).sum()) / len(hits) for k in ks}
-    settings = {"split": split, "label_set": label_set, "queries": "test", "gallery": "train",
+    settings = {"split": split, "label_set": label_set, "other_than": other_than, "queries": "test", "gallery": "train",
                 "similarity": "cosine" if normalize else "dot", "center": center, "normalize": normalize,
                 "ks": list(ks), **data.protocol}
     counts = {"queries": test.count, "gallery": train.count, **data.counts}

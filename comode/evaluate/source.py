@@ -4,6 +4,12 @@
     source = ModelSource.parse("random", backbone="r3d_26", width_multiplier=1.0, seed=0)
     vnet = source.build()                      # (B, 3, 16, 112, 112) -> (B, C, T', H', W')
     source.describe()                          # JSON-safe, goes into reports and cache keys
+    source.geometry                            # the clip it sees: frames, stride, size
+
+Evaluation shows a network the clip it was trained on (frames, stride and side): a
+checkpoint's geometry comes from its training config; a random init gets the one it is
+given (``ModelSource.parse(..., geometry=...)``, e.g. from the pretraining config it is the
+floor of), else the paper's 16 x 4 frames at 112 px.
 
 Random init is the "from scratch" baseline of the paper's Table 2: the same architecture,
 weights drawn by the backbone's own initialiser from ``torch.manual_seed(seed)`` (the global
@@ -14,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +29,30 @@ from torch import nn
 
 from comode.train.backbones import BACKBONES, build_backbone
 
-__all__ = ["RANDOM", "ModelSource", "file_sha256"]
+__all__ = ["RANDOM", "ClipGeometry", "ModelSource", "file_sha256"]
 
 RANDOM = "random"
+
+
+@dataclass(frozen=True)
+class ClipGeometry:
+    """The clip a V-Network sees (defaults: the paper's 16 frames at stride 4, 112 px)."""
+
+    frames: int = 16
+    stride: int = 4
+    size: int = 112
+
+    def __post_init__(self) -> None:
+        if min(self.frames, self.stride, self.size) < 1:
+            raise ValueError(f"clip frames, stride and size must be >= 1, got {self}")
+
+    @classmethod
+    def of_config(cls, data: Any) -> "ClipGeometry":
+        """The training clip of a pretraining config's ``data`` section (dataclass or dict)."""
+        get = (lambda key, default: data.get(key, default)) if isinstance(data, dict) else \
+            (lambda key, default: getattr(data, key, default))
+        return cls(frames=int(get("clip_frames", cls.frames)), stride=int(get("clip_stride", cls.stride)),
+                   size=int(get("size", cls.size)))
 
 
 def file_sha256(path: str | Path) -> str:
@@ -64,11 +91,13 @@ class ModelSource:
     backbone: str | None = None
     width_multiplier: float = 1.0
     seed: int = 0
+    random_geometry: ClipGeometry = ClipGeometry()
 
     @classmethod
     def parse(cls, checkpoint: str | Path | None, *, backbone: str | None = None, width_multiplier: float = 1.0,
-              seed: int = 0) -> "ModelSource":
-        """``checkpoint`` is a file, or "random" / "none" / None for a random initialisation.
+              seed: int = 0, geometry: ClipGeometry | None = None) -> "ModelSource":
+        """``checkpoint`` is a file, or "random" / "none" / None for a random initialisation
+        (seen through ``geometry``, default :class:`ClipGeometry`; ignored for a file).
 
         Raises:
             ValueError: the file does not exist, or random init without a known clip backbone.
@@ -80,7 +109,8 @@ class ModelSource:
                 raise ValueError(f"--backbone must be one of {clips} for a random initialisation, got {name!r}")
             if not width_multiplier > 0:
                 raise ValueError(f"--width-multiplier must be > 0, got {width_multiplier}")
-            return cls(path=None, backbone=name, width_multiplier=float(width_multiplier), seed=int(seed))
+            return cls(path=None, backbone=name, width_multiplier=float(width_multiplier), seed=int(seed),
+                       random_geometry=geometry or ClipGeometry())
         path = Path(checkpoint)
         if not path.is_file():
             raise ValueError(f"checkpoint {path} does not exist (give a last.pt / epoch_XXX.pt / exported "
@@ -90,6 +120,20 @@ class ModelSource:
     @property
     def is_random(self) -> bool:
         return self.path is None
+
+    @property
+    def geometry(self) -> ClipGeometry:
+        """The clip this network is evaluated on: a checkpoint's training clip, or a random
+        init's given one."""
+        if self.path is None:
+            return self.random_geometry
+        from comode.train.export import read_backbone_metadata
+
+        metadata = read_backbone_metadata(self.path)
+        default = ClipGeometry()
+        return ClipGeometry(frames=int(metadata.get("clip_frames", default.frames)),
+                            stride=int(metadata.get("clip_stride", default.stride)),
+                            size=int(metadata.get("clip_size", default.size)))
 
     def build(self) -> nn.Module:
         """The V-Network on the CPU (train mode, as freshly built; callers pick eval/train)."""
@@ -105,7 +149,7 @@ class ModelSource:
         """JSON-safe identity: for a file its absolute path, SHA-256 and training metadata."""
         if self.path is None:
             return {"kind": RANDOM, "backbone": self.backbone, "width_multiplier": self.width_multiplier,
-                    "seed": self.seed}
+                    "seed": self.seed, "geometry": asdict(self.random_geometry)}
         from comode.train.export import read_backbone_metadata
 
         metadata = read_backbone_metadata(self.path)

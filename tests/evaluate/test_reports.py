@@ -48,7 +48,8 @@ def test_random_init_retrieval_is_seeded(eval_store, tmp_path):
     kwargs = dict(backbone="r3d_18", width_multiplier=0.125, device="cpu", picture_queries=0, center=True, size=SIZE)
     a = run_retrieval(eval_store, "random", out_dir=tmp_path / "a", seed=3, **kwargs).report
     b = run_retrieval(eval_store, "random", out_dir=tmp_path / "b", seed=3, **kwargs).report
-    assert a["model"] == {"kind": "random", "backbone": "r3d_18", "width_multiplier": 0.125, "seed": 3}
+    assert a["model"] == {"kind": "random", "backbone": "r3d_18", "width_multiplier": 0.125, "seed": 3,
+                          "geometry": {"frames": 16, "stride": 4, "size": 112}}  # the paper's clip by default
     assert a["metrics"] == b["metrics"] and a["settings"]["center"] is True
     features_a = sorted((tmp_path / "a" / "features").glob("*.npz"))
     features_b = sorted((tmp_path / "b" / "features").glob("*.npz"))
