@@ -75,7 +75,7 @@ import os
 import random
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import av
 import numpy as np
@@ -86,7 +86,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 
 from comode.store import open_store
 from comode.store.reader import Store, Video
-from comode.store.zarr_files import ArrayRows
+from comode.store.arrays import StoredArray
 from comode.train.sampling import ClipSpec, sample_indices
 from comode.train.transforms import AugmentSpec, INPUT_NORMALIZATION, augment_batch
 
@@ -146,7 +146,7 @@ class _VideoEntry:
     video: Video  # holds its cached iframe_index and rgb_stream_offsets
     num_frames: int
     iframe_index: np.ndarray
-    mvs: zarr.Array | ArrayRows
+    mvs: zarr.Array | StoredArray
     label: int
 
 
@@ -307,12 +307,15 @@ class PretrainDataset(Dataset):
         iframe_at = indices.iframe_frame
         from_stream = span_start - IFRAME_DECODE_REACH <= iframe_at <= int(clip_frames.max()) + IFRAME_DECODE_REACH
         wanted = np.append(clip_frames, iframe_at) if from_stream else clip_frames
+        # The MV read is in flight (tensorstore reads and decompresses it in its own thread)
+        # while the stream span is read and decoded here.
+        finish_mv_read = start_mv_windows(entry.mvs, indices.mv_frames)
         decoded = entry.video.decode_frames(wanted)  # (n, h, w, 3): ONE contiguous span
         if from_stream:
             iframe = decoded[-1]
         else:
             iframe = np.asarray(entry.video.iframes[indices.iframe])
-        mv = read_mv_windows(entry.mvs, indices.mv_frames)  # (1 + N, 8, 2, gh, gw) int16
+        mv = finish_mv_read()  # (1 + N, 8, 2, gh, gw) int16
         # -> (1 + N, 2, 8, gh, gw) float32 pixels per frame of the MV frame.
         mv = np.ascontiguousarray(mv.transpose(0, 2, 1, 3, 4), dtype=np.float32)
         mv /= self.mv_units_per_pixel
@@ -330,14 +333,25 @@ class PretrainDataset(Dataset):
         }
 
 
-def read_mv_windows(mvs: zarr.Array | ArrayRows, frames: np.ndarray) -> np.ndarray:
+def read_mv_windows(mvs: zarr.Array | StoredArray, frames: np.ndarray) -> np.ndarray:
     """MV maps of ``frames`` (N, W) with one read: (N, W, 2, gh, gw) int16."""
+    return start_mv_windows(mvs, frames)()
+
+
+def start_mv_windows(mvs: zarr.Array | StoredArray, frames: np.ndarray) -> Callable[[], np.ndarray]:
+    """Start :func:`read_mv_windows`'s read; the returned function waits for it and returns
+    its (N, W, 2, gh, gw) int16 (a zarr.Array is read at once)."""
     first, last = int(frames.min()), int(frames.max())
     if last - first < MV_COVER_READ_FRAMES:
-        return np.asarray(mvs[first:last + 1])[frames - first]
-    needed = np.unique(frames)
-    block = np.asarray(mvs.oindex[needed])
-    return block[np.searchsorted(needed, frames)]
+        key, positions = slice(first, last + 1), frames - first
+    else:
+        key = np.unique(frames)
+        positions = np.searchsorted(key, frames)
+    if isinstance(mvs, StoredArray):
+        pending = mvs.start(key)
+        return lambda: pending.result()[positions]
+    block = np.asarray(mvs[key] if isinstance(key, slice) else mvs.oindex[key])
+    return lambda: block[positions]
 
 
 # --------------------------------------------------------------------------------------
