@@ -54,8 +54,15 @@ def _trace(tmp_path: Path) -> list[tuple[str, str, int]]:
                     "trace=fsync,fdatasync,rename,renameat,renameat2,unlink,unlinkat",
                     "-o", str(log), sys.executable, "-c", _WRITER, str(tmp_path / "s.zarr")],
                    check=True, timeout=300)
-    calls = []
+    calls, unfinished = [], {}
     for line in log.read_text().splitlines():
+        pid = line.split(" ", 1)[0]
+        if line.endswith("<unfinished ...>"):  # a call another thread interrupted: joined below
+            unfinished[pid] = line[:-len("<unfinished ...>")].rstrip()
+            continue
+        resumed = re.match(r"^\d+\s+<\.\.\. \w+ resumed>(.*)$", line)
+        if resumed and pid in unfinished:
+            line = unfinished.pop(pid) + resumed[1]
         match = _CALL.match(line)
         if match:
             calls.append((match["name"], match["args"], int(match["result"])))
@@ -89,10 +96,11 @@ def test_every_data_file_and_folder_is_fsynced_before_the_complete_marker(tmp_pa
     events = _events(_trace(tmp_path), group)
     marker = f"{group}/zarr.json"
     marker_renames = [i for i, event in enumerate(events) if event == ("rename", marker)]
-    # Each write: the "writing" zarr.json with the data, then the "complete" one last.
+    # Each write renames the group's zarr.json twice: "writing" (with the data, in any order)
+    # and "complete", last.
     assert len(marker_renames) == 4, events
     for write, complete_at in enumerate(marker_renames[1::2]):
-        start = marker_renames[2 * write]  # this write's "writing" marker
+        start = 0 if write == 0 else marker_renames[1] + 1
         before = events[start:complete_at]
         data_files = {path for kind, path in before if kind == "rename" and path != marker}
         assert len(data_files) == 12  # 6 arrays x (zarr.json + chunk or shard)
@@ -102,7 +110,9 @@ def test_every_data_file_and_folder_is_fsynced_before_the_complete_marker(tmp_pa
         synced_after_renames = {path for kind, path in before[last_rename:] if kind == "fsync"}
         for target in data_files:
             # its content under the temporary name before the rename
-            assert sources[target] in synced, f"{target} renamed into place unsynced"
+            assert sources[target] in synced[:synced.index(sources[target]) + 1], target
+            assert before.index(("fsync", sources[target])) < before.index(("rename", target)), \
+                f"{target} renamed into place before its content was fsynced"
             # its name: every folder from the file's own up to the video group's parent
             folder = str(Path(target).parent)
             while len(folder) >= len(group):
@@ -111,7 +121,7 @@ def test_every_data_file_and_folder_is_fsynced_before_the_complete_marker(tmp_pa
         assert str(Path(group).parent) in synced_after_renames  # the group's own entry in videos/
         # the marker: its content before its rename, its folder after
         marker_source = events[complete_at + 1][1]
-        assert ("fsync", marker_source) in events[last_rename + start:complete_at]
+        assert ("fsync", marker_source) in events[start + last_rename:complete_at]
         assert ("fsync", group) in events[complete_at:complete_at + 4]
     # A redo removes the old marker first, and syncs that removal, before any data is removed.
     redo = events[marker_renames[1] + 1:marker_renames[2]]
