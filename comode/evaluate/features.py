@@ -350,7 +350,7 @@ def split_features(
     primary labels; the features (and their cache) are the same.  Videos without a label
     (-1, in the primary labels or the label set) are left out and counted (``unlabelled``).
     """
-    from comode.evaluate.progress import Bar
+    from comode.progress import Progress
 
     store = open_store(store_url).snapshot()  # listed 5-7 times below: one scan
     train_ids, test_ids = split_videos(store, split)
@@ -365,7 +365,7 @@ def split_features(
         return built[0]
 
     sets, from_cache = {}, {}
-    with Bar("features", total=len(train_ids) + len(test_ids), enabled=show_progress) as bar:
+    with Progress("features", total=len(train_ids) + len(test_ids), enabled=show_progress) as bar:
         for side, ids in (("train", train_ids), ("test", test_ids)):
             sets[side], from_cache[side] = cached_features(
                 factory, model=model, store=store, video_ids=ids, cache_dir=cache, window=window, size=size,

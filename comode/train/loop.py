@@ -61,7 +61,9 @@ from comode.train.distributed import (
     wrap_model,
 )
 from comode.train.losses import Gather, gather_from_all_ranks
-from comode.train.metrics import MetricsLog, Throughput, TrainingProgress
+from comode.logs import to_file as log_to_file
+from comode.progress import Progress
+from comode.train.metrics import MetricsLog, Throughput
 from comode.train.model import CoMoDe, CoMoDeOutput, compute_losses
 
 __all__ = [
@@ -82,6 +84,7 @@ __all__ = [
 LOSS_KEYS = ("loss", "loss_context", "loss_motion", "acc_context", "acc_motion", "loss_supervised", "acc_supervised")
 METRIC_KEYS = ("step", "epoch", "lr", *LOSS_KEYS, "grad_norm", "clips_per_s", "skipped_videos")
 MODEL_INPUT_KEYS = ("clip", "iframe", "mv_future", "mv_negatives")
+LOG_FILE = "train.log"
 
 
 # --------------------------------------------------------------------------------------
@@ -449,11 +452,13 @@ def run_pretraining(
     Args:
         config: the run (see :mod:`comode.train.config`).
         store: a comode store URL; read through :func:`open_store_data`.
-        out_dir: run directory: config.yaml, last.pt, epoch_XXX.pt, metrics.jsonl, tensorboard/.
+        out_dir: run directory: config.yaml, last.pt, epoch_XXX.pt, metrics.jsonl, train.log,
+            tensorboard/.
         resume: continue from ``out_dir/last.pt``; ``config`` must equal the saved one except
             for :data:`~comode.train.config.RESUMABLE_FIELDS` (e.g. a larger max_steps).
         data: training data given directly (tests, custom datasets) instead of ``store``.
-        show_progress: draw the rich progress bar (rank 0 only).
+        show_progress: draw the progress bar on a terminal (rank 0 only); plain progress lines
+            go to the log (and ``out_dir/train.log``) either way.
 
     Raises:
         FileExistsError: ``out_dir`` already holds a run and ``resume`` is False.
@@ -468,8 +473,11 @@ def run_pretraining(
     owns_process_group = not is_distributed()
     context = init_distributed()
     try:
-        return _run(config, store=store, data=data, out_dir=out_dir, resume=resume, context=context,
-                    show_progress=show_progress)
+        # Every record of the run (progress lines, skipped videos, warnings) also goes to the
+        # run folder: what a batch job leaves beside its checkpoints.
+        with log_to_file(out_dir / LOG_FILE) if context.is_main else contextlib.nullcontext():
+            return _run(config, store=store, data=data, out_dir=out_dir, resume=resume, context=context,
+                        show_progress=show_progress)
     finally:
         if owns_process_group:
             cleanup_distributed()
@@ -522,8 +530,8 @@ def _run(
     throughput = Throughput()
     final: dict[str, float] = {}
     step = start_step
-    progress = TrainingProgress(total_steps=last_step, start_step=start_step,
-                                enabled=show_progress and context.is_main)
+    progress = Progress("pretrain", total=last_step, completed=start_step, unit="steps",
+                        enabled=show_progress and context.is_main) if context.is_main else contextlib.nullcontext()
     run_loader = RunLoader(data, config=config, context=context)
     try:
         with progress:
@@ -542,7 +550,7 @@ def _run(
                         )
                     if context.is_main:
                         metrics.write(final)
-                        progress.update(step=step, loss=values["loss"], clips_per_s=average_rate)
+                        progress.set(step, note=f"loss {values['loss']:.4f}, {average_rate:.1f} clips/s")
                         save(step)
                     if step >= last_step:
                         break
