@@ -73,10 +73,11 @@ def context() -> ts.Context:
     return _CONTEXT[1]
 
 
-def open_array(url: str) -> "StoredArray | None":
+def open_array(url: str, *, ts_context: ts.Context | None = None) -> "StoredArray | None":
     """The Zarr v3 array at ``url`` opened for reading (its metadata is read now), or None
     where tensorstore has no driver for the URL or cannot run in this process (a fork, see
-    above): the caller then reads it with zarr-python.
+    above): the caller then reads it with zarr-python.  ``ts_context``: another tensorstore
+    context than this process's (benchmarks: one without a cache).
 
     Raises ValueError (tensorstore's NOT_FOUND and the like) when there is no array."""
     spec = kvstore(url)
@@ -86,7 +87,7 @@ def open_array(url: str) -> "StoredArray | None":
         _warn_forked()
         return None
     handle = ts.open({"driver": "zarr3", "kvstore": spec, "recheck_cached_data": "open",
-                      "recheck_cached_metadata": "open"}, context=context(), read=True).result()
+                      "recheck_cached_metadata": "open"}, context=ts_context or context(), read=True).result()
     return StoredArray(handle)
 
 

@@ -66,7 +66,8 @@ def _read_arrays(store: Store, video_id: str) -> list[str]:
         try:
             video.array(name)[...]
         except Exception as error:  # any codec error is a finding to report, not a crash
-            problems.append(f"{name} data unreadable ({type(error).__name__}: {error}); to redo this video, "
+            problems.append(f"{name} data unreadable (a chunk fails its checksum or does not decode: "
+                            f"{type(error).__name__}: {error}); to redo this video, "
                             f"delete videos/{video_id} and run the same extract command again")
     return problems
 
