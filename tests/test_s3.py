@@ -31,9 +31,12 @@ VIDEOS = {  # folder dataset: train/ and test/ define split "1"; class = motion 
 @pytest.fixture(scope="module")
 def s3_env(tmp_path_factory):
     """Environment of a user whose S3 is the loopback server: AWS_* variables only."""
+    import logging
+
     import boto3
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -32,7 +32,9 @@ Which frames: :func:`comode.train.sampling.sample_indices`, with a generator see
 process computes it, so runs are reproducible and resumable.
 
 Reading one sample costs two store reads, chosen by measurement on the shared real clips
-(``benchmarks/bench_loader.py`` prints the breakdown; ~9 ms per sample on the dev machine):
+(``benchmarks/bench_loader.py`` prints the breakdown; the ms below were measured through
+zarr-python, before reads went through tensorstore, comode.store.arrays).  The MV read is
+started first and runs in tensorstore's thread while the span is read and decoded:
 
 1. ONE ``Video.decode_frames`` call for the 16 clip frames AND the I-frame: it reads one
    contiguous byte span of ``rgb_stream`` (from the I-frame before the first needed frame)
@@ -53,9 +55,9 @@ Reading one sample costs two store reads, chosen by measurement on the shared re
 Processes: the store is opened lazily in each process that reads (first ``__getitem__``,
 and again after a fork: the pid is checked), never shared; ``__init__`` keeps only the URL
 and the list of video ids.  :func:`make_loader` uses the "forkserver" start method: workers
-fork from a clean single-threaded server process (zarr runs an I/O thread in any process
-that has read a store, and a process-wide FFmpeg object with its own threads deadlocked a
-forked worker once -- measured), and a loader's workers start in ~0.3 s (like "fork";
+fork from a clean single-threaded server process (zarr and tensorstore run I/O threads in
+any process that has read a store -- tensorstore aborts a child forked after that -- and a
+process-wide FFmpeg object with its own threads deadlocked a forked worker once -- measured), and a loader's workers start in ~0.3 s (like "fork";
 the server itself starts once, ~1.5 s) instead of ~1.5 s for "spawn"; workers persist
 across epochs.  Batches are collated with :func:`collate` (channels-last stacking: a
 plain memcpy instead of default_collate's strided copy, ~0.4 ms per sample saved).
