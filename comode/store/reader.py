@@ -26,7 +26,11 @@ class StoreError(ValueError):
 
 
 def open_store(url: str, *, storage_options: dict | None = None, validate: bool = True) -> "Store":
-    """Open a store read-only, checking its schema name and major version first."""
+    """Open a store read-only, checking its schema name and major version first.
+
+    ``storage_options`` (fsspec's) reach zarr-python only: a store opened with them reads its
+    arrays through zarr-python too, since tensorstore takes its S3 settings from the AWS
+    environment (docs/storage.md)."""
     try:
         root = zarr.open_group(url, mode="r", storage_options=storage_options)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as error:
@@ -35,7 +39,7 @@ def open_store(url: str, *, storage_options: dict | None = None, validate: bool 
     attrs = root.attrs.asdict()
     if validate:
         check_root_attrs(attrs, where=url)
-    return Store(url=url, root=root, attrs=attrs)
+    return Store(url=url, root=root, attrs=attrs, array_reads=not storage_options)
 
 
 def scan_video_groups(videos: zarr.Group) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -87,6 +91,8 @@ class Store:
     attrs: dict[str, Any]
     # The video listing as read by snapshot(); None = every listing call scans the store.
     listing: tuple[dict[str, dict[str, Any]], dict[str, str]] | None = field(default=None, repr=False)
+    # Arrays through tensorstore (False: through zarr-python, see open_store).
+    array_reads: bool = True
 
     def snapshot(self) -> "Store":
         """This store with its video listing read once, for code that lists it several times.
@@ -162,7 +168,8 @@ class Store:
             group = self._videos[video_id]
         except KeyError:
             raise KeyError(f"no video {video_id!r} in {self.url}") from None
-        return Video(video_id=video_id, group=group, url=join(self.url, layout.VIDEOS_GROUP, video_id))
+        url = join(self.url, layout.VIDEOS_GROUP, video_id) if self.array_reads else ""
+        return Video(video_id=video_id, group=group, url=url)
 
     def __iter__(self) -> Iterator["Video"]:
         for video_id in self.video_ids():

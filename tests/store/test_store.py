@@ -341,6 +341,10 @@ def test_arrays_are_read_through_tensorstore_and_agree_with_zarr(tmp_path, extra
         video.mvs.oindex[[0.5]]
     through_fsspec = open_store(f"file://{url}").video("v")
     np.testing.assert_array_equal(video.decode_frames([0, 5, 13]), through_fsspec.decode_frames([0, 5, 13]))
+    # fsspec options reach zarr-python only: such a store is read through zarr-python.
+    with_options = open_store(f"file://{url}", storage_options={"auto_mkdir": False}).video("v")
+    assert isinstance(with_options.mvs, zarr.Array)
+    np.testing.assert_array_equal(with_options.mvs[3:20], video.mvs[3:20])
 
 
 def test_damaged_chunks_fail_their_checksum_and_missing_files_read_as_zeros(tmp_path, extracted):
