@@ -43,6 +43,14 @@ def console() -> Console:
     return _CONSOLE
 
 
+class _OthersWarnOnly(logging.Filter):
+    """Records of other libraries only from WARNING up: some (distributed) set their own
+    loggers to INFO, which would flood a run's log with their start-up lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.startswith(("comode", "py.warnings"))
+
+
 class _NoProgressLines(logging.Filter):
     """On a terminal the live bar already shows progress: keep its periodic lines off it."""
 
@@ -71,6 +79,7 @@ def setup(level: str | None = "INFO") -> None:
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter(_FORMAT))
         handler.set_name(_HANDLER_NAME)
+        handler.addFilter(_OthersWarnOnly())
         root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("comode").setLevel(level)
@@ -84,6 +93,7 @@ def to_file(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.addFilter(_OthersWarnOnly())
     root = logging.getLogger()
     root.addHandler(handler)
     try:

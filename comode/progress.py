@@ -82,7 +82,8 @@ class Progress:
         if total is not None:
             self.total = total or None
         self._bar.update(self._task, completed=completed, note=self.note, total=self.total)
-        self._line()
+        if not (self.total and completed >= self.total):  # the last line comes from __exit__
+            self._line()
 
     def line(self) -> str:
         """The plain progress line as of now."""

@@ -153,8 +153,11 @@ def usable_batches(dataset: VideoClips, *, batch_size: int, workers: int, failur
 
     Yields (the items of the batch that decoded (possibly none), the batch's size); a video
     that failed is recorded in ``failures`` (id -> reason), never dropped silently."""
+    # "forkserver": tensorstore (the store's read path) aborts a worker forked from a process
+    # that already read through it, e.g. after pretraining in this process.
     loader = DataLoader(dataset, batch_size=max(1, batch_size), shuffle=False, num_workers=workers,
-                        collate_fn=_collate, pin_memory=pin_memory)
+                        collate_fn=_collate, pin_memory=pin_memory,
+                        multiprocessing_context="forkserver" if workers > 0 else None)
     for items in loader:
         for item in items:
             if item["error"] is not None:
