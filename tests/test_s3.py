@@ -62,7 +62,8 @@ def videos(tmp_path_factory) -> Path:
 
 
 def _comode(env: dict, *args, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "comode", *map(str, args)], env=env, cwd=REPO, text=True,
+    """A comode command run in the fake HOME (an extraction into a remote store logs to ./<name>.log)."""
+    return subprocess.run([sys.executable, "-m", "comode", *map(str, args)], env=env, cwd=env["HOME"], text=True,
                           capture_output=True, timeout=timeout)
 
 
@@ -77,6 +78,7 @@ def test_extract_validate_pretrain_and_retrieve_on_s3(s3_env, videos, tmp_path):
     assert "x.zarr/zarr.json" in keys and "x.zarr/videos/train__right__a.avi/mvs/zarr.json" in keys
     again = _comode(env, "extract", "--dataset", "folder", "--root", videos, "--out", store, "--workers", "0")
     assert again.returncode == 0 and "6 already complete" in again.stderr  # resumes: reads the store back
+    assert "extract: 6/6 videos (100.0%)" in (Path(env["HOME"]) / "x.zarr.log").read_text()
 
     ran = _comode(env, "store", "validate", store, "--data")
     assert ran.returncode == 0 and "valid" in ran.stdout, ran.stderr
