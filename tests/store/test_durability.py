@@ -11,6 +11,7 @@ docs/storage.md states the argument and what it costs.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -53,7 +54,7 @@ def _trace(tmp_path: Path) -> list[tuple[str, str, int]]:
     subprocess.run(["strace", "-f", "-y", "-qq", "-e", "signal=none", "-e",
                     "trace=fsync,fdatasync,rename,renameat,renameat2,unlink,unlinkat",
                     "-o", str(log), sys.executable, "-c", _WRITER, str(tmp_path / "s.zarr")],
-                   check=True, timeout=300)
+                   check=True, timeout=300, env={**os.environ, "COMODE_FSYNC": "1"})
     calls, unfinished = [], {}
     for line in log.read_text().splitlines():
         pid = line.split(" ", 1)[0]
@@ -132,8 +133,6 @@ def test_every_data_file_and_folder_is_fsynced_before_the_complete_marker(tmp_pa
 
 def test_fsync_can_be_turned_off_for_scratch_stores(tmp_path, monkeypatch):
     """COMODE_FSYNC=0 (a store on tmpfs, a benchmark): the same files, no fsync at all."""
-    import os
-
     from comode.store.sinks import LocalSink
 
     monkeypatch.setenv("COMODE_FSYNC", "0")
