@@ -13,7 +13,7 @@ STORE ?= data/$(DATASET).zarr
 WORKERS ?=
 EXTRA ?=
 
-.PHONY: install demo demo-data ablation demo-real demo-store extract sample test bench bench-loader pretrain-demo info validate show clean
+.PHONY: install demo demo-data ablation demo-real demo-store extract sample test bench bench-loader bench-writes pretrain-demo info validate show clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -93,9 +93,15 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/bench_extract.py --videos $(ROOT) $(EXTRA)
 
-# Pretraining data pipeline: samples/s per worker beside a naive PyAV-from-source loader.
+# Pretraining data pipeline: samples/s per worker beside a naive PyAV-from-source loader; the
+# read path (tensorstore) beside the old local reader and zarr-python, locally and on a
+# loopback S3 server (moto, from the test extra).
 bench-loader: demo-store
 	$(BIN)/python benchmarks/bench_loader.py --store data/demo.zarr
+
+# Writing video groups: fsync on/off, comode's encoder beside tensorstore's writer (docs/storage.md).
+bench-writes: demo-store
+	$(BIN)/python benchmarks/bench_store_writes.py --store data/demo.zarr
 
 info: install
 	$(BIN)/comode store info $(STORE)

@@ -9,6 +9,7 @@ same command again: it resumes).
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from pathlib import Path
 from typing import Iterator, List, Optional
@@ -16,13 +17,34 @@ from typing import Iterator, List, Optional
 import typer
 from rich.console import Console
 
+from comode import logs
+
 app = typer.Typer(help="comode: context and motion decoupling for self-supervised video learning.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 store_app = typer.Typer(help="Inspect and validate a comode store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
+console = logs.console()  # stderr: messages, log records and progress bars share it
 # Rich wraps at 80 columns when not on a terminal: in logs and pipes keep lines whole.
-console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 out_console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+logger = logging.getLogger("comode.cli")
+
+# --log-level: on the umbrella and on each alias (before the subcommand: `train --log-level
+# DEBUG pretrain ...`), and on `extract` itself (an alias with one command); also COMODE_LOG_LEVEL.
+_LOG_LEVEL_OPTION = typer.Option("INFO", "--log-level", envvar="COMODE_LOG_LEVEL",
+                                 help="Log level of comode's messages: DEBUG, INFO, WARNING, ERROR.")
+
+
+def _setup_logging(level: str | None) -> None:
+    try:
+        logs.setup(level)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--log-level") from None
+
+
+@app.callback()
+def _main(log_level: str = _LOG_LEVEL_OPTION) -> None:
+    """comode: context and motion decoupling for self-supervised video learning."""
+    _setup_logging(log_level)
 
 
 EXIT_STORE_FULL = 3
@@ -72,8 +94,15 @@ def extract(
     limit: Optional[int] = typer.Option(None, help="Only the first N videos (sorted by id)."),
     retry_failed: bool = typer.Option(False, help="Retry videos recorded as failed by an earlier run."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    log_level: Optional[str] = typer.Option(None, "--log-level", envvar="COMODE_LOG_LEVEL",
+                                            help="Log level of comode's messages (default: INFO, or the "
+                                                 "umbrella's --log-level)."),
 ) -> None:
-    """Re-encode videos, read I-frames and motion vectors, and write them to a Zarr store."""
+    """Re-encode videos, read I-frames and motion vectors, and write them to a Zarr store.
+
+    The run's log goes to the console and to <store>.log beside a local store (./<name>.log
+    for a remote one)."""
+    _setup_logging(log_level)
     from comode.extract.datasets import DatasetError, load_dataset
     from comode.extract.executors import make_executor
     from comode.extract.settings import ExtractSettings
@@ -87,8 +116,8 @@ def extract(
         index = load_dataset(dataset, root, annotations=annotations)
     except (ValueError, DatasetError) as error:
         raise _fail(str(error)) from None
-    console.print(f"{index.name}: {len(index.videos)} videos, {len(index.classes)} classes, "
-                  f"splits {list(index.split_names)}" + (f", {len(index.missing)} annotated but missing" if index.missing else ""))
+    logger.info(f"{index.name}: {len(index.videos)} videos, {len(index.classes)} classes, "
+                f"splits {list(index.split_names)}" + (f", {len(index.missing)} annotated but missing" if index.missing else ""))
     if not index.videos:
         raise _fail(f"no videos found under {root}")
     summary = _extract_with_progress(index, out, settings, make_executor(scheduler=scheduler, workers=workers),
@@ -103,9 +132,10 @@ def _extract_with_progress(index, out: str, settings, executor, *, progress: boo
     from comode.extract.report import ExtractionProgress, print_summary
     from comode.store.writer import StoreFullError
 
-    display = ExtractionProgress(console, enabled=progress)
+    display = ExtractionProgress(enabled=progress)
     try:
-        with display.running():
+        with logs.to_file(extraction_log(out)) as log_path, display.running():
+            logger.info("extracting into %s (log: %s)", out, log_path)
             summary = run_extraction(index, out, settings, executor, on_plan=display.on_plan,
                                      on_result=display.on_result, **options)
     except StoreFullError as error:  # not bad usage: the run stopped, the same command resumes
@@ -116,6 +146,16 @@ def _extract_with_progress(index, out: str, settings, executor, *, progress: boo
         executor.close()
     print_summary(console, summary)
     return summary
+
+
+def extraction_log(store: str) -> Path:
+    """Where an extraction's log goes: ``<store>.log`` beside a local store, ``./<name>.log``
+    for a remote one (appended to by every run into that store)."""
+    from comode.store.location import is_local, local_path
+
+    if is_local(store):
+        return Path(local_path(store).rstrip("/") + ".log")
+    return Path.cwd() / f"{Path(store.rstrip('/')).name or 'store'}.log"
 
 
 app.command("extract")(extract)
@@ -142,11 +182,11 @@ def store_validate(
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Check a store against the JSON Schemas in schemas/ and its arrays for consistency."""
-    from comode.evaluate.progress import Bar
+    from comode.progress import Progress
     from comode.store.validate import validate_store
 
     try:
-        with Bar("videos checked", total=0, enabled=progress) as bar:
+        with Progress("validate", total=0, unit="videos", enabled=progress) as bar:
             report = validate_store(store, read_data=data,
                                     on_progress=lambda done, total: bar.set(done, total=total))
     except ValueError as error:
@@ -198,10 +238,10 @@ def sample(
     import tempfile
     import time
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from comode.extract.sample import MOTIONS, SampleSpec, generate_sample, near_duplicate_share
+    from comode.progress import Progress
 
     width, height = _parse_size(size, "--size")
     try:
@@ -211,14 +251,11 @@ def sample(
                           test_fraction=test_fraction, camera=camera)
     except ValueError as error:
         raise _fail(str(error)) from None
-    bar = Progress(TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
-                   TimeElapsedColumn(), console=console, disable=not progress)
     start = time.perf_counter()
     try:
-        with bar:
-            task = bar.add_task("generate", total=None)
+        with Progress("generate", total=None, unit="clips", enabled=progress) as bar:
             clips = generate_sample(spec, out, workers=workers, overwrite=overwrite,
-                                    on_clip=lambda clip, done, total: bar.update(task, completed=done, total=total))
+                                    on_clip=lambda clip, done, total: bar.set(done, total=total))
     except (FileExistsError, ValueError) as error:
         raise _fail(str(error)) from None
     seconds = time.perf_counter() - start
@@ -268,6 +305,7 @@ def _extract_and_measure(root: Path, store: str, *, workers: Optional[int], prog
 
 train_app = typer.Typer(help="Pretrain a V-Network (context and motion decoupling) and export it.",
                         no_args_is_help=True, pretty_exceptions_enable=False)
+train_app.callback()(_main)
 
 
 def _train(*, store: str, config: Optional[Path], out: Path, resume: bool, progress: bool,
@@ -339,7 +377,9 @@ def train_export(
     out_console.print(f"wrote {path}: {metadata['backbone']} x{metadata['width_multiplier']}, step {metadata['step']}")
 evaluate_app = typer.Typer(help="Evaluate a pretrained V-Network: retrieval, linear probe, finetuning, comparison.",
                            no_args_is_help=True, pretty_exceptions_enable=False)
+evaluate_app.callback()(_main)
 
+EVALUATE_LOG = "evaluate.log"  # in every evaluation's output folder, beside its report
 _CHECKPOINT_HELP = ("Training checkpoint (runs/X/last.pt) or exported .safetensors; 'random' = random init "
                     "(with --backbone, --width-multiplier, --seed).")
 
@@ -442,7 +482,7 @@ def evaluate_retrieval(
     backbone, width_multiplier, geometry = _random_init(config, backbone, width_multiplier)
     out_dir = _eval_out(out, checkpoint, store, backbone=backbone, width_multiplier=width_multiplier, seed=seed,
                         label_set=label_set)
-    with _user_errors(CheckpointError, ValueError, KeyError):
+    with _user_errors(CheckpointError, ValueError, KeyError), logs.to_file(out_dir / EVALUATE_LOG):
         result = run_retrieval(store, checkpoint, out_dir=out_dir, split=split, label_set=label_set, center=center,
                                normalize=normalize, backbone=backbone, width_multiplier=width_multiplier, seed=seed, cache_dir=cache_dir,
                                size=size, videos_per_batch=batch_videos, workers=workers, device=device,
@@ -480,7 +520,7 @@ def evaluate_linear(
     backbone, width_multiplier, geometry = _random_init(config, backbone, width_multiplier)
     out_dir = _eval_out(out, checkpoint, store, backbone=backbone, width_multiplier=width_multiplier, seed=seed,
                         label_set=label_set)
-    with _user_errors(CheckpointError, ValueError, KeyError):
+    with _user_errors(CheckpointError, ValueError, KeyError), logs.to_file(out_dir / EVALUATE_LOG):
         result = run_linear(store, checkpoint, out_dir=out_dir, split=split, label_set=label_set, spec=LinearProbeSpec(l2=l2),
                             backbone=backbone, width_multiplier=width_multiplier, seed=seed, cache_dir=cache_dir,
                             size=size, videos_per_batch=batch_videos, workers=workers, device=device, show_progress=progress,
@@ -520,7 +560,8 @@ def evaluate_finetune(
             settings = load_finetune_config(out_dir / "config.yaml", ["stop_after_epoch=null", *(overrides or [])])
         except ConfigError as error:
             raise _fail(str(error)) from None
-    with _user_errors(CheckpointError, ConfigError, FileExistsError, ValueError, KeyError):
+    with _user_errors(CheckpointError, ConfigError, FileExistsError, ValueError, KeyError), \
+            logs.to_file(out_dir / EVALUATE_LOG):
         result = run_finetune(settings, store=store, checkpoint=checkpoint, out_dir=out_dir, resume=resume,
                               backbone=backbone, width_multiplier=width_multiplier, device=device,
                               show_progress=progress)
@@ -618,7 +659,7 @@ def evaluate_ablation(
                              *(f"linear {k} {100 * v:.1f}" for k, v in cell.linear_top1.items())])
         console.print(f"{cell.variant}, seed {cell.seed}: {recalls}")
 
-    with _user_errors(ConfigError, CheckpointError, FileExistsError, ValueError):
+    with _user_errors(ConfigError, CheckpointError, FileExistsError, ValueError), logs.to_file(out / "ablation.log"):
         cells = run_ablation(store, out_dir=out, config=config, base_overrides=base_overrides,
                              seeds=_int_list(seeds, "--seeds"),
                              floor_seeds=_int_list(floor_seeds, "--floor-seeds") if floor_seeds else None,

@@ -153,8 +153,11 @@ def usable_batches(dataset: VideoClips, *, batch_size: int, workers: int, failur
 
     Yields (the items of the batch that decoded (possibly none), the batch's size); a video
     that failed is recorded in ``failures`` (id -> reason), never dropped silently."""
+    # "forkserver": tensorstore (the store's read path) aborts a worker forked from a process
+    # that already read through it, e.g. after pretraining in this process.
     loader = DataLoader(dataset, batch_size=max(1, batch_size), shuffle=False, num_workers=workers,
-                        collate_fn=_collate, pin_memory=pin_memory)
+                        collate_fn=_collate, pin_memory=pin_memory,
+                        multiprocessing_context="forkserver" if workers > 0 else None)
     for items in loader:
         for item in items:
             if item["error"] is not None:
@@ -351,7 +354,7 @@ def split_features(
     primary labels; the features (and their cache) are the same.  Videos without a label
     (-1, in the primary labels or the label set) are left out and counted (``unlabelled``).
     """
-    from comode.evaluate.progress import Bar
+    from comode.progress import Progress
 
     geometry = source.geometry
     size = geometry.size if size is None else size
@@ -369,7 +372,7 @@ def split_features(
         return built[0]
 
     sets, from_cache = {}, {}
-    with Bar("features", total=len(train_ids) + len(test_ids), enabled=show_progress) as bar:
+    with Progress("features", total=len(train_ids) + len(test_ids), enabled=show_progress) as bar:
         for side, ids in (("train", train_ids), ("test", test_ids)):
             sets[side], from_cache[side] = cached_features(
                 factory, model=model, store=store, video_ids=ids, cache_dir=cache, window=window, size=size,

@@ -39,7 +39,7 @@ from comode.evaluate.accuracy import top_k_accuracy
 from comode.evaluate.clips import WindowSpec
 from comode.evaluate.features import (VideoClips, default_device, forward_in_passes, prepare_clips, split_videos,
                                       usable_batches)
-from comode.evaluate.progress import Bar
+from comode.progress import Progress
 from comode.train.checkpoint import (CheckpointError, LAST_CHECKPOINT, capture_rng_state, load_checkpoint,
                                      restore_rng_state, save_checkpoint)
 from comode.train.backbones import build_backbone
@@ -242,7 +242,7 @@ def run_finetune(
     last_epoch = max(start_epoch, min(config.epochs, config.stop_after_epoch or config.epochs))
     skipped: dict[str, str] = dict(saved.get("skipped", {})) if saved is not None else {}
     path = out / LAST_CHECKPOINT
-    with Bar("finetune", total=(last_epoch - start_epoch) * steps_per_epoch, enabled=show_progress) as bar:
+    with Progress("finetune", total=(last_epoch - start_epoch) * steps_per_epoch, enabled=show_progress) as bar:
         for epoch in range(start_epoch, last_epoch):
             record = _train_epoch(model, optimizer, scheduler, store=store, train_ids=train_ids, config=config,
                                   epoch=epoch, device=torch_device, skipped=skipped, bar=bar)
@@ -288,7 +288,7 @@ def run_finetune(
 
 def _train_epoch(model: VideoClassifier, optimizer, scheduler, *, store: str, train_ids: list[str],
                  config: FinetuneConfig, epoch: int, device: torch.device, skipped: dict[str, str],
-                 bar: Bar) -> dict[str, float]:
+                 bar: Progress) -> dict[str, float]:
     model.train()
     generator = torch.Generator().manual_seed(derive_seed(config.seed, _STREAM_ORDER, epoch))
     order = torch.randperm(len(train_ids), generator=generator)
@@ -331,7 +331,7 @@ def _test(model: VideoClassifier, *, store: str, test_ids: list[str], config: Fi
     model.eval()
     dataset = VideoClips(store, test_ids, window=WindowSpec(clips=config.test_clips))
     scores, labels, ids, failed = [], [], [], {}
-    with Bar("test", total=len(test_ids), enabled=show_progress) as bar:
+    with Progress("test", total=len(test_ids), enabled=show_progress) as bar:
         for good, batch in usable_batches(dataset, batch_size=config.test_videos_per_batch, workers=config.workers,
                                           failures=failed):
             if good:

@@ -64,6 +64,10 @@ class DaskExecutor:
                                          silence_logs=40)
             self.client = Client(self._cluster)
             self.description = f"dask LocalCluster ({n} workers x 1 thread)"
+        # Workers' warnings and comode records reach this process's console and log file.
+        from comode.logs import forward_dask_logs
+
+        forward_dask_logs(self.client)
 
     def map_unordered(self, fn, items, *args):
         from dask.distributed import as_completed

@@ -1,44 +1,45 @@
-"""What a person sees during and after extraction: a progress bar and a short summary."""
+"""What a person sees during and after extraction: progress, failures as they come, a short summary."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import logging
+from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from comode.extract.pipeline import ExtractionPlan, ExtractionSummary
 from comode.extract.video import VideoResult
+from comode.progress import Progress
+
+logger = logging.getLogger(__name__)
 
 
 class ExtractionProgress:
-    """Callbacks for ``run_extraction``: a bar of videos with frames/s and the failure count."""
+    """Callbacks for ``run_extraction``: the progress of videos (frames/s, failures) and one
+    log record per failed video."""
 
-    def __init__(self, console: Console, *, enabled: bool = True):
-        self.console = console
-        self.progress = Progress(
-            TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(), TextColumn("videos"),
-            TextColumn("{task.fields[fps]:>6.0f} frames/s"), TextColumn("[red]{task.fields[failed]} failed"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not enabled,
-        )
-        self.task = None
+    def __init__(self, *, enabled: bool = True):
+        self.enabled = enabled
+        self.progress: Progress | None = None
+        self._open = ExitStack()  # the Progress opened by on_plan, closed when running() ends
 
     def on_plan(self, plan: ExtractionPlan) -> None:
         if plan.already_complete or plan.already_failed:
-            self.console.print(f"resuming: {plan.already_complete} videos already complete, "
-                               f"{plan.already_failed} recorded as failed (--retry-failed to redo them)")
-        self.task = self.progress.add_task("extract", total=len(plan.todo), fps=0.0, failed=0)
+            logger.info("resuming: %d videos already complete, %d recorded as failed (--retry-failed to redo them)",
+                        plan.already_complete, plan.already_failed)
+        self.progress = self._open.enter_context(Progress("extract", total=len(plan.todo), unit="videos",
+                                                          enabled=self.enabled))
 
     def on_result(self, result: VideoResult, summary: ExtractionSummary) -> None:
         if result.error:
-            self.progress.console.print(f"[red]failed[/red] {result.video_id}: {result.error}")
-        self.progress.update(self.task, advance=1, fps=summary.frames_per_second, failed=len(summary.failures))
+            logger.warning("failed %s: %s", result.video_id, result.error)
+        self.progress.advance(1, note=f"{summary.frames_per_second:.0f} frames/s, {len(summary.failures)} failed")
 
     @contextmanager
     def running(self) -> Iterator["ExtractionProgress"]:
-        with self.progress:
+        with self._open:
             yield self
 
 

@@ -6,7 +6,6 @@ written (or whose writer was killed) has missing chunks that would read back as 
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -14,13 +13,12 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import zarr
-from zarr.core.sync import sync
-from zarr.storage import LocalStore
 
 from comode.store import layout
+from comode.store.arrays import StoredArray, open_array
+from comode.store.location import filesystem, group_url, join
 from comode.store.rgb import decode_span
 from comode.store.schema import check_root_attrs
-from comode.store.zarr_files import ArrayRows, open_rows
 
 
 class StoreError(ValueError):
@@ -28,7 +26,11 @@ class StoreError(ValueError):
 
 
 def open_store(url: str, *, storage_options: dict | None = None, validate: bool = True) -> "Store":
-    """Open a store read-only, checking its schema name and major version first."""
+    """Open a store read-only, checking its schema name and major version first.
+
+    ``storage_options`` (fsspec's) reach zarr-python only: a store opened with them reads its
+    arrays through zarr-python too, since tensorstore takes its S3 settings from the AWS
+    environment (docs/storage.md)."""
     try:
         root = zarr.open_group(url, mode="r", storage_options=storage_options)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as error:
@@ -37,7 +39,7 @@ def open_store(url: str, *, storage_options: dict | None = None, validate: bool 
     attrs = root.attrs.asdict()
     if validate:
         check_root_attrs(attrs, where=url)
-    return Store(url=url, root=root, attrs=attrs)
+    return Store(url=url, root=root, attrs=attrs, array_reads=not storage_options)
 
 
 def scan_video_groups(videos: zarr.Group) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -63,12 +65,10 @@ _NOT_A_GROUP = "an array where a video group is expected"
 
 
 def _scan_one_by_one(videos: zarr.Group) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    async def child_names() -> list[str]:
-        return sorted({name async for name in videos.store.list_dir(videos.path)})
-
+    fs, path = filesystem(group_url(videos))
     found: dict[str, dict[str, Any]] = {}
     unreadable: dict[str, str] = {}
-    for name in sync(child_names()):
+    for name in sorted({entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False)}):
         if name == "zarr.json" or name.endswith(".partial"):
             continue  # the videos group's own metadata; a temporary file of an interrupted write
         try:
@@ -91,6 +91,8 @@ class Store:
     attrs: dict[str, Any]
     # The video listing as read by snapshot(); None = every listing call scans the store.
     listing: tuple[dict[str, dict[str, Any]], dict[str, str]] | None = field(default=None, repr=False)
+    # Arrays through tensorstore (False: through zarr-python, see open_store).
+    array_reads: bool = True
 
     def snapshot(self) -> "Store":
         """This store with its video listing read once, for code that lists it several times.
@@ -166,7 +168,8 @@ class Store:
             group = self._videos[video_id]
         except KeyError:
             raise KeyError(f"no video {video_id!r} in {self.url}") from None
-        return Video(video_id=video_id, group=group)
+        url = join(self.url, layout.VIDEOS_GROUP, video_id) if self.array_reads else ""
+        return Video(video_id=video_id, group=group, url=url)
 
     def __iter__(self) -> Iterator["Video"]:
         for video_id in self.video_ids():
@@ -175,11 +178,16 @@ class Store:
 
 @dataclass
 class Video:
-    """One video group.  Arrays are read lazily; slicing reads only the chunks needed."""
+    """One video group.  Arrays are read lazily; slicing reads only the chunks needed.
+
+    Attributes come through zarr-python (``group``); arrays are read through tensorstore
+    (:mod:`comode.store.arrays`), local and remote alike, or through zarr-python where
+    tensorstore has no driver for the store's URL."""
 
     video_id: str
     group: zarr.Group
-    _arrays: dict[str, zarr.Array | ArrayRows] = field(default_factory=dict, repr=False, compare=False)
+    url: str = ""  # the group's URL; "" = read arrays through zarr-python
+    _arrays: dict[str, zarr.Array | StoredArray] = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
     def attrs(self) -> dict[str, Any]:
@@ -206,22 +214,19 @@ class Video:
     def num_frames(self) -> int:
         return int(self.attrs["frames"])
 
-    def _array(self, name: str) -> zarr.Array | ArrayRows:
-        # Opening an array reads its metadata (~0.5 ms): keep the handle for the next call.
+    def array(self, name: str) -> zarr.Array | StoredArray:
+        """The array ``name`` (one of ``layout.ARRAY_NAMES``) for reading; lazy like ``mvs``."""
+        return self._array(name)
+
+    def _array(self, name: str) -> zarr.Array | StoredArray:
+        # Opening an array reads its metadata: keep the handle for the next call.
         array = self._arrays.get(name)
         if array is None:
             if not self.is_complete:
                 raise ValueError(f"video {self.video_id!r} is not complete (status {self.status!r})")
-            array = self._arrays[name] = self._local_rows(name) or self.group[name]
+            stored = open_array(join(self.url, name)) if self.url else None
+            array = self._arrays[name] = stored if stored is not None else self.group[name]
         return array
-
-    def _local_rows(self, name: str) -> ArrayRows | None:
-        """The array's files read directly (comode.store.zarr_files: ~16x faster for the small
-        reads training makes) when the store is local and the array has comode's layout."""
-        store = self.group.store
-        if not isinstance(store, LocalStore):
-            return None
-        return open_rows(os.path.join(str(store.root), self.group.path, name))
 
     @cached_property
     def frame_types(self) -> str:
@@ -234,14 +239,14 @@ class Video:
         return self._array(layout.IFRAME_INDEX)[...]
 
     @property
-    def iframes(self) -> zarr.Array | ArrayRows:
+    def iframes(self) -> zarr.Array | StoredArray:
         """(K, h, w, 3) uint8 RGB I-frames, lazy: indexing reads (``[k]``, ``[a:b]``, ``[...]``,
-        ``.oindex[ks]``).  A zarr.Array, or on a local store an ArrayRows that reads the same
-        files faster (``video.group["iframes"]`` is always the zarr.Array)."""
+        ``.oindex[ks]``).  A StoredArray (tensorstore; ``video.group["iframes"]`` is the
+        zarr.Array of the same files)."""
         return self._array(layout.IFRAMES)
 
     @property
-    def mvs(self) -> zarr.Array | ArrayRows:
+    def mvs(self) -> zarr.Array | StoredArray:
         """(T, 2, gh, gw) int16 motion vectors in quarter pixels, lazy like ``iframes``."""
         return self._array(layout.MVS)
 

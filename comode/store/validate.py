@@ -30,7 +30,7 @@ def validate_store(url: str, *, storage_options: dict | None = None, read_data: 
 
     read_data: also read every array of every complete video whole, so that each chunk's
         CRC32C and decompression are checked: what finds bit rot, a store copied in part,
-        or a "complete" group whose data never reached the disk (the writer does not fsync).
+        or a store copied in part (the writer fsyncs a group's data before its "complete" marker).
     on_progress: called with (video groups checked, all video groups), first with 0.
     """
     store = open_store(url, storage_options=storage_options)
@@ -58,14 +58,17 @@ def validate_store(url: str, *, storage_options: dict | None = None, read_data: 
 
 
 def _read_arrays(store: Store, video_id: str) -> list[str]:
-    """Read every array whole; a chunk that fails its checksum or decompression is named."""
-    group = store.video(video_id).group
+    """Read every array whole (the read path training uses); a chunk that fails its checksum
+    or decompression is named."""
+    video = store.video(video_id)
+    present = video.group
     problems = []
-    for name in layout.ARRAY_NAMES + tuple(n for n in layout.OPTIONAL_ARRAY_NAMES if n in group):
+    for name in layout.ARRAY_NAMES + tuple(n for n in layout.OPTIONAL_ARRAY_NAMES if n in present):
         try:
-            group[name][...]
+            video.array(name)[...]
         except Exception as error:  # any codec error is a finding to report, not a crash
-            problems.append(f"{name} data unreadable ({type(error).__name__}: {error}); to redo this video, "
+            problems.append(f"{name} data unreadable (a chunk fails its checksum or does not decode: "
+                            f"{type(error).__name__}: {error}); to redo this video, "
                             f"delete videos/{video_id} and run the same extract command again")
     return problems
 

@@ -9,7 +9,6 @@ two tasks never touch the same file.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import glob
@@ -22,13 +21,12 @@ from typing import Any, Mapping
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, Crc32cCodec
-from zarr.core.sync import sync
-from zarr.storage import LocalStore
 
 from comode.store import layout
+from comode.store.location import group_url, is_local, local_path
 from comode.store.ownership import made_by_dead_local_process, process_tag
-from comode.store.zarr_files import BloscSettings, array_files, chunk_layout, group_metadata
+from comode.store.sinks import LocalSink, ObjectSink, sink_for
+from comode.store.zarr_files import BloscSettings, array_files, group_metadata
 
 # Blosc is a core Zarr v3 codec, so any v3 reader can decode the store; zstd inside it
 # compressed MV grids ~2x better than lz4 at the same speed in our measurements.  Level 1,
@@ -41,11 +39,10 @@ _COMPRESS_BYTES = BloscSettings(cname="zstd", clevel=1, shuffle="noshuffle")
 # The bitstream is already entropy-coded; lz4 at level 1 costs ~nothing and only removes
 # the zero padding of the last (partial) inner chunk, which is stored at full size.
 _COMPRESS_STREAM = BloscSettings(cname="lz4", clevel=1, shuffle="noshuffle")
-# A CRC32C (core Zarr v3 codec) after compression on every chunk: a damaged chunk file fails
-# to read with a checksum error (a ValueError the training loader skips and counts) instead of
-# decompressing to garbage or crashing Blosc (lz4 and Blosc carry no checksum of their own).
-# Cost: 4 bytes per chunk.
-_CHECKSUM = Crc32cCodec()
+# Every chunk also carries a CRC32C (core Zarr v3 codec, comode.store.zarr_files adds it after
+# compression): a damaged chunk file fails to read with a checksum error (a ValueError the
+# training loader skips and counts) instead of decompressing to garbage or crashing Blosc
+# (lz4 and Blosc carry no checksum of their own).  Cost: 4 bytes per chunk.
 
 
 # errno values that mean "the store's file system takes no more bytes": not the video's fault,
@@ -127,31 +124,32 @@ class VideoArrays:
                    if getattr(self, name) is not None)
 
 
-class _LocalStoreKeepingParents(LocalStore):
-    """A local store whose ``set_if_not_exists`` looks before it writes.
-
-    zarr-python re-asserts every parent group (root, ``videos``, the video's group) each
-    time it creates a node below it, and on a local store each assertion writes a
-    ``zarr.<uuid>.partial`` file and removes it again when the parent exists.  That is 20
-    needless file writes per video, and a task killed among them leaves ``.partial`` files in
-    the root and ``videos/`` that nothing ever removes.  Existing parents are now left
-    alone (a missing one is still written, atomically, as before).
-    """
-
-    async def set_if_not_exists(self, key: str, value: Any) -> None:
-        if not await self.exists(key):
-            await super().set_if_not_exists(key, value)
-
-
 def _is_local(url: str, storage_options: dict | None) -> bool:
-    return "://" not in url and not storage_options
+    return is_local(url) and not storage_options
 
 
-def open_root_for_writing(url: str, storage_options: dict | None = None) -> zarr.Group:
-    """The root group of an existing store, opened for the tasks that write video groups."""
-    if _is_local(url, storage_options):
-        return zarr.open_group(_LocalStoreKeepingParents(url), mode="r+")
-    return zarr.open_group(url, mode="r+", storage_options=storage_options)
+@dataclass(frozen=True)
+class WritableStore:
+    """Where the tasks of a run write their video groups: the store's URL (and fsspec options
+    for a remote one).  Cheap to make and to send to a Dask worker."""
+
+    url: str
+    storage_options: dict | None = None
+
+    def sink(self) -> LocalSink | ObjectSink:
+        return sink_for(self.url, self.storage_options)
+
+
+def open_root_for_writing(url: str, storage_options: dict | None = None) -> WritableStore:
+    """The store the tasks that write video groups write to (it must exist already)."""
+    return WritableStore(url, storage_options)
+
+
+def _writable(root: zarr.Group | WritableStore) -> WritableStore:
+    """A WritableStore for a store's root, given as one or as the zarr.Group of its root."""
+    if isinstance(root, WritableStore):
+        return root
+    return WritableStore(group_url(root))
 
 
 def _remove_interrupted_metadata_writes(url: str) -> int:
@@ -199,10 +197,8 @@ def create_or_open_root(url: str, *, root_attrs: Mapping[str, Any], storage_opti
     if existing.get("dataset") != root_attrs["dataset"]:
         root.attrs.update({"dataset": dict(root_attrs["dataset"])})
     root.require_group(layout.VIDEOS_GROUP)
-    if _is_local(url, storage_options):
-        if not made_by_another_run:  # that run may be writing its metadata right now
-            _remove_interrupted_metadata_writes(url)
-        return open_root_for_writing(url)
+    if _is_local(url, storage_options) and not made_by_another_run:  # that run may be writing its metadata now
+        _remove_interrupted_metadata_writes(local_path(url))
     return root
 
 
@@ -232,6 +228,8 @@ def _create_root(url: str, *, root_attrs: Mapping[str, Any], storage_options: di
         try:
             staged = zarr.open_group(building, mode="w-", zarr_format=3, attributes=dict(root_attrs))
             staged.require_group(layout.VIDEOS_GROUP)
+            sink = LocalSink(building)
+            sink.sync_tree(building)  # on disk before any video's marker can be
             try:
                 os.rename(building, target)  # atomic; fails if another run created the store first
             except OSError as error:
@@ -240,7 +238,8 @@ def _create_root(url: str, *, root_attrs: Mapping[str, Any], storage_options: di
                 return None  # the caller opens (and checks) the other run's store
         finally:
             shutil.rmtree(building, ignore_errors=True)
-        return open_root_for_writing(url)
+        LocalSink(target).sync_dir(os.path.dirname(target))  # the rename
+        return zarr.open_group(target, mode="r+")
     root = zarr.open_group(url, mode="w-", storage_options=storage_options, zarr_format=3,
                            attributes=dict(root_attrs))
     root.require_group(layout.VIDEOS_GROUP)
@@ -262,26 +261,23 @@ def _video_path(video_id: str) -> str:
     return f"{layout.VIDEOS_GROUP}/{video_id}"
 
 
-def write_video(root: zarr.Group, video_id: str, attrs: Mapping[str, Any], arrays: VideoArrays) -> None:
-    """Write one video group; its status becomes "complete" only after every array is stored."""
+def write_video(root: zarr.Group | WritableStore, video_id: str, attrs: Mapping[str, Any],
+                arrays: VideoArrays) -> None:
+    """Write one video group; its status becomes "complete" only after every array is stored.
+
+    ``root``: the store (:func:`open_root_for_writing`) or its root zarr.Group.  The group's
+    files are encoded in memory (:func:`_encode_group`) and handed to the store's sink
+    (:mod:`comode.store.sinks`): the old group is removed (its marker first), the arrays and a
+    "writing" zarr.json are written, and the zarr.json saying "complete" last, after the data
+    is durably in place (local: fsynced; object stores: every PUT returned).
+    """
     path = _video_path(video_id)
-    local = isinstance(root.store, LocalStore)
-    folder = os.path.join(root.store.root, root.path, path) if local else None
-    if local:
-        # zarr's overwrite removes the old group's files first and writes the new zarr.json last:
-        # a kill in between would leave an old "complete" marker over missing arrays.  Without
-        # its zarr.json the old group is no group at all (redone by the next run).
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(folder, "zarr.json"))
-    group = root.create_group(path, overwrite=True, attributes={**attrs, "status": layout.STATUS_WRITING})
-    specs = _array_specs(arrays)
-    if local:
-        _write_local_files(folder, _encode_group(attrs, specs))
-        return
-    # All arrays in one round trip to zarr's event loop: created and written concurrently
-    # (measured: 45 -> 20 ms for a 164-frame video, one by one through the sync API).
-    sync(_write_arrays(group._async_group, specs))
-    group.attrs.update({"status": layout.STATUS_COMPLETE})
+    files = _encode_group(attrs, _array_specs(arrays))
+    marker = files.pop("zarr.json")
+    sink = _writable(root).sink()
+    sink.clear(path)
+    sink.put(path, {"zarr.json": group_metadata({**attrs, "status": layout.STATUS_WRITING}), **files})
+    sink.put_marker(path, marker)
 
 
 def _array_specs(arrays: VideoArrays) -> list[tuple[str, np.ndarray, int, BloscSettings]]:
@@ -313,42 +309,9 @@ def _encode_group(attrs: Mapping[str, Any], specs) -> dict[str, bytes]:
     return files
 
 
-def _write_local_files(folder: str, files: Mapping[str, bytes]) -> None:
-    """Write a group's files into ``folder`` (whose zarr.json says "writing"), its own zarr.json
-    (status "complete") last and atomically (temporary file + rename, like zarr's own writes)."""
-    for directory in {os.path.dirname(os.path.join(folder, key)) for key in files}:
-        os.makedirs(directory, exist_ok=True)
-    for key in sorted(files, key=lambda k: k == "zarr.json"):
-        target = os.path.join(folder, key)
-        partial = f"{target}.{uuid.uuid4().hex}.partial"
-        try:
-            with open(partial, "wb") as handle:
-                handle.write(files[key])
-            os.replace(partial, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(partial)
-            raise
-
-
-async def _write_arrays(group, specs) -> None:
-    await asyncio.gather(*(_write_array(group, name, data, chunk_rows=chunk_rows, compressor=compressor)
-                           for name, data, chunk_rows, compressor in specs))
-
-
-def write_failure(root: zarr.Group, video_id: str, attrs: Mapping[str, Any], reason: str) -> None:
+def write_failure(root: zarr.Group | WritableStore, video_id: str, attrs: Mapping[str, Any], reason: str) -> None:
     """Record a video that could not be extracted, with its reason, and no arrays."""
-    root.create_group(_video_path(video_id), overwrite=True,
-                      attributes={**attrs, "status": layout.STATUS_FAILED, "error": reason})
-
-
-async def _write_array(group, name: str, data: np.ndarray, *, chunk_rows: int, compressor: BloscSettings) -> None:
-    """Through zarr-python (remote stores): the layout of zarr_files.array_files, one chunk or
-    one shard holding the whole array, inner chunks of ``chunk_rows`` rows (clipped, >= 1)."""
-    chunk, file_shape = chunk_layout(data.shape, chunk_rows)
-    codec = BloscCodec(cname=compressor.cname, clevel=compressor.clevel, shuffle=compressor.shuffle)
-    array = await group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunk,
-                                     shards=None if file_shape == chunk else file_shape,
-                                     compressors=(codec, _CHECKSUM), fill_value=0)
-    if data.size:
-        await array.setitem(Ellipsis, data)
+    path = _video_path(video_id)
+    sink = _writable(root).sink()
+    sink.clear(path)
+    sink.put_marker(path, group_metadata({**attrs, "status": layout.STATUS_FAILED, "error": reason}))

@@ -32,7 +32,9 @@ Which frames: :func:`comode.train.sampling.sample_indices`, with a generator see
 process computes it, so runs are reproducible and resumable.
 
 Reading one sample costs two store reads, chosen by measurement on the shared real clips
-(``benchmarks/bench_loader.py`` prints the breakdown; ~9 ms per sample on the dev machine):
+(``benchmarks/bench_loader.py`` prints the breakdown; the ms below were measured through
+zarr-python, before reads went through tensorstore, comode.store.arrays).  The MV read is
+started first and runs in tensorstore's thread while the span is read and decoded:
 
 1. ONE ``Video.decode_frames`` call for the 16 clip frames AND the I-frame: it reads one
    contiguous byte span of ``rgb_stream`` (from the I-frame before the first needed frame)
@@ -53,9 +55,9 @@ Reading one sample costs two store reads, chosen by measurement on the shared re
 Processes: the store is opened lazily in each process that reads (first ``__getitem__``,
 and again after a fork: the pid is checked), never shared; ``__init__`` keeps only the URL
 and the list of video ids.  :func:`make_loader` uses the "forkserver" start method: workers
-fork from a clean single-threaded server process (zarr runs an I/O thread in any process
-that has read a store, and a process-wide FFmpeg object with its own threads deadlocked a
-forked worker once -- measured), and a loader's workers start in ~0.3 s (like "fork";
+fork from a clean single-threaded server process (zarr and tensorstore run I/O threads in
+any process that has read a store -- tensorstore aborts a child forked after that -- and a
+process-wide FFmpeg object with its own threads deadlocked a forked worker once -- measured), and a loader's workers start in ~0.3 s (like "fork";
 the server itself starts once, ~1.5 s) instead of ~1.5 s for "spawn"; workers persist
 across epochs.  Batches are collated with :func:`collate` (channels-last stacking: a
 plain memcpy instead of default_collate's strided copy, ~0.4 ms per sample saved).
@@ -75,7 +77,7 @@ import os
 import random
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import av
 import numpy as np
@@ -86,7 +88,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 
 from comode.store import open_store
 from comode.store.reader import Store, Video
-from comode.store.zarr_files import ArrayRows
+from comode.store.arrays import StoredArray
 from comode.train.sampling import ClipSpec, pick_distinct_negatives, sample_indices, window_distance
 from comode.train.transforms import AugmentSpec, INPUT_NORMALIZATION, augment_batch
 
@@ -152,7 +154,7 @@ class _VideoEntry:
     video: Video  # holds its cached iframe_index and rgb_stream_offsets
     num_frames: int
     iframe_index: np.ndarray
-    mvs: zarr.Array | ArrayRows
+    mvs: zarr.Array | StoredArray
     label: int
 
 
@@ -329,13 +331,16 @@ class PretrainDataset(Dataset):
         iframe_at = indices.iframe_frame
         from_stream = span_start - IFRAME_DECODE_REACH <= iframe_at <= int(clip_frames.max()) + IFRAME_DECODE_REACH
         wanted = np.append(clip_frames, iframe_at) if from_stream else clip_frames
+        # The MV read is in flight (tensorstore reads and decompresses it in its own thread)
+        # while the stream span is read and decoded here.
+        fill = entry.iframe_index if self.iframe_mv == "interpolate" else None
+        finish_mv_read = start_mv_windows(entry.mvs, indices.mv_frames, fill_iframes=fill)
         decoded = entry.video.decode_frames(wanted)  # (n, h, w, 3): ONE contiguous span
         if from_stream:
             iframe = decoded[-1]
         else:
             iframe = np.asarray(entry.video.iframes[indices.iframe])
-        fill = entry.iframe_index if self.iframe_mv == "interpolate" else None
-        mv = read_mv_windows(entry.mvs, indices.mv_frames, fill_iframes=fill)  # (1 + N, 8, 2, gh, gw)
+        mv = finish_mv_read()  # (1 + N, 8, 2, gh, gw)
         if self.camera_compensation == "median":
             mv = compensate_camera(mv)
         if spare:  # drop near-copies of the positive among the drawn negatives
@@ -359,7 +364,7 @@ class PretrainDataset(Dataset):
         }
 
 
-def read_mv_windows(mvs: zarr.Array | ArrayRows, frames: np.ndarray, *,
+def read_mv_windows(mvs: zarr.Array | StoredArray, frames: np.ndarray, *,
                     fill_iframes: np.ndarray | None = None) -> np.ndarray:
     """MV maps of ``frames`` (N, W) with one read: (N, W, 2, gh, gw), int16 as stored, or
     float32 when ``fill_iframes`` is given.
@@ -370,6 +375,13 @@ def read_mv_windows(mvs: zarr.Array | ArrayRows, frames: np.ndarray, *,
     a zero map in the middle of a moving window marks where the GOP boundary falls, a cue
     that tells windows apart without saying anything about the motion.
     """
+    return start_mv_windows(mvs, frames, fill_iframes=fill_iframes)()
+
+
+def start_mv_windows(mvs: zarr.Array | StoredArray, frames: np.ndarray, *,
+                     fill_iframes: np.ndarray | None = None) -> Callable[[], np.ndarray]:
+    """Start :func:`read_mv_windows`'s read; the returned function waits for it and returns
+    what :func:`read_mv_windows` does (a zarr.Array is read at once)."""
     total = mvs.shape[0]
     wanted = frames.ravel()
     if fill_iframes is not None:
@@ -378,22 +390,31 @@ def read_mv_windows(mvs: zarr.Array | ArrayRows, frames: np.ndarray, *,
         wanted = np.concatenate([wanted, neighbours[(neighbours >= 0) & (neighbours < total)]])
     first, last = int(wanted.min()), int(wanted.max())
     if last - first < MV_COVER_READ_FRAMES:
+        key: slice | np.ndarray = slice(first, last + 1)
         needed = np.arange(first, last + 1)
-        block = np.asarray(mvs[first:last + 1])
     else:
-        needed = np.unique(wanted)
-        block = np.asarray(mvs.oindex[needed])
-    out = block[np.searchsorted(needed, frames)]
-    if fill_iframes is None:
+        key = needed = np.unique(wanted)
+    if isinstance(mvs, StoredArray):
+        fetch = mvs.start(key).result
+    else:
+        block = np.asarray(mvs[key] if isinstance(key, slice) else mvs.oindex[key])
+        fetch = lambda: block  # noqa: E731
+
+    def finish() -> np.ndarray:
+        block = fetch()
+        out = block[np.searchsorted(needed, frames)]
+        if fill_iframes is None:
+            return out
+        out = out.astype(np.float32)
+        for position in zip(*np.nonzero(np.isin(frames, fill_iframes))):
+            frame = int(frames[position])
+            around = [block[np.searchsorted(needed, f)] for f in (frame - 1, frame + 1)
+                      if 0 <= f < total and f not in fill_iframes]
+            if around:
+                out[position] = np.mean(around, axis=0)
         return out
-    out = out.astype(np.float32)
-    for position in zip(*np.nonzero(np.isin(frames, fill_iframes))):
-        frame = int(frames[position])
-        around = [block[np.searchsorted(needed, f)] for f in (frame - 1, frame + 1)
-                  if 0 <= f < total and f not in fill_iframes]
-        if around:
-            out[position] = np.mean(around, axis=0)
-    return out
+
+    return finish
 
 
 def compensate_camera(mv: np.ndarray) -> np.ndarray:

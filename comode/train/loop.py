@@ -70,7 +70,9 @@ from comode.train.distributed import (
     wrap_model,
 )
 from comode.train.losses import Gather, gather_from_all_ranks
-from comode.train.metrics import BlindLevelWatch, MetricsLog, Throughput, TrainingProgress
+from comode.logs import to_file as log_to_file
+from comode.progress import Progress
+from comode.train.metrics import BlindLevelWatch, MetricsLog, Throughput
 from comode.train.model import CoMoDe, CoMoDeOutput, compute_losses
 from comode.train.sampling import ClipSpec
 
@@ -95,6 +97,7 @@ LOSS_KEYS = ("loss", "loss_context", "loss_motion", "acc_context", "acc_motion",
              "blind_loss", "blind_loss_context", "blind_acc_context", "blind_loss_motion", "blind_acc_motion")
 METRIC_KEYS = ("step", "epoch", "lr", *LOSS_KEYS, "grad_norm", "clips_per_s", "skipped_videos")
 MODEL_INPUT_KEYS = ("clip", "iframe", "mv_future", "mv_negatives")
+LOG_FILE = "train.log"
 
 
 # --------------------------------------------------------------------------------------
@@ -484,11 +487,13 @@ def run_pretraining(
     Args:
         config: the run (see :mod:`comode.train.config`).
         store: a comode store URL; read through :func:`open_store_data`.
-        out_dir: run directory: config.yaml, last.pt, epoch_XXX.pt, metrics.jsonl, tensorboard/.
+        out_dir: run directory: config.yaml, last.pt, epoch_XXX.pt, metrics.jsonl, train.log,
+            tensorboard/.
         resume: continue from ``out_dir/last.pt``; ``config`` must equal the saved one except
             for :data:`~comode.train.config.RESUMABLE_FIELDS` (e.g. a larger max_steps).
         data: training data given directly (tests, custom datasets) instead of ``store``.
-        show_progress: draw the rich progress bar (rank 0 only).
+        show_progress: draw the progress bar on a terminal (rank 0 only); plain progress lines
+            go to the log (and ``out_dir/train.log``) either way.
 
     Raises:
         FileExistsError: ``out_dir`` already holds a run and ``resume`` is False.
@@ -503,8 +508,11 @@ def run_pretraining(
     owns_process_group = not is_distributed()
     context = init_distributed()
     try:
-        return _run(config, store=store, data=data, out_dir=out_dir, resume=resume, context=context,
-                    show_progress=show_progress)
+        # Every record of the run (progress lines, skipped videos, warnings) also goes to the
+        # run folder: what a batch job leaves beside its checkpoints.
+        with log_to_file(out_dir / LOG_FILE) if context.is_main else contextlib.nullcontext():
+            return _run(config, store=store, data=data, out_dir=out_dir, resume=resume, context=context,
+                        show_progress=show_progress)
     finally:
         if owns_process_group:
             cleanup_distributed()
@@ -559,8 +567,8 @@ def _run(
     blind_watch = BlindLevelWatch(total_steps=total_steps)
     final: dict[str, float] = {}
     step = start_step
-    progress = TrainingProgress(total_steps=last_step, start_step=start_step,
-                                enabled=show_progress and context.is_main)
+    progress = Progress("pretrain", total=last_step, completed=start_step, unit="steps",
+                        enabled=show_progress and context.is_main) if context.is_main else contextlib.nullcontext()
     run_loader = RunLoader(data, config=config, context=context)
     try:
         with progress:
@@ -579,8 +587,7 @@ def _run(
                         )
                     if context.is_main:
                         metrics.write(final)
-                        progress.update(step=step, loss=values["loss"], blind_loss=values["blind_loss"],
-                                        clips_per_s=average_rate)
+                        progress.set(step, note=_progress_note(values, average_rate))
                         for message in blind_watch.update(step, values):
                             logger.warning(message)
                         save(step)
@@ -598,6 +605,15 @@ def _run(
         clips_per_s=steps_this_run * config.data.batch_size / max(throughput.elapsed_s, 1e-9),
         skipped_videos=data.dataset.skipped,
     )
+
+
+def _progress_note(values: Mapping[str, float], clips_per_s: float) -> str:
+    """The progress line's numbers: the loss, and each pretext accuracy, beside its blind level."""
+    parts = [f"loss {values['loss']:.4f} (blind {values['blind_loss']:.3f})"]
+    for task in ("context", "motion"):
+        if math.isfinite(values.get(f"acc_{task}", math.nan)):
+            parts.append(f"acc_{task} {100 * values[f'acc_{task}']:.1f} % (blind {100 * values[f'blind_acc_{task}']:.1f} %)")
+    return ", ".join([*parts, f"{clips_per_s:.1f} clips/s"])
 
 
 def _checkpoint_names(step: int, *, steps_per_epoch: int, last_step: int, total_steps: int,

@@ -1,4 +1,5 @@
-"""What a training run reports: ``metrics.jsonl``, TensorBoard scalars and a progress bar.
+"""What a training run reports: ``metrics.jsonl`` and TensorBoard scalars (progress:
+:mod:`comode.progress`).
 
 ``metrics.jsonl`` has one JSON object per optimizer step (non-finite numbers as ``null``,
 so any JSON reader accepts it), e.g.::
@@ -19,10 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-__all__ = ["METRICS_FILE", "MetricsLog", "TrainingProgress", "Throughput", "BlindLevelWatch", "read_metrics"]
+__all__ = ["METRICS_FILE", "MetricsLog", "Throughput", "BlindLevelWatch", "read_metrics"]
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -86,40 +84,6 @@ def read_metrics(out_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(out_dir) / METRICS_FILE
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [{k: (math.nan if v is None else v) for k, v in record.items()} for record in records]
-
-
-class TrainingProgress:
-    """A rich progress bar: step M/N, loss, clips/s, ETA.  Disabled: does nothing.
-
-    Use as a context manager; call :meth:`update` after every step.
-    """
-
-    def __init__(self, *, total_steps: int, start_step: int, enabled: bool, console: Console | None = None) -> None:
-        self.enabled = enabled
-        self._progress = Progress(
-            TextColumn("[bold]pretrain[/bold]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]} (blind {task.fields[blind]})"),
-            TextColumn("{task.fields[speed]} clips/s"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console or Console(stderr=True),
-            disable=not enabled,
-        )
-        self._task = self._progress.add_task("steps", total=total_steps, completed=start_step, loss="-", blind="-",
-                                             speed="-")
-
-    def __enter__(self) -> "TrainingProgress":
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._progress.stop()
-
-    def update(self, *, step: int, loss: float, blind_loss: float, clips_per_s: float) -> None:
-        self._progress.update(self._task, completed=step, loss=f"{loss:.4f}", blind=f"{blind_loss:.3f}",
-                              speed=f"{clips_per_s:.1f}")
 
 
 class BlindLevelWatch:

@@ -33,6 +33,17 @@ VIDEOS = 10
 SEED = 20261125
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_fsync():
+    """A SIGKILL keeps the page cache, so what these tests check does not depend on fsync; its
+    latency on a disk shared with other processes does vary (a journal commit also writes
+    their data), and made the kill moments drawn from one timed run land after the end of
+    the others.  The fsync path has its own test (tests/store/test_durability.py)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COMODE_FSYNC", "0")
+        yield
+
+
 def _extract_command(folder: Path, url: str, workers: int) -> list[str]:
     """`comode extract` itself: the client process we kill."""
     return [sys.executable, "-m", "comode", "extract", "--dataset", "folder", "--root", str(folder), "--out", url,

@@ -105,10 +105,12 @@ def test_partial_group_is_not_listed_and_is_replaced_on_rewrite(tmp_path, extrac
 
 
 
-def test_local_writes_are_the_files_zarr_itself_writes(tmp_path, extracted, monkeypatch):
-    """A local store gets a video group encoded by comode.store.zarr_files and written as plain
-    files (writer._encode_group); it must be byte for byte what zarr writes through a store,
-    and the group must say "writing" until its last file (its own zarr.json) is in place."""
+def test_local_and_object_store_writes_are_the_same_files(tmp_path, extracted, monkeypatch):
+    """A video group is encoded once (comode.store.zarr_files: the files zarr-python writes,
+    tests/store/test_zarr_files.py) and written by a sink: plain fsynced files for a local
+    store, fsspec for any other URL.  Both write the same 13 files, and the group says
+    "writing" until its last file (its own zarr.json) is in place."""
+    import comode.store.sinks as sinks
     import comode.store.writer as writer
 
     local_url, fsspec_url = str(tmp_path / "local.zarr"), f"file://{tmp_path / 'fsspec.zarr'}"
@@ -116,26 +118,30 @@ def test_local_writes_are_the_files_zarr_itself_writes(tmp_path, extracted, monk
     for url, storage_options in options.items():
         create_or_open_root(url, root_attrs=_root_attrs(), storage_options=storage_options)
         root = writer.open_root_for_writing(url, storage_options)
-        assert isinstance(root.store, writer.LocalStore) == (url == local_url)  # the fast path, or zarr's
+        assert isinstance(root.sink(), sinks.LocalSink) == (url == local_url)
         store_video(root, "v", _attrs(extracted), extracted)
 
     def files(folder: Path) -> dict[str, bytes]:
         return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
-    local, through_zarr = files(tmp_path / "local.zarr/videos/v"), files(tmp_path / "fsspec.zarr/videos/v")
-    assert sorted(local) == sorted(through_zarr) and len(local) == 15  # group zarr.json, 7 x (zarr.json + shard)
-    assert local == through_zarr
+    local, through_fsspec = files(tmp_path / "local.zarr/videos/v"), files(tmp_path / "fsspec.zarr/videos/v")
+    assert sorted(local) == sorted(through_fsspec) and len(local) == 15  # group zarr.json, 7 x (zarr.json + shard)
+    assert local == through_fsspec
 
     seen = []
-    real_write = writer._write_local_files
+    for sink in (sinks.LocalSink, sinks.ObjectSink):
+        real_marker = sink.put_marker
 
-    def write_and_look(folder, contents):
-        seen.append(json.loads(Path(folder, "zarr.json").read_text())["attributes"]["status"])
-        real_write(folder, contents)
+        def look_then_mark(self, path, body, real_marker=real_marker):
+            folder = tmp_path / ("local.zarr" if isinstance(self, sinks.LocalSink) else "fsspec.zarr") / path
+            seen.append(json.loads((folder / "zarr.json").read_text())["attributes"]["status"])
+            real_marker(self, path, body)
 
-    monkeypatch.setattr(writer, "_write_local_files", write_and_look)
-    store_video(writer.open_root_for_writing(local_url), "v", _attrs(extracted), extracted)
-    assert seen == ["writing"] and open_store(local_url).video("v").is_complete
+        monkeypatch.setattr(sink, "put_marker", look_then_mark)
+    for url, storage_options in options.items():
+        store_video(writer.open_root_for_writing(url, storage_options), "v", _attrs(extracted), extracted)
+        assert open_store(url).video("v").is_complete
+    assert seen == ["writing", "writing"]
 
 
 def test_an_interrupted_local_write_leaves_a_group_that_says_writing(tmp_path, extracted, monkeypatch):
@@ -343,19 +349,53 @@ def test_decoding_still_works_in_a_forked_child_after_the_parent_decoded(tmp_pat
     assert child.exitcode == 0
 
 
-def test_local_stores_read_through_the_direct_reader_and_agree_with_zarr(tmp_path, extracted):
-    """A local store's arrays are read by comode.store.zarr_files.ArrayRows, an fsspec one by
-    zarr-python: the same store read both ways gives the same arrays and decoded frames."""
-    from comode.store.writer import open_root_for_writing
-    from comode.store.zarr_files import ArrayRows
+def test_arrays_are_read_through_tensorstore_and_agree_with_zarr(tmp_path, extracted):
+    """Arrays are read through tensorstore (comode.store.arrays); zarr-python reading the same
+    files gives the same arrays, rows in any order and decoded frames."""
+    from comode.store.arrays import StoredArray
 
     url = str(tmp_path / "s.zarr")
-    create_or_open_root(url, root_attrs=_root_attrs())
-    store_video(open_root_for_writing(url), "v", _attrs(extracted), extracted)
-    direct, through_zarr = open_store(url).video("v"), open_store(f"file://{url}").video("v")
-    assert isinstance(direct.mvs, ArrayRows) and isinstance(through_zarr.mvs, zarr.Array)
-    np.testing.assert_array_equal(direct.mvs[3:20], through_zarr.mvs[3:20])
-    np.testing.assert_array_equal(direct.iframes[1], through_zarr.iframes[1])
-    assert direct.frame_types == through_zarr.frame_types
-    np.testing.assert_array_equal(direct.decode_frames([0, 5, 13]), through_zarr.decode_frames([0, 5, 13]))
-    np.testing.assert_array_equal(direct.mvs[...], extracted.mvs)
+    root = create_or_open_root(url, root_attrs=_root_attrs())
+    store_video(root, "v", _attrs(extracted), extracted)
+    video = open_store(url).video("v")
+    plain = zarr.open_group(url, mode="r")["videos/v"]
+    assert isinstance(video.mvs, StoredArray) and isinstance(video.iframes, StoredArray)
+    np.testing.assert_array_equal(video.mvs[...], extracted.mvs)
+    np.testing.assert_array_equal(video.mvs[3:20], plain["mvs"][3:20])
+    np.testing.assert_array_equal(video.mvs[3:20:4, 1], plain["mvs"][3:20:4, 1])
+    np.testing.assert_array_equal(video.mvs[-1], plain["mvs"][25])
+    np.testing.assert_array_equal(video.mvs.oindex[[20, 3, -2, 3]], plain["mvs"].oindex[[20, 3, 24, 3]])
+    np.testing.assert_array_equal(video.iframes[1], plain["iframes"][1])
+    assert video.iframes[1].flags.writeable
+    assert video.frame_types == bytes(plain["frame_types"][:]).decode()
+    with pytest.raises(IndexError):
+        video.mvs[26]
+    with pytest.raises(IndexError):
+        video.mvs.oindex[[0.5]]
+    through_fsspec = open_store(f"file://{url}").video("v")
+    np.testing.assert_array_equal(video.decode_frames([0, 5, 13]), through_fsspec.decode_frames([0, 5, 13]))
+    # fsspec options reach zarr-python only: such a store is read through zarr-python.
+    with_options = open_store(f"file://{url}", storage_options={"auto_mkdir": False}).video("v")
+    assert isinstance(with_options.mvs, zarr.Array)
+    np.testing.assert_array_equal(with_options.mvs[3:20], video.mvs[3:20])
+
+
+def test_damaged_chunks_fail_their_checksum_and_missing_files_read_as_zeros(tmp_path, extracted):
+    """A flipped byte in a chunk or a truncated shard index is a ValueError (what the training
+    loader skips and counts, what ``store validate --data`` reports); a deleted shard reads
+    as zeros, like zarr-python (only a complete group is read, and its marker reaches the
+    disk after its data)."""
+    url = str(tmp_path / "s.zarr")
+    store_video(create_or_open_root(url, root_attrs=_root_attrs()), "v", _attrs(extracted), extracted)
+    shard = tmp_path / "s.zarr/videos/v/rgb_stream/c/0"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="(?i)digest|checksum"):
+        open_store(url).video("v").read_rgb_stream()
+    mvs = tmp_path / "s.zarr/videos/v/mvs/c/0/0/0/0"
+    mvs.write_bytes(mvs.read_bytes()[:-10])
+    with pytest.raises(ValueError):
+        open_store(url).video("v").mvs[0:5]
+    mvs.unlink()
+    assert not open_store(url).video("v").mvs[...].any()

@@ -1,0 +1,166 @@
+"""Where a video group's encoded files go: a local folder (durably) or an object store.
+
+The writer (:mod:`comode.store.writer`) encodes a group's files in memory and hands them to
+a sink in three steps, the same for both kinds of store:
+
+1. :meth:`~LocalSink.clear` the group: its ``zarr.json`` first (without it the folder is no
+   group at all, so a reader never sees an old "complete" marker above missing arrays),
+   then everything else;
+2. :meth:`~LocalSink.put` the data files (and the group's "writing" ``zarr.json``);
+3. :meth:`~LocalSink.put_marker`: the group's ``zarr.json`` saying "complete" (or "failed").
+
+Durability (local folders).  A file system may put writes on disk in any order, so a power
+cut could leave the marker on disk without the chunks it vouches for.  :class:`LocalSink`
+therefore fsyncs, in this order: every data file (written to a temporary name, fsynced,
+renamed into place), every directory whose entries changed (the renames and new folders),
+and only then writes the marker the same way and fsyncs the group's folder.  After
+:meth:`LocalSink.put_marker` returns, the group survives a power cut whole; before it, a
+power cut leaves a group that is not "complete", which the next run redoes.  The cost per
+video is in docs/storage.md; ``COMODE_FSYNC=0`` turns it off (a scratch store on tmpfs).
+
+Object stores (:class:`ObjectSink`, any fsspec filesystem, e.g. s3fs): a PUT that returned
+is durable and atomic per object, and the marker is PUT only after every data PUT returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Mapping
+
+from comode.store.location import filesystem, is_local, join, local_path
+
+__all__ = ["LocalSink", "ObjectSink", "sink_for", "fsync_enabled"]
+
+MARKER = "zarr.json"
+
+
+def fsync_enabled() -> bool:
+    """Whether local writes are fsynced (default); ``COMODE_FSYNC=0`` turns it off."""
+    return os.environ.get("COMODE_FSYNC", "1") not in ("0", "false", "no")
+
+
+class LocalSink:
+    """Video groups written as files below ``root`` (a local store's folder)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.sync = fsync_enabled()
+
+    def clear(self, path: str) -> None:
+        """Remove the group at ``path`` (relative to the store): marker first, durably."""
+        folder = os.path.join(self.root, path)
+        try:
+            os.remove(os.path.join(folder, MARKER))
+        except FileNotFoundError:
+            pass
+        else:  # the old marker's removal must reach the disk before its data's does
+            self.sync_dir(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def put(self, path: str, files: Mapping[str, bytes]) -> None:
+        """Write ``files`` ({path relative to the group: bytes}) below the group at ``path``;
+        each durably in place when this returns."""
+        folder = os.path.join(self.root, path)
+        touched = {folder}
+        for key in files:  # every directory from the group down to each file's own
+            directory = os.path.dirname(os.path.join(folder, key))
+            while len(directory) > len(folder):
+                touched.add(directory)
+                directory = os.path.dirname(directory)
+        for directory in sorted(touched, key=len):
+            os.makedirs(directory, exist_ok=True)
+        # Files, then folders, each batch in parallel: concurrent fsyncs share the file
+        # system's journal commits and the device's cache flushes (measured in
+        # benchmarks/bench_store_writes.py: one by one they cost twice as much).
+        _all(self._write, [(os.path.join(folder, key), body) for key, body in files.items()])
+        _all(self.sync_dir, [(directory,) for directory in touched | {os.path.dirname(folder)}])
+
+    def put_marker(self, path: str, body: bytes) -> None:
+        """Write the group's ``zarr.json`` last (after :meth:`put` returned), durably."""
+        folder = os.path.join(self.root, path)
+        os.makedirs(folder, exist_ok=True)
+        self._write(os.path.join(folder, MARKER), body)
+        self.sync_dir(folder)
+
+    def _write(self, target: str, body: bytes) -> None:
+        """``body`` to a temporary name, fsynced, then renamed over ``target`` (atomic)."""
+        partial = f"{target}.{uuid.uuid4().hex}.partial"
+        try:
+            with open(partial, "wb") as handle:
+                handle.write(body)
+                if self.sync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.replace(partial, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(partial)
+            raise
+
+    def sync_tree(self, folder: str) -> None:
+        """fsync every file and directory below ``folder`` (deepest first), and ``folder``."""
+        if not self.sync:
+            return
+        for directory, _, names in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
+            for name in names:
+                descriptor = os.open(os.path.join(directory, name), os.O_RDONLY)
+                try:
+                    os.fsync(descriptor)
+                finally:
+                    os.close(descriptor)
+            self.sync_dir(directory)
+
+    def sync_dir(self, directory: str) -> None:
+        if not self.sync:
+            return
+        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+class ObjectSink:
+    """Video groups written as objects through an fsspec filesystem (s3fs, ...)."""
+
+    def __init__(self, url: str, storage_options: dict | None = None) -> None:
+        self.fs, self.root = filesystem(url, storage_options)
+
+    def clear(self, path: str) -> None:
+        prefix = join(self.root, path)
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(join(prefix, MARKER))
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(prefix, recursive=True)
+        self.fs.invalidate_cache(prefix)
+
+    def put(self, path: str, files: Mapping[str, bytes]) -> None:
+        prefix = join(self.root, path)
+        # One call: s3fs sends the PUTs concurrently and returns when all are done.
+        self.fs.pipe({join(prefix, key): body for key, body in files.items()})
+
+    def put_marker(self, path: str, body: bytes) -> None:
+        self.fs.pipe_file(join(self.root, path, MARKER), body)
+
+
+def _all(function, calls: list[tuple]) -> None:
+    """``function(*args)`` for every ``args`` in ``calls``, up to 16 at a time; the first
+    error is raised after all calls ended."""
+    if len(calls) <= 1:
+        for args in calls:
+            function(*args)
+        return
+    with ThreadPoolExecutor(max_workers=min(16, len(calls))) as pool:
+        for future in [pool.submit(function, *args) for args in calls]:
+            future.result()
+
+
+def sink_for(url: str, storage_options: dict | None = None) -> LocalSink | ObjectSink:
+    """A local folder's :class:`LocalSink`, else an fsspec :class:`ObjectSink`."""
+    if is_local(url) and not storage_options:
+        return LocalSink(local_path(url))
+    return ObjectSink(url, storage_options)
