@@ -54,7 +54,7 @@ demo: install demo-data
 # leakage probes of the set.  Several hours on 2 cores; resumable (re-run the same command).
 ABLATION_SEEDS ?= 0,1,2
 ablation: install demo-data
-	$(BIN)/comode evaluate leakage --store $(DEMO_DATA).zarr
+	-$(BIN)/comode evaluate leakage --store $(DEMO_DATA).zarr
 	$(BIN)/comode evaluate ablation --store $(DEMO_DATA).zarr --out runs/ablation-$(DEMO_VIDEOS) \
 		--config $(DEMO_CONFIG) --seeds $(ABLATION_SEEDS) $(EXTRA)
 
