@@ -21,7 +21,7 @@ from comode import logs
 
 app = typer.Typer(help="comode: context and motion decoupling for self-supervised video learning.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-store_app = typer.Typer(help="Inspect and validate a comode store.", no_args_is_help=True)
+store_app = typer.Typer(help="Inspect, validate and reindex a comode store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
 console = logs.console()  # stderr: messages, log records and progress bars share it
 # Rich wraps at 80 columns when not on a terminal: in logs and pipes keep lines whole.
@@ -193,11 +193,31 @@ def store_validate(
         raise _fail(str(error)) from None
     counts = ", ".join(f"{n} {status}" for status, n in sorted(report.by_status.items())) or "no videos"
     if report.ok:
-        out_console.print(f"[green]valid[/green] {store}: {report.checked} video groups ({counts})")
+        out_console.print(f"[green]valid[/green] {store}: {report.checked} video groups ({counts}); "
+                          f"index: {report.index}")
         return
     for problem in report.problems:
         console.print(f"[red]invalid[/red] {problem}")
     raise typer.Exit(1)
+
+
+@store_app.command("reindex")
+def store_reindex(store: str = typer.Argument(..., help="Store path or URL.")) -> None:
+    """Rebuild a store's index from its video groups (a store assembled, copied or edited by hand).
+
+    Reads every group's metadata (minutes for 100k+ videos); writes under way in other
+    processes stay as their journals say."""
+    from comode.store.index import reindex
+    from comode.store.reader import open_store
+
+    try:
+        opened = open_store(store)
+        summary = reindex(store, scan=opened.scan_groups, storage_options=opened.storage_options)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    out_console.print(f"reindexed {store}: {summary.videos} videos indexed from {summary.groups_read} groups"
+                      + (f", {summary.unsettled} with a write under way" if summary.unsettled else "")
+                      + f", {summary.journals} journal(s) merged")
 
 
 @app.command("show")

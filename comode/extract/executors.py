@@ -70,20 +70,41 @@ class DaskExecutor:
         forward_dask_logs(self.client)
 
     def map_unordered(self, fn, items, *args):
+        """Tasks go to the scheduler a window at a time (:meth:`window`): the client and the
+        scheduler hold a few tasks per worker thread, not one per video (240k futures and
+        their task states would cost ~1-2 GB between them, docs/scale.md), and a new
+        task is submitted as each one finishes."""
         from dask.distributed import as_completed
 
-        items = list(items)
         # pure=False: a re-run must recompute, never reuse a cached result.
         run = uuid.uuid4().hex[:8]
-        futures = {self.client.submit(fn, item, *args, pure=False, key=f"extract-{run}-{i}"): item
-                   for i, item in enumerate(items)}
-        for future in as_completed(futures):
-            item = futures[future]
+        pending = iter(enumerate(items))
+        futures: dict[Any, Any] = {}
+
+        def submit_next() -> Any:
+            for number, item in pending:
+                future = self.client.submit(fn, item, *args, pure=False, key=f"extract-{run}-{number}")
+                futures[future] = item
+                return future
+            return None
+
+        queue = as_completed([f for f in (submit_next() for _ in range(self.window())) if f is not None])
+        for future in queue:
+            item = futures.pop(future)
             try:
                 yield item, future.result()
             except Exception as error:  # KilledWorker, a worker that died mid-task, ...
                 yield item, error
             future.release()
+            following = submit_next()
+            if following is not None:
+                queue.add(following)
+
+    def window(self) -> int:
+        """Tasks in flight at once: 4 per worker thread (so that no worker waits for the
+        client between tasks), at least 32."""
+        threads = sum(self.client.nthreads().values())
+        return max(32, 4 * threads)
 
     def close(self) -> None:
         self.client.close()

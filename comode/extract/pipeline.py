@@ -3,15 +3,17 @@
 Resumable by construction: a video counts as done only when its group's status is
 "complete" (written last), so a re-run skips complete videos, redoes anything partial
 (``write_video`` replaces it) and, unless ``retry_failed``, leaves recorded failures alone.
+What is complete comes from the store's index (:mod:`comode.store.index`), not from
+reading every group: the run consolidates the index when it starts (building it from the
+groups for a store that has none), every :data:`CONSOLIDATE_EVERY_S` seconds, and at the end.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
-
-import zarr
 
 from comode import __version__
 from comode.extract.encode import ffmpeg_version
@@ -19,11 +21,20 @@ from comode.extract.executors import Executor
 from comode.extract.settings import ExtractSettings
 from comode.extract.video import VideoResult, extract_to_store, record_failure
 from comode.store import STATUS_COMPLETE, STATUS_FAILED, create_or_open_root, layout
-from comode.store.reader import scan_video_groups
+from comode.store.index import Listing, consolidate
+from comode.store.scan import scan_video_groups
 from comode.store.writer import StoreFullError
 
 if TYPE_CHECKING:
+    import zarr
+
     from comode.extract.datasets import DatasetIndex, VideoItem
+
+logger = logging.getLogger(__name__)
+
+# How often a run merges the journals into the index snapshot (readers of a store being
+# extracted then read at most this much of the journals besides the snapshot).
+CONSOLIDATE_EVERY_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -75,10 +86,10 @@ def root_attributes(dataset: "DatasetIndex", settings: ExtractSettings) -> dict:
     }
 
 
-def plan_extraction(root: zarr.Group, videos: Sequence["VideoItem"], *, retry_failed: bool = False) -> ExtractionPlan:
-    # A group whose metadata cannot be read has no status: it is redone (and replaced whole).
-    found, _ = scan_video_groups(root[layout.VIDEOS_GROUP])
-    statuses = {name: attrs.get("status") for name, attrs in found.items()}
+def plan_extraction(listing: Listing, videos: Sequence["VideoItem"], *, retry_failed: bool = False) -> ExtractionPlan:
+    """What is left to do, by the store's listing (a group whose metadata cannot be read has
+    no status: it is redone, and replaced whole)."""
+    statuses = {name: attrs.get("status") for name, attrs in listing.videos.items()}
     todo, complete, failed = [], 0, 0
     for item in videos:
         status = statuses.get(item.video_id)
@@ -89,6 +100,31 @@ def plan_extraction(root: zarr.Group, videos: Sequence["VideoItem"], *, retry_fa
         else:
             todo.append(item)
     return ExtractionPlan(todo=tuple(todo), already_complete=complete, already_failed=failed)
+
+
+class _IndexKeeper:
+    """Consolidates a store's index now, every ``every`` seconds, and once more at the end."""
+
+    def __init__(self, url: str, root: "zarr.Group", storage_options: dict | None, every: float) -> None:
+        self.url, self.storage_options, self.every = url, storage_options, every
+        self.scan = lambda: scan_video_groups(root[layout.VIDEOS_GROUP])
+        self.last = time.monotonic()
+
+    def now(self) -> Listing:
+        self.last = time.monotonic()
+        return consolidate(self.url, scan=self.scan, storage_options=self.storage_options).listing
+
+    def maybe(self) -> None:
+        if time.monotonic() - self.last >= self.every:
+            self.quietly()
+
+    def quietly(self) -> None:
+        """Consolidate; a failure (a full disk) is logged, not raised: the journals hold everything."""
+        try:
+            self.now()
+        except Exception as error:  # noqa: BLE001 -- the run's own outcome matters more
+            logger.warning("could not write the index snapshot of %s (%s: %s); readers merge the journals instead",
+                           self.url, type(error).__name__, error)
 
 
 def run_extraction(
@@ -107,29 +143,45 @@ def run_extraction(
     root = create_or_open_root(store_url, root_attrs=root_attributes(dataset, settings),
                                storage_options=storage_options)
     videos = dataset.videos[:limit] if limit else dataset.videos
-    plan = plan_extraction(root, videos, retry_failed=retry_failed)
+    index = _IndexKeeper(store_url, root, storage_options, CONSOLIDATE_EVERY_S)
+    plan = plan_extraction(index.now(), videos, retry_failed=retry_failed)
     if on_plan:
         on_plan(plan)
     summary = ExtractionSummary(store=store_url, executor=executor.description, total=len(videos),
                                 skipped_complete=plan.already_complete, skipped_failed=plan.already_failed)
     start = time.perf_counter()
-    for item, result in executor.map_unordered(extract_to_store, plan.todo, settings, store_url, storage_options):
-        if isinstance(result, StoreFullError):
-            raise result  # no space for the store: every further write would fail too
-        if isinstance(result, BaseException):
-            # The task itself died (worker killed, out of memory, ...): record it here.
-            name, detail = type(result).__name__, str(result)
-            if name == "KilledWorker":  # dask's text is a paragraph: say what it means here
-                detail = ("the worker process died on every try (a crash in native code, or the worker's "
-                          "memory limit)")
-            result = record_failure(root, item, f"task crashed: {name}: {detail}"[:500])
-        if result.status == STATUS_COMPLETE:
-            summary.completed += 1
-            summary.frames += result.frames
-        else:
-            summary.failures.append((result.video_id, result.error or "unknown"))
-        summary.seconds = time.perf_counter() - start
-        if on_result:
-            on_result(result, summary)
+    try:
+        for item, result in executor.map_unordered(extract_to_store, plan.todo, settings, store_url,
+                                                   storage_options):
+            result = _recorded(root, item, result)
+            _count(summary, result)
+            summary.seconds = time.perf_counter() - start
+            if on_result:
+                on_result(result, summary)
+            index.maybe()
+    finally:
+        index.quietly()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _recorded(root: "zarr.Group", item: "VideoItem", result: VideoResult | BaseException) -> VideoResult:
+    """A task's result; a task that died (worker killed, out of memory, ...) is recorded as failed here."""
+    if isinstance(result, StoreFullError):
+        raise result  # no space for the store: every further write would fail too
+    if not isinstance(result, BaseException):
+        return result
+    name, detail = type(result).__name__, str(result)
+    if name == "KilledWorker":  # dask's text is a paragraph: say what it means here
+        detail = "the worker process died on every try (a crash in native code, or the worker's memory limit)"
+    return record_failure(root, item, f"task crashed: {name}: {detail}"[:500])
+
+
+def _count(summary: ExtractionSummary, result: VideoResult) -> None:
+    if result.already_complete:  # another run into the same store completed it first
+        summary.skipped_complete += 1
+    elif result.status == STATUS_COMPLETE:
+        summary.completed += 1
+        summary.frames += result.frames
+    else:
+        summary.failures.append((result.video_id, result.error or "unknown"))

@@ -29,7 +29,7 @@ from comode.extract.settings import ExtractSettings
 from comode.extract.sourceinfo import SourceInfo
 from comode.store import STATUS_COMPLETE, STATUS_FAILED, VideoArrays, write_failure, write_video
 from comode.store.ownership import made_by_dead_local_process, process_tag
-from comode.store.writer import is_store_full, open_root_for_writing, store_full_error
+from comode.store.writer import WritableStore, is_store_full, open_root_for_writing, store_full_error
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class VideoResult:
     seconds: float = 0.0
     error: str | None = None
     bytes_written: int = 0
+    already_complete: bool = False  # another run completed the group first: nothing written
 
 
 def extract_arrays(source: Path, settings: ExtractSettings, *, workdir: Path) -> tuple[SourceInfo, VideoArrays]:
@@ -115,6 +116,9 @@ def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
     """The task: extract ``item`` and write its group (or its failure record) to the store."""
     start = time.perf_counter()
     root = open_root_for_writing(store_url, storage_options)
+    done = _completed_elsewhere(root, item)  # another run into the same store did it since our plan
+    if done is not None:
+        return done
     sweep_stale_workdirs()
     try:
         with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{process_tag()}-") as tmp:
@@ -137,22 +141,37 @@ def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
     }
     attrs = {k: v for k, v in attrs.items() if v is not None or k in ("fps", "class_name")}
     try:
-        write_video(root, item.video_id, attrs, arrays)
+        written = write_video(root, item.video_id, attrs, arrays, keep_complete=True)
     except OSError as error:
         if is_store_full(error):  # the store is full, not the video bad: stop, record nothing
             raise store_full_error(error, item.video_id) from None
         raise
+    if not written:
+        return _completed_elsewhere(root, item) or VideoResult(item.video_id, STATUS_COMPLETE, already_complete=True)
     return VideoResult(item.video_id, STATUS_COMPLETE, frames=arrays.num_frames,
                        seconds=time.perf_counter() - start, bytes_written=arrays.nbytes)
 
 
-def record_failure(root: zarr.Group, item: VideoItem, reason: str, start: float | None = None) -> VideoResult:
-    """Write ``item`` as failed with ``reason``; a full disk raises StoreFullError instead."""
+def _completed_elsewhere(root: WritableStore, item: VideoItem) -> VideoResult | None:
+    """The result of a video whose group is complete already (one small read), else None."""
+    marker = root.group_marker(item.video_id)
+    if marker is None or marker.attrs.get("status") != STATUS_COMPLETE:
+        return None
+    return VideoResult(item.video_id, STATUS_COMPLETE, frames=int(marker.attrs.get("frames", 0)),
+                       already_complete=True)
+
+
+def record_failure(root: zarr.Group | WritableStore, item: VideoItem, reason: str,
+                   start: float | None = None) -> VideoResult:
+    """Write ``item`` as failed with ``reason`` (not over a group another run completed); a
+    full disk raises StoreFullError instead."""
     try:
-        write_failure(root, item.video_id, item_attrs(item), reason)
+        written = write_failure(root, item.video_id, item_attrs(item), reason, keep_complete=True)
     except OSError as error:
         if is_store_full(error):
             raise store_full_error(error, item.video_id) from None
         raise
+    if not written:
+        return VideoResult(item.video_id, STATUS_COMPLETE, already_complete=True)
     seconds = 0.0 if start is None else time.perf_counter() - start
     return VideoResult(item.video_id, STATUS_FAILED, seconds=seconds, error=reason)

@@ -1,4 +1,9 @@
-"""A human-readable description of a store (``comode store info``)."""
+"""A human-readable description of a store (``comode store info``).
+
+Everything comes from the root's attributes and the index (O(1) reads whatever the store's
+size): the group sizes too, which writers record in the index.  A store listed by reading
+every group (no index) is also measured by walking its files, as before the index.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ from comode.store.reader import open_store
 
 def describe_store(url: str) -> Table:
     store = open_store(url)
-    attrs = store.video_attrs()
+    listing = store.read_listing()
+    attrs = listing.videos
     by_status = Counter(a.get("status", "missing") for a in attrs.values())
     complete = [a for a in attrs.values() if a.get("status") == layout.STATUS_COMPLETE]
     frames = sum(int(a.get("frames", 0)) for a in complete)
@@ -21,11 +27,15 @@ def describe_store(url: str) -> Table:
     table.add_row("dataset", f"{dataset['name']} from {dataset.get('root', '?')}")
     table.add_row("classes", f"{len(store.classes)}" + (f": {', '.join(store.classes[:8])}" + (" ..." if len(store.classes) > 8 else "") if store.classes else ""))
     table.add_row("splits", ", ".join(store.split_names) or "none")
+    by_status.update({"unreadable": len(listing.unreadable)} if listing.unreadable else {})
     table.add_row("videos", ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none")
     table.add_row("frames", f"{frames} in complete videos")
-    size = _local_size(url)
+    size = listing.nbytes if listing.source == "index" else _local_size(url)
     if size is not None and frames:
-        table.add_row("size", f"{size / 1e6:.1f} MB on disk = {size / frames:.0f} bytes per frame")
+        table.add_row("size", f"{size / 1e6:.1f} MB of video groups = {size / frames:.0f} bytes per frame")
+    elif frames:
+        table.add_row("size", "not in the index (groups indexed from a scan of a remote store)")
+    table.add_row("listed from", listing.note if listing.source == "index" else f"a scan of every group: {listing.note}")
     extraction = store.extraction
     table.add_row("MV stream", f"{extraction['codec']} {extraction['width']}x{extraction['height']} GOP {extraction['gop']} "
                                f"q{extraction.get('quality')}, grid cell {extraction['mv_cell']} px, "

@@ -26,11 +26,14 @@ SCHEMA_NAME = "comode.store"
 SCHEMA_MAJOR = 1
 # Minor versions only add optional things:
 #   1: dataset.label_sets and per-video labels / label_names (sample dataset);
-#   2: the timestamps array and the source_rotation / source_stream attributes.
-SCHEMA_MINOR = 2
+#   2: the timestamps array and the source_rotation / source_stream attributes;
+#   3: the index group (index/, comode.store.index) and each video group's write_id.
+SCHEMA_MINOR = 3
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_MAJOR}"
 
 VIDEOS_GROUP = "videos"
+# The index of the videos (derived data, comode.store.index): a group beside videos/.
+INDEX_GROUP = "index"
 
 # Per-video status values.  A group whose status is not COMPLETE holds no usable data:
 # a missing chunk of an unfinished group would otherwise read back as zeros ("no motion").

@@ -2,6 +2,10 @@
 
 Only videos whose status is "complete" are listed by default: a group that is still being
 written (or whose writer was killed) has missing chunks that would read back as zeros.
+The list comes from the store's index (:mod:`comode.store.index`: O(1) reads whatever the
+store's size); a store without a usable index is listed by reading every group, with a
+warning.  Opening a video reads its own group, so a video is never read on the index's word
+alone.
 """
 
 from __future__ import annotations
@@ -16,9 +20,13 @@ import zarr
 
 from comode.store import layout
 from comode.store.arrays import StoredArray, open_array
-from comode.store.location import filesystem, group_url, join
+from comode.store.index.listing import Listing, list_videos
+from comode.store.location import join
 from comode.store.rgb import decode_span
+from comode.store.scan import scan_video_groups
 from comode.store.schema import check_root_attrs
+
+__all__ = ["Store", "StoreError", "Video", "open_store", "scan_video_groups", "Listing"]
 
 
 class StoreError(ValueError):
@@ -39,47 +47,7 @@ def open_store(url: str, *, storage_options: dict | None = None, validate: bool 
     attrs = root.attrs.asdict()
     if validate:
         check_root_attrs(attrs, where=url)
-    return Store(url=url, root=root, attrs=attrs, array_reads=not storage_options)
-
-
-def scan_video_groups(videos: zarr.Group) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """(attributes by video id, reason by id) of the members of a store's ``videos`` group.
-
-    A member that is not a readable group (a damaged ``zarr.json``, an array) gets a reason
-    instead of failing the whole listing: readers skip it, ``store validate`` reports it,
-    extraction redoes it."""
-    try:  # zarr reads all members' metadata concurrently: fast, but one damaged file fails it all
-        with warnings.catch_warnings():
-            # A folder without zarr.json is a group zarr is creating right now (it makes the
-            # folder before the metadata) or a redo that was killed (extraction redoes it):
-            # not a video yet, and nothing a reader of the store should be warned about.
-            warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy")
-            members = list(videos.members())
-    except Exception:  # noqa: BLE001 -- then read member by member to find the damage
-        return _scan_one_by_one(videos)
-    found = {name: node.attrs.asdict() for name, node in members if isinstance(node, zarr.Group)}
-    return found, {name: _NOT_A_GROUP for name, node in members if not isinstance(node, zarr.Group)}
-
-
-_NOT_A_GROUP = "an array where a video group is expected"
-
-
-def _scan_one_by_one(videos: zarr.Group) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    fs, path = filesystem(group_url(videos))
-    found: dict[str, dict[str, Any]] = {}
-    unreadable: dict[str, str] = {}
-    for name in sorted({entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False)}):
-        if name == "zarr.json" or name.endswith(".partial"):
-            continue  # the videos group's own metadata; a temporary file of an interrupted write
-        try:
-            node = videos[name]
-            if not isinstance(node, zarr.Group):
-                unreadable[name] = _NOT_A_GROUP
-                continue
-            found[name] = node.attrs.asdict()
-        except Exception as error:  # noqa: BLE001 -- any damage is reported, not raised
-            unreadable[name] = f"unreadable group metadata (zarr.json): {type(error).__name__}: {error}"
-    return found, unreadable
+    return Store(url=url, root=root, attrs=attrs, array_reads=not storage_options, storage_options=storage_options)
 
 
 @dataclass
@@ -89,20 +57,32 @@ class Store:
     url: str
     root: zarr.Group
     attrs: dict[str, Any]
-    # The video listing as read by snapshot(); None = every listing call scans the store.
-    listing: tuple[dict[str, dict[str, Any]], dict[str, str]] | None = field(default=None, repr=False)
+    # The video listing as read by snapshot(); None = every listing call reads it anew.
+    listing: Listing | None = field(default=None, repr=False)
     # Arrays through tensorstore (False: through zarr-python, see open_store).
     array_reads: bool = True
+    storage_options: dict | None = field(default=None, repr=False)
 
     def snapshot(self) -> "Store":
         """This store with its video listing read once, for code that lists it several times.
 
         Every listing call (:meth:`video_attrs`, :meth:`video_ids`, iteration) of the
-        returned store reuses one scan instead of reading every group's metadata again (a
-        full scan of a Kinetics-size store reads 240k small files).  Videos that complete
-        after the snapshot are not listed; per-video data is read as usual.
+        returned store reuses one listing instead of reading the index again.  Videos that
+        complete after the snapshot are not listed; per-video data is read as usual.
         """
-        return replace(self, listing=self.scan_videos())
+        return replace(self, listing=self.read_listing())
+
+    def read_listing(self) -> Listing:
+        """The videos as listed now: from the index, or by reading every group when the index
+        is missing or unusable (a log warning says so); see :mod:`comode.store.index`."""
+        if self.listing is not None:
+            return self.listing
+        return list_videos(self.url, scan=self.scan_groups, storage_options=self.storage_options)
+
+    def scan_groups(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """(attributes by id, unreadable reason by id) read from every group (O(videos) reads):
+        what ``store validate`` and ``store reindex`` need; listings use the index."""
+        return scan_video_groups(self._videos)
 
     @property
     def dataset(self) -> dict[str, Any]:
@@ -133,6 +113,8 @@ class Store:
     def video_attrs(self) -> dict[str, dict[str, Any]]:
         """Attributes of every readable video group, whatever its status, keyed by video id.
 
+        From the index these are the attributes it carries (``INDEXED_ATTRS``: status,
+        source, labels, splits, frames, error); ``video(id).attrs`` has all of a group's.
         A group whose metadata cannot be read (a damaged ``zarr.json``) is left out with a
         warning instead of stopping every reader: :meth:`scan_videos` says why, and
         ``comode store validate`` reports it by name."""
@@ -144,10 +126,10 @@ class Store:
         return attrs
 
     def scan_videos(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-        """(attributes by video id, reason by id for groups whose metadata cannot be read)."""
-        if self.listing is not None:
-            return self.listing
-        return scan_video_groups(self._videos)
+        """(attributes by video id, reason by id for groups whose metadata cannot be read),
+        as listed by :meth:`read_listing`."""
+        listing = self.read_listing()
+        return listing.videos, listing.unreadable
 
     def video_ids(self, *, status: str | None = layout.STATUS_COMPLETE, split: str | None = None,
                   subset: str | None = None) -> list[str]:

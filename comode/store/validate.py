@@ -1,4 +1,4 @@
-"""Deep validation of a store: attributes against the schemas, arrays against each other."""
+"""Deep validation of a store: attributes against the schemas, arrays against each other, the index against the groups."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from comode.store import layout
+from comode.store.index.check import check_index
 from comode.store.reader import Store, open_store
 from comode.store.schema import SchemaError, check_video_attrs
 
@@ -18,6 +19,7 @@ class ValidationReport:
     checked: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    index: str = ""  # what the index check found, for people
 
     @property
     def ok(self) -> bool:
@@ -35,7 +37,9 @@ def validate_store(url: str, *, storage_options: dict | None = None, read_data: 
     """
     store = open_store(url, storage_options=storage_options)
     report = ValidationReport(store=url)
-    groups = _video_attrs(store, report)
+    found, unreadable = store.scan_groups()
+    groups = _video_attrs(found, unreadable, report)
+    conforming = {}
     for done, (video_id, attrs) in enumerate(groups):
         if on_progress is not None:
             on_progress(done, len(groups))
@@ -47,6 +51,7 @@ def validate_store(url: str, *, storage_options: dict | None = None, read_data: 
         except SchemaError as error:
             report.problems.append(str(error))
             continue
+        conforming[video_id] = attrs
         if status == layout.STATUS_COMPLETE:
             problems = _check_arrays(store, video_id)
             if read_data and not problems:
@@ -54,6 +59,11 @@ def validate_store(url: str, *, storage_options: dict | None = None, read_data: 
             report.problems.extend(f"videos/{video_id}: {p}" for p in problems)
     if on_progress is not None:
         on_progress(len(groups), len(groups))
+    # Groups that break the schema are reported for that alone (not also as differing from the index).
+    outcome = check_index(url, found=conforming, unreadable=unreadable, ignore=set(found) - set(conforming),
+                          storage_options=storage_options)
+    report.index = outcome.summary
+    report.problems.extend(outcome.problems)
     return report
 
 
@@ -73,10 +83,10 @@ def _read_arrays(store: Store, video_id: str) -> list[str]:
     return problems
 
 
-def _video_attrs(store: Store, report: ValidationReport) -> list[tuple[str, dict]]:
+def _video_attrs(found: dict[str, dict], unreadable: dict[str, str], report: ValidationReport
+                 ) -> list[tuple[str, dict]]:
     """(video id, attributes) of every readable group under videos/; a group with damaged
     metadata is reported by name instead of stopping the validation."""
-    found, unreadable = store.scan_videos()
     for name, reason in sorted(unreadable.items()):
         report.checked += 1
         report.by_status["unreadable"] = report.by_status.get("unreadable", 0) + 1

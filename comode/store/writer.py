@@ -4,7 +4,9 @@ Writes are idempotent: ``write_video`` replaces whatever an earlier (possibly ki
 left under the same id, and only the group's last write (its ``zarr.json`` with status
 "complete") turns it complete.
 Each video group is written by exactly one task, and every array of it is one shard, so
-two tasks never touch the same file.
+two tasks never touch the same file.  Every write has a fresh ``write_id`` (a group
+attribute) and is announced in the writing process's index journal before the group is
+touched, and recorded there after its marker is durable (:mod:`comode.store.index`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ import numpy as np
 import zarr
 
 from comode.store import layout
+from comode.store.claims import claimed
+from comode.store.index.files import index_files
+from comode.store.index.journal import journal_for, new_write_id
+from comode.store.index.state import Marker
 from comode.store.location import group_url, is_local, local_path
 from comode.store.ownership import made_by_dead_local_process, process_tag
 from comode.store.sinks import LocalSink, ObjectSink, sink_for
@@ -139,6 +145,10 @@ class WritableStore:
     def sink(self) -> LocalSink | ObjectSink:
         return sink_for(self.url, self.storage_options)
 
+    def group_marker(self, video_id: str) -> Marker | None:
+        """What the group of ``video_id`` says now (None: no group): one small read."""
+        return index_files(self.url, self.storage_options).read_markers([video_id])[video_id]
+
 
 def open_root_for_writing(url: str, storage_options: dict | None = None) -> WritableStore:
     """The store the tasks that write video groups write to (it must exist already)."""
@@ -228,6 +238,7 @@ def _create_root(url: str, *, root_attrs: Mapping[str, Any], storage_options: di
         try:
             staged = zarr.open_group(building, mode="w-", zarr_format=3, attributes=dict(root_attrs))
             staged.require_group(layout.VIDEOS_GROUP)
+            index_files(building).ensure_group()  # made with the store: writers never touch the root folder
             sink = LocalSink(building)
             sink.sync_tree(building)  # on disk before any video's marker can be
             try:
@@ -243,6 +254,7 @@ def _create_root(url: str, *, root_attrs: Mapping[str, Any], storage_options: di
     root = zarr.open_group(url, mode="w-", storage_options=storage_options, zarr_format=3,
                            attributes=dict(root_attrs))
     root.require_group(layout.VIDEOS_GROUP)
+    index_files(url, storage_options).ensure_group()
     return root
 
 
@@ -262,7 +274,7 @@ def _video_path(video_id: str) -> str:
 
 
 def write_video(root: zarr.Group | WritableStore, video_id: str, attrs: Mapping[str, Any],
-                arrays: VideoArrays) -> None:
+                arrays: VideoArrays, *, keep_complete: bool = False) -> bool:
     """Write one video group; its status becomes "complete" only after every array is stored.
 
     ``root``: the store (:func:`open_root_for_writing`) or its root zarr.Group.  The group's
@@ -270,14 +282,37 @@ def write_video(root: zarr.Group | WritableStore, video_id: str, attrs: Mapping[
     (:mod:`comode.store.sinks`): the old group is removed (its marker first), the arrays and a
     "writing" zarr.json are written, and the zarr.json saying "complete" last, after the data
     is durably in place (local: fsynced; object stores: every PUT returned).
+    ``keep_complete``: leave a group that is already complete alone (another run wrote it)
+    and return False.  The write holds the video's claim (:mod:`comode.store.claims`).
     """
-    path = _video_path(video_id)
+    attrs = {**attrs, "write_id": new_write_id()}
     files = _encode_group(attrs, _array_specs(arrays))
     marker = files.pop("zarr.json")
-    sink = _writable(root).sink()
-    sink.clear(path)
-    sink.put(path, {"zarr.json": group_metadata({**attrs, "status": layout.STATUS_WRITING}), **files})
-    sink.put_marker(path, marker)
+    writing = {"zarr.json": group_metadata({**attrs, "status": layout.STATUS_WRITING}), **files}
+    return _write_group(_writable(root), video_id, {**attrs, "status": layout.STATUS_COMPLETE}, writing, marker,
+                        keep_complete=keep_complete)
+
+
+def _write_group(store: WritableStore, video_id: str, attrs: Mapping[str, Any], files: Mapping[str, bytes],
+                 marker: bytes, *, keep_complete: bool) -> bool:
+    """Replace the group of ``video_id`` by ``files`` and then ``marker`` (its zarr.json with
+    ``attrs``), between the index journal's ``start`` (durable before the old group is
+    touched) and ``done`` (after the marker is durable)."""
+    path = _video_path(video_id)
+    index = index_files(store.url, store.storage_options)
+    with claimed(index, video_id):  # no other writer (process, run, host) touches the group meanwhile
+        previous = index.read_markers([video_id])[video_id]
+        if keep_complete and previous is not None and previous.attrs.get("status") == layout.STATUS_COMPLETE:
+            return False
+        journal = journal_for(store.url, store.storage_options)
+        journal.start(video_id, attrs["write_id"], replaces=previous.write if previous is not None else None)
+        sink = store.sink()
+        sink.clear(path)
+        if files:
+            sink.put(path, files)
+        sink.put_marker(path, marker)
+        journal.done(video_id, attrs["write_id"], attrs=attrs, nbytes=sum(map(len, files.values())) + len(marker))
+    return True
 
 
 def _array_specs(arrays: VideoArrays) -> list[tuple[str, np.ndarray, int, BloscSettings]]:
@@ -309,9 +344,9 @@ def _encode_group(attrs: Mapping[str, Any], specs) -> dict[str, bytes]:
     return files
 
 
-def write_failure(root: zarr.Group | WritableStore, video_id: str, attrs: Mapping[str, Any], reason: str) -> None:
-    """Record a video that could not be extracted, with its reason, and no arrays."""
-    path = _video_path(video_id)
-    sink = _writable(root).sink()
-    sink.clear(path)
-    sink.put_marker(path, group_metadata({**attrs, "status": layout.STATUS_FAILED, "error": reason}))
+def write_failure(root: zarr.Group | WritableStore, video_id: str, attrs: Mapping[str, Any], reason: str, *,
+                  keep_complete: bool = False) -> bool:
+    """Record a video that could not be extracted, with its reason, and no arrays
+    (``keep_complete``: not over a group that is complete; returns False then)."""
+    attrs = {**attrs, "write_id": new_write_id(), "status": layout.STATUS_FAILED, "error": reason}
+    return _write_group(_writable(root), video_id, attrs, {}, group_metadata(attrs), keep_complete=keep_complete)

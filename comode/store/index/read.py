@@ -1,0 +1,106 @@
+"""Read the index of a store: its snapshot, then each journal's lines past what the snapshot holds.
+
+Cost: one listing of the index folder (sizes included), one read of ``snapshot.json``, and
+one read per journal that grew since the snapshot was written (none on a store no
+extraction wrote to since).  The order of what is read matters when writers are busy:
+callers list ``videos/`` *before* reading the index (:func:`compare`), so that every group
+folder they saw has its ``start`` line in what they read next.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from comode.store.index.files import SNAPSHOT, LocalIndexFiles, ObjectIndexFiles, journal_writer
+from comode.store.index.state import FORMAT, IndexState, apply_all, parse_lines
+
+
+class IndexDamaged(ValueError):
+    """The index cannot be merged (a line that does not parse, a journal shorter than the
+    snapshot says): readers list by reading the groups instead; ``reindex`` rebuilds it."""
+
+
+@dataclass
+class IndexRead:
+    state: IndexState
+    offsets: dict[str, int]         # journal name -> bytes of it merged into ``state``
+    snapshot: bool                  # a snapshot was found
+    journals_read: int = 0          # journals read past the snapshot
+    made_by: dict = field(default_factory=dict)
+
+
+def read_index(files: LocalIndexFiles | ObjectIndexFiles, *, use_snapshot: bool = True) -> IndexRead | None:
+    """The merged index, or None when the store has none (no snapshot, no journal).
+
+    ``use_snapshot=False`` merges every journal from its first line (what ``reindex`` does)."""
+    listed = files.list()
+    journals = {name: size for name, size in listed.items() if journal_writer(name) is not None}
+    doc = None
+    if use_snapshot and SNAPSHOT in listed:
+        raw = files.read(SNAPSHOT)
+        try:
+            doc = json.loads(raw) if raw is not None else None
+        except ValueError as error:
+            raise IndexDamaged(f"{SNAPSHOT} does not parse ({error})") from None
+        if doc is not None and doc.get("index") != FORMAT:
+            raise IndexDamaged(f"{SNAPSHOT} is {doc.get('index')!r}, not {FORMAT!r} (written by another comode?)")
+    if doc is None and not journals:
+        return None
+    try:
+        state = IndexState.from_json(doc) if doc else IndexState()
+    except (KeyError, TypeError, AttributeError) as error:
+        raise IndexDamaged(f"{SNAPSHOT} is not an index snapshot ({type(error).__name__}: {error})") from None
+    offsets = {name: int(size) for name, size in (doc or {}).get("journals", {}).items()}
+    result = IndexRead(state=state, offsets=offsets, snapshot=doc is not None,
+                       made_by={key: doc.get(key) for key in ("made_by", "made_at", "source")} if doc else {})
+    for name, size in sorted(journals.items()):
+        start = offsets.get(name, 0)
+        if size < start:
+            raise IndexDamaged(f"{name} holds {size} bytes, fewer than the {start} the snapshot merged")
+        if size == start:
+            continue
+        data = files.read(name, start)
+        if data is None:  # listed a moment ago: journals are never removed by comode
+            raise IndexDamaged(f"{name} disappeared while it was read")
+        try:
+            entries, used = parse_lines(data)
+            apply_all(state, entries, writer=journal_writer(name))
+        except (ValueError, KeyError, TypeError) as error:
+            raise IndexDamaged(f"{name}: a line that is not a journal entry ({type(error).__name__}: {error})") from None
+        offsets[name] = start + used
+        result.journals_read += 1
+    return result
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The index against a listing of ``videos/``."""
+
+    unknown: frozenset[str]   # group folders the index does not know (made by hand, or before the index)
+    missing: frozenset[str]   # settled videos of the index whose folder is gone (removed by hand)
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.unknown or self.missing)
+
+    def describe(self) -> str:
+        parts = []
+        if self.unknown:
+            parts.append(f"{len(self.unknown)} group(s) not in it (e.g. {sorted(self.unknown)[0]})")
+        if self.missing:
+            parts.append(f"{len(self.missing)} indexed group(s) gone (e.g. {sorted(self.missing)[0]})")
+        return ", ".join(parts)
+
+
+def compare(state: IndexState, names: set[str]) -> Comparison:
+    """Which folders of ``names`` (listed before the index was read) the index does not know,
+    and which settled videos it lists that are not in ``names``."""
+    unknown = frozenset(name for name in names if not state.knows(name))
+    missing = []
+    for video in state.videos:
+        if video not in names:
+            settled, _, live = state.settled(video)
+            if settled and live is not None:
+                missing.append(video)
+    return Comparison(unknown=unknown, missing=frozenset(missing))
