@@ -183,3 +183,29 @@ def test_closing_after_distributeds_status_race_is_a_warning_not_a_traceback(cap
     executor._cluster = Closing(RuntimeError("something else"))
     with pytest.raises(RuntimeError):
         executor.close()
+
+
+def test_dask_tasks_are_submitted_a_window_at_a_time():
+    """240k videos must not be 240k futures at once: the executor pulls items lazily and
+    keeps at most its window of tasks on the scheduler, whatever the number of items."""
+    import operator
+
+    pulled = []
+
+    def items():
+        for number in range(100):
+            pulled.append(number)
+            yield number
+
+    executor = DaskExecutor(workers=2)
+    try:
+        window, most_held, first_pulled = executor.window(), 0, None
+        results = {}
+        for item, result in executor.map_unordered(operator.neg, items()):
+            first_pulled = len(pulled) if first_pulled is None else first_pulled
+            most_held = max(most_held, len(executor.client.futures))
+            results[item] = result
+    finally:
+        executor.close()
+    assert results == {number: -number for number in range(100)}
+    assert first_pulled <= window + 1 and most_held <= window + 1, (first_pulled, most_held, window)
