@@ -231,3 +231,55 @@ def test_opening_a_store_reads_no_group_when_the_index_is_current(tmp_path, monk
     assert store.video_ids() == [f"v{n}" for n in range(5)]
     assert opened == []
     assert store.read_listing().note.startswith("index (snapshot + 0 journal(s) read")
+
+
+def _plain_listing(url: str) -> dict[str, str]:
+    """The README's recipe with json alone (what another project would write): status by
+    video id of the settled videos; unsettled ones would be read from their groups."""
+    import json
+
+    folder = Path(url) / "index"
+    snapshot = json.loads((folder / "snapshot.json").read_text()) if (folder / "snapshot.json").exists() else {}
+    writes = {video: {entry["write"]: {"attrs": entry["attrs"]}} for video, entry in snapshot.get("videos", {}).items()}
+    for video, records in snapshot.get("writes", {}).items():
+        writes.setdefault(video, {}).update(records)
+    for journal in sorted(folder.glob("journal-*.jsonl")):
+        data = journal.read_bytes()[snapshot.get("journals", {}).get(journal.name, 0):]
+        for line in data[:data.rfind(b"\n") + 1].splitlines():
+            entry = json.loads(line)
+            record = writes.setdefault(entry["video"], {}).setdefault(entry["write"], {})
+            if entry["op"] == "start":
+                record.setdefault("writer", "?")
+                if entry["replaces"] and entry["replaces"] != entry["write"]:
+                    writes[entry["video"]].setdefault(entry["replaces"], {})["replaced"] = True
+            else:
+                record.pop("writer", None)
+                record["attrs"] = entry["attrs"]
+    listing = {}
+    for video, records in writes.items():
+        live = [r for r in records.values() if "attrs" in r and not r.get("replaced") and "writer" not in r]
+        if not any("writer" in r and "attrs" not in r for r in records.values()) and len(live) == 1:
+            listing[video] = live[0]["attrs"]["status"]
+    return listing
+
+
+def test_the_index_files_follow_their_schema_and_plain_json_reads_them(tmp_path):
+    """schemas/index.schema.json describes every journal line and the snapshot; a reader
+    with nothing but json (the README's recipe) lists what comode lists."""
+    import json
+
+    import jsonschema
+
+    url = _store_with_videos(tmp_path, count=4)
+    folder = Path(url) / "index"
+    schema = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "index.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    lines = [json.loads(line) for journal in folder.glob("journal-*.jsonl") for line in journal.read_text().splitlines()]
+    assert {line["op"] for line in lines} == {"start", "done"}
+    for line in lines:
+        validator.validate(line)
+    expected = {video: attrs["status"] for video, attrs in open_store(url).video_attrs().items()}
+    assert _plain_listing(url) == expected == {f"v{n}": "complete" for n in range(4)}
+    consolidate(url, scan=lambda: pytest.fail("not scanned"))
+    validator.validate(json.loads((folder / "snapshot.json").read_text()))
+    assert _plain_listing(url) == expected
