@@ -13,7 +13,7 @@ STORE ?= data/$(DATASET).zarr
 WORKERS ?=
 EXTRA ?=
 
-.PHONY: install demo demo-data ablation demo-real demo-store extract sample test bench bench-loader bench-writes pretrain-demo info validate show clean
+.PHONY: install demo demo-data ablation demo-real demo-store extract sample test bench bench-loader bench-writes bench-scale gpu-check pretrain-demo info validate show clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -102,6 +102,24 @@ bench-loader: demo-store
 # Writing video groups: fsync on/off, comode's encoder beside tensorstore's writer (docs/storage.md).
 bench-writes: demo-store
 	$(BIN)/python benchmarks/bench_store_writes.py --store data/demo.zarr
+
+# Opening stores of 10k-240k videos (docs/scale.md): store info, store validate, the first
+# pretraining step, with the index and with the scan it replaces; opening on a loopback S3
+# server (moto) at S3_SIZE.  Checks the disk first.  At 240k: ~1 h on 2 cores (validate is
+# O(videos) by nature; VALIDATE_MAX skips it above that size).  A quick one: SIZES=1000,5000.
+SIZES ?= 10000,50000,240000
+S3_SIZE ?= 10000
+VALIDATE_MAX ?= 50000
+bench-scale: install
+	$(BIN)/python benchmarks/bench_scale.py --sizes $(SIZES) --s3-size $(S3_SIZE) --validate-max $(VALIDATE_MAX) $(EXTRA)
+
+# The day a GPU is lent: pretraining at the paper's configuration (R3D-26, full width, batch
+# 64, bf16) on a small store of the shared clips: clips/s, peak GPU memory, the share of step
+# time spent waiting for data, the DataLoader workers that keep the GPU busy.  < 5 min on a
+# CUDA machine; exits non-zero if the CUDA path fails.  Without CUDA it says so, runs the same
+# code on the CPU with a tiny model for 2 steps (what CI checks), and exits 0.
+gpu-check: install
+	$(BIN)/python benchmarks/gpu_check.py $(EXTRA)
 
 info: install
 	$(BIN)/comode store info $(STORE)
