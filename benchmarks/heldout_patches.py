@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from comode.extract.encode import ffmpeg_exe
-from comode.extract.sample import write_clip
+from comode.sampleset import write_clip
 
 SHARED = Path(os.environ.get("COMODE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 # Six directions 60 degrees apart (0 = right, 90 = down in image coordinates).

@@ -19,7 +19,7 @@ from comode.extract.datasets import load_dataset
 from comode.extract.executors import make_executor
 from comode.extract.pipeline import run_extraction
 from comode.extract.settings import ExtractSettings
-from comode.extract.synthetic import translating_frames, write_video
+from tests.videos import translating_frames, write_video
 from comode.store import open_store
 from comode.train.data import (
     MAX_ATTEMPTS, PretrainDataset, collate, compensate_camera, is_load_error, make_loader, read_mv_windows,

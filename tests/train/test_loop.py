@@ -283,7 +283,7 @@ def synthetic_store(tmp_path_factory) -> str:
     from comode.extract.executors import make_executor
     from comode.extract.pipeline import run_extraction
     from comode.extract.settings import ExtractSettings
-    from comode.extract.synthetic import translating_frames, write_video
+    from tests.videos import translating_frames, write_video
 
     root = tmp_path_factory.mktemp("synthetic_videos")
     motions = {"right": [(2, 0), (3, 1)], "down": [(0, 2), (1, 3)]}
