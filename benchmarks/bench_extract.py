@@ -203,7 +203,6 @@ def main() -> None:
         small_summary = run_extraction(small_index, str(work / "small.zarr"), settings, executor)
     finally:
         executor.close()
-    small_frames = sum(r[2] for r in small)
     print(f"\nwhole set, {args.workers} workers, {summary.frames} frames, {args.rounds} rounds: ours (Dask, end to end) / "
           f"bare re-encode frames/s: " + ", ".join(f"{o:.0f}/{b:.0f}" for o, b in round_rates)
           + f" -> ratio median {np.median(round_ratios):.2f} (" + ", ".join(f"{r:.2f}" for r in round_ratios) + ")")

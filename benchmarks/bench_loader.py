@@ -15,8 +15,8 @@ A sample = a 16-frame clip + an I-frame + 4 MV windows (future + 3 negatives).
    with no cache (a store far larger than the cache); then the same reads from a loopback
    S3 server (moto, if installed): tensorstore's S3 driver beside zarr-python + s3fs.
 3. augmentation on the CPU, one thread (in training it runs batched on the GPU instead).
-4. ours through ``make_loader`` with --workers processes: delivered samples/s, per worker,
-   and the time to the first batch for each start method.
+4. ours through ``RunLoader`` (the loader pretraining uses) with --workers processes:
+   delivered samples/s, per worker, and the time to the first batch for each start method.
 5. naive baseline, same samples: open the SOURCE video with PyAV, decode from frame 0 to
    the last needed frame (clip + I-frame), convert and resize the needed frames to 170x128
    (one thread).  It reads no motion vectors at all, so the ratio is conservative.
@@ -39,9 +39,18 @@ from torch.utils.data import Subset
 
 from comode.store import open_store
 from comode.store import layout
-from comode.train.data import PretrainDataset, collate, make_loader, read_mv_windows
+from comode.train.data import PretrainDataset
+from comode.train.loader import RunLoader, collate, loader_options
+from comode.train.motion_windows import read_mv_windows
 from comode.train.sampling import sample_indices
 from comode.train.transforms import augment_batch
+
+
+class EpochSubset(Subset):
+    """A Subset that passes the epoch on to its dataset (what RunLoader expects)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
@@ -147,23 +156,23 @@ def main() -> None:
     print(f"   ours + CPU augmentation in one process: {combined:8.1f}/s")
 
     # 4. through the loader ------------------------------------------------------------------
-    print(f"\n4. make_loader, {args.workers} worker(s), batch {args.batch}")
+    print(f"\n4. RunLoader, {args.workers} worker(s), batch {args.batch}")
     # No "fork": tensorstore aborts a process forked after its parent read through it (the
     # workers would fall back to zarr-python, comode.store.arrays).
     for method in ("forkserver", "forkserver", "spawn"):  # the 1st forkserver starts the server
         start = time.perf_counter()
-        loader = make_loader(Subset(PretrainDataset(args.store, seed=0), indices), batch_size=args.batch,
-                             workers=args.workers, seed=0, start_method=method)
-        iterator = iter(loader)
+        loader = RunLoader(EpochSubset(PretrainDataset(args.store, seed=0), indices), global_batch=args.batch,
+                           workers=args.workers, seed=0, options=loader_options(workers=args.workers, start_method=method))
+        iterator = iter(loader.epoch(0))
         next(iterator)
         print(f"   {method:10s} time to first batch {time.perf_counter() - start:6.2f} s")
         del iterator, loader
-    repeated = Subset(dataset, indices)  # count samples per epoch, whatever the store's size
-    loader = make_loader(repeated, batch_size=args.batch, workers=args.workers, seed=0)
+    repeated = EpochSubset(dataset, indices)  # count samples per epoch, whatever the store's size
+    loader = RunLoader(repeated, global_batch=args.batch, workers=args.workers, seed=0,
+                       options=loader_options(workers=args.workers))
     for epoch in range(2):  # the first epoch warms the workers' caches
-        loader.set_epoch(epoch)
         start = time.perf_counter()
-        loaded = sum(len(batch["clip"]) for batch in loader)
+        loaded = sum(len(batch["clip"]) for batch in loader.epoch(epoch))
         elapsed = time.perf_counter() - start
     delivered = loaded / elapsed
     print(f"   delivered {delivered:8.1f}/s = {delivered / max(1, args.workers):6.1f}/s per worker (warm)")
@@ -178,7 +187,7 @@ def main() -> None:
     naive = list(zip(sources[:naive_count], draws[:naive_count]))
     naive_wall, naive_cpu = timed(
         lambda: [naive_sample(p, np.append(s.clip, s.iframe_frame), (170, 128)) for p, (_, _, s) in naive], args.repeats)
-    print(f"\n5. naive PyAV loader from the SOURCE videos (clip + I-frame, no MVs), one process")
+    print("\n5. naive PyAV loader from the SOURCE videos (clip + I-frame, no MVs), one process")
     print(f"   {ms(naive_wall, naive_count)}/sample  {rate(naive_count, naive_wall)}  cpu {ms(naive_cpu, naive_count)}")
     print(f"\nours per process {count / ours_wall:.1f}/s vs naive {naive_count / naive_wall:.1f}/s: "
           f"{(count / ours_wall) / (naive_count / naive_wall):.1f}x  (targets: >= 100/s per core, >= 5x)")
@@ -213,7 +222,6 @@ def _read_paths(store_url: str, draws, repeats: int) -> None:
 
     reads = _sample_reads(draws)
     ids = sorted({r[0] for r in reads})
-    group = zarr.open_group(store_url, mode="r")["videos"]
     uncached = ts.Context({"cache_pool": {"total_bytes_limit": 0}, "data_copy_concurrency": {"limit": 1}})
 
     def opened(kind: str, base: str) -> dict[str, tuple]:

@@ -8,17 +8,20 @@ another shared clip).  Nothing of it is in comode's sample generator: no photo o
 hard negatives of the motion loss differ only in where the patches are.
 
 It then runs exactly what a user runs on a new labelled folder, and prints motion
-retrieval R@1 of the pretrained V-Network beside random init (same backbone and clip,
-3 seeds)::
+retrieval R@1 and linear-probe top-1 of the pretrained V-Network (one run per pretraining
+seed) beside random init (same backbone and clip, 3 seeds)::
 
     make extract DATASET=folder ROOT=OUT/videos STORE=OUT/videos.zarr
     train pretrain --store OUT/videos.zarr --config configs/pretrain/demo_cpu.yaml --out OUT/run
     evaluate retrieval --store OUT/videos.zarr --checkpoint OUT/run/last.pt
     evaluate retrieval --store OUT/videos.zarr --checkpoint random --config configs/pretrain/demo_cpu.yaml --seed N
 
-    .venv/bin/python benchmarks/heldout_patches.py --out runs/heldout [--seed 0] [--clips-per-class 40]
+    evaluate linear    (the same two, linear probe)
 
-Roughly 10 minutes on 2 cores (most of it the pretraining).  Results: docs/results/.
+    .venv/bin/python benchmarks/heldout_patches.py --out runs/heldout [--pretrain-seeds 0,1,2] [--seed 0]
+
+Roughly 8 minutes on 2 cores per pretraining seed, plus ~4 for the data and the floor.
+A finished pretraining run is reused.  Results: docs/results/.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from comode.extract.encode import ffmpeg_exe
-from comode.extract.sample import write_clip
+from comode.sampleset import write_clip
 
 SHARED = Path(os.environ.get("COMODE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 # Six directions 60 degrees apart (0 = right, 90 = down in image coordinates).
@@ -107,52 +110,71 @@ def run(command: list[str]) -> str:
     return result.stdout
 
 
-def recall_at_1(report_dir: Path) -> float:
-    return float(json.loads((report_dir / "retrieval.json").read_text())["metrics"]["R@1"])
+def metric(report_dir: Path, kind: str, key: str) -> float:
+    """One metric of an evaluation report (``<kind>.json``)."""
+    return float(json.loads((report_dir / f"{kind}.json").read_text())["metrics"][key])
+
+
+def evaluate(bin_dir: Path, store: Path, out: Path, checkpoint_args: list[str]) -> tuple[float, float]:
+    """(retrieval R@1, linear-probe top-1) of one V-Network on the held-out set."""
+    results = []
+    for kind, key in (("retrieval", "R@1"), ("linear", "top1")):
+        report = out.with_name(f"{out.name}-{kind}")
+        extra = ["--picture", "0"] if kind == "retrieval" else []
+        run([str(bin_dir / "evaluate"), kind, "--store", str(store), *checkpoint_args, "--out", str(report),
+             *extra, "--no-progress"])
+        results.append(metric(report, kind, key))
+    return results[0], results[1]
+
+
+def spread(values: list[float]) -> str:
+    """'mean ± std (v1, v2, ...)' in percent."""
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * mean:.1f} ± {100 * std:.1f} ({', '.join(f'{100 * v:.1f}' for v in values)})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--config", default="configs/pretrain/demo_cpu.yaml")
-    parser.add_argument("--seed", type=int, default=0, help="data seed (the pretraining seed is the config's)")
+    parser.add_argument("--seed", type=int, default=0, help="data seed of the generated clips")
+    parser.add_argument("--pretrain-seeds", default="0", help="pretraining seeds (the config's `seed`), one run each")
     parser.add_argument("--clips-per-class", type=int, default=40)
     parser.add_argument("--test-share", type=float, default=1 / 3)
-    parser.add_argument("--floor-seeds", default="0,1,2")
+    parser.add_argument("--floor-seeds", default="0,1,2", help="seeds of the random-init floor")
     parser.add_argument("overrides", nargs="*", help="config overrides for train pretrain")
     args = parser.parse_args()
     bin_dir = Path(sys.executable).parent
-    videos, store, run_dir = args.out / "videos", args.out / "videos.zarr", args.out / "run"
+    videos, store = args.out / "videos", args.out / "videos.zarr"
     started = time.perf_counter()
     if not (videos / "done").exists():
         count = make_set(videos, clips_per_class=args.clips_per_class, test_share=args.test_share, seed=args.seed)
         (videos / "done").write_text(f"{count}\n")
     run([str(bin_dir / "comode"), "extract", "--dataset", "folder", "--root", str(videos), "--out", str(store),
          "--no-progress"])
-    if not (run_dir / "last.pt").exists():
-        run([str(bin_dir / "train"), "pretrain", "--store", str(store), "--config", args.config, "--out", str(run_dir),
-             "--no-progress", *args.overrides])
-    pretrained_dir = args.out / "eval-pretrained"
-    run([str(bin_dir / "evaluate"), "retrieval", "--store", str(store), "--checkpoint", str(run_dir / "last.pt"),
-         "--out", str(pretrained_dir), "--picture", "0", "--no-progress"])
-    floors = []
-    for seed in (int(s) for s in args.floor_seeds.split(",")):
-        floor_dir = args.out / f"eval-random-seed{seed}"
-        run([str(bin_dir / "evaluate"), "retrieval", "--store", str(store), "--checkpoint", "random", "--config",
-             args.config, "--seed", str(seed), "--out", str(floor_dir), "--picture", "0", "--no-progress"])
-        floors.append(recall_at_1(floor_dir))
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    tail = metrics[-max(1, len(metrics) // 4):]
+    pretrained, pretext = [], []
+    for seed in (int(s) for s in args.pretrain_seeds.split(",")):
+        run_dir = args.out / f"run-seed{seed}"
+        if not (run_dir / "last.pt").exists():  # resumable: a finished run is not retrained
+            run([str(bin_dir / "train"), "pretrain", "--store", str(store), "--config", args.config, "--out",
+                 str(run_dir), "--no-progress", *args.overrides, f"seed={seed}"])
+        pretrained.append(evaluate(bin_dir, store, args.out / f"eval-seed{seed}", ["--checkpoint", str(run_dir / "last.pt")]))
+        metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        pretext.append(metrics[-max(1, len(metrics) // 4):])
+    floors = [evaluate(bin_dir, store, args.out / f"eval-random-seed{seed}",
+                       ["--checkpoint", "random", "--config", args.config, "--seed", str(seed)])
+              for seed in (int(s) for s in args.floor_seeds.split(","))]
+    tail = [record for records in pretext for record in records]
     mean = lambda key: statistics.fmean(r[key] for r in tail if r.get(key) is not None)  # noqa: E731
-    pretrained = recall_at_1(pretrained_dir)
-    floor_mean, floor_std = statistics.fmean(floors), statistics.stdev(floors) if len(floors) > 1 else 0.0
     print(f"\nheld-out constant-velocity patches ({args.out}), {time.perf_counter() - started:.0f} s")
-    print(f"pretext, last quarter: acc_motion {100 * mean('acc_motion'):.1f} % (blind {100 * mean('blind_acc_motion'):.1f} %), "
-          f"loss_motion {mean('loss_motion'):.3f} (blind {mean('blind_loss_motion'):.3f}); "
-          f"acc_context {100 * mean('acc_context'):.1f} % (blind {100 * mean('blind_acc_context'):.1f} %)")
-    print(f"motion R@1: pretrained {100 * pretrained:.1f}, random init {100 * floor_mean:.1f} ± {100 * floor_std:.1f} "
-          f"(seeds {args.floor_seeds}: {', '.join(f'{100 * f:.1f}' for f in floors)}); "
-          f"gain {100 * (pretrained - floor_mean):.1f} points = {(pretrained - floor_mean) / max(floor_std, 1e-9):.1f} std")
+    print(f"pretext, last quarter, pretraining seeds {args.pretrain_seeds}: acc_motion {100 * mean('acc_motion'):.1f} % "
+          f"(blind {100 * mean('blind_acc_motion'):.1f} %), loss_motion {mean('loss_motion'):.3f} "
+          f"(blind {mean('blind_loss_motion'):.3f}); acc_context {100 * mean('acc_context'):.1f} % "
+          f"(blind {100 * mean('blind_acc_context'):.1f} %)")
+    for name, column in (("motion R@1", 0), ("motion linear top-1", 1)):
+        print(f"{name}: pretrained {spread([p[column] for p in pretrained])} (seeds {args.pretrain_seeds}); "
+              f"random init {spread([f[column] for f in floors])} (seeds {args.floor_seeds})")
 
 
 if __name__ == "__main__":

@@ -260,7 +260,7 @@ def sample(
 
     from rich.table import Table
 
-    from comode.extract.sample import MOTIONS, SampleSpec, generate_sample, near_duplicate_share
+    from comode.sampleset import MOTIONS, SampleSpec, generate_sample, near_duplicate_share
     from comode.progress import Progress
 
     width, height = _parse_size(size, "--size")
@@ -289,7 +289,7 @@ def sample(
                                       f"(--videos-per-class >= {2 * len(spec.scenes)})")
     table.add_row("motions", ", ".join(spec.motions))
     table.add_row("hard negatives", f"{near_duplicate_share(clips):.1%} move like their positive window "
-                                    "(analytic velocities; see comode.extract.sample.near_duplicate_share)")
+                                    "(analytic velocities; see comode.sampleset.near_duplicate_share)")
     table.add_row("scenes", ", ".join(spec.scenes))
     table.add_row("generated", f"in {seconds:.1f} s = {len(clips) * spec.frames / seconds:.0f} frames/s")
     table.add_row("extract", f"comode extract --dataset sample --root {out} --out STORE.zarr")
@@ -306,7 +306,7 @@ def _extract_and_measure(root: Path, store: str, *, workers: Optional[int], prog
 
     from comode.extract.datasets import load_dataset
     from comode.extract.executors import make_executor
-    from comode.extract.sample import mv_block_coverage
+    from comode.sampleset import mv_block_coverage
     from comode.extract.settings import ExtractSettings
 
     summary = _extract_with_progress(load_dataset("sample", root), store, ExtractSettings(),

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> Path:
-    from comode.extract.synthetic import translating_frames, write_video
+    from tests.videos import translating_frames, write_video
 
     root = tmp_path_factory.mktemp("videos")
     for number, (name, (dx, dy)) in enumerate({"right/a.avi": (2, 0), "right/b.avi": (3, 0),

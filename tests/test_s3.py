@@ -52,7 +52,7 @@ def s3_env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> Path:
-    from comode.extract.synthetic import translating_frames, write_video
+    from tests.videos import translating_frames, write_video
 
     root = tmp_path_factory.mktemp("videos")
     for number, (relative, (dx, dy)) in enumerate(VIDEOS.items()):

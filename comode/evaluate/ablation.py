@@ -97,7 +97,7 @@ PRETEXT_TAIL = 0.25
 
 
 def _rgb_backbone(name: str) -> str:
-    from comode.train.backbones import PATHWAY_SUFFIXES
+    from comode.train.pathways import PATHWAY_SUFFIXES
 
     for suffix in PATHWAY_SUFFIXES:
         if name.endswith(suffix):

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from comode.evaluate.clips import WindowSpec, sliding_window_indices
 from comode.store import Store, open_store
+from comode.store.handle import LazyStore
 from comode.train.transforms import centre_crop_boxes, crop_resize, normalize
 
 __all__ = ["FEATURES_FORMAT", "FeatureSet", "VideoClips", "prepare_clips", "pooled_features", "forward_in_passes",
@@ -108,26 +109,16 @@ class VideoClips(Dataset):
                  clip_indices: Callable[[int, int], np.ndarray] | None = None) -> None:
         self.store_url, self.video_ids, self.window = store_url, list(video_ids), window
         self.clip_indices = clip_indices
-        self._store: Store | None = None
-        self._pid: int | None = None
+        self._store = LazyStore(store_url)
 
     def __len__(self) -> int:
         return len(self.video_ids)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_store": None, "_pid": None}
-
-    def _open(self) -> Store:
-        if self._store is None or self._pid != os.getpid():
-            self._store = open_store(self.store_url, validate=False)
-            self._pid = os.getpid()
-        return self._store
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         video_id = self.video_ids[index]
         label = -1
         try:
-            video = self._open().video(video_id)
+            video = self._store.get().video(video_id)
             label = video.label
             if self.clip_indices is not None:
                 frames = np.asarray(self.clip_indices(video.num_frames, index), dtype=np.int64)

@@ -32,7 +32,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import yaml
 from torch import Tensor, nn
 
 from comode.evaluate.accuracy import top_k_accuracy
@@ -40,12 +39,14 @@ from comode.evaluate.clips import WindowSpec
 from comode.evaluate.features import (VideoClips, default_device, forward_in_passes, prepare_clips, split_videos,
                                       usable_batches)
 from comode.progress import Progress
-from comode.train.checkpoint import (CheckpointError, LAST_CHECKPOINT, capture_rng_state, load_checkpoint,
-                                     restore_rng_state, save_checkpoint)
+from comode.train.checkpoint import (CheckpointError, LAST_CHECKPOINT, capture_rng_state, restore_rng_state,
+                                     save_checkpoint)
 from comode.train.backbones import build_backbone
 from comode.train.config import ConfigError, build_dataclass, config_values
-from comode.train.loop import WarmupCosine, derive_seed
-from comode.train.metrics import METRICS_FILE, read_metrics
+from comode.train.rundir import (METRICS_FILE, checkpoint_to_resume, keep_records_until, read_records, refuse_changes,
+                                 save_config)
+from comode.train.schedule import WarmupCosine
+from comode.train.seeds import derive_seed
 from comode.train.transforms import (AugmentSpec, UniformDraws, colour_jitter, crop_resize, normalize,
                                      random_crop_boxes)
 
@@ -233,10 +234,8 @@ def run_finetune(
         scheduler.load_state_dict(saved["scheduler"])
         restore_rng_state(saved["rng"])
         start_epoch = int(saved["epoch"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text("# Resolved comode finetuning config.\n"
-                                     + yaml.safe_dump(asdict(config), sort_keys=False))
-    _truncate_metrics(out, after_epoch=start_epoch)
+    save_config(out, asdict(config), title="comode finetuning config")
+    keep_records_until(out, key="epoch", last=start_epoch)
 
     # Never below the resumed epoch: a smaller stop_after_epoch on --resume trains nothing more.
     last_epoch = max(start_epoch, min(config.epochs, config.stop_after_epoch or config.epochs))
@@ -276,7 +275,7 @@ def run_finetune(
         # Per test video, for confusion analysis (and to check the metrics from the report alone).
         predictions = [{"video_id": video_id, "label": classes[label], "predicted": classes[guess]}
                        for video_id, label, guess in zip(ids, labels.tolist(), scores.argmax(dim=1).tolist())]
-    history = _read_metrics(out)
+    history = read_records(out)
     if history:
         metrics["train_top1_last_epoch"] = history[-1]["train_top1"]
     report = write_report(out, "finetune", settings=settings, model=model_identity, store=store_info,
@@ -349,32 +348,11 @@ def _test(model: VideoClassifier, *, store: str, test_ids: list[str], config: Fi
 
 
 def _checkpoint_to_resume(out: Path, *, config: FinetuneConfig, resume: bool) -> dict[str, Any] | None:
-    path = out / LAST_CHECKPOINT
-    if not resume:
-        if path.exists():
-            raise FileExistsError(f"{out} already holds a finetuning run ({path}); pass --resume to continue it "
-                                  "or choose another --out")
-        return None
-    if not path.exists():
-        raise CheckpointError(f"nothing to resume: {path} does not exist")
-    saved = load_checkpoint(path)
-    if saved.get("task") != "finetune":
-        raise CheckpointError(f"{path} is not a finetuning checkpoint (task {saved.get('task')!r})")
-    changed = [f"{key}: {saved['config'].get(key)!r} -> {value!r}" for key, value in asdict(config).items()
-               if key not in RESUMABLE and saved["config"].get(key) != value]
-    if changed:
-        raise ValueError(f"the config differs from the run being resumed ({path}): " + "; ".join(changed)
-                         + f". Only {sorted(RESUMABLE)} may change on --resume")
+    saved = checkpoint_to_resume(out, resume=resume, kind="finetuning")
+    if saved is not None:
+        if saved.get("task") != "finetune":
+            raise CheckpointError(f"{out / LAST_CHECKPOINT} is not a finetuning checkpoint (task {saved.get('task')!r})")
+        refuse_changes([f"{key}: {saved['config'].get(key)!r} -> {value!r}" for key, value in asdict(config).items()
+                        if key not in RESUMABLE and saved["config"].get(key) != value], out_dir=out,
+                       resumable=RESUMABLE)
     return saved
-
-
-def _read_metrics(out: Path) -> list[dict[str, Any]]:
-    return read_metrics(out) if (out / METRICS_FILE).exists() else []
-
-
-def _truncate_metrics(out: Path, *, after_epoch: int) -> None:
-    """Drop records of epochs after the resumed one (written by a run killed before its checkpoint)."""
-    records = [r for r in _read_metrics(out) if r["epoch"] <= after_epoch]
-    path = out / METRICS_FILE
-    if path.exists() or records:
-        path.write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -11,7 +11,7 @@ Formats (``load_dataset(kind, root)``):
 * ``hmdb51``: videos ``ROOT/<class>/<name>.avi``; annotations ``<class>_test_split{1,2,3}.txt``
   (id 1 = train, 2 = test, 0 = not in that split) in ``ROOT/testTrainMulti_7030_splits``;
   classes sorted alphabetically (the usual convention).
-* ``sample``: what ``comode sample`` writes (:mod:`comode.extract.sample`): videos anywhere
+* ``sample``: what ``comode sample`` writes (:mod:`comode.sampleset`): videos anywhere
   under ROOT (``train|test/<motion>/<video>.mp4``, so ``folder`` reads it too) and
   ``ROOT/labels.csv`` (``path,split,<label set>,...``: every column after ``split`` is a label
   set, e.g. ``motion,scene``).  The first label set is the primary ``label``/``classes``; the

@@ -411,12 +411,9 @@ def _apply_override(values: dict[str, Any], override: str) -> None:
 
 def save_resolved(config: PretrainConfig, out_dir: str | Path) -> Path:
     """Write the fully resolved config to ``out_dir/config.yaml`` (load_config reads it back)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "config.yaml"
-    header = "# Resolved comode pretraining config (every field, defaults included).\n"
-    path.write_text(header + yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    return path
+    from comode.train.rundir import save_config
+
+    return save_config(Path(out_dir), config_to_dict(config), title="comode pretraining config")
 
 
 def config_differences(a: PretrainConfig | Mapping[str, Any], b: PretrainConfig | Mapping[str, Any]) -> list[str]:

@@ -1,10 +1,9 @@
-"""Pretraining samples from a comode store: ``PretrainDataset`` and ``make_loader``.
+"""Pretraining samples from a comode store: ``PretrainDataset``.
 
     dataset = PretrainDataset("data/ucf101.zarr", split="1", subset="train", seed=0)
-    loader = make_loader(dataset, batch_size=64, workers=8, seed=0)
+    loader = RunLoader(dataset, global_batch=64, workers=8, seed=0)   # comode.train.loader
     for epoch in range(epochs):
-        loader.set_epoch(epoch)                     # data order AND clip positions
-        for batch in loader:
+        for batch in loader.epoch(epoch):           # data order AND clip positions
             batch = {k: v.to("cuda", non_blocking=True) for k, v in batch.items()}
             inputs = augment_batch(batch, generator=g, train=True)   # on the GPU
 
@@ -44,23 +43,19 @@ started first and runs in tensorstore's thread while the span is read and decode
    stored I-frames are decoded from the same stream; ``tests/store`` checks it).  Only an
    I-frame more than ``IFRAME_DECODE_REACH`` frames outside the span is read from
    ``iframes``.
-2. ONE read of ``mvs`` for all 4 windows: the contiguous range from the first to the last
-   needed frame when it spans at most ``MV_COVER_READ_FRAMES`` frames (always, for videos
-   up to that length: ~3 ms for a 300-frame video, where 4 window reads cost ~4.8 ms and
-   an orthogonal read of just the needed frames ~4.2 ms), else that orthogonal read (one
-   zarr call touching only the needed chunks; long videos).
+2. ONE read of ``mvs`` for all windows (:func:`comode.train.motion_windows.start_mv_windows`):
+   the contiguous range from the first to the last needed frame when it spans at most
+   ``MV_COVER_READ_FRAMES`` frames (always, for videos up to that length: ~3 ms for a
+   300-frame video, where 4 window reads cost ~4.8 ms and an orthogonal read of just the
+   needed frames ~4.2 ms), else that orthogonal read (one call touching only the needed
+   chunks; long videos).
 3. Per-video metadata (``iframe_index``, ``rgb_stream_offsets``, array handles) cached per
    process in an LRU of ``video_cache`` videos: reading them costs ~3 ms per video.
 
 Processes: the store is opened lazily in each process that reads (first ``__getitem__``,
-and again after a fork: the pid is checked), never shared; ``__init__`` keeps only the URL
-and the list of video ids.  :func:`make_loader` uses the "forkserver" start method: workers
-fork from a clean single-threaded server process (zarr and tensorstore run I/O threads in
-any process that has read a store -- tensorstore aborts a child forked after that -- and a
-process-wide FFmpeg object with its own threads deadlocked a forked worker once -- measured), and a loader's workers start in ~0.3 s (like "fork";
-the server itself starts once, ~1.5 s) instead of ~1.5 s for "spawn"; workers persist
-across epochs.  Batches are collated with :func:`collate` (channels-last stacking: a
-plain memcpy instead of default_collate's strided copy, ~0.4 ms per sample saved).
+and again after a fork: :class:`comode.store.handle.LazyStore`), never shared;
+``__init__`` keeps only the URL and the list of video ids.  The loader's workers start
+with "forkserver" (:mod:`comode.train.loader` says why).
 
 Bad videos: a video that fails at training time (corrupt stream, unreadable chunk) is
 skipped, not fatal: the sample is replaced by another video's, chosen deterministically
@@ -72,39 +67,33 @@ process); ``dataset.failures`` lists this process's failed video ids and reasons
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-import random
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import av
 import numpy as np
 import torch
-import torch.distributed as dist
 import zarr
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate, get_worker_info
+from torch.utils.data import Dataset, get_worker_info
 
 from comode.store import open_store
-from comode.store.reader import Store, Video
 from comode.store.arrays import StoredArray
+from comode.store.handle import LazyStore
+from comode.store.reader import Store, Video
+from comode.train.motion_windows import CAMERA_COMPENSATION, IFRAME_MV, compensate_camera, start_mv_windows
 from comode.train.sampling import ClipSpec, pick_distinct_negatives, sample_indices, window_distance
-from comode.train.transforms import AugmentSpec, INPUT_NORMALIZATION, augment_batch
+from comode.train.transforms import INPUT_NORMALIZATION, AugmentSpec, augment_batch
 
 __all__ = [
     "PretrainDataset",
-    "EpochLoader",
-    "collate",
-    "make_loader",
-    "loader_options",
     "augment_batch",
     "AugmentSpec",
     "INPUT_NORMALIZATION",
     "ClipSpec",
     "LOAD_ERRORS",
     "is_load_error",
-    "MV_COVER_READ_FRAMES",
     "IFRAME_DECODE_REACH",
 ]
 
@@ -129,16 +118,9 @@ def is_load_error(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and "blosc" in str(error).lower()
 
 
-# The MV windows of a sample are read as one contiguous range when it spans at most this
-# many frames (12 chunks of 32), else with one orthogonal read of the needed frames.
-MV_COVER_READ_FRAMES = 384
 # An I-frame at most this many frames beyond the decoded span is decoded with it (extra
 # decode ~0.03 ms/frame); farther ones are read from the ``iframes`` array.
 IFRAME_DECODE_REACH = 12
-# What the I-frame MV maps hold, and the camera-motion compensation of the targets
-# (comode.train.config.DataConfig.iframe_mv / camera_compensation).
-IFRAME_MV = ("zero", "interpolate")
-CAMERA_COMPENSATION = ("none", "median")
 # Extra negative windows drawn per hard negative when near-copies are replaced.
 SPARE_NEGATIVES = 2
 # Retries with other videos before giving up on a sample (then the error is raised).
@@ -229,8 +211,8 @@ class PretrainDataset(Dataset):
         # reaches persistent workers and the workers' skip counts reach the trainer.
         self._shared = torch.zeros(_COUNTER_SLOTS, dtype=torch.int64).share_memory_()
         self.failures: dict[str, str] = {}
-        self._store: Store | None = None  # opened per process, see _open()
-        self._pid: int | None = None
+        self._handle = LazyStore(self.store_url, storage_options=storage_options)
+        self._cache_pid: int | None = None  # the process whose videos _cache holds
         self._cache: OrderedDict[int, _VideoEntry] = OrderedDict()
 
     # ------------------------------------------------------------------ epoch / counters
@@ -260,15 +242,13 @@ class PretrainDataset(Dataset):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_store=None, _pid=None, _cache=OrderedDict())  # never ship open handles
+        state.update(_cache_pid=None, _cache=OrderedDict())  # the handle ships its URL only
         return state
 
     def _open(self) -> Store:
-        pid = os.getpid()
-        if self._store is None or self._pid != pid:
-            self._store = open_store(self.store_url, storage_options=self.storage_options, validate=False)
-            self._pid, self._cache = pid, OrderedDict()
-        return self._store
+        if self._cache_pid != os.getpid():  # a new process: its own store and video cache
+            self._cache_pid, self._cache = os.getpid(), OrderedDict()
+        return self._handle.get()
 
     def _entry(self, video_index: int) -> _VideoEntry:
         store = self._open()
@@ -362,176 +342,3 @@ class PretrainDataset(Dataset):
             "mv_size": self.mv_size,
             "mv_geometry": self._geometry_tensor,
         }
-
-
-def read_mv_windows(mvs: zarr.Array | StoredArray, frames: np.ndarray, *,
-                    fill_iframes: np.ndarray | None = None) -> np.ndarray:
-    """MV maps of ``frames`` (N, W) with one read: (N, W, 2, gh, gw), int16 as stored, or
-    float32 when ``fill_iframes`` is given.
-
-    ``fill_iframes``: the video's I-frame numbers; the maps of those frames (all zero: an
-    I-frame has no motion vectors) are replaced by the mean of the maps of their neighbours
-    t-1 and t+1 (the one that exists, at the video's ends), read in the same call.  Why:
-    a zero map in the middle of a moving window marks where the GOP boundary falls, a cue
-    that tells windows apart without saying anything about the motion.
-    """
-    return start_mv_windows(mvs, frames, fill_iframes=fill_iframes)()
-
-
-def start_mv_windows(mvs: zarr.Array | StoredArray, frames: np.ndarray, *,
-                     fill_iframes: np.ndarray | None = None) -> Callable[[], np.ndarray]:
-    """Start :func:`read_mv_windows`'s read; the returned function waits for it and returns
-    what :func:`read_mv_windows` does (a zarr.Array is read at once)."""
-    total = mvs.shape[0]
-    wanted = frames.ravel()
-    if fill_iframes is not None:
-        at_iframe = np.isin(wanted, fill_iframes)
-        neighbours = np.concatenate([wanted[at_iframe] - 1, wanted[at_iframe] + 1])
-        wanted = np.concatenate([wanted, neighbours[(neighbours >= 0) & (neighbours < total)]])
-    first, last = int(wanted.min()), int(wanted.max())
-    if last - first < MV_COVER_READ_FRAMES:
-        key: slice | np.ndarray = slice(first, last + 1)
-        needed = np.arange(first, last + 1)
-    else:
-        key = needed = np.unique(wanted)
-    if isinstance(mvs, StoredArray):
-        fetch = mvs.start(key).result
-    else:
-        block = np.asarray(mvs[key] if isinstance(key, slice) else mvs.oindex[key])
-        fetch = lambda: block  # noqa: E731
-
-    def finish() -> np.ndarray:
-        block = fetch()
-        out = block[np.searchsorted(needed, frames)]
-        if fill_iframes is None:
-            return out
-        out = out.astype(np.float32)
-        for position in zip(*np.nonzero(np.isin(frames, fill_iframes))):
-            frame = int(frames[position])
-            around = [block[np.searchsorted(needed, f)] for f in (frame - 1, frame + 1)
-                      if 0 <= f < total and f not in fill_iframes]
-            if around:
-                out[position] = np.mean(around, axis=0)
-        return out
-
-    return finish
-
-
-def compensate_camera(mv: np.ndarray) -> np.ndarray:
-    """(..., 2, gh, gw) MV maps minus each map's median vector (x and y separately):
-    (..., 2, gh, gw) float32.  The median over the grid is the dominant motion of the
-    frame -- a camera pan moves every background block alike -- so what remains is the
-    motion of things relative to the background.  A static camera's median is 0 (most
-    blocks still), which leaves its maps unchanged."""
-    mv = np.asarray(mv, dtype=np.float32)
-    return mv - np.median(mv, axis=(-2, -1), keepdims=True)
-
-
-# --------------------------------------------------------------------------------------
-# Loader
-# --------------------------------------------------------------------------------------
-
-# Sample keys holding a channels-first view of channels-last (decoded) memory.
-_CHANNELS_LAST_KEYS = ("clip", "iframe")
-
-
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """default_collate, except that ``clip`` / ``iframe`` are stacked in their decoded
-    channels-last memory (a memcpy, into shared memory in a worker) and returned as
-    channels-first views: (B, 3, T, h, w) and (B, 3, h, w), strided.  default_collate
-    would transpose every sample while copying (~0.4 ms per sample more, measured)."""
-    rest = default_collate([{k: v for k, v in s.items() if k not in _CHANNELS_LAST_KEYS} for s in samples])
-    for key in _CHANNELS_LAST_KEYS:
-        if key in samples[0]:
-            rest[key] = default_collate([s[key].movedim(0, -1) for s in samples]).movedim(-1, 1)
-    return rest
-
-
-class EpochLoader(DataLoader):
-    """A DataLoader whose :meth:`set_epoch` sets both the sampler's order and the clips."""
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-
-
-def _seed_worker(worker_id: int) -> None:
-    """Seed numpy / random from the worker's torch seed (DataLoader derives it from the
-    loader's generator and the worker id), for any third-party code that uses them; the
-    dataset itself draws only from its explicit (seed, epoch, index) generators."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def _context(start_method: str) -> multiprocessing.context.BaseContext:
-    context = multiprocessing.get_context(start_method)
-    if start_method == "forkserver":
-        # Import the heavy modules once in the server; every worker forks from it warm.
-        context.set_forkserver_preload(["torch", "comode.train.data"])
-    return context
-
-
-def loader_options(*, workers: int, start_method: str = "forkserver", prefetch_factor: int = 4) -> dict[str, Any]:
-    """DataLoader keyword arguments for :class:`PretrainDataset` samples: the channels-last
-    :func:`collate`, and with ``workers`` > 0 the start method (see the module docstring),
-    prefetch depth and worker seeding."""
-    options: dict[str, Any] = {"collate_fn": collate}
-    if workers > 0:
-        options.update(multiprocessing_context=_context(start_method), prefetch_factor=prefetch_factor,
-                       worker_init_fn=_seed_worker)
-    return options
-
-
-def make_loader(
-    dataset: Dataset,
-    *,
-    batch_size: int,
-    workers: int,
-    seed: int,
-    distributed: bool = False,
-    shuffle: bool = True,
-    drop_last: bool = True,
-    start_method: str = "forkserver",
-    prefetch_factor: int = 4,
-    pin_memory: bool | None = None,
-) -> EpochLoader:
-    """A training loader over ``dataset`` (call ``loader.set_epoch(e)`` before each epoch).
-
-    Args:
-        batch_size: samples per batch of THIS process (under DDP: global batch / ranks).
-        workers: loader processes (0 = load in this process).
-        seed: seeds the epoch order (DistributedSampler: permutation of (seed, epoch)) and
-            the workers' base seeds.
-        distributed: shard the epoch over the ranks of the initialised process group
-            (DistributedSampler with its rank / world size); False = one process, the
-            same sampler with one replica, so the order API is identical.
-        start_method: multiprocessing start method of the workers ("forkserver": see the
-            module docstring; "fork" works too, "spawn" is slowest to start).
-        prefetch_factor: batches each worker prepares ahead.
-        pin_memory: page-locked batches for fast host-to-GPU copies; None = when CUDA is
-            available.
-
-    With "forkserver" (or "spawn") the main module is imported by the workers' server: a
-    script must create and iterate the loader under ``if __name__ == "__main__":``.
-    """
-    if distributed:
-        if not (dist.is_available() and dist.is_initialized()):
-            raise RuntimeError("distributed=True needs an initialised torch.distributed process group")
-        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
-    else:
-        sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle, seed=seed, drop_last=drop_last)
-    options = loader_options(workers=workers, start_method=start_method, prefetch_factor=prefetch_factor)
-    return EpochLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        persistent_workers=workers > 0,
-        num_workers=workers,
-        drop_last=drop_last,
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        generator=torch.Generator().manual_seed(int(seed)),
-        **options,
-    )

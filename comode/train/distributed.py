@@ -161,6 +161,23 @@ class _AllGatherWithGradients(torch.autograd.Function):
         return grad[ctx.start:ctx.start + ctx.rows]
 
 
+def gather_from_all_ranks(x: Tensor) -> Tensor:
+    """All-gather ``x`` (B, ...) from every rank -> (world_size * B, ...), rank-major.
+
+    The local slice is the input tensor itself, so gradients flow into it; the slices of
+    other ranks are detached copies (their own ranks back-propagate through them).  This is
+    the usual choice for in-batch negatives under DDP (SimCLR / MoCo v3 style).  Identity
+    when torch.distributed is not initialised (or the world has one rank).
+    """
+    if not is_distributed() or dist.get_world_size() == 1:
+        return x
+    slices = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(slices, x.detach().contiguous())
+    slices[dist.get_rank()] = x
+    return torch.cat(slices, dim=0)
+
+
+
 def gather_with_gradients(x: Tensor) -> Tensor:
     """All-gather (B, ...) -> (W * B, ...) with gradients flowing back to the owning rank.
 

@@ -12,7 +12,7 @@ N negatives, L sequence length.
 * :func:`mse_motion_loss` -- ablation: regress motion-vector values instead.
 
 Distributed training: both contrastive losses take ``gather``, a callable that all-gathers
-the KEYS (targets) across ranks, e.g. :func:`gather_from_all_ranks`.  Queries and positives
+the KEYS (targets) across ranks, e.g. :func:`comode.train.distributed.gather_from_all_ranks`.  Queries and positives
 stay local: local query i of rank r matches global key ``r * B_local + i`` (all ranks must
 use the same local batch size, as ``all_gather`` requires); every other gathered key is a
 negative.  With ``gather=None`` everything is local.
@@ -24,15 +24,15 @@ import math
 from typing import Callable, NamedTuple
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
+
+from comode.train.distributed import rank, world_size
 
 __all__ = [
     "Gather",
     "MOTION_CANDIDATES",
     "BlindLevel",
-    "gather_from_all_ranks",
     "info_nce",
     "info_nce_blind_level",
     "pointwise_info_nce",
@@ -65,14 +65,10 @@ class BlindLevel(NamedTuple):
         return math.log(self.candidates)
 
 
-def _world_size() -> int:
-    return dist.get_world_size() if _distributed() else 1
-
-
 def info_nce_blind_level(batch: int, *, negatives: int = 0, gathered: bool = False) -> BlindLevel:
     """Blind level of :func:`info_nce`: query i sees the keys of the whole (gathered) batch
     plus its own ``negatives``, and nothing but the content of the query tells them apart."""
-    return BlindLevel(batch * (_world_size() if gathered else 1) + negatives)
+    return BlindLevel(batch * (world_size() if gathered else 1) + negatives)
 
 
 def pointwise_blind_level(batch: int, *, hard_negatives: int, gathered: bool = False) -> BlindLevel:
@@ -85,31 +81,7 @@ def pointwise_blind_level(batch: int, *, hard_negatives: int, gathered: bool = F
     the (gathered) batch plus the K hard windows of its own video: 1 / (B + K), not
     1 / (B P + K P).  With ``candidates="same_position"`` that set is exactly the candidate
     set.  (At B = 8, K = 3: 9.1 % and ln 11 = 2.398.)"""
-    return BlindLevel(batch * (_world_size() if gathered else 1) + hard_negatives)
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def _rank() -> int:
-    return dist.get_rank() if _distributed() else 0
-
-
-def gather_from_all_ranks(x: Tensor) -> Tensor:
-    """All-gather ``x`` (B, ...) from every rank -> (world_size * B, ...), rank-major.
-
-    The local slice is the input tensor itself, so gradients flow into it; the slices of
-    other ranks are detached copies (their own ranks back-propagate through them).  This is
-    the usual choice for in-batch negatives under DDP (SimCLR / MoCo v3 style).  Identity
-    when torch.distributed is not initialised (or the world has one rank).
-    """
-    if not _distributed() or dist.get_world_size() == 1:
-        return x
-    slices = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(slices, x.detach().contiguous())
-    slices[dist.get_rank()] = x
-    return torch.cat(slices, dim=0)
+    return BlindLevel(batch * (world_size() if gathered else 1) + hard_negatives)
 
 
 def _gathered_with_offset(keys: Tensor, gather: Gather | None) -> tuple[Tensor, int]:
@@ -117,7 +89,7 @@ def _gathered_with_offset(keys: Tensor, gather: Gather | None) -> tuple[Tensor, 
     if gather is None:
         return keys, 0
     all_keys = gather(keys)
-    return all_keys, _rank() * keys.shape[0]
+    return all_keys, rank() * keys.shape[0]
 
 
 def _cross_entropy_and_accuracy(logits: Tensor, labels: Tensor, temperature: float) -> tuple[Tensor, Tensor]:

@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from comode.train.rundir import METRICS_FILE, keep_records_until, read_records
+
 __all__ = ["METRICS_FILE", "MetricsLog", "Throughput", "BlindLevelWatch", "read_metrics"]
 
-METRICS_FILE = "metrics.jsonl"
 
 
 def _json_number(value: Any) -> Any:
@@ -43,17 +44,11 @@ class MetricsLog:
 
     def __init__(self, out_dir: Path, *, resume_after_step: int | None, tensorboard: bool = True) -> None:
         self.path = Path(out_dir) / METRICS_FILE
+        keep_records_until(out_dir, key="step", last=resume_after_step)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        kept = [] if resume_after_step is None else [
-            line for line in self._lines() if json.loads(line)["step"] <= resume_after_step
-        ]
-        self.path.write_text("".join(kept))
         self._file = self.path.open("a")
         self._writer = _tensorboard_writer(Path(out_dir) / "tensorboard", purge_step=resume_after_step) \
             if tensorboard else None
-
-    def _lines(self) -> list[str]:
-        return self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
 
     def write(self, record: Mapping[str, Any]) -> None:
         """One step's numbers; ``record["step"]`` is the TensorBoard x-axis."""
@@ -81,9 +76,7 @@ def _tensorboard_writer(log_dir: Path, *, purge_step: int | None):
 
 def read_metrics(out_dir: str | Path) -> list[dict[str, Any]]:
     """All records of ``out_dir/metrics.jsonl`` in order (nulls as NaN)."""
-    path = Path(out_dir) / METRICS_FILE
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [{k: (math.nan if v is None else v) for k, v in record.items()} for record in records]
+    return [{k: (math.nan if v is None else v) for k, v in record.items()} for record in read_records(Path(out_dir))]
 
 
 class BlindLevelWatch:

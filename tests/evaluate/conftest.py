@@ -16,7 +16,7 @@ from comode.extract.datasets import load_dataset
 from comode.extract.executors import make_executor
 from comode.extract.pipeline import run_extraction
 from comode.extract.settings import ExtractSettings
-from comode.extract.synthetic import translating_frames, write_video
+from tests.videos import translating_frames, write_video
 
 VIDEOS = {  # path: (frames, dx, dy, texture label; "" = none)
     "train/right/a.avi": (80, 2, 0, "fine"),

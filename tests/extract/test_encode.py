@@ -11,7 +11,7 @@ import pytest
 from comode.extract.encode import ExtractionFailure, _failure_reason, ffmpeg_exe, reencode, reencode_command
 from comode.extract.settings import ExtractSettings
 from comode.extract.sourceinfo import parse_source_info
-from comode.extract.synthetic import translating_frames, write_video
+from tests.videos import translating_frames, write_video
 from comode.extract.video import extract_arrays
 
 

@@ -8,7 +8,7 @@ import pytest
 from comode.extract.encode import ffmpeg_exe, frame_times_path, reencode
 from comode.extract.frametimes import NO_TIMESTAMP, ffmpeg_writes_frame_stats, read_frame_times
 from comode.extract.settings import ExtractSettings
-from comode.extract.synthetic import translating_frames, write_video
+from tests.videos import translating_frames, write_video
 
 
 def test_ticks_in_order_with_their_time_base_repeats_and_backward_steps_kept(tmp_path):

@@ -12,7 +12,7 @@ from comode.extract.decode import frames_held_back, read_motion_vectors, read_st
 from comode.extract.encode import ffmpeg_exe, reencode
 from comode.extract.mvgrid import RECORD_FIELDS, records_to_grid
 from comode.extract.settings import ExtractSettings
-from comode.extract.synthetic import translating_frames, write_video
+from tests.videos import translating_frames, write_video
 from comode.extract.video import extract_arrays
 
 

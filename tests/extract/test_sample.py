@@ -15,7 +15,7 @@ import pytest
 from comode.extract.datasets import load_dataset
 from comode.extract.executors import SequentialExecutor
 from comode.extract.pipeline import run_extraction
-from comode.extract.sample import (
+from comode.sampleset import (
     MOTIONS, VELOCITIES_FILE, SampleSpec, clip_velocities, generate_sample, make_clip, mv_block_coverage,
     near_duplicate_share, object_centre, plan_clips, render_clip,
 )

@@ -21,7 +21,7 @@ import pytest
 import zarr
 
 from comode.extract.encode import ffmpeg_exe
-from comode.extract.synthetic import translating_frames, write_video
+from tests.videos import translating_frames, write_video
 
 COMODE = [sys.executable, "-m", "comode"]
 

@@ -13,7 +13,7 @@ from comode.extract.datasets import load_dataset
 from comode.extract.executors import SequentialExecutor
 from comode.extract.pipeline import run_extraction
 from comode.extract.settings import ExtractSettings
-from comode.extract.synthetic import translating_frames, write_video
+from tests.videos import translating_frames, write_video
 from comode.store import SchemaError, create_or_open_root, open_store, write_failure
 from comode.store.validate import validate_store
 

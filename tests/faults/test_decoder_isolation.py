@@ -104,11 +104,11 @@ def test_hanging_crashing_and_memory_hungry_decoders_are_contained(tmp_path, dat
             with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # no retries of the crash
                 executor = DaskExecutor(workers=2)
                 try:
-                    summary = run_extraction(index, url, settings, executor)
+                    run_extraction(index, url, settings, executor)
                 finally:
                     executor.close()
         else:
-            summary = run_extraction(index, url, settings, SequentialExecutor())
+            run_extraction(index, url, settings, SequentialExecutor())
     finally:
         stop.set()
         watcher.join()

@@ -27,7 +27,7 @@ from comode.extract.datasets import load_dataset
 from comode.extract.executors import SequentialExecutor
 from comode.extract.pipeline import run_extraction
 from comode.extract.settings import ExtractSettings
-from comode.extract.synthetic import translating_frames, write_video
+from tests.videos import translating_frames, write_video
 from comode.train.checkpoint import LAST_CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
 from comode.train.config import load_config
 from comode.train.loop import run_pretraining

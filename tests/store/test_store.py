@@ -11,7 +11,7 @@ import pytest
 import zarr
 
 from comode.extract.settings import ExtractSettings
-from comode.extract.synthetic import translating_frames, write_video
+from tests.videos import translating_frames, write_video
 from comode.extract.video import extract_arrays
 from comode.store import (
     SchemaError, StoreError, VideoArrays, create_or_open_root, open_store, write_failure, write_video as store_video,

@@ -14,12 +14,11 @@ from comode.train.backbones import (
     CHANNELS_LAST_ENV,
     BasicBlock,
     Conv2Plus1d,
-    Pathways,
     build_backbone,
     channels_last_on_cpu,
     conv2plus1d_mid_channels,
-    frame_differences,
 )
+from comode.train.pathways import Pathways, frame_differences
 
 # The single-pathway networks (the table of the module docstring); "<name>_diff" and
 # "<name>_rgbdiff" are built from them (tested below).

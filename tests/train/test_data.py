@@ -19,11 +19,11 @@ from comode.extract.datasets import load_dataset
 from comode.extract.executors import make_executor
 from comode.extract.pipeline import run_extraction
 from comode.extract.settings import ExtractSettings
-from comode.extract.synthetic import translating_frames, write_video
+from tests.videos import translating_frames, write_video
 from comode.store import open_store
-from comode.train.data import (
-    MAX_ATTEMPTS, PretrainDataset, collate, compensate_camera, is_load_error, make_loader, read_mv_windows,
-)
+from comode.train.data import MAX_ATTEMPTS, PretrainDataset, is_load_error
+from comode.train.loader import RunLoader, collate, loader_options
+from comode.train.motion_windows import compensate_camera, read_mv_windows
 from comode.train.sampling import sample_indices
 from comode.train.transforms import AugmentSpec, augment_batch
 
@@ -177,16 +177,21 @@ def test_deterministic_per_seed_epoch_and_index(store_url):
 
 
 def test_the_store_is_opened_per_process(store_url):
+    import pickle
+
     dataset = PretrainDataset(store_url)
-    assert dataset._store is None  # __init__ keeps the URL only
+    handle = dataset._handle
+    assert handle._store is None  # __init__ keeps the URL only
     dataset[0]
-    opened = dataset._store
-    assert opened is not None and dataset._pid == os.getpid()
+    opened = handle._store
+    assert opened is not None and handle._pid == os.getpid()
     dataset[1]
-    assert dataset._store is opened
-    dataset._pid = -1  # what a forked child sees: another pid than the opener's
+    assert handle._store is opened
+    handle._pid = -1  # what a forked child sees: another pid than the opener's
     dataset[0]
-    assert dataset._store is not opened and dataset._pid == os.getpid()
+    assert handle._store is not opened and handle._pid == os.getpid()
+    shipped = pickle.loads(pickle.dumps(dataset))  # what a spawned worker receives
+    assert shipped._handle._store is None and shipped._handle.url == handle.url
 
 
 def test_collate_stacks_channels_last_with_the_same_values(store_url):
@@ -200,15 +205,14 @@ def test_collate_stacks_channels_last_with_the_same_values(store_url):
 @pytest.mark.slow
 def test_loader_workers_match_in_process_loading_over_epochs(store_url):
     dataset = PretrainDataset(store_url, seed=4)
-    loader = make_loader(dataset, batch_size=2, workers=2, seed=4)
+    loader = RunLoader(dataset, global_batch=2, workers=2, seed=4, options=loader_options(workers=2))
     seen = {}
     for epoch in range(2):
-        loader.set_epoch(epoch)
-        order = list(loader.sampler)
-        batches = list(loader)
+        batches = list(loader.epoch(epoch))
+        order = [i for batch in loader.sampler for i in batch]
         assert len(batches) == 2 and sorted(order) == [0, 1, 2, 3]
         seen[epoch] = (order, batches)
-    assert dataset._store is None  # only the workers opened the store
+    assert dataset._handle._store is None  # only the workers opened the store
     assert seen[0][0] != seen[1][0]  # the order changes with the epoch
     reference = PretrainDataset(store_url, seed=4)
     for epoch, (order, batches) in seen.items():
@@ -269,8 +273,8 @@ def test_a_damaged_chunk_is_a_skip_but_a_bug_stops_the_run(store_url, monkeypatc
 @pytest.mark.slow
 def test_worker_skips_reach_the_main_process(corrupt_store):
     dataset = PretrainDataset(corrupt_store)
-    loader = make_loader(dataset, batch_size=2, workers=2, seed=0)
-    video_indices = torch.cat([batch["video_index"] for batch in loader])
+    loader = RunLoader(dataset, global_batch=2, workers=2, seed=0, options=loader_options(workers=2))
+    video_indices = torch.cat([batch["video_index"] for batch in loader.epoch(0)])
     assert len(video_indices) == 4 and _index(dataset, "a.avi") not in video_indices.tolist()
     assert dataset.skipped == 1  # counted in a worker, read here
 

@@ -36,7 +36,8 @@ from pathlib import Path
 import pytest
 
 from comode.train.backbones import CHANNELS_LAST_ENV
-from comode.train.loop import EpochBatchSampler, run_pretraining
+from comode.train.loader import EpochBatchSampler
+from comode.train.loop import run_pretraining
 from comode.train.metrics import read_metrics
 
 HERE = Path(__file__).resolve()

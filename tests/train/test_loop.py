@@ -25,7 +25,8 @@ from torch.utils.data import Dataset
 from comode.train.checkpoint import LAST_CHECKPOINT, load_checkpoint
 from comode.train.config import load_config
 from comode.train.export import export_backbone, load_backbone, read_backbone_metadata
-from comode.train.loop import METRIC_KEYS, TrainingData, run_pretraining
+from comode.train.inputs import TrainingData
+from comode.train.loop import METRIC_KEYS, run_pretraining
 from comode.train.metrics import read_metrics
 
 VELOCITIES = [(dx, dy) for dx in (-2, 0, 2) for dy in (-2, 0, 2) if (dx, dy) != (0, 0)]  # px / frame
@@ -283,7 +284,7 @@ def synthetic_store(tmp_path_factory) -> str:
     from comode.extract.executors import make_executor
     from comode.extract.pipeline import run_extraction
     from comode.extract.settings import ExtractSettings
-    from comode.extract.synthetic import translating_frames, write_video
+    from tests.videos import translating_frames, write_video
 
     root = tmp_path_factory.mktemp("synthetic_videos")
     motions = {"right": [(2, 0), (3, 1)], "down": [(0, 2), (1, 3)]}

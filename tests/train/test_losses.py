@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from comode.train.distributed import gather_from_all_ranks
 from comode.train.losses import (
-    gather_from_all_ranks,
     info_nce,
     info_nce_blind_level,
     joint_loss,

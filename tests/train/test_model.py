@@ -10,7 +10,8 @@ import math
 import pytest
 import torch
 
-from comode.train.model import CoMoDe, CoMoDeOutput, LearnedPositionalGrid, compute_losses
+from comode.train.heads import LearnedPositionalGrid
+from comode.train.model import CoMoDe, CoMoDeOutput, compute_losses
 
 TINY = dict(width_multiplier=0.125, transformer_dim=64, embed_dim=32, head_hidden=128)
 LOSS_KEYS = {"loss", "loss_context", "loss_motion", "acc_context", "acc_motion", "blind_loss", "blind_loss_context",
@@ -78,7 +79,7 @@ def test_conv_predictor_and_mlp_heads_train_every_parameter(backbone, head):
 def test_conv_predictor_keeps_each_cell_where_it_is():
     # A clip map whose only non-zero cell is (y, x) = (0, 0): its prediction differs from the
     # all-zero map's only within the 3x3 x 3x3 reach of two 3x3 convolutions (5 x 5 cells).
-    from comode.train.model import ConvMotionPredictor
+    from comode.train.heads import ConvMotionPredictor
 
     torch.manual_seed(0)
     predictor = ConvMotionPredictor(8, hidden=16, embed_dim=4).eval()
@@ -91,7 +92,7 @@ def test_conv_predictor_keeps_each_cell_where_it_is():
 
 
 def test_rotated_negatives_turn_the_future_vectors():
-    from comode.train.model import rotate_vectors
+    from comode.train.heads import rotate_vectors
 
     right = torch.zeros(1, 2, 1, 1, 1)
     right[0, 0] = 3.0  # 3 px/frame to the right

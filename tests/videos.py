@@ -1,5 +1,6 @@
-"""Synthetic videos with known motion, written with the same ffmpeg: the ground truth for
-motion-vector sign and units (and, later, for the sample dataset).
+"""Test videos with known motion, written with comode's ffmpeg: the ground truth for
+motion-vector sign and units, and small stores for the tests (not part of the package:
+the built-in labelled set users generate is :mod:`comode.sampleset`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,79 @@
+"""A training run's folder, shared by pretraining and finetuning: whether it may start or
+resume, its resolved config, and its per-step (or per-epoch) metrics file.
+
+    previous = checkpoint_to_resume(out_dir, resume=resume, kind="finetuning")  # None: a fresh run
+    save_config(out_dir, values, title="comode finetuning config")
+    keep_records_until(out_dir, key="epoch", last=3)  # drop what a killed run logged past its checkpoint
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from comode.train.checkpoint import LAST_CHECKPOINT, CheckpointError, load_checkpoint
+
+__all__ = ["CONFIG_FILE", "METRICS_FILE", "checkpoint_to_resume", "refuse_changes", "save_config",
+           "keep_records_until", "read_records"]
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+
+
+def checkpoint_to_resume(out_dir: Path, *, resume: bool, kind: str) -> dict[str, Any] | None:
+    """The checkpoint a run in ``out_dir`` continues from, or None for a fresh run.
+
+    Raises:
+        FileExistsError: ``out_dir`` already holds a run and ``resume`` is False.
+        CheckpointError: ``resume`` is True and there is nothing to resume (or it is unreadable).
+    """
+    path = Path(out_dir) / LAST_CHECKPOINT
+    if not resume:
+        if path.exists():
+            raise FileExistsError(f"{out_dir} already holds a {kind} run ({path}); pass --resume to continue it "
+                                  "or choose another --out")
+        return None
+    if not path.exists():
+        raise CheckpointError(f"nothing to resume: {path} does not exist")
+    return load_checkpoint(path)
+
+
+def refuse_changes(changed: Iterable[str], *, out_dir: Path, resumable: Iterable[str]) -> None:
+    """Raise ValueError naming the settings (``"key: old -> new"``) that differ from the run
+    being resumed; a resumed run must compute the same steps."""
+    changed = list(changed)
+    if changed:
+        raise ValueError(f"the config differs from the run being resumed ({Path(out_dir) / LAST_CHECKPOINT}): "
+                         + "; ".join(changed) + f". Only {sorted(resumable)} may change on --resume")
+
+
+def save_config(out_dir: Path, values: Mapping[str, Any], *, title: str) -> Path:
+    """Write the resolved config to ``out_dir/config.yaml`` (every field, defaults included)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / CONFIG_FILE
+    path.write_text(f"# Resolved {title} (every field, defaults included).\n"
+                    + yaml.safe_dump(dict(values), sort_keys=False))
+    return path
+
+
+def read_records(out_dir: Path) -> list[dict[str, Any]]:
+    """The records of ``out_dir/metrics.jsonl`` in order (none if it does not exist)."""
+    path = Path(out_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def keep_records_until(out_dir: Path, *, key: str, last: int | None) -> None:
+    """Drop the metrics records whose ``key`` (step or epoch) is past ``last`` -- logged by a
+    run killed before its checkpoint, which the resumed run logs again -- or all of them
+    for a fresh run (``last`` None).  A resumed run's file then equals an uninterrupted one's."""
+    path = Path(out_dir) / METRICS_FILE
+    kept = [] if last is None else [r for r in read_records(out_dir) if r[key] <= last]
+    if path.exists() or kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))

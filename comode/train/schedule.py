@@ -1,0 +1,51 @@
+"""The optimiser and its learning-rate schedule (paper Sec. 4.1: SGD with momentum, linear
+warm-up, cosine decay), shared by pretraining and finetuning."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from comode.train.config import PretrainConfig
+
+__all__ = ["WarmupCosine", "schedule_steps", "build_optimization"]
+
+
+class WarmupCosine:
+    """lr factor of step s: linear warm-up (s + 1) / warmup, then cosine from 1 to 0.
+
+    A class (not a lambda) so LambdaLR's state dict stores its plain attributes.
+    """
+
+    def __init__(self, *, warmup_steps: int, total_steps: int) -> None:
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = (step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def schedule_steps(config: PretrainConfig, *, steps_per_epoch: int) -> tuple[int, int]:
+    """(warm-up steps, total steps) of ``config`` at ``steps_per_epoch``: optim.steps when
+    set (the warm-up the same share of it that warmup_epochs is of epochs), else whole epochs."""
+    if config.optim.steps is None:
+        return round(config.optim.warmup_epochs * steps_per_epoch), config.optim.epochs * steps_per_epoch
+    total = config.optim.steps
+    return round(total * config.optim.warmup_epochs / config.optim.epochs), total
+
+
+def build_optimization(model: nn.Module, config: PretrainConfig, *, steps_per_epoch: int):
+    """SGD (momentum, Nesterov, weight decay on every parameter) at lr_per_sample x global
+    batch, and the per-step :class:`WarmupCosine` schedule of :func:`schedule_steps`."""
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.base_lr, momentum=config.optim.momentum,
+        nesterov=config.optim.nesterov, weight_decay=config.optim.weight_decay,
+    )
+    warmup_steps, total_steps = schedule_steps(config, steps_per_epoch=steps_per_epoch)
+    schedule = WarmupCosine(warmup_steps=warmup_steps, total_steps=total_steps)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
