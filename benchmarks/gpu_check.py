@@ -105,7 +105,8 @@ def rate(mode: Mode, store: str, work: Path, *, workers: int, from_memory: bool)
     """Clips/s of ``mode.steps`` pretraining steps (with ``workers`` DataLoader workers, or
     from batches decoded once and kept in memory)."""
     from comode.train.config import load_config
-    from comode.train.loop import open_store_data, run_pretraining
+    from comode.train.inputs import open_store_data
+    from comode.train.loop import run_pretraining
 
     config = load_config(mode.config, [*mode.overrides, "data.split=null", "data.subset=null", f"max_steps={mode.steps}",
                                        f"save_every_steps={10 * mode.steps}", f"data.workers={0 if from_memory else workers}"])

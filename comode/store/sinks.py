@@ -43,6 +43,33 @@ def fsync_enabled() -> bool:
     return os.environ.get("COMODE_FSYNC", "1") not in ("0", "false", "no")
 
 
+def replace_atomically(target: str, body: bytes, *, sync: bool, partial: str | None = None) -> None:
+    """``body`` to a temporary name (``partial``, default a random one beside ``target``),
+    fsynced when ``sync``, then renamed over ``target``: readers see the old file or the
+    new one, never a part (the name's durability is the caller's: :func:`fsync_dir`)."""
+    partial = partial or f"{target}.{uuid.uuid4().hex}.partial"
+    try:
+        with open(partial, "wb") as handle:
+            handle.write(body)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(partial, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+        raise
+
+
+def fsync_dir(directory: str) -> None:
+    """Make the names in ``directory`` (renames, new entries) durable."""
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 class LocalSink:
     """Video groups written as files below ``root`` (a local store's folder)."""
 
@@ -87,19 +114,7 @@ class LocalSink:
         self.sync_dir(folder)
 
     def _write(self, target: str, body: bytes) -> None:
-        """``body`` to a temporary name, fsynced, then renamed over ``target`` (atomic)."""
-        partial = f"{target}.{uuid.uuid4().hex}.partial"
-        try:
-            with open(partial, "wb") as handle:
-                handle.write(body)
-                if self.sync:
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            os.replace(partial, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(partial)
-            raise
+        replace_atomically(target, body, sync=self.sync)
 
     def sync_tree(self, folder: str) -> None:
         """fsync every file and directory below ``folder`` (deepest first), and ``folder``."""
@@ -115,13 +130,8 @@ class LocalSink:
             self.sync_dir(directory)
 
     def sync_dir(self, directory: str) -> None:
-        if not self.sync:
-            return
-        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        if self.sync:
+            fsync_dir(directory)
 
 
 class ObjectSink:

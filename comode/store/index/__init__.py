@@ -1,7 +1,7 @@
 """The store index: the list of a store's videos, readable in O(1) requests whatever its size.
 
 Derived data, kept beside ``videos/`` in ``index/`` (format: ``schemas/README.md``,
-"Index"; design and measurements: ``docs/scale.md``):
+"Index"; design: ``docs/store.md``, "The index"; measurements: ``docs/performance.md``):
 
 - every writer process appends to its own journal: a ``start`` line before it touches a
   video group (durable first), a ``done`` line after the group's marker is durable

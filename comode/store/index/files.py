@@ -25,7 +25,7 @@ from comode.store import layout
 from comode.store.index.state import FORMAT, Marker
 from comode.store.location import filesystem, is_local, join, local_path
 from comode.store.ownership import process_tag
-from comode.store.sinks import fsync_enabled
+from comode.store.sinks import fsync_dir, fsync_enabled, replace_atomically
 
 INDEX_GROUP = layout.INDEX_GROUP
 SNAPSHOT = "snapshot.json"
@@ -86,18 +86,7 @@ class LocalIndexFiles:
         """``body`` under a temporary name (fsynced), renamed over ``name``, the folder fsynced."""
         self.ensure_group()
         target = os.path.join(self.folder, name)
-        partial = f"{target}.{process_tag()}-{uuid.uuid4().hex[:8]}.partial"
-        try:
-            with open(partial, "wb") as handle:
-                handle.write(body)
-                if self.sync:
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            os.replace(partial, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(partial)
-            raise
+        replace_atomically(target, body, sync=self.sync, partial=_partial_name(target))
         self._sync_folder()
 
     def ensure_group(self) -> None:
@@ -106,13 +95,11 @@ class LocalIndexFiles:
         if os.path.exists(os.path.join(self.folder, "zarr.json")):
             return
         os.makedirs(self.folder, exist_ok=True)
-        partial = os.path.join(self.folder, f"zarr.json.{process_tag()}-{uuid.uuid4().hex[:8]}.partial")
-        with open(partial, "wb") as handle:
-            handle.write(GROUP_METADATA)
-        os.replace(partial, os.path.join(self.folder, "zarr.json"))
+        target = os.path.join(self.folder, "zarr.json")
+        replace_atomically(target, GROUP_METADATA, sync=self.sync, partial=_partial_name(target))
         self._sync_folder()
         if self.sync:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
 
     def create_journal(self, name: str) -> int:
         """A new journal file opened for appending (its name durable before any line is)."""
@@ -188,7 +175,7 @@ class LocalIndexFiles:
 
     def _sync_folder(self) -> None:
         if self.sync:
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
 
 
 class ObjectIndexFiles:
@@ -304,12 +291,10 @@ def _parse_marker(body: bytes) -> Marker:
     return Marker.from_attrs(attrs)
 
 
-def _fsync_dir(folder: str) -> None:
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+def _partial_name(target: str) -> str:
+    """A temporary name for ``target`` that says which process made it (its leftovers are
+    removed once that process is dead: ``build._remove_leftovers``)."""
+    return f"{target}.{process_tag()}-{uuid.uuid4().hex[:8]}.partial"
 
 
 def index_files(url: str, storage_options: dict | None = None) -> LocalIndexFiles | ObjectIndexFiles:
