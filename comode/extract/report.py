@@ -15,6 +15,10 @@ from comode.progress import Progress
 
 logger = logging.getLogger(__name__)
 
+# Failed videos listed by name in the summary: a Kinetics-size run may fail thousands, and
+# a summary is read, not searched (the log and the store have every one).
+SHOWN_FAILURES = 20
+
 
 class ExtractionProgress:
     """Callbacks for ``run_extraction``: the progress of videos (frames/s, failures) and one
@@ -55,6 +59,9 @@ def print_summary(console: Console, summary: ExtractionSummary) -> None:
         failures = Table(title=f"{len(summary.failures)} failed videos (recorded in the store)")
         failures.add_column("video id")
         failures.add_column("reason")
-        for video_id, reason in sorted(summary.failures):
+        for video_id, reason in sorted(summary.failures)[:SHOWN_FAILURES]:
             failures.add_row(video_id, reason)
         console.print(failures)
+        if len(summary.failures) > SHOWN_FAILURES:
+            console.print(f"... and {len(summary.failures) - SHOWN_FAILURES} more: each was logged as it failed, "
+                          "and each failed group carries its reason (attribute 'error')")

@@ -209,3 +209,19 @@ def test_dask_tasks_are_submitted_a_window_at_a_time():
         executor.close()
     assert results == {number: -number for number in range(100)}
     assert first_pulled <= window + 1 and most_held <= window + 1, (first_pulled, most_held, window)
+
+
+def test_the_summary_names_a_few_failures_and_counts_the_rest():
+    """A Kinetics-size run may fail thousands of videos: the summary stays a screen long."""
+    from rich.console import Console
+
+    from comode.extract.pipeline import ExtractionSummary
+    from comode.extract.report import SHOWN_FAILURES, print_summary
+
+    summary = ExtractionSummary(store="s.zarr", executor="test", total=240_000)
+    summary.failures.extend((f"video{n:03d}", "not a readable video") for n in range(SHOWN_FAILURES + 5))
+    console = Console(record=True, width=200)
+    print_summary(console, summary)
+    text = console.export_text()
+    assert f"video{SHOWN_FAILURES - 1:03d}" in text and f"video{SHOWN_FAILURES:03d}" not in text
+    assert "... and 5 more" in text
