@@ -2,7 +2,7 @@
 
 A video's representation (paper, VCOP, CoCLR protocol):
 
-1. the 10 clips of :func:`comode.evaluate.clips.sliding_window_indices` (16 frames,
+1. the 10 clips of :func:`comode.train.frames.sliding_window_indices` (16 frames,
    stride 4, uniformly spread; short videos repeat their last frame),
 2. each clip decoded from the store at its stored size (short side 128), centre-cropped
    to a square of 112/128 of the short side and resized to ``size`` (112): exactly the
@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from comode.evaluate.clips import WindowSpec, sliding_window_indices
+from comode.train.frames import WindowSpec, sliding_window_indices
 from comode.store import Store, open_store
 from comode.store.handle import LazyStore
 from comode.train.transforms import centre_crop_boxes, crop_resize, normalize

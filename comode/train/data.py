@@ -26,7 +26,7 @@ size, mv_size  int                             output sides for augment_batch
 mv_geometry    float32 (4,)                    MV cell (h, w) and MV pixel (h, w) in RGB px
 =============  ==============================  ==========================================
 
-Which frames: :func:`comode.train.sampling.sample_indices`, with a generator seeded from
+Which frames: :func:`comode.train.frames.sample_indices`, with a generator seeded from
 (seed, epoch, index, attempt) -- a sample is a pure function of those, whatever worker or
 process computes it, so runs are reproducible and resumable.
 
@@ -83,7 +83,7 @@ from comode.store.arrays import StoredArray
 from comode.store.handle import LazyStore
 from comode.store.reader import Store, Video
 from comode.train.motion_windows import CAMERA_COMPENSATION, IFRAME_MV, compensate_camera, start_mv_windows
-from comode.train.sampling import ClipSpec, pick_distinct_negatives, sample_indices, window_distance
+from comode.train.frames import ClipSpec, pick_distinct_negatives, sample_indices, window_distance
 from comode.train.transforms import INPUT_NORMALIZATION, AugmentSpec, augment_batch
 
 __all__ = [
@@ -147,7 +147,7 @@ class PretrainDataset(Dataset):
         store_url: comode store URL (any fsspec URL ``open_store`` accepts).
         split: store split name (e.g. "1"); None = every complete video.
         subset: side of ``split`` ("train" / "test"); None = both.
-        spec: which frames a sample uses (:class:`~comode.train.sampling.ClipSpec`).
+        spec: which frames a sample uses (:class:`~comode.train.frames.ClipSpec`).
         seed: with the epoch and the index, the only source of randomness.
         size: output side of the clip / I-frame crops (sent with every sample for
             :func:`~comode.train.transforms.augment_batch`; the dataset does not crop).
@@ -159,7 +159,7 @@ class PretrainDataset(Dataset):
         camera_compensation: "none" or "median" (subtract each frame's median vector),
             see :func:`compensate_camera`.
         negative_min_distance: > 0 replaces hard-negative windows closer than this to the
-            positive (:func:`comode.train.sampling.window_distance`) by others of the video
+            positive (:func:`comode.train.frames.window_distance`) by others of the video
             (:data:`SPARE_NEGATIVES` spare draws per negative); 0 = as drawn.
 
     Attributes:
