@@ -171,8 +171,8 @@ def prepare_clips(clips: Tensor, *, size: int = 112, crop: float = EVAL_CROP) ->
 
 
 # Inference on the CPU runs this many clips per forward pass: the activations of a few clips
-# stay in cache.  Measured at width 1/8, 16x112x112 clips, 2 cores: 8 clips per pass instead
-# of 80 gave r3d_26 31 -> 57 clips/s, c3d 39 -> 62, r21d_26 16 -> 32.  GPUs get the whole batch.
+# stay in cache: 8 clips per pass instead of 80 nearly doubled CPU inference throughput
+# (docs/performance.md).  GPUs get the whole batch.
 CPU_CLIPS_PER_PASS = 8
 
 

@@ -39,18 +39,18 @@ started first and runs in tensorstore's thread while the span is read and decode
    contiguous byte span of ``rgb_stream`` (from the I-frame before the first needed frame)
    and decodes it once.  The chosen I-frame lies within [first - 5, last + 5], so it is
    almost always inside that span (or <= 5 frames past it): decoding it from the stream
-   costs ~0.05 ms, a zarr read of ``iframes[k]`` ~2 ms.  The two are bit-identical (the
+   is far cheaper than a separate read of ``iframes[k]``.  The two are bit-identical (the
    stored I-frames are decoded from the same stream; ``tests/store`` checks it).  Only an
    I-frame more than ``IFRAME_DECODE_REACH`` frames outside the span is read from
    ``iframes``.
 2. ONE read of ``mvs`` for all windows (:func:`comode.train.motion_windows.start_mv_windows`):
    the contiguous range from the first to the last needed frame when it spans at most
-   ``MV_COVER_READ_FRAMES`` frames (always, for videos up to that length: ~3 ms for a
-   300-frame video, where 4 window reads cost ~4.8 ms and an orthogonal read of just the
-   needed frames ~4.2 ms), else that orthogonal read (one call touching only the needed
-   chunks; long videos).
+   ``MV_COVER_READ_FRAMES`` frames (always, for videos up to that length: one covering
+   read beat separate window reads and an orthogonal read of just the needed frames),
+   else that orthogonal read (one call touching only the needed chunks; long videos).
 3. Per-video metadata (``iframe_index``, ``rgb_stream_offsets``, array handles) cached per
-   process in an LRU of ``video_cache`` videos: reading them costs ~3 ms per video.
+   process in an LRU of ``video_cache`` videos: reading them again would cost as much as
+   the sample's own reads.  Read costs: docs/performance.md.
 
 Processes: the store is opened lazily in each process that reads (first ``__getitem__``,
 and again after a fork: :class:`comode.store.handle.LazyStore`), never shared;
@@ -119,7 +119,7 @@ def is_load_error(error: BaseException) -> bool:
 
 
 # An I-frame at most this many frames beyond the decoded span is decoded with it (extra
-# decode ~0.03 ms/frame); farther ones are read from the ``iframes`` array.
+# decoding a frame costs little beside a read); farther ones are read from the ``iframes`` array.
 IFRAME_DECODE_REACH = 12
 # Extra negative windows drawn per hard negative when near-copies are replaced.
 SPARE_NEGATIVES = 2
