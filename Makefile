@@ -13,7 +13,7 @@ STORE ?= data/$(DATASET).zarr
 WORKERS ?=
 EXTRA ?=
 
-.PHONY: install demo demo-data ablation demo-real demo-store extract sample test bench bench-loader bench-writes bench-scale gpu-check pretrain-demo info validate show clean
+.PHONY: install demo demo-data ablation demo-real demo-store extract sample test bench bench-loader bench-writes bench-scale gpu-check pretrain-demo info validate clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

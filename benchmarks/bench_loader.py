@@ -42,7 +42,7 @@ from comode.store import layout
 from comode.train.data import PretrainDataset
 from comode.train.loader import RunLoader, collate, loader_options
 from comode.train.motion_windows import read_mv_windows
-from comode.train.sampling import sample_indices
+from comode.train.frames import sample_indices
 from comode.train.transforms import augment_batch
 
 

@@ -48,7 +48,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from comode.store import open_store
 
-__all__ = ["VARIANTS", "RANDOM_INIT", "DEPARTURES", "Variant", "AblationCell", "variants_for", "run_ablation",
+__all__ = ["VARIANTS", "RANDOM_INIT", "DEPARTURES", "Variant", "AblationCell", "variants_for", "run_ablation", "summarise",
            "ablation_table_rows", "format_table", "decide", "format_decisions"]
 
 RANDOM_INIT = "random init"
@@ -194,7 +194,8 @@ def run_ablation(
     show_progress: bool = False,
     on_cell: Callable[[AblationCell], None] | None = None,
 ) -> list[AblationCell]:
-    """Train and evaluate every (variant, seed); write ``out_dir/ablation.json``.
+    """Train and evaluate every (variant, seed); write ``out_dir/ablation.json`` and
+    ``ablation.md`` (rewritten after every cell).
 
     Args:
         config: the shared pretraining config (YAML, e.g. configs/pretrain/demo_cpu.yaml).
@@ -259,7 +260,14 @@ def run_ablation(
     return cells
 
 
+def summarise(cells: Sequence[AblationCell]) -> tuple[str, str]:
+    """(the Markdown table, the decisions it supports) of the cells measured so far."""
+    rows = ablation_table_rows(cells)
+    return format_table(rows), format_decisions(decide(rows))
+
+
 def _write(path: Path, cells: Sequence[AblationCell], known: Mapping[str, Any], **settings: Any) -> None:
+    """``ablation.json`` (every cell, the table, the decisions) and ``ablation.md`` beside it."""
     rows = ablation_table_rows(cells)
     payload = {
         "settings": {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in settings.items()},
@@ -270,6 +278,8 @@ def _write(path: Path, cells: Sequence[AblationCell], known: Mapping[str, Any], 
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+    table, decisions = summarise(cells)
+    path.with_suffix(".md").write_text(table + "\n\n" + decisions + "\n")
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -2,7 +2,7 @@
 
 A video's representation (paper, VCOP, CoCLR protocol):
 
-1. the 10 clips of :func:`comode.evaluate.clips.sliding_window_indices` (16 frames,
+1. the 10 clips of :func:`comode.train.frames.sliding_window_indices` (16 frames,
    stride 4, uniformly spread; short videos repeat their last frame),
 2. each clip decoded from the store at its stored size (short side 128), centre-cropped
    to a square of 112/128 of the short side and resized to ``size`` (112): exactly the
@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from comode.evaluate.clips import WindowSpec, sliding_window_indices
+from comode.train.frames import WindowSpec, sliding_window_indices
 from comode.store import Store, open_store
 from comode.store.handle import LazyStore
 from comode.train.transforms import centre_crop_boxes, crop_resize, normalize
@@ -171,8 +171,8 @@ def prepare_clips(clips: Tensor, *, size: int = 112, crop: float = EVAL_CROP) ->
 
 
 # Inference on the CPU runs this many clips per forward pass: the activations of a few clips
-# stay in cache.  Measured at width 1/8, 16x112x112 clips, 2 cores: 8 clips per pass instead
-# of 80 gave r3d_26 31 -> 57 clips/s, c3d 39 -> 62, r21d_26 16 -> 32.  GPUs get the whole batch.
+# stay in cache: 8 clips per pass instead of 80 nearly doubled CPU inference throughput
+# (docs/performance.md).  GPUs get the whole batch.
 CPU_CLIPS_PER_PASS = 8
 
 

@@ -5,13 +5,13 @@ gets global average pooling, dropout (0.3) and a linear classifier, and the whol
 is trained with cross-entropy on the train videos of a split:
 
 * **train**: every epoch each train video gives one clip (16 frames, stride 4, uniform
-  random start; short videos repeat their last frame like :mod:`comode.evaluate.clips`),
+  random start; short videos repeat their last frame, :mod:`comode.train.frames`),
   augmented on the training device: random resized crop (area 0.2-1, aspect 3/4-4/3) to
   112, horizontal flip, colour jitter (p 0.8) and grayscale (p 0.2) -- the pretraining
   augmentations without blur (:mod:`comode.train.transforms`).
 * **optimiser**: SGD, momentum 0.9, lr = lr_per_sample x batch (paper: 0.0001 x B on
   UCF101, 0.0002 x B on HMDB51), cosine decay over all steps (optional linear warm-up).
-* **test**: the 10 sliding-window clips of every test video (:mod:`comode.evaluate.clips`),
+* **test**: the 10 sliding-window clips of every test video (:mod:`comode.train.frames`),
   centre crop, softmax scores averaged over the clips, top-1 / top-5.
 
 Resumable like pretraining: ``last.pt`` (atomic, weights_only-safe) after every epoch;
@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from comode.evaluate.accuracy import top_k_accuracy
-from comode.evaluate.clips import WindowSpec
+from comode.train.frames import RandomClipIndices, WindowSpec
 from comode.evaluate.features import (VideoClips, default_device, forward_in_passes, prepare_clips, split_videos,
                                       usable_batches)
 from comode.progress import Progress
@@ -51,7 +51,7 @@ from comode.train.transforms import (AugmentSpec, UniformDraws, colour_jitter, c
                                      random_crop_boxes)
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "load_finetune_config", "VideoClassifier", "augment_clips",
-           "run_finetune", "RandomClip"]
+           "run_finetune"]
 
 # Fields that may change on --resume: how far this invocation goes and how data is fed.
 RESUMABLE = frozenset({"stop_after_epoch", "workers", "test_videos_per_batch"})
@@ -130,19 +130,6 @@ class VideoClassifier(nn.Module):
 
     def forward(self, clip: Tensor) -> Tensor:
         return self.fc(self.dropout(self.vnet(clip).mean(dim=(2, 3, 4))))
-
-
-class RandomClip:
-    """One training clip per video: uniform random start, stride 4 (picklable for workers)."""
-
-    def __init__(self, *, seed: int, epoch: int, window: WindowSpec) -> None:
-        self.seed, self.epoch, self.window = seed, epoch, window
-
-    def __call__(self, num_frames: int, index: int) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, _STREAM_CLIPS, self.epoch, index])
-        start = int(rng.integers(0, max(0, num_frames - self.window.span) + 1))
-        offsets = np.arange(self.window.frames, dtype=np.int64) * self.window.stride
-        return np.minimum(start + offsets, num_frames - 1)[None]  # (1, frames)
 
 
 def augment_clips(clips: Tensor, *, generator: torch.Generator, size: int = 112, min_crop_area: float = 0.2,
@@ -292,7 +279,7 @@ def _train_epoch(model: VideoClassifier, optimizer, scheduler, *, store: str, tr
     generator = torch.Generator().manual_seed(derive_seed(config.seed, _STREAM_ORDER, epoch))
     order = torch.randperm(len(train_ids), generator=generator)
     ordered = [train_ids[i] for i in order.tolist()]
-    dataset = VideoClips(store, ordered, clip_indices=RandomClip(seed=config.seed, epoch=epoch, window=WindowSpec()))
+    dataset = VideoClips(store, ordered, clip_indices=RandomClipIndices(key=(config.seed, _STREAM_CLIPS, epoch), window=WindowSpec()))
     augment_generator = torch.Generator(device=device).manual_seed(derive_seed(config.seed, _STREAM_AUGMENT, epoch))
     torch.manual_seed(derive_seed(config.seed, _STREAM_DROPOUT, epoch))
     losses, correct, seen, started = [], 0, 0, time.perf_counter()

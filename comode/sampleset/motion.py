@@ -81,7 +81,7 @@ def near_duplicate_share(clips: Sequence[ClipPlan], *, window: int = 8, threshol
     velocities: a negative is a near-copy when the RMS difference of the per-frame motion
     of every object over the window (centre displacement and rim growth, px/frame) is below
     ``threshold`` times the positive's RMS motion.  Windows are drawn like the pretraining
-    sampler (:func:`comode.train.sampling.sample_indices` with the given layout): the
+    sampler (:func:`comode.train.frames.sample_indices` with the given layout): the
     positive ``gap`` frames after a clip of span ``clip_span``, the negatives anywhere that
     does not overlap it; ``draws`` samples per clip."""
     rng = np.random.default_rng(seed)

@@ -355,9 +355,9 @@ def channels_last_on_cpu(x: Tensor) -> Tensor:
     """A 5-D CPU input (B, C, T, H, W) in channels-last-3d memory; anything else unchanged.
 
     Why: oneDNN's 3-D convolutions run faster on it, and the layout carries through the
-    network.  Measured at width 1/8, batch 8x3x16x112x112, forward + backward on 2 CPU
-    cores: r3d_26 945 -> 680 ms, c3d 700 -> 463 ms, r21d_26 unchanged, M-Net r3d_10 (MV
-    windows 32x2x8x32x32) 100 -> 86 ms.  GPU inputs are left alone: not measured there.
+    network: faster forward + backward for r3d_26, c3d and the M-Network on 2 CPU cores,
+    r21d_26 unchanged (figures: docs/performance.md).  GPU inputs are left alone: not
+    measured there.
     Values are the same up to float32 summation order, but that order then depends on the
     batch size, so two ranks of half a batch drift from one process faster (2.5e-3 vs
     5.7e-5 in gradient norm after 2 steps).  ``COMODE_CPU_CHANNELS_LAST=0`` keeps the default

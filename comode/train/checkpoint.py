@@ -127,7 +127,7 @@ def _first_crc_mismatch(path: Path) -> str | None:
 
     ``torch.load`` does not check the CRCs that ``torch.save`` writes: a flipped bit inside a
     tensor's bytes loads silently as a wrong weight (measured).  Checking them costs one
-    sequential read of the file (~20 ms for 2 MB).
+    sequential read of the file, small beside loading it (docs/performance.md).
     """
     try:
         with zipfile.ZipFile(path) as archive:

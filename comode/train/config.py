@@ -158,7 +158,8 @@ class DataConfig:
     # of the clip itself (what the clip shows, no prediction).
     motion_window: Literal["future", "current"] = "future"
     # DataLoader worker processes per rank.  Clip decoding (MPEG-2) is CPU-bound: about one
-    # worker per 8 clips/s of throughput; 0 = load in the training process (debugging).
+    # worker per few clips/s of throughput (docs/performance.md); 0 = load in the training
+    # process (debugging).
     workers: int = 8
     # Frames of the training clip and their stride (paper and authors' code: 16 x 4, about
     # 2.4 s at 25 fps).  Evaluation uses the same clip (docs/evaluation.md).

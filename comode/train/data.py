@@ -26,7 +26,7 @@ size, mv_size  int                             output sides for augment_batch
 mv_geometry    float32 (4,)                    MV cell (h, w) and MV pixel (h, w) in RGB px
 =============  ==============================  ==========================================
 
-Which frames: :func:`comode.train.sampling.sample_indices`, with a generator seeded from
+Which frames: :func:`comode.train.frames.sample_indices`, with a generator seeded from
 (seed, epoch, index, attempt) -- a sample is a pure function of those, whatever worker or
 process computes it, so runs are reproducible and resumable.
 
@@ -39,18 +39,18 @@ started first and runs in tensorstore's thread while the span is read and decode
    contiguous byte span of ``rgb_stream`` (from the I-frame before the first needed frame)
    and decodes it once.  The chosen I-frame lies within [first - 5, last + 5], so it is
    almost always inside that span (or <= 5 frames past it): decoding it from the stream
-   costs ~0.05 ms, a zarr read of ``iframes[k]`` ~2 ms.  The two are bit-identical (the
+   is far cheaper than a separate read of ``iframes[k]``.  The two are bit-identical (the
    stored I-frames are decoded from the same stream; ``tests/store`` checks it).  Only an
    I-frame more than ``IFRAME_DECODE_REACH`` frames outside the span is read from
    ``iframes``.
 2. ONE read of ``mvs`` for all windows (:func:`comode.train.motion_windows.start_mv_windows`):
    the contiguous range from the first to the last needed frame when it spans at most
-   ``MV_COVER_READ_FRAMES`` frames (always, for videos up to that length: ~3 ms for a
-   300-frame video, where 4 window reads cost ~4.8 ms and an orthogonal read of just the
-   needed frames ~4.2 ms), else that orthogonal read (one call touching only the needed
-   chunks; long videos).
+   ``MV_COVER_READ_FRAMES`` frames (always, for videos up to that length: one covering
+   read beat separate window reads and an orthogonal read of just the needed frames),
+   else that orthogonal read (one call touching only the needed chunks; long videos).
 3. Per-video metadata (``iframe_index``, ``rgb_stream_offsets``, array handles) cached per
-   process in an LRU of ``video_cache`` videos: reading them costs ~3 ms per video.
+   process in an LRU of ``video_cache`` videos: reading them again would cost as much as
+   the sample's own reads.  Read costs: docs/performance.md.
 
 Processes: the store is opened lazily in each process that reads (first ``__getitem__``,
 and again after a fork: :class:`comode.store.handle.LazyStore`), never shared;
@@ -83,7 +83,7 @@ from comode.store.arrays import StoredArray
 from comode.store.handle import LazyStore
 from comode.store.reader import Store, Video
 from comode.train.motion_windows import CAMERA_COMPENSATION, IFRAME_MV, compensate_camera, start_mv_windows
-from comode.train.sampling import ClipSpec, pick_distinct_negatives, sample_indices, window_distance
+from comode.train.frames import ClipSpec, pick_distinct_negatives, sample_indices, window_distance
 from comode.train.transforms import INPUT_NORMALIZATION, AugmentSpec, augment_batch
 
 __all__ = [
@@ -119,7 +119,7 @@ def is_load_error(error: BaseException) -> bool:
 
 
 # An I-frame at most this many frames beyond the decoded span is decoded with it (extra
-# decode ~0.03 ms/frame); farther ones are read from the ``iframes`` array.
+# decoding a frame costs little beside a read); farther ones are read from the ``iframes`` array.
 IFRAME_DECODE_REACH = 12
 # Extra negative windows drawn per hard negative when near-copies are replaced.
 SPARE_NEGATIVES = 2
@@ -147,7 +147,7 @@ class PretrainDataset(Dataset):
         store_url: comode store URL (any fsspec URL ``open_store`` accepts).
         split: store split name (e.g. "1"); None = every complete video.
         subset: side of ``split`` ("train" / "test"); None = both.
-        spec: which frames a sample uses (:class:`~comode.train.sampling.ClipSpec`).
+        spec: which frames a sample uses (:class:`~comode.train.frames.ClipSpec`).
         seed: with the epoch and the index, the only source of randomness.
         size: output side of the clip / I-frame crops (sent with every sample for
             :func:`~comode.train.transforms.augment_batch`; the dataset does not crop).
@@ -159,7 +159,7 @@ class PretrainDataset(Dataset):
         camera_compensation: "none" or "median" (subtract each frame's median vector),
             see :func:`compensate_camera`.
         negative_min_distance: > 0 replaces hard-negative windows closer than this to the
-            positive (:func:`comode.train.sampling.window_distance`) by others of the video
+            positive (:func:`comode.train.frames.window_distance`) by others of the video
             (:data:`SPARE_NEGATIVES` spare draws per negative); 0 = as drawn.
 
     Attributes:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Protocol
 from torch import Tensor
 
 from comode.train.config import PretrainConfig
-from comode.train.sampling import ClipSpec
+from comode.train.frames import ClipSpec
 
 __all__ = ["EpochDataset", "Augment", "TrainingData", "clip_spec", "open_store_data"]
 

@@ -4,8 +4,8 @@ gets, and the DataLoader that decodes them in worker processes.
 Processes: loader workers start with the "forkserver" method: they fork from a clean
 single-threaded server process (tensorstore and zarr run I/O threads in any process that
 has read a store, and a process-wide FFmpeg object with its own threads deadlocked a
-forked worker once -- measured), start in ~0.3 s (the server itself once, ~1.5 s) and
-persist across epochs.  Batches are collated with :func:`collate` (channels-last
+forked worker once -- measured), start faster than spawned ones and persist across
+epochs (start-up costs: docs/performance.md).  Batches are collated with :func:`collate` (channels-last
 stacking: a plain memcpy instead of default_collate's strided copy).
 
 With "forkserver" the main module is imported by the workers' server: a script must
@@ -76,7 +76,7 @@ class RunLoader:
     """The run's one DataLoader; :meth:`epoch` points it at an epoch (and a resume position).
 
     Worker processes persist across epochs (they would otherwise be started again for
-    every epoch: ~0.3 s plus a cold cache each time, which dominates short epochs): the
+    every epoch, with a cold cache each time, which dominates short epochs): the
     sampler is in this process, and the dataset's epoch is shared memory
     (``EpochDataset.set_epoch``), so re-iterating the same loader is enough.  The loader
     benchmark (``benchmarks/bench_loader.py``) measures this same loader.
@@ -130,7 +130,7 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """default_collate, except that ``clip`` / ``iframe`` are stacked in their decoded
     channels-last memory (a memcpy, into shared memory in a worker) and returned as
     channels-first views: (B, 3, T, h, w) and (B, 3, h, w), strided.  default_collate
-    would transpose every sample while copying (~0.4 ms per sample more, measured)."""
+    would transpose every sample while copying (measured slower: docs/performance.md)."""
     rest = default_collate([{k: v for k, v in s.items() if k not in _CHANNELS_LAST_KEYS} for s in samples])
     for key in _CHANNELS_LAST_KEYS:
         if key in samples[0]:

@@ -30,6 +30,8 @@ def test_ablation_trains_evaluates_both_label_sets_and_resumes(eval_store, tmp_p
     assert [c["linear_top1"] for c in saved["cells"]] == [c.linear_top1 for c in cells]
     assert [row["variant"] for row in saved["table"]] == ["random init", "context + motion"]
     assert "linear texture" in saved["table"][1]
+    report = (tmp_path / "ablation.md").read_text()  # the table and decisions, written by the library
+    assert "| random init |" in report and "| context + motion |" in report
 
     checkpoint = tmp_path / "context+motion_seed0" / "last.pt"
     written = checkpoint.stat().st_mtime_ns

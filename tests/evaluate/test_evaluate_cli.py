@@ -98,7 +98,7 @@ def test_finetune_cli_stop_and_resume_with_the_runs_config(eval_store, tmp_path)
 def test_default_output_folders():
     from pathlib import Path
 
-    from comode.cli import _eval_out
+    from comode.cli.evaluate import _eval_out
 
     common = dict(backbone="r3d_26", width_multiplier=0.125, seed=3)
     assert _eval_out(None, "runs/x/epoch_010.pt", "data/ucf101.zarr", **common) == Path("runs/x/eval/epoch_010/ucf101")
@@ -109,13 +109,10 @@ def test_default_output_folders():
     assert _eval_out(Path("mine"), "random", "x.zarr", **common) == Path("mine")
 
 
-def test_ablation_without_the_repository_config_asks_for_one(eval_store, tmp_path, monkeypatch):
-    """Installed from a wheel there is no configs/ folder: the default config is missing and the
-    command says what to pass instead of failing on a path."""
-    import comode.cli
-
-    monkeypatch.setattr(comode.cli, "_DEMO_CONFIG", tmp_path / "configs" / "pretrain" / "demo_cpu.yaml")
+def test_ablation_asks_for_its_config(eval_store, tmp_path):
+    """The variants are departures from one pretraining config: without --config the command
+    says so (an installed wheel has no configs/ folder to fall back on)."""
     result = run("evaluate", "ablation", "--store", eval_store, "--out", tmp_path / "ablation")
     assert result.returncode == 2, result.stdout
-    assert "ships with the repository" in result.stderr and "--config" in result.stderr
+    assert "--config" in result.stderr
     assert not (tmp_path / "ablation" / "ablation.json").exists()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from comode.evaluate.clips import WindowSpec, sliding_window_indices
+from comode.train.frames import WindowSpec, sliding_window_indices
 from comode.evaluate.features import (CPU_CLIPS_PER_PASS, VideoClips, cached_features, extract_features,
                                       pooled_features, prepare_clips, split_features)
 from comode.evaluate.source import ModelSource

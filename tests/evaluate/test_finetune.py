@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from comode.evaluate.finetune import RandomClip, augment_clips, load_finetune_config, run_finetune
-from comode.evaluate.clips import WindowSpec
+from comode.evaluate.finetune import _STREAM_CLIPS, augment_clips, load_finetune_config, run_finetune
+from comode.train.frames import RandomClipIndices, WindowSpec
 from comode.store import open_store
 from comode.train.checkpoint import load_checkpoint
 from comode.train.config import ConfigError
@@ -26,12 +26,12 @@ def test_config_yaml_and_overrides(tmp_path):
 
 
 def test_random_training_clip_and_augmentation():
-    clip = RandomClip(seed=0, epoch=0, window=WindowSpec())
+    clip = RandomClipIndices(key=(0, _STREAM_CLIPS, 0), window=WindowSpec())
     long, short = clip(200, 3), clip(20, 3)
     assert long.shape == (1, 16) and (long[0, 1:] - long[0, :-1] == 4).all() and long.max() < 200
     assert short[0].tolist() == [0, 4, 8, 12, 16] + [19] * 11
     assert (clip(200, 3) == long).all()  # a pure function of (seed, epoch, index)
-    other_epochs = [RandomClip(seed=0, epoch=e, window=WindowSpec())(200, 3) for e in range(1, 4)]
+    other_epochs = [RandomClipIndices(key=(0, _STREAM_CLIPS, e), window=WindowSpec())(200, 3) for e in range(1, 4)]
     assert any((other != long).any() for other in other_epochs)
     clips = torch.randint(0, 256, (2, 3, 16, 128, 170), dtype=torch.uint8)
     a = augment_clips(clips, generator=torch.Generator().manual_seed(1))

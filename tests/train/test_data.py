@@ -24,7 +24,7 @@ from comode.store import open_store
 from comode.train.data import MAX_ATTEMPTS, PretrainDataset, is_load_error
 from comode.train.loader import RunLoader, collate, loader_options
 from comode.train.motion_windows import compensate_camera, read_mv_windows
-from comode.train.sampling import sample_indices
+from comode.train.frames import sample_indices
 from comode.train.transforms import AugmentSpec, augment_batch
 
 # Synthetic videos at the MV-frame size (340x256), so source pixels are MV-frame pixels.

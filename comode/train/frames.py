@@ -1,6 +1,16 @@
-"""Which frames one pretraining sample uses: pure index arithmetic, no I/O.
+"""Which frames a clip uses: every policy of comode in one place, pure index arithmetic.
 
-One sample of a video with T frames and I-frames at ``iframe_index`` (K,) is::
+* **pretraining** (:func:`sample_indices`): one sample = a clip, an I-frame near it, the
+  motion-vector window after it and hard-negative windows of the same video;
+* **test clips** (:func:`sliding_window_indices`): the paper's 10 clips on a uniform
+  sliding window over the whole video (retrieval, linear probe, finetuning's test);
+* **finetuning's training clip** (:class:`RandomClipIndices`): one clip per video and
+  epoch at a uniform random start.
+
+Nothing here reads a store: a policy maps (number of frames, I-frame positions, a seed)
+to frame numbers, so it is testable without video and identical in every process.
+
+Pretraining: one sample of a video with T frames and I-frames at ``iframe_index`` (K,) is::
 
     clip        16 frames, stride 4            what the V-Network sees
     I-frame     one I-frame near the clip      context key (paper Sec. 3.2)
@@ -21,6 +31,17 @@ rest; the clip can skip frames because the V-Network infers motion from appearan
 Everything random comes from the ``np.random.Generator`` passed in, in a fixed order, so
 a sample is a pure function of (num_frames, iframe_index, spec, generator state).
 
+Test clips: ``clips`` = 10 clips taken with a uniform sliding window over the whole video,
+each with the pretraining layout (16 frames, stride 4, so one clip spans 61 frames).
+Long videos (T >= span): the 10 clip starts are evenly spaced from the first possible
+start to the last one, ``round(linspace(0, T - span, 10))`` (``np.rint``, halves to even),
+so the first clip starts at frame 0 and the last clip ends on frame T - 1.  Example,
+T = 100: starts 0, 4, 9, 13, 17, 22, 26, 30, 35, 39.  When T - span < 9, some consecutive
+starts coincide (T = 61: all ten clips are 0, 4, ..., 60).  Short videos (T < span): no
+frame is invented and no video is dropped: every clip starts at 0, keeps the stride, and
+frame numbers past the end are clamped to T - 1 (the last frame repeats).  Example,
+T = 30: every clip is 0, 4, ..., 28, 29, 29, ..., 29.  All ten clips are then identical.
+
 Shape alphabet: T frames of the video, K I-frames, N negative windows.
 """
 
@@ -30,7 +51,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ClipSpec", "MOTION_WINDOWS", "SampleIndices", "sample_indices", "window_distance", "pick_distinct_negatives"]
+__all__ = ["ClipSpec", "MOTION_WINDOWS", "SampleIndices", "sample_indices", "window_distance", "pick_distinct_negatives",
+           "WindowSpec", "sliding_window_indices", "RandomClipIndices"]
 
 MOTION_WINDOWS = ("future", "current")
 
@@ -267,3 +289,64 @@ def pick_distinct_negatives(distances: np.ndarray, count: int, min_distance: flo
     near = [int(i) for i in np.argsort(-distances, kind="stable") if distances[i] < min_distance]
     kept = near[:count - len(chosen)]
     return np.array(sorted(chosen + kept), dtype=np.int64), len(kept)
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """The test-time clip layout (defaults: the paper's protocol, the pretraining clip)."""
+
+    # Clips per video, spread uniformly over it (paper / VCOP / CoCLR: 10).
+    clips: int = 10
+    # Frames per clip and their stride: the pretraining clip (16 x 4), so the network sees
+    # the same temporal scale it was trained on.
+    frames: int = ClipSpec.frames
+    stride: int = ClipSpec.stride
+
+    def __post_init__(self) -> None:
+        for name in ("clips", "frames", "stride"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"WindowSpec.{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def span(self) -> int:
+        """Frames from a clip's first to its last frame, inclusive (61 by default)."""
+        return (self.frames - 1) * self.stride + 1
+
+
+def sliding_window_indices(num_frames: int, spec: WindowSpec = WindowSpec()) -> np.ndarray:
+    """(clips, frames) int64 frame numbers of a video's test clips, all in [0, T).
+
+    See the module docstring ("Test clips") for the rule (even starts for long videos, clamping to the
+    last frame for videos shorter than one clip).
+
+    Raises:
+        ValueError: T < 1 (a complete video in a store always has frames).
+    """
+    total = int(num_frames)
+    if total < 1:
+        raise ValueError(f"a video needs at least 1 frame, got {total}")
+    last_start = max(0, total - spec.span)
+    starts = np.rint(np.linspace(0, last_start, spec.clips)).astype(np.int64)
+    offsets = np.arange(spec.frames, dtype=np.int64) * spec.stride
+    return np.minimum(starts[:, None] + offsets[None, :], total - 1)
+
+
+class RandomClipIndices:
+    """One training clip per video and epoch at a uniform random start, with the layout of
+    a :class:`WindowSpec` (finetuning).  Picklable, so DataLoader workers draw the same
+    clip as the main process.
+
+    The clip of video ``index`` is a pure function of (``key``, index): the caller passes
+    ``key`` = (seed, stream, epoch), so every epoch draws new starts and a resumed run
+    draws the same ones.  Short videos repeat their last frame like the test clips.
+    """
+
+    def __init__(self, *, key: tuple[int, ...], window: WindowSpec) -> None:
+        self.key, self.window = tuple(int(k) for k in key), window
+
+    def __call__(self, num_frames: int, index: int) -> np.ndarray:
+        """(1, frames) int64 frame numbers of the clip of video ``index`` (T = num_frames)."""
+        rng = np.random.default_rng([*self.key, index])
+        start = int(rng.integers(0, max(0, num_frames - self.window.span) + 1))
+        offsets = np.arange(self.window.frames, dtype=np.int64) * self.window.stride
+        return np.minimum(start + offsets, num_frames - 1)[None]

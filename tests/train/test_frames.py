@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from comode.train.sampling import ClipSpec, sample_indices, pick_distinct_negatives, window_distance
+from comode.train.frames import ClipSpec, sample_indices, pick_distinct_negatives, window_distance
 
 SPEC = ClipSpec()
 GOP = 12

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from comode.evaluate.clips import WindowSpec, sliding_window_indices
+from comode.train.frames import WindowSpec, sliding_window_indices
 
 
 def test_long_video_starts_evenly_and_covers_the_whole_video():
