@@ -18,6 +18,10 @@ Layout (Zarr v3)::
         rgb_stream_offsets int64 (T + 1,)      byte offset of frame t's packet; last = N
         timestamps      int64  (T,)            source presentation time of frame t, in ticks of the
                                                group's time_base attribute (optional)
+      index/                    derived: the video listing (comode.store.index; schemas/README.md "Index")
+        snapshot.json           the journals merged up to recorded offsets
+        journal-*.jsonl         one writer process's start / done lines
+        claims/<video_id>.json  held by the process writing that group
 """
 
 from __future__ import annotations
@@ -34,6 +38,15 @@ SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_MAJOR}"
 VIDEOS_GROUP = "videos"
 # The index of the videos (derived data, comode.store.index): a group beside videos/.
 INDEX_GROUP = "index"
+INDEX_FORMAT = "comode.index/1"
+INDEX_SNAPSHOT = "snapshot.json"
+INDEX_CLAIMS = "claims"
+# Each write of a video group has its own id (a group attribute, schema_minor >= 3): the
+# index names writes by it.
+WRITE_ID = "write_id"
+# The group attributes an index entry carries: what listing and selecting videos needs
+# (status, split membership, labels, frame count, the failure reason), not the whole group.
+INDEXED_ATTRS = ("status", "source", "label", "class_name", "splits", "labels", "label_names", "frames", "error")
 
 # Per-video status values.  A group whose status is not COMPLETE holds no usable data:
 # a missing chunk of an unfinished group would otherwise read back as zeros ("no motion").

@@ -285,7 +285,7 @@ def write_video(root: zarr.Group | WritableStore, video_id: str, attrs: Mapping[
     ``keep_complete``: leave a group that is already complete alone (another run wrote it)
     and return False.  The write holds the video's claim (:mod:`comode.store.claims`).
     """
-    attrs = {**attrs, "write_id": new_write_id()}
+    attrs = {**attrs, layout.WRITE_ID: new_write_id()}
     files = _encode_group(attrs, _array_specs(arrays))
     marker = files.pop("zarr.json")
     writing = {"zarr.json": group_metadata({**attrs, "status": layout.STATUS_WRITING}), **files}
@@ -305,13 +305,13 @@ def _write_group(store: WritableStore, video_id: str, attrs: Mapping[str, Any], 
         if keep_complete and previous is not None and previous.attrs.get("status") == layout.STATUS_COMPLETE:
             return False
         journal = journal_for(store.url, store.storage_options)
-        journal.start(video_id, attrs["write_id"], replaces=previous.write if previous is not None else None)
+        journal.start(video_id, attrs[layout.WRITE_ID], replaces=previous.write if previous is not None else None)
         sink = store.sink()
         sink.clear(path)
         if files:
             sink.put(path, files)
         sink.put_marker(path, marker)
-        journal.done(video_id, attrs["write_id"], attrs=attrs, nbytes=sum(map(len, files.values())) + len(marker))
+        journal.done(video_id, attrs[layout.WRITE_ID], attrs=attrs, nbytes=sum(map(len, files.values())) + len(marker))
     return True
 
 
@@ -348,5 +348,5 @@ def write_failure(root: zarr.Group | WritableStore, video_id: str, attrs: Mappin
                   keep_complete: bool = False) -> bool:
     """Record a video that could not be extracted, with its reason, and no arrays
     (``keep_complete``: not over a group that is complete; returns False then)."""
-    attrs = {**attrs, "write_id": new_write_id(), "status": layout.STATUS_FAILED, "error": reason}
+    attrs = {**attrs, layout.WRITE_ID: new_write_id(), "status": layout.STATUS_FAILED, "error": reason}
     return _write_group(_writable(root), video_id, attrs, {}, group_metadata(attrs), keep_complete=keep_complete)

@@ -28,8 +28,8 @@ from comode.store.ownership import process_tag
 from comode.store.sinks import fsync_dir, fsync_enabled, replace_atomically
 
 INDEX_GROUP = layout.INDEX_GROUP
-SNAPSHOT = "snapshot.json"
-CLAIMS = "claims"
+SNAPSHOT = layout.INDEX_SNAPSHOT
+CLAIMS = layout.INDEX_CLAIMS
 _JOURNAL = re.compile(r"^journal-(?P<tag>.+)-(?P<nonce>[0-9a-f]{8})-(?P<seq>\d{6})\.jsonl$")
 GROUP_METADATA = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {
     "index": FORMAT, "about": "the video listing of this store, derived from videos/ (schemas/README.md, 'Index')"}},

@@ -29,11 +29,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 from comode.store import layout
 
-FORMAT = "comode.index/1"
+FORMAT = layout.INDEX_FORMAT
 
-# The group attributes an index entry carries: what listing and selecting videos needs
-# (status, split membership, labels, frame count, the failure reason), not the whole group.
-INDEXED_ATTRS = ("status", "source", "label", "class_name", "splits", "labels", "label_names", "frames", "error")
+INDEXED_ATTRS = layout.INDEXED_ATTRS
 
 # Index-only statuses of groups seen by reading them (never written by a writer):
 # a group folder whose zarr.json does not parse, and a folder without zarr.json.
@@ -57,7 +55,7 @@ class Marker:
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any]) -> "Marker":
-        return cls(str(attrs.get("write_id") or LEGACY_WRITE), indexed(attrs))
+        return cls(str(attrs.get(layout.WRITE_ID) or LEGACY_WRITE), indexed(attrs))
 
     @classmethod
     def unreadable(cls, reason: str) -> "Marker":
