@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,12 +77,17 @@ def test_extract_validate_pretrain_and_retrieve_on_s3(s3_env, videos, tmp_path):
     assert ran.returncode == 0, ran.stderr
     keys = {item["Key"] for item in client.list_objects_v2(Bucket=BUCKET, Prefix="x.zarr/")["Contents"]}
     assert "x.zarr/zarr.json" in keys and "x.zarr/videos/train__right__a.avi/mvs/zarr.json" in keys
+    assert "x.zarr/index/snapshot.json" in keys  # the run consolidated its journals into the index
     again = _comode(env, "extract", "--dataset", "folder", "--root", videos, "--out", store, "--workers", "0")
     assert again.returncode == 0 and "6 already complete" in again.stderr  # resumes: reads the store back
     assert "extract: 6/6 videos (100.0%)" in (Path(env["HOME"]) / "x.zarr.log").read_text()
 
     ran = _comode(env, "store", "validate", store, "--data")
     assert ran.returncode == 0 and "valid" in ran.stdout, ran.stderr
+    assert "index: matches the groups" in ran.stdout
+    ran = _comode(env, "store", "info", store)  # listed from the index on S3, not by reading every group
+    assert ran.returncode == 0 and re.search(r"listed from\s+index", ran.stdout) and "index" not in ran.stderr, \
+        ran.stdout + ran.stderr
 
     run = tmp_path / "run"
     ran = _comode(env, "train", "pretrain", "--store", store, "--config", REPO / "configs/pretrain/tiny_cpu.yaml",
