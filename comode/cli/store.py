@@ -54,8 +54,8 @@ def store_validate(
 def store_reindex(store: str = typer.Argument(..., help="Store path or URL.")) -> None:
     """Rebuild a store's index from its video groups (a store assembled, copied or edited by hand).
 
-    Reads every group's metadata (minutes for 100k+ videos); writes under way in other
-    processes stay as their journals say."""
+    Reads every group's metadata (O(videos): docs/performance.md has the figures); writes
+    under way in other processes stay as their journals say."""
     from comode.store.index import reindex
     from comode.store.reader import open_store
 

@@ -31,9 +31,9 @@ from comode.store.index.files import LocalIndexFiles, ObjectIndexFiles, index_fi
 from comode.store.index.state import indexed
 from comode.store.ownership import process_tag
 
-# Lines per object-store segment: each line re-PUTs its segment (avg. 128 lines x ~250 B =
-# 32 KB), a few % of a video group's upload; readers fetch one object per 256 lines written
-# since the last snapshot.
+# Lines per object-store segment: each line re-PUTs its segment (on average 128 lines of
+# ~250 B: small beside the group it records), and readers fetch one object per 256 lines
+# written since the last snapshot.
 SEGMENT_LINES = 256
 
 
