@@ -72,9 +72,8 @@ class DaskExecutor:
     def map_unordered(self, fn, items, *args):
         """Tasks go to the scheduler a window at a time (:meth:`window`): the client and the
         scheduler hold a few tasks per worker thread, not one per video (all at once, a
-        Kinetics-size run would keep 240k futures and task states in both: memory that
-        grows with the dataset, which this bounds), and a new task is submitted as each
-        one finishes."""
+        Kinetics-size run would keep 240k pending tasks in both, ~10 kB each:
+        docs/performance.md), and a new task is submitted as each one finishes."""
         from dask.distributed import as_completed
 
         # pure=False: a re-run must recompute, never reuse a cached result.
