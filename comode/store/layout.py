@@ -2,7 +2,8 @@
 
 This is the only module that spells array and attribute names; everything else goes
 through :mod:`comode.store.writer` and :mod:`comode.store.reader`.  The same contract is
-written down language-neutrally in ``schemas/`` (JSON Schema + README).
+written down language-neutrally as JSON Schema in ``comode/store/schemas/``, documented in
+the repository's ``schemas/README.md``.
 
 Layout (Zarr v3)::
 

@@ -1,11 +1,11 @@
-"""Validate store attributes against the JSON Schemas in ``schemas/`` (the language-neutral contract)."""
+"""Validate store attributes against the JSON Schemas in ``comode/store/schemas/`` (the language-neutral
+contract, documented in the repository's ``schemas/README.md``)."""
 
 from __future__ import annotations
 
 import json
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -19,12 +19,9 @@ class SchemaError(ValueError):
 
 @lru_cache(maxsize=None)
 def load_schema(name: str) -> dict[str, Any]:
-    """Load ``schemas/<name>.schema.json`` (shipped inside the package as comode/store/schemas)."""
-    packaged = resources.files("comode.store").joinpath("schemas", f"{name}.schema.json")
-    if packaged.is_file():
-        return json.loads(packaged.read_text())
-    repo_copy = Path(__file__).resolve().parents[2] / "schemas" / f"{name}.schema.json"
-    return json.loads(repo_copy.read_text())
+    """Load ``<name>.schema.json``: package data of ``comode.store`` (``comode/store/schemas/``,
+    documented in the repository's ``schemas/README.md``), so an installed wheel has them."""
+    return json.loads(resources.files("comode.store").joinpath("schemas", f"{name}.schema.json").read_text())
 
 
 def _validate(instance: dict[str, Any], schema_name: str, where: str) -> None:

@@ -8,7 +8,6 @@ killed with SIGKILL; the truth they are checked against is what every group's ow
 from __future__ import annotations
 
 import logging
-import os
 import random
 import shutil
 import signal
@@ -24,6 +23,7 @@ from comode.store import open_store
 from comode.store.index import consolidate, list_videos, read_index, reindex
 from comode.store.index.files import index_files
 from comode.store.index.state import EMPTY_WRITE
+from comode.store.schema import load_schema
 from comode.store.validate import validate_store
 
 COMODE = [sys.executable, "-m", "comode"]
@@ -264,7 +264,7 @@ def _plain_listing(url: str) -> dict[str, str]:
 
 
 def test_the_index_files_follow_their_schema_and_plain_json_reads_them(tmp_path):
-    """schemas/index.schema.json describes every journal line and the snapshot; a reader
+    """index.schema.json describes every journal line and the snapshot; a reader
     with nothing but json (the README's recipe) lists what comode lists."""
     import json
 
@@ -272,7 +272,7 @@ def test_the_index_files_follow_their_schema_and_plain_json_reads_them(tmp_path)
 
     url = _store_with_videos(tmp_path, count=4)
     folder = Path(url) / "index"
-    schema = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "index.schema.json").read_text())
+    schema = load_schema("index")
     validator = jsonschema.Draft202012Validator(schema)
     lines = [json.loads(line) for journal in folder.glob("journal-*.jsonl") for line in journal.read_text().splitlines()]
     assert {line["op"] for line in lines} == {"start", "done"}

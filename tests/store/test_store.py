@@ -329,8 +329,8 @@ def test_schemas_are_valid_json_schema_documents():
     import jsonschema
 
     repo = Path(__file__).resolve().parents[2]
-    for name in ("root", "video"):
-        schema = json.loads((repo / "schemas" / f"{name}.schema.json").read_text())
+    for name in ("root", "video", "index"):
+        schema = json.loads((repo / "comode" / "store" / "schemas" / f"{name}.schema.json").read_text())
         jsonschema.Draft202012Validator.check_schema(schema)
 
 
