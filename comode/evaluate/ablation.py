@@ -160,7 +160,7 @@ def _pretext_metrics(metrics_path: Path) -> dict[str, float]:
 
 def _label_sets(store_url: str) -> list[str | None]:
     """The store's label sets (e.g. ["motion", "scene"]); [None] = its primary labels only."""
-    sets = open_store(store_url).dataset.get("label_sets") or {}
+    sets = open_store(store_url).label_sets
     return list(sets) or [None]
 
 

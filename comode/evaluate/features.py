@@ -298,24 +298,6 @@ class SplitFeatures:
     failed: dict[str, str]
 
 
-def split_videos(store: Store, split: str) -> tuple[list[str], list[str]]:
-    """(train ids, test ids) of ``split``; raises ValueError naming the store's splits."""
-    if split not in store.split_names:
-        raise ValueError(f"store {store.url} has no split {split!r}; its splits: {store.split_names or 'none'}")
-    return store.video_ids(split=split, subset="train"), store.video_ids(split=split, subset="test")
-
-
-def label_set_classes(store: Store, label_set: str | None) -> list[str]:
-    """Class names of ``label_set`` (None: the primary labels); ValueError naming the store's sets."""
-    if label_set is None:
-        return store.classes
-    sets = store.dataset.get("label_sets") or {}
-    if label_set not in sets:
-        raise ValueError(f"store {store.url} has no label set {label_set!r}; its label sets: "
-                         f"{sorted(sets) or 'none (only the primary labels)'}")
-    return list(sets[label_set])
-
-
 def relabel(features: FeatureSet, store: Store, label_set: str | None) -> tuple[FeatureSet, int]:
     """The same features with labels from ``label_set`` (None: the primary labels); videos
     without a label there (-1) are left out.  Returns (relabelled set, number left out)."""
@@ -351,8 +333,8 @@ def split_features(
     size = geometry.size if size is None else size
     window = WindowSpec(frames=geometry.frames, stride=geometry.stride) if window is None else window
     store = open_store(store_url).snapshot()  # listed 5-7 times below: one scan
-    train_ids, test_ids = split_videos(store, split)
-    classes = label_set_classes(store, label_set)
+    train_ids, test_ids = store.split(split)
+    classes = store.label_classes(label_set)
     model = source.describe()
     cache = Path(cache_dir) if cache_dir is not None else Path(out_dir) / "features"
     built: list[nn.Module] = []

@@ -36,8 +36,7 @@ from torch import Tensor, nn
 
 from comode.evaluate.accuracy import top_k_accuracy
 from comode.train.frames import RandomClipIndices, WindowSpec
-from comode.evaluate.features import (VideoClips, default_device, forward_in_passes, prepare_clips, split_videos,
-                                      usable_batches)
+from comode.evaluate.features import (VideoClips, default_device, forward_in_passes, prepare_clips, usable_batches)
 from comode.progress import Progress
 from comode.train.checkpoint import (CheckpointError, LAST_CHECKPOINT, capture_rng_state, restore_rng_state,
                                      save_checkpoint)
@@ -183,7 +182,7 @@ def run_finetune(
     out = Path(out_dir)
     torch_device = torch.device(device) if device else default_device()
     opened = open_store(store).snapshot()  # listed several times: one scan
-    split_train, split_test = split_videos(opened, config.split)
+    split_train, split_test = opened.split(config.split)
     attrs = opened.video_attrs()  # unlabelled videos (-1) cannot be trained or scored: left out, counted
     train_ids = [v for v in split_train if int(attrs[v].get("label", -1)) >= 0]
     test_ids = [v for v in split_test if int(attrs[v].get("label", -1)) >= 0]

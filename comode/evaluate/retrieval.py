@@ -128,11 +128,10 @@ def retrieval_hits(query_feats, query_labels, gallery_feats, gallery_labels, k: 
 
 def _same_label(store_url: str, query_ids: Sequence[str], gallery_ids: Sequence[str], label_set: str) -> np.ndarray:
     """(N, G) bool: gallery video g has query n's label in ``label_set`` (or either has none)."""
-    from comode.evaluate.features import label_set_classes
     from comode.store import open_store
 
     store = open_store(store_url)
-    label_set_classes(store, label_set)  # a clear error for an unknown label set
+    store.label_classes(label_set)  # a clear error for an unknown label set
     attrs = store.video_attrs()
 
     def labels(ids: Sequence[str]) -> np.ndarray:

@@ -102,6 +102,23 @@ class Store:
         ``scene``); empty for stores with only the primary ``classes``."""
         return {name: list(names) for name, names in (self.dataset.get("label_sets") or {}).items()}
 
+    def split(self, name: str) -> tuple[list[str], list[str]]:
+        """(train ids, test ids) of the complete videos of split ``name``; ValueError naming
+        the store's splits when it has no such split."""
+        if name not in self.split_names:
+            raise ValueError(f"store {self.url} has no split {name!r}; its splits: {self.split_names or 'none'}")
+        return self.video_ids(split=name, subset="train"), self.video_ids(split=name, subset="test")
+
+    def label_classes(self, label_set: str | None = None) -> list[str]:
+        """Class names of ``label_set`` (None: the primary labels, :attr:`classes`); ValueError
+        naming the store's label sets when it has no such set."""
+        if label_set is None:
+            return self.classes
+        if label_set not in self.label_sets:
+            raise ValueError(f"store {self.url} has no label set {label_set!r}; its label sets: "
+                             f"{sorted(self.label_sets) or 'none (only the primary labels)'}")
+        return self.label_sets[label_set]
+
     @property
     def extraction(self) -> dict[str, Any]:
         return self.attrs["extraction"]

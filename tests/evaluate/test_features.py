@@ -191,3 +191,18 @@ def test_a_checkpoint_is_hashed_once_per_version(tmp_path, monkeypatch):
     checkpoint.write_bytes(b"epoch 2")
     os.utime(checkpoint, ns=(0, 10**9))  # a new version even where mtime granularity is coarse
     assert source.file_sha256(checkpoint) == hashlib.sha256(b"epoch 2").hexdigest() and len(reads) == 2
+
+
+def test_store_split_and_label_classes(eval_store):
+    from comode.store import open_store
+
+    store = open_store(eval_store)
+    train, test = store.split("1")
+    assert train and test and not set(train) & set(test)
+    assert sorted(train + test) == sorted(store.video_ids(split="1"))
+    assert store.label_classes() == store.classes
+    assert store.label_classes("texture") == store.label_sets["texture"] != store.classes
+    with pytest.raises(ValueError, match="no split '9'; its splits"):
+        store.split("9")
+    with pytest.raises(ValueError, match="no label set 'nope'; its label sets"):
+        store.label_classes("nope")
