@@ -69,14 +69,14 @@ def root_attributes(dataset: "DatasetIndex", settings: ExtractSettings) -> dict:
     import av
 
     return {
-        "schema": layout.SCHEMA,
+        layout.ATTR_SCHEMA: layout.SCHEMA,
         "schema_minor": layout.SCHEMA_MINOR,
         "created_by": f"comode {__version__}",
-        "dataset": {"name": dataset.name, "root": str(dataset.root), "classes": list(dataset.classes),
-                    "split_names": list(dataset.split_names), "missing": len(dataset.missing),
-                    **({"label_sets": {name: list(names) for name, names in dataset.label_sets.items()}}
+        layout.ATTR_DATASET: {"name": dataset.name, "root": str(dataset.root), layout.DATASET_CLASSES: list(dataset.classes),
+                    layout.DATASET_SPLIT_NAMES: list(dataset.split_names), "missing": len(dataset.missing),
+                    **({layout.DATASET_LABEL_SETS: {name: list(names) for name, names in dataset.label_sets.items()}}
                        if dataset.label_sets else {})},
-        "extraction": {
+        layout.ATTR_EXTRACTION: {
             **settings.store_attrs(),
             "mv_units_per_pixel": layout.MV_UNITS_PER_PIXEL,
             "mv_sign": "dst_minus_src",
@@ -89,7 +89,7 @@ def root_attributes(dataset: "DatasetIndex", settings: ExtractSettings) -> dict:
 def plan_extraction(listing: Listing, videos: Sequence["VideoItem"], *, retry_failed: bool = False) -> ExtractionPlan:
     """What is left to do, by the store's listing (a group whose metadata cannot be read has
     no status: it is redone, and replaced whole)."""
-    statuses = {name: attrs.get("status") for name, attrs in listing.videos.items()}
+    statuses = {name: attrs.get(layout.ATTR_STATUS) for name, attrs in listing.videos.items()}
     todo, complete, failed = [], 0, 0
     for item in videos:
         status = statuses.get(item.video_id)

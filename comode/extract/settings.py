@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import asdict, dataclass
+from comode.store import layout
 
 CODECS = ("mpeg2video", "mpeg4")
 RESIZE_MODES = ("stretch", "crop")
@@ -86,5 +87,5 @@ class ExtractSettings:
         attrs = asdict(self)
         for runtime_only in ("timeout_s", "mv_backend", "memory_limit_mb"):
             attrs.pop(runtime_only)
-        attrs["rgb_codec"] = "mpeg2video"
+        attrs[layout.ATTR_RGB_CODEC] = "mpeg2video"
         return attrs

@@ -30,6 +30,7 @@ from comode.extract.sourceinfo import SourceInfo
 from comode.store import STATUS_COMPLETE, STATUS_FAILED, VideoArrays, write_failure, write_video
 from comode.store.ownership import made_by_dead_local_process, process_tag
 from comode.store.writer import WritableStore, is_store_full, open_root_for_writing, store_full_error
+from comode.store import layout
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ def av_errors() -> type[Exception]:
 
 def item_attrs(item: VideoItem) -> dict[str, Any]:
     """The attributes every video group carries, whatever its outcome."""
-    attrs = {"source": item.source, "label": item.label, "class_name": item.class_name, "splits": dict(item.splits)}
+    attrs = {layout.ATTR_SOURCE: item.source, layout.ATTR_LABEL: item.label, layout.ATTR_CLASS_NAME: item.class_name,
+             layout.ATTR_SPLITS: dict(item.splits)}
     if item.labels:  # extra label sets (dataset format "sample"): indices into root dataset.label_sets
         attrs.update(labels=dict(item.labels), label_names=dict(item.label_names))
     return attrs
@@ -133,9 +135,9 @@ def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
     attrs = {
         **item_attrs(item),
         # One stored frame per decoded source frame (the invariant, schemas/README.md).
-        "source_frames": arrays.num_frames, "frames": arrays.num_frames,
+        "source_frames": arrays.num_frames, layout.ATTR_FRAMES: arrays.num_frames,
         "width": settings.width, "height": settings.height,
-        "rgb_codec": "mpeg2video", "rgb_width": settings.rgb_width, "rgb_height": settings.rgb_height,
+        layout.ATTR_RGB_CODEC: "mpeg2video", "rgb_width": settings.rgb_width, "rgb_height": settings.rgb_height,
         **source_attrs(info),
         "seconds": round(time.perf_counter() - start, 3),
     }
@@ -155,9 +157,9 @@ def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
 def _completed_elsewhere(root: WritableStore, item: VideoItem) -> VideoResult | None:
     """The result of a video whose group is complete already (one small read), else None."""
     marker = root.group_marker(item.video_id)
-    if marker is None or marker.attrs.get("status") != STATUS_COMPLETE:
+    if marker is None or marker.attrs.get(layout.ATTR_STATUS) != STATUS_COMPLETE:
         return None
-    return VideoResult(item.video_id, STATUS_COMPLETE, frames=int(marker.attrs.get("frames", 0)),
+    return VideoResult(item.video_id, STATUS_COMPLETE, frames=int(marker.attrs.get(layout.ATTR_FRAMES, 0)),
                        already_complete=True)
 
 

@@ -27,7 +27,7 @@ class Coverage:
 def mv_block_coverage(store_url: str, *, video_ids: Sequence[str] | None = None) -> Coverage:
     """Measure, on an extracted store, the share of P-frame MV grid cells (16x16 blocks of
     the MV-stream frame) whose vector is not (0, 0)."""
-    from comode.store import open_store
+    from comode.store import layout, open_store
 
     store = open_store(store_url)
     ids = list(video_ids) if video_ids is not None else store.video_ids()
@@ -41,7 +41,7 @@ def mv_block_coverage(store_url: str, *, video_ids: Sequence[str] | None = None)
         nonzero = int(np.count_nonzero(np.any(p != 0, axis=1)))
         cells = int(p.shape[0] * p.shape[2] * p.shape[3])
         p_frames, blocks, moving = p_frames + p.shape[0], blocks + cells, moving + nonzero
-        counts = per_label.setdefault(str(video.attrs.get("class_name")), [0, 0])
+        counts = per_label.setdefault(str(video.attrs.get(layout.ATTR_CLASS_NAME)), [0, 0])
         counts[0], counts[1] = counts[0] + nonzero, counts[1] + cells
     return Coverage(videos=len(ids), p_frames=p_frames, blocks=blocks, moving=moving,
                     by_label={k: (m / b if b else 0.0) for k, (m, b) in sorted(per_label.items())})

@@ -19,9 +19,9 @@ def describe_store(url: str) -> Table:
     store = open_store(url)
     listing = store.read_listing()
     attrs = listing.videos
-    by_status = Counter(a.get("status", "missing") for a in attrs.values())
-    complete = [a for a in attrs.values() if a.get("status") == layout.STATUS_COMPLETE]
-    frames = sum(int(a.get("frames", 0)) for a in complete)
+    by_status = Counter(a.get(layout.ATTR_STATUS, "missing") for a in attrs.values())
+    complete = [a for a in attrs.values() if a.get(layout.ATTR_STATUS) == layout.STATUS_COMPLETE]
+    frames = sum(int(a.get(layout.ATTR_FRAMES, 0)) for a in complete)
     table = Table(title=f"{url} ({store.attrs['schema']})", show_header=False, box=None)
     dataset = store.dataset
     table.add_row("dataset", f"{dataset['name']} from {dataset.get('root', '?')}")
@@ -42,7 +42,7 @@ def describe_store(url: str) -> Table:
                                f"1/{extraction['mv_units_per_pixel']} px units, sign {extraction['mv_sign']}")
     table.add_row("RGB stream", f"{extraction['rgb_codec']} {extraction['rgb_width']}x{extraction['rgb_height']}")
     table.add_row("tools", ", ".join(f"{k} {v}" for k, v in extraction.get("tools", {}).items()))
-    failed = sorted((vid, a.get("error", "")) for vid, a in attrs.items() if a.get("status") == layout.STATUS_FAILED)
+    failed = sorted((vid, a.get(layout.ATTR_ERROR, "")) for vid, a in attrs.items() if a.get(layout.ATTR_STATUS) == layout.STATUS_FAILED)
     for vid, error in failed[:20]:
         table.add_row("[red]failed", f"{vid}: {error}")
     if len(failed) > 20:

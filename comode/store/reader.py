@@ -86,21 +86,21 @@ class Store:
 
     @property
     def dataset(self) -> dict[str, Any]:
-        return self.attrs["dataset"]
+        return self.attrs[layout.ATTR_DATASET]
 
     @property
     def classes(self) -> list[str]:
-        return list(self.dataset.get("classes", []))
+        return list(self.dataset.get(layout.DATASET_CLASSES, []))
 
     @property
     def split_names(self) -> list[str]:
-        return list(self.dataset.get("split_names", []))
+        return list(self.dataset.get(layout.DATASET_SPLIT_NAMES, []))
 
     @property
     def label_sets(self) -> dict[str, list[str]]:
         """Extra label sets, name -> class names (e.g. the sample set's ``motion`` and
         ``scene``); empty for stores with only the primary ``classes``."""
-        return {name: list(names) for name, names in (self.dataset.get("label_sets") or {}).items()}
+        return {name: list(names) for name, names in (self.dataset.get(layout.DATASET_LABEL_SETS) or {}).items()}
 
     def split(self, name: str) -> tuple[list[str], list[str]]:
         """(train ids, test ids) of the complete videos of split ``name``; ValueError naming
@@ -121,7 +121,7 @@ class Store:
 
     @property
     def extraction(self) -> dict[str, Any]:
-        return self.attrs["extraction"]
+        return self.attrs[layout.ATTR_EXTRACTION]
 
     @cached_property
     def _videos(self) -> zarr.Group:
@@ -153,10 +153,10 @@ class Store:
         """Sorted ids of videos with ``status`` (None: any), optionally in ``split`` as ``subset``."""
         ids = []
         for name, attrs in self.video_attrs().items():
-            if status is not None and attrs.get("status") != status:
+            if status is not None and attrs.get(layout.ATTR_STATUS) != status:
                 continue
             if split is not None:
-                membership = attrs.get("splits", {}).get(split)
+                membership = attrs.get(layout.ATTR_SPLITS, {}).get(split)
                 if membership is None or (subset is not None and membership != subset):
                     continue
             ids.append(name)
@@ -194,7 +194,7 @@ class Video:
 
     @property
     def status(self) -> str:
-        return self.attrs.get("status", layout.STATUS_WRITING)
+        return self.attrs.get(layout.ATTR_STATUS, layout.STATUS_WRITING)
 
     @property
     def is_complete(self) -> bool:
@@ -202,16 +202,16 @@ class Video:
 
     @property
     def label(self) -> int:
-        return int(self.attrs.get("label", -1))
+        return int(self.attrs.get(layout.ATTR_LABEL, -1))
 
     @property
     def labels(self) -> dict[str, int]:
         """Label per extra label set (index into ``Store.label_sets[name]``; -1 = none)."""
-        return {name: int(value) for name, value in (self.attrs.get("labels") or {}).items()}
+        return {name: int(value) for name, value in (self.attrs.get(layout.ATTR_LABELS) or {}).items()}
 
     @property
     def num_frames(self) -> int:
-        return int(self.attrs["frames"])
+        return int(self.attrs[layout.ATTR_FRAMES])
 
     def array(self, name: str) -> zarr.Array | StoredArray:
         """The array ``name`` (one of ``layout.ARRAY_NAMES``) for reading; lazy like ``mvs``."""
@@ -274,7 +274,7 @@ class Video:
         offsets = self.rgb_stream_offsets
         start, stop = int(offsets[first]), int(offsets[last + 1])
         span = self._array(layout.RGB_STREAM)[start:stop]
-        codec = self.attrs.get("rgb_codec", "mpeg2video")
+        codec = self.attrs.get(layout.ATTR_RGB_CODEC, "mpeg2video")
         order = np.argsort(indices, kind="stable")
         decoded = decode_span(span, offsets[first : last + 2] - start, (indices[order] - first).tolist(),
                               codec=codec, size=size)

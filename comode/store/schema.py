@@ -35,7 +35,7 @@ def _validate(instance: dict[str, Any], schema_name: str, where: str) -> None:
 
 def check_root_attrs(attrs: dict[str, Any], *, where: str) -> None:
     """Refuse unknown schemas and major versions with a clear message, then validate fully."""
-    schema = attrs.get("schema")
+    schema = attrs.get(layout.ATTR_SCHEMA)
     if not isinstance(schema, str) or "/" not in schema:
         raise SchemaError(f"{where}: not a comode store (root attribute 'schema' is {schema!r}, "
                           f"expected {layout.SCHEMA!r})")

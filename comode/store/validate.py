@@ -43,7 +43,7 @@ def validate_store(url: str, *, storage_options: dict | None = None, read_data: 
     for done, (video_id, attrs) in enumerate(groups):
         if on_progress is not None:
             on_progress(done, len(groups))
-        status = attrs.get("status", "missing")
+        status = attrs.get(layout.ATTR_STATUS, "missing")
         report.by_status[status] = report.by_status.get(status, 0) + 1
         report.checked += 1
         try:

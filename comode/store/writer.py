@@ -195,17 +195,17 @@ def create_or_open_root(url: str, *, root_attrs: Mapping[str, Any], storage_opti
         except (FileNotFoundError, zarr.errors.GroupNotFoundError):
             raise ValueError(f"{url} exists and is not a Zarr store; choose another output store") from None
     existing = root.attrs.asdict()
-    if existing.get("schema") != root_attrs.get("schema"):
+    if existing.get(layout.ATTR_SCHEMA) != root_attrs.get(layout.ATTR_SCHEMA):
         raise ValueError(f"{url} is not a {root_attrs.get('schema')} store (schema: {existing.get('schema')!r})")
-    old, new = existing.get("extraction", {}), root_attrs.get("extraction", {})
+    old, new = existing.get(layout.ATTR_EXTRACTION, {}), root_attrs.get(layout.ATTR_EXTRACTION, {})
     differing = sorted(k for k in set(old) | set(new) if k != "tools" and old.get(k) != new.get(k))
     if differing:
         details = ", ".join(f"{k}: store={old.get(k)!r} now={new.get(k)!r}" for k in differing)
         raise ValueError(f"{url} was extracted with other settings ({details}); use another output store")
     # The dataset description may grow (new videos, new classes): the newest run describes
     # it.  Rewrite only on change, so that a run with nothing to do writes nothing.
-    if existing.get("dataset") != root_attrs["dataset"]:
-        root.attrs.update({"dataset": dict(root_attrs["dataset"])})
+    if existing.get(layout.ATTR_DATASET) != root_attrs[layout.ATTR_DATASET]:
+        root.attrs.update({layout.ATTR_DATASET: dict(root_attrs[layout.ATTR_DATASET])})
     root.require_group(layout.VIDEOS_GROUP)
     if _is_local(url, storage_options) and not made_by_another_run:  # that run may be writing its metadata now
         _remove_interrupted_metadata_writes(local_path(url))
@@ -288,8 +288,8 @@ def write_video(root: zarr.Group | WritableStore, video_id: str, attrs: Mapping[
     attrs = {**attrs, layout.WRITE_ID: new_write_id()}
     files = _encode_group(attrs, _array_specs(arrays))
     marker = files.pop("zarr.json")
-    writing = {"zarr.json": group_metadata({**attrs, "status": layout.STATUS_WRITING}), **files}
-    return _write_group(_writable(root), video_id, {**attrs, "status": layout.STATUS_COMPLETE}, writing, marker,
+    writing = {"zarr.json": group_metadata({**attrs, layout.ATTR_STATUS: layout.STATUS_WRITING}), **files}
+    return _write_group(_writable(root), video_id, {**attrs, layout.ATTR_STATUS: layout.STATUS_COMPLETE}, writing, marker,
                         keep_complete=keep_complete)
 
 
@@ -302,7 +302,7 @@ def _write_group(store: WritableStore, video_id: str, attrs: Mapping[str, Any], 
     index = index_files(store.url, store.storage_options)
     with claimed(index, video_id):  # no other writer (process, run, host) touches the group meanwhile
         previous = index.read_markers([video_id])[video_id]
-        if keep_complete and previous is not None and previous.attrs.get("status") == layout.STATUS_COMPLETE:
+        if keep_complete and previous is not None and previous.attrs.get(layout.ATTR_STATUS) == layout.STATUS_COMPLETE:
             return False
         journal = journal_for(store.url, store.storage_options)
         journal.start(video_id, attrs[layout.WRITE_ID], replaces=previous.write if previous is not None else None)
@@ -337,7 +337,7 @@ def _encode_group(attrs: Mapping[str, Any], specs) -> dict[str, bytes]:
     async codec pipeline per chunk: 56 ms of CPU per 310-frame video, ~10 ms of it
     compression, against 29 ms this way.  The files are the same bytes (tested).
     """
-    files = {"zarr.json": group_metadata({**attrs, "status": layout.STATUS_COMPLETE})}
+    files = {"zarr.json": group_metadata({**attrs, layout.ATTR_STATUS: layout.STATUS_COMPLETE})}
     for name, data, chunk_rows, compressor in specs:
         files.update({f"{name}/{key}": body
                       for key, body in array_files(data, chunk_rows=chunk_rows, blosc=compressor).items()})
@@ -348,5 +348,5 @@ def write_failure(root: zarr.Group | WritableStore, video_id: str, attrs: Mappin
                   keep_complete: bool = False) -> bool:
     """Record a video that could not be extracted, with its reason, and no arrays
     (``keep_complete``: not over a group that is complete; returns False then)."""
-    attrs = {**attrs, layout.WRITE_ID: new_write_id(), "status": layout.STATUS_FAILED, "error": reason}
+    attrs = {**attrs, layout.WRITE_ID: new_write_id(), layout.ATTR_STATUS: layout.STATUS_FAILED, layout.ATTR_ERROR: reason}
     return _write_group(_writable(root), video_id, attrs, {}, group_metadata(attrs), keep_complete=keep_complete)

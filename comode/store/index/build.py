@@ -140,7 +140,7 @@ def _group_sizes(files: LocalIndexFiles | ObjectIndexFiles, markers: dict[str, M
         return {}
     sizes = {}
     for video, marker in markers.items():
-        if marker is None or marker.attrs.get("status") != layout.STATUS_COMPLETE:
+        if marker is None or marker.attrs.get(layout.ATTR_STATUS) != layout.STATUS_COMPLETE:
             continue
         total = 0
         for folder, _, names in os.walk(os.path.join(files.root, layout.VIDEOS_GROUP, video)):

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from comode.store.index.files import index_files
 from comode.store.index.read import IndexDamaged, compare, read_index
 from comode.store.index.state import EMPTY_WRITE, STATUS_UNREADABLE, IndexState, Marker
+from comode.store import layout
 
 logger = logging.getLogger("comode.store.index")
 
@@ -96,8 +97,8 @@ def assemble(state: IndexState, markers: dict[str, Marker | None], *, gone: froz
             token, attrs, size = (token, live.attrs, live.nbytes) if live is not None else (None, None, None)
         if attrs is None or token == EMPTY_WRITE:
             continue  # no group, or a folder without metadata (not a video yet)
-        if attrs.get("status") == STATUS_UNREADABLE:
-            unreadable[video] = attrs.get("error", "unreadable group metadata")
+        if attrs.get(layout.ATTR_STATUS) == STATUS_UNREADABLE:
+            unreadable[video] = attrs.get(layout.ATTR_ERROR, "unreadable group metadata")
             continue
         videos[video] = attrs
         nbytes = None if nbytes is None or size is None else nbytes + size

@@ -59,12 +59,12 @@ class Marker:
 
     @classmethod
     def unreadable(cls, reason: str) -> "Marker":
-        return cls(UNREADABLE_WRITE, {"status": STATUS_UNREADABLE, "error": reason})
+        return cls(UNREADABLE_WRITE, {layout.ATTR_STATUS: STATUS_UNREADABLE, layout.ATTR_ERROR: reason})
 
     @classmethod
     def empty(cls) -> "Marker":
         """A group folder without ``zarr.json``: a write under way, or one a kill cut short."""
-        return cls(EMPTY_WRITE, {"status": layout.STATUS_WRITING})
+        return cls(EMPTY_WRITE, {layout.ATTR_STATUS: layout.STATUS_WRITING})
 
 
 @dataclass
