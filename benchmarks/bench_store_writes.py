@@ -30,8 +30,7 @@ from pathlib import Path
 import numpy as np
 import tensorstore as ts
 
-from comode.store import VideoArrays, create_or_open_root, open_store, write_video
-from comode.store import layout
+from comode.store import VideoArrays, create_or_open_root, layout, open_store, write_video
 from comode.store.writer import _array_specs, _encode_group, open_root_for_writing
 
 
@@ -55,8 +54,11 @@ def _tensorstore(url: str, video_id: str, attrs: dict, arrays: VideoArrays, *, s
     pending = []
     for name in layout.ARRAY_NAMES:
         metadata = json.loads(files[f"{name}/zarr.json"])
-        store = ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": f"{folder}/{name}/"},
-                         "metadata": metadata}, create=True, context=context).result()
+        store = ts.open(
+            {"driver": "zarr3", "kvstore": {"driver": "file", "path": f"{folder}/{name}/"}, "metadata": metadata},
+            create=True,
+            context=context,
+        ).result()
         data = getattr(arrays, name)
         if data.size:
             pending.append(store.write(data))
@@ -96,8 +98,10 @@ def main() -> None:
     for name, per_video in best.items():
         wall = sum(w for w, _ in per_video.values())
         cpu = sum(c for _, c in per_video.values())
-        print(f"  {name:28s} {1e3 * wall / len(videos):7.2f} ms wall/video  {1e3 * cpu / len(videos):7.2f} ms cpu/video"
-              f"  wall x{wall / base_wall:5.2f} of ours without fsync")
+        print(
+            f"  {name:28s} {1e3 * wall / len(videos):7.2f} ms wall/video  {1e3 * cpu / len(videos):7.2f} ms cpu/video"
+            f"  wall x{wall / base_wall:5.2f} of ours without fsync"
+        )
     shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -105,10 +109,15 @@ def _check_same_files(url: str, video, ways) -> None:
     video_id, attrs, arrays = video
     folder = Path(url) / layout.VIDEOS_GROUP / video_id
     written = []
-    for name, write in ways.items():
+    for _name, write in ways.items():
         write(url, video_id, attrs, arrays)
-        written.append({str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*")
-                        if p.is_file() and p.name != "zarr.json"})
+        written.append(
+            {
+                str(p.relative_to(folder)): p.read_bytes()
+                for p in folder.rglob("*")
+                if p.is_file() and p.name != "zarr.json"
+            }
+        )
     same = all(files == written[0] for files in written[1:]) and len(written[0]) == len(layout.ARRAY_NAMES)
     print(f"chunk and shard files identical all four ways: {same} (metadata: the same JSON, other formatting)")
 

@@ -42,17 +42,23 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from comode.evaluate.ablation_table import METHOD, RANDOM_INIT, AblationCell, ablation_table_rows, decide, summarise
 from comode.store import open_store
 
-__all__ = ["VARIANTS", "RANDOM_INIT", "DEPARTURES", "Variant", "AblationCell", "variants_for", "run_ablation", "summarise",
-           "ablation_table_rows", "format_table", "decide", "format_decisions"]
-
-RANDOM_INIT = "random init"
-METHOD = "context + motion"
+__all__ = [
+    "VARIANTS",
+    "RANDOM_INIT",
+    "DEPARTURES",
+    "Variant",
+    "AblationCell",
+    "variants_for",
+    "run_ablation",
+    "summarise",
+]
 
 
 @dataclass(frozen=True)
@@ -125,30 +131,10 @@ def variants_for(base: Any) -> dict[str, tuple[str, ...] | None]:
     return out
 
 
-@dataclass
-class AblationCell:
-    """One variant x seed: R@1 and linear-probe top-1 per label set, and the pretext
-    accuracies with their blind levels (NaN = not trained)."""
-
-    variant: str
-    seed: int
-    recall_at_1: dict[str, float] = field(default_factory=dict)
-    linear_top1: dict[str, float] = field(default_factory=dict)
-    acc_context: float = math.nan
-    acc_motion: float = math.nan
-    run_dir: str | None = None
-    blind_acc_context: float = math.nan
-    blind_acc_motion: float = math.nan
-    loss_motion: float = math.nan
-    blind_loss_motion: float = math.nan
-    # Scene-disjoint retrieval of the primary labels (a query searches only other scenes).
-    recall_at_1_other_scene: float = math.nan
-
-
 def _pretext_metrics(metrics_path: Path) -> dict[str, float]:
     """Last-quarter means of the pretext accuracies, the motion loss and their blind levels."""
     records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    tail = records[-max(1, int(len(records) * PRETEXT_TAIL)):]
+    tail = records[-max(1, int(len(records) * PRETEXT_TAIL)) :]
 
     def mean(key: str) -> float:
         values = [r[key] for r in tail if r.get(key) is not None and math.isfinite(r[key])]
@@ -164,15 +150,17 @@ def _label_sets(store_url: str) -> list[str | None]:
     return list(sets) or [None]
 
 
-def _pretrain(store_url: str, run_dir: Path, config_path: Path | None, overrides: Sequence[str], *,
-              show_progress: bool) -> Path:
+def _pretrain(
+    store_url: str, run_dir: Path, config_path: Path | None, overrides: Sequence[str], *, show_progress: bool
+) -> Path:
     from comode.train.config import load_config
     from comode.train.loop import run_pretraining
 
     checkpoint = run_dir / "last.pt"
     config = load_config(config_path, overrides)
-    summary = run_pretraining(config, store=store_url, out_dir=run_dir, resume=checkpoint.is_file(),
-                              show_progress=show_progress)
+    summary = run_pretraining(
+        config, store=store_url, out_dir=run_dir, resume=checkpoint.is_file(), show_progress=show_progress
+    )
     return summary.checkpoint
 
 
@@ -223,47 +211,76 @@ def run_ablation(
     label_sets = _label_sets(store_url)
     cells: list[AblationCell] = []
     for name in names:
-        for seed in (floor_seeds if name == RANDOM_INIT and floor_seeds is not None else seeds):
+        for seed in floor_seeds if name == RANDOM_INIT and floor_seeds is not None else seeds:
             cell = AblationCell(variant=name, seed=int(seed))
             overrides = known[name]
             run_dir = out_dir / f"{_slug(name)}_seed{seed}"
             if overrides is None:
                 source = "random"
             else:
-                source = str(_pretrain(store_url, run_dir, config_path, [*base_overrides, *overrides, f"seed={seed}"],
-                                       show_progress=show_progress))
+                source = str(
+                    _pretrain(
+                        store_url,
+                        run_dir,
+                        config_path,
+                        [*base_overrides, *overrides, f"seed={seed}"],
+                        show_progress=show_progress,
+                    )
+                )
                 for key, value in _pretext_metrics(run_dir / "metrics.jsonl").items():
                     setattr(cell, key, value)
             cell.run_dir = str(run_dir)
             # Both evaluations read one feature cache: the network runs once per seed.
-            common = dict(split=split, backbone=base.model.backbone, width_multiplier=base.model.width_multiplier,
-                          seed=int(seed), cache_dir=run_dir / "features", workers=workers,
-                          geometry=ClipGeometry.of_config(base.data))
+            common = dict(
+                split=split,
+                backbone=base.model.backbone,
+                width_multiplier=base.model.width_multiplier,
+                seed=int(seed),
+                cache_dir=run_dir / "features",
+                workers=workers,
+                geometry=ClipGeometry.of_config(base.data),
+            )
             for label_set in label_sets:
                 name_of_set = label_set or "label"
-                retrieval = run_retrieval(store_url, source, out_dir=run_dir / f"retrieval_{name_of_set}",
-                                          picture_queries=0, label_set=label_set, **common)
+                retrieval = run_retrieval(
+                    store_url,
+                    source,
+                    out_dir=run_dir / f"retrieval_{name_of_set}",
+                    picture_queries=0,
+                    label_set=label_set,
+                    **common,
+                )
                 cell.recall_at_1[name_of_set] = float(retrieval.report["metrics"]["R@1"])
-                linear = run_linear(store_url, source, out_dir=run_dir / f"linear_{name_of_set}", label_set=label_set,
-                                    **common)
+                linear = run_linear(
+                    store_url, source, out_dir=run_dir / f"linear_{name_of_set}", label_set=label_set, **common
+                )
                 cell.linear_top1[name_of_set] = float(linear.report["metrics"]["top1"])
             if {"motion", "scene"} <= set(label_sets):
-                disjoint = run_retrieval(store_url, source, out_dir=run_dir / "retrieval_motion_other_scene",
-                                         picture_queries=0, label_set="motion", other_than="scene", **common)
+                disjoint = run_retrieval(
+                    store_url,
+                    source,
+                    out_dir=run_dir / "retrieval_motion_other_scene",
+                    picture_queries=0,
+                    label_set="motion",
+                    other_than="scene",
+                    **common,
+                )
                 cell.recall_at_1_other_scene = float(disjoint.report["metrics"]["R@1"])
             cells.append(cell)
             # Rewritten after every cell: an interrupted ablation keeps what it measured.
-            _write(out_dir / "ablation.json", cells, known, config=str(config_path), base_overrides=base_overrides,
-                   seeds=seeds, floor_seeds=floor_seeds if floor_seeds is not None else seeds, store_url=store_url)
+            _write(
+                out_dir / "ablation.json",
+                cells,
+                known,
+                config=str(config_path),
+                base_overrides=base_overrides,
+                seeds=seeds,
+                floor_seeds=floor_seeds if floor_seeds is not None else seeds,
+                store_url=store_url,
+            )
             if on_cell is not None:
                 on_cell(cell)
     return cells
-
-
-def summarise(cells: Sequence[AblationCell]) -> tuple[str, str]:
-    """(the Markdown table, the decisions it supports) of the cells measured so far."""
-    rows = ablation_table_rows(cells)
-    return format_table(rows), format_decisions(decide(rows))
 
 
 def _write(path: Path, cells: Sequence[AblationCell], known: Mapping[str, Any], **settings: Any) -> None:
@@ -280,137 +297,3 @@ def _write(path: Path, cells: Sequence[AblationCell], known: Mapping[str, Any], 
     path.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
     table, decisions = summarise(cells)
     path.with_suffix(".md").write_text(table + "\n\n" + decisions + "\n")
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return math.nan, math.nan
-    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
-
-
-# Pretext columns of the table, each shown with its blind level (same cell).
-_PRETEXT_COLUMNS = ("acc_context", "acc_motion", "loss_motion")
-
-
-def ablation_table_rows(cells: Sequence[AblationCell]) -> list[dict[str, Any]]:
-    """One row per variant: mean and standard deviation over seeds of each metric (and of
-    the blind level beside each pretext metric, ``blind_<metric>``)."""
-    rows = []
-    for name in dict.fromkeys(c.variant for c in cells):
-        mine = [c for c in cells if c.variant == name]
-        row: dict[str, Any] = {"variant": name, "seeds": len(mine)}
-        for label_set in dict.fromkeys(k for c in mine for k in c.recall_at_1):
-            row[f"R@1 {label_set}"] = _mean_std([c.recall_at_1.get(label_set, math.nan) for c in mine])
-        if any(math.isfinite(c.recall_at_1_other_scene) for c in cells):
-            row["R@1 motion, other scene"] = _mean_std([c.recall_at_1_other_scene for c in mine])
-        for label_set in dict.fromkeys(k for c in mine for k in c.linear_top1):
-            row[f"linear {label_set}"] = _mean_std([c.linear_top1.get(label_set, math.nan) for c in mine])
-        for key in _PRETEXT_COLUMNS:
-            row[key] = _mean_std([getattr(c, key) for c in mine])
-            row[f"blind_{key}"] = _mean_std([getattr(c, f"blind_{key}") for c in mine])
-        rows.append(row)
-    return rows
-
-
-def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """A Markdown table: percentages as mean ± std over seeds, each pretext number with its
-    blind level in brackets; '-' where not applicable."""
-    if not rows:
-        return "(no results)"
-    columns = [k for k in rows[0] if k not in ("variant", "seeds") and not k.startswith("blind_")]
-
-    def number(value: float, percent: bool) -> str:
-        return f"{100 * value:.1f}" if percent else f"{value:.2f}"
-
-    def cell(row: Mapping[str, Any], column: str) -> str:
-        mean, std = row[column]
-        if not math.isfinite(mean):
-            return "-"
-        percent = not column.startswith("loss")
-        text = f"{number(mean, percent)} ± {number(std, percent)}"
-        blind = row.get(f"blind_{column}", (math.nan, math.nan))[0]
-        return f"{text} (blind {number(blind, percent)})" if math.isfinite(blind) else text
-
-    header = ["variant", "seeds", *columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        lines.append("| " + " | ".join([row["variant"], str(row["seeds"]), *(cell(row, c) for c in columns)]) + " |")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------
-# What the table says
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One question answered from the table: is ``better`` above ``worse`` on ``metric``?
-
-    ``verdict``: "yes" (mean difference > 2 standard errors), "no, reversed" (< -2 SE) or
-    "not decided" (within 2 SE either way); SE = sqrt(s_a^2 / n_a + s_b^2 / n_b) from the
-    seeds' sample standard deviations."""
-
-    question: str
-    metric: str
-    better: str
-    worse: str
-    difference: float
-    standard_error: float
-    verdict: str
-
-
-# (question, better variant, worse variant, metrics) -- the paper's claims and checks.
-CLAIMS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
-    ("pretraining beats random init on motion", METHOD, RANDOM_INIT, ("R@1 motion", "linear motion")),
-    ("pretraining beats random init on scene", METHOD, RANDOM_INIT, ("R@1 scene", "linear scene")),
-    ("both tasks beat motion only on motion", METHOD, "motion only", ("R@1 motion", "linear motion")),
-    ("both tasks beat context only on scene", METHOD, "context only", ("R@1 scene", "linear scene")),
-    ("motion prediction adds motion to context matching", METHOD, "context only", ("R@1 motion", "linear motion")),
-    ("context only beats random init on motion (a label leak if so)", "context only", RANDOM_INIT,
-     ("R@1 motion", "linear motion")),
-    ("a future target beats the current one", METHOD, "current motion", ("R@1 motion", "linear motion")),
-    ("InfoNCE beats MSE", METHOD, "MSE on MVs", ("R@1 motion", "linear motion")),
-    ("the pretext tasks beat their measured blind level", METHOD, "blind control", ("acc_motion", "acc_context")),
-)
-
-
-def _compare(question: str, better: Mapping[str, Any], worse: Mapping[str, Any], metric: str) -> Decision | None:
-    if metric not in better or metric not in worse:
-        return None
-    (mean_a, std_a), (mean_b, std_b) = better[metric], worse[metric]
-    if not (math.isfinite(mean_a) and math.isfinite(mean_b)):
-        return None
-    error = math.sqrt(std_a ** 2 / better["seeds"] + std_b ** 2 / worse["seeds"])
-    difference = mean_a - mean_b
-    verdict = "yes" if difference > 2 * error else "no, reversed" if difference < -2 * error else "not decided"
-    return Decision(question, metric, better["variant"], worse["variant"], difference, error, verdict)
-
-
-def decide(rows: Sequence[Mapping[str, Any]]) -> list[Decision]:
-    """The paper's claims (:data:`CLAIMS`) and, for every departure variant, "does the base
-    configuration beat this variant" on motion and scene, for the variants in ``rows``."""
-    by_name = {row["variant"]: row for row in rows}
-    decisions = []
-    for question, better, worse, metrics in CLAIMS:
-        if better in by_name and worse in by_name:
-            decisions += [d for m in metrics if (d := _compare(question, by_name[better], by_name[worse], m))]
-    if METHOD in by_name:
-        for name, row in by_name.items():
-            if "=" in name:
-                question = f"the base configuration beats {name}"
-                decisions += [d for m in ("R@1 motion", "linear motion", "R@1 scene", "linear scene", "acc_motion")
-                              if (d := _compare(question, by_name[METHOD], row, m))]
-    return decisions
-
-
-def format_decisions(decisions: Sequence[Decision]) -> str:
-    """A Markdown table of the decisions (differences in points)."""
-    if not decisions:
-        return "(nothing to decide: the variants of a question are not in the table)"
-    lines = ["| question | metric | difference | 2 SE | verdict |", "|---|---|---|---|---|"]
-    for d in decisions:
-        lines.append(f"| {d.question} | {d.metric} | {100 * d.difference:+.1f} | {200 * d.standard_error:.1f} "
-                     f"| {d.verdict} |")
-    return "\n".join(lines)

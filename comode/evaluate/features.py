@@ -31,20 +31,28 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
 
-from comode.train.frames import WindowSpec, sliding_window_indices
+from comode.evaluate.clips import VideoClips, usable_batches
 from comode.store import Store, open_store
-from comode.store.handle import LazyStore
+from comode.train.frames import WindowSpec
 from comode.train.transforms import centre_crop_boxes, crop_resize, normalize
 
-__all__ = ["FEATURES_FORMAT", "FeatureSet", "VideoClips", "prepare_clips", "pooled_features", "forward_in_passes",
-           "extract_features", "cached_features", "feature_key", "default_device"]
+__all__ = [
+    "FEATURES_FORMAT",
+    "FeatureSet",
+    "prepare_clips",
+    "pooled_features",
+    "forward_in_passes",
+    "extract_features",
+    "cached_features",
+    "feature_key",
+    "default_device",
+]
 
 FEATURES_FORMAT = "comode.features/1"
 # Centre crop of the evaluation view: 112 of the short side 128 (train=False of augment_batch).
@@ -78,8 +86,14 @@ class FeatureSet:
     def save(self, path: Path, *, key: str) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(path.name + ".tmp.npz")
-        np.savez(temporary, format=np.array(FEATURES_FORMAT), key=np.array(key),
-                 video_ids=np.array(self.video_ids, dtype=str), labels=self.labels, features=self.features)
+        np.savez(
+            temporary,
+            format=np.array(FEATURES_FORMAT),
+            key=np.array(key),
+            video_ids=np.array(self.video_ids, dtype=str),
+            labels=self.labels,
+            features=self.features,
+        )
         os.replace(temporary, path)
         return path
 
@@ -90,70 +104,13 @@ class FeatureSet:
             with np.load(path, allow_pickle=False) as data:
                 if str(data["format"]) != FEATURES_FORMAT or str(data["key"]) != key:
                     return None
-                return cls(video_ids=[str(v) for v in data["video_ids"]], labels=data["labels"].astype(np.int64),
-                           features=data["features"].astype(np.float32))
+                return cls(
+                    video_ids=[str(v) for v in data["video_ids"]],
+                    labels=data["labels"].astype(np.int64),
+                    features=data["features"].astype(np.float32),
+                )
         except (OSError, KeyError, ValueError):
             return None
-
-
-class VideoClips(Dataset):
-    """The 10 test clips of each video, as raw uint8 frames (one item per video).
-
-    Item: ``{"index": i, "clips": (clips, 3, T, H, W) uint8 tensor or None, "frames":
-    (clips, T) frame numbers, "label": int, "error": str or None}``.  Opens the store lazily in each process (DataLoader workers).
-    ``clip_indices`` may override the sliding window, e.g. one random clip per video for
-    finetuning: a function (num_frames, index) -> (clips, T) int array.
-    """
-
-    def __init__(self, store_url: str, video_ids: Sequence[str], *, window: WindowSpec = WindowSpec(),
-                 clip_indices: Callable[[int, int], np.ndarray] | None = None) -> None:
-        self.store_url, self.video_ids, self.window = store_url, list(video_ids), window
-        self.clip_indices = clip_indices
-        self._store = LazyStore(store_url)
-
-    def __len__(self) -> int:
-        return len(self.video_ids)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        video_id = self.video_ids[index]
-        label = -1
-        try:
-            video = self._store.get().video(video_id)
-            label = video.label
-            if self.clip_indices is not None:
-                frames = np.asarray(self.clip_indices(video.num_frames, index), dtype=np.int64)
-            else:
-                frames = sliding_window_indices(video.num_frames, self.window)
-            unique, inverse = np.unique(frames, return_inverse=True)
-            decoded = video.decode_frames(unique)  # (U, H, W, 3): one decode pass for all clips
-            clips = torch.from_numpy(decoded[inverse.reshape(frames.shape)])  # (clips, T, H, W, 3)
-            return {"index": index, "clips": clips.permute(0, 4, 1, 2, 3).contiguous(), "frames": frames,
-                    "label": label, "error": None}
-        except Exception as error:  # noqa: BLE001 -- any failure of one video is recorded, not fatal
-            return {"index": index, "clips": None, "frames": None, "label": label,
-                    "error": f"{type(error).__name__}: {error}"}
-
-
-def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return items
-
-
-def usable_batches(dataset: VideoClips, *, batch_size: int, workers: int, failures: dict[str, str],
-                   pin_memory: bool = False) -> Iterator[tuple[list[dict[str, Any]], int]]:
-    """The items of ``dataset`` in order, batch by batch, decoded in ``workers`` processes.
-
-    Yields (the items of the batch that decoded (possibly none), the batch's size); a video
-    that failed is recorded in ``failures`` (id -> reason), never dropped silently."""
-    # "forkserver": tensorstore (the store's read path) aborts a worker forked from a process
-    # that already read through it, e.g. after pretraining in this process.
-    loader = DataLoader(dataset, batch_size=max(1, batch_size), shuffle=False, num_workers=workers,
-                        collate_fn=_collate, pin_memory=pin_memory,
-                        multiprocessing_context="forkserver" if workers > 0 else None)
-    for items in loader:
-        for item in items:
-            if item["error"] is not None:
-                failures[dataset.video_ids[item["index"]]] = item["error"]
-        yield [item for item in items if item["error"] is None], len(items)
 
 
 def prepare_clips(clips: Tensor, *, size: int = 112, crop: float = EVAL_CROP) -> Tensor:
@@ -162,7 +119,7 @@ def prepare_clips(clips: Tensor, *, size: int = 112, crop: float = EVAL_CROP) ->
     boxes = centre_crop_boxes(b, h, w, fraction=crop, device=clips.device)
     y0, x0, side, _ = (int(v) for v in boxes[0].tolist())
     if side == size:  # no resize (the default 112 of 128): the bilinear resample is a plain slice
-        window = clips[..., y0:y0 + side, x0:x0 + side]
+        window = clips[..., y0 : y0 + side, x0 : x0 + side]
         return normalize(window.to(torch.float32).div_(255.0), channel_dim=1)
     frames = clips.to(torch.float32).div_(255.0).flatten(1, 2)  # (B, 3T, H, W)
     no_flip = torch.zeros(b, dtype=torch.bool, device=clips.device)
@@ -191,8 +148,15 @@ def pooled_features(vnet: nn.Module, clips: Tensor) -> Tensor:
 
 @torch.no_grad()
 def extract_features(
-    vnet: nn.Module, store_url: str, video_ids: Sequence[str], *, window: WindowSpec = WindowSpec(),
-    size: int = 112, device: torch.device | None = None, videos_per_batch: int = 8, workers: int = 0,
+    vnet: nn.Module,
+    store_url: str,
+    video_ids: Sequence[str],
+    *,
+    window: WindowSpec = WindowSpec(),
+    size: int = 112,
+    device: torch.device | None = None,
+    videos_per_batch: int = 8,
+    workers: int = 0,
     on_videos: Callable[[int], None] | None = None,
 ) -> FeatureSet:
     """Features of ``video_ids`` (see the module docstring); failed videos are listed, not raised.
@@ -209,8 +173,9 @@ def extract_features(
     features: dict[int, np.ndarray] = {}
     labels: dict[int, int] = {}
     failed: dict[str, str] = {}
-    for good, batch in usable_batches(dataset, batch_size=videos_per_batch, workers=workers, failures=failed,
-                                      pin_memory=device.type == "cuda"):
+    for good, batch in usable_batches(
+        dataset, batch_size=videos_per_batch, workers=workers, failures=failed, pin_memory=device.type == "cuda"
+    ):
         if good:
             # Identical clips (videos shorter than one clip: all 10 are the same) run once.
             unique = [np.unique(item["frames"], axis=0, return_index=True, return_inverse=True) for item in good]
@@ -218,7 +183,7 @@ def extract_features(
             pooled = pooled_features(vnet, prepare_clips(clips.to(device, non_blocking=True), size=size)).float()
             start = 0
             for item, (rows, _, inverse) in zip(good, unique):
-                per_clip = pooled[start:start + len(rows)][torch.as_tensor(inverse.reshape(-1), device=pooled.device)]
+                per_clip = pooled[start : start + len(rows)][torch.as_tensor(inverse.reshape(-1), device=pooled.device)]
                 features[item["index"]] = per_clip.mean(dim=0).cpu().numpy()  # (C,): mean over all the clips
                 labels[item["index"]] = item["label"]
                 start += len(rows)
@@ -229,14 +194,14 @@ def extract_features(
     return FeatureSet(
         video_ids=[video_ids[i] for i in order],
         labels=np.array([labels[i] for i in order], dtype=np.int64),
-        features=(np.stack([features[i] for i in order]).astype(np.float32) if order
-                  else np.zeros((0, width), np.float32)),
+        features=(
+            np.stack([features[i] for i in order]).astype(np.float32) if order else np.zeros((0, width), np.float32)
+        ),
         failed=failed,
     )
 
 
-def feature_key(*, model: dict[str, Any], store: Store, video_ids: Sequence[str], window: WindowSpec,
-                size: int) -> str:
+def feature_key(*, model: dict[str, Any], store: Store, video_ids: Sequence[str], window: WindowSpec, size: int) -> str:
     """Hex key of a feature set: model identity, store URL, videos (id, frames, label), protocol."""
     attrs = store.video_attrs()
     videos = [(v, attrs.get(v, {}).get("frames"), attrs.get(v, {}).get("label")) for v in video_ids]
@@ -245,7 +210,9 @@ def feature_key(*, model: dict[str, Any], store: Store, video_ids: Sequence[str]
         "model": {k: v for k, v in model.items() if k != "path"} if model.get("sha256") else model,
         "store": _canonical_url(store.url),
         "videos": hashlib.sha256(json.dumps(videos).encode()).hexdigest(),
-        "window": asdict(window), "size": size, "crop": EVAL_CROP,
+        "window": asdict(window),
+        "size": size,
+        "crop": EVAL_CROP,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -255,9 +222,18 @@ def _canonical_url(url: str) -> str:
 
 
 def cached_features(
-    vnet_factory: Callable[[], nn.Module], *, model: dict[str, Any], store: Store, video_ids: Sequence[str],
-    cache_dir: Path | None, window: WindowSpec = WindowSpec(), size: int = 112, device: torch.device | None = None,
-    videos_per_batch: int = 8, workers: int = 0, on_videos: Callable[[int], None] | None = None,
+    vnet_factory: Callable[[], nn.Module],
+    *,
+    model: dict[str, Any],
+    store: Store,
+    video_ids: Sequence[str],
+    cache_dir: Path | None,
+    window: WindowSpec = WindowSpec(),
+    size: int = 112,
+    device: torch.device | None = None,
+    videos_per_batch: int = 8,
+    workers: int = 0,
+    on_videos: Callable[[int], None] | None = None,
 ) -> tuple[FeatureSet, bool]:
     """(features, came_from_cache).  ``vnet_factory`` is only called on a cache miss.
 
@@ -272,8 +248,17 @@ def cached_features(
             if on_videos is not None:
                 on_videos(len(video_ids))
             return cached, True
-    features = extract_features(vnet_factory(), store.url, video_ids, window=window, size=size, device=device,
-                                videos_per_batch=videos_per_batch, workers=workers, on_videos=on_videos)
+    features = extract_features(
+        vnet_factory(),
+        store.url,
+        video_ids,
+        window=window,
+        size=size,
+        device=device,
+        videos_per_batch=videos_per_batch,
+        workers=workers,
+        on_videos=on_videos,
+    )
     if path is not None and not features.failed:
         features.save(path, key=key)
     return features, False
@@ -305,18 +290,33 @@ def relabel(features: FeatureSet, store: Store, label_set: str | None) -> tuple[
         labels = features.labels
     else:
         attrs = store.video_attrs()
-        labels = np.array([int(attrs[v].get("labels", {}).get(label_set, -1)) for v in features.video_ids],
-                          dtype=np.int64)
+        labels = np.array(
+            [int(attrs[v].get("labels", {}).get(label_set, -1)) for v in features.video_ids], dtype=np.int64
+        )
     keep = labels >= 0
-    kept = FeatureSet(video_ids=[v for v, k in zip(features.video_ids, keep) if k], labels=labels[keep],
-                      features=features.features[keep], failed=features.failed)
+    kept = FeatureSet(
+        video_ids=[v for v, k in zip(features.video_ids, keep) if k],
+        labels=labels[keep],
+        features=features.features[keep],
+        failed=features.failed,
+    )
     return kept, int((~keep).sum())
 
 
 def split_features(
-    store_url: str, source: Any, *, split: str, out_dir: Path, cache_dir: str | Path | None = None,
-    size: int | None = None, window: WindowSpec | None = None, videos_per_batch: int = 8, workers: int = 0,
-    device: torch.device | None = None, show_progress: bool = False, label_set: str | None = None,
+    store_url: str,
+    source: Any,
+    *,
+    split: str,
+    out_dir: Path,
+    cache_dir: str | Path | None = None,
+    size: int | None = None,
+    window: WindowSpec | None = None,
+    videos_per_batch: int = 8,
+    workers: int = 0,
+    device: torch.device | None = None,
+    show_progress: bool = False,
+    label_set: str | None = None,
 ) -> SplitFeatures:
     """Features of the train and test videos of ``split`` for the model ``source`` (cached).
 
@@ -348,8 +348,18 @@ def split_features(
     with Progress("features", total=len(train_ids) + len(test_ids), enabled=show_progress) as bar:
         for side, ids in (("train", train_ids), ("test", test_ids)):
             sets[side], from_cache[side] = cached_features(
-                factory, model=model, store=store, video_ids=ids, cache_dir=cache, window=window, size=size,
-                device=device, videos_per_batch=videos_per_batch, workers=workers, on_videos=bar.advance)
+                factory,
+                model=model,
+                store=store,
+                video_ids=ids,
+                cache_dir=cache,
+                window=window,
+                size=size,
+                device=device,
+                videos_per_batch=videos_per_batch,
+                workers=workers,
+                on_videos=bar.advance,
+            )
     unlabelled = 0
     for side in ("train", "test"):  # unlabelled videos (-1) cannot be scored: left out, counted
         sets[side], left_out = relabel(sets[side], store, label_set)
@@ -360,14 +370,35 @@ def split_features(
     in_split = store.video_ids(status=None, split=split)
     counts = {
         "split_videos_not_complete": len(in_split) - len(train_ids) - len(test_ids),
-        "train_videos": len(train_ids), "train_evaluated": sets["train"].count,
-        "test_videos": len(test_ids), "test_evaluated": sets["test"].count,
-        "failed": len(failed), "features_from_cache": int(from_cache["train"] and from_cache["test"]),
+        "train_videos": len(train_ids),
+        "train_evaluated": sets["train"].count,
+        "test_videos": len(test_ids),
+        "test_evaluated": sets["test"].count,
+        "failed": len(failed),
+        "features_from_cache": int(from_cache["train"] and from_cache["test"]),
     }
     counts["unlabelled"] = unlabelled
-    store_info = {"url": _canonical_url(store.url), "dataset": store.dataset.get("name"), "classes": len(classes),
-                  "label_set": label_set}
-    protocol = {"clips_per_video": window.clips, "clip_frames": window.frames, "clip_stride": window.stride,
-                "size": size, "crop": "centre, 112/128 of the short side", "pooling": "global average, mean over clips"}
-    return SplitFeatures(train=sets["train"], test=sets["test"], classes=classes, model=model,
-                         store_info=store_info, protocol=protocol, counts=counts, failed=failed)
+    store_info = {
+        "url": _canonical_url(store.url),
+        "dataset": store.dataset.get("name"),
+        "classes": len(classes),
+        "label_set": label_set,
+    }
+    protocol = {
+        "clips_per_video": window.clips,
+        "clip_frames": window.frames,
+        "clip_stride": window.stride,
+        "size": size,
+        "crop": "centre, 112/128 of the short side",
+        "pooling": "global average, mean over clips",
+    }
+    return SplitFeatures(
+        train=sets["train"],
+        test=sets["test"],
+        classes=classes,
+        model=model,
+        store_info=store_info,
+        protocol=protocol,
+        counts=counts,
+        failed=failed,
+    )

@@ -28,92 +28,46 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from comode.evaluate.accuracy import top_k_accuracy
-from comode.train.frames import RandomClipIndices, WindowSpec
-from comode.evaluate.features import (VideoClips, default_device, forward_in_passes, prepare_clips, usable_batches)
+from comode.evaluate.clips import VideoClips, usable_batches
+from comode.evaluate.features import default_device, forward_in_passes, prepare_clips
+from comode.evaluate.finetune_config import RESUMABLE, FinetuneConfig, load_finetune_config
 from comode.progress import Progress
-from comode.train.checkpoint import (CheckpointError, LAST_CHECKPOINT, capture_rng_state, restore_rng_state,
-                                     save_checkpoint)
 from comode.train.backbones import build_backbone
-from comode.train.config import ConfigError, build_dataclass, config_values
-from comode.train.rundir import (METRICS_FILE, checkpoint_to_resume, keep_records_until, read_records, refuse_changes,
-                                 save_config)
+from comode.train.checkpoint import (
+    LAST_CHECKPOINT,
+    CheckpointError,
+    capture_rng_state,
+    restore_rng_state,
+    save_checkpoint,
+)
+from comode.train.frames import RandomClipIndices, WindowSpec
+from comode.train.rundir import (
+    METRICS_FILE,
+    checkpoint_to_resume,
+    keep_records_until,
+    read_records,
+    refuse_changes,
+    save_config,
+)
 from comode.train.schedule import WarmupCosine
 from comode.train.seeds import derive_seed
-from comode.train.transforms import (AugmentSpec, UniformDraws, colour_jitter, crop_resize, normalize,
-                                     random_crop_boxes)
+from comode.train.transforms import AugmentSpec, UniformDraws, colour_jitter, crop_resize, normalize, random_crop_boxes
 
-__all__ = ["FinetuneConfig", "FinetuneResult", "load_finetune_config", "VideoClassifier", "augment_clips",
-           "run_finetune"]
-
-# Fields that may change on --resume: how far this invocation goes and how data is fed.
-RESUMABLE = frozenset({"stop_after_epoch", "workers", "test_videos_per_batch"})
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    # One seed for everything: classifier init (and the backbone's when from scratch), data
-    # order, clip starts, augmentation, dropout; each epoch re-derives its streams from it.
-    seed: int = 0
-    # Store split: train on its train videos, test on its test videos (papers: split 1).
-    split: str = "1"
-    # Training epochs; the cosine schedule spans all of them.  Our choice for UCF101 /
-    # HMDB51-sized sets (~9.5k / ~3.6k train videos); the paper's setting may differ.
-    epochs: int = 100
-    # Stop after this epoch (the schedule still spans `epochs`); continue with --resume.
-    stop_after_epoch: int | None = None
-    # Clips per step.
-    batch_size: int = 32
-    # lr = lr_per_sample x batch_size (paper Sec. 4.1: 0.0001 x B on UCF101; HMDB51: 0.0002).
-    lr_per_sample: float = 0.0001
-    # SGD momentum (paper: SGD with momentum 0.9).
-    momentum: float = 0.9
-    # Weight decay on every parameter (the paper's pretraining value).
-    weight_decay: float = 0.005
-    # Linear warm-up epochs before the cosine decay (0: cosine from the first step).
-    warmup_epochs: float = 0.0
-    # Dropout before the classifier (paper Sec. 4.1: 0.3).
-    dropout: float = 0.3
-    # Clip side (paper: 112).
-    size: int = 112
-    # Smallest crop area fraction of the random resized crop (pretraining: 0.2).
-    min_crop_area: float = 0.2
-    # Colour jitter + grayscale as in pretraining; false = crop and flip only.
-    colour: bool = True
-    # Test clips per video (the 10-clip protocol).
-    test_clips: int = 10
-    # Test videos per forward pass (x test_clips clips).
-    test_videos_per_batch: int = 4
-    # DataLoader processes decoding clips (0: in the training process).
-    workers: int = 4
-
-    def __post_init__(self) -> None:
-        checks = [(self.epochs > 0, "epochs must be > 0"), (self.batch_size > 0, "batch_size must be > 0"),
-                  (self.lr_per_sample > 0, "lr_per_sample must be > 0"),
-                  (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
-                  (0 <= self.warmup_epochs <= self.epochs, "warmup_epochs must be in [0, epochs]"),
-                  (0 < self.min_crop_area <= 1, "min_crop_area must be in (0, 1]"),
-                  (self.stop_after_epoch is None or self.stop_after_epoch > 0, "stop_after_epoch must be > 0 or null"),
-                  (self.test_clips > 0, "test_clips must be > 0"), (self.workers >= 0, "workers must be >= 0")]
-        problems = [message for ok, message in checks if not ok]
-        if problems:
-            raise ConfigError("invalid finetune config: " + "; ".join(problems))
-
-    @property
-    def lr(self) -> float:
-        return self.lr_per_sample * self.batch_size
-
-
-def load_finetune_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> FinetuneConfig:
-    """Defaults <- YAML (``configs/evaluate/finetune_*.yaml``) <- ``key=value`` overrides."""
-    return build_dataclass(FinetuneConfig, config_values(path, overrides), prefix="")
-
+__all__ = [
+    "FinetuneConfig",
+    "FinetuneResult",
+    "load_finetune_config",
+    "VideoClassifier",
+    "augment_clips",
+    "run_finetune",
+]
 
 _STREAM_ORDER, _STREAM_CLIPS, _STREAM_AUGMENT, _STREAM_DROPOUT, _STREAM_INIT = range(5)
 
@@ -131,8 +85,9 @@ class VideoClassifier(nn.Module):
         return self.fc(self.dropout(self.vnet(clip).mean(dim=(2, 3, 4))))
 
 
-def augment_clips(clips: Tensor, *, generator: torch.Generator, size: int = 112, min_crop_area: float = 0.2,
-                  colour: bool = True) -> Tensor:
+def augment_clips(
+    clips: Tensor, *, generator: torch.Generator, size: int = 112, min_crop_area: float = 0.2, colour: bool = True
+) -> Tensor:
     """(B, 3, T, H, W) uint8 -> (B, 3, T, size, size) float normalised, randomly augmented.
 
     Random resized crop + flip shared by the clip's frames, then (``colour``) colour
@@ -160,8 +115,15 @@ class FinetuneResult:
 
 
 def run_finetune(
-    config: FinetuneConfig, *, store: str, checkpoint: str | Path | None, out_dir: str | Path, resume: bool = False,
-    backbone: str | None = None, width_multiplier: float = 1.0, device: str | None = None,
+    config: FinetuneConfig,
+    *,
+    store: str,
+    checkpoint: str | Path | None,
+    out_dir: str | Path,
+    resume: bool = False,
+    backbone: str | None = None,
+    width_multiplier: float = 1.0,
+    device: str | None = None,
     show_progress: bool = False,
 ) -> FinetuneResult:
     """Finetune and test; writes ``out_dir/{config.yaml, last.pt, metrics.jsonl, finetune.json, .txt}``.
@@ -189,8 +151,9 @@ def run_finetune(
     unlabelled = len(split_train) - len(train_ids) + len(split_test) - len(test_ids)
     classes = opened.classes
     if not train_ids or not test_ids:
-        raise ValueError(f"split {config.split!r} has {len(train_ids)} train and {len(test_ids)} test videos; "
-                         "finetuning needs both")
+        raise ValueError(
+            f"split {config.split!r} has {len(train_ids)} train and {len(test_ids)} test videos; finetuning needs both"
+        )
     if not classes:
         raise ValueError(f"store {store} has no classes: finetuning needs a labelled store")
 
@@ -205,16 +168,19 @@ def run_finetune(
     model = VideoClassifier(vnet, num_classes=len(classes), dropout=config.dropout).to(torch_device)
     steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
     warmup = round(config.warmup_epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup_steps=warmup, total_steps=total_steps))
     start_epoch = 0
     if saved is not None:
         if list(saved["classes"]) != list(classes) or saved.get("train_videos") != len(train_ids):
-            raise ValueError(f"the store's classes or train videos changed since {out / LAST_CHECKPOINT} was written "
-                             f"({len(saved['classes'])} -> {len(classes)} classes, {saved.get('train_videos')} -> "
-                             f"{len(train_ids)} train videos); the run cannot continue unchanged")
+            raise ValueError(
+                f"the store's classes or train videos changed since {out / LAST_CHECKPOINT} was written "
+                f"({len(saved['classes'])} -> {len(classes)} classes, {saved.get('train_videos')} -> "
+                f"{len(train_ids)} train videos); the run cannot continue unchanged"
+            )
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -229,66 +195,132 @@ def run_finetune(
     path = out / LAST_CHECKPOINT
     with Progress("finetune", total=(last_epoch - start_epoch) * steps_per_epoch, enabled=show_progress) as bar:
         for epoch in range(start_epoch, last_epoch):
-            record = _train_epoch(model, optimizer, scheduler, store=store, train_ids=train_ids, config=config,
-                                  epoch=epoch, device=torch_device, skipped=skipped, bar=bar)
+            record = _train_epoch(
+                model,
+                optimizer,
+                scheduler,
+                store=store,
+                train_ids=train_ids,
+                config=config,
+                epoch=epoch,
+                device=torch_device,
+                skipped=skipped,
+                bar=bar,
+            )
             with open(out / METRICS_FILE, "a") as handle:
                 handle.write(json.dumps({"epoch": epoch + 1, **record}) + "\n")
-            save_checkpoint({
-                "task": "finetune", "config": asdict(config), "init": model_identity, "classes": classes,
-                "train_videos": len(train_ids),
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "rng": capture_rng_state(),
-                "skipped": skipped,
-            }, path)
+            save_checkpoint(
+                {
+                    "task": "finetune",
+                    "config": asdict(config),
+                    "init": model_identity,
+                    "classes": classes,
+                    "train_videos": len(train_ids),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch + 1,
+                    "step": (epoch + 1) * steps_per_epoch,
+                    "rng": capture_rng_state(),
+                    "skipped": skipped,
+                },
+                path,
+            )
 
     init = "random" if model_identity.get("kind") == "random" else "pretrained"
-    settings = {**asdict(config), "lr": config.lr, "init": init,
-                "test_protocol": f"{config.test_clips} sliding-window clips, softmax averaged, centre crop"}
-    counts = {"train_videos": len(train_ids), "train_videos_skipped": len(skipped), "test_videos": len(test_ids),
-              "unlabelled": unlabelled,
-              "epochs_completed": last_epoch, "steps_per_epoch": steps_per_epoch}
-    store_info = {"url": store if "://" in store else str(Path(store).resolve()), "dataset": opened.dataset.get("name"),
-                  "classes": len(classes)}
+    settings = {
+        **asdict(config),
+        "lr": config.lr,
+        "init": init,
+        "test_protocol": f"{config.test_clips} sliding-window clips, softmax averaged, centre crop",
+    }
+    counts = {
+        "train_videos": len(train_ids),
+        "train_videos_skipped": len(skipped),
+        "test_videos": len(test_ids),
+        "unlabelled": unlabelled,
+        "epochs_completed": last_epoch,
+        "steps_per_epoch": steps_per_epoch,
+    }
+    store_info = {
+        "url": store if "://" in store else str(Path(store).resolve()),
+        "dataset": opened.dataset.get("name"),
+        "classes": len(classes),
+    }
     finished = last_epoch >= config.epochs
     metrics: dict[str, float] = {}
     failed: dict[str, str] = {}
     predictions: list[dict[str, str]] = []
     if finished:
-        scores, labels, ids, failed = _test(model, store=store, test_ids=test_ids, config=config,
-                                            device=torch_device, show_progress=show_progress)
+        scores, labels, ids, failed = _test(
+            model, store=store, test_ids=test_ids, config=config, device=torch_device, show_progress=show_progress
+        )
         metrics = top_k_accuracy(scores, labels, ks=(1, 5))
         counts.update(test_evaluated=int(labels.shape[0]), failed=len(failed))
         # Per test video, for confusion analysis (and to check the metrics from the report alone).
-        predictions = [{"video_id": video_id, "label": classes[label], "predicted": classes[guess]}
-                       for video_id, label, guess in zip(ids, labels.tolist(), scores.argmax(dim=1).tolist())]
+        predictions = [
+            {"video_id": video_id, "label": classes[label], "predicted": classes[guess]}
+            for video_id, label, guess in zip(ids, labels.tolist(), scores.argmax(dim=1).tolist())
+        ]
     history = read_records(out)
     if history:
         metrics["train_top1_last_epoch"] = history[-1]["train_top1"]
-    report = write_report(out, "finetune", settings=settings, model=model_identity, store=store_info,
-                          metrics=metrics, counts=counts, failed={**skipped, **failed},
-                          extra={"finished": finished, "history": history, "predictions": predictions})
-    return FinetuneResult(report=report.data, report_path=report.path, checkpoint=path,
-                          epochs_completed=last_epoch, finished=finished)
+    report = write_report(
+        out,
+        "finetune",
+        settings=settings,
+        model=model_identity,
+        store=store_info,
+        metrics=metrics,
+        counts=counts,
+        failed={**skipped, **failed},
+        extra={"finished": finished, "history": history, "predictions": predictions},
+    )
+    return FinetuneResult(
+        report=report.data, report_path=report.path, checkpoint=path, epochs_completed=last_epoch, finished=finished
+    )
 
 
-def _train_epoch(model: VideoClassifier, optimizer, scheduler, *, store: str, train_ids: list[str],
-                 config: FinetuneConfig, epoch: int, device: torch.device, skipped: dict[str, str],
-                 bar: Progress) -> dict[str, float]:
+def _train_epoch(
+    model: VideoClassifier,
+    optimizer,
+    scheduler,
+    *,
+    store: str,
+    train_ids: list[str],
+    config: FinetuneConfig,
+    epoch: int,
+    device: torch.device,
+    skipped: dict[str, str],
+    bar: Progress,
+) -> dict[str, float]:
     model.train()
     generator = torch.Generator().manual_seed(derive_seed(config.seed, _STREAM_ORDER, epoch))
     order = torch.randperm(len(train_ids), generator=generator)
     ordered = [train_ids[i] for i in order.tolist()]
-    dataset = VideoClips(store, ordered, clip_indices=RandomClipIndices(key=(config.seed, _STREAM_CLIPS, epoch), window=WindowSpec()))
+    dataset = VideoClips(
+        store, ordered, clip_indices=RandomClipIndices(key=(config.seed, _STREAM_CLIPS, epoch), window=WindowSpec())
+    )
     augment_generator = torch.Generator(device=device).manual_seed(derive_seed(config.seed, _STREAM_AUGMENT, epoch))
     torch.manual_seed(derive_seed(config.seed, _STREAM_DROPOUT, epoch))
     losses, correct, seen, started = [], 0, 0, time.perf_counter()
-    for good, _ in usable_batches(dataset, batch_size=config.batch_size, workers=config.workers, failures=skipped,
-                                  pin_memory=device.type == "cuda"):
+    for good, _ in usable_batches(
+        dataset,
+        batch_size=config.batch_size,
+        workers=config.workers,
+        failures=skipped,
+        pin_memory=device.type == "cuda",
+    ):
         if good:
             clips = torch.cat([item["clips"] for item in good]).to(device, non_blocking=True)  # (B, 3, T, H, W)
             labels = torch.tensor([item["label"] for item in good], device=device)
-            inputs = augment_clips(clips, generator=augment_generator, size=config.size,
-                                   min_crop_area=config.min_crop_area, colour=config.colour)
+            inputs = augment_clips(
+                clips,
+                generator=augment_generator,
+                size=config.size,
+                min_crop_area=config.min_crop_area,
+                colour=config.colour,
+            )
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 logits = model(inputs)
             loss = nn.functional.cross_entropy(logits.float(), labels)
@@ -304,21 +336,33 @@ def _train_epoch(model: VideoClassifier, optimizer, scheduler, *, store: str, tr
         rate = seen / max(time.perf_counter() - started, 1e-9)
         loss_text = f"{np.mean(losses):.4f}" if losses else "-"
         bar.advance(1, note=f"epoch {epoch + 1} loss {loss_text} {rate:.1f} clips/s")
-    return {"loss": float(np.mean(losses)) if losses else float("nan"), "train_top1": correct / max(seen, 1),
-            "lr": float(scheduler.get_last_lr()[0]), "clips": seen}
+    return {
+        "loss": float(np.mean(losses)) if losses else float("nan"),
+        "train_top1": correct / max(seen, 1),
+        "lr": float(scheduler.get_last_lr()[0]),
+        "clips": seen,
+    }
 
 
 @torch.no_grad()
-def _test(model: VideoClassifier, *, store: str, test_ids: list[str], config: FinetuneConfig, device: torch.device,
-          show_progress: bool) -> tuple[Tensor, Tensor, list[str], dict[str, str]]:
+def _test(
+    model: VideoClassifier,
+    *,
+    store: str,
+    test_ids: list[str],
+    config: FinetuneConfig,
+    device: torch.device,
+    show_progress: bool,
+) -> tuple[Tensor, Tensor, list[str], dict[str, str]]:
     """Softmax scores averaged over the 10 test clips: (N, classes), labels (N,), the N
     video ids (test_ids without the failed ones), failures."""
     model.eval()
     dataset = VideoClips(store, test_ids, window=WindowSpec(clips=config.test_clips))
     scores, labels, ids, failed = [], [], [], {}
     with Progress("test", total=len(test_ids), enabled=show_progress) as bar:
-        for good, batch in usable_batches(dataset, batch_size=config.test_videos_per_batch, workers=config.workers,
-                                          failures=failed):
+        for good, batch in usable_batches(
+            dataset, batch_size=config.test_videos_per_batch, workers=config.workers, failures=failed
+        ):
             if good:
                 clips = torch.cat([item["clips"] for item in good]).to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -329,16 +373,28 @@ def _test(model: VideoClassifier, *, store: str, test_ids: list[str], config: Fi
                 ids += [test_ids[item["index"]] for item in good]
             bar.advance(batch)
     classes = model.fc.out_features
-    return (torch.cat(scores) if scores else torch.zeros(0, classes), torch.tensor(labels, dtype=torch.int64), ids,
-            failed)
+    return (
+        torch.cat(scores) if scores else torch.zeros(0, classes),
+        torch.tensor(labels, dtype=torch.int64),
+        ids,
+        failed,
+    )
 
 
 def _checkpoint_to_resume(out: Path, *, config: FinetuneConfig, resume: bool) -> dict[str, Any] | None:
     saved = checkpoint_to_resume(out, resume=resume, kind="finetuning")
     if saved is not None:
         if saved.get("task") != "finetune":
-            raise CheckpointError(f"{out / LAST_CHECKPOINT} is not a finetuning checkpoint (task {saved.get('task')!r})")
-        refuse_changes([f"{key}: {saved['config'].get(key)!r} -> {value!r}" for key, value in asdict(config).items()
-                        if key not in RESUMABLE and saved["config"].get(key) != value], out_dir=out,
-                       resumable=RESUMABLE)
+            raise CheckpointError(
+                f"{out / LAST_CHECKPOINT} is not a finetuning checkpoint (task {saved.get('task')!r})"
+            )
+        refuse_changes(
+            [
+                f"{key}: {saved['config'].get(key)!r} -> {value!r}"
+                for key, value in asdict(config).items()
+                if key not in RESUMABLE and saved["config"].get(key) != value
+            ],
+            out_dir=out,
+            resumable=RESUMABLE,
+        )
     return saved

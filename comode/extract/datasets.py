@@ -43,11 +43,48 @@ from typing import Iterable, Mapping
 # the name only selects files).  Broadcast/camcorder (m2ts, mts, mxf, dv, vob), web (f4v,
 # asf), raw elementary streams (h264, hevc, m2v, ivf) and animated GIF (the TGIF dataset) are
 # videos too.  Not .ogg: mostly audio, and an audio-only file would be recorded as failed.
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mov", ".qt", ".3gp", ".3g2", ".mkv", ".mk3d", ".webm", ".avi", ".divx", ".wmv", ".asf",
-    ".flv", ".f4v", ".ogv", ".mpg", ".mpeg", ".mpe", ".m1v", ".m2v", ".vob", ".ts", ".m2ts", ".mts", ".mxf",
-    ".dv", ".nut", ".rm", ".rmvb", ".y4m", ".h264", ".264", ".h265", ".265", ".hevc", ".ivf", ".gif",
-})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".qt",
+        ".3gp",
+        ".3g2",
+        ".mkv",
+        ".mk3d",
+        ".webm",
+        ".avi",
+        ".divx",
+        ".wmv",
+        ".asf",
+        ".flv",
+        ".f4v",
+        ".ogv",
+        ".mpg",
+        ".mpeg",
+        ".mpe",
+        ".m1v",
+        ".m2v",
+        ".vob",
+        ".ts",
+        ".m2ts",
+        ".mts",
+        ".mxf",
+        ".dv",
+        ".nut",
+        ".rm",
+        ".rmvb",
+        ".y4m",
+        ".h264",
+        ".264",
+        ".h265",
+        ".265",
+        ".hevc",
+        ".ivf",
+        ".gif",
+    }
+)
 DATASET_KINDS = ("folder", "ucf101", "hmdb51", "kinetics400", "sample")
 TRAIN, TEST = "train", "test"
 MAX_ID_LENGTH = 150
@@ -59,12 +96,12 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class VideoItem:
-    video_id: str                # safe Zarr group name, unique within the dataset
-    path: Path                   # absolute path of the source video
-    label: int                   # index into DatasetIndex.classes, -1 = unlabelled
+    video_id: str  # safe Zarr group name, unique within the dataset
+    path: Path  # absolute path of the source video
+    label: int  # index into DatasetIndex.classes, -1 = unlabelled
     class_name: str | None
     splits: Mapping[str, str] = field(default_factory=dict)  # split name -> "train" | "test"
-    source: str = ""             # path relative to the dataset root, POSIX separators
+    source: str = ""  # path relative to the dataset root, POSIX separators
     # Extra label sets (format "sample"): set name -> index into DatasetIndex.label_sets[set]
     # (-1 = no label), and the same labels by name.  Empty for the other formats.
     labels: Mapping[str, int] = field(default_factory=dict)
@@ -77,8 +114,8 @@ class DatasetIndex:
     root: Path
     classes: tuple[str, ...]
     split_names: tuple[str, ...]
-    videos: tuple[VideoItem, ...]                     # sorted by video_id, files that exist
-    missing: tuple[tuple[str, str], ...] = ()         # (annotation entry, reason)
+    videos: tuple[VideoItem, ...]  # sorted by video_id, files that exist
+    missing: tuple[tuple[str, str], ...] = ()  # (annotation entry, reason)
     label_sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # set name -> sorted names
 
 
@@ -120,7 +157,7 @@ def _unique_ids(sources: Iterable[str]) -> dict[str, str]:
     return {source: (f"{vid}-{_digest(source, 8)}" if seen[vid.lower()] > 1 else vid) for source, vid in ids.items()}
 
 
-def _inside_root(entry: str) -> PurePosixPath | None:
+def inside_root(entry: str) -> PurePosixPath | None:
     """The entry as a relative POSIX path, or None if it could point outside the root."""
     if "\x00" in entry:
         return None
@@ -134,7 +171,7 @@ def _is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".")
 
 
-def _walk_videos(root: Path) -> list[Path]:
+def walk_videos(root: Path) -> list[Path]:
     """Video files below root; file symlinks followed, directory symlinks walked once
     (a symlink loop cannot make this hang)."""
     found, visited = [], set()
@@ -149,7 +186,7 @@ def _walk_videos(root: Path) -> list[Path]:
     return found
 
 
-def _read_lines(path: Path) -> list[str]:
+def read_lines(path: Path) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8-sig", errors="replace")
     except OSError as error:
@@ -157,22 +194,43 @@ def _read_lines(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _build(name: str, root: Path, classes: Iterable[str], split_names: Iterable[str],
-           entries: Mapping[str, tuple[int, str | None, dict[str, str]]], missing: list[tuple[str, str]]) -> DatasetIndex:
+def build_index(
+    name: str,
+    root: Path,
+    classes: Iterable[str],
+    split_names: Iterable[str],
+    entries: Mapping[str, tuple[int, str | None, dict[str, str]]],
+    missing: list[tuple[str, str]],
+) -> DatasetIndex:
     """entries: source (relative POSIX path of an existing file) -> (label, class, splits)."""
     ids = _unique_ids(entries)
-    videos = [VideoItem(video_id=ids[source], path=(root / source).absolute(), label=label, class_name=class_name,
-                        splits=dict(splits), source=source)
-              for source, (label, class_name, splits) in entries.items()]
-    return DatasetIndex(name=name, root=root, classes=tuple(classes), split_names=tuple(split_names),
-                        videos=tuple(sorted(videos, key=lambda v: v.video_id)), missing=tuple(missing))
+    videos = [
+        VideoItem(
+            video_id=ids[source],
+            path=(root / source).absolute(),
+            label=label,
+            class_name=class_name,
+            splits=dict(splits),
+            source=source,
+        )
+        for source, (label, class_name, splits) in entries.items()
+    ]
+    return DatasetIndex(
+        name=name,
+        root=root,
+        classes=tuple(classes),
+        split_names=tuple(split_names),
+        videos=tuple(sorted(videos, key=lambda v: v.video_id)),
+        missing=tuple(missing),
+    )
 
 
-def _relative(path: Path, root: Path) -> str:
+def relative_path(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
 # ---------------------------------------------------------------- folder
+
 
 def _hash_split(video_id: str) -> str:
     # ~20% test: first byte of sha1 below 51.2 (= 256 * 0.2).
@@ -188,16 +246,16 @@ def _load_folder(root: Path) -> DatasetIndex:
         layout = [(root, None)]
     found: list[tuple[Path, str | None, str | None]] = []  # (file, class, membership)
     for base, membership in layout:
-        for file in _walk_videos(base):
+        for file in walk_videos(base):
             parts = file.relative_to(base).parts
             found.append((file, parts[0] if len(parts) > 1 else None, membership))
     classes = sorted({c for _, c, _ in found if c is not None})
     entries = {}
     for file, class_name, membership in found:
-        source = _relative(file, root)
+        source = relative_path(file, root)
         label = classes.index(class_name) if class_name is not None else -1
         entries[source] = (label, class_name, {"1": membership or _hash_split(safe_video_id(source))})
-    return _build("folder", root, classes, ["1"], entries, [])
+    return build_index("folder", root, classes, ["1"], entries, [])
 
 
 # ---------------------------------------------------------------- sample (folder + labels.csv)
@@ -208,15 +266,18 @@ SAMPLE_LABELS_FILE = "labels.csv"
 def _load_sample(root: Path) -> DatasetIndex:
     labels_file = root / SAMPLE_LABELS_FILE
     if not labels_file.is_file():
-        raise DatasetError(f"{labels_file} not found: the sample format is the folder layout `comode sample` writes "
-                           "plus labels.csv (columns path,split,<label set>,...)")
+        raise DatasetError(
+            f"{labels_file} not found: the sample format is the folder layout `comode sample` writes "
+            "plus labels.csv (columns path,split,<label set>,...)"
+        )
     with labels_file.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = list(reader.fieldnames or [])
         rows = list(reader)
     if columns[:2] != ["path", "split"] or len(columns) < 3 or len(set(columns)) < len(columns):
-        raise DatasetError(f"{labels_file}: expected a header path,split,<label set>,... with distinct names, "
-                           f"got {','.join(columns)}")
+        raise DatasetError(
+            f"{labels_file}: expected a header path,split,<label set>,... with distinct names, got {','.join(columns)}"
+        )
     set_names = columns[2:]
     by_source: dict[str, dict[str, str]] = {}
     missing: list[tuple[str, str]] = []
@@ -224,7 +285,7 @@ def _load_sample(root: Path) -> DatasetIndex:
         entry, split = (row.get("path") or "").strip(), (row.get("split") or "").strip().lower()
         if split not in (TRAIN, TEST):
             raise DatasetError(f"{labels_file}:{number}: split must be train or test, got {row.get('split')!r}")
-        path = _inside_root(entry)
+        path = inside_root(entry)
         if path is None:
             missing.append((entry, "outside dataset root"))
         elif not (root / path).is_file():
@@ -234,172 +295,30 @@ def _load_sample(root: Path) -> DatasetIndex:
     label_sets = {name: tuple(sorted({r[name] for r in by_source.values() if r[name]})) for name in set_names}
     primary = set_names[0]
     entries, labels, names = {}, {}, {}
-    for file in _walk_videos(root):
-        source = _relative(file, root)
+    for file in walk_videos(root):
+        source = relative_path(file, root)
         row = by_source.get(source)
         if row is None:  # on disk but not in labels.csv: unlabelled, hash split (as in "folder")
             entries[source] = (-1, None, {"1": _hash_split(safe_video_id(source))})
             row = {name: "" for name in set_names}
         else:
-            entries[source] = (label_sets[primary].index(row[primary]) if row[primary] else -1, row[primary] or None,
-                               {"1": row["split"]})
+            entries[source] = (
+                label_sets[primary].index(row[primary]) if row[primary] else -1,
+                row[primary] or None,
+                {"1": row["split"]},
+            )
         labels[source] = {n: label_sets[n].index(row[n]) if row[n] else -1 for n in set_names}
         names[source] = {n: row[n] or None for n in set_names}
-    index = _build("sample", root, label_sets[primary], ["1"], entries, sorted(set(missing)))
+    index = build_index("sample", root, label_sets[primary], ["1"], entries, sorted(set(missing)))
     videos = tuple(replace(v, labels=labels[v.source], label_names=names[v.source]) for v in index.videos)
     return replace(index, videos=videos, label_sets=label_sets)
 
 
 # ---------------------------------------------------------------- ucf101 / hmdb51
 
-def _annotation_dir(root: Path, annotations: Path | None, default: str) -> Path:
-    directory = Path(annotations) if annotations else root / default
-    if not directory.is_dir():
-        raise DatasetError(f"annotation folder {directory} not found (expected {default}/ under the dataset root, "
-                           "or pass --annotations)")
-    return directory
-
-
-def _files_by_name(root: Path) -> dict[str, Path]:
-    return {path.name: path for path in _walk_videos(root)}
-
-
-def _load_ucf101(root: Path, annotations: Path | None) -> DatasetIndex:
-    folder = _annotation_dir(root, annotations, "ucfTrainTestlist")
-    class_file = folder / "classInd.txt"
-    if not class_file.is_file():
-        raise DatasetError(f"{class_file} not found: UCF101 needs classInd.txt ('1 ApplyEyeMakeup' per line)")
-    classes = []
-    for number, line in enumerate(_read_lines(class_file), 1):
-        fields = line.split()
-        if len(fields) != 2 or not fields[0].isdigit():
-            raise DatasetError(f"{class_file}:{number}: expected '<index> <ClassName>', got {line!r}")
-        classes.append(fields[1])
-    on_disk = _files_by_name(root)
-    memberships: dict[str, dict[str, str]] = {}
-    missing: list[tuple[str, str]] = []
-    split_names = []
-    for split in ("1", "2", "3"):
-        lists = [(folder / f"trainlist0{split}.txt", TRAIN), (folder / f"testlist0{split}.txt", TEST)]
-        if not any(path.is_file() for path, _ in lists):
-            continue
-        split_names.append(split)
-        for path, membership in lists:
-            for line in _read_lines(path) if path.is_file() else []:
-                entry = line.split()[0]
-                if _inside_root(entry) is None:
-                    missing.append((entry, "outside dataset root"))
-                elif (file := on_disk.get(PurePosixPath(entry).name)) is None:
-                    missing.append((entry, "not on disk"))
-                else:
-                    memberships.setdefault(_relative(file, root), {})[split] = membership
-    entries = {}
-    for name, file in on_disk.items():
-        source = _relative(file, root)
-        class_name = _ucf_class(name, classes)
-        entries[source] = (classes.index(class_name) if class_name else -1, class_name, memberships.get(source, {}))
-    return _build("ucf101", root, classes, split_names, entries, sorted(set(missing)))
-
-
-def _ucf_class(file_name: str, classes: list[str]) -> str | None:
-    """'v_ApplyEyeMakeup_g08_c01.avi' -> 'ApplyEyeMakeup' (case-insensitive, as in the lists)."""
-    match = re.match(r"v_(.+)_g\d+_c\d+", file_name)
-    if not match:
-        return None
-    lowered = {c.lower(): c for c in classes}
-    return lowered.get(match.group(1).lower())
-
-
-def _load_hmdb51(root: Path, annotations: Path | None) -> DatasetIndex:
-    folder = _annotation_dir(root, annotations, "testTrainMulti_7030_splits")
-    pattern = re.compile(r"^(?P<cls>.+)_test_split(?P<split>[123])\.txt$")
-    split_files = [(m["cls"], m["split"], p) for p in sorted(folder.iterdir()) if (m := pattern.match(p.name))]
-    if not split_files:
-        raise DatasetError(f"no '<class>_test_split<N>.txt' files in {folder}")
-    classes = sorted({cls for cls, _, _ in split_files})
-    on_disk = _files_by_name(root)
-    memberships: dict[str, dict[str, str]] = {}
-    labels: dict[str, str] = {}
-    missing: list[tuple[str, str]] = []
-    for class_name, split, path in split_files:
-        for number, line in enumerate(_read_lines(path), 1):
-            fields = line.split()
-            if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
-                raise DatasetError(f"{path}:{number}: expected '<video file> <0|1|2>', got {line!r}")
-            entry, code = fields
-            if _inside_root(entry) is None or len(PurePosixPath(entry).parts) != 1:
-                missing.append((entry, "outside dataset root"))
-                continue
-            file = on_disk.get(entry)
-            if file is None:
-                missing.append((entry, "not on disk"))
-                continue
-            source = _relative(file, root)
-            labels[source] = class_name
-            if code != "0":
-                memberships.setdefault(source, {})[split] = TRAIN if code == "1" else TEST
-    entries = {}
-    for file in on_disk.values():
-        source = _relative(file, root)
-        class_name = labels.get(source) or (file.parent.name if file.parent.name in classes else None)
-        entries[source] = (classes.index(class_name) if class_name else -1, class_name, memberships.get(source, {}))
-    split_names = sorted({split for _, split, _ in split_files})
-    return _build("hmdb51", root, classes, split_names, entries, sorted(set(missing)))
-
-
-# ---------------------------------------------------------------- kinetics400
-
-_KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
-
-
-def _kinetics_csvs(root: Path, annotations: Path | None) -> list[Path]:
-    if annotations:
-        target = Path(annotations)
-        files = sorted(target.glob("*.csv")) if target.is_dir() else [target]
-    else:
-        files = sorted((root / "annotations").glob("*.csv")) or sorted(root.glob("*.csv"))
-    files = [f for f in files if f.is_file()]
-    if not files:
-        raise DatasetError(f"no Kinetics annotation CSV found (looked in {annotations or root / 'annotations'} and "
-                           f"{root}); expected columns {','.join(_KINETICS_COLUMNS)}")
-    return files
-
-
-def _load_kinetics400(root: Path, annotations: Path | None) -> DatasetIndex:
-    rows = []
-    for path in _kinetics_csvs(root, annotations):
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            absent = [c for c in _KINETICS_COLUMNS if c not in (reader.fieldnames or [])]
-            if absent:
-                raise DatasetError(f"{path}: missing columns {absent}; expected header {','.join(_KINETICS_COLUMNS)}")
-            rows.extend(reader)
-    classes = sorted({row["label"].strip() for row in rows if row["label"].strip()})
-    by_stem: dict[str, Path] = {}
-    for file in _walk_videos(root):
-        by_stem.setdefault(file.stem, file)
-    entries, missing = {}, []
-    for row in rows:
-        youtube_id = row["youtube_id"].strip()
-        try:
-            start, end = int(float(row["time_start"])), int(float(row["time_end"]))
-        except ValueError:
-            missing.append((youtube_id, f"bad time_start/time_end {row['time_start']!r}/{row['time_end']!r}"))
-            continue
-        if _inside_root(youtube_id) is None or "/" in youtube_id:
-            missing.append((youtube_id, "outside dataset root"))
-            continue
-        file = by_stem.get(f"{youtube_id}_{start:06d}_{end:06d}") or by_stem.get(youtube_id)
-        if file is None:
-            missing.append((f"{youtube_id}_{start:06d}_{end:06d}", "not on disk"))
-            continue
-        label_name = row["label"].strip() or None
-        membership = TRAIN if row["split"].strip().lower() == "train" else TEST
-        entries[_relative(file, root)] = (classes.index(label_name) if label_name else -1, label_name, {"1": membership})
-    return _build("kinetics400", root, classes, ["1"], entries, sorted(set(missing)))
-
 
 # ---------------------------------------------------------------- entry point
+
 
 def load_dataset(kind: str, root: str | Path, *, annotations: str | Path | None = None) -> DatasetIndex:
     """Index the dataset of format ``kind`` under ``root``."""
@@ -413,8 +332,11 @@ def load_dataset(kind: str, root: str | Path, *, annotations: str | Path | None 
         return _load_folder(root)
     if kind == "sample":
         return _load_sample(root)
+    # The annotated benchmarks (their own module; it builds on the helpers here).
+    from comode.extract import benchmark_datasets
+
     if kind == "ucf101":
-        return _load_ucf101(root, annotations)
+        return benchmark_datasets.load_ucf101(root, annotations)
     if kind == "hmdb51":
-        return _load_hmdb51(root, annotations)
-    return _load_kinetics400(root, annotations)
+        return benchmark_datasets.load_hmdb51(root, annotations)
+    return benchmark_datasets.load_kinetics400(root, annotations)

@@ -63,12 +63,37 @@ from comode.sampleset.generate import LABELS_FILE, SETTINGS_FILE, VELOCITIES_FIL
 from comode.sampleset.motion import clip_velocities, near_duplicate_share, object_centre, pattern_offset
 from comode.sampleset.render import render_clip, write_clip
 from comode.sampleset.spec import (
-    DEFAULT_SCENES, MOTIONS, SCENES, ClipPlan, ObjectSpec, SampleSpec, make_clip, plan_clips, swept_box,
+    DEFAULT_SCENES,
+    MOTIONS,
+    SCENES,
+    ClipPlan,
+    ObjectSpec,
+    SampleSpec,
+    make_clip,
+    plan_clips,
+    swept_box,
 )
 
 __all__ = [
-    "Coverage", "mv_block_coverage", "LABELS_FILE", "SETTINGS_FILE", "VELOCITIES_FILE",
-    "generate_sample", "clip_velocities", "near_duplicate_share", "object_centre", "pattern_offset", "render_clip",
-    "write_clip", "DEFAULT_SCENES", "MOTIONS", "SCENES", "ClipPlan", "ObjectSpec", "SampleSpec", "make_clip",
-    "plan_clips", "swept_box",
+    "Coverage",
+    "mv_block_coverage",
+    "LABELS_FILE",
+    "SETTINGS_FILE",
+    "VELOCITIES_FILE",
+    "generate_sample",
+    "clip_velocities",
+    "near_duplicate_share",
+    "object_centre",
+    "pattern_offset",
+    "render_clip",
+    "write_clip",
+    "DEFAULT_SCENES",
+    "MOTIONS",
+    "SCENES",
+    "ClipPlan",
+    "ObjectSpec",
+    "SampleSpec",
+    "make_clip",
+    "plan_clips",
+    "swept_box",
 ]

@@ -6,9 +6,8 @@ import math
 
 import pytest
 
-from comode.evaluate.ablation import (
-    VARIANTS, AblationCell, ablation_table_rows, decide, format_decisions, format_table, variants_for,
-)
+from comode.evaluate.ablation import VARIANTS, variants_for
+from comode.evaluate.ablation_table import AblationCell, ablation_table_rows, decide, format_decisions, format_table
 
 
 def test_rows_average_over_seeds_and_keep_variant_order():
@@ -39,7 +38,7 @@ def test_every_variant_but_the_floor_changes_one_switch_of_the_method():
         if name not in ("random init", "context + motion"):
             assert len(overrides) == 1, name
             config = load_config("configs/pretrain/demo_cpu.yaml", list(overrides))  # a valid config ...
-            assert config != base, name                                              # ... that differs
+            assert config != base, name  # ... that differs
     # One variant per departure value other than the base's, named by its override.
     assert "model.motion_predictor=transformer" in variants and "model.motion_predictor=conv" not in variants
     assert "model.backbone=r3d_26" in variants and "model.backbone=r3d_26_rgbdiff" in variants
@@ -51,13 +50,17 @@ def test_decisions_follow_the_two_standard_error_rule():
     rows = [
         {"variant": "random init", "seeds": 3, "R@1 motion": (0.20, 0.03), "linear motion": (0.40, 0.05)},
         {"variant": "context + motion", "seeds": 3, "R@1 motion": (0.40, 0.03), "linear motion": (0.42, 0.05)},
-        {"variant": "model.motion_predictor=transformer", "seeds": 3, "R@1 motion": (0.50, 0.03),
-         "linear motion": (0.42, 0.05)},
+        {
+            "variant": "model.motion_predictor=transformer",
+            "seeds": 3,
+            "R@1 motion": (0.50, 0.03),
+            "linear motion": (0.42, 0.05),
+        },
     ]
     verdicts = {(d.question, d.metric): d.verdict for d in decide(rows)}
-    assert verdicts[("pretraining beats random init on motion", "R@1 motion")] == "yes"       # +20, 2 SE 4.9
+    assert verdicts[("pretraining beats random init on motion", "R@1 motion")] == "yes"  # +20, 2 SE 4.9
     assert verdicts[("pretraining beats random init on motion", "linear motion")] == "not decided"  # +2, 2 SE 8.2
-    assert verdicts[("the base configuration beats model.motion_predictor=transformer", "R@1 motion")] \
-        == "no, reversed"
-    assert "| pretraining beats random init on motion | R@1 motion | +20.0 | 4.9 | yes |" in \
-        format_decisions(decide(rows))
+    assert verdicts[("the base configuration beats model.motion_predictor=transformer", "R@1 motion")] == "no, reversed"
+    assert "| pretraining beats random init on motion | R@1 motion | +20.0 | 4.9 | yes |" in format_decisions(
+        decide(rows)
+    )

@@ -4,13 +4,20 @@ import numpy as np
 import pytest
 import torch
 
-from comode.train.frames import WindowSpec, sliding_window_indices
-from comode.evaluate.features import (CPU_CLIPS_PER_PASS, VideoClips, cached_features, extract_features,
-                                      pooled_features, prepare_clips, split_features)
+from comode.evaluate.clips import VideoClips
+from comode.evaluate.features import (
+    CPU_CLIPS_PER_PASS,
+    cached_features,
+    extract_features,
+    pooled_features,
+    prepare_clips,
+    split_features,
+)
 from comode.evaluate.source import ModelSource
 from comode.store import open_store
 from comode.store.reader import Video
 from comode.train.backbones import build_backbone
+from comode.train.frames import WindowSpec, sliding_window_indices
 from comode.train.transforms import centre_crop_boxes, crop_resize, normalize
 
 
@@ -65,8 +72,9 @@ def test_failed_videos_are_reported_not_dropped(eval_store, tiny_checkpoint, mon
         return original(self, indices, **kwargs)
 
     monkeypatch.setattr(Video, "decode_frames", decode)
-    result = extract_features(ModelSource.parse(tiny_checkpoint).build(), eval_store, ids, device=torch.device("cpu"),
-                              size=64)
+    result = extract_features(
+        ModelSource.parse(tiny_checkpoint).build(), eval_store, ids, device=torch.device("cpu"), size=64
+    )
     assert bad not in result.video_ids and result.count == len(ids) - 1
     assert list(result.failed) == [bad] and "corrupt stream" in result.failed[bad]
 
@@ -93,8 +101,15 @@ def test_cache_is_keyed_by_model_and_reused(eval_store, tiny_checkpoint, tmp_pat
 
 
 def test_split_features_counts(eval_store, tiny_checkpoint, tmp_path, feature_cache):
-    data = split_features(eval_store, ModelSource.parse(tiny_checkpoint), split="1", out_dir=tmp_path,
-                          device=torch.device("cpu"), size=64, cache_dir=feature_cache)
+    data = split_features(
+        eval_store,
+        ModelSource.parse(tiny_checkpoint),
+        split="1",
+        out_dir=tmp_path,
+        device=torch.device("cpu"),
+        size=64,
+        cache_dir=feature_cache,
+    )
     assert data.counts["train_videos"] == data.counts["train_evaluated"] == 6
     assert data.counts["test_videos"] == data.counts["test_evaluated"] == 3
     assert data.counts["failed"] == 0 and data.counts["split_videos_not_complete"] == 0
@@ -111,14 +126,18 @@ def test_exported_backbone_gives_the_same_features_and_cache_entry(eval_store, t
     exported = export_backbone(tiny_checkpoint, tmp_path / "vnet.safetensors")
     store = open_store(eval_store)
     ids = store.video_ids()[:2]
-    features = [extract_features(ModelSource.parse(path).build(), eval_store, ids, device=torch.device("cpu"),
-                                 size=64).features for path in (tiny_checkpoint, exported)]
+    features = [
+        extract_features(ModelSource.parse(path).build(), eval_store, ids, device=torch.device("cpu"), size=64).features
+        for path in (tiny_checkpoint, exported)
+    ]
     np.testing.assert_array_equal(features[0], features[1])
     described = ModelSource.parse(exported).describe()
     assert described["backbone"] == "r3d_18" and described["step"] == 7 and len(described["sha256"]) == 64
     # different files (bytes), so different cache keys, even though the weights are equal
-    keys = {feature_key(model=ModelSource.parse(p).describe(), store=store, video_ids=ids, window=WindowSpec(), size=64)
-            for p in (tiny_checkpoint, exported)}
+    keys = {
+        feature_key(model=ModelSource.parse(p).describe(), store=store, video_ids=ids, window=WindowSpec(), size=64)
+        for p in (tiny_checkpoint, exported)
+    }
     assert len(keys) == 2
 
 
@@ -186,7 +205,9 @@ def test_a_checkpoint_is_hashed_once_per_version(tmp_path, monkeypatch):
     monkeypatch.setattr(source, "_hash_file", lambda path: reads.append(path) or real_hash(path))
     checkpoint = tmp_path / "last.pt"
     checkpoint.write_bytes(b"epoch 1")
-    assert source.file_sha256(checkpoint) == source.file_sha256(str(checkpoint)) == hashlib.sha256(b"epoch 1").hexdigest()
+    assert (
+        source.file_sha256(checkpoint) == source.file_sha256(str(checkpoint)) == hashlib.sha256(b"epoch 1").hexdigest()
+    )
     assert len(reads) == 1
     checkpoint.write_bytes(b"epoch 2")
     os.utime(checkpoint, ns=(0, 10**9))  # a new version even where mtime granularity is coarse
