@@ -5,7 +5,7 @@ Everything comes from one demux pass over the NUT file ffmpeg wrote.  The MV str
 decoded with FFmpeg's motion-vector export, ``skip_idct=all`` and ``lowres=3``: vectors are
 parsed from the bitstream before any reconstruction, so skipping the inverse DCT and doing
 motion compensation at 1/8 size leaves them bit-identical (tested against the answer key and
-full decoding) while the decode runs ~1.3x faster.  The RGB stream's packets are kept as they
+full decoding) while the decode runs faster (docs/performance.md).  The RGB stream's packets are kept as they
 are (that is the stored ``rgb_stream``); only its I-frames are decoded, to RGB.
 """
 
@@ -26,7 +26,7 @@ MV_STREAM, RGB_STREAM = 0, 1
 
 # FFmpeg's AVMotionVector as laid out in a frame's MOTION_VECTORS side data (C struct
 # alignment; the same dtype as PyAV's MotionVectors.to_ndarray, which builds it anew on every
-# call: ~35 us a frame, a third as much as the decode).  We keep each frame's raw bytes and
+# call, a third as much as the decode itself; docs/performance.md).  We keep each frame's raw bytes and
 # view them all with this one, once per video.
 AV_MOTION_VECTOR = np.dtype([
     ("source", np.int32), ("w", np.uint8), ("h", np.uint8),
@@ -121,8 +121,9 @@ def _flatten(vectors: list[bytes], dtype: np.dtype) -> tuple[np.ndarray, np.ndar
     """Each frame's raw records of ``dtype`` (b"": none) -> (n,) records with RECORD_FIELDS
     and the (n,) frame number of each.
 
-    Joined as bytes and viewed once: np.concatenate of structured arrays took 10 ms for 325
-    frames, the byte join 0.6 ms; fields are selected once at the end (per frame: ~30 us x T).
+    Joined as bytes and viewed once: np.concatenate of structured arrays was an order of
+    magnitude slower than the byte join (docs/performance.md); fields are selected once at
+    the end, not per frame.
     """
     counts = np.fromiter((len(v) // dtype.itemsize for v in vectors), dtype=np.int64, count=len(vectors))
     if not counts.any():
@@ -290,5 +291,5 @@ def decode_iframes(packets: list[bytes], size: tuple[int, int]) -> np.ndarray:
     width, height = size
     if not frames:
         return np.zeros((0, height, width, 3), dtype=np.uint8)
-    # frame.to_ndarray() would set up a new swscale context per frame (~1 ms each).
+    # frame.to_ndarray() would set up a new swscale context per frame (a cost per frame that adds up; docs/performance.md).
     return np.stack([frame_to_rgb(f) for f in frames])

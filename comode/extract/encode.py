@@ -14,7 +14,7 @@ refuse a frame whose pts, rescaled to their time base, is not above the last one
 (phones, screen recorders, broken muxers) produce.
 
 Why the ffmpeg command line and not PyAV in-process (measured, README "Extraction"):
-the CLI re-encode ran 1.6-2x faster than the same PyAV decode/scale/encode loop, and a
+the CLI re-encode ran clearly faster than the same PyAV decode/scale/encode loop, and a
 separate process is the isolation we need anyway: a source that makes the decoder hang
 or crash only kills that process, which we time-limit.  The binary is the static one from
 the ``imageio-ffmpeg`` wheel (a pinned dependency) unless ``COMODE_FFMPEG`` names another,

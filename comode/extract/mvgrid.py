@@ -90,7 +90,7 @@ def _covered_cells(records: np.ndarray, frame_of_record: np.ndarray, *, grid_sha
     y0 = np.where(h >= cell, (records["dst_y"] - h // 2) // cell, records["dst_y"] // cell)
     nx = np.maximum(w // cell, 1)
     ny = np.maximum(h // cell, 1)
-    if (nx == 1).all() and (ny == 1).all():  # one cell per block (MPEG-2 at cell 16): 3x faster
+    if (nx == 1).all() and (ny == 1).all():  # one cell per block (MPEG-2 at cell 16): a shortcut, docs/performance.md
         owner = np.arange(len(records))
         cx, cy = np.clip(x0, 0, gw - 1), np.clip(y0, 0, gh - 1)
     else:

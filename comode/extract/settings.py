@@ -30,7 +30,7 @@ class ExtractSettings:
     quality: int = 5
     # Size of the stored RGB stream and I-frames: half the MV-stream size (short side 128,
     # what training resizes to before its 112 crop), which keeps the whole store under
-    # 6 KB per frame (5.7 on the shared clips) and makes clip decoding ~4x cheaper than at 340x256.
+    # 6 KB per frame (5.7 on the shared clips) and makes clip decoding several times cheaper than at 340x256.
     rgb_width: int = 170
     rgb_height: int = 128
     rgb_quality: int = 5
@@ -46,7 +46,7 @@ class ExtractSettings:
     # instead of taking the machine down.
     memory_limit_mb: int = 4096
     # Who reads the motion vectors: PyAV's FFmpeg export (default: in memory, and with
-    # skip_idct it is ~2x faster) or mv-extractor (same vectors; kept as the cross-check).
+    # skip_idct it is faster; docs/performance.md) or mv-extractor (same vectors; kept as the cross-check).
     mv_backend: str = "pyav"
 
     def __post_init__(self) -> None:

@@ -15,7 +15,7 @@ One tensorstore context per process (:func:`context`), created on first use, hol
 
 - a cache of decoded chunks and shard indexes (``CACHE_BYTES``): on an object store, a
   shard's index would otherwise be fetched again before every chunk (measured on a
-  loopback S3 server: 3.9 ms per read without the cache, 0.5 ms with it).  Data is cached
+  loopback S3 server, several times slower without the cache; docs/performance.md).  Data is cached
   as of the array's opening (``recheck_cached_data="open"``): a complete video group is
   never rewritten in place (a redo deletes it first), and readers reopen a video after an
   error;

@@ -96,8 +96,8 @@ MV_CHANNELS = ("x", "y")
 # shard (one file per array, so a video costs a handful of files) holding inner chunks
 # sized for the training access pattern: an 8-frame MV window touches one or two MV
 # chunks, a GOP of the RGB stream one or two 64 KiB chunks.  I-frames go 4 to a chunk:
-# on the shared real clips that stored 3.4 KB/frame instead of 3.8 KB/frame with one per
-# chunk (zstd level 5, as then), for 0.3 ms instead of 0.1 ms to read one I-frame.
+# on the shared real clips that stored fewer bytes per frame than one per chunk, for a
+# slightly slower read of one I-frame (docs/performance.md).
 MVS_CHUNK_FRAMES = 32
 IFRAMES_CHUNK = 4
 RGB_STREAM_CHUNK_BYTES = 64 * 1024

@@ -35,11 +35,9 @@ from comode.store.sinks import LocalSink, ObjectSink, sink_for
 from comode.store.zarr_files import BloscSettings, array_files, group_metadata
 
 # Blosc is a core Zarr v3 codec, so any v3 reader can decode the store; zstd inside it
-# compressed MV grids ~2x better than lz4 at the same speed in our measurements.  Level 1,
-# not 5: decoded I-frames are most of the store and compress poorly at any level; level 1
-# compressed the 365 I-frames of the shared clips 4.9x faster (123 vs 600 ms, 0.11 ms per
-# video frame) for 14% more bytes (3,912 vs 3,425 per video frame), and MV grids 6x faster
-# (0.027 ms less per frame) for 29 more bytes per frame (240 vs 211).
+# compressed MV grids better than lz4 at the same speed in our measurements.  Level 1, not
+# 5: decoded I-frames are most of the store and compress poorly at any level; level 1 costs
+# a few percent more bytes for several times less compression time (docs/performance.md).
 _COMPRESS_INT = BloscSettings(cname="zstd", clevel=1, shuffle="shuffle")
 _COMPRESS_BYTES = BloscSettings(cname="zstd", clevel=1, shuffle="noshuffle")
 # The bitstream is already entropy-coded; lz4 at level 1 costs ~nothing and only removes
@@ -334,8 +332,8 @@ def _encode_group(attrs: Mapping[str, Any], specs) -> dict[str, bytes]:
 
     Encoded by comode.store.zarr_files, not written through zarr-python: zarr checks and
     re-asserts every parent group, hops to a thread for every file operation and runs its
-    async codec pipeline per chunk: 56 ms of CPU per 310-frame video, ~10 ms of it
-    compression, against 29 ms this way.  The files are the same bytes (tested).
+    async codec pipeline per chunk: about twice the CPU per video of this way
+    (docs/performance.md).  The files are the same bytes (tested).
     """
     files = {"zarr.json": group_metadata({**attrs, layout.ATTR_STATUS: layout.STATUS_COMPLETE})}
     for name, data, chunk_rows, compressor in specs:

@@ -7,8 +7,8 @@ itself ``bytes`` + ``crc32c``) holding every inner chunk.  Chunks equal to the f
 are not written, like zarr-python's default (``write_empty_chunks=False``).
 
 Why: building the same files through zarr-python (a MemoryStore, its async codec pipeline)
-cost 56 ms of CPU per 310-frame video, ~10 ms of it compression; this module takes 29 ms.
-The 27 ms saved is what re-encoding ~30 frames of a 240p source costs.  tests/store/test_zarr_files.py
+cost about twice the CPU per video that this module takes (docs/performance.md): the
+difference is what re-encoding dozens of frames of a 240p source costs.  tests/store/test_zarr_files.py
 checks that the files are byte for byte the ones zarr-python writes with its default
 configuration, and that zarr-python reads them back.  (A zarr configuration that changes
 ``json_indent`` or ``array.write_empty_chunks``, or blosc threads turned on in numcodecs,
