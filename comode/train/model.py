@@ -218,6 +218,7 @@ class CoMoDe(nn.Module):
             if infonce and motion_head == "mlp_bn":
                 predictor = NormalisedPredictor(predictor, predicted_channels)
             self.motion_predictor = predictor
+            self._predicts_one_slice = motion_predictor == "conv"
         self.rotated_negatives = rotated_negatives
 
     def encode_clip(self, clip: Tensor) -> Tensor:
@@ -260,7 +261,10 @@ class CoMoDe(nn.Module):
             if mv_future is None:
                 raise ValueError("use_motion=True needs mv_future (B, 2, T, H, W)")
             if self.motion_objective == "mse":
-                target_grid = tuple(features.shape[2:])
+                # The V-Network's grid; one time slice (the window's mean motion) for the conv
+                # predictor, which predicts one slice per window.
+                frames = 1 if self._predicts_one_slice else features.shape[2]
+                target_grid = (frames, *features.shape[3:])
                 out.motion_target = F.adaptive_avg_pool3d(mv_future, target_grid)  # (B, 2, T', H', W')
                 if mv_negatives is not None:
                     pooled = F.adaptive_avg_pool3d(mv_negatives.flatten(0, 1), target_grid)

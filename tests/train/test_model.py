@@ -242,6 +242,20 @@ def test_mse_ablation_regresses_pooled_motion_vectors_without_an_mnet():
     _assert_every_parameter_has_a_gradient(model)
 
 
+def test_mse_ablation_with_the_conv_predictor_regresses_the_windows_mean_motion():
+    """The demo configuration's conv predictor predicts one slice per window: the MSE target
+    is then the window's MVs averaged over time on the V-Network's spatial grid."""
+    model = CoMoDe(**TINY, motion_objective="mse", motion_predictor="conv")
+    inputs = _inputs()
+    out = model(**inputs)
+    assert tuple(out.motion_prediction.shape) == (2, 2, 1, 4, 4)
+    expected_target = torch.nn.functional.adaptive_avg_pool3d(inputs["mv_future"], (1, 4, 4))
+    torch.testing.assert_close(out.motion_target, expected_target)
+    assert tuple(out.motion_negatives.shape) == (2, 3, 2, 1, 4, 4)
+    compute_losses(out, temperature=0.1, alpha=0.5)["loss"].backward()
+    _assert_every_parameter_has_a_gradient(model)
+
+
 def test_mse_window_accuracy_counts_predictions_nearest_their_own_window():
     from comode.train.losses import mse_window_accuracy
 
