@@ -45,9 +45,16 @@ class Listing:
     nbytes: int | None = None  # bytes of all indexed groups' files, when every writer said
 
 
+# (url, reason) pairs already warned about in this process: a run opens its store many
+# times (every evaluation, every ablation cell), and one warning per reason is enough.
+_WARNED: set[tuple[str, str]] = set()
+
+
 def scan_listing(scan: Scan, why: str, url: str) -> Listing:
-    logger.warning("%s: %s; listing the videos by reading every group's metadata (slow for large stores: "
-                   "`comode store reindex %s` writes a new index)", url, why, url)
+    if (url, why) not in _WARNED:
+        _WARNED.add((url, why))
+        logger.warning("%s: %s; listing the videos by reading every group's metadata (slow for large stores: "
+                       "`comode store reindex %s` writes a new index)", url, why, url)
     found, unreadable = scan()
     return Listing(videos=found, unreadable=unreadable, source="scan", note=why)
 
