@@ -122,7 +122,7 @@ def evaluate(bin_dir: Path, store: Path, out: Path, checkpoint_args: list[str]) 
         report = out.with_name(f"{out.name}-{kind}")
         extra = ["--picture", "0"] if kind == "retrieval" else []
         run([str(bin_dir / "evaluate"), kind, "--store", str(store), *checkpoint_args, "--out", str(report),
-             *extra, "--no-progress"])
+             "--cache-dir", str(out.with_name(f"{out.name}-features")), *extra, "--no-progress"])  # one feature pass
         results.append(metric(report, kind, key))
     return results[0], results[1]
 
