@@ -225,34 +225,23 @@ def test_compute_losses_with_a_fake_gather_uses_the_other_ranks_keys():
     assert gathered["loss_motion"] > local["loss_motion"]
 
 
-def test_mse_ablation_regresses_pooled_motion_vectors_without_an_mnet():
+@pytest.mark.parametrize("predictor, slices", [("transformer", 2), ("conv", 1)])
+def test_mse_ablation_regresses_pooled_motion_vectors_without_an_mnet(predictor, slices):
+    """The target: the MV window pooled to the V-Network grid (16 x 64 x 64 clip -> 2 x 4 x 4),
+    2 channels (x, y); the conv predictor predicts one slice per window, so its target is the
+    window's MVs averaged over time."""
     torch.manual_seed(0)
-    model = CoMoDe(**TINY, motion_objective="mse")
+    model = CoMoDe(**TINY, motion_objective="mse", motion_predictor=predictor)
     assert not hasattr(model, "mnet") and not hasattr(model, "motion_projection")
     inputs = _inputs()
     out = model(**inputs)
-    # Prediction on the V-Network grid (16 x 64 x 64 clip -> 2 x 4 x 4), 2 channels (x, y).
-    assert tuple(out.motion_prediction.shape) == (2, 2, 2, 4, 4)
-    expected_target = torch.nn.functional.adaptive_avg_pool3d(inputs["mv_future"], (2, 4, 4))
+    assert tuple(out.motion_prediction.shape) == (2, 2, slices, 4, 4)
+    expected_target = torch.nn.functional.adaptive_avg_pool3d(inputs["mv_future"], (slices, 4, 4))
     torch.testing.assert_close(out.motion_target, expected_target)
-    assert tuple(out.motion_negatives.shape) == (2, 3, 2, 2, 4, 4)
+    assert tuple(out.motion_negatives.shape) == (2, 3, 2, slices, 4, 4)
     losses = compute_losses(out, temperature=0.1, alpha=0.5)
     torch.testing.assert_close(losses["loss_motion"], ((out.motion_prediction - expected_target) ** 2).mean())
     losses["loss"].backward()
-    _assert_every_parameter_has_a_gradient(model)
-
-
-def test_mse_ablation_with_the_conv_predictor_regresses_the_windows_mean_motion():
-    """The demo configuration's conv predictor predicts one slice per window: the MSE target
-    is then the window's MVs averaged over time on the V-Network's spatial grid."""
-    model = CoMoDe(**TINY, motion_objective="mse", motion_predictor="conv")
-    inputs = _inputs()
-    out = model(**inputs)
-    assert tuple(out.motion_prediction.shape) == (2, 2, 1, 4, 4)
-    expected_target = torch.nn.functional.adaptive_avg_pool3d(inputs["mv_future"], (1, 4, 4))
-    torch.testing.assert_close(out.motion_target, expected_target)
-    assert tuple(out.motion_negatives.shape) == (2, 3, 2, 1, 4, 4)
-    compute_losses(out, temperature=0.1, alpha=0.5)["loss"].backward()
     _assert_every_parameter_has_a_gradient(model)
 
 
