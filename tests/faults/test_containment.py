@@ -174,12 +174,19 @@ def test_validator_names_a_group_whose_metadata_is_not_json(small_store):
 
 
 def test_readers_skip_a_group_whose_metadata_is_not_json_and_say_so(small_store):
-    """Training and evaluation list the other videos instead of stopping on one damaged file."""
+    """Training and evaluation list the other videos instead of stopping on one damaged file.
+
+    A group damaged after it completed is not seen by a reader that lists through the index
+    (opening reads no group's metadata); `store validate` finds it and `store reindex`, the
+    documented remedy, records it as unreadable, so readers then leave it out and say so."""
     from comode.store import open_store
+    from comode.store.index import reindex
 
     before = open_store(small_store).video_ids()
     assert "left__video01.mkv" in before
     (Path(small_store) / "videos" / "left__video01.mkv" / "zarr.json").write_text("{ not json")
+    assert not validate_store(small_store).ok
+    reindex(small_store, scan=open_store(small_store).scan_groups)  # what `comode store reindex` does
     store = open_store(small_store)
     with pytest.warns(UserWarning, match=r"1 video group\(s\) with unreadable metadata left out \(left__video01.mkv\)"):
         after = store.video_ids()
@@ -190,7 +197,10 @@ def test_readers_skip_a_group_whose_metadata_is_not_json_and_say_so(small_store)
 def test_extraction_redoes_a_group_whose_metadata_is_not_json(small_store, tmp_path):
     from comode.store import open_store
 
+    from comode.store.index import reindex
+
     (Path(small_store) / "videos" / "left__video01.mkv" / "zarr.json").write_text("{ not json")
+    reindex(small_store, scan=open_store(small_store).scan_groups)  # as `comode store reindex` does
     folder = tmp_path / "videos"  # small_store's source folder
     summary = run_extraction(load_dataset("folder", folder), small_store, ExtractSettings(), SequentialExecutor())
     assert summary.ok and summary.completed == 1 and summary.skipped_complete == 1
