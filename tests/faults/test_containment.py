@@ -196,7 +196,6 @@ def test_readers_skip_a_group_whose_metadata_is_not_json_and_say_so(small_store)
 
 def test_extraction_redoes_a_group_whose_metadata_is_not_json(small_store, tmp_path):
     from comode.store import open_store
-
     from comode.store.index import reindex
 
     (Path(small_store) / "videos" / "left__video01.mkv" / "zarr.json").write_text("{ not json")
