@@ -27,8 +27,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Mapping
 
 from comode.store.location import filesystem, is_local, join, local_path
@@ -157,16 +158,43 @@ class ObjectSink:
         self.fs.pipe_file(join(self.root, path, MARKER), body)
 
 
+# One pool per process for the parallel writes and fsyncs of every group, made on first use:
+# a pool per group started up to 16 threads for every video, and a Dask worker thread once
+# hung in Thread.start() creating them (a `make demo` extraction, 286 of 288 videos written;
+# every thread waiting for the GIL).  A persistent pool starts its threads once.
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="comode-sink")
+        return _POOL
+
+
+def _forget_pool_after_fork() -> None:
+    # A forked child has none of the parent's threads: it must start its own pool.
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def _all(function, calls: list[tuple]) -> None:
-    """``function(*args)`` for every ``args`` in ``calls``, up to 16 at a time; the first
-    error is raised after all calls ended."""
+    """``function(*args)`` for every ``args`` in ``calls``, up to 16 at a time (the process's
+    sink pool; ``function`` must not call ``_all`` itself); the first error is raised after
+    all calls ended."""
     if len(calls) <= 1:
         for args in calls:
             function(*args)
         return
-    with ThreadPoolExecutor(max_workers=min(16, len(calls))) as pool:
-        for future in [pool.submit(function, *args) for args in calls]:
-            future.result()
+    futures = [_pool().submit(function, *args) for args in calls]
+    wait(futures)
+    for future in futures:
+        future.result()
 
 
 def sink_for(url: str, storage_options: dict | None = None) -> LocalSink | ObjectSink:
