@@ -29,7 +29,7 @@ install: $(BIN)/.installed
 # extract it, pretrain the demo configuration on the CPU (1,000 steps), and evaluate the
 # test clips by motion and by scene -- retrieval, linear probe, pretext accuracies beside
 # their blind levels -- for the pretrained V-Network and for random inits (the floor).
-# ~10 min on 2 cores; extraction and training resume where they stopped (an interrupted
+# ~8 min on 2 cores (docs/performance.md); extraction and training resume where they stopped (an interrupted
 # sample generation: rm -rf $(DEMO_DATA)).  More seeds are one variable away:
 #   make demo DEMO_SEEDS=0,1,2        (pretraining seeds; the floor always has 3)
 DEMO_VIDEOS ?= 48
