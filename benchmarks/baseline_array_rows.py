@@ -50,8 +50,13 @@ class ArrayRows:
     """
 
     def __init__(self, folder: str, metadata: Mapping[str, Any]) -> None:
-        if (metadata.get("zarr_format") != 3 or metadata.get("node_type") != "array" or metadata["fill_value"] != 0
-                or metadata["chunk_grid"]["name"] != "regular" or metadata.get("storage_transformers", [])):
+        if (
+            metadata.get("zarr_format") != 3
+            or metadata.get("node_type") != "array"
+            or metadata["fill_value"] != 0
+            or metadata["chunk_grid"]["name"] != "regular"
+            or metadata.get("storage_transformers", [])
+        ):
             raise ValueError("not an array of this layout")
         self.shape = tuple(metadata["shape"])
         self.dtype = np.dtype(metadata["data_type"]).newbyteorder("<")
@@ -60,17 +65,22 @@ class ArrayRows:
         self._sharded = codecs[0]["name"] == "sharding_indexed"
         if self._sharded:
             sharding = codecs[0]["configuration"]
-            if (len(codecs) != 1 or sharding["index_location"] != "end"
-                    or sharding["index_codecs"] != _INDEX_CODECS):
+            if len(codecs) != 1 or sharding["index_location"] != "end" or sharding["index_codecs"] != _INDEX_CODECS:
                 raise ValueError("not an array of this layout")
             inner, codecs = tuple(sharding["chunk_shape"]), sharding["codecs"]
         else:
             inner = outer
-        if ([c["name"] for c in codecs] != ["bytes", "blosc", "crc32c"] or self.dtype.kind not in "iu"
-                or codecs[0].get("configuration", {}).get("endian", "little") != "little"
-                or metadata["chunk_key_encoding"] != {"name": "default", "configuration": {"separator": "/"}}
-                or len(self.shape) == 0 or inner[1:] != outer[1:] or outer[1:] != tuple(max(1, s) for s in self.shape[1:])
-                or outer[0] < max(1, self.shape[0]) or outer[0] % inner[0]):  # one file holds every row
+        if (
+            [c["name"] for c in codecs] != ["bytes", "blosc", "crc32c"]
+            or self.dtype.kind not in "iu"
+            or codecs[0].get("configuration", {}).get("endian", "little") != "little"
+            or metadata["chunk_key_encoding"] != {"name": "default", "configuration": {"separator": "/"}}
+            or len(self.shape) == 0
+            or inner[1:] != outer[1:]
+            or outer[1:] != tuple(max(1, s) for s in self.shape[1:])
+            or outer[0] < max(1, self.shape[0])
+            or outer[0] % inner[0]
+        ):  # one file holds every row
             raise ValueError("not an array of this layout")
         self.ndim = len(self.shape)
         self._chunk_shape = inner
@@ -131,7 +141,7 @@ class ArrayRows:
         ids = list(range(start // rows, (stop - 1) // rows + 1))
         block = np.concatenate(self._decoded_chunks(ids)) if len(ids) > 1 else self._decoded_chunks(ids)[0]
         offset = ids[0] * rows
-        return block[start - offset:stop - offset]
+        return block[start - offset : stop - offset]
 
     def _decoded_chunks(self, ids: list[int]) -> list[np.ndarray]:
         """Chunks ``ids`` of the array, each (chunk rows, ...) (trailing axes cut to the shape)."""
@@ -174,8 +184,10 @@ class ArrayRows:
                     out.append(None)
                     continue
                 if length < 4 or offset + length > size - index_size:
-                    raise ValueError(f"shard {self._path}: chunk {chunk_id} at {offset}+{length} lies outside "
-                                     f"its {size - index_size} data bytes")
+                    raise ValueError(
+                        f"shard {self._path}: chunk {chunk_id} at {offset}+{length} lies outside "
+                        f"its {size - index_size} data bytes"
+                    )
                 handle.seek(offset)
                 out.append(handle.read(length))
             return out
@@ -211,6 +223,7 @@ def _checked(data: bytes, what: str) -> bytes:
     body, stored = data[:-4], data[-4:]
     computed = _crc32c(body)
     if len(data) < 4 or computed != stored:
-        raise ValueError(f"Stored and computed checksum do not match ({what}). Stored: {stored!r}. "
-                         f"Computed: {computed!r}.")
+        raise ValueError(
+            f"Stored and computed checksum do not match ({what}). Stored: {stored!r}. Computed: {computed!r}."
+        )
     return body

@@ -45,11 +45,42 @@ from comode.store.writer import create_or_open_root
 
 
 def bare_reencode(source: Path, output: str, settings: ExtractSettings) -> list[str]:
-    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-threads", "1",
-            "-filter_threads", "1", "-i", str(source), "-an", "-sn", "-dn", "-fps_mode", "passthrough",
-            "-vf", f"scale={settings.width}:{settings.height}", "-c:v", settings.codec, "-threads", "1",
-            "-g", str(settings.gop), "-bf", "0", "-sc_threshold", "1000000000", "-q:v", str(settings.quality),
-            "-f", "mpeg2video" if settings.codec == "mpeg2video" else "m4v", output]
+    return [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-y",
+        "-threads",
+        "1",
+        "-filter_threads",
+        "1",
+        "-i",
+        str(source),
+        "-an",
+        "-sn",
+        "-dn",
+        "-fps_mode",
+        "passthrough",
+        "-vf",
+        f"scale={settings.width}:{settings.height}",
+        "-c:v",
+        settings.codec,
+        "-threads",
+        "1",
+        "-g",
+        str(settings.gop),
+        "-bf",
+        "0",
+        "-sc_threshold",
+        "1000000000",
+        "-q:v",
+        str(settings.quality),
+        "-f",
+        "mpeg2video" if settings.codec == "mpeg2video" else "m4v",
+        output,
+    ]
 
 
 def cpu_seconds() -> float:
@@ -118,15 +149,19 @@ def main() -> None:
     dataset = load_dataset("folder", args.videos)
     clips = [item for item in dataset.videos if Path(item.path).suffix.lower() in VIDEO_EXTENSIONS]
     work = Path(tempfile.mkdtemp(prefix="comode-bench-"))
-    print(f"ffmpeg {ffmpeg_exe()}\n{len(clips)} clips, {args.workers} workers, best of {args.repeats} interleaved runs; "
-          "ratio = bare time / our time (wall clock), cpu = the same for CPU time\n")
+    print(
+        f"ffmpeg {ffmpeg_exe()}\n{len(clips)} clips, {args.workers} workers, best of {args.repeats} interleaved runs; "
+        "ratio = bare time / our time (wall clock), cpu = the same for CPU time\n"
+    )
 
     # 1. Per clip, single process.
     single_store = str(work / "single.zarr")
     create_or_open_root(single_store, root_attrs=root_attributes(dataset, settings))
     attempts = itertools.count()
-    header = (f"{'clip':34s} {'src':>9s} {'frames':>6s} | {'bare fps':>8s} {'2-stream':>8s} {'ours fps':>8s} {'ratio':>5s} {'cpu':>5s} "
-              f"| {'mvs-only':>8s} {'ffmpeg':>7s} {'ratio':>5s}")
+    header = (
+        f"{'clip':34s} {'src':>9s} {'frames':>6s} | {'bare fps':>8s} {'2-stream':>8s} {'ours fps':>8s} {'ratio':>5s} {'cpu':>5s} "
+        f"| {'mvs-only':>8s} {'ffmpeg':>7s} {'ratio':>5s}"
+    )
     print(header + "\n" + "-" * len(header))
     rows, floors = [], []
     for item in clips:
@@ -143,29 +178,52 @@ def main() -> None:
             assert result.status == "complete", result.error
 
         with tempfile.TemporaryDirectory() as scratch:
-            timed = best_of(args.repeats, {
-                "bare": lambda: subprocess.run(bare_reencode(source, "/dev/null", settings), check=True),
-                "ours": ours,
-                "two_streams": lambda: reencode(source, Path(scratch) / "x.nut", settings),
-            })
+            timed = best_of(
+                args.repeats,
+                {
+                    "bare": lambda: subprocess.run(bare_reencode(source, "/dev/null", settings), check=True),
+                    "ours": ours,
+                    "two_streams": lambda: reencode(source, Path(scratch) / "x.nut", settings),
+                },
+            )
         (bare, bare_cpu), (ours_time, ours_cpu), (two_streams, _) = timed["bare"], timed["ours"], timed["two_streams"]
         gop12 = work / f"{item.video_id}.m2v"
         subprocess.run(bare_reencode(source, str(gop12), settings), check=True)
-        timed = best_of(args.repeats, {
-            "mine": lambda: extract_only(gop12, settings),
-            # The least any extractor that reads MVs from the re-encoded stream must add to the
-            # re-encode: parsing them (no I-frames, no grid, no store).
-            "parse": lambda: read_file_vectors(gop12, low_delay=True),
-            "reference": lambda: subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-threads", "1", "-flags2",
-                                                 "+export_mvs", "-i", str(gop12), "-f", "null", "-"], check=True),
-        })
+        timed = best_of(
+            args.repeats,
+            {
+                "mine": lambda: extract_only(gop12, settings),
+                # The least any extractor that reads MVs from the re-encoded stream must add to the
+                # re-encode: parsing them (no I-frames, no grid, no store).
+                "parse": lambda: read_file_vectors(gop12, low_delay=True),
+                "reference": lambda: subprocess.run(
+                    [
+                        ffmpeg_exe(),
+                        "-loglevel",
+                        "error",
+                        "-threads",
+                        "1",
+                        "-flags2",
+                        "+export_mvs",
+                        "-i",
+                        str(gop12),
+                        "-f",
+                        "null",
+                        "-",
+                    ],
+                    check=True,
+                ),
+            },
+        )
         mine, reference = timed["mine"][0], timed["reference"][0]
         parse, parse_cpu = timed["parse"]
         floors.append((bare / (bare + parse), bare_cpu / (bare_cpu + parse_cpu)))
         rows.append((item.video_id, size, frames, bare, ours_time, mine, reference, two_streams, bare_cpu / ours_cpu))
-        print(f"{item.video_id[:34]:34s} {size:>9s} {frames:6d} | {frames / bare:8.0f} {frames / two_streams:8.0f} "
-              f"{frames / ours_time:8.0f} {bare / ours_time:5.2f} {bare_cpu / ours_cpu:5.2f} "
-              f"| {frames / mine:8.0f} {frames / reference:7.0f} {reference / mine:5.2f}")
+        print(
+            f"{item.video_id[:34]:34s} {size:>9s} {frames:6d} | {frames / bare:8.0f} {frames / two_streams:8.0f} "
+            f"{frames / ours_time:8.0f} {bare / ours_time:5.2f} {bare_cpu / ours_cpu:5.2f} "
+            f"| {frames / mine:8.0f} {frames / reference:7.0f} {reference / mine:5.2f}"
+        )
 
     # 2. Whole set, parallel, in rounds (bare then ours), each round a fresh store.
     all_frames = sum(r[2] for r in rows)
@@ -173,8 +231,12 @@ def main() -> None:
     for number in range(args.rounds):
         start = time.perf_counter()
         with ThreadPoolExecutor(args.workers) as pool:
-            list(pool.map(lambda item: subprocess.run(bare_reencode(Path(item.path), "/dev/null", settings),
-                                                      check=True), clips))
+            list(
+                pool.map(
+                    lambda item: subprocess.run(bare_reencode(Path(item.path), "/dev/null", settings), check=True),
+                    clips,
+                )
+            )
         bare_parallel = time.perf_counter() - start
         url = work / f"all-{number}.zarr"
         executor = DaskExecutor(workers=args.workers)
@@ -203,29 +265,46 @@ def main() -> None:
         small_summary = run_extraction(small_index, str(work / "small.zarr"), settings, executor)
     finally:
         executor.close()
-    print(f"\nwhole set, {args.workers} workers, {summary.frames} frames, {args.rounds} rounds: ours (Dask, end to end) / "
-          f"bare re-encode frames/s: " + ", ".join(f"{o:.0f}/{b:.0f}" for o, b in round_rates)
-          + f" -> ratio median {np.median(round_ratios):.2f} (" + ", ".join(f"{r:.2f}" for r in round_ratios) + ")")
-    print(f"240p-360p clips ({len(small)}): ours {small_summary.frames / small_summary.seconds:.0f} frames/s "
-          f"(Dask, {args.workers} workers, end to end)  (target >= 500)")
+    print(
+        f"\nwhole set, {args.workers} workers, {summary.frames} frames, {args.rounds} rounds: ours (Dask, end to end) / "
+        f"bare re-encode frames/s: "
+        + ", ".join(f"{o:.0f}/{b:.0f}" for o, b in round_rates)
+        + f" -> ratio median {np.median(round_ratios):.2f} ("
+        + ", ".join(f"{r:.2f}" for r in round_ratios)
+        + ")"
+    )
+    print(
+        f"240p-360p clips ({len(small)}): ours {small_summary.frames / small_summary.seconds:.0f} frames/s "
+        f"(Dask, {args.workers} workers, end to end)  (target >= 500)"
+    )
     two = sum(r[7] for r in rows)
-    print(f"cost split, all clips single process: bare re-encode {sum(r[3] for r in rows):.2f} s, our two-stream "
-          f"ffmpeg {two:.2f} s, everything else (MV/I-frame decode, grid, store write) {sum(r[4] for r in rows) - two:.2f} s")
+    print(
+        f"cost split, all clips single process: bare re-encode {sum(r[3] for r in rows):.2f} s, our two-stream "
+        f"ffmpeg {two:.2f} s, everything else (MV/I-frame decode, grid, store write) {sum(r[4] for r in rows) - two:.2f} s"
+    )
     ratios = [r[3] / r[4] for r in rows]
     cpu_ratios = [r[8] for r in rows]
-    print(f"per-clip end-to-end / bare re-encode: min {min(ratios):.2f}, median {np.median(ratios):.2f}  (target >= 0.8); "
-          f"in CPU time: min {min(cpu_ratios):.2f}, median {np.median(cpu_ratios):.2f}")
-    print(f"per-clip floor, bare re-encode / (bare re-encode + parsing its MVs, nothing else): min "
-          f"{min(f[0] for f in floors):.2f}, median {np.median([f[0] for f in floors]):.2f}; in CPU time: min "
-          f"{min(f[1] for f in floors):.2f}, median {np.median([f[1] for f in floors]):.2f}  (what no design can beat "
-          "without running the parse beside the encode)")
+    print(
+        f"per-clip end-to-end / bare re-encode: min {min(ratios):.2f}, median {np.median(ratios):.2f}  (target >= 0.8); "
+        f"in CPU time: min {min(cpu_ratios):.2f}, median {np.median(cpu_ratios):.2f}"
+    )
+    print(
+        f"per-clip floor, bare re-encode / (bare re-encode + parsing its MVs, nothing else): min "
+        f"{min(f[0] for f in floors):.2f}, median {np.median([f[0] for f in floors]):.2f}; in CPU time: min "
+        f"{min(f[1] for f in floors):.2f}, median {np.median([f[1] for f in floors]):.2f}  (what no design can beat "
+        "without running the parse beside the encode)"
+    )
     extract_ratios = [r[6] / r[5] for r in rows]
-    print(f"per-clip extract-only / ffmpeg export_mvs decode: min {min(extract_ratios):.2f}, median "
-          f"{np.median(extract_ratios):.2f}  (target >= 0.8)")
-    print(f"store: {store_total / summary.frames:.0f} bytes/frame "
-          + ", ".join(f"{k} {v / summary.frames:.0f}" for k, v in sorted(sizes.items()))
-          + f"  vs JPEG q90 per frame at {settings.width}x{settings.height}: {jpeg_total / jpeg_frames:.0f} bytes/frame "
-          f"-> {jpeg_total / jpeg_frames / (store_total / summary.frames):.1f}x smaller  (target <= 6000)")
+    print(
+        f"per-clip extract-only / ffmpeg export_mvs decode: min {min(extract_ratios):.2f}, median "
+        f"{np.median(extract_ratios):.2f}  (target >= 0.8)"
+    )
+    print(
+        f"store: {store_total / summary.frames:.0f} bytes/frame "
+        + ", ".join(f"{k} {v / summary.frames:.0f}" for k, v in sorted(sizes.items()))
+        + f"  vs JPEG q90 per frame at {settings.width}x{settings.height}: {jpeg_total / jpeg_frames:.0f} bytes/frame "
+        f"-> {jpeg_total / jpeg_frames / (store_total / summary.frames):.1f}x smaller  (target <= 6000)"
+    )
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(f"peak RSS of the benchmark process: {usage.ru_maxrss / 1024:.0f} MB")
     shutil.rmtree(work, ignore_errors=True)

@@ -112,11 +112,15 @@ def main() -> None:
     print("\n1. ours, one process (= one loader worker), clip + I-frame + 4 MV windows, un-augmented")
     cold_dataset = PretrainDataset(args.store, seed=0)
     wall, cpu = timed(lambda: [cold_dataset[i] for i in range(n_videos)], 1)
-    print(f"   cold (first touch of each video)  {ms(wall, n_videos)}/sample  {rate(n_videos, wall)}  cpu {ms(cpu, n_videos)}")
+    print(
+        f"   cold (first touch of each video)  {ms(wall, n_videos)}/sample  {rate(n_videos, wall)}  cpu {ms(cpu, n_videos)}"
+    )
     for i in range(n_videos):
         dataset[i]
     ours_wall, ours_cpu = timed(lambda: [dataset[i] for i in indices], args.repeats)
-    print(f"   warm                              {ms(ours_wall, count)}/sample  {rate(count, ours_wall)}  cpu {ms(ours_cpu, count)}")
+    print(
+        f"   warm                              {ms(ours_wall, count)}/sample  {rate(count, ours_wall)}  cpu {ms(ours_cpu, count)}"
+    )
 
     # 2. breakdown -----------------------------------------------------------------------
     print("\n2. where the time goes (warm, per sample)")
@@ -127,13 +131,15 @@ def main() -> None:
         video.iframe_index, video.rgb_stream_offsets  # noqa: B018 -- cached, as the dataset does
         draws.append((video, video.mvs, sample_indices(video.num_frames, video.iframe_index, rng=rng)))
     parts = {
-        "decode_frames(clip + I-frame)": lambda: [v.decode_frames(np.append(s.clip, s.iframe_frame)) for v, _, s in draws],
+        "decode_frames(clip + I-frame)": lambda: [
+            v.decode_frames(np.append(s.clip, s.iframe_frame)) for v, _, s in draws
+        ],
         "decode_frames(clip only)": lambda: [v.decode_frames(s.clip) for v, _, s in draws],
         "  of which rgb_stream open + read": lambda: [_read_span(v, s.clip) for v, _, s in draws],
         "I-frame from iframes[k] (not used)": lambda: [v.iframes[s.iframe] for v, _, s in draws],
         "MVs: one range read (what we do)": lambda: [read_mv_windows(m, s.mv_frames) for _, m, s in draws],
         "MVs: whole array": lambda: [m[...] for _, m, _ in draws],
-        "MVs: 4 window reads": lambda: [[m[w[0]:w[-1] + 1] for w in s.mv_frames] for _, m, s in draws],
+        "MVs: 4 window reads": lambda: [[m[w[0] : w[-1] + 1] for w in s.mv_frames] for _, m, s in draws],
         "MVs: one orthogonal read": lambda: [m.oindex[np.unique(s.mv_frames)] for _, m, s in draws],
         "MVs: array open (cached by us)": lambda: [v.mvs for v, _, _ in draws],
     }
@@ -144,13 +150,19 @@ def main() -> None:
     _read_paths(args.store, draws, args.repeats)
 
     # 3. augmentation on the CPU -------------------------------------------------------------
-    batches = [collate([dataset[i] for i in indices[j:j + args.batch]])
-               for j in range(0, min(count, 4 * args.batch), args.batch)]
+    batches = [
+        collate([dataset[i] for i in indices[j : j + args.batch]])
+        for j in range(0, min(count, 4 * args.batch), args.batch)
+    ]
     augmented = sum(len(b["clip"]) for b in batches)
     generator = torch.Generator().manual_seed(0)
-    aug_wall, aug_cpu = timed(lambda: [augment_batch(b, generator=generator, train=True) for b in batches], args.repeats)
-    print(f"\n3. augment_batch on the CPU, 1 thread, batch {args.batch}: {ms(aug_wall, augmented)}/sample  "
-          f"{rate(augmented, aug_wall)}  (on a GPU it runs batched; not a worker's job)")
+    aug_wall, aug_cpu = timed(
+        lambda: [augment_batch(b, generator=generator, train=True) for b in batches], args.repeats
+    )
+    print(
+        f"\n3. augment_batch on the CPU, 1 thread, batch {args.batch}: {ms(aug_wall, augmented)}/sample  "
+        f"{rate(augmented, aug_wall)}  (on a GPU it runs batched; not a worker's job)"
+    )
     combined = 1 / (ours_wall / count + aug_wall / augmented)
     print(f"   ours + CPU augmentation in one process: {combined:8.1f}/s")
 
@@ -160,15 +172,21 @@ def main() -> None:
     # workers would fall back to zarr-python, comode.store.arrays).
     for method in ("forkserver", "forkserver", "spawn"):  # the 1st forkserver starts the server
         start = time.perf_counter()
-        loader = RunLoader(EpochSubset(PretrainDataset(args.store, seed=0), indices), global_batch=args.batch,
-                           workers=args.workers, seed=0, options=loader_options(workers=args.workers, start_method=method))
+        loader = RunLoader(
+            EpochSubset(PretrainDataset(args.store, seed=0), indices),
+            global_batch=args.batch,
+            workers=args.workers,
+            seed=0,
+            options=loader_options(workers=args.workers, start_method=method),
+        )
         iterator = iter(loader.epoch(0))
         next(iterator)
         print(f"   {method:10s} time to first batch {time.perf_counter() - start:6.2f} s")
         del iterator, loader
     repeated = EpochSubset(dataset, indices)  # count samples per epoch, whatever the store's size
-    loader = RunLoader(repeated, global_batch=args.batch, workers=args.workers, seed=0,
-                       options=loader_options(workers=args.workers))
+    loader = RunLoader(
+        repeated, global_batch=args.batch, workers=args.workers, seed=0, options=loader_options(workers=args.workers)
+    )
     for epoch in range(2):  # the first epoch warms the workers' caches
         start = time.perf_counter()
         loaded = sum(len(batch["clip"]) for batch in loader.epoch(epoch))
@@ -185,11 +203,14 @@ def main() -> None:
     naive_count = min(count, 2 * n_videos)
     naive = list(zip(sources[:naive_count], draws[:naive_count]))
     naive_wall, naive_cpu = timed(
-        lambda: [naive_sample(p, np.append(s.clip, s.iframe_frame), (170, 128)) for p, (_, _, s) in naive], args.repeats)
+        lambda: [naive_sample(p, np.append(s.clip, s.iframe_frame), (170, 128)) for p, (_, _, s) in naive], args.repeats
+    )
     print("\n5. naive PyAV loader from the SOURCE videos (clip + I-frame, no MVs), one process")
     print(f"   {ms(naive_wall, naive_count)}/sample  {rate(naive_count, naive_wall)}  cpu {ms(naive_cpu, naive_count)}")
-    print(f"\nours per process {count / ours_wall:.1f}/s vs naive {naive_count / naive_wall:.1f}/s: "
-          f"{(count / ours_wall) / (naive_count / naive_wall):.1f}x  (targets: >= 100/s per core, >= 5x)")
+    print(
+        f"\nours per process {count / ours_wall:.1f}/s vs naive {naive_count / naive_wall:.1f}/s: "
+        f"{(count / ours_wall) / (naive_count / naive_wall):.1f}x  (targets: >= 100/s per core, >= 5x)"
+    )
 
 
 def _sample_reads(draws) -> list[tuple[str, slice, slice]]:
@@ -200,8 +221,13 @@ def _sample_reads(draws) -> list[tuple[str, slice, slice]]:
     for video, _, s in draws:
         iframes, offsets = video.iframe_index, video.rgb_stream_offsets
         first = int(iframes[np.searchsorted(iframes, s.clip.min(), side="right") - 1])
-        reads.append((video.video_id, slice(int(s.mv_frames.min()), int(s.mv_frames.max()) + 1),
-                      slice(int(offsets[first]), int(offsets[int(s.clip.max()) + 1]))))
+        reads.append(
+            (
+                video.video_id,
+                slice(int(s.mv_frames.min()), int(s.mv_frames.max()) + 1),
+                slice(int(offsets[first]), int(offsets[int(s.clip.max()) + 1])),
+            )
+        )
     return reads
 
 
@@ -231,6 +257,7 @@ def _read_paths(store_url: str, draws, repeats: int) -> None:
             if kind == "zarr":
                 return zarr.open_group(base, mode="r")["videos"][video_id][name]
             return open_array(url, ts_context=uncached if kind == "ts-nocache" else None)
+
         return {v: (one(v, layout.MVS), one(v, layout.RGB_STREAM)) for v in ids}
 
     def sequential(arrays):
@@ -241,15 +268,17 @@ def _read_paths(store_url: str, draws, repeats: int) -> None:
 
     def whole(arrays, overlap: bool):
         """What PretrainDataset.load does with the store: MV read, span read, span decode."""
+
         def run():
             for (video, _, s), (v, m, b) in zip(draws, reads):
                 mvs, stream = arrays[v]
                 pending = mvs.start(m) if overlap else None
                 first = int(video.iframe_index[np.searchsorted(video.iframe_index, s.clip.min(), side="right") - 1])
                 span = stream.start(b).result() if overlap else stream[b]
-                rel = video.rgb_stream_offsets[first:int(s.clip.max()) + 2] - b.start
+                rel = video.rgb_stream_offsets[first : int(s.clip.max()) + 2] - b.start
                 decode_span(span, rel, (s.clip - first).tolist())
                 pending.result() if overlap else mvs[m]
+
         return run
 
     def cold(kind: str, base: str):
@@ -265,33 +294,55 @@ def _read_paths(store_url: str, draws, repeats: int) -> None:
             print(f"     {name:44s} {ms(wall, count)}  cpu {ms(cpu, count)}  x{wall / best[baseline][0]:5.2f}")
 
     local = {kind: opened(kind, store_url) for kind in ("rows", "ts", "ts-nocache", "zarr")}
-    same = all(np.array_equal(a[v][0][m], local["rows"][v][0][m]) and np.array_equal(a[v][1][b], local["rows"][v][1][b])
-               for a in (local["ts"], local["zarr"]) for v, m, b in reads[:20])
+    same = all(
+        np.array_equal(a[v][0][m], local["rows"][v][0][m]) and np.array_equal(a[v][1][b], local["rows"][v][1][b])
+        for a in (local["ts"], local["zarr"])
+        for v, m, b in reads[:20]
+    )
     print(f"\n2b. read path, local store ({len(reads)} samples, {len(ids)} videos; same values all ways: {same})")
-    print("   (+ cache: the process's 32 MiB cache, which here holds the whole store after the first pass:\n"
-          "   a best case; 'without cache' is the worst case, a store far larger than the cache)")
-    report("a sample's reads (MV windows + stream span), warm handles, per sample", {
-        "ArrayRows (old)": sequential(local["rows"]),
-        "tensorstore + cache, one after the other": sequential(local["ts"]),
-        "tensorstore + cache, both in flight": concurrent(local["ts"]),
-        "tensorstore without cache, both in flight": concurrent(local["ts-nocache"]),
-        "zarr-python": sequential(local["zarr"]),
-    }, len(reads), "ArrayRows (old)")
-    report("whole sample (reads + span decode), per sample", {
-        "ArrayRows (old), in turn": whole(local["rows"], overlap=False),
-        "tensorstore + cache, MV read during decode": whole(local["ts"], overlap=True),
-        "tensorstore without cache, same": whole(local["ts-nocache"], overlap=True),
-    }, len(reads), "ArrayRows (old), in turn")
-    report("opening a video's two arrays (first touch), per video", {
-        "ArrayRows (old)": cold("rows", store_url), "tensorstore": cold("ts-nocache", store_url),
-        "zarr-python": cold("zarr", store_url),
-    }, len(ids), "ArrayRows (old)")
+    print(
+        "   (+ cache: the process's 32 MiB cache, which here holds the whole store after the first pass:\n"
+        "   a best case; 'without cache' is the worst case, a store far larger than the cache)"
+    )
+    report(
+        "a sample's reads (MV windows + stream span), warm handles, per sample",
+        {
+            "ArrayRows (old)": sequential(local["rows"]),
+            "tensorstore + cache, one after the other": sequential(local["ts"]),
+            "tensorstore + cache, both in flight": concurrent(local["ts"]),
+            "tensorstore without cache, both in flight": concurrent(local["ts-nocache"]),
+            "zarr-python": sequential(local["zarr"]),
+        },
+        len(reads),
+        "ArrayRows (old)",
+    )
+    report(
+        "whole sample (reads + span decode), per sample",
+        {
+            "ArrayRows (old), in turn": whole(local["rows"], overlap=False),
+            "tensorstore + cache, MV read during decode": whole(local["ts"], overlap=True),
+            "tensorstore without cache, same": whole(local["ts-nocache"], overlap=True),
+        },
+        len(reads),
+        "ArrayRows (old), in turn",
+    )
+    report(
+        "opening a video's two arrays (first touch), per video",
+        {
+            "ArrayRows (old)": cold("rows", store_url),
+            "tensorstore": cold("ts-nocache", store_url),
+            "zarr-python": cold("zarr", store_url),
+        },
+        len(ids),
+        "ArrayRows (old)",
+    )
     _remote_reads(store_url, ids, reads, opened, report)
 
 
 def _reads(arrays, reads, *, in_flight: bool):
     """A function that makes the store reads of ``reads``; ``in_flight``: both of a sample's
     reads started before waiting for either (tensorstore's ``start``)."""
+
     def run():
         for v, m, b in reads:
             mvs, stream = arrays[v]
@@ -300,6 +351,7 @@ def _reads(arrays, reads, *, in_flight: bool):
                 [p.result() for p in pending]
             else:
                 mvs[m], stream[b]
+
     return run
 
 
@@ -320,12 +372,18 @@ def _remote_reads(store_url, ids, reads, opened, report) -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                            "AWS_DEFAULT_REGION")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    }
     try:
         host, port = server.get_host_and_port()
-        os.environ.update(AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="bench",
-                          AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+        os.environ.update(
+            AWS_ENDPOINT_URL=f"http://{host}:{port}",
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
         location.s3_endpoint.cache_clear()
         fs, _ = location.filesystem("s3://bench")
         fs.mkdir("bench")
@@ -337,11 +395,16 @@ def _remote_reads(store_url, ids, reads, opened, report) -> None:
         count = min(len(reads), 60)
         sample = reads[:count]
         print(f"\n   remote: the same store on a loopback S3 server (moto), {count} samples")
-        report("a sample's reads, per sample", {
-            "zarr-python + s3fs (the old remote path)": _reads(remote["zarr"], sample, in_flight=False),
-            "tensorstore S3 + cache, both in flight": _reads(remote["ts"], sample, in_flight=True),
-            "tensorstore S3 without cache, same": _reads(remote["ts-nocache"], sample, in_flight=True),
-        }, count, "zarr-python + s3fs (the old remote path)")
+        report(
+            "a sample's reads, per sample",
+            {
+                "zarr-python + s3fs (the old remote path)": _reads(remote["zarr"], sample, in_flight=False),
+                "tensorstore S3 + cache, both in flight": _reads(remote["ts"], sample, in_flight=True),
+                "tensorstore S3 without cache, same": _reads(remote["ts-nocache"], sample, in_flight=True),
+            },
+            count,
+            "zarr-python + s3fs (the old remote path)",
+        )
     finally:
         for key, value in saved.items():
             if value is None:
@@ -357,7 +420,7 @@ def _read_span(video, clip: np.ndarray) -> np.ndarray:
     iframes, offsets = video.iframe_index, video.rgb_stream_offsets
     first = int(iframes[np.searchsorted(iframes, clip.min(), side="right") - 1])
     stream = video.array(layout.RGB_STREAM)
-    return stream[int(offsets[first]):int(offsets[int(clip.max()) + 1])]
+    return stream[int(offsets[first]) : int(offsets[int(clip.max()) + 1])]
 
 
 def _decode(video, clip: np.ndarray, convert) -> list[np.ndarray]:
@@ -365,12 +428,12 @@ def _decode(video, clip: np.ndarray, convert) -> list[np.ndarray]:
     iframes, offsets = video.iframe_index, video.rgb_stream_offsets
     first = int(iframes[np.searchsorted(iframes, clip.min(), side="right") - 1])
     data = memoryview(np.ascontiguousarray(_read_span(video, clip)))
-    rel = offsets[first:int(clip.max()) + 2] - offsets[first]
+    rel = offsets[first : int(clip.max()) + 2] - offsets[first]
     context = av.CodecContext.create("mpeg2video", "r")
     context.thread_count = 1
     frames = []
     for i in range(len(rel) - 1):
-        frames.extend(context.decode(av.Packet(data[int(rel[i]):int(rel[i + 1])])))
+        frames.extend(context.decode(av.Packet(data[int(rel[i]) : int(rel[i + 1])])))
     frames.extend(context.decode(None))
     return [convert(frames[int(f) - first]) for f in clip]
 
@@ -384,7 +447,9 @@ def _conversion_breakdown(draws, repeats: int) -> None:
     ways = {
         "  span read + decode, frame.to_ndarray": lambda frame: frame.to_ndarray(format="rgb24"),
         "  ..., shared reformatter, threads=0": lambda frame: shared.reformat(frame, format="rgb24").to_ndarray(),
-        "  ..., shared, threads=1 (rgb.py now)": lambda frame: single.reformat(frame, format="rgb24", threads=1).to_ndarray(),
+        "  ..., shared, threads=1 (rgb.py now)": lambda frame: single.reformat(
+            frame, format="rgb24", threads=1
+        ).to_ndarray(),
         "  ..., no conversion": lambda frame: frame,
     }
     for name, convert in ways.items():

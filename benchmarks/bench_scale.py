@@ -51,8 +51,23 @@ def template_store(work: Path) -> Path:
         (folder / "all").mkdir(parents=True)
         for clip in TEMPLATE_CLIPS:
             (folder / "all" / clip).symlink_to(SHARED / "real" / clip)
-    subprocess.run([*COMODE, "extract", "--dataset", "folder", "--root", str(folder), "--out", str(store),
-                    "--workers", "0", "--no-progress"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *COMODE,
+            "extract",
+            "--dataset",
+            "folder",
+            "--root",
+            str(folder),
+            "--out",
+            str(store),
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return store
 
 
@@ -60,8 +75,10 @@ def check_disk(work: Path, sizes: list[int]) -> None:
     usage, inodes = shutil.disk_usage(work), os.statvfs(work)
     need = sum(sizes) * BYTES_PER_VIDEO * 1.2
     if need > usage.free or sum(sizes) * INODES_PER_VIDEO > inodes.f_favail:
-        sys.exit(f"not enough room in {work}: {need / 1e9:.1f} GB and {sum(sizes) * INODES_PER_VIDEO:,} inodes "
-                 f"needed, {usage.free / 1e9:.1f} GB and {inodes.f_favail:,} free; choose fewer --sizes")
+        sys.exit(
+            f"not enough room in {work}: {need / 1e9:.1f} GB and {sum(sizes) * INODES_PER_VIDEO:,} inodes "
+            f"needed, {usage.free / 1e9:.1f} GB and {inodes.f_favail:,} free; choose fewer --sizes"
+        )
     print(f"disk: {need / 1e9:.1f} GB of {usage.free / 1e9:.1f} GB free needed for {sizes}", flush=True)
 
 
@@ -79,14 +96,18 @@ def build_store(template: Path, store: Path, videos: int) -> float:
         k = number % len(groups)
         folder = store / "videos" / f"v{number:07d}"
         folder.mkdir()
-        doc = {**metadata[k], "attributes": {**metadata[k]["attributes"], "source": f"all/v{number:07d}.mp4",
-                                             "write_id": uuid.uuid4().hex[:16]}}
+        doc = {
+            **metadata[k],
+            "attributes": {
+                **metadata[k]["attributes"],
+                "source": f"all/v{number:07d}.mp4",
+                "write_id": uuid.uuid4().hex[:16],
+            },
+        }
         (folder / "zarr.json").write_text(json.dumps(doc))
         for array in arrays[k]:
             (folder / array.name).symlink_to(array.resolve(), target_is_directory=True)
     return time.perf_counter() - start
-
-
 
 
 def timed(command: list[str], env: dict | None = None, cwd: Path | None = None) -> tuple[float, float]:
@@ -106,20 +127,35 @@ def timed(command: list[str], env: dict | None = None, cwd: Path | None = None) 
 
 def without_index(store: Path):
     """Context: the store's index moved aside (readers fall back to scanning every group)."""
+
     class _Aside:
         def __enter__(self):
             (store / "index").rename(store / "index.aside")
 
         def __exit__(self, *exc):
             (store / "index.aside").rename(store / "index")
+
     return _Aside()
 
 
 def pretrain_command(store: str, out: Path) -> list[str]:
     """One step of the CPU configuration: start to first step (and its exit)."""
     shutil.rmtree(out, ignore_errors=True)
-    return [*COMODE, "train", "pretrain", "--store", store, "--config", str(REPO / "configs/pretrain/tiny_cpu.yaml"),
-            "--out", str(out), "--no-progress", "max_steps=1", "save_every_steps=1000", "data.workers=1"]
+    return [
+        *COMODE,
+        "train",
+        "pretrain",
+        "--store",
+        store,
+        "--config",
+        str(REPO / "configs/pretrain/tiny_cpu.yaml"),
+        "--out",
+        str(out),
+        "--no-progress",
+        "max_steps=1",
+        "save_every_steps=1000",
+        "data.workers=1",
+    ]
 
 
 def measure_local(store: Path, videos: int, work: Path, validate: bool) -> dict:
@@ -150,23 +186,47 @@ def measure_s3(store: Path, videos: int, work: Path, fallback: bool) -> dict:
     try:
         host, port = server.get_host_and_port()
         env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-        env.update(HOME=str(work / "home"), AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="testing",
-                   AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+        env.update(
+            HOME=str(work / "home"),
+            AWS_ENDPOINT_URL=f"http://{host}:{port}",
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
         (work / "home").mkdir(exist_ok=True)
-        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="testing",
-                     aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        boto3.client(
+            "s3",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        ).create_bucket(Bucket=BUCKET)
         fs = s3fs.S3FileSystem(key="testing", secret="testing", endpoint_url=env["AWS_ENDPOINT_URL"])
         url = f"s3://{BUCKET}/scale.zarr"
-        files = {f"{BUCKET}/scale.zarr/{path.relative_to(store)}": path.read_bytes()
-                 for path in [store / "zarr.json", store / "videos" / "zarr.json",
-                              *(store / "videos").glob("*/zarr.json"), *(store / "index").glob("*.json")]}
+        files = {
+            f"{BUCKET}/scale.zarr/{path.relative_to(store)}": path.read_bytes()
+            for path in [
+                store / "zarr.json",
+                store / "videos" / "zarr.json",
+                *(store / "videos").glob("*/zarr.json"),
+                *(store / "index").glob("*.json"),
+            ]
+        }
         start = time.perf_counter()
         fs.pipe(files)
         upload = time.perf_counter() - start
-        opening = [sys.executable, "-c", "import sys; from comode.store import open_store; "
-                   "print(len(open_store(sys.argv[1]).video_ids()))", url]
-        row = {"videos": videos, "upload (metadata only)": (upload, float("nan")),
-               "open + list": timed(opening, env, work), "info": timed([*COMODE, "store", "info", url], env, work)}
+        opening = [
+            sys.executable,
+            "-c",
+            "import sys; from comode.store import open_store; print(len(open_store(sys.argv[1]).video_ids()))",
+            url,
+        ]
+        row = {
+            "videos": videos,
+            "upload (metadata only)": (upload, float("nan")),
+            "open + list": timed(opening, env, work),
+            "info": timed([*COMODE, "store", "info", url], env, work),
+        }
         if fallback:  # moto answers ~10 GETs/s per core here: minutes at 1k, hours at 10k
             fs.rm(f"{BUCKET}/scale.zarr/index", recursive=True)
             row["open + list, scan fallback"] = timed(opening, env, work)
@@ -179,8 +239,11 @@ def growth(rows: list[dict], which: int) -> dict:
     """Microseconds per added video between the smallest and the largest size (which: 0 wall, 1 CPU)."""
     small, large = rows[0], rows[-1]
     span = large["videos"] - small["videos"]
-    return {key: (large[key][which] - small[key][which]) / span * 1e6 for key in large
-            if key != "videos" and key in small and span > 0}
+    return {
+        key: (large[key][which] - small[key][which]) / span * 1e6
+        for key in large
+        if key != "videos" and key in small and span > 0
+    }
 
 
 def show(title: str, rows: list[dict]) -> None:
@@ -191,16 +254,22 @@ def show(title: str, rows: list[dict]) -> None:
         print(f"  {key:<36} " + " | ".join(cells))
     if len(rows) > 1:
         for which, name in ((0, "wall"), (1, "CPU")):
-            print(f"growth per video ({name}): "
-                  + ", ".join(f"{key} {value:.0f} us" for key, value in growth(rows, which).items()))
+            print(
+                f"growth per video ({name}): "
+                + ", ".join(f"{key} {value:.0f} us" for key, value in growth(rows, which).items())
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,50000,240000", help="store sizes, comma-separated")
     parser.add_argument("--s3-size", type=int, default=10000, help="size opened on the loopback S3 server (0: skip)")
-    parser.add_argument("--s3-fallback", action=argparse.BooleanOptionalAction, default=False,
-                        help="also time the scan fallback on S3 (slow on moto: ~0.1 s a video)")
+    parser.add_argument(
+        "--s3-fallback",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also time the scan fallback on S3 (slow on moto: ~0.1 s a video)",
+    )
     parser.add_argument("--validate-max", type=int, default=50000, help="skip `store validate` above this size")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one, removed)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
@@ -229,8 +298,18 @@ def main() -> None:
     if s3:
         show("loopback S3 (moto), metadata only", s3)
     if args.json:
-        args.json.write_text(json.dumps({"local": local, "s3": s3, "growth_us_per_video": {
-            "wall": growth(local, 0), "cpu": growth(local, 1)} if len(local) > 1 else {}}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "local": local,
+                    "s3": s3,
+                    "growth_us_per_video": {"wall": growth(local, 0), "cpu": growth(local, 1)}
+                    if len(local) > 1
+                    else {},
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

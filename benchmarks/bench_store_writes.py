@@ -54,8 +54,11 @@ def _tensorstore(url: str, video_id: str, attrs: dict, arrays: VideoArrays, *, s
     pending = []
     for name in layout.ARRAY_NAMES:
         metadata = json.loads(files[f"{name}/zarr.json"])
-        store = ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": f"{folder}/{name}/"},
-                         "metadata": metadata}, create=True, context=context).result()
+        store = ts.open(
+            {"driver": "zarr3", "kvstore": {"driver": "file", "path": f"{folder}/{name}/"}, "metadata": metadata},
+            create=True,
+            context=context,
+        ).result()
         data = getattr(arrays, name)
         if data.size:
             pending.append(store.write(data))
@@ -95,8 +98,10 @@ def main() -> None:
     for name, per_video in best.items():
         wall = sum(w for w, _ in per_video.values())
         cpu = sum(c for _, c in per_video.values())
-        print(f"  {name:28s} {1e3 * wall / len(videos):7.2f} ms wall/video  {1e3 * cpu / len(videos):7.2f} ms cpu/video"
-              f"  wall x{wall / base_wall:5.2f} of ours without fsync")
+        print(
+            f"  {name:28s} {1e3 * wall / len(videos):7.2f} ms wall/video  {1e3 * cpu / len(videos):7.2f} ms cpu/video"
+            f"  wall x{wall / base_wall:5.2f} of ours without fsync"
+        )
     shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -106,8 +111,13 @@ def _check_same_files(url: str, video, ways) -> None:
     written = []
     for _name, write in ways.items():
         write(url, video_id, attrs, arrays)
-        written.append({str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*")
-                        if p.is_file() and p.name != "zarr.json"})
+        written.append(
+            {
+                str(p.relative_to(folder)): p.read_bytes()
+                for p in folder.rglob("*")
+                if p.is_file() and p.name != "zarr.json"
+            }
+        )
     same = all(files == written[0] for files in written[1:]) and len(written[0]) == len(layout.ARRAY_NAMES)
     print(f"chunk and shard files identical all four ways: {same} (metadata: the same JSON, other formatting)")
 

@@ -42,6 +42,9 @@ if __name__ == "__main__":
     time.sleep(2)
     gc.collect()
     after = rss()
-    print(f"{n} pending tasks: client+scheduler RSS +{(after - before) / 1e6:.0f} MB = "
-          f"{(after - before) / n / 1e3:.1f} kB per task", flush=True)
+    print(
+        f"{n} pending tasks: client+scheduler RSS +{(after - before) / 1e6:.0f} MB = "
+        f"{(after - before) / n / 1e3:.1f} kB per task",
+        flush=True,
+    )
     os._exit(0)  # the worker is blocked for an hour: a graceful close would only wait for it

@@ -54,13 +54,27 @@ class Mode:
 
 
 def cuda_mode(steps: int, workers: tuple[int, ...]) -> Mode:
-    return Mode("cuda", REPO / "configs/pretrain/r3d26_ucf101.yaml", ("data.batch_size=64",), None, videos=512,
-                steps=steps, workers=workers)
+    return Mode(
+        "cuda",
+        REPO / "configs/pretrain/r3d26_ucf101.yaml",
+        ("data.batch_size=64",),
+        None,
+        videos=512,
+        steps=steps,
+        workers=workers,
+    )
 
 
 def cpu_mode() -> Mode:
-    return Mode("cpu", REPO / "configs/pretrain/tiny_cpu.yaml", ("data.batch_size=2",), (CPU_CLIP,), videos=4,
-                steps=2, workers=(0,))
+    return Mode(
+        "cpu",
+        REPO / "configs/pretrain/tiny_cpu.yaml",
+        ("data.batch_size=2",),
+        (CPU_CLIP,),
+        videos=4,
+        steps=2,
+        workers=(0,),
+    )
 
 
 def cuda_problem() -> str | None:
@@ -74,11 +88,15 @@ def cuda_problem() -> str | None:
     if not listed:
         return None
     if torch.version.cuda is None:
-        return (f"nvidia-smi lists {listed.splitlines()[0]!r}, but torch {torch.__version__} is a CPU build: "
-                f"install a CUDA build into the venv (pip install torch=={torch.__version__.split('+')[0]} from "
-                "the PyTorch CUDA index)")
-    return (f"nvidia-smi lists {listed.splitlines()[0]!r}, but torch {torch.__version__} (CUDA {torch.version.cuda}) "
-            "cannot use it (driver too old for this CUDA build?)")
+        return (
+            f"nvidia-smi lists {listed.splitlines()[0]!r}, but torch {torch.__version__} is a CPU build: "
+            f"install a CUDA build into the venv (pip install torch=={torch.__version__.split('+')[0]} from "
+            "the PyTorch CUDA index)"
+        )
+    return (
+        f"nvidia-smi lists {listed.splitlines()[0]!r}, but torch {torch.__version__} (CUDA {torch.version.cuda}) "
+        "cannot use it (driver too old for this CUDA build?)"
+    )
 
 
 def shared_store(work: Path, mode: Mode) -> tuple[str, int]:
@@ -93,8 +111,22 @@ def shared_store(work: Path, mode: Mode) -> tuple[str, int]:
         if not (folder / name).exists():
             (folder / name).symlink_to(real / name)
     workers = [] if mode.device == "cuda" else ["--workers", "0"]
-    subprocess.run([*COMODE, "extract", "--dataset", "folder", "--root", str(folder.parent), "--out", str(template),
-                    "--no-progress", *workers], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *COMODE,
+            "extract",
+            "--dataset",
+            "folder",
+            "--root",
+            str(folder.parent),
+            "--out",
+            str(template),
+            "--no-progress",
+            *workers,
+        ],
+        check=True,
+        capture_output=True,
+    )
     store = work / "store.zarr"
     build_store(template, store, mode.videos)
     subprocess.run([*COMODE, "store", "reindex", str(store)], check=True, capture_output=True)
@@ -108,8 +140,17 @@ def rate(mode: Mode, store: str, work: Path, *, workers: int, from_memory: bool)
     from comode.train.inputs import open_store_data
     from comode.train.loop import run_pretraining
 
-    config = load_config(mode.config, [*mode.overrides, "data.split=null", "data.subset=null", f"max_steps={mode.steps}",
-                                       f"save_every_steps={10 * mode.steps}", f"data.workers={0 if from_memory else workers}"])
+    config = load_config(
+        mode.config,
+        [
+            *mode.overrides,
+            "data.split=null",
+            "data.subset=null",
+            f"max_steps={mode.steps}",
+            f"save_every_steps={10 * mode.steps}",
+            f"data.workers={0 if from_memory else workers}",
+        ],
+    )
     data = open_store_data(config, store)
     if from_memory:
         data = dataclasses.replace(data, dataset=InMemory(data.dataset, samples=2 * config.data.batch_size))
@@ -146,8 +187,10 @@ def measure(mode: Mode, work: Path) -> None:
 
     start = time.perf_counter()
     store, clips = shared_store(work, mode)
-    print(f"store: {mode.videos} videos linked to {clips} extracted shared clip(s), {time.perf_counter() - start:.0f} s",
-          flush=True)
+    print(
+        f"store: {mode.videos} videos linked to {clips} extracted shared clip(s), {time.perf_counter() - start:.0f} s",
+        flush=True,
+    )
     cuda = mode.device == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -158,16 +201,21 @@ def measure(mode: Mode, work: Path) -> None:
     for workers in mode.workers:
         measured = rate(mode, store, work, workers=workers, from_memory=False)
         waiting = max(0.0, 1.0 - measured / reference)
-        print(f"{workers:>2} DataLoader workers: {measured:.3g} clips/s, waiting for data {100 * waiting:.0f} % "
-              "of step time", flush=True)
+        print(
+            f"{workers:>2} DataLoader workers: {measured:.3g} clips/s, waiting for data {100 * waiting:.0f} % "
+            "of step time",
+            flush=True,
+        )
         if measured >= BUSY * reference:
             enough = workers
             break
     if enough is not None:
         print(f"workers that keep the {mode.device.upper()} busy: {enough}")
     else:
-        print(f"workers that keep the {mode.device.upper()} busy: more than {max(mode.workers)} "
-              f"(or fewer clips/s per worker than this machine's cores give)")
+        print(
+            f"workers that keep the {mode.device.upper()} busy: more than {max(mode.workers)} "
+            f"(or fewer clips/s per worker than this machine's cores give)"
+        )
 
 
 def main() -> None:
@@ -185,12 +233,18 @@ def main() -> None:
     if torch.cuda.is_available() and not args.cpu:
         cores = os.cpu_count() or 1
         mode = cuda_mode(args.steps, tuple(w for w in map(int, args.workers.split(",")) if w <= cores) or (cores,))
-        print(f"device: {torch.cuda.get_device_name()} (torch {torch.__version__}, CUDA {torch.version.cuda}); "
-              f"{cores} CPU cores", flush=True)
+        print(
+            f"device: {torch.cuda.get_device_name()} (torch {torch.__version__}, CUDA {torch.version.cuda}); "
+            f"{cores} CPU cores",
+            flush=True,
+        )
     else:
         mode = cpu_mode()
-        print("no CUDA device: the CUDA checks are SKIPPED (nothing about a GPU is measured here). Running the "
-              "same code on the CPU with the tiny configuration for 2 steps instead.", flush=True)
+        print(
+            "no CUDA device: the CUDA checks are SKIPPED (nothing about a GPU is measured here). Running the "
+            "same code on the CPU with the tiny configuration for 2 steps instead.",
+            flush=True,
+        )
     work = args.work or Path(tempfile.mkdtemp(prefix="comode-gpu-check-"))
     try:
         measure(mode, work)

@@ -52,16 +52,30 @@ def real_frames(videos: list[Path], per_video: int) -> list[np.ndarray]:
     (scaled to cover, centre-cropped)."""
     frames = []
     for video in videos:
-        command = [ffmpeg_exe(), "-v", "error", "-i", str(video), "-vf",
-                   f"fps={per_video / 4},scale={WIDTH}:{HEIGHT}:force_original_aspect_ratio=increase,"
-                   f"crop={WIDTH}:{HEIGHT}", "-frames:v", str(per_video), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+        command = [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-i",
+            str(video),
+            "-vf",
+            f"fps={per_video / 4},scale={WIDTH}:{HEIGHT}:force_original_aspect_ratio=increase,crop={WIDTH}:{HEIGHT}",
+            "-frames:v",
+            str(per_video),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ]
         raw = subprocess.run(command, capture_output=True, check=True, timeout=120).stdout
         frames += list(np.frombuffer(raw, np.uint8).reshape(-1, HEIGHT, WIDTH, 3))
     return frames
 
 
-def render(background: np.ndarray, patches: list[np.ndarray], starts: list[tuple[float, float]],
-           velocity: tuple[float, float]) -> np.ndarray:
+def render(
+    background: np.ndarray, patches: list[np.ndarray], starts: list[tuple[float, float]], velocity: tuple[float, float]
+) -> np.ndarray:
     """(FRAMES, HEIGHT, WIDTH, 3): the patches move by ``velocity`` px/frame over the static
     background, wrapping around (integer positions of the sub-pixel path)."""
     out = np.repeat(background[None], FRAMES, axis=0)
@@ -91,7 +105,7 @@ def make_set(out: Path, *, clips_per_class: int, test_share: float, seed: int) -
             for _ in range(int(rng.integers(1, 3))):
                 sources.append(int(rng.integers(len(pool))))
                 y, x = int(rng.integers(0, HEIGHT - PATCH)), int(rng.integers(0, WIDTH - PATCH))
-                patches.append(pool[sources[-1]][y:y + PATCH, x:x + PATCH])
+                patches.append(pool[sources[-1]][y : y + PATCH, x : x + PATCH])
             starts = [(float(rng.uniform(0, WIDTH)), float(rng.uniform(0, HEIGHT))) for _ in patches]
             split = "test" if k < round(clips_per_class * test_share) else "train"
             path = f"{split}/{name}/{name}_{k:03d}.mp4"
@@ -121,8 +135,21 @@ def evaluate(bin_dir: Path, store: Path, out: Path, checkpoint_args: list[str]) 
     for kind, key in (("retrieval", "R@1"), ("linear", "top1")):
         report = out.with_name(f"{out.name}-{kind}")
         extra = ["--picture", "0"] if kind == "retrieval" else []
-        run([str(bin_dir / "evaluate"), kind, "--store", str(store), *checkpoint_args, "--out", str(report),
-             "--cache-dir", str(out.with_name(f"{out.name}-features")), *extra, "--no-progress"])  # one feature pass
+        run(
+            [
+                str(bin_dir / "evaluate"),
+                kind,
+                "--store",
+                str(store),
+                *checkpoint_args,
+                "--out",
+                str(report),
+                "--cache-dir",
+                str(out.with_name(f"{out.name}-features")),
+                *extra,
+                "--no-progress",
+            ]
+        )  # one feature pass
         results.append(metric(report, kind, key))
     return results[0], results[1]
 
@@ -151,30 +178,66 @@ def main() -> None:
     if not (videos / "done").exists():
         count = make_set(videos, clips_per_class=args.clips_per_class, test_share=args.test_share, seed=args.seed)
         (videos / "done").write_text(f"{count}\n")
-    run([str(bin_dir / "comode"), "extract", "--dataset", "folder", "--root", str(videos), "--out", str(store),
-         "--no-progress"])
+    run(
+        [
+            str(bin_dir / "comode"),
+            "extract",
+            "--dataset",
+            "folder",
+            "--root",
+            str(videos),
+            "--out",
+            str(store),
+            "--no-progress",
+        ]
+    )
     pretrained, pretext = [], []
     for seed in (int(s) for s in args.pretrain_seeds.split(",")):
         run_dir = args.out / f"run-seed{seed}"
         if not (run_dir / "last.pt").exists():  # resumable: a finished run is not retrained
-            run([str(bin_dir / "train"), "pretrain", "--store", str(store), "--config", args.config, "--out",
-                 str(run_dir), "--no-progress", *args.overrides, f"seed={seed}"])
-        pretrained.append(evaluate(bin_dir, store, args.out / f"eval-seed{seed}", ["--checkpoint", str(run_dir / "last.pt")]))
+            run(
+                [
+                    str(bin_dir / "train"),
+                    "pretrain",
+                    "--store",
+                    str(store),
+                    "--config",
+                    args.config,
+                    "--out",
+                    str(run_dir),
+                    "--no-progress",
+                    *args.overrides,
+                    f"seed={seed}",
+                ]
+            )
+        pretrained.append(
+            evaluate(bin_dir, store, args.out / f"eval-seed{seed}", ["--checkpoint", str(run_dir / "last.pt")])
+        )
         metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        pretext.append(metrics[-max(1, len(metrics) // 4):])
-    floors = [evaluate(bin_dir, store, args.out / f"eval-random-seed{seed}",
-                       ["--checkpoint", "random", "--config", args.config, "--seed", str(seed)])
-              for seed in (int(s) for s in args.floor_seeds.split(","))]
+        pretext.append(metrics[-max(1, len(metrics) // 4) :])
+    floors = [
+        evaluate(
+            bin_dir,
+            store,
+            args.out / f"eval-random-seed{seed}",
+            ["--checkpoint", "random", "--config", args.config, "--seed", str(seed)],
+        )
+        for seed in (int(s) for s in args.floor_seeds.split(","))
+    ]
     tail = [record for records in pretext for record in records]
     mean = lambda key: statistics.fmean(r[key] for r in tail if r.get(key) is not None)  # noqa: E731
     print(f"\nheld-out constant-velocity patches ({args.out}), {time.perf_counter() - started:.0f} s")
-    print(f"pretext, last quarter, pretraining seeds {args.pretrain_seeds}: acc_motion {100 * mean('acc_motion'):.1f} % "
-          f"(blind {100 * mean('blind_acc_motion'):.1f} %), loss_motion {mean('loss_motion'):.3f} "
-          f"(blind {mean('blind_loss_motion'):.3f}); acc_context {100 * mean('acc_context'):.1f} % "
-          f"(blind {100 * mean('blind_acc_context'):.1f} %)")
+    print(
+        f"pretext, last quarter, pretraining seeds {args.pretrain_seeds}: acc_motion {100 * mean('acc_motion'):.1f} % "
+        f"(blind {100 * mean('blind_acc_motion'):.1f} %), loss_motion {mean('loss_motion'):.3f} "
+        f"(blind {mean('blind_loss_motion'):.3f}); acc_context {100 * mean('acc_context'):.1f} % "
+        f"(blind {100 * mean('blind_acc_context'):.1f} %)"
+    )
     for name, column in (("motion R@1", 0), ("motion linear top-1", 1)):
-        print(f"{name}: pretrained {spread([p[column] for p in pretrained])} (seeds {args.pretrain_seeds}); "
-              f"random init {spread([f[column] for f in floors])} (seeds {args.floor_seeds})")
+        print(
+            f"{name}: pretrained {spread([p[column] for p in pretrained])} (seeds {args.pretrain_seeds}); "
+            f"random init {spread([f[column] for f in floors])} (seeds {args.floor_seeds})"
+        )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,9 @@ def setup(level: str | None = "INFO") -> None:
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}, got {level!r}")
     if not configured:
         if _CONSOLE.is_terminal:
-            handler: logging.Handler = RichHandler(console=_CONSOLE, show_path=False, rich_tracebacks=False,
-                                                   log_time_format="[%X]")
+            handler: logging.Handler = RichHandler(
+                console=_CONSOLE, show_path=False, rich_tracebacks=False, log_time_format="[%X]"
+            )
             handler.addFilter(_NoProgressLines())
         else:
             handler = logging.StreamHandler(sys.stderr)

@@ -47,16 +47,22 @@ class Progress:
         enabled: draw the bar on a terminal.
     """
 
-    def __init__(self, description: str, *, total: int | None, completed: int = 0, unit: str = "",
-                 enabled: bool = True) -> None:
+    def __init__(
+        self, description: str, *, total: int | None, completed: int = 0, unit: str = "", enabled: bool = True
+    ) -> None:
         self.description, self.unit = description, unit
         self.total, self.completed, self.note = total or None, completed, ""
         self._first = completed
         self._start = self._last_line = None
         self._bar = RichProgress(
-            TextColumn(f"[bold]{description}[/bold]"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console(), disable=not (enabled and console().is_terminal),
+            TextColumn(f"[bold]{description}[/bold]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console(),
+            disable=not (enabled and console().is_terminal),
         )
         self._task = self._bar.add_task(description, total=self.total, completed=completed, note="")
 
@@ -87,7 +93,9 @@ class Progress:
 
     def line(self) -> str:
         """The plain progress line as of now."""
-        parts = [f"{self.completed}" + (f"/{self.total}" if self.total else "") + (f" {self.unit}" if self.unit else "")]
+        parts = [
+            f"{self.completed}" + (f"/{self.total}" if self.total else "") + (f" {self.unit}" if self.unit else "")
+        ]
         if self.total:
             parts[0] += f" ({100 * self.completed / self.total:.1f}%)"
         if self.note:

@@ -58,8 +58,9 @@ def test_the_cross_check_backend_without_its_extra_says_how_to_install_it(monkey
     from comode.extract.settings import ExtractSettings
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *args: None if name == "mvextractor" else real(name, *args))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *args: None if name == "mvextractor" else real(name, *args)
+    )
     with pytest.raises(ValueError, match=r"pip install 'comode\[mvextractor\]'"):
         ExtractSettings(mv_backend="mvextractor")
     ExtractSettings(mv_backend="pyav")  # the default needs no extra

@@ -13,8 +13,13 @@ from tests.conftest import REPO, SHARED_DATA
 
 def test_gpu_check_without_cuda_says_so_runs_its_code_on_the_cpu_and_passes(real_dir, tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "COMODE_SHARED_DATA": str(SHARED_DATA)}
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--work", str(tmp_path)],
-                            capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--work", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     out = result.stdout
     assert "no CUDA device: the CUDA checks are SKIPPED" in out

@@ -24,8 +24,9 @@ def videos(tmp_path_factory) -> Path:
     from tests.videos import translating_frames, write_video
 
     root = tmp_path_factory.mktemp("videos")
-    for number, (name, (dx, dy)) in enumerate({"right/a.avi": (2, 0), "right/b.avi": (3, 0),
-                                               "down/c.avi": (0, 2), "down/d.avi": (0, 3)}.items()):
+    for number, (name, (dx, dy)) in enumerate(
+        {"right/a.avi": (2, 0), "right/b.avi": (3, 0), "down/c.avi": (0, 2), "down/d.avi": (0, 3)}.items()
+    ):
         (root / name).parent.mkdir(exist_ok=True)
         write_video(root / name, translating_frames(frames=80, width=170, height=128, dx=dx, dy=dy, seed=number))
     return root
@@ -34,15 +35,31 @@ def videos(tmp_path_factory) -> Path:
 def _batch(*args, log: Path, **env) -> subprocess.Popen:
     """``comode ARGS > log 2>&1``: no terminal anywhere."""
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, "-m", "comode", *map(str, args)], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=REPO, env={**os.environ, **env})
+        return subprocess.Popen(
+            [sys.executable, "-m", "comode", *map(str, args)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+            env={**os.environ, **env},
+        )
 
 
 @pytest.mark.slow
 def test_a_batch_run_prints_progress_lines_while_it_runs_and_leaves_its_log(videos, tmp_path):
     store = tmp_path / "s.zarr"
-    extract = _batch("extract", "--dataset", "folder", "--root", videos, "--out", store, "--workers", "1",
-                     log=tmp_path / "extract.txt")
+    extract = _batch(
+        "extract",
+        "--dataset",
+        "folder",
+        "--root",
+        videos,
+        "--out",
+        store,
+        "--workers",
+        "1",
+        log=tmp_path / "extract.txt",
+    )
     assert extract.wait(timeout=300) == 0, (tmp_path / "extract.txt").read_text()
     extraction_log = Path(f"{store}.log").read_text()  # beside the store
     assert "extract: 0/4 videos" in extraction_log and "extract: 4/4 videos (100.0%)" in extraction_log
@@ -50,9 +67,24 @@ def test_a_batch_run_prints_progress_lines_while_it_runs_and_leaves_its_log(vide
     assert "extract: 4/4 videos" in (tmp_path / "extract.txt").read_text()
 
     run, log = tmp_path / "run", tmp_path / "log.txt"
-    training = _batch("train", "pretrain", "--store", store, "--config", REPO / "configs/pretrain/tiny_cpu.yaml",
-                      "--out", run, "optim.epochs=3", "optim.warmup_epochs=0", "data.batch_size=2", "data.size=64",
-                      "data.workers=1", "model.backbone=r3d_18", log=log, COMODE_PROGRESS_SECONDS="0")
+    training = _batch(
+        "train",
+        "pretrain",
+        "--store",
+        store,
+        "--config",
+        REPO / "configs/pretrain/tiny_cpu.yaml",
+        "--out",
+        run,
+        "optim.epochs=3",
+        "optim.warmup_epochs=0",
+        "data.batch_size=2",
+        "data.size=64",
+        "data.workers=1",
+        "model.backbone=r3d_18",
+        log=log,
+        COMODE_PROGRESS_SECONDS="0",
+    )
     seen_while_running = False
     deadline = time.monotonic() + 300
     while training.poll() is None and time.monotonic() < deadline:
@@ -65,19 +97,45 @@ def test_a_batch_run_prints_progress_lines_while_it_runs_and_leaves_its_log(vide
     text = log.read_text()
     lines = [line for line in text.splitlines() if "comode.progress: pretrain: " in line]
     assert [line.split("pretrain: ")[1].split("/")[0] for line in lines] == ["0", "1", "2", "3", "4", "5", "6"]
-    assert "loss " in lines[2] and "clips/s" in lines[2] and "ETA " in lines[2] and "\x1b[" not in text  # no colour codes
+    assert (
+        "loss " in lines[2] and "clips/s" in lines[2] and "ETA " in lines[2] and "\x1b[" not in text
+    )  # no colour codes
     run_log = (run / "train.log").read_text()  # the run folder keeps the same lines
     assert "pretrain: 6/6 steps (100.0%)" in run_log and "-- done" in run_log
 
 
 def test_log_level_filters_comode_records_and_a_bad_level_is_refused(videos, tmp_path):
-    quiet = _batch("--log-level", "WARNING", "extract", "--dataset", "folder", "--root", videos, "--out",
-                   tmp_path / "s.zarr", "--workers", "0", "--limit", "1", log=tmp_path / "quiet.txt")
+    quiet = _batch(
+        "--log-level",
+        "WARNING",
+        "extract",
+        "--dataset",
+        "folder",
+        "--root",
+        videos,
+        "--out",
+        tmp_path / "s.zarr",
+        "--workers",
+        "0",
+        "--limit",
+        "1",
+        log=tmp_path / "quiet.txt",
+    )
     assert quiet.wait(timeout=300) == 0
     assert "comode.progress" not in (tmp_path / "quiet.txt").read_text()
     assert "extract: 1/1 videos" not in (tmp_path / "s.zarr.log").read_text()
-    bad = _batch("extract", "--log-level", "LOUD", "--dataset", "folder", "--root", videos, "--out",
-                 tmp_path / "t.zarr", log=tmp_path / "bad.txt")
+    bad = _batch(
+        "extract",
+        "--log-level",
+        "LOUD",
+        "--dataset",
+        "folder",
+        "--root",
+        videos,
+        "--out",
+        tmp_path / "t.zarr",
+        log=tmp_path / "bad.txt",
+    )
     assert bad.wait(timeout=60) == 2 and "LOUD" in (tmp_path / "bad.txt").read_text()
 
 
@@ -91,8 +149,9 @@ def test_dask_workers_warnings_reach_the_clients_log(tmp_path):
     executor = DaskExecutor(workers=1)
     try:
         with logs.to_file(tmp_path / "run.log"):
-            results = dict(executor.map_unordered(logging.getLogger("comode.worker-test").warning,
-                                                  ["a record from a worker"]))
+            results = dict(
+                executor.map_unordered(logging.getLogger("comode.worker-test").warning, ["a record from a worker"])
+            )
             results.update(executor.map_unordered(warnings.warn, ["a warning from a worker"]))
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and "a warning from a worker" not in (tmp_path / "run.log").read_text():
@@ -114,5 +173,7 @@ def test_progress_lines_say_count_note_and_eta(tmp_path, monkeypatch):
             assert bar.line().startswith("work: 1/4 items (25.0%), loss 1.0, elapsed 0:00:00, ETA 0:00:0")
             bar.set(4)
     lines = [line.split("comode.progress: ")[1] for line in (tmp_path / "p.log").read_text().splitlines()]
-    assert lines == ["work: 0/4 items (0.0%), elapsed 0:00:00", "work: 4/4 items (100.0%), loss 1.0, "
-                     "elapsed 0:00:00 -- done"]
+    assert lines == [
+        "work: 0/4 items (0.0%), elapsed 0:00:00",
+        "work: 4/4 items (100.0%), loss 1.0, elapsed 0:00:00 -- done",
+    ]

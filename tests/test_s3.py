@@ -24,8 +24,12 @@ pytest.importorskip("s3fs", reason="needs s3fs (the s3 extra)")
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "comode-test"
 VIDEOS = {  # folder dataset: train/ and test/ define split "1"; class = motion direction
-    "train/right/a.avi": (2, 0), "train/right/b.avi": (3, 0), "train/down/c.avi": (0, 2),
-    "train/down/d.avi": (0, 3), "test/right/e.avi": (2, 0), "test/down/f.avi": (0, 2),
+    "train/right/a.avi": (2, 0),
+    "train/right/b.avi": (3, 0),
+    "train/down/c.avi": (0, 2),
+    "train/down/d.avi": (0, 3),
+    "test/right/e.avi": (2, 0),
+    "test/down/f.avi": (0, 2),
 }
 
 
@@ -42,10 +46,20 @@ def s3_env(tmp_path_factory):
     server.start()
     host, port = server.get_host_and_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    env.update(HOME=str(tmp_path_factory.mktemp("home")), AWS_ENDPOINT_URL=f"http://{host}:{port}",
-               AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="testing",
-                          aws_secret_access_key="testing", region_name="us-east-1")
+    env.update(
+        HOME=str(tmp_path_factory.mktemp("home")),
+        AWS_ENDPOINT_URL=f"http://{host}:{port}",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    client = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
     client.create_bucket(Bucket=BUCKET)
     yield env, client
     server.stop()
@@ -64,8 +78,14 @@ def videos(tmp_path_factory) -> Path:
 
 def _comode(env: dict, *args, timeout: int = 300) -> subprocess.CompletedProcess:
     """A comode command run in the fake HOME (an extraction into a remote store logs to ./<name>.log)."""
-    return subprocess.run([sys.executable, "-m", "comode", *map(str, args)], env=env, cwd=env["HOME"], text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "comode", *map(str, args)],
+        env=env,
+        cwd=env["HOME"],
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow
@@ -86,19 +106,52 @@ def test_extract_validate_pretrain_and_retrieve_on_s3(s3_env, videos, tmp_path):
     assert ran.returncode == 0 and "valid" in ran.stdout, ran.stderr
     assert "index: matches the groups" in ran.stdout
     ran = _comode(env, "store", "info", store)  # listed from the index on S3, not by reading every group
-    assert ran.returncode == 0 and re.search(r"listed from\s+index", ran.stdout) and "index" not in ran.stderr, \
+    assert ran.returncode == 0 and re.search(r"listed from\s+index", ran.stdout) and "index" not in ran.stderr, (
         ran.stdout + ran.stderr
+    )
 
     run = tmp_path / "run"
-    ran = _comode(env, "train", "pretrain", "--store", store, "--config", REPO / "configs/pretrain/tiny_cpu.yaml",
-                  "--out", run, "max_steps=2", "optim.epochs=1", "optim.warmup_epochs=0", "data.batch_size=2",
-                  "data.size=64", "data.workers=1", "model.backbone=r3d_18")
+    ran = _comode(
+        env,
+        "train",
+        "pretrain",
+        "--store",
+        store,
+        "--config",
+        REPO / "configs/pretrain/tiny_cpu.yaml",
+        "--out",
+        run,
+        "max_steps=2",
+        "optim.epochs=1",
+        "optim.warmup_epochs=0",
+        "data.batch_size=2",
+        "data.size=64",
+        "data.workers=1",
+        "model.backbone=r3d_18",
+    )
     assert ran.returncode == 0, ran.stderr
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps] == [1, 2] and all(s["skipped_videos"] == 0 for s in steps)
 
-    ran = _comode(env, "evaluate", "retrieval", "--store", store, "--checkpoint", run / "last.pt", "--out",
-                  tmp_path / "eval", "--workers", "1", "--device", "cpu", "--size", "64", "--picture", "0")
+    ran = _comode(
+        env,
+        "evaluate",
+        "retrieval",
+        "--store",
+        store,
+        "--checkpoint",
+        run / "last.pt",
+        "--out",
+        tmp_path / "eval",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        "--size",
+        "64",
+        "--picture",
+        "0",
+    )
     assert ran.returncode == 0, ran.stderr
     report = json.loads(next((tmp_path / "eval").glob("*.json")).read_text())
     assert report["counts"]["queries"] == 2 and not report["counts"].get("failed")
@@ -134,11 +187,14 @@ def test_writes_and_reads_need_only_the_aws_environment(s3_env, monkeypatch):
     assert kvstore(f"{url}/videos/v/mvs")["endpoint"] == env["AWS_ENDPOINT_URL"]
     rng = np.random.default_rng(0)
     t, stream = 70, rng.integers(1, 255, 3000, dtype=np.uint8)
-    arrays = VideoArrays(frame_types=np.frombuffer((b"I" + b"P" * 11) * 6, np.uint8)[:t].copy(),
-                         iframes=rng.integers(0, 255, (6, 8, 10, 3), dtype=np.uint8),
-                         iframe_index=np.arange(0, t, 12, dtype=np.int32),
-                         mvs=rng.integers(-8, 8, (t, 2, 4, 5), dtype=np.int16), rgb_stream=stream,
-                         rgb_stream_offsets=np.linspace(0, stream.size, t + 1).astype(np.int64))
+    arrays = VideoArrays(
+        frame_types=np.frombuffer((b"I" + b"P" * 11) * 6, np.uint8)[:t].copy(),
+        iframes=rng.integers(0, 255, (6, 8, 10, 3), dtype=np.uint8),
+        iframe_index=np.arange(0, t, 12, dtype=np.int32),
+        mvs=rng.integers(-8, 8, (t, 2, 4, 5), dtype=np.int16),
+        rgb_stream=stream,
+        rgb_stream_offsets=np.linspace(0, stream.size, t + 1).astype(np.int64),
+    )
     create_or_open_root(url, root_attrs={"schema": "comode.store/1", "dataset": {}, "extraction": {}})
     write_video(open_root_for_writing(url), "v", {"source": "v", "label": -1, "splits": {}, "frames": t}, arrays)
     video = open_store(url, validate=False).video("v")

@@ -43,12 +43,34 @@ def translating_frames(*, frames: int, width: int, height: int, dx: int, dy: int
 def write_video(path: Path, frames: np.ndarray, *, fps: int = 25, codec: str = "ffv1") -> Path:
     """Encode (T, H, W, 3) RGB frames to ``path`` with ffmpeg (lossless FFV1 by default)."""
     t, h, w, _ = frames.shape
-    command = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-               "-s", f"{w}x{h}", "-r", str(fps), "-i", "-", "-c:v", codec]
+    command = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{w}x{h}",
+        "-r",
+        str(fps),
+        "-i",
+        "-",
+        "-c:v",
+        codec,
+    ]
     if codec == "ffv1":
         command += ["-pix_fmt", "yuv444p"]
     elif codec in ("libx264", "mpeg4", "mpeg2video"):
         command += ["-pix_fmt", "yuv420p"]
-    subprocess.run([*command, str(path)], input=np.ascontiguousarray(frames).tobytes(), check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [*command, str(path)],
+        input=np.ascontiguousarray(frames).tobytes(),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return Path(path)

@@ -17,16 +17,39 @@ from rich.console import Console
 
 from comode import logs
 
-__all__ = ["app", "store_app", "train_app", "evaluate_app", "console", "out_console", "fail", "user_errors",
-           "parse_size", "int_list", "setup_logging", "EXIT_STORE_FULL", "OVERRIDES_HELP", "LOG_LEVEL_OPTION"]
+__all__ = [
+    "app",
+    "store_app",
+    "train_app",
+    "evaluate_app",
+    "console",
+    "out_console",
+    "fail",
+    "user_errors",
+    "parse_size",
+    "int_list",
+    "setup_logging",
+    "EXIT_STORE_FULL",
+    "OVERRIDES_HELP",
+    "LOG_LEVEL_OPTION",
+]
 
-app = typer.Typer(help="comode: context and motion decoupling for self-supervised video learning.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="comode: context and motion decoupling for self-supervised video learning.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 store_app = typer.Typer(help="Inspect, validate and reindex a comode store.", no_args_is_help=True)
-train_app = typer.Typer(help="Pretrain a V-Network (context and motion decoupling) and export it.",
-                        no_args_is_help=True, pretty_exceptions_enable=False)
-evaluate_app = typer.Typer(help="Evaluate a pretrained V-Network: retrieval, linear probe, finetuning, comparison.",
-                           no_args_is_help=True, pretty_exceptions_enable=False)
+train_app = typer.Typer(
+    help="Pretrain a V-Network (context and motion decoupling) and export it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+evaluate_app = typer.Typer(
+    help="Evaluate a pretrained V-Network: retrieval, linear probe, finetuning, comparison.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 console = logs.console()  # stderr: messages, log records and progress bars share it
 # Rich wraps at 80 columns when not on a terminal: in logs and pipes keep lines whole.
 out_console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -36,8 +59,12 @@ EXIT_STORE_FULL = 3
 OVERRIDES_HELP = "Config overrides key=value, e.g. optim.epochs=10 data.batch_size=32 (YAML values)."
 # --log-level: on the umbrella and on each alias (before the subcommand: `train --log-level
 # DEBUG pretrain ...`), and on `extract` itself (an alias with one command); also COMODE_LOG_LEVEL.
-LOG_LEVEL_OPTION = typer.Option("INFO", "--log-level", envvar="COMODE_LOG_LEVEL",
-                                help="Log level of comode's messages: DEBUG, INFO, WARNING, ERROR.")
+LOG_LEVEL_OPTION = typer.Option(
+    "INFO",
+    "--log-level",
+    envvar="COMODE_LOG_LEVEL",
+    help="Log level of comode's messages: DEBUG, INFO, WARNING, ERROR.",
+)
 
 
 def setup_logging(level: str | None) -> None:

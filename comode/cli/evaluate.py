@@ -10,12 +10,21 @@ import typer
 from comode import logs
 from comode.cli.common import OVERRIDES_HELP, console, evaluate_app, fail, int_list, out_console, user_errors
 
-__all__ = ["evaluate_retrieval", "evaluate_linear", "evaluate_finetune", "evaluate_compare", "evaluate_leakage",
-           "evaluate_ablation", "EVALUATE_LOG"]
+__all__ = [
+    "evaluate_retrieval",
+    "evaluate_linear",
+    "evaluate_finetune",
+    "evaluate_compare",
+    "evaluate_leakage",
+    "evaluate_ablation",
+    "EVALUATE_LOG",
+]
 
 EVALUATE_LOG = "evaluate.log"  # in every evaluation's output folder, beside its report
-_CHECKPOINT_HELP = ("Training checkpoint (runs/X/last.pt) or exported .safetensors; 'random' = random init "
-                    "(with --backbone, --width-multiplier, --seed).")
+_CHECKPOINT_HELP = (
+    "Training checkpoint (runs/X/last.pt) or exported .safetensors; 'random' = random init "
+    "(with --backbone, --width-multiplier, --seed)."
+)
 
 
 def _random_init(config: Optional[Path], backbone: Optional[str], width_multiplier: Optional[float]):
@@ -30,13 +39,24 @@ def _random_init(config: Optional[Path], backbone: Optional[str], width_multipli
         settings = load_config(config)
     except ConfigError as error:
         raise fail(str(error)) from None
-    return (backbone or settings.model.backbone,
-            settings.model.width_multiplier if width_multiplier is None else width_multiplier,
-            ClipGeometry.of_config(settings.data))
+    return (
+        backbone or settings.model.backbone,
+        settings.model.width_multiplier if width_multiplier is None else width_multiplier,
+        ClipGeometry.of_config(settings.data),
+    )
 
 
-def _eval_out(out: Optional[Path], checkpoint: str, store: str, *, backbone: str, width_multiplier: float,
-              seed: int, kind: str = "eval", label_set: Optional[str] = None) -> Path:
+def _eval_out(
+    out: Optional[Path],
+    checkpoint: str,
+    store: str,
+    *,
+    backbone: str,
+    width_multiplier: float,
+    seed: int,
+    kind: str = "eval",
+    label_set: Optional[str] = None,
+) -> Path:
     """Default output folder: <checkpoint folder>/<kind>/<checkpoint stem>/<store name>[-<label set>]
     (so epoch_010.pt and last.pt of one run keep separate reports), or runs/random-.../<kind>/<store name>."""
     if out is not None:
@@ -68,19 +88,32 @@ def _print_report(report: dict, path: Path) -> None:
     out_console.print(report_table(report))
     failed = report.get("counts", {}).get("failed", 0)
     if failed:
-        console.print(f"[yellow]{failed} videos could not be read and were not evaluated[/yellow]: "
-                      + ", ".join(list(report.get("failed", {}))[:10]))
+        console.print(
+            f"[yellow]{failed} videos could not be read and were not evaluated[/yellow]: "
+            + ", ".join(list(report.get("failed", {}))[:10])
+        )
     out_console.print(f"report {path}")
 
 
 # Options shared by the evaluation commands (one definition, one help text).
-_EVAL_OUT_OPTION = typer.Option(None, help="Output folder (default: <checkpoint folder>/eval/<checkpoint stem>/<store name>).")
-_RANDOM_BACKBONE_OPTION = typer.Option(None, help="Backbone of a random init (default: --config's, else r3d_26; ignored for a checkpoint).")
-_RANDOM_WIDTH_OPTION = typer.Option(None, help="Width of a random init (default: --config's, else 1.0; ignored for a checkpoint).")
+_EVAL_OUT_OPTION = typer.Option(
+    None, help="Output folder (default: <checkpoint folder>/eval/<checkpoint stem>/<store name>)."
+)
+_RANDOM_BACKBONE_OPTION = typer.Option(
+    None, help="Backbone of a random init (default: --config's, else r3d_26; ignored for a checkpoint)."
+)
+_RANDOM_WIDTH_OPTION = typer.Option(
+    None, help="Width of a random init (default: --config's, else 1.0; ignored for a checkpoint)."
+)
 _RANDOM_SEED_OPTION = typer.Option(0, help="Seed of a random init.")
-_RANDOM_CONFIG_OPTION = typer.Option(None, help="Pretraining config a random init is the floor of: its backbone, width and training clip "
-                                     "(frames, stride, size), e.g. configs/pretrain/demo_cpu.yaml (ignored for a checkpoint, which brings its own).")
-_CLIP_SIZE_OPTION = typer.Option(None, help="Clip side after the centre crop (default: the training clip's; 112 for a random init without --config).")
+_RANDOM_CONFIG_OPTION = typer.Option(
+    None,
+    help="Pretraining config a random init is the floor of: its backbone, width and training clip "
+    "(frames, stride, size), e.g. configs/pretrain/demo_cpu.yaml (ignored for a checkpoint, which brings its own).",
+)
+_CLIP_SIZE_OPTION = typer.Option(
+    None, help="Clip side after the centre crop (default: the training clip's; 112 for a random init without --config)."
+)
 _BATCH_VIDEOS_OPTION = typer.Option(8, help="Videos per forward pass (x10 clips).")
 _EVAL_WORKERS_OPTION = typer.Option(2, help="DataLoader processes decoding clips (0: in this process).")
 _DEVICE_OPTION = typer.Option(None, help="cuda / cpu (default: cuda when present).")
@@ -91,11 +124,21 @@ def evaluate_retrieval(
     store: str = typer.Option(..., help="Labelled store (UCF101 / HMDB51 / folder) with a train/test split."),
     checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP),
     split: str = typer.Option("1", help="Store split: its test videos query its train videos (papers: split 1)."),
-    label_set: Optional[str] = typer.Option(None, help="Judge hits by one of the store's extra label sets (e.g. scene of the sample set) instead of its primary labels."),
+    label_set: Optional[str] = typer.Option(
+        None,
+        help="Judge hits by one of the store's extra label sets (e.g. scene of the sample set) instead of its primary labels.",
+    ),
     out: Optional[Path] = _EVAL_OUT_OPTION,
-    center: bool = typer.Option(False, help="Subtract the gallery mean before cosine similarity (moves R@1 by points; recorded in the report)."),
-    normalize: bool = typer.Option(True, help="Cosine similarity (L2-normalised features); --no-normalize: dot product."),
-    other_than: Optional[str] = typer.Option(None, help="A label set (e.g. scene): each query searches only gallery videos with another label there (scene-disjoint retrieval)."),
+    center: bool = typer.Option(
+        False, help="Subtract the gallery mean before cosine similarity (moves R@1 by points; recorded in the report)."
+    ),
+    normalize: bool = typer.Option(
+        True, help="Cosine similarity (L2-normalised features); --no-normalize: dot product."
+    ),
+    other_than: Optional[str] = typer.Option(
+        None,
+        help="A label set (e.g. scene): each query searches only gallery videos with another label there (scene-disjoint retrieval).",
+    ),
     backbone: Optional[str] = _RANDOM_BACKBONE_OPTION,
     width_multiplier: Optional[float] = _RANDOM_WIDTH_OPTION,
     seed: int = _RANDOM_SEED_OPTION,
@@ -114,14 +157,31 @@ def evaluate_retrieval(
 
     _check_device(device)
     backbone, width_multiplier, geometry = _random_init(config, backbone, width_multiplier)
-    out_dir = _eval_out(out, checkpoint, store, backbone=backbone, width_multiplier=width_multiplier, seed=seed,
-                        label_set=label_set)
+    out_dir = _eval_out(
+        out, checkpoint, store, backbone=backbone, width_multiplier=width_multiplier, seed=seed, label_set=label_set
+    )
     with user_errors(CheckpointError, ValueError, KeyError), logs.to_file(out_dir / EVALUATE_LOG):
-        result = run_retrieval(store, checkpoint, out_dir=out_dir, split=split, label_set=label_set, center=center,
-                               normalize=normalize, backbone=backbone, width_multiplier=width_multiplier, seed=seed, cache_dir=cache_dir,
-                               size=size, videos_per_batch=batch_videos, workers=workers, device=device,
-                               picture_queries=picture, show_progress=progress, geometry=geometry,
-                               other_than=other_than)
+        result = run_retrieval(
+            store,
+            checkpoint,
+            out_dir=out_dir,
+            split=split,
+            label_set=label_set,
+            center=center,
+            normalize=normalize,
+            backbone=backbone,
+            width_multiplier=width_multiplier,
+            seed=seed,
+            cache_dir=cache_dir,
+            size=size,
+            videos_per_batch=batch_videos,
+            workers=workers,
+            device=device,
+            picture_queries=picture,
+            show_progress=progress,
+            geometry=geometry,
+            other_than=other_than,
+        )
     _print_report(result.report, result.report_path)
     if result.picture_path is not None:
         out_console.print(f"picture {result.picture_path}")
@@ -132,14 +192,19 @@ def evaluate_linear(
     store: str = typer.Option(..., help="Labelled store with a train/test split."),
     checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP),
     split: str = typer.Option("1", help="Store split: fit on its train videos, score its test videos."),
-    label_set: Optional[str] = typer.Option(None, help="Classify one of the store's extra label sets (e.g. scene of the sample set) instead of its primary labels."),
+    label_set: Optional[str] = typer.Option(
+        None,
+        help="Classify one of the store's extra label sets (e.g. scene of the sample set) instead of its primary labels.",
+    ),
     out: Optional[Path] = _EVAL_OUT_OPTION,
     l2: float = typer.Option(1e-3, help="L2 penalty of the logistic regression."),
     backbone: Optional[str] = _RANDOM_BACKBONE_OPTION,
     width_multiplier: Optional[float] = _RANDOM_WIDTH_OPTION,
     seed: int = _RANDOM_SEED_OPTION,
     config: Optional[Path] = _RANDOM_CONFIG_OPTION,
-    cache_dir: Optional[Path] = typer.Option(None, help="Feature cache (default: <out>/features, shared with retrieval)."),
+    cache_dir: Optional[Path] = typer.Option(
+        None, help="Feature cache (default: <out>/features, shared with retrieval)."
+    ),
     size: Optional[int] = _CLIP_SIZE_OPTION,
     batch_videos: int = _BATCH_VIDEOS_OPTION,
     workers: int = _EVAL_WORKERS_OPTION,
@@ -152,13 +217,28 @@ def evaluate_linear(
 
     _check_device(device)
     backbone, width_multiplier, geometry = _random_init(config, backbone, width_multiplier)
-    out_dir = _eval_out(out, checkpoint, store, backbone=backbone, width_multiplier=width_multiplier, seed=seed,
-                        label_set=label_set)
+    out_dir = _eval_out(
+        out, checkpoint, store, backbone=backbone, width_multiplier=width_multiplier, seed=seed, label_set=label_set
+    )
     with user_errors(CheckpointError, ValueError, KeyError), logs.to_file(out_dir / EVALUATE_LOG):
-        result = run_linear(store, checkpoint, out_dir=out_dir, split=split, label_set=label_set, spec=LinearProbeSpec(l2=l2),
-                            backbone=backbone, width_multiplier=width_multiplier, seed=seed, cache_dir=cache_dir,
-                            size=size, videos_per_batch=batch_videos, workers=workers, device=device, show_progress=progress,
-                            geometry=geometry)
+        result = run_linear(
+            store,
+            checkpoint,
+            out_dir=out_dir,
+            split=split,
+            label_set=label_set,
+            spec=LinearProbeSpec(l2=l2),
+            backbone=backbone,
+            width_multiplier=width_multiplier,
+            seed=seed,
+            cache_dir=cache_dir,
+            size=size,
+            videos_per_batch=batch_videos,
+            workers=workers,
+            device=device,
+            show_progress=progress,
+            geometry=geometry,
+        )
     _print_report(result.report, result.report_path)
 
 
@@ -166,14 +246,21 @@ def evaluate_linear(
 def evaluate_finetune(
     store: str = typer.Option(..., help="Labelled store (UCF101 / HMDB51 / folder) with a train/test split."),
     checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP + " 'random' trains from scratch (Table 2 baseline)."),
-    config: Optional[Path] = typer.Option(None, help="YAML config, e.g. configs/evaluate/finetune_ucf101.yaml (default: UCF101 settings)."),
-    out: Optional[Path] = typer.Option(None, help="Run folder: config.yaml, last.pt, metrics.jsonl, finetune.json (default: <checkpoint folder>/finetune/<checkpoint stem>/<store name>)."),
+    config: Optional[Path] = typer.Option(
+        None, help="YAML config, e.g. configs/evaluate/finetune_ucf101.yaml (default: UCF101 settings)."
+    ),
+    out: Optional[Path] = typer.Option(
+        None,
+        help="Run folder: config.yaml, last.pt, metrics.jsonl, finetune.json (default: <checkpoint folder>/finetune/<checkpoint stem>/<store name>).",
+    ),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last.pt."),
     backbone: str = typer.Option("r3d_26", help="Backbone when training from scratch (ignored for a checkpoint)."),
     width_multiplier: float = typer.Option(1.0, help="Width when training from scratch (ignored for a checkpoint)."),
     device: Optional[str] = _DEVICE_OPTION,
     progress: bool = typer.Option(True, help="Show a progress bar."),
-    overrides: Optional[List[str]] = typer.Argument(None, help="Config overrides key=value, e.g. epochs=10 batch_size=16."),
+    overrides: Optional[List[str]] = typer.Argument(
+        None, help="Config overrides key=value, e.g. epochs=10 batch_size=16."
+    ),
 ) -> None:
     """Supervised finetuning of the V-Network (paper Sec. 4.1), 10-clip test, top-1/top-5."""
     from comode.evaluate.finetune import load_finetune_config, run_finetune
@@ -185,29 +272,54 @@ def evaluate_finetune(
         settings = load_finetune_config(config, overrides or [])
     except ConfigError as error:
         raise fail(str(error)) from None
-    out_dir = out if out is not None else _eval_out(None, checkpoint, store, backbone=backbone,
-                                                     width_multiplier=width_multiplier, seed=settings.seed,
-                                                     kind="finetune")
+    out_dir = (
+        out
+        if out is not None
+        else _eval_out(
+            None,
+            checkpoint,
+            store,
+            backbone=backbone,
+            width_multiplier=width_multiplier,
+            seed=settings.seed,
+            kind="finetune",
+        )
+    )
     if resume and config is None and (out_dir / "config.yaml").exists():
         # --resume without --config continues with the run's own config, to the end unless told otherwise.
         try:
             settings = load_finetune_config(out_dir / "config.yaml", ["stop_after_epoch=null", *(overrides or [])])
         except ConfigError as error:
             raise fail(str(error)) from None
-    with user_errors(CheckpointError, ConfigError, FileExistsError, ValueError, KeyError), \
-            logs.to_file(out_dir / EVALUATE_LOG):
-        result = run_finetune(settings, store=store, checkpoint=checkpoint, out_dir=out_dir, resume=resume,
-                              backbone=backbone, width_multiplier=width_multiplier, device=device,
-                              show_progress=progress)
+    with (
+        user_errors(CheckpointError, ConfigError, FileExistsError, ValueError, KeyError),
+        logs.to_file(out_dir / EVALUATE_LOG),
+    ):
+        result = run_finetune(
+            settings,
+            store=store,
+            checkpoint=checkpoint,
+            out_dir=out_dir,
+            resume=resume,
+            backbone=backbone,
+            width_multiplier=width_multiplier,
+            device=device,
+            show_progress=progress,
+        )
     _print_report(result.report, result.report_path)
     if not result.finished:
-        out_console.print(f"stopped after epoch {result.epochs_completed} of {settings.epochs} (no test yet); "
-                          f"continue with: evaluate finetune --store {store} --checkpoint {checkpoint} --out {out_dir} --resume")
+        out_console.print(
+            f"stopped after epoch {result.epochs_completed} of {settings.epochs} (no test yet); "
+            f"continue with: evaluate finetune --store {store} --checkpoint {checkpoint} --out {out_dir} --resume"
+        )
 
 
 @evaluate_app.command("compare")
 def evaluate_compare(
-    runs: List[Path] = typer.Argument(..., help="Reports (x/retrieval.json), evaluation folders, or reference files (YAML/JSON with name and metrics)."),
+    runs: List[Path] = typer.Argument(
+        ...,
+        help="Reports (x/retrieval.json), evaluation folders, or reference files (YAML/JSON with name and metrics).",
+    ),
     out: Optional[Path] = typer.Option(None, help="Also write the table as text to this file."),
 ) -> None:
     """Put several evaluations side by side (e.g. random init vs pretrained vs the paper's numbers)."""
@@ -245,14 +357,25 @@ def evaluate_leakage(
 
 @evaluate_app.command("ablation")
 def evaluate_ablation(
-    store: str = typer.Option(..., help="Labelled store with a train/test split, e.g. the sample set (label sets motion and scene)."),
-    out: Path = typer.Option(Path("runs/ablation"), help="Folder of the runs, their retrieval reports and ablation.json / ablation.md."),
-    config: Path = typer.Option(..., help="Pretraining config shared by every variant, e.g. configs/pretrain/demo_cpu.yaml "
-                                "(the CPU demo; the variants switch its departures from the paper back one by one)."),
+    store: str = typer.Option(
+        ..., help="Labelled store with a train/test split, e.g. the sample set (label sets motion and scene)."
+    ),
+    out: Path = typer.Option(
+        Path("runs/ablation"), help="Folder of the runs, their retrieval reports and ablation.json / ablation.md."
+    ),
+    config: Path = typer.Option(
+        ...,
+        help="Pretraining config shared by every variant, e.g. configs/pretrain/demo_cpu.yaml "
+        "(the CPU demo; the variants switch its departures from the paper back one by one).",
+    ),
     seeds: str = typer.Option("0,1,2", help="Seeds of every pretrained variant."),
     floor_seeds: Optional[str] = typer.Option(None, help="Seeds of the random-init floor (default: --seeds)."),
-    variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all; `--list` shows them)."),
-    list_variants: bool = typer.Option(False, "--list", help="Print the variants of the config (name: overrides) and exit."),
+    variants: Optional[str] = typer.Option(
+        None, help="Comma-separated variant names (default: all; `--list` shows them)."
+    ),
+    list_variants: bool = typer.Option(
+        False, "--list", help="Print the variants of the config (name: overrides) and exit."
+    ),
     split: str = typer.Option("1", help="Store split: pretrain on its train videos, retrieve its test videos."),
     workers: int = typer.Option(2, help="DataLoader processes of the retrieval feature extraction."),
     progress: bool = typer.Option(True, help="Show progress bars of the pretraining runs."),
@@ -269,27 +392,48 @@ def evaluate_ablation(
         known = variants_for(load_config(config, base_overrides))
     if list_variants:
         for name, variant_overrides in known.items():
-            out_console.print(f"{name}: " + ("no pretraining (the floor)" if variant_overrides is None
-                                             else " ".join(variant_overrides) or "the base config"))
+            out_console.print(
+                f"{name}: "
+                + (
+                    "no pretraining (the floor)"
+                    if variant_overrides is None
+                    else " ".join(variant_overrides) or "the base config"
+                )
+            )
         return
     names = [n.strip() for n in variants.split(",")] if variants else None
     if names is not None and (unknown := [n for n in names if n not in known]):
         raise fail(f"unknown variant(s) {unknown}; known: {list(known)}")
 
     def report(cell) -> None:
-        recalls = ", ".join([*(f"R@1 {k} {100 * v:.1f}" for k, v in cell.recall_at_1.items()),
-                             *(f"linear {k} {100 * v:.1f}" for k, v in cell.linear_top1.items())])
+        recalls = ", ".join(
+            [
+                *(f"R@1 {k} {100 * v:.1f}" for k, v in cell.recall_at_1.items()),
+                *(f"linear {k} {100 * v:.1f}" for k, v in cell.linear_top1.items()),
+            ]
+        )
         console.print(f"{cell.variant}, seed {cell.seed}: {recalls}")
 
     with user_errors(ConfigError, CheckpointError, FileExistsError, ValueError), logs.to_file(out / "ablation.log"):
-        cells = run_ablation(store, out_dir=out, config=config, base_overrides=base_overrides,
-                             seeds=int_list(seeds, "--seeds"),
-                             floor_seeds=int_list(floor_seeds, "--floor-seeds") if floor_seeds else None,
-                             variants=names, split=split, workers=workers, show_progress=progress, on_cell=report)
+        cells = run_ablation(
+            store,
+            out_dir=out,
+            config=config,
+            base_overrides=base_overrides,
+            seeds=int_list(seeds, "--seeds"),
+            floor_seeds=int_list(floor_seeds, "--floor-seeds") if floor_seeds else None,
+            variants=names,
+            split=split,
+            workers=workers,
+            show_progress=progress,
+            on_cell=report,
+        )
     table, decisions = summarise(cells)
     out_console.print(table)
-    out_console.print("R@1 and linear-probe top-1 in %, mean ± std over seeds; pretext accuracies (and loss_motion) "
-                      "over the last quarter of each run, each with its blind level: what a predictor that ignores "
-                      "its input scores on the same candidates.")
+    out_console.print(
+        "R@1 and linear-probe top-1 in %, mean ± std over seeds; pretext accuracies (and loss_motion) "
+        "over the last quarter of each run, each with its blind level: what a predictor that ignores "
+        "its input scores on the same candidates."
+    )
     out_console.print(decisions)
     out_console.print(f"Wrote {out / 'ablation.json'} and {out / 'ablation.md'}")

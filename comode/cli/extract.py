@@ -17,9 +17,13 @@ def extract(
     dataset: str = typer.Option("folder", help="Dataset format: folder, ucf101, hmdb51, kinetics400, sample."),
     root: Path = typer.Option(..., help="Dataset root folder (the videos)."),
     out: str = typer.Option(..., help="Output store: a local path or any fsspec URL (s3://...)."),
-    annotations: Optional[Path] = typer.Option(None, help="Annotation file/folder if not in the usual place under ROOT."),
+    annotations: Optional[Path] = typer.Option(
+        None, help="Annotation file/folder if not in the usual place under ROOT."
+    ),
     scheduler: Optional[str] = typer.Option(None, help="Address of an existing Dask scheduler (tcp://host:8786)."),
-    workers: Optional[int] = typer.Option(None, help="Local Dask workers (default: one per core); 0 = sequential, no Dask."),
+    workers: Optional[int] = typer.Option(
+        None, help="Local Dask workers (default: one per core); 0 = sequential, no Dask."
+    ),
     codec: str = typer.Option("mpeg2video", help="Codec of the MV stream: mpeg2video or mpeg4."),
     size: str = typer.Option("340x256", help="MV-stream size WIDTHxHEIGHT."),
     rgb_size: str = typer.Option("170x128", help="Size of the stored RGB stream and I-frames."),
@@ -27,14 +31,19 @@ def extract(
     gop: int = typer.Option(12, help="I-frame distance."),
     quality: int = typer.Option(5, help="Fixed quantiser of the MV stream (1 best .. 31)."),
     timeout: float = typer.Option(600.0, help="Per-video time limit in seconds."),
-    memory_limit: int = typer.Option(4096, help="Per-video address-space limit of FFmpeg in MiB (0: none); a video over it is recorded as failed."),
+    memory_limit: int = typer.Option(
+        4096, help="Per-video address-space limit of FFmpeg in MiB (0: none); a video over it is recorded as failed."
+    ),
     mv_backend: str = typer.Option("pyav", help="pyav (default) or mvextractor: same vectors, cross-check."),
     limit: Optional[int] = typer.Option(None, help="Only the first N videos (sorted by id)."),
     retry_failed: bool = typer.Option(False, help="Retry videos recorded as failed by an earlier run."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
-    log_level: Optional[str] = typer.Option(None, "--log-level", envvar="COMODE_LOG_LEVEL",
-                                            help="Log level of comode's messages (default: INFO, or the "
-                                                 "umbrella's --log-level)."),
+    log_level: Optional[str] = typer.Option(
+        None,
+        "--log-level",
+        envvar="COMODE_LOG_LEVEL",
+        help="Log level of comode's messages (default: INFO, or the umbrella's --log-level).",
+    ),
 ) -> None:
     """Re-encode videos, read I-frames and motion vectors, and write them to a Zarr store.
 
@@ -48,18 +57,37 @@ def extract(
     width, height = parse_size(size, "--size")
     rgb_width, rgb_height = parse_size(rgb_size, "--rgb-size")
     try:
-        settings = ExtractSettings(codec=codec, gop=gop, width=width, height=height, resize=resize,
-                                   quality=quality, rgb_width=rgb_width, rgb_height=rgb_height,
-                                   timeout_s=timeout, mv_backend=mv_backend, memory_limit_mb=memory_limit)
+        settings = ExtractSettings(
+            codec=codec,
+            gop=gop,
+            width=width,
+            height=height,
+            resize=resize,
+            quality=quality,
+            rgb_width=rgb_width,
+            rgb_height=rgb_height,
+            timeout_s=timeout,
+            mv_backend=mv_backend,
+            memory_limit_mb=memory_limit,
+        )
         index = load_dataset(dataset, root, annotations=annotations)
     except (ValueError, DatasetError) as error:
         raise fail(str(error)) from None
-    logger.info(f"{index.name}: {len(index.videos)} videos, {len(index.classes)} classes, "
-                f"splits {list(index.split_names)}" + (f", {len(index.missing)} annotated but missing" if index.missing else ""))
+    logger.info(
+        f"{index.name}: {len(index.videos)} videos, {len(index.classes)} classes, "
+        f"splits {list(index.split_names)}" + (f", {len(index.missing)} annotated but missing" if index.missing else "")
+    )
     if not index.videos:
         raise fail(f"no videos found under {root}")
-    summary = extract_with_progress(index, out, settings, make_executor(scheduler=scheduler, workers=workers),
-                                     progress=progress, retry_failed=retry_failed, limit=limit)
+    summary = extract_with_progress(
+        index,
+        out,
+        settings,
+        make_executor(scheduler=scheduler, workers=workers),
+        progress=progress,
+        retry_failed=retry_failed,
+        limit=limit,
+    )
     raise typer.Exit(0 if summary.ok else 1)
 
 
@@ -74,8 +102,9 @@ def extract_with_progress(index, out: str, settings, executor, *, progress: bool
     try:
         with logs.to_file(extraction_log(out)) as log_path, display.running():
             logger.info("extracting into %s (log: %s)", out, log_path)
-            summary = run_extraction(index, out, settings, executor, on_plan=display.on_plan,
-                                     on_result=display.on_result, **options)
+            summary = run_extraction(
+                index, out, settings, executor, on_plan=display.on_plan, on_result=display.on_result, **options
+            )
     except StoreFullError as error:  # not bad usage: the run stopped, the same command resumes
         raise fail(str(error), code=EXIT_STORE_FULL) from None
     except ValueError as error:

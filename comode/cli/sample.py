@@ -20,14 +20,23 @@ def sample(
     videos_per_class: int = typer.Option(48, help="Clips per motion class, spread evenly over the scenes."),
     frames: int = typer.Option(96, help="Frames per clip (25 fps; a pretraining sample spans 70)."),
     size: str = typer.Option("170x128", help="Frame size WIDTHxHEIGHT (even numbers)."),
-    scenes: str = typer.Option(",".join(("astronaut", "cat", "coffee", "rocket")),
-                               help="Comma-separated scenes: astronaut, cat, coffee, rocket, hubble, camera."),
-    motions: str = typer.Option("all", help="Comma-separated motion patterns (circle_ccw, circle_cw, lissajous, oscillate_x, oscillate_y, pulse) or 'all'."),
+    scenes: str = typer.Option(
+        ",".join(("astronaut", "cat", "coffee", "rocket")),
+        help="Comma-separated scenes: astronaut, cat, coffee, rocket, hubble, camera.",
+    ),
+    motions: str = typer.Option(
+        "all",
+        help="Comma-separated motion patterns (circle_ccw, circle_cw, lissajous, oscillate_x, oscillate_y, pulse) or 'all'.",
+    ),
     test_fraction: float = typer.Option(0.4, help="Share of each (motion, scene) cell in the test split."),
-    camera: bool = typer.Option(False, help="Pan the camera slowly (a nuisance independent of both labels; default: static)."),
+    camera: bool = typer.Option(
+        False, help="Pan the camera slowly (a nuisance independent of both labels; default: static)."
+    ),
     workers: Optional[int] = typer.Option(None, help="Processes (default: one per core); 0 = in this process."),
     overwrite: bool = typer.Option(False, help="Replace an earlier sample set in --out."),
-    store: Optional[str] = typer.Option(None, help="Also extract the set into this store and measure its motion-vector coverage."),
+    store: Optional[str] = typer.Option(
+        None, help="Also extract the set into this store and measure its motion-vector coverage."
+    ),
     measure: bool = typer.Option(False, help="Extract into a temporary store just to measure motion-vector coverage."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
@@ -42,31 +51,52 @@ def sample(
 
     width, height = parse_size(size, "--size")
     try:
-        spec = SampleSpec(seed=seed, videos_per_class=videos_per_class, frames=frames, width=width, height=height,
-                          scenes=tuple(x.strip() for x in scenes.split(",") if x.strip()),
-                          motions=MOTIONS if motions == "all" else tuple(x.strip() for x in motions.split(",") if x.strip()),
-                          test_fraction=test_fraction, camera=camera)
+        spec = SampleSpec(
+            seed=seed,
+            videos_per_class=videos_per_class,
+            frames=frames,
+            width=width,
+            height=height,
+            scenes=tuple(x.strip() for x in scenes.split(",") if x.strip()),
+            motions=MOTIONS if motions == "all" else tuple(x.strip() for x in motions.split(",") if x.strip()),
+            test_fraction=test_fraction,
+            camera=camera,
+        )
     except ValueError as error:
         raise fail(str(error)) from None
     start = time.perf_counter()
     try:
         with Progress("generate", total=None, unit="clips", enabled=progress) as bar:
-            clips = generate_sample(spec, out, workers=workers, overwrite=overwrite,
-                                    on_clip=lambda clip, done, total: bar.set(done, total=total))
+            clips = generate_sample(
+                spec,
+                out,
+                workers=workers,
+                overwrite=overwrite,
+                on_clip=lambda clip, done, total: bar.set(done, total=total),
+            )
     except (FileExistsError, ValueError) as error:
         raise fail(str(error)) from None
     seconds = time.perf_counter() - start
     megabytes = sum(f.stat().st_size for f in out.rglob("*.mp4")) / 1e6
     table = Table(title=f"sample set in {out}", show_header=False, box=None)
-    table.add_row("clips", f"{len(clips)} ({sum(c.split == 'train' for c in clips)} train, "
-                           f"{sum(c.split == 'test' for c in clips)} test), {spec.frames} frames at "
-                           f"{spec.width}x{spec.height}, {spec.fps} fps, {megabytes:.1f} MB")
+    table.add_row(
+        "clips",
+        f"{len(clips)} ({sum(c.split == 'train' for c in clips)} train, "
+        f"{sum(c.split == 'test' for c in clips)} test), {spec.frames} frames at "
+        f"{spec.width}x{spec.height}, {spec.fps} fps, {megabytes:.1f} MB",
+    )
     if not any(c.split == "test" for c in clips):
-        table.add_row("[yellow]note", f"no test clips: a (motion, scene) pair needs 2 clips for one to be test "
-                                      f"(--videos-per-class >= {2 * len(spec.scenes)})")
+        table.add_row(
+            "[yellow]note",
+            f"no test clips: a (motion, scene) pair needs 2 clips for one to be test "
+            f"(--videos-per-class >= {2 * len(spec.scenes)})",
+        )
     table.add_row("motions", ", ".join(spec.motions))
-    table.add_row("hard negatives", f"{near_duplicate_share(clips):.1%} move like their positive window "
-                                    "(analytic velocities; see comode.sampleset.near_duplicate_share)")
+    table.add_row(
+        "hard negatives",
+        f"{near_duplicate_share(clips):.1%} move like their positive window "
+        "(analytic velocities; see comode.sampleset.near_duplicate_share)",
+    )
     table.add_row("scenes", ", ".join(spec.scenes))
     table.add_row("generated", f"in {seconds:.1f} s = {len(clips) * spec.frames / seconds:.0f} frames/s")
     table.add_row("extract", f"comode extract --dataset sample --root {out} --out STORE.zarr")
@@ -86,13 +116,17 @@ def _extract_and_measure(root: Path, store: str, *, workers: Optional[int], prog
     from comode.extract.settings import ExtractSettings
     from comode.sampleset import mv_block_coverage
 
-    summary = extract_with_progress(load_dataset("sample", root), store, ExtractSettings(),
-                                     make_executor(workers=workers), progress=progress)
+    summary = extract_with_progress(
+        load_dataset("sample", root), store, ExtractSettings(), make_executor(workers=workers), progress=progress
+    )
     coverage = mv_block_coverage(store)
-    table = Table(title="motion-vector coverage: P-frame 16x16 blocks with a non-zero vector", show_header=False,
-                  box=None)
-    table.add_row("all", f"{coverage.share:.1%} of {coverage.blocks} blocks ({coverage.p_frames} P-frames, "
-                         f"{coverage.videos} videos)")
+    table = Table(
+        title="motion-vector coverage: P-frame 16x16 blocks with a non-zero vector", show_header=False, box=None
+    )
+    table.add_row(
+        "all",
+        f"{coverage.share:.1%} of {coverage.blocks} blocks ({coverage.p_frames} P-frames, {coverage.videos} videos)",
+    )
     for name, share in coverage.by_label.items():
         table.add_row(name, f"{share:.1%}")
     out_console.print(table)

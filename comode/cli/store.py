@@ -26,8 +26,12 @@ def store_info(store: str = typer.Argument(..., help="Store path or URL.")) -> N
 @store_app.command("validate")
 def store_validate(
     store: str = typer.Argument(..., help="Store path or URL."),
-    data: bool = typer.Option(False, "--data", help="Also read every array whole: checks each chunk's checksum "
-                              "(bit rot, a store copied in part, data lost in a power cut). Reads the whole store."),
+    data: bool = typer.Option(
+        False,
+        "--data",
+        help="Also read every array whole: checks each chunk's checksum "
+        "(bit rot, a store copied in part, data lost in a power cut). Reads the whole store.",
+    ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Check a store against the JSON Schemas in schemas/ and its arrays for consistency."""
@@ -36,14 +40,14 @@ def store_validate(
 
     try:
         with Progress("validate", total=0, unit="videos", enabled=progress) as bar:
-            report = validate_store(store, read_data=data,
-                                    on_progress=lambda done, total: bar.set(done, total=total))
+            report = validate_store(store, read_data=data, on_progress=lambda done, total: bar.set(done, total=total))
     except ValueError as error:
         raise fail(str(error)) from None
     counts = ", ".join(f"{n} {status}" for status, n in sorted(report.by_status.items())) or "no videos"
     if report.ok:
-        out_console.print(f"[green]valid[/green] {store}: {report.checked} video groups ({counts}); "
-                          f"index: {report.index}")
+        out_console.print(
+            f"[green]valid[/green] {store}: {report.checked} video groups ({counts}); index: {report.index}"
+        )
         return
     for problem in report.problems:
         console.print(f"[red]invalid[/red] {problem}")
@@ -64,9 +68,11 @@ def store_reindex(store: str = typer.Argument(..., help="Store path or URL.")) -
         summary = reindex(store, scan=opened.scan_groups, storage_options=opened.storage_options)
     except ValueError as error:
         raise fail(str(error)) from None
-    out_console.print(f"reindexed {store}: {summary.videos} videos indexed from {summary.groups_read} groups"
-                      + (f", {summary.unsettled} with a write under way" if summary.unsettled else "")
-                      + f", {summary.journals} journal(s) merged")
+    out_console.print(
+        f"reindexed {store}: {summary.videos} videos indexed from {summary.groups_read} groups"
+        + (f", {summary.unsettled} with a write under way" if summary.unsettled else "")
+        + f", {summary.journals} journal(s) merged"
+    )
 
 
 @app.command("show")

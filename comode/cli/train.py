@@ -12,8 +12,16 @@ from comode.cli.common import OVERRIDES_HELP, out_console, train_app, user_error
 __all__ = ["train_pretrain", "train_supervised", "train_export"]
 
 
-def _train(*, store: str, config: Optional[Path], out: Path, resume: bool, progress: bool,
-           overrides: List[str], task_overrides: tuple[str, ...]) -> None:
+def _train(
+    *,
+    store: str,
+    config: Optional[Path],
+    out: Path,
+    resume: bool,
+    progress: bool,
+    overrides: List[str],
+    task_overrides: tuple[str, ...],
+) -> None:
     from comode.train.checkpoint import CheckpointError
     from comode.train.config import ConfigError, load_config
     from comode.train.loop import run_pretraining
@@ -25,23 +33,36 @@ def _train(*, store: str, config: Optional[Path], out: Path, resume: bool, progr
         summary = run_pretraining(settings, store=store, out_dir=out, resume=resume, show_progress=progress)
     final = summary.final
     loss = f", final loss {final['loss']:.4f}" if final else ""
-    out_console.print(f"{summary.steps}/{summary.total_steps} steps ({summary.epochs_completed} epochs){loss}, "
-                      f"{summary.clips_per_s:.1f} clips/s, {summary.skipped_videos} videos skipped; "
-                      f"checkpoint {summary.checkpoint}, metrics {summary.metrics_path}")
+    out_console.print(
+        f"{summary.steps}/{summary.total_steps} steps ({summary.epochs_completed} epochs){loss}, "
+        f"{summary.clips_per_s:.1f} clips/s, {summary.skipped_videos} videos skipped; "
+        f"checkpoint {summary.checkpoint}, metrics {summary.metrics_path}"
+    )
 
 
 @train_app.command("pretrain")
 def train_pretrain(
     store: str = typer.Option(..., help="Store path or URL (from `comode extract`)."),
-    config: Optional[Path] = typer.Option(None, help="YAML config, e.g. configs/pretrain/r3d26_ucf101.yaml (default: paper defaults)."),
-    out: Path = typer.Option(Path("runs/pretrain"), help="Run directory: config.yaml, last.pt, epoch_XXX.pt, metrics.jsonl, tensorboard/."),
+    config: Optional[Path] = typer.Option(
+        None, help="YAML config, e.g. configs/pretrain/r3d26_ucf101.yaml (default: paper defaults)."
+    ),
+    out: Path = typer.Option(
+        Path("runs/pretrain"), help="Run directory: config.yaml, last.pt, epoch_XXX.pt, metrics.jsonl, tensorboard/."
+    ),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last.pt."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Self-supervised pretraining (context matching + motion prediction). Multi-GPU: torchrun --nproc_per_node N -m comode train pretrain ..."""
-    _train(store=store, config=config, out=out, resume=resume, progress=progress, overrides=overrides or [],
-           task_overrides=())
+    _train(
+        store=store,
+        config=config,
+        out=out,
+        resume=resume,
+        progress=progress,
+        overrides=overrides or [],
+        task_overrides=(),
+    )
 
 
 @train_app.command("supervised")
@@ -56,8 +77,15 @@ def train_supervised(
     """Supervised training with motion prediction as auxiliary loss (paper Table 6: CE + 0.2 x motion loss)."""
     from comode.train.config import SUPERVISED_AUX_OVERRIDES
 
-    _train(store=store, config=config, out=out, resume=resume, progress=progress, overrides=overrides or [],
-           task_overrides=SUPERVISED_AUX_OVERRIDES)
+    _train(
+        store=store,
+        config=config,
+        out=out,
+        resume=resume,
+        progress=progress,
+        overrides=overrides or [],
+        task_overrides=SUPERVISED_AUX_OVERRIDES,
+    )
 
 
 @train_app.command("export")

@@ -34,8 +34,7 @@ from comode.evaluate.accuracy import top_k_accuracy
 from comode.evaluate.linear import LinearProbeSpec, fit_linear_probe
 from comode.store import Store, open_store
 
-__all__ = ["ProbeResult", "iframe_features", "motion_statistics", "chance_band", "run_leakage_probes",
-           "format_probes"]
+__all__ = ["ProbeResult", "iframe_features", "motion_statistics", "chance_band", "run_leakage_probes", "format_probes"]
 
 # Thumbnail of an I-frame: (height, width) -- enough for layout, colours and object count.
 THUMBNAIL = (12, 16)
@@ -57,7 +56,7 @@ def iframe_features(video) -> np.ndarray:
     thumbnail = np.array([[image[np.ix_(r, c)].mean(axis=(0, 1)) for c in cols] for r in rows])
     bins = np.minimum((image * COLOUR_BINS).astype(int), COLOUR_BINS - 1)
     codes = (bins[..., 0] * COLOUR_BINS + bins[..., 1]) * COLOUR_BINS + bins[..., 2]
-    histogram = np.bincount(codes.ravel(), minlength=COLOUR_BINS ** 3) / codes.size
+    histogram = np.bincount(codes.ravel(), minlength=COLOUR_BINS**3) / codes.size
     return np.concatenate([thumbnail.ravel(), histogram]).astype(np.float32)
 
 
@@ -73,8 +72,11 @@ def motion_statistics(video, *, units_per_pixel: float) -> np.ndarray:
     magnitude = np.hypot(x, y)
     moving = magnitude > 0
     angle = (np.arctan2(y, x)[moving] + math.pi) / (2 * math.pi)
-    direction = np.bincount(np.minimum((angle * DIRECTION_BINS).astype(int), DIRECTION_BINS - 1),
-                            weights=magnitude[moving], minlength=DIRECTION_BINS)
+    direction = np.bincount(
+        np.minimum((angle * DIRECTION_BINS).astype(int), DIRECTION_BINS - 1),
+        weights=magnitude[moving],
+        minlength=DIRECTION_BINS,
+    )
     direction /= max(direction.sum(), 1e-9)
     sizes = np.bincount(np.searchsorted(MAGNITUDE_EDGES, magnitude[moving]), minlength=len(MAGNITUDE_EDGES) + 1)
     sizes = sizes / max(sizes.sum(), 1)
@@ -88,7 +90,7 @@ def chance_band(classes: int, tests: int, coverage: float = 0.95) -> tuple[float
     from math import comb
 
     p = 1.0 / classes
-    pmf = [comb(tests, k) * p ** k * (1 - p) ** (tests - k) for k in range(tests + 1)]
+    pmf = [comb(tests, k) * p**k * (1 - p) ** (tests - k) for k in range(tests + 1)]
     cdf = np.cumsum(pmf)
     tail = (1 - coverage) / 2
     low = int(np.searchsorted(cdf, tail))
@@ -120,11 +122,20 @@ def _labels(store: Store, ids: Sequence[str], label_set: str) -> np.ndarray:
     return np.array([int(attrs[v].get("labels", {}).get(label_set, -1)) for v in ids], dtype=np.int64)
 
 
-def _probe(signal: str, label_set: str, should_leak: bool, train_x: np.ndarray, test_x: np.ndarray,
-           train_y: np.ndarray, test_y: np.ndarray, classes: int) -> ProbeResult:
+def _probe(
+    signal: str,
+    label_set: str,
+    should_leak: bool,
+    train_x: np.ndarray,
+    test_x: np.ndarray,
+    train_y: np.ndarray,
+    test_y: np.ndarray,
+    classes: int,
+) -> ProbeResult:
     keep_train, keep_test = train_y >= 0, test_y >= 0
-    layer, mean, std = fit_linear_probe(train_x[keep_train], train_y[keep_train], num_classes=classes,
-                                        spec=LinearProbeSpec())
+    layer, mean, std = fit_linear_probe(
+        train_x[keep_train], train_y[keep_train], num_classes=classes, spec=LinearProbeSpec()
+    )
     with torch.no_grad():
         scores = layer((torch.as_tensor(test_x[keep_test]) - mean) / std)
     top1 = float(top_k_accuracy(scores, torch.as_tensor(test_y[keep_test]), ks=(1,))["top1"])
@@ -132,8 +143,9 @@ def _probe(signal: str, label_set: str, should_leak: bool, train_x: np.ndarray, 
     return ProbeResult(signal, label_set, should_leak, top1, 1.0 / classes, chance_band(classes, tests), tests)
 
 
-def run_leakage_probes(store_url: str, *, split: str = "1", motion: str = "motion",
-                       scene: str = "scene") -> list[ProbeResult]:
+def run_leakage_probes(
+    store_url: str, *, split: str = "1", motion: str = "motion", scene: str = "scene"
+) -> list[ProbeResult]:
     """The two leakage probes and their two controls on ``split`` of a store with label sets
     ``motion`` and ``scene``.
 
@@ -154,12 +166,24 @@ def run_leakage_probes(store_url: str, *, split: str = "1", motion: str = "motio
     motions = {side: np.stack([motion_statistics(v, units_per_pixel=units) for v in videos[side]]) for side in ids}
     labels = {(name, side): _labels(store, ids[side], name) for name in (motion, scene) for side in ids}
     results = []
-    for signal, features, label_set, should_leak in (("I-frame", stills, motion, False),
-                                                     ("MV statistics", motions, scene, False),
-                                                     ("I-frame", stills, scene, True),
-                                                     ("MV statistics", motions, motion, True)):
-        results.append(_probe(signal, label_set, should_leak, features["train"], features["test"],
-                              labels[(label_set, "train")], labels[(label_set, "test")], len(sets[label_set])))
+    for signal, features, label_set, should_leak in (
+        ("I-frame", stills, motion, False),
+        ("MV statistics", motions, scene, False),
+        ("I-frame", stills, scene, True),
+        ("MV statistics", motions, motion, True),
+    ):
+        results.append(
+            _probe(
+                signal,
+                label_set,
+                should_leak,
+                features["train"],
+                features["test"],
+                labels[(label_set, "train")],
+                labels[(label_set, "test")],
+                len(sets[label_set]),
+            )
+        )
     return results
 
 
@@ -167,6 +191,8 @@ def format_probes(results: Sequence[ProbeResult]) -> str:
     """A Markdown table of the probes."""
     lines = ["| signal -> labels | top-1 | chance | 95 % band of chance | verdict |", "|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r.signal} -> {r.label_set} | {100 * r.top1:.1f} | {100 * r.chance:.1f} | "
-                     f"{100 * r.band[0]:.1f}-{100 * r.band[1]:.1f} ({r.tests} tests) | {r.verdict} |")
+        lines.append(
+            f"| {r.signal} -> {r.label_set} | {100 * r.top1:.1f} | {100 * r.chance:.1f} | "
+            f"{100 * r.band[0]:.1f}-{100 * r.band[1]:.1f} ({r.tests} tests) | {r.verdict} |"
+        )
     return "\n".join(lines)

@@ -41,8 +41,9 @@ class LinearProbeSpec:
     standardize: bool = True
 
 
-def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, *, num_classes: int,
-                     spec: LinearProbeSpec = LinearProbeSpec()) -> tuple[nn.Linear, Tensor, Tensor]:
+def fit_linear_probe(
+    train_x: np.ndarray, train_y: np.ndarray, *, num_classes: int, spec: LinearProbeSpec = LinearProbeSpec()
+) -> tuple[nn.Linear, Tensor, Tensor]:
     """Fit the probe; returns (layer, mean, std) -- apply as layer((x - mean) / std)."""
     x = torch.as_tensor(train_x, dtype=torch.float32)
     y = torch.as_tensor(train_y, dtype=torch.int64)
@@ -54,8 +55,15 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, *, num_classes: i
     layer = nn.Linear(x.shape[1], num_classes)
     nn.init.zeros_(layer.weight)
     nn.init.zeros_(layer.bias)
-    optimizer = torch.optim.LBFGS(layer.parameters(), lr=1.0, max_iter=spec.max_iter, history_size=20,
-                                  tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        layer.parameters(),
+        lr=1.0,
+        max_iter=spec.max_iter,
+        history_size=20,
+        tolerance_grad=1e-7,
+        tolerance_change=1e-10,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure() -> Tensor:
         optimizer.zero_grad()
@@ -74,10 +82,22 @@ class LinearResult:
 
 
 def run_linear(
-    store_url: str, checkpoint: str | Path | None, *, out_dir: str | Path, split: str = "1",
-    spec: LinearProbeSpec = LinearProbeSpec(), backbone: str | None = None, width_multiplier: float = 1.0,
-    seed: int = 0, cache_dir: str | Path | None = None, size: int | None = None, videos_per_batch: int = 8,
-    workers: int = 0, device: str | None = None, show_progress: bool = False, label_set: str | None = None,
+    store_url: str,
+    checkpoint: str | Path | None,
+    *,
+    out_dir: str | Path,
+    split: str = "1",
+    spec: LinearProbeSpec = LinearProbeSpec(),
+    backbone: str | None = None,
+    width_multiplier: float = 1.0,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    size: int | None = None,
+    videos_per_batch: int = 8,
+    workers: int = 0,
+    device: str | None = None,
+    show_progress: bool = False,
+    label_set: str | None = None,
     geometry: "ClipGeometry | None" = None,
 ) -> LinearResult:
     """Linear probe on ``split`` (train videos fit, test videos score); writes ``out_dir/linear.json``.
@@ -89,28 +109,57 @@ def run_linear(
     from comode.evaluate.report import write_report
     from comode.evaluate.source import ModelSource
 
-    source = ModelSource.parse(checkpoint, backbone=backbone, width_multiplier=width_multiplier, seed=seed,
-                               geometry=geometry)
-    data = split_features(store_url, source, split=split, out_dir=Path(out_dir), cache_dir=cache_dir, size=size,
-                          videos_per_batch=videos_per_batch, workers=workers,
-                          device=torch.device(device) if device else default_device(), show_progress=show_progress,
-                          label_set=label_set)
+    source = ModelSource.parse(
+        checkpoint, backbone=backbone, width_multiplier=width_multiplier, seed=seed, geometry=geometry
+    )
+    data = split_features(
+        store_url,
+        source,
+        split=split,
+        out_dir=Path(out_dir),
+        cache_dir=cache_dir,
+        size=size,
+        videos_per_batch=videos_per_batch,
+        workers=workers,
+        device=torch.device(device) if device else default_device(),
+        show_progress=show_progress,
+        label_set=label_set,
+    )
     train, test = data.train, data.test
     if train.count == 0 or test.count == 0:
-        raise ValueError(f"split {split!r} has {train.count} usable train and {test.count} usable test videos; "
-                         "the linear probe needs both")
+        raise ValueError(
+            f"split {split!r} has {train.count} usable train and {test.count} usable test videos; "
+            "the linear probe needs both"
+        )
     num_classes = max(len(data.classes), int(max(train.labels.max(), test.labels.max())) + 1)
     layer, mean, std = fit_linear_probe(train.features, train.labels, num_classes=num_classes, spec=spec)
     with torch.no_grad():
+
         def scores(features: np.ndarray) -> Tensor:
             return layer((torch.as_tensor(features) - mean) / std)
 
         test_acc = top_k_accuracy(scores(test.features), torch.as_tensor(test.labels))
         train_acc = top_k_accuracy(scores(train.features), torch.as_tensor(train.labels), ks=(1,))
     metrics = {**test_acc, "train_top1": train_acc["top1"]}
-    settings = {"split": split, "label_set": label_set, "fit_on": "train", "scored_on": "test",
-                "classifier": "logistic regression (L-BFGS)",
-                "l2": spec.l2, "max_iter": spec.max_iter, "standardize": spec.standardize, **data.protocol}
-    report = write_report(out_dir, "linear", settings=settings, model=data.model, store=data.store_info,
-                          metrics=metrics, counts=data.counts, failed=data.failed)
+    settings = {
+        "split": split,
+        "label_set": label_set,
+        "fit_on": "train",
+        "scored_on": "test",
+        "classifier": "logistic regression (L-BFGS)",
+        "l2": spec.l2,
+        "max_iter": spec.max_iter,
+        "standardize": spec.standardize,
+        **data.protocol,
+    }
+    report = write_report(
+        out_dir,
+        "linear",
+        settings=settings,
+        model=data.model,
+        store=data.store_info,
+        metrics=metrics,
+        counts=data.counts,
+        failed=data.failed,
+    )
     return LinearResult(report=report.data, report_path=report.path)

@@ -34,9 +34,18 @@ def _class_name(classes: Sequence[str], label: int) -> str:
 
 
 def render_retrieval_picture(
-    store_url: str, *, query_ids: Sequence[str], gallery_ids: Sequence[str], neighbours: np.ndarray,
-    hits: np.ndarray, classes: Sequence[str], query_labels: Sequence[int], gallery_labels: Sequence[int],
-    out: str | Path, queries: int = 4, top: int = 5,
+    store_url: str,
+    *,
+    query_ids: Sequence[str],
+    gallery_ids: Sequence[str],
+    neighbours: np.ndarray,
+    hits: np.ndarray,
+    classes: Sequence[str],
+    query_labels: Sequence[int],
+    gallery_labels: Sequence[int],
+    out: str | Path,
+    queries: int = 4,
+    top: int = 5,
 ) -> Path:
     """Write a PNG with ``queries`` rows of (query, its ``top`` nearest gallery videos).
 

@@ -36,8 +36,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["REPORT_FORMAT", "KINDS", "Report", "write_report", "load_report", "report_table", "compare_table",
-           "render_text"]
+__all__ = [
+    "REPORT_FORMAT",
+    "KINDS",
+    "Report",
+    "write_report",
+    "load_report",
+    "report_table",
+    "compare_table",
+    "render_text",
+]
 
 REPORT_FORMAT = "comode.eval-report/1"
 KINDS = ("retrieval", "linear", "finetune")
@@ -55,22 +63,37 @@ def _model_name(model: Mapping[str, Any]) -> str:
     return str(model.get("path", "?"))
 
 
-def write_report(out_dir: str | Path, kind: str, *, settings: Mapping[str, Any], model: Mapping[str, Any],
-                 store: Mapping[str, Any], metrics: Mapping[str, float], counts: Mapping[str, int],
-                 failed: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None,
-                 name: str | None = None) -> Report:
+def write_report(
+    out_dir: str | Path,
+    kind: str,
+    *,
+    settings: Mapping[str, Any],
+    model: Mapping[str, Any],
+    store: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    counts: Mapping[str, int],
+    failed: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    name: str | None = None,
+) -> Report:
     """Write ``<kind>.json`` (atomically) and ``<kind>.txt`` into ``out_dir``."""
     from comode import __version__
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = {
-        "format": REPORT_FORMAT, "kind": kind,
+        "format": REPORT_FORMAT,
+        "kind": kind,
         "name": name or _model_name(model) + (f" [{store['label_set']}]" if store.get("label_set") else ""),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "comode_version": __version__, "settings": dict(settings), "model": dict(model), "store": dict(store),
-        "metrics": {k: float(v) for k, v in metrics.items()}, "counts": dict(counts),
-        "failed": dict(failed or {}), **(dict(extra) if extra else {}),
+        "comode_version": __version__,
+        "settings": dict(settings),
+        "model": dict(model),
+        "store": dict(store),
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "counts": dict(counts),
+        "failed": dict(failed or {}),
+        **(dict(extra) if extra else {}),
     }
     path = out / f"{kind}.json"
     temporary = path.with_name(path.name + ".tmp")

@@ -36,14 +36,22 @@ from torch import Tensor
 if TYPE_CHECKING:
     from comode.evaluate.source import ClipGeometry
 
-__all__ = ["DEFAULT_KS", "RetrievalResult", "prepare_features", "top_k_neighbours", "recall_at_k", "retrieval_hits",
-           "run_retrieval"]
+__all__ = [
+    "DEFAULT_KS",
+    "RetrievalResult",
+    "prepare_features",
+    "top_k_neighbours",
+    "recall_at_k",
+    "retrieval_hits",
+    "run_retrieval",
+]
 
 DEFAULT_KS = (1, 5, 10, 20)
 
 
-def prepare_features(query: Tensor, gallery: Tensor, *, center: bool = False, normalize: bool = True
-                     ) -> tuple[Tensor, Tensor]:
+def prepare_features(
+    query: Tensor, gallery: Tensor, *, center: bool = False, normalize: bool = True
+) -> tuple[Tensor, Tensor]:
     """Apply the protocol's feature transforms: optional gallery-mean centering, then L2 norm."""
     query, gallery = query.to(torch.float32), gallery.to(torch.float32)
     if center:
@@ -55,8 +63,9 @@ def prepare_features(query: Tensor, gallery: Tensor, *, center: bool = False, no
     return query, gallery
 
 
-def top_k_neighbours(query: Tensor, gallery: Tensor, k: int, *, chunk: int = 1024,
-                     excluded: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def top_k_neighbours(
+    query: Tensor, gallery: Tensor, k: int, *, chunk: int = 1024, excluded: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """(N, k) similarities and gallery indices of each query's k most similar gallery rows.
 
     Similarity is the dot product of the given rows (prepare them first).  Blocks of
@@ -69,13 +78,13 @@ def top_k_neighbours(query: Tensor, gallery: Tensor, k: int, *, chunk: int = 102
     values_out = torch.empty(n, k, dtype=query.dtype)
     indices_out = torch.empty(n, k, dtype=torch.int64)
     for q0 in range(0, n, chunk):
-        block = query[q0:q0 + chunk]
+        block = query[q0 : q0 + chunk]
         best_values = block.new_empty(block.shape[0], 0)
         best_indices = torch.empty(block.shape[0], 0, dtype=torch.int64, device=block.device)
         for g0 in range(0, g, chunk):
-            similarity = block @ gallery[g0:g0 + chunk].T  # (chunk, chunk)
+            similarity = block @ gallery[g0 : g0 + chunk].T  # (chunk, chunk)
             if excluded is not None:
-                mask = excluded[q0:q0 + chunk, g0:g0 + chunk].to(similarity.device)
+                mask = excluded[q0 : q0 + chunk, g0 : g0 + chunk].to(similarity.device)
                 similarity = similarity.masked_fill(mask, float("-inf"))
             index = torch.arange(g0, g0 + similarity.shape[1], device=block.device).expand_as(similarity)
             # Earlier candidates first, so a stable sort keeps lower gallery indices ahead on ties.
@@ -83,13 +92,19 @@ def top_k_neighbours(query: Tensor, gallery: Tensor, k: int, *, chunk: int = 102
             indices = torch.cat([best_indices, index], dim=1)
             order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
             best_values, best_indices = values.gather(1, order), indices.gather(1, order)
-        values_out[q0:q0 + chunk], indices_out[q0:q0 + chunk] = best_values.cpu(), best_indices.cpu()
+        values_out[q0 : q0 + chunk], indices_out[q0 : q0 + chunk] = best_values.cpu(), best_indices.cpu()
     return values_out, indices_out
 
 
 def recall_at_k(
-    query_feats: np.ndarray | Tensor, query_labels: Sequence[int], gallery_feats: np.ndarray | Tensor,
-    gallery_labels: Sequence[int], ks: Sequence[int] = DEFAULT_KS, *, center: bool = False, normalize: bool = True,
+    query_feats: np.ndarray | Tensor,
+    query_labels: Sequence[int],
+    gallery_feats: np.ndarray | Tensor,
+    gallery_labels: Sequence[int],
+    ks: Sequence[int] = DEFAULT_KS,
+    *,
+    center: bool = False,
+    normalize: bool = True,
     chunk: int = 1024,
 ) -> dict[int, float]:
     """{k: R@k}: the fraction of queries with a same-class video among their k nearest.
@@ -101,21 +116,42 @@ def recall_at_k(
         center, normalize: see the module docstring.
         chunk: rows per block of the chunked similarity search.
     """
-    hits = retrieval_hits(query_feats, query_labels, gallery_feats, gallery_labels, max(ks), center=center,
-                          normalize=normalize, chunk=chunk)
+    hits = retrieval_hits(
+        query_feats,
+        query_labels,
+        gallery_feats,
+        gallery_labels,
+        max(ks),
+        center=center,
+        normalize=normalize,
+        chunk=chunk,
+    )
     return {int(k): int(hits[:, :k].any(dim=1).sum()) / len(hits) if len(hits) else 0.0 for k in ks}
 
 
-def retrieval_hits(query_feats, query_labels, gallery_feats, gallery_labels, k: int, *, center: bool = False,
-                   normalize: bool = True, chunk: int = 1024, return_indices: bool = False,
-                   excluded: np.ndarray | Tensor | None = None):
+def retrieval_hits(
+    query_feats,
+    query_labels,
+    gallery_feats,
+    gallery_labels,
+    k: int,
+    *,
+    center: bool = False,
+    normalize: bool = True,
+    chunk: int = 1024,
+    return_indices: bool = False,
+    excluded: np.ndarray | Tensor | None = None,
+):
     """(N, k) bool: whether the j-th neighbour of each query has its class (and the indices).
 
     ``excluded``: optional (N, G) bool, gallery videos a query may not return; if fewer
     than k remain, the excluded ones fill the tail of the ranking and never count as hits."""
-    query, gallery = prepare_features(torch.as_tensor(np.asarray(query_feats)),
-                                      torch.as_tensor(np.asarray(gallery_feats)),
-                                      center=center, normalize=normalize)
+    query, gallery = prepare_features(
+        torch.as_tensor(np.asarray(query_feats)),
+        torch.as_tensor(np.asarray(gallery_feats)),
+        center=center,
+        normalize=normalize,
+    )
     mask = None if excluded is None else torch.as_tensor(np.asarray(excluded, dtype=bool))
     _, indices = top_k_neighbours(query, gallery, k, chunk=chunk, excluded=mask)
     gallery_labels = torch.as_tensor(np.asarray(gallery_labels, dtype=np.int64))
@@ -154,12 +190,28 @@ class RetrievalResult:
 
 
 def run_retrieval(
-    store_url: str, checkpoint: str | Path | None, *, out_dir: str | Path, split: str = "1", center: bool = False,
-    normalize: bool = True, ks: Sequence[int] = DEFAULT_KS, backbone: str | None = None,
-    width_multiplier: float = 1.0, seed: int = 0, cache_dir: str | Path | None = None, size: int | None = None,
-    videos_per_batch: int = 8, workers: int = 0, device: str | None = None, picture_queries: int = 4,
-    show_progress: bool = False, chunk: int = 1024, label_set: str | None = None,
-    geometry: "ClipGeometry | None" = None, other_than: str | None = None,
+    store_url: str,
+    checkpoint: str | Path | None,
+    *,
+    out_dir: str | Path,
+    split: str = "1",
+    center: bool = False,
+    normalize: bool = True,
+    ks: Sequence[int] = DEFAULT_KS,
+    backbone: str | None = None,
+    width_multiplier: float = 1.0,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    size: int | None = None,
+    videos_per_batch: int = 8,
+    workers: int = 0,
+    device: str | None = None,
+    picture_queries: int = 4,
+    show_progress: bool = False,
+    chunk: int = 1024,
+    label_set: str | None = None,
+    geometry: "ClipGeometry | None" = None,
+    other_than: str | None = None,
 ) -> RetrievalResult:
     """Evaluate retrieval and write ``out_dir/retrieval.json``, ``.txt`` and ``.png``.
 
@@ -182,35 +234,83 @@ def run_retrieval(
     from comode.evaluate.report import write_report
     from comode.evaluate.source import ModelSource
 
-    source = ModelSource.parse(checkpoint, backbone=backbone, width_multiplier=width_multiplier, seed=seed,
-                               geometry=geometry)
+    source = ModelSource.parse(
+        checkpoint, backbone=backbone, width_multiplier=width_multiplier, seed=seed, geometry=geometry
+    )
     out_dir = Path(out_dir)
     torch_device = torch.device(device) if device else default_device()
-    data = split_features(store_url, source, split=split, out_dir=out_dir, cache_dir=cache_dir, size=size,
-                            videos_per_batch=videos_per_batch, workers=workers, device=torch_device,
-                            show_progress=show_progress, label_set=label_set)
+    data = split_features(
+        store_url,
+        source,
+        split=split,
+        out_dir=out_dir,
+        cache_dir=cache_dir,
+        size=size,
+        videos_per_batch=videos_per_batch,
+        workers=workers,
+        device=torch_device,
+        show_progress=show_progress,
+        label_set=label_set,
+    )
     train, test = data.train, data.test
     if train.count == 0 or test.count == 0:
-        raise ValueError(f"split {split!r} has {test.count} usable test videos (queries) and {train.count} usable "
-                         "train videos (gallery); retrieval needs both")
+        raise ValueError(
+            f"split {split!r} has {test.count} usable test videos (queries) and {train.count} usable "
+            "train videos (gallery); retrieval needs both"
+        )
     k_max = max(ks)
     excluded = None
     if other_than is not None:
         excluded = _same_label(store_url, test.video_ids, train.video_ids, other_than)
-    hits, neighbours = retrieval_hits(test.features, test.labels, train.features, train.labels, k_max, center=center,
-                                      normalize=normalize, chunk=chunk, return_indices=True, excluded=excluded)
+    hits, neighbours = retrieval_hits(
+        test.features,
+        test.labels,
+        train.features,
+        train.labels,
+        k_max,
+        center=center,
+        normalize=normalize,
+        chunk=chunk,
+        return_indices=True,
+        excluded=excluded,
+    )
     recalls = {f"R@{k}": int(hits[:, :k].any(dim=1).sum()) / len(hits) for k in ks}
-    settings = {"split": split, "label_set": label_set, "other_than": other_than, "queries": "test", "gallery": "train",
-                "similarity": "cosine" if normalize else "dot", "center": center, "normalize": normalize,
-                "ks": list(ks), **data.protocol}
+    settings = {
+        "split": split,
+        "label_set": label_set,
+        "other_than": other_than,
+        "queries": "test",
+        "gallery": "train",
+        "similarity": "cosine" if normalize else "dot",
+        "center": center,
+        "normalize": normalize,
+        "ks": list(ks),
+        **data.protocol,
+    }
     counts = {"queries": test.count, "gallery": train.count, **data.counts}
-    report = write_report(out_dir, "retrieval", settings=settings, model=data.model, store=data.store_info,
-                          metrics=recalls, counts=counts, failed=data.failed)
+    report = write_report(
+        out_dir,
+        "retrieval",
+        settings=settings,
+        model=data.model,
+        store=data.store_info,
+        metrics=recalls,
+        counts=counts,
+        failed=data.failed,
+    )
     picture = None
     if picture_queries > 0:
         picture = render_retrieval_picture(
-            store_url, query_ids=test.video_ids, gallery_ids=train.video_ids, neighbours=neighbours.numpy(),
-            hits=hits.numpy(), classes=data.classes, query_labels=test.labels, gallery_labels=train.labels,
-            out=out_dir / "retrieval.png", queries=picture_queries, top=min(5, k_max),
+            store_url,
+            query_ids=test.video_ids,
+            gallery_ids=train.video_ids,
+            neighbours=neighbours.numpy(),
+            hits=hits.numpy(),
+            classes=data.classes,
+            query_labels=test.labels,
+            gallery_labels=train.labels,
+            out=out_dir / "retrieval.png",
+            queries=picture_queries,
+            top=min(5, k_max),
         )
     return RetrievalResult(report=report.data, report_path=report.path, picture_path=picture)

@@ -49,10 +49,16 @@ class ClipGeometry:
     @classmethod
     def of_config(cls, data: Any) -> "ClipGeometry":
         """The training clip of a pretraining config's ``data`` section (dataclass or dict)."""
-        get = (lambda key, default: data.get(key, default)) if isinstance(data, dict) else \
-            (lambda key, default: getattr(data, key, default))
-        return cls(frames=int(get("clip_frames", cls.frames)), stride=int(get("clip_stride", cls.stride)),
-                   size=int(get("size", cls.size)))
+        get = (
+            (lambda key, default: data.get(key, default))
+            if isinstance(data, dict)
+            else (lambda key, default: getattr(data, key, default))
+        )
+        return cls(
+            frames=int(get("clip_frames", cls.frames)),
+            stride=int(get("clip_stride", cls.stride)),
+            size=int(get("size", cls.size)),
+        )
 
 
 def file_sha256(path: str | Path) -> str:
@@ -65,8 +71,14 @@ def file_sha256(path: str | Path) -> str:
     or ctime, which nothing can set back.
     """
     status = os.stat(path)
-    version = (os.path.realpath(path), status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns,
-               status.st_ctime_ns)
+    version = (
+        os.path.realpath(path),
+        status.st_dev,
+        status.st_ino,
+        status.st_size,
+        status.st_mtime_ns,
+        status.st_ctime_ns,
+    )
     if version not in _SHA256_OF_VERSION:
         _SHA256_OF_VERSION[version] = _hash_file(path)
     return _SHA256_OF_VERSION[version]
@@ -94,8 +106,15 @@ class ModelSource:
     random_geometry: ClipGeometry = ClipGeometry()
 
     @classmethod
-    def parse(cls, checkpoint: str | Path | None, *, backbone: str | None = None, width_multiplier: float = 1.0,
-              seed: int = 0, geometry: ClipGeometry | None = None) -> "ModelSource":
+    def parse(
+        cls,
+        checkpoint: str | Path | None,
+        *,
+        backbone: str | None = None,
+        width_multiplier: float = 1.0,
+        seed: int = 0,
+        geometry: ClipGeometry | None = None,
+    ) -> "ModelSource":
         """``checkpoint`` is a file, or "random" / "none" / None for a random initialisation
         (seen through ``geometry``, default :class:`ClipGeometry`; ignored for a file).
 
@@ -109,12 +128,19 @@ class ModelSource:
                 raise ValueError(f"--backbone must be one of {clips} for a random initialisation, got {name!r}")
             if not width_multiplier > 0:
                 raise ValueError(f"--width-multiplier must be > 0, got {width_multiplier}")
-            return cls(path=None, backbone=name, width_multiplier=float(width_multiplier), seed=int(seed),
-                       random_geometry=geometry or ClipGeometry())
+            return cls(
+                path=None,
+                backbone=name,
+                width_multiplier=float(width_multiplier),
+                seed=int(seed),
+                random_geometry=geometry or ClipGeometry(),
+            )
         path = Path(checkpoint)
         if not path.is_file():
-            raise ValueError(f"checkpoint {path} does not exist (give a last.pt / epoch_XXX.pt / exported "
-                             ".safetensors file, or 'random' for a random initialisation)")
+            raise ValueError(
+                f"checkpoint {path} does not exist (give a last.pt / epoch_XXX.pt / exported "
+                ".safetensors file, or 'random' for a random initialisation)"
+            )
         return cls(path=path)
 
     @property
@@ -131,9 +157,11 @@ class ModelSource:
 
         metadata = read_backbone_metadata(self.path)
         default = ClipGeometry()
-        return ClipGeometry(frames=int(metadata.get("clip_frames", default.frames)),
-                            stride=int(metadata.get("clip_stride", default.stride)),
-                            size=int(metadata.get("clip_size", default.size)))
+        return ClipGeometry(
+            frames=int(metadata.get("clip_frames", default.frames)),
+            stride=int(metadata.get("clip_stride", default.stride)),
+            size=int(metadata.get("clip_size", default.size)),
+        )
 
     def build(self) -> nn.Module:
         """The V-Network on the CPU (train mode, as freshly built; callers pick eval/train)."""
@@ -148,15 +176,24 @@ class ModelSource:
     def describe(self) -> dict[str, Any]:
         """JSON-safe identity: for a file its absolute path, SHA-256 and training metadata."""
         if self.path is None:
-            return {"kind": RANDOM, "backbone": self.backbone, "width_multiplier": self.width_multiplier,
-                    "seed": self.seed, "geometry": asdict(self.random_geometry)}
+            return {
+                "kind": RANDOM,
+                "backbone": self.backbone,
+                "width_multiplier": self.width_multiplier,
+                "seed": self.seed,
+                "geometry": asdict(self.random_geometry),
+            }
         from comode.train.export import read_backbone_metadata
 
         metadata = read_backbone_metadata(self.path)
         return {
-            "kind": "checkpoint", "path": str(self.path.resolve()), "sha256": file_sha256(self.path),
-            "backbone": metadata["backbone"], "width_multiplier": float(metadata["width_multiplier"]),
-            "task": metadata.get("task"), "step": _int_or_none(metadata.get("step")),
+            "kind": "checkpoint",
+            "path": str(self.path.resolve()),
+            "sha256": file_sha256(self.path),
+            "backbone": metadata["backbone"],
+            "width_multiplier": float(metadata["width_multiplier"]),
+            "task": metadata.get("task"),
+            "step": _int_or_none(metadata.get("step")),
             "epoch": _int_or_none(metadata.get("epoch")),
         }
 

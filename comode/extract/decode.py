@@ -28,11 +28,22 @@ MV_STREAM, RGB_STREAM = 0, 1
 # alignment; the same dtype as PyAV's MotionVectors.to_ndarray, which builds it anew on every
 # call, a third as much as the decode itself; docs/performance.md).  We keep each frame's raw bytes and
 # view them all with this one, once per video.
-AV_MOTION_VECTOR = np.dtype([
-    ("source", np.int32), ("w", np.uint8), ("h", np.uint8),
-    ("src_x", np.int16), ("src_y", np.int16), ("dst_x", np.int16), ("dst_y", np.int16),
-    ("flags", np.uint64), ("motion_x", np.int32), ("motion_y", np.int32), ("motion_scale", np.uint16),
-], align=True)
+AV_MOTION_VECTOR = np.dtype(
+    [
+        ("source", np.int32),
+        ("w", np.uint8),
+        ("h", np.uint8),
+        ("src_x", np.int16),
+        ("src_y", np.int16),
+        ("dst_x", np.int16),
+        ("dst_y", np.int16),
+        ("flags", np.uint64),
+        ("motion_x", np.int32),
+        ("motion_y", np.int32),
+        ("motion_scale", np.uint16),
+    ],
+    align=True,
+)
 
 EMPTY_RECORDS = np.zeros(0, dtype=[(name, np.int32) for name in _FIELDS])
 
@@ -41,13 +52,13 @@ EMPTY_RECORDS = np.zeros(0, dtype=[(name, np.int32) for name in _FIELDS])
 class DecodedStreams:
     """What one demux pass yields (T frames, K I-frames, n MV records, N stream bytes)."""
 
-    frame_types: np.ndarray       # (T,) uint8 ASCII
-    records: np.ndarray           # (n,) structured MV records
-    frame_of_record: np.ndarray   # (n,) int64
-    rgb_stream: np.ndarray        # (N,) uint8
+    frame_types: np.ndarray  # (T,) uint8 ASCII
+    records: np.ndarray  # (n,) structured MV records
+    frame_of_record: np.ndarray  # (n,) int64
+    rgb_stream: np.ndarray  # (N,) uint8
     rgb_stream_offsets: np.ndarray  # (T + 1,) int64
-    iframe_index: np.ndarray      # (K,) int32, from the MV stream's frame types
-    iframes: np.ndarray           # (K, h, w, 3) uint8 RGB, decoded from the RGB stream
+    iframe_index: np.ndarray  # (K,) int32, from the MV stream's frame types
+    iframes: np.ndarray  # (K, h, w, 3) uint8 RGB, decoded from the RGB stream
 
 
 # FFmpeg decoder options for reading motion vectors: export them as side data; skip the
@@ -105,8 +116,10 @@ class MotionVectorReader:
             # len(side) counts with the compiled sizeof(AVMotionVector): a library whose struct
             # differs from our dtype is refused here instead of read as shifted garbage.
             if raw and len(raw) != len(side) * AV_MOTION_VECTOR.itemsize:
-                raise ValueError(f"AVMotionVector is {len(raw) // max(len(side), 1)} bytes in this FFmpeg, "
-                                 f"comode reads {AV_MOTION_VECTOR.itemsize}")
+                raise ValueError(
+                    f"AVMotionVector is {len(raw) // max(len(side), 1)} bytes in this FFmpeg, "
+                    f"comode reads {AV_MOTION_VECTOR.itemsize}"
+                )
             self._vectors.append(raw)
 
     def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -132,8 +145,9 @@ def _flatten(vectors: list[bytes], dtype: np.dtype) -> tuple[np.ndarray, np.ndar
     return records, np.repeat(np.arange(len(vectors)), counts)
 
 
-def read_file_vectors(path: Path, *, low_delay: bool = False,
-                      keyframes: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[bytes]]:
+def read_file_vectors(
+    path: Path, *, low_delay: bool = False, keyframes: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[bytes]]:
     """One demux pass over an existing video file through MotionVectorReader: (T,) frame
     types, (n,) records, (n,) frame of each record, and the key-frame packets if ``keyframes``.
 
@@ -195,8 +209,10 @@ def read_streams(nut_path: Path, *, codec: str, rgb_size: tuple[int, int], mv_ba
     else:
         frame_types, records, frame_of_record = reader.result()
         if reader.frames_from_flush:  # cannot happen with low_delay and no B-frames: say so if it does
-            raise ValueError(f"the MV decoder held back {reader.frames_from_flush} frame(s) to the end; "
-                             "their motion vectors would be lost")
+            raise ValueError(
+                f"the MV decoder held back {reader.frames_from_flush} frame(s) to the end; "
+                "their motion vectors would be lost"
+            )
     return _assemble(frame_types, records, frame_of_record, packets_rgb, rgb_key, rgb_size)
 
 
@@ -224,9 +240,11 @@ def _mvextractor_frames_from_file(path: str) -> list[tuple[int, np.ndarray | Non
 
     held_back = frames_held_back(path)
     if held_back:
-        raise ValueError(f"mv-extractor would lose the motion vectors of the last {held_back} frame(s) of {path}: "
-                         "its decoder holds frames back to the end of the stream (not low-delay); "
-                         "use the pyav backend")
+        raise ValueError(
+            f"mv-extractor would lose the motion vectors of the last {held_back} frame(s) of {path}: "
+            "its decoder holds frames back to the end of the stream (not low-delay); "
+            "use the pyav backend"
+        )
     capture = VideoCap()
     if not capture.open(path):
         raise ValueError(f"mv-extractor could not open {path}")
@@ -274,9 +292,15 @@ def _assemble(frame_types, records, frame_of_record, packets_rgb, rgb_key, rgb_s
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     stream = np.frombuffer(b"".join(packets_rgb), dtype=np.uint8)
     iframes = decode_iframes([packets_rgb[i] for i in iframe_index], rgb_size)
-    return DecodedStreams(frame_types=frame_types, records=records, frame_of_record=frame_of_record,
-                          rgb_stream=stream, rgb_stream_offsets=offsets, iframe_index=iframe_index,
-                          iframes=iframes)
+    return DecodedStreams(
+        frame_types=frame_types,
+        records=records,
+        frame_of_record=frame_of_record,
+        rgb_stream=stream,
+        rgb_stream_offsets=offsets,
+        iframe_index=iframe_index,
+        iframes=iframes,
+    )
 
 
 def decode_iframes(packets: list[bytes], size: tuple[int, int]) -> np.ndarray:

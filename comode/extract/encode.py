@@ -57,8 +57,9 @@ def ffmpeg_exe() -> str:
 
 @lru_cache(maxsize=None)
 def ffmpeg_version() -> str:
-    output = subprocess.run([ffmpeg_exe(), "-hide_banner", "-version"], capture_output=True, text=True,
-                            timeout=30).stdout
+    output = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-version"], capture_output=True, text=True, timeout=30
+    ).stdout
     first = output.splitlines()[0] if output else "unknown"
     return first.removeprefix("ffmpeg version ").split(" Copyright")[0].strip()
 
@@ -75,13 +76,24 @@ def _encoder_args(stream: int, codec: str, gop: int, quality: int) -> list[str]:
     one would apply to every output stream, and the last occurrence would win)."""
     spec = f":v:{stream}"
     return [
-        f"-c{spec}", codec, f"-threads{spec}", "1",
-        f"-g{spec}", str(gop), f"-bf{spec}", "0",
+        f"-c{spec}",
+        codec,
+        f"-threads{spec}",
+        "1",
+        f"-g{spec}",
+        str(gop),
+        f"-bf{spec}",
+        "0",
         # Scene-change detection would insert extra I-frames: keep the GOP strictly regular
         # so I-frame positions are known and identical in both streams.
-        f"-sc_threshold{spec}", "1000000000",
-        f"-q{spec}", str(quality), f"-pix_fmt{spec}", "yuv420p",
-        f"-enc_time_base{spec}", FRAME_CLOCK,
+        f"-sc_threshold{spec}",
+        "1000000000",
+        f"-q{spec}",
+        str(quality),
+        f"-pix_fmt{spec}",
+        "yuv420p",
+        f"-enc_time_base{spec}",
+        FRAME_CLOCK,
     ]
 
 
@@ -107,8 +119,10 @@ def _filter_graph(settings: ExtractSettings) -> str:
         fit = f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h}"
     else:
         fit = f"scale={w}:{h}"
-    return (f"[0:V:0]{fit},setsar=1,format=yuv420p,settb={FRAME_CLOCK},setpts=N,split[mv][rgb];"
-            f"[rgb]scale={settings.rgb_width}:{settings.rgb_height}:flags=area[rgbout]")
+    return (
+        f"[0:V:0]{fit},setsar=1,format=yuv420p,settb={FRAME_CLOCK},setpts=N,split[mv][rgb];"
+        f"[rgb]scale={settings.rgb_width}:{settings.rgb_height}:flags=area[rgbout]"
+    )
 
 
 def frame_times_path(output: Path) -> Path:
@@ -120,24 +134,47 @@ def reencode_command(source: Path, output: Path, settings: ExtractSettings) -> l
     """The ffmpeg command line (also used, minus the RGB stream, by ``make bench``'s baseline)."""
     frame_times = stats_args(0, frame_times_path(output)) if ffmpeg_writes_frame_stats(ffmpeg_exe()) else []
     return [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-y",
-        "-threads", "1", "-filter_threads", "1", "-filter_complex_threads", "1",
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        "info",
+        "-y",
+        "-threads",
+        "1",
+        "-filter_threads",
+        "1",
+        "-filter_complex_threads",
+        "1",
         # A source whose frame size or pixel format changes mid-stream (stream splices,
         # adaptive-bitrate captures) must not rebuild the filter graph: that would restart
         # setpts=N at 0 and the encoder would refuse the repeated pts.  The scale filter at
         # the graph's head adapts to the new frame size by itself.
-        "-reinit_filter", "0",
-        "-i", str(source),
-        "-an", "-sn", "-dn",
+        "-reinit_filter",
+        "0",
+        "-i",
+        str(source),
+        "-an",
+        "-sn",
+        "-dn",
         # One output frame per decoded source frame: no duplication or dropping to a
         # constant rate (the frames are renumbered; frame numbers are what we use).
-        "-fps_mode", "passthrough",
-        "-filter_complex", _filter_graph(settings),
-        "-map", "[mv]", *_encoder_args(0, settings.codec, settings.gop, settings.quality),
+        "-fps_mode",
+        "passthrough",
+        "-filter_complex",
+        _filter_graph(settings),
+        "-map",
+        "[mv]",
+        *_encoder_args(0, settings.codec, settings.gop, settings.quality),
         *_low_delay_args(0, settings.codec),
-        "-map", "[rgbout]", *_encoder_args(1, "mpeg2video", settings.gop, settings.rgb_quality),
+        "-map",
+        "[rgbout]",
+        *_encoder_args(1, "mpeg2video", settings.gop, settings.rgb_quality),
         *frame_times,
-        "-f", "nut", str(output),
+        "-f",
+        "nut",
+        str(output),
     ]
 
 
@@ -147,8 +184,10 @@ def _failure_reason(stderr: str, returncode: int, settings: ExtractSettings | No
     limit = settings.memory_limit_mb if settings is not None else 0
     if "cannot allocate memory" in lowered or "out of memory" in lowered:
         if limit:
-            return (f"out of memory: ffmpeg exceeded the per-video limit of {limit} MiB "
-                    "(memory_limit_mb; a huge frame size or a hostile file)")
+            return (
+                f"out of memory: ffmpeg exceeded the per-video limit of {limit} MiB "
+                "(memory_limit_mb; a huge frame size or a hostile file)"
+            )
         return "out of memory: ffmpeg could not allocate memory"
     if returncode < 0:
         # Under RLIMIT_AS an allocation failure can also surface as a crash (a NULL the
@@ -173,8 +212,11 @@ def _failure_reason(stderr: str, returncode: int, settings: ExtractSettings | No
 
 # ffmpeg's own wrap-up after any error ("Conversion failed!", "Error submitting video frame
 # to the encoder", "Task finished with error code ...") says nothing about the cause.
-_GENERIC = re.compile(r"conversion failed|error (submitting|encoding|while|opening output)|terminating thread|"
-                      r"task finished|nothing was written|error closing", re.IGNORECASE)
+_GENERIC = re.compile(
+    r"conversion failed|error (submitting|encoding|while|opening output)|terminating thread|"
+    r"task finished|nothing was written|error closing",
+    re.IGNORECASE,
+)
 _ERRORISH = re.compile(r"error|invalid|fail|cannot|could not|not supported|unsupported", re.IGNORECASE)
 _LOG_PREFIX = re.compile(r"^(\[[^\]]*?) @ 0x[0-9a-f]+\]")  # "[mpeg2video @ 0x55d1]" -> "[mpeg2video]"
 
@@ -212,8 +254,15 @@ def _check_source(source: Path) -> None:
     if not stat.S_ISREG(status.st_mode):
         # A FIFO blocks ffmpeg forever, /dev/zero or /dev/urandom feed it without end: a video
         # file is a regular file (a symlink to one is fine).
-        kind = ("FIFO" if stat.S_ISFIFO(status.st_mode) else "socket" if stat.S_ISSOCK(status.st_mode)
-                else "device" if stat.S_ISCHR(status.st_mode) or stat.S_ISBLK(status.st_mode) else "special file")
+        kind = (
+            "FIFO"
+            if stat.S_ISFIFO(status.st_mode)
+            else "socket"
+            if stat.S_ISSOCK(status.st_mode)
+            else "device"
+            if stat.S_ISCHR(status.st_mode) or stat.S_ISBLK(status.st_mode)
+            else "special file"
+        )
         raise ExtractionFailure(f"not a regular file ({kind})")
     if status.st_size == 0:
         raise ExtractionFailure("empty file (0 bytes)")
@@ -268,11 +317,18 @@ def reencode(source: Path, output: Path, settings: ExtractSettings) -> SourceInf
     if fault:
         command = [sys.executable, "-c", _FAULT_PROGRAMS[fault]]
     try:
-        result = subprocess.run(_limited(command, settings.memory_limit_mb), capture_output=True, text=True,
-                                errors="replace", timeout=settings.timeout_s, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            _limited(command, settings.memory_limit_mb),
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=settings.timeout_s,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
-        raise ExtractionFailure(f"timed out after {settings.timeout_s:g} s (decoder hang or very long video; "
-                                "raise --timeout)") from None
+        raise ExtractionFailure(
+            f"timed out after {settings.timeout_s:g} s (decoder hang or very long video; raise --timeout)"
+        ) from None
     if result.returncode != 0:
         raise ExtractionFailure(_failure_reason(result.stderr, result.returncode, settings))
     info = parse_source_info(result.stderr)

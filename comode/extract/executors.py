@@ -58,9 +58,14 @@ class DaskExecutor:
             n = workers or default_worker_count()
             # Processes, one thread each: the decoders release the GIL only partly, and a
             # crashing native decoder must take down one worker, not the client.
-            self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, memory_limit=memory_limit,
-                                         silence_logs=40)
+            self._cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                memory_limit=memory_limit,
+                silence_logs=40,
+            )
             self.client = Client(self._cluster)
             self.description = f"dask LocalCluster ({n} workers x 1 thread)"
         # Workers' warnings and comode records reach this process's console and log file.
@@ -115,8 +120,11 @@ class DaskExecutor:
                 # when it closes after a worker was killed and restarted during the run (seen
                 # in CI: its workers and scheduler are already closed by then).  The run's
                 # results are in the store; a finished run must not end in a traceback.
-                logger.warning("the local Dask cluster reported an error while closing (%r); "
-                               "its workers and scheduler were already shut down", error)
+                logger.warning(
+                    "the local Dask cluster reported an error while closing (%r); "
+                    "its workers and scheduler were already shut down",
+                    error,
+                )
 
 
 def make_executor(*, scheduler: str | None = None, workers: int | None = None) -> SequentialExecutor | DaskExecutor:

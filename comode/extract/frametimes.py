@@ -51,16 +51,18 @@ class FrameTimes:
     @property
     def seconds(self) -> np.ndarray:
         """(T,) float64 seconds (NaN: no timestamp)."""
-        return np.where(self.ticks == NO_TIMESTAMP, np.nan,
-                        self.ticks * self.time_base.numerator / self.time_base.denominator)
+        return np.where(
+            self.ticks == NO_TIMESTAMP, np.nan, self.ticks * self.time_base.numerator / self.time_base.denominator
+        )
 
 
 @lru_cache(maxsize=None)
 def ffmpeg_writes_frame_stats(ffmpeg: str) -> bool:
     """Whether ``ffmpeg`` has ``-stats_enc_pre_fmt`` (FFmpeg >= 6.0), asked once per process."""
     try:
-        help_text = subprocess.run([ffmpeg, "-hide_banner", "-h", "long"], capture_output=True, text=True,
-                                   timeout=30).stdout
+        help_text = subprocess.run(
+            [ffmpeg, "-hide_banner", "-h", "long"], capture_output=True, text=True, timeout=30
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return False
     return "-stats_enc_pre_fmt" in help_text
@@ -86,8 +88,10 @@ def read_frame_times(path: Path) -> FrameTimes:
         raise ValueError("ffmpeg did not say which decoded source frame each encoded frame came from")
     if not np.array_equal(index, np.arange(len(rows))):
         wrong = int(np.flatnonzero(index != np.arange(len(rows)))[0])
-        raise ValueError(f"encoded frame {wrong} came from decoded source frame {index[wrong]}, not {wrong}: "
-                         "ffmpeg dropped or repeated source frames")
+        raise ValueError(
+            f"encoded frame {wrong} came from decoded source frame {index[wrong]}, not {wrong}: "
+            "ffmpeg dropped or repeated source frames"
+        )
     time_bases = {row[2] for row in rows}
     if len(time_bases) > 1 or time_bases & {"0/1", "0/0"}:
         raise ValueError(f"frame time base missing or changing: {sorted(time_bases)}")

@@ -40,8 +40,9 @@ def motion_in_quarter_pixels(records: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return records["motion_x"] * factor, records["motion_y"] * factor
 
 
-def records_to_grid(records: np.ndarray, frame_of_record: np.ndarray, *, num_frames: int,
-                    grid_shape: tuple[int, int], cell: int) -> np.ndarray:
+def records_to_grid(
+    records: np.ndarray, frame_of_record: np.ndarray, *, num_frames: int, grid_shape: tuple[int, int], cell: int
+) -> np.ndarray:
     """Scatter the records of a whole video onto the grid in one vectorised pass.
 
     Args:
@@ -75,8 +76,9 @@ def records_to_grid(records: np.ndarray, frame_of_record: np.ndarray, *, num_fra
     return grid
 
 
-def _covered_cells(records: np.ndarray, frame_of_record: np.ndarray, *, grid_shape: tuple[int, int],
-                   cell: int) -> tuple[np.ndarray, np.ndarray]:
+def _covered_cells(
+    records: np.ndarray, frame_of_record: np.ndarray, *, grid_shape: tuple[int, int], cell: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Every (record, grid cell) pair a block covers: (m,) flat cell index over (T, gh, gw)
     and (m,) index of the record.
 

@@ -72,16 +72,28 @@ def root_attributes(dataset: "DatasetIndex", settings: ExtractSettings) -> dict:
         layout.ATTR_SCHEMA: layout.SCHEMA,
         "schema_minor": layout.SCHEMA_MINOR,
         "created_by": f"comode {__version__}",
-        layout.ATTR_DATASET: {"name": dataset.name, "root": str(dataset.root), layout.DATASET_CLASSES: list(dataset.classes),
-                    layout.DATASET_SPLIT_NAMES: list(dataset.split_names), "missing": len(dataset.missing),
-                    **({layout.DATASET_LABEL_SETS: {name: list(names) for name, names in dataset.label_sets.items()}}
-                       if dataset.label_sets else {})},
+        layout.ATTR_DATASET: {
+            "name": dataset.name,
+            "root": str(dataset.root),
+            layout.DATASET_CLASSES: list(dataset.classes),
+            layout.DATASET_SPLIT_NAMES: list(dataset.split_names),
+            "missing": len(dataset.missing),
+            **(
+                {layout.DATASET_LABEL_SETS: {name: list(names) for name, names in dataset.label_sets.items()}}
+                if dataset.label_sets
+                else {}
+            ),
+        },
         layout.ATTR_EXTRACTION: {
             **settings.store_attrs(),
             "mv_units_per_pixel": layout.MV_UNITS_PER_PIXEL,
             "mv_sign": "dst_minus_src",
-            "tools": {"comode": __version__, "ffmpeg": ffmpeg_version(), "pyav": av.__version__,
-                      "libavcodec": ".".join(map(str, av.library_versions["libavcodec"]))},
+            "tools": {
+                "comode": __version__,
+                "ffmpeg": ffmpeg_version(),
+                "pyav": av.__version__,
+                "libavcodec": ".".join(map(str, av.library_versions["libavcodec"])),
+            },
         },
     }
 
@@ -123,8 +135,12 @@ class _IndexKeeper:
         try:
             self.now()
         except Exception as error:  # noqa: BLE001 -- the run's own outcome matters more
-            logger.warning("could not write the index snapshot of %s (%s: %s); readers merge the journals instead",
-                           self.url, type(error).__name__, error)
+            logger.warning(
+                "could not write the index snapshot of %s (%s: %s); readers merge the journals instead",
+                self.url,
+                type(error).__name__,
+                error,
+            )
 
 
 def run_extraction(
@@ -140,19 +156,24 @@ def run_extraction(
     on_plan: Callable[[ExtractionPlan], None] | None = None,
 ) -> ExtractionSummary:
     """Extract every video of ``dataset`` not yet complete in the store at ``store_url``."""
-    root = create_or_open_root(store_url, root_attrs=root_attributes(dataset, settings),
-                               storage_options=storage_options)
+    root = create_or_open_root(
+        store_url, root_attrs=root_attributes(dataset, settings), storage_options=storage_options
+    )
     videos = dataset.videos[:limit] if limit else dataset.videos
     index = _IndexKeeper(store_url, root, storage_options, CONSOLIDATE_EVERY_S)
     plan = plan_extraction(index.now(), videos, retry_failed=retry_failed)
     if on_plan:
         on_plan(plan)
-    summary = ExtractionSummary(store=store_url, executor=executor.description, total=len(videos),
-                                skipped_complete=plan.already_complete, skipped_failed=plan.already_failed)
+    summary = ExtractionSummary(
+        store=store_url,
+        executor=executor.description,
+        total=len(videos),
+        skipped_complete=plan.already_complete,
+        skipped_failed=plan.already_failed,
+    )
     start = time.perf_counter()
     try:
-        for item, result in executor.map_unordered(extract_to_store, plan.todo, settings, store_url,
-                                                   storage_options):
+        for item, result in executor.map_unordered(extract_to_store, plan.todo, settings, store_url, storage_options):
             result = _recorded(root, item, result)
             _count(summary, result)
             summary.seconds = time.perf_counter() - start

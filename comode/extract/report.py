@@ -31,10 +31,14 @@ class ExtractionProgress:
 
     def on_plan(self, plan: ExtractionPlan) -> None:
         if plan.already_complete or plan.already_failed:
-            logger.info("resuming: %d videos already complete, %d recorded as failed (--retry-failed to redo them)",
-                        plan.already_complete, plan.already_failed)
-        self.progress = self._open.enter_context(Progress("extract", total=len(plan.todo), unit="videos",
-                                                          enabled=self.enabled))
+            logger.info(
+                "resuming: %d videos already complete, %d recorded as failed (--retry-failed to redo them)",
+                plan.already_complete,
+                plan.already_failed,
+            )
+        self.progress = self._open.enter_context(
+            Progress("extract", total=len(plan.todo), unit="videos", enabled=self.enabled)
+        )
 
     def on_result(self, result: VideoResult, summary: ExtractionSummary) -> None:
         if result.error:
@@ -50,9 +54,12 @@ class ExtractionProgress:
 def print_summary(console: Console, summary: ExtractionSummary) -> None:
     table = Table(title=f"extraction into {summary.store}", show_header=False, box=None)
     table.add_row("executor", summary.executor)
-    table.add_row("videos", f"{summary.total} in dataset: {summary.completed} extracted now, "
-                            f"{summary.skipped_complete} already complete, {len(summary.failures)} failed now, "
-                            f"{summary.skipped_failed} failed earlier")
+    table.add_row(
+        "videos",
+        f"{summary.total} in dataset: {summary.completed} extracted now, "
+        f"{summary.skipped_complete} already complete, {len(summary.failures)} failed now, "
+        f"{summary.skipped_failed} failed earlier",
+    )
     table.add_row("frames", f"{summary.frames} in {summary.seconds:.1f} s = {summary.frames_per_second:.0f} frames/s")
     console.print(table)
     if summary.failures:
@@ -63,5 +70,7 @@ def print_summary(console: Console, summary: ExtractionSummary) -> None:
             failures.add_row(video_id, reason)
         console.print(failures)
         if len(summary.failures) > SHOWN_FAILURES:
-            console.print(f"... and {len(summary.failures) - SHOWN_FAILURES} more: each was logged as it failed, "
-                          "and each failed group carries its reason (attribute 'error')")
+            console.print(
+                f"... and {len(summary.failures) - SHOWN_FAILURES} more: each was logged as it failed, "
+                "and each failed group carries its reason (attribute 'error')"
+            )

@@ -58,8 +58,10 @@ class ExtractSettings:
         if self.mv_backend not in MV_BACKENDS:
             problems.append(f"mv_backend must be one of {MV_BACKENDS}, got {self.mv_backend!r}")
         elif self.mv_backend == "mvextractor" and importlib.util.find_spec("mvextractor") is None:
-            problems.append("mv_backend 'mvextractor' needs the optional package motion-vector-extractor "
-                            "(with OpenCV, ~330 MB): pip install 'comode[mvextractor]'")
+            problems.append(
+                "mv_backend 'mvextractor' needs the optional package motion-vector-extractor "
+                "(with OpenCV, ~330 MB): pip install 'comode[mvextractor]'"
+            )
         for name in ("width", "height", "rgb_width", "rgb_height"):
             value = getattr(self, name)
             if value < 16 or value % 2:  # 4:2:0 chroma needs even sizes

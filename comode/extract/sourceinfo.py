@@ -39,8 +39,10 @@ class SourceInfo:
 
 
 # The size comes after ", " ("yuv420p(tv), 640x480 [SAR 1:1]"), never a codec tag ("/ 0x0002)").
-_STREAM_LINE = re.compile(r"Stream #0:(?P<index>\d+).*?: Video: (?P<codec>[\w-]+)"
-                          r".*?, (?P<w>[1-9]\d{0,5})x(?P<h>[1-9]\d{0,5})\b")
+_STREAM_LINE = re.compile(
+    r"Stream #0:(?P<index>\d+).*?: Video: (?P<codec>[\w-]+)"
+    r".*?, (?P<w>[1-9]\d{0,5})x(?P<h>[1-9]\d{0,5})\b"
+)
 _ANY_STREAM = re.compile(r"Stream #\d+:\d+")
 # ffmpeg prints the average rate as "fps" when it knows it, the base rate ("tbr") always.
 _FPS = re.compile(r"(?P<rate>\d+(?:\.\d+)?)(?P<k>k?) (?:fps|tbr)\b")
@@ -54,8 +56,10 @@ def _nominal_fps(stream_line: str) -> float | None:
     """The stream's average frame rate ("25 fps"), else its base rate ("25 tbr"), if plausible.
 
     Nominal only: a variable-frame-rate source's real timing is its frame timestamps."""
-    rates = {("fps" if "fps" in m.group(0) else "tbr"): float(m["rate"]) * (1000 if m["k"] else 1)
-             for m in _FPS.finditer(stream_line)}
+    rates = {
+        ("fps" if "fps" in m.group(0) else "tbr"): float(m["rate"]) * (1000 if m["k"] else 1)
+        for m in _FPS.finditer(stream_line)
+    }
     return next((rates[kind] for kind in ("fps", "tbr") if 0 < rates.get(kind, 0) <= _MAX_FPS), None)
 
 
@@ -70,7 +74,7 @@ def parse_source_info(stderr: str) -> SourceInfo:
             continue
         fps = _nominal_fps(line)
         rotation = 0.0
-        for below in input_part[number + 1:]:
+        for below in input_part[number + 1 :]:
             if _ANY_STREAM.search(below):
                 break
             turned = _ROTATION.search(below)
@@ -81,6 +85,7 @@ def parse_source_info(stderr: str) -> SourceInfo:
         width, height = int(match["w"]), int(match["h"])
         if round(rotation) % 180 == 90:  # a quarter turn swaps the displayed sides
             width, height = height, width
-        return SourceInfo(codec=match["codec"], width=width, height=height, fps=fps, rotation=rotation,
-                          stream=int(match["index"]))
+        return SourceInfo(
+            codec=match["codec"], width=width, height=height, fps=fps, rotation=rotation, stream=int(match["index"])
+        )
     return SourceInfo(codec=None, width=None, height=None, fps=None)

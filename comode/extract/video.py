@@ -36,7 +36,7 @@ class VideoResult:
     """Outcome of one video task (small: it travels back from Dask workers)."""
 
     video_id: str
-    status: str          # "complete" | "failed"
+    status: str  # "complete" | "failed"
     frames: int = 0
     seconds: float = 0.0
     error: str | None = None
@@ -49,21 +49,36 @@ def extract_arrays(source: Path, settings: ExtractSettings, *, workdir: Path) ->
     nut = workdir / "reencoded.nut"
     info = reencode(source, nut, settings)
     try:
-        streams = read_streams(nut, codec=settings.codec, rgb_size=(settings.rgb_width, settings.rgb_height),
-                               mv_backend=settings.mv_backend)
+        streams = read_streams(
+            nut,
+            codec=settings.codec,
+            rgb_size=(settings.rgb_width, settings.rgb_height),
+            mv_backend=settings.mv_backend,
+        )
     except (ValueError, av_errors()) as error:
         raise ExtractionFailure(f"re-encoded stream unreadable: {error}") from None
     num_frames = len(streams.frame_types)
     times = info.frame_times
     if times is not None and len(times.ticks) != num_frames:
-        raise ExtractionFailure(f"internal error: ffmpeg wrote the times of {len(times.ticks)} frames "
-                                f"but encoded {num_frames}")
-    mvs = records_to_grid(streams.records, streams.frame_of_record, num_frames=num_frames,
-                          grid_shape=settings.grid_shape, cell=settings.mv_cell)
-    arrays = VideoArrays(frame_types=streams.frame_types, iframes=streams.iframes,
-                         iframe_index=streams.iframe_index, mvs=mvs, rgb_stream=streams.rgb_stream,
-                         rgb_stream_offsets=streams.rgb_stream_offsets,
-                         timestamps=None if times is None else times.ticks)
+        raise ExtractionFailure(
+            f"internal error: ffmpeg wrote the times of {len(times.ticks)} frames but encoded {num_frames}"
+        )
+    mvs = records_to_grid(
+        streams.records,
+        streams.frame_of_record,
+        num_frames=num_frames,
+        grid_shape=settings.grid_shape,
+        cell=settings.mv_cell,
+    )
+    arrays = VideoArrays(
+        frame_types=streams.frame_types,
+        iframes=streams.iframes,
+        iframe_index=streams.iframe_index,
+        mvs=mvs,
+        rgb_stream=streams.rgb_stream,
+        rgb_stream_offsets=streams.rgb_stream_offsets,
+        timestamps=None if times is None else times.ticks,
+    )
     return info, arrays
 
 
@@ -71,8 +86,12 @@ def source_attrs(info: SourceInfo) -> dict[str, Any]:
     """What a complete group records about its source (None values are left out by the caller)."""
     time_base = info.frame_times.time_base if info.frame_times is not None else None
     return {
-        "fps": info.fps, "source_codec": info.codec, "source_width": info.width, "source_height": info.height,
-        "source_rotation": info.rotation, "source_stream": info.stream,
+        "fps": info.fps,
+        "source_codec": info.codec,
+        "source_width": info.width,
+        "source_height": info.height,
+        "source_rotation": info.rotation,
+        "source_stream": info.stream,
         "time_base": None if time_base is None else [time_base.numerator, time_base.denominator],
     }
 
@@ -89,7 +108,7 @@ def sweep_stale_workdirs() -> int:
     """Remove temporary folders left by dead extraction processes of this host (once per process)."""
     removed = 0
     for folder in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
-        tag = folder.name[len(WORKDIR_PREFIX):].rsplit("-", 1)[0]  # tempfile's suffix has no "-"
+        tag = folder.name[len(WORKDIR_PREFIX) :].rsplit("-", 1)[0]  # tempfile's suffix has no "-"
         if made_by_dead_local_process(tag):  # its process is gone: nobody will clean it up
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
@@ -104,15 +123,20 @@ def av_errors() -> type[Exception]:
 
 def item_attrs(item: VideoItem) -> dict[str, Any]:
     """The attributes every video group carries, whatever its outcome."""
-    attrs = {layout.ATTR_SOURCE: item.source, layout.ATTR_LABEL: item.label, layout.ATTR_CLASS_NAME: item.class_name,
-             layout.ATTR_SPLITS: dict(item.splits)}
+    attrs = {
+        layout.ATTR_SOURCE: item.source,
+        layout.ATTR_LABEL: item.label,
+        layout.ATTR_CLASS_NAME: item.class_name,
+        layout.ATTR_SPLITS: dict(item.splits),
+    }
     if item.labels:  # extra label sets (dataset format "sample"): indices into root dataset.label_sets
         attrs.update(labels=dict(item.labels), label_names=dict(item.label_names))
     return attrs
 
 
-def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
-                     storage_options: dict | None = None) -> VideoResult:
+def extract_to_store(
+    item: VideoItem, settings: ExtractSettings, store_url: str, storage_options: dict | None = None
+) -> VideoResult:
     """The task: extract ``item`` and write its group (or its failure record) to the store."""
     start = time.perf_counter()
     root = open_root_for_writing(store_url, storage_options)
@@ -133,9 +157,13 @@ def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
     attrs = {
         **item_attrs(item),
         # One stored frame per decoded source frame (the invariant, schemas/README.md).
-        "source_frames": arrays.num_frames, layout.ATTR_FRAMES: arrays.num_frames,
-        "width": settings.width, "height": settings.height,
-        layout.ATTR_RGB_CODEC: "mpeg2video", "rgb_width": settings.rgb_width, "rgb_height": settings.rgb_height,
+        "source_frames": arrays.num_frames,
+        layout.ATTR_FRAMES: arrays.num_frames,
+        "width": settings.width,
+        "height": settings.height,
+        layout.ATTR_RGB_CODEC: "mpeg2video",
+        "rgb_width": settings.rgb_width,
+        "rgb_height": settings.rgb_height,
         **source_attrs(info),
         "seconds": round(time.perf_counter() - start, 3),
     }
@@ -148,8 +176,13 @@ def extract_to_store(item: VideoItem, settings: ExtractSettings, store_url: str,
         raise
     if not written:
         return _completed_elsewhere(root, item) or VideoResult(item.video_id, STATUS_COMPLETE, already_complete=True)
-    return VideoResult(item.video_id, STATUS_COMPLETE, frames=arrays.num_frames,
-                       seconds=time.perf_counter() - start, bytes_written=arrays.nbytes)
+    return VideoResult(
+        item.video_id,
+        STATUS_COMPLETE,
+        frames=arrays.num_frames,
+        seconds=time.perf_counter() - start,
+        bytes_written=arrays.nbytes,
+    )
 
 
 def _completed_elsewhere(root: WritableStore, item: VideoItem) -> VideoResult | None:
@@ -157,12 +190,14 @@ def _completed_elsewhere(root: WritableStore, item: VideoItem) -> VideoResult | 
     marker = root.group_marker(item.video_id)
     if marker is None or marker.attrs.get(layout.ATTR_STATUS) != STATUS_COMPLETE:
         return None
-    return VideoResult(item.video_id, STATUS_COMPLETE, frames=int(marker.attrs.get(layout.ATTR_FRAMES, 0)),
-                       already_complete=True)
+    return VideoResult(
+        item.video_id, STATUS_COMPLETE, frames=int(marker.attrs.get(layout.ATTR_FRAMES, 0)), already_complete=True
+    )
 
 
-def record_failure(root: zarr.Group | WritableStore, item: VideoItem, reason: str,
-                   start: float | None = None) -> VideoResult:
+def record_failure(
+    root: zarr.Group | WritableStore, item: VideoItem, reason: str, start: float | None = None
+) -> VideoResult:
     """Write ``item`` as failed with ``reason`` (not over a group another run completed); a
     full disk raises StoreFullError instead."""
     try:

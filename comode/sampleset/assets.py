@@ -14,9 +14,9 @@ ASSETS = Path(__file__).with_name("assets")
 # Scene names; scene X is the bundled photo assets/scene_X.jpg.  The first four are the default.
 SCENES = ("astronaut", "cat", "coffee", "rocket", "hubble", "camera")
 TEXTURES = ("brick", "gravel", "grass")
-SCENE_BLUR = 8.0             # px of the photo: see scene_photo
+SCENE_BLUR = 8.0  # px of the photo: see scene_photo
 SCENE_GRAIN = ("gravel", 12.0)  # the fine texture every scene shares, and its strength (luma std)
-SCENE_LUMA = (110.0, 40.0)   # mean and standard deviation of every scene's brightness: see scene_photo
+SCENE_LUMA = (110.0, 40.0)  # mean and standard deviation of every scene's brightness: see scene_photo
 
 
 @lru_cache(maxsize=None)
@@ -50,5 +50,3 @@ def texture_photo(texture: str) -> Image.Image:
     """The bundled grey texture, L (128, 128)."""
     with Image.open(ASSETS / f"texture_{texture}.jpg") as image:
         return image.convert("L")
-
-

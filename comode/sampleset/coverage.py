@@ -15,9 +15,9 @@ class Coverage:
 
     videos: int
     p_frames: int
-    blocks: int                          # P-frame grid cells counted
-    moving: int                          # of which non-zero
-    by_label: dict[str, float]           # class name -> share
+    blocks: int  # P-frame grid cells counted
+    moving: int  # of which non-zero
+    by_label: dict[str, float]  # class name -> share
 
     @property
     def share(self) -> float:
@@ -36,12 +36,17 @@ def mv_block_coverage(store_url: str, *, video_ids: Sequence[str] | None = None)
     for video_id in ids:
         video = store.video(video_id)
         types = np.frombuffer(video.frame_types.encode(), np.uint8)
-        mvs = np.asarray(video.mvs[:])                               # (T, 2, gh, gw)
+        mvs = np.asarray(video.mvs[:])  # (T, 2, gh, gw)
         p = mvs[types == ord("P")]
         nonzero = int(np.count_nonzero(np.any(p != 0, axis=1)))
         cells = int(p.shape[0] * p.shape[2] * p.shape[3])
         p_frames, blocks, moving = p_frames + p.shape[0], blocks + cells, moving + nonzero
         counts = per_label.setdefault(str(video.attrs.get(layout.ATTR_CLASS_NAME)), [0, 0])
         counts[0], counts[1] = counts[0] + nonzero, counts[1] + cells
-    return Coverage(videos=len(ids), p_frames=p_frames, blocks=blocks, moving=moving,
-                    by_label={k: (m / b if b else 0.0) for k, (m, b) in sorted(per_label.items())})
+    return Coverage(
+        videos=len(ids),
+        p_frames=p_frames,
+        blocks=blocks,
+        moving=moving,
+        by_label={k: (m / b if b else 0.0) for k, (m, b) in sorted(per_label.items())},
+    )

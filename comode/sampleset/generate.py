@@ -36,8 +36,14 @@ def _clip_record(clip: ClipPlan) -> dict:
     return record
 
 
-def generate_sample(spec: SampleSpec, out: str | Path, *, workers: int | None = None, overwrite: bool = False,
-                    on_clip: Callable[[ClipPlan, int, int], None] | None = None) -> list[ClipPlan]:
+def generate_sample(
+    spec: SampleSpec,
+    out: str | Path,
+    *,
+    workers: int | None = None,
+    overwrite: bool = False,
+    on_clip: Callable[[ClipPlan, int, int], None] | None = None,
+) -> list[ClipPlan]:
     """Write the sample dataset described by ``spec`` to ``out``; returns its clips.
 
     ``out`` must be empty or absent, or hold an earlier sample set (then ``overwrite``
@@ -66,9 +72,13 @@ def generate_sample(spec: SampleSpec, out: str | Path, *, workers: int | None = 
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["path", "split", "motion", "scene"])
         writer.writerows([c.path, c.split, c.motion, c.scene] for c in clips)
-    settings = {"generator": "comode sample", "spec": asdict(spec), "encoder": list(video_encoder()),
-                "assets": "comode/sampleset/assets/README.md (scikit-image sample data, CC0 / public domain)",
-                "clips": [_clip_record(c) for c in clips]}
+    settings = {
+        "generator": "comode sample",
+        "spec": asdict(spec),
+        "encoder": list(video_encoder()),
+        "assets": "comode/sampleset/assets/README.md (scikit-image sample data, CC0 / public domain)",
+        "clips": [_clip_record(c) for c in clips],
+    }
     # Written last: its presence marks a finished set.
     (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
     return clips
@@ -88,5 +98,3 @@ def _run(clips: Sequence[ClipPlan], out: Path, workers: int) -> Iterator[ClipPla
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         yield from pool.map(generate_clip, clips, [out] * len(clips), chunksize=1)
-
-

@@ -29,7 +29,7 @@ def pattern_offset(motion: str, obj: ObjectSpec, t: float) -> tuple[float, float
         return a * math.sin(theta), 0.0, 1.0
     if motion == "oscillate_y":
         return 0.0, a * math.sin(theta), 1.0
-    if motion == "circle_cw":      # y grows downwards: increasing angle turns clockwise on screen
+    if motion == "circle_cw":  # y grows downwards: increasing angle turns clockwise on screen
         return a * math.cos(theta), a * math.sin(theta), 1.0
     if motion == "circle_ccw":
         return a * math.cos(theta), -a * math.sin(theta), 1.0
@@ -70,14 +70,22 @@ def window_motion(velocities: np.ndarray, first: int, length: int, *, radius: Se
     """(length, objects, 3) what an MV window starting at frame ``first`` shows of each
     object: its centre displacement per frame, plus for scale changes the displacement of its
     rim (radius x (ratio - 1)), so growth and shrinking count as motion too."""
-    part = velocities[first:first + length]
+    part = velocities[first : first + length]
     rim = (part[:, :, 2] - 1.0) * np.asarray(radius, np.float32)[None, :]
     return np.concatenate([part[:, :, :2], rim[:, :, None]], axis=-1)
 
 
-def near_duplicate_share(clips: Sequence[ClipPlan], *, window: int = 8, threshold: float = 0.25,
-                         gap: int = 2, clip_span: int = 61, negatives: int = 3, draws: int = 20,
-                         seed: int = 0) -> float:
+def near_duplicate_share(
+    clips: Sequence[ClipPlan],
+    *,
+    window: int = 8,
+    threshold: float = 0.25,
+    gap: int = 2,
+    clip_span: int = 61,
+    negatives: int = 3,
+    draws: int = 20,
+    seed: int = 0,
+) -> float:
     """Share of hard-negative MV windows that move like their positive, from the analytic
     velocities: a negative is a near-copy when the RMS difference of the per-frame motion
     of every object over the window (centre displacement and rim growth, px/frame) is below
@@ -98,11 +106,9 @@ def near_duplicate_share(clips: Sequence[ClipPlan], *, window: int = 8, threshol
             starts = np.arange(1, clip.frames - window + 1)
             free = starts[(starts + window <= future) | (starts >= future + window)]
             positive = window_motion(velocities, future, window, radius=radius)
-            scale = math.sqrt(float(np.mean(positive ** 2))) + 1e-6
+            scale = math.sqrt(float(np.mean(positive**2))) + 1e-6
             for start in rng.choice(free, size=min(negatives, free.size), replace=False):
                 negative = window_motion(velocities, int(start), window, radius=radius)
                 near += math.sqrt(float(np.mean((negative - positive) ** 2))) < threshold * scale
                 total += 1
     return near / total if total else 0.0
-
-

@@ -25,8 +25,9 @@ def render_background(clip: ClipPlan, t: int) -> Image.Image:
     cy = clip.camera_start[1] + clip.camera_velocity[1] * t
     # Output pixel (u, v) samples the photo at (cx + (u - W/2) s, cy + (v - H/2) s).
     coefficients = (s, 0.0, cx - clip.width / 2 * s, 0.0, s, cy - clip.height / 2 * s)
-    return scene_photo(clip.scene).transform((clip.width, clip.height), Image.Transform.AFFINE, coefficients,
-                                             resample=Image.Resampling.BILINEAR)
+    return scene_photo(clip.scene).transform(
+        (clip.width, clip.height), Image.Transform.AFFINE, coefficients, resample=Image.Resampling.BILINEAR
+    )
 
 
 def make_sprite(obj: ObjectSpec, largest: float) -> Image.Image:
@@ -35,9 +36,9 @@ def make_sprite(obj: ObjectSpec, largest: float) -> Image.Image:
     blends texture into transparency, not into black."""
     rw, rh = obj.radius * largest, obj.radius * largest * obj.aspect
     size = (max(4, int(math.ceil(2 * rw)) + 2), max(4, int(math.ceil(2 * rh)) + 2))
-    grey = _texture_crop(obj, size)                                           # (h, w) in [0, 1]
+    grey = _texture_crop(obj, size)  # (h, w) in [0, 1]
     dark, light = np.array(obj.dark, np.float32), np.array(obj.light, np.float32)
-    rgb = (dark + grey[..., None] * (light - dark)).round().astype(np.uint8)   # (h, w, 3)
+    rgb = (dark + grey[..., None] * (light - dark)).round().astype(np.uint8)  # (h, w, 3)
     supersample = 4
     mask = Image.new("L", (size[0] * supersample, size[1] * supersample), 0)
     draw = ImageDraw.Draw(mask)
@@ -78,11 +79,16 @@ def render_clip(clip: ClipPlan) -> np.ndarray:
         frame = render_background(clip, t).convert("RGBA")
         for obj, sprite, top in zip(clip.objects, sprites, largest):
             x, y, scale = object_centre(clip, obj, t)
-            k = top / scale                  # sprite pixels per frame pixel
+            k = top / scale  # sprite pixels per frame pixel
             # Output pixel (u, v) samples the sprite at ((u - x) k + w/2, (v - y) k + h/2).
             coefficients = (k, 0.0, sprite.width / 2 - x * k, 0.0, k, sprite.height / 2 - y * k)
-            layer = sprite.transform((clip.width, clip.height), Image.Transform.AFFINE, coefficients,
-                                     resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0, 0))
+            layer = sprite.transform(
+                (clip.width, clip.height),
+                Image.Transform.AFFINE,
+                coefficients,
+                resample=Image.Resampling.BILINEAR,
+                fillcolor=(0, 0, 0, 0),
+            )
             frame.alpha_composite(layer)
         out[t] = np.asarray(frame.convert("RGB"))
     return out
@@ -95,8 +101,9 @@ def video_encoder() -> tuple[str, ...]:
     what the generator moved: a lossy source flickers on the static background's grain, and
     block matching would read the flicker as motion (~4x the bytes of CRF 16, ~50 MB for
     the default set)."""
-    listing = subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True,
-                             timeout=60).stdout
+    listing = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=60
+    ).stdout
     if " libx264 " in listing:
         return ("-c:v", "libx264", "-preset", "veryfast", "-crf", "0", "-threads", "1")
     return ("-c:v", "mpeg4", "-q:v", "2", "-threads", "1")
@@ -108,12 +115,31 @@ def write_clip(path: Path, frames: np.ndarray, *, fps: int) -> Path:
     t, h, w, _ = frames.shape
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.partial.mp4")
-    command = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-               "-s", f"{w}x{h}", "-r", str(fps), "-i", "-", *video_encoder(), "-pix_fmt", "yuv420p",
-               "-fflags", "+bitexact", "-map_metadata", "-1", str(partial)]
-    subprocess.run(command, input=np.ascontiguousarray(frames).tobytes(), check=True, capture_output=True,
-                   timeout=600)
+    command = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{w}x{h}",
+        "-r",
+        str(fps),
+        "-i",
+        "-",
+        *video_encoder(),
+        "-pix_fmt",
+        "yuv420p",
+        "-fflags",
+        "+bitexact",
+        "-map_metadata",
+        "-1",
+        str(partial),
+    ]
+    subprocess.run(command, input=np.ascontiguousarray(frames).tobytes(), check=True, capture_output=True, timeout=600)
     os.replace(partial, path)
     return path
-
-

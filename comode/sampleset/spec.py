@@ -16,8 +16,8 @@ from comode.sampleset.assets import SCENES, TEXTURES, scene_photo
 MOTIONS = ("circle_ccw", "circle_cw", "lissajous", "oscillate_x", "oscillate_y", "pulse")
 DEFAULT_SCENES = SCENES[:4]
 SHAPES = ("ellipse", "box", "diamond")
-REFERENCE_WIDTH = 170        # speeds and sizes below are in pixels of a 170-px-wide frame
-PULSE_RATIO = (1.25, 1.45)   # a pulsing object's largest scale (its smallest is the inverse)
+REFERENCE_WIDTH = 170  # speeds and sizes below are in pixels of a 170-px-wide frame
+PULSE_RATIO = (1.25, 1.45)  # a pulsing object's largest scale (its smallest is the inverse)
 
 
 @dataclass(frozen=True)
@@ -26,21 +26,28 @@ class SampleSpec:
     96 frames, 120 of them test clips: enough queries that one clip moves R@1 by < 1 point)."""
 
     seed: int = 0
-    videos_per_class: int = 48           # clips per motion class, spread evenly over the scenes
-    frames: int = 96                     # T: 3.84 s at 25 fps (a pretraining sample spans <= 70 frames)
+    videos_per_class: int = 48  # clips per motion class, spread evenly over the scenes
+    frames: int = 96  # T: 3.84 s at 25 fps (a pretraining sample spans <= 70 frames)
     width: int = 170
     height: int = 128
     fps: int = 25
     motions: tuple[str, ...] = MOTIONS
     scenes: tuple[str, ...] = DEFAULT_SCENES
-    test_fraction: float = 0.4           # per (motion, scene) cell, rounded: 12 clips -> 5 test
-    camera: bool = False                 # pan the camera slowly (a label-independent nuisance)
+    test_fraction: float = 0.4  # per (motion, scene) cell, rounded: 12 clips -> 5 test
+    camera: bool = False  # pan the camera slowly (a label-independent nuisance)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.motions if m not in MOTIONS] + [s for s in self.scenes if s not in SCENES]
         if unknown:
-            raise ValueError(f"unknown motion/scene {unknown}; motions: {', '.join(MOTIONS)}; scenes: {', '.join(SCENES)}")
-        if not self.motions or not self.scenes or len(set(self.motions)) < len(self.motions) or len(set(self.scenes)) < len(self.scenes):
+            raise ValueError(
+                f"unknown motion/scene {unknown}; motions: {', '.join(MOTIONS)}; scenes: {', '.join(SCENES)}"
+            )
+        if (
+            not self.motions
+            or not self.scenes
+            or len(set(self.motions)) < len(self.motions)
+            or len(set(self.scenes)) < len(self.scenes)
+        ):
             raise ValueError("need at least one motion and one scene, without repeats")
         if self.videos_per_class < 1 or self.frames < 2 or self.width < 32 or self.height < 32 or self.fps < 1:
             raise ValueError("videos_per_class >= 1, frames >= 2, width/height >= 32 and fps >= 1 are required")
@@ -54,40 +61,40 @@ class SampleSpec:
 class ObjectSpec:
     """One moving object: its look and its motion parameters (pixels of the output frame)."""
 
-    shape: str                           # ellipse | box | diamond
-    texture: str                         # one of TEXTURES (grey photo texture, tinted)
+    shape: str  # ellipse | box | diamond
+    texture: str  # one of TEXTURES (grey photo texture, tinted)
     texture_origin: tuple[float, float]  # where in the texture the crop starts, fraction of its free room
-    dark: tuple[int, int, int]           # RGB the texture's black maps to
-    light: tuple[int, int, int]          # RGB the texture's white maps to
-    radius: float                        # half the object's size at scale 1
-    aspect: float                        # height / width of the object
-    anchor: tuple[float, float]          # (x, y) centre the pattern moves around
-    amplitude: float                     # px: oscillation / circle / lissajous x amplitude (pulse: unused)
-    amplitude_y: float                   # px: lissajous y amplitude (other patterns: unused)
-    phase_y: float                       # radians: lissajous y phase
-    pulse_ratio: float                   # pulse: largest scale (smallest = 1 / pulse_ratio)
-    period: float                        # frames of one cycle of the pattern
-    phase: float                         # in [0, 1): where in its period the object starts
-    depth: float                         # amplitude modulation depth (0: none)
-    modulation_period: float             # frames of one cycle of the amplitude modulation
-    modulation_phase: float              # radians
+    dark: tuple[int, int, int]  # RGB the texture's black maps to
+    light: tuple[int, int, int]  # RGB the texture's white maps to
+    radius: float  # half the object's size at scale 1
+    aspect: float  # height / width of the object
+    anchor: tuple[float, float]  # (x, y) centre the pattern moves around
+    amplitude: float  # px: oscillation / circle / lissajous x amplitude (pulse: unused)
+    amplitude_y: float  # px: lissajous y amplitude (other patterns: unused)
+    phase_y: float  # radians: lissajous y phase
+    pulse_ratio: float  # pulse: largest scale (smallest = 1 / pulse_ratio)
+    period: float  # frames of one cycle of the pattern
+    phase: float  # in [0, 1): where in its period the object starts
+    depth: float  # amplitude modulation depth (0: none)
+    modulation_period: float  # frames of one cycle of the amplitude modulation
+    modulation_phase: float  # radians
 
 
 @dataclass(frozen=True)
 class ClipPlan:
     """One clip: labels, split and every random choice (so it can be re-rendered exactly)."""
 
-    name: str                            # <scene>_<motion>_<k>
+    name: str  # <scene>_<motion>_<k>
     motion: str
     scene: str
-    split: str                           # train | test
+    split: str  # train | test
     frames: int
     width: int
     height: int
     fps: int
-    camera_start: tuple[float, float]    # centre of the view in scene-photo pixels at t = 0
+    camera_start: tuple[float, float]  # centre of the view in scene-photo pixels at t = 0
     camera_velocity: tuple[float, float]  # scene-photo pixels per frame ((0, 0): static camera)
-    camera_scale: float                  # scene-photo pixels per frame pixel
+    camera_scale: float  # scene-photo pixels per frame pixel
     objects: tuple[ObjectSpec, ...] = field(default_factory=tuple)
 
     @property
@@ -142,8 +149,8 @@ def make_clip(spec: SampleSpec, motion: str, scene: str, k: int, split: str) -> 
     # has room and different clips of a scene show different parts of it.
     scale = 0.55 * photo_w / w
     # Drawn even for a static camera, so that camera=True gives the same clips, only panning.
-    angle, speed = rng.uniform(0, 2 * math.pi), rng.uniform(0.2, 0.5) * unit * spec.camera    # frame px / frame
-    velocity = (math.cos(angle) * speed * scale, math.sin(angle) * speed * scale)             # photo px / frame
+    angle, speed = rng.uniform(0, 2 * math.pi), rng.uniform(0.2, 0.5) * unit * spec.camera  # frame px / frame
+    velocity = (math.cos(angle) * speed * scale, math.sin(angle) * speed * scale)  # photo px / frame
     # Start where the whole pan stays inside the photo (clamped when a long clip needs more room).
     half_w, half_h = w * scale / 2, h * scale / 2
     start = []
@@ -152,9 +159,20 @@ def make_clip(spec: SampleSpec, motion: str, scene: str, k: int, split: str) -> 
         low, high = half - min(travel, 0.0), size - half - max(travel, 0.0)
         start.append(float(rng.uniform(low, high)) if low < high else size / 2 - travel / 2)
     objects = _make_objects(rng, w, h, unit)
-    return ClipPlan(name=name, motion=motion, scene=scene, split=split, frames=spec.frames, width=w, height=h,
-                    fps=spec.fps, camera_start=(start[0], start[1]), camera_velocity=velocity, camera_scale=scale,
-                    objects=objects)
+    return ClipPlan(
+        name=name,
+        motion=motion,
+        scene=scene,
+        split=split,
+        frames=spec.frames,
+        width=w,
+        height=h,
+        fps=spec.fps,
+        camera_start=(start[0], start[1]),
+        camera_velocity=velocity,
+        camera_scale=scale,
+        objects=objects,
+    )
 
 
 def _make_objects(rng: np.random.Generator, w: int, h: int, unit: float) -> tuple[ObjectSpec, ...]:
@@ -185,9 +203,11 @@ def _reach(obj: ObjectSpec) -> tuple[float, float]:
     whatever the clip's motion label."""
     rx, ry = obj.radius, obj.radius * obj.aspect
     peak = 1.0 + obj.depth  # the modulation's largest factor
-    grown = obj.pulse_ratio ** peak
-    return (max(rx + obj.amplitude * peak, rx * grown),
-            max(ry + max(obj.amplitude, obj.amplitude_y) * peak, ry * grown))
+    grown = obj.pulse_ratio**peak
+    return (
+        max(rx + obj.amplitude * peak, rx * grown),
+        max(ry + max(obj.amplitude, obj.amplitude_y) * peak, ry * grown),
+    )
 
 
 def swept_box(obj: ObjectSpec) -> tuple[float, float, float, float]:
@@ -206,19 +226,27 @@ def _make_object(rng: np.random.Generator, w: int, h: int, unit: float) -> Objec
     light = np.minimum(dark + rng.integers(110, 200, 3), 255)
     amplitude = float(rng.uniform(8, 14) * unit)
     draws = dict(
-        shape=SHAPES[int(rng.integers(len(SHAPES)))], texture=TEXTURES[int(rng.integers(len(TEXTURES)))],
+        shape=SHAPES[int(rng.integers(len(SHAPES)))],
+        texture=TEXTURES[int(rng.integers(len(TEXTURES)))],
         texture_origin=(float(rng.uniform(0, 1)), float(rng.uniform(0, 1))),
-        dark=tuple(int(c) for c in dark), light=tuple(int(c) for c in light),
-        radius=float(rng.uniform(13, 19) * unit), aspect=float(rng.uniform(0.8, 1.25)),
-        amplitude=amplitude, amplitude_y=float(amplitude * rng.uniform(0.6, 0.9)),
-        phase_y=float(rng.uniform(0, 2 * math.pi)), pulse_ratio=float(rng.uniform(*PULSE_RATIO)),
-        period=float(rng.uniform(28, 44)), phase=float(rng.uniform(0, 1)),
-        depth=float(rng.uniform(0.2, 0.35)), modulation_period=float(rng.uniform(60, 120)),
-        modulation_phase=float(rng.uniform(0, 2 * math.pi)))
+        dark=tuple(int(c) for c in dark),
+        light=tuple(int(c) for c in light),
+        radius=float(rng.uniform(13, 19) * unit),
+        aspect=float(rng.uniform(0.8, 1.25)),
+        amplitude=amplitude,
+        amplitude_y=float(amplitude * rng.uniform(0.6, 0.9)),
+        phase_y=float(rng.uniform(0, 2 * math.pi)),
+        pulse_ratio=float(rng.uniform(*PULSE_RATIO)),
+        period=float(rng.uniform(28, 44)),
+        phase=float(rng.uniform(0, 1)),
+        depth=float(rng.uniform(0.2, 0.35)),
+        modulation_period=float(rng.uniform(60, 120)),
+        modulation_phase=float(rng.uniform(0, 2 * math.pi)),
+    )
     # The anchor keeps the whole footprint inside the frame (centred when it cannot).
     rx, ry = _reach(ObjectSpec(anchor=(0.0, 0.0), **draws))
-    anchor = (float(rng.uniform(rx, w - rx)) if rx < w / 2 else w / 2,
-              float(rng.uniform(ry, h - ry)) if ry < h / 2 else h / 2)
+    anchor = (
+        float(rng.uniform(rx, w - rx)) if rx < w / 2 else w / 2,
+        float(rng.uniform(ry, h - ry)) if ry < h / 2 else h / 2,
+    )
     return ObjectSpec(anchor=anchor, **draws)
-
-

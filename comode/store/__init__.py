@@ -10,19 +10,26 @@ Reading::
     video.decode_frames([0, 4, 8])  # (3, h, w, 3) uint8 RGB from the stored stream
 """
 
-from comode.store.layout import (
-    MV_UNITS_PER_PIXEL,
-    SCHEMA,
-    STATUS_COMPLETE,
-    STATUS_FAILED,
-    STATUS_WRITING,
-)
+from comode.store.layout import MV_UNITS_PER_PIXEL, SCHEMA, STATUS_COMPLETE, STATUS_FAILED, STATUS_WRITING
 from comode.store.reader import Store, StoreError, Video, open_store
 from comode.store.schema import SchemaError, check_root_attrs, check_video_attrs
 from comode.store.writer import VideoArrays, create_or_open_root, write_failure, write_video
 
 __all__ = [
-    "MV_UNITS_PER_PIXEL", "SCHEMA", "STATUS_COMPLETE", "STATUS_FAILED", "STATUS_WRITING",
-    "Store", "StoreError", "Video", "open_store", "SchemaError", "check_root_attrs", "check_video_attrs",
-    "VideoArrays", "create_or_open_root", "write_failure", "write_video",
+    "MV_UNITS_PER_PIXEL",
+    "SCHEMA",
+    "STATUS_COMPLETE",
+    "STATUS_FAILED",
+    "STATUS_WRITING",
+    "Store",
+    "StoreError",
+    "Video",
+    "open_store",
+    "SchemaError",
+    "check_root_attrs",
+    "check_video_attrs",
+    "VideoArrays",
+    "create_or_open_root",
+    "write_failure",
+    "write_video",
 ]

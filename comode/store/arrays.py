@@ -66,10 +66,10 @@ def context() -> ts.Context:
     if not usable():
         raise RuntimeError("tensorstore cannot run in a process forked after its parent used it")
     if _CONTEXT is None:
-        _CONTEXT = (os.getpid(), ts.Context({
-            "cache_pool": {"total_bytes_limit": CACHE_BYTES},
-            "data_copy_concurrency": {"limit": 1},
-        }))
+        _CONTEXT = (
+            os.getpid(),
+            ts.Context({"cache_pool": {"total_bytes_limit": CACHE_BYTES}, "data_copy_concurrency": {"limit": 1}}),
+        )
     return _CONTEXT[1]
 
 
@@ -86,8 +86,11 @@ def open_array(url: str, *, ts_context: ts.Context | None = None) -> "StoredArra
     if not usable():
         _warn_forked()
         return None
-    handle = ts.open({"driver": "zarr3", "kvstore": spec, "recheck_cached_data": "open",
-                      "recheck_cached_metadata": "open"}, context=ts_context or context(), read=True).result()
+    handle = ts.open(
+        {"driver": "zarr3", "kvstore": spec, "recheck_cached_data": "open", "recheck_cached_metadata": "open"},
+        context=ts_context or context(),
+        read=True,
+    ).result()
     return StoredArray(handle)
 
 
@@ -98,9 +101,11 @@ def _warn_forked() -> None:
     global _warned_pid
     if _warned_pid != os.getpid():
         _warned_pid = os.getpid()
-        logger.warning("process %d was forked after its parent read the store through tensorstore: reading "
-                       "through zarr-python here (slower); start worker processes with 'forkserver' or 'spawn'",
-                       os.getpid())
+        logger.warning(
+            "process %d was forked after its parent read the store through tensorstore: reading "
+            "through zarr-python here (slower); start worker processes with 'forkserver' or 'spawn'",
+            os.getpid(),
+        )
 
 
 class StoredArray:

@@ -51,8 +51,10 @@ def claimed(files: LocalIndexFiles | ObjectIndexFiles, video: str) -> Iterator[N
             files.remove_claim(video, holder)
             continue
         if time.monotonic() > deadline:
-            raise ClaimTimeout(f"videos/{video} is being written by another process ({holder.decode()[:200]}) "
-                               f"for more than {WAIT_S:.0f} s")
+            raise ClaimTimeout(
+                f"videos/{video} is being written by another process ({holder.decode()[:200]}) "
+                f"for more than {WAIT_S:.0f} s"
+            )
         time.sleep(random.uniform(0.01, 0.05))
     try:
         yield

@@ -25,7 +25,11 @@ def describe_store(url: str) -> Table:
     table = Table(title=f"{url} ({store.attrs['schema']})", show_header=False, box=None)
     dataset = store.dataset
     table.add_row("dataset", f"{dataset['name']} from {dataset.get('root', '?')}")
-    table.add_row("classes", f"{len(store.classes)}" + (f": {', '.join(store.classes[:8])}" + (" ..." if len(store.classes) > 8 else "") if store.classes else ""))
+    table.add_row(
+        "classes",
+        f"{len(store.classes)}"
+        + (f": {', '.join(store.classes[:8])}" + (" ..." if len(store.classes) > 8 else "") if store.classes else ""),
+    )
     table.add_row("splits", ", ".join(store.split_names) or "none")
     by_status.update({"unreadable": len(listing.unreadable)} if listing.unreadable else {})
     table.add_row("videos", ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none")
@@ -35,14 +39,23 @@ def describe_store(url: str) -> Table:
         table.add_row("size", f"{size / 1e6:.1f} MB of video groups = {size / frames:.0f} bytes per frame")
     elif frames:
         table.add_row("size", "not in the index (groups indexed from a scan of a remote store)")
-    table.add_row("listed from", listing.note if listing.source == "index" else f"a scan of every group: {listing.note}")
+    table.add_row(
+        "listed from", listing.note if listing.source == "index" else f"a scan of every group: {listing.note}"
+    )
     extraction = store.extraction
-    table.add_row("MV stream", f"{extraction['codec']} {extraction['width']}x{extraction['height']} GOP {extraction['gop']} "
-                               f"q{extraction.get('quality')}, grid cell {extraction['mv_cell']} px, "
-                               f"1/{extraction['mv_units_per_pixel']} px units, sign {extraction['mv_sign']}")
+    table.add_row(
+        "MV stream",
+        f"{extraction['codec']} {extraction['width']}x{extraction['height']} GOP {extraction['gop']} "
+        f"q{extraction.get('quality')}, grid cell {extraction['mv_cell']} px, "
+        f"1/{extraction['mv_units_per_pixel']} px units, sign {extraction['mv_sign']}",
+    )
     table.add_row("RGB stream", f"{extraction['rgb_codec']} {extraction['rgb_width']}x{extraction['rgb_height']}")
     table.add_row("tools", ", ".join(f"{k} {v}" for k, v in extraction.get("tools", {}).items()))
-    failed = sorted((vid, a.get(layout.ATTR_ERROR, "")) for vid, a in attrs.items() if a.get(layout.ATTR_STATUS) == layout.STATUS_FAILED)
+    failed = sorted(
+        (vid, a.get(layout.ATTR_ERROR, ""))
+        for vid, a in attrs.items()
+        if a.get(layout.ATTR_STATUS) == layout.STATUS_FAILED
+    )
     for vid, error in failed[:20]:
         table.add_row("[red]failed", f"{vid}: {error}")
     if len(failed) > 20:

@@ -38,21 +38,21 @@ SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_MAJOR}"
 
 # Attribute names (the contract; schemas/README.md describes each).  Root group:
 ATTR_SCHEMA = "schema"
-ATTR_DATASET = "dataset"        # {name, root, classes, split_names, missing, label_sets?}
+ATTR_DATASET = "dataset"  # {name, root, classes, split_names, missing, label_sets?}
 ATTR_EXTRACTION = "extraction"  # the extraction settings the store was made with
 DATASET_CLASSES = "classes"
 DATASET_SPLIT_NAMES = "split_names"
 DATASET_LABEL_SETS = "label_sets"
 # Each video group:
-ATTR_STATUS = "status"          # written LAST: "complete" marks a usable video
+ATTR_STATUS = "status"  # written LAST: "complete" marks a usable video
 ATTR_SOURCE = "source"
 ATTR_LABEL = "label"
 ATTR_CLASS_NAME = "class_name"
-ATTR_SPLITS = "splits"          # {split name: "train" | "test"}
-ATTR_LABELS = "labels"          # extra label sets: {set name: class index}
+ATTR_SPLITS = "splits"  # {split name: "train" | "test"}
+ATTR_LABELS = "labels"  # extra label sets: {set name: class index}
 ATTR_LABEL_NAMES = "label_names"
 ATTR_FRAMES = "frames"
-ATTR_ERROR = "error"            # why a failed video failed
+ATTR_ERROR = "error"  # why a failed video failed
 ATTR_RGB_CODEC = "rgb_codec"
 
 VIDEOS_GROUP = "videos"
@@ -66,8 +66,17 @@ INDEX_CLAIMS = "claims"
 WRITE_ID = "write_id"
 # The group attributes an index entry carries: what listing and selecting videos needs
 # (status, split membership, labels, frame count, the failure reason), not the whole group.
-INDEXED_ATTRS = (ATTR_STATUS, ATTR_SOURCE, ATTR_LABEL, ATTR_CLASS_NAME, ATTR_SPLITS, ATTR_LABELS, ATTR_LABEL_NAMES,
-                 ATTR_FRAMES, ATTR_ERROR)
+INDEXED_ATTRS = (
+    ATTR_STATUS,
+    ATTR_SOURCE,
+    ATTR_LABEL,
+    ATTR_CLASS_NAME,
+    ATTR_SPLITS,
+    ATTR_LABELS,
+    ATTR_LABEL_NAMES,
+    ATTR_FRAMES,
+    ATTR_ERROR,
+)
 
 # Per-video status values.  A group whose status is not COMPLETE holds no usable data:
 # a missing chunk of an unfinished group would otherwise read back as zeros ("no motion").

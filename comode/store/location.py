@@ -36,7 +36,7 @@ def is_local(url: str) -> bool:
 
 def local_path(url: str) -> str:
     """The absolute folder of a local store URL."""
-    return os.path.abspath(url[len("file://"):] if url.startswith("file://") else url)
+    return os.path.abspath(url[len("file://") :] if url.startswith("file://") else url)
 
 
 def join(url: str, *parts: str) -> str:
@@ -79,8 +79,12 @@ def kvstore(url: str) -> dict[str, Any] | None:
     parts = urlsplit(url)
     prefix = parts.path.strip("/") + "/" if parts.path.strip("/") else ""
     if parts.scheme in ("s3", "s3a"):
-        spec: dict[str, Any] = {"driver": "s3", "bucket": parts.netloc, "path": prefix,
-                                "aws_credentials": _aws_credentials_spec()}
+        spec: dict[str, Any] = {
+            "driver": "s3",
+            "bucket": parts.netloc,
+            "path": prefix,
+            "aws_credentials": _aws_credentials_spec(),
+        }
         endpoint, region = s3_endpoint()
         if endpoint:
             spec["endpoint"] = endpoint
@@ -108,8 +112,9 @@ def s3_endpoint() -> tuple[str | None, str | None]:
     try:
         import botocore.session
     except ImportError:
-        return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"), \
-            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"), os.environ.get(
+            "AWS_REGION"
+        ) or os.environ.get("AWS_DEFAULT_REGION")
     session = botocore.session.Session()
     region = os.environ.get("AWS_REGION") or session.get_config_variable("region")
     client = session.create_client("s3", region_name=region or "us-east-1")

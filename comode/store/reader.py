@@ -42,8 +42,9 @@ def open_store(url: str, *, storage_options: dict | None = None, validate: bool 
     try:
         root = zarr.open_group(url, mode="r", storage_options=storage_options)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as error:
-        raise StoreError(f"{url}: no Zarr group here ({error.__class__.__name__}); "
-                         "extract one with `comode extract`") from None
+        raise StoreError(
+            f"{url}: no Zarr group here ({error.__class__.__name__}); extract one with `comode extract`"
+        ) from None
     attrs = root.attrs.asdict()
     if validate:
         check_root_attrs(attrs, where=url)
@@ -115,8 +116,10 @@ class Store:
         if label_set is None:
             return self.classes
         if label_set not in self.label_sets:
-            raise ValueError(f"store {self.url} has no label set {label_set!r}; its label sets: "
-                             f"{sorted(self.label_sets) or 'none (only the primary labels)'}")
+            raise ValueError(
+                f"store {self.url} has no label set {label_set!r}; its label sets: "
+                f"{sorted(self.label_sets) or 'none (only the primary labels)'}"
+            )
         return self.label_sets[label_set]
 
     @property
@@ -138,8 +141,11 @@ class Store:
         attrs, unreadable = self.scan_videos()
         if unreadable:
             names = ", ".join(sorted(unreadable)[:5]) + (" ..." if len(unreadable) > 5 else "")
-            warnings.warn(f"{self.url}: {len(unreadable)} video group(s) with unreadable metadata left out "
-                          f"({names}); `comode store validate` says why", stacklevel=2)
+            warnings.warn(
+                f"{self.url}: {len(unreadable)} video group(s) with unreadable metadata left out "
+                f"({names}); `comode store validate` says why",
+                stacklevel=2,
+            )
         return attrs
 
     def scan_videos(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -148,8 +154,9 @@ class Store:
         listing = self.read_listing()
         return listing.videos, listing.unreadable
 
-    def video_ids(self, *, status: str | None = layout.STATUS_COMPLETE, split: str | None = None,
-                  subset: str | None = None) -> list[str]:
+    def video_ids(
+        self, *, status: str | None = layout.STATUS_COMPLETE, split: str | None = None, subset: str | None = None
+    ) -> list[str]:
         """Sorted ids of videos with ``status`` (None: any), optionally in ``split`` as ``subset``."""
         ids = []
         for name, attrs in self.video_attrs().items():
@@ -276,8 +283,9 @@ class Video:
         span = self._array(layout.RGB_STREAM)[start:stop]
         codec = self.attrs.get(layout.ATTR_RGB_CODEC, "mpeg2video")
         order = np.argsort(indices, kind="stable")
-        decoded = decode_span(span, offsets[first : last + 2] - start, (indices[order] - first).tolist(),
-                              codec=codec, size=size)
+        decoded = decode_span(
+            span, offsets[first : last + 2] - start, (indices[order] - first).tolist(), codec=codec, size=size
+        )
         out = np.empty_like(decoded)
         out[order] = decoded
         return out

@@ -37,14 +37,17 @@ def check_root_attrs(attrs: dict[str, Any], *, where: str) -> None:
     """Refuse unknown schemas and major versions with a clear message, then validate fully."""
     schema = attrs.get(layout.ATTR_SCHEMA)
     if not isinstance(schema, str) or "/" not in schema:
-        raise SchemaError(f"{where}: not a comode store (root attribute 'schema' is {schema!r}, "
-                          f"expected {layout.SCHEMA!r})")
+        raise SchemaError(
+            f"{where}: not a comode store (root attribute 'schema' is {schema!r}, expected {layout.SCHEMA!r})"
+        )
     name, _, major = schema.partition("/")
     if name != layout.SCHEMA_NAME:
         raise SchemaError(f"{where}: schema {schema!r} is not a comode store ({layout.SCHEMA!r})")
     if major != str(layout.SCHEMA_MAJOR):
-        raise SchemaError(f"{where}: store schema major version {major} is not supported by this comode "
-                          f"(reads {layout.SCHEMA}); upgrade comode or re-extract the store")
+        raise SchemaError(
+            f"{where}: store schema major version {major} is not supported by this comode "
+            f"(reads {layout.SCHEMA}); upgrade comode or re-extract the store"
+        )
     _validate(attrs, "root", where)
 
 

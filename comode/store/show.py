@@ -15,8 +15,9 @@ from PIL import Image, ImageDraw
 from comode.store.reader import Store
 
 
-def render_motion_picture(store: Store, video_id: str, out: Path, *, panels: int = 4,
-                          min_length_px: float = 1.0) -> Path:
+def render_motion_picture(
+    store: Store, video_id: str, out: Path, *, panels: int = 4, min_length_px: float = 1.0
+) -> Path:
     """Write a PNG with up to ``panels`` I-frames side by side, arrows in red."""
     video = store.video(video_id)
     settings = store.extraction
@@ -36,7 +37,9 @@ def render_motion_picture(store: Store, video_id: str, out: Path, *, panels: int
     canvas = Image.new("RGB", (width * len(tiles), height + 18), (0, 0, 0))
     for i, tile in enumerate(tiles):
         canvas.paste(tile, (i * width, 0))
-    ImageDraw.Draw(canvas).text((4, height + 3), f"{video_id}: motion over each GOP, arrows in pixels", fill=(255, 255, 255))
+    ImageDraw.Draw(canvas).text(
+        (4, height + 3), f"{video_id}: motion over each GOP, arrows in pixels", fill=(255, 255, 255)
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out)

@@ -26,8 +26,13 @@ class ValidationReport:
         return not self.problems
 
 
-def validate_store(url: str, *, storage_options: dict | None = None, read_data: bool = False,
-                   on_progress: Callable[[int, int], None] | None = None) -> ValidationReport:
+def validate_store(
+    url: str,
+    *,
+    storage_options: dict | None = None,
+    read_data: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ValidationReport:
     """Check the root (raises SchemaError/StoreError if unusable), then every video group.
 
     read_data: also read every array of every complete video whole, so that each chunk's
@@ -60,8 +65,13 @@ def validate_store(url: str, *, storage_options: dict | None = None, read_data: 
     if on_progress is not None:
         on_progress(len(groups), len(groups))
     # Groups that break the schema are reported for that alone (not also as differing from the index).
-    outcome = check_index(url, found=conforming, unreadable=unreadable, ignore=set(found) - set(conforming),
-                          storage_options=storage_options)
+    outcome = check_index(
+        url,
+        found=conforming,
+        unreadable=unreadable,
+        ignore=set(found) - set(conforming),
+        storage_options=storage_options,
+    )
     report.index = outcome.summary
     report.problems.extend(outcome.problems)
     return report
@@ -77,14 +87,17 @@ def _read_arrays(store: Store, video_id: str) -> list[str]:
         try:
             video.array(name)[...]
         except Exception as error:  # any codec error is a finding to report, not a crash
-            problems.append(f"{name} data unreadable (a chunk fails its checksum or does not decode: "
-                            f"{type(error).__name__}: {error}); to redo this video, "
-                            f"delete videos/{video_id} and run the same extract command again")
+            problems.append(
+                f"{name} data unreadable (a chunk fails its checksum or does not decode: "
+                f"{type(error).__name__}: {error}); to redo this video, "
+                f"delete videos/{video_id} and run the same extract command again"
+            )
     return problems
 
 
-def _video_attrs(found: dict[str, dict], unreadable: dict[str, str], report: ValidationReport
-                 ) -> list[tuple[str, dict]]:
+def _video_attrs(
+    found: dict[str, dict], unreadable: dict[str, str], report: ValidationReport
+) -> list[tuple[str, dict]]:
     """(video id, attributes) of every readable group under videos/; a group with damaged
     metadata is reported by name instead of stopping the validation."""
     for name, reason in sorted(unreadable.items()):

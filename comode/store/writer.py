@@ -74,7 +74,8 @@ def store_full_error(error: OSError, video_id: str) -> StoreFullError:
         f"cannot write to the store while writing video {video_id!r}: {error.strerror or error} "
         f"(errno {errno.errorcode.get(error.errno, error.errno)}). The store is still valid: that video is not "
         "marked complete. Free space (or raise the quota / file size limit) and run the same command again "
-        "to resume.")
+        "to resume."
+    )
 
 
 @dataclass(frozen=True)
@@ -104,15 +105,26 @@ class VideoArrays:
         k = self.iframe_index.shape[0]
         checks = [
             (self.frame_types.dtype == np.uint8 and self.frame_types.ndim == 1, "frame_types must be uint8 (T,)"),
-            (self.iframes.dtype == np.uint8 and self.iframes.ndim == 4 and self.iframes.shape[0] == k
-             and self.iframes.shape[3] == 3, "iframes must be uint8 (K, h, w, 3) with K = len(iframe_index)"),
-            (self.mvs.dtype == np.int16 and self.mvs.ndim == 4 and self.mvs.shape[:2] == (t, 2),
-             "mvs must be int16 (T, 2, gh, gw)"),
+            (
+                self.iframes.dtype == np.uint8
+                and self.iframes.ndim == 4
+                and self.iframes.shape[0] == k
+                and self.iframes.shape[3] == 3,
+                "iframes must be uint8 (K, h, w, 3) with K = len(iframe_index)",
+            ),
+            (
+                self.mvs.dtype == np.int16 and self.mvs.ndim == 4 and self.mvs.shape[:2] == (t, 2),
+                "mvs must be int16 (T, 2, gh, gw)",
+            ),
             (self.rgb_stream.dtype == np.uint8 and self.rgb_stream.ndim == 1, "rgb_stream must be uint8 (N,)"),
-            (self.rgb_stream_offsets.shape == (t + 1,) and self.rgb_stream_offsets[-1] == self.rgb_stream.size,
-             "rgb_stream_offsets must be (T + 1,) ending at len(rgb_stream)"),
-            (self.timestamps is None or (self.timestamps.dtype == np.int64 and self.timestamps.shape == (t,)),
-             "timestamps must be int64 (T,)"),
+            (
+                self.rgb_stream_offsets.shape == (t + 1,) and self.rgb_stream_offsets[-1] == self.rgb_stream.size,
+                "rgb_stream_offsets must be (T + 1,) ending at len(rgb_stream)",
+            ),
+            (
+                self.timestamps is None or (self.timestamps.dtype == np.int64 and self.timestamps.shape == (t,)),
+                "timestamps must be int64 (T,)",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -124,8 +136,11 @@ class VideoArrays:
 
     @property
     def nbytes(self) -> int:
-        return sum(getattr(self, name).nbytes for name in layout.ARRAY_NAMES + layout.OPTIONAL_ARRAY_NAMES
-                   if getattr(self, name) is not None)
+        return sum(
+            getattr(self, name).nbytes
+            for name in layout.ARRAY_NAMES + layout.OPTIONAL_ARRAY_NAMES
+            if getattr(self, name) is not None
+        )
 
 
 def _is_local(url: str, storage_options: dict | None) -> bool:
@@ -249,8 +264,7 @@ def _create_root(url: str, *, root_attrs: Mapping[str, Any], storage_options: di
             shutil.rmtree(building, ignore_errors=True)
         LocalSink(target).sync_dir(os.path.dirname(target))  # the rename
         return zarr.open_group(target, mode="r+")
-    root = zarr.open_group(url, mode="w-", storage_options=storage_options, zarr_format=3,
-                           attributes=dict(root_attrs))
+    root = zarr.open_group(url, mode="w-", storage_options=storage_options, zarr_format=3, attributes=dict(root_attrs))
     root.require_group(layout.VIDEOS_GROUP)
     index_files(url, storage_options).ensure_group()
     return root
@@ -259,20 +273,28 @@ def _create_root(url: str, *, root_attrs: Mapping[str, Any], storage_options: di
 def _remove_dead_staging_folders(target: str) -> None:
     """Remove ``<target>.creating-<host>_<pid>-*`` folders whose process died (SIGKILL mid-creation)."""
     for folder in glob.glob(f"{glob.escape(target)}.creating-*-*"):
-        tag = folder[len(target) + len(".creating-"):].rsplit("-", 1)[0]
+        tag = folder[len(target) + len(".creating-") :].rsplit("-", 1)[0]
         if made_by_dead_local_process(tag):
             shutil.rmtree(folder, ignore_errors=True)
 
 
 def _video_path(video_id: str) -> str:
     if not isinstance(video_id, str) or not _SAFE_ID.fullmatch(video_id):
-        raise ValueError(f"unsafe video id {video_id!r}: ids must match [A-Za-z0-9_-][A-Za-z0-9._-]{{0,199}} "
-                         "(comode.extract.datasets.safe_video_id makes one from any path)")
+        raise ValueError(
+            f"unsafe video id {video_id!r}: ids must match [A-Za-z0-9_-][A-Za-z0-9._-]{{0,199}} "
+            "(comode.extract.datasets.safe_video_id makes one from any path)"
+        )
     return f"{layout.VIDEOS_GROUP}/{video_id}"
 
 
-def write_video(root: zarr.Group | WritableStore, video_id: str, attrs: Mapping[str, Any],
-                arrays: VideoArrays, *, keep_complete: bool = False) -> bool:
+def write_video(
+    root: zarr.Group | WritableStore,
+    video_id: str,
+    attrs: Mapping[str, Any],
+    arrays: VideoArrays,
+    *,
+    keep_complete: bool = False,
+) -> bool:
     """Write one video group; its status becomes "complete" only after every array is stored.
 
     ``root``: the store (:func:`open_root_for_writing`) or its root zarr.Group.  The group's
@@ -287,12 +309,25 @@ def write_video(root: zarr.Group | WritableStore, video_id: str, attrs: Mapping[
     files = _encode_group(attrs, _array_specs(arrays))
     marker = files.pop("zarr.json")
     writing = {"zarr.json": group_metadata({**attrs, layout.ATTR_STATUS: layout.STATUS_WRITING}), **files}
-    return _write_group(_writable(root), video_id, {**attrs, layout.ATTR_STATUS: layout.STATUS_COMPLETE}, writing, marker,
-                        keep_complete=keep_complete)
+    return _write_group(
+        _writable(root),
+        video_id,
+        {**attrs, layout.ATTR_STATUS: layout.STATUS_COMPLETE},
+        writing,
+        marker,
+        keep_complete=keep_complete,
+    )
 
 
-def _write_group(store: WritableStore, video_id: str, attrs: Mapping[str, Any], files: Mapping[str, bytes],
-                 marker: bytes, *, keep_complete: bool) -> bool:
+def _write_group(
+    store: WritableStore,
+    video_id: str,
+    attrs: Mapping[str, Any],
+    files: Mapping[str, bytes],
+    marker: bytes,
+    *,
+    keep_complete: bool,
+) -> bool:
     """Replace the group of ``video_id`` by ``files`` and then ``marker`` (its zarr.json with
     ``attrs``), between the index journal's ``start`` (durable before the old group is
     touched) and ``done`` (after the marker is durable)."""
@@ -321,10 +356,17 @@ def _array_specs(arrays: VideoArrays) -> list[tuple[str, np.ndarray, int, BloscS
         (layout.IFRAMES, arrays.iframes, layout.IFRAMES_CHUNK, _COMPRESS_BYTES),
         (layout.MVS, arrays.mvs, layout.MVS_CHUNK_FRAMES, _COMPRESS_INT),
         (layout.RGB_STREAM, arrays.rgb_stream, layout.RGB_STREAM_CHUNK_BYTES, _COMPRESS_STREAM),
-        (layout.RGB_STREAM_OFFSETS, arrays.rgb_stream_offsets.astype(np.int64), arrays.rgb_stream_offsets.shape[0],
-         _COMPRESS_INT),
-    ] + ([] if arrays.timestamps is None else
-         [(layout.TIMESTAMPS, arrays.timestamps, arrays.timestamps.shape[0], _COMPRESS_INT)])
+        (
+            layout.RGB_STREAM_OFFSETS,
+            arrays.rgb_stream_offsets.astype(np.int64),
+            arrays.rgb_stream_offsets.shape[0],
+            _COMPRESS_INT,
+        ),
+    ] + (
+        []
+        if arrays.timestamps is None
+        else [(layout.TIMESTAMPS, arrays.timestamps, arrays.timestamps.shape[0], _COMPRESS_INT)]
+    )
 
 
 def _encode_group(attrs: Mapping[str, Any], specs) -> dict[str, bytes]:
@@ -337,14 +379,26 @@ def _encode_group(attrs: Mapping[str, Any], specs) -> dict[str, bytes]:
     """
     files = {"zarr.json": group_metadata({**attrs, layout.ATTR_STATUS: layout.STATUS_COMPLETE})}
     for name, data, chunk_rows, compressor in specs:
-        files.update({f"{name}/{key}": body
-                      for key, body in array_files(data, chunk_rows=chunk_rows, blosc=compressor).items()})
+        files.update(
+            {f"{name}/{key}": body for key, body in array_files(data, chunk_rows=chunk_rows, blosc=compressor).items()}
+        )
     return files
 
 
-def write_failure(root: zarr.Group | WritableStore, video_id: str, attrs: Mapping[str, Any], reason: str, *,
-                  keep_complete: bool = False) -> bool:
+def write_failure(
+    root: zarr.Group | WritableStore,
+    video_id: str,
+    attrs: Mapping[str, Any],
+    reason: str,
+    *,
+    keep_complete: bool = False,
+) -> bool:
     """Record a video that could not be extracted, with its reason, and no arrays
     (``keep_complete``: not over a group that is complete; returns False then)."""
-    attrs = {**attrs, layout.WRITE_ID: new_write_id(), layout.ATTR_STATUS: layout.STATUS_FAILED, layout.ATTR_ERROR: reason}
+    attrs = {
+        **attrs,
+        layout.WRITE_ID: new_write_id(),
+        layout.ATTR_STATUS: layout.STATUS_FAILED,
+        layout.ATTR_ERROR: reason,
+    }
     return _write_group(_writable(root), video_id, attrs, {}, group_metadata(attrs), keep_complete=keep_complete)

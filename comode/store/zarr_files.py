@@ -70,20 +70,35 @@ def array_files(data: np.ndarray, *, chunk_rows: int, blosc: BloscSettings) -> d
     codecs = _chunk_codecs(data.dtype, blosc)
     sharded = num_chunks > 1
     if sharded:
-        codecs = [{"name": "sharding_indexed", "configuration": {
-            "chunk_shape": list(chunk_shape), "codecs": codecs, "index_codecs": _INDEX_CODECS, "index_location": "end"}}]
+        codecs = [
+            {
+                "name": "sharding_indexed",
+                "configuration": {
+                    "chunk_shape": list(chunk_shape),
+                    "codecs": codecs,
+                    "index_codecs": _INDEX_CODECS,
+                    "index_location": "end",
+                },
+            }
+        ]
     metadata = {
-        "shape": list(data.shape), "data_type": data.dtype.name,
+        "shape": list(data.shape),
+        "data_type": data.dtype.name,
         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(outer)}},
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-        "fill_value": 0, "codecs": codecs, "attributes": {}, "zarr_format": 3, "node_type": "array",
+        "fill_value": 0,
+        "codecs": codecs,
+        "attributes": {},
+        "zarr_format": 3,
+        "node_type": "array",
         "storage_transformers": [],
     }
     files = {"zarr.json": _json(metadata)}
     key = "c/" + "/".join("0" * len(data.shape))
     if data.size:
-        chunks = [_encode_chunk(data[i * chunk_rows:(i + 1) * chunk_rows], chunk_shape, blosc)
-                  for i in range(num_chunks)]
+        chunks = [
+            _encode_chunk(data[i * chunk_rows : (i + 1) * chunk_rows], chunk_shape, blosc) for i in range(num_chunks)
+        ]
         body = _shard(chunks, data.ndim) if sharded else chunks[0]
         if body is not None:  # every chunk equal to the fill value: zarr writes no file
             files[key] = body
@@ -97,7 +112,7 @@ def _encode_chunk(rows: np.ndarray, chunk_shape: tuple[int, ...], blosc: BloscSe
         return None
     if rows.shape != chunk_shape:
         padded = np.zeros(chunk_shape, dtype=rows.dtype)
-        padded[:rows.shape[0]] = rows
+        padded[: rows.shape[0]] = rows
         rows = padded
     raw = np.ascontiguousarray(rows, dtype=rows.dtype.newbyteorder("<")).view(np.uint8).reshape(-1)
     compressed = _blosc(blosc, rows.dtype.itemsize).encode(raw)
@@ -130,8 +145,13 @@ def _with_crc32c(data: bytes) -> bytes:
 
 @lru_cache(maxsize=None)
 def _blosc(settings: BloscSettings, typesize: int) -> Blosc:
-    return Blosc(cname=settings.cname, clevel=settings.clevel, shuffle=_SHUFFLES[settings.shuffle],
-                 blocksize=0, typesize=typesize)
+    return Blosc(
+        cname=settings.cname,
+        clevel=settings.clevel,
+        shuffle=_SHUFFLES[settings.shuffle],
+        blocksize=0,
+        typesize=typesize,
+    )
 
 
 def _bytes_codec(dtype: np.dtype) -> dict[str, Any]:
@@ -142,8 +162,16 @@ def _bytes_codec(dtype: np.dtype) -> dict[str, Any]:
 def _chunk_codecs(dtype: np.dtype, blosc: BloscSettings) -> list[dict[str, Any]]:
     return [
         _bytes_codec(dtype),
-        {"name": "blosc", "configuration": {"typesize": dtype.itemsize, "cname": blosc.cname,
-                                            "clevel": blosc.clevel, "shuffle": blosc.shuffle, "blocksize": 0}},
+        {
+            "name": "blosc",
+            "configuration": {
+                "typesize": dtype.itemsize,
+                "cname": blosc.cname,
+                "clevel": blosc.clevel,
+                "shuffle": blosc.shuffle,
+                "blocksize": 0,
+            },
+        },
         {"name": "crc32c"},
     ]
 

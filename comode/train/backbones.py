@@ -114,40 +114,64 @@ class BackboneSpec:
 BACKBONES: dict[str, BackboneSpec] = {
     # V-Networks: the pretrained video backbones (the paper reports C3D, R3D-26, R(2+1)D-26).
     "c3d": BackboneSpec(
-        family="c3d", conv="3d", blocks_per_stage=(), input_kind="clip", in_channels=3,
+        family="c3d",
+        conv="3d",
+        blocks_per_stage=(),
+        input_kind="clip",
+        in_channels=3,
         description="C3D with BN (VCOP-style): 3x3x3 convs 64-128-256x2-512x2-512x2, no fc",
     ),
     "r3d_18": BackboneSpec(
-        family="resnet", conv="3d", blocks_per_stage=(2, 2, 2, 2), input_kind="clip",
-        in_channels=3, description="3D ResNet-18: [2,2,2,2] basic blocks",
+        family="resnet",
+        conv="3d",
+        blocks_per_stage=(2, 2, 2, 2),
+        input_kind="clip",
+        in_channels=3,
+        description="3D ResNet-18: [2,2,2,2] basic blocks",
     ),
     "r3d_26": BackboneSpec(
-        family="resnet", conv="3d", blocks_per_stage=(2, 3, 4, 3), input_kind="clip",
-        in_channels=3, description="3D ResNet-26: [2,3,4,3] basic blocks",
+        family="resnet",
+        conv="3d",
+        blocks_per_stage=(2, 3, 4, 3),
+        input_kind="clip",
+        in_channels=3,
+        description="3D ResNet-26: [2,3,4,3] basic blocks",
     ),
     "r21d_18": BackboneSpec(
-        family="resnet", conv="2plus1d", blocks_per_stage=(2, 2, 2, 2), input_kind="clip",
-        in_channels=3, description="R(2+1)D-18: [2,2,2,2] basic blocks",
+        family="resnet",
+        conv="2plus1d",
+        blocks_per_stage=(2, 2, 2, 2),
+        input_kind="clip",
+        in_channels=3,
+        description="R(2+1)D-18: [2,2,2,2] basic blocks",
     ),
     "r21d_26": BackboneSpec(
-        family="resnet", conv="2plus1d", blocks_per_stage=(2, 3, 4, 3), input_kind="clip",
-        in_channels=3, description="R(2+1)D-26: [2,3,4,3] basic blocks",
+        family="resnet",
+        conv="2plus1d",
+        blocks_per_stage=(2, 3, 4, 3),
+        input_kind="clip",
+        in_channels=3,
+        description="R(2+1)D-26: [2,3,4,3] basic blocks",
     ),
     # I-Network: one decoded I-frame (key frame) -> context features.
     "r2d_10": BackboneSpec(
-        family="resnet", conv="2d", blocks_per_stage=(1, 1, 1, 1), input_kind="frame",
-        in_channels=3, description="2D ResNet-10 on a single I-frame (I-Network)",
+        family="resnet",
+        conv="2d",
+        blocks_per_stage=(1, 1, 1, 1),
+        input_kind="frame",
+        in_channels=3,
+        description="2D ResNet-10 on a single I-frame (I-Network)",
     ),
     # M-Network: a window of motion-vector maps (x, y) -> motion features.
     "r3d_10": BackboneSpec(
-        family="resnet", conv="3d", blocks_per_stage=(1, 1, 1, 1), input_kind="motion",
-        in_channels=2, description="3D ResNet-10 on motion-vector maps (M-Network)",
+        family="resnet",
+        conv="3d",
+        blocks_per_stage=(1, 1, 1, 1),
+        input_kind="motion",
+        in_channels=2,
+        description="3D ResNet-10 on motion-vector maps (M-Network)",
     ),
 }
-
-
-
-
 
 
 add_pathway_variants(BACKBONES)
@@ -193,12 +217,10 @@ class Conv2Plus1d(nn.Sequential):
         k_t, k_s = kernel
         s_t, s_s = stride
         super().__init__(
-            nn.Conv3d(in_channels, mid_channels, (1, k_s, k_s), (1, s_s, s_s),
-                      (0, k_s // 2, k_s // 2), bias=False),
+            nn.Conv3d(in_channels, mid_channels, (1, k_s, k_s), (1, s_s, s_s), (0, k_s // 2, k_s // 2), bias=False),
             nn.BatchNorm3d(mid_channels),
             nn.ReLU(inplace=True),
-            nn.Conv3d(mid_channels, out_channels, (k_t, 1, 1), (s_t, 1, 1),
-                      (k_t // 2, 0, 0), bias=False),
+            nn.Conv3d(mid_channels, out_channels, (k_t, 1, 1), (s_t, 1, 1), (k_t // 2, 0, 0), bias=False),
         )
 
 
@@ -228,10 +250,7 @@ class _ConvOps:
     def projection(self, in_channels: int, out_channels: int, step: int) -> nn.Module:
         """1x1(x1) conv + BN shortcut for blocks that change channels or resolution."""
         conv = nn.Conv2d if self.is_2d else nn.Conv3d
-        return nn.Sequential(
-            conv(in_channels, out_channels, 1, self.stride(step), bias=False),
-            self.norm(out_channels),
-        )
+        return nn.Sequential(conv(in_channels, out_channels, 1, self.stride(step), bias=False), self.norm(out_channels))
 
     def stem(self, in_channels: int, out_channels: int) -> nn.Sequential:
         """Stem: H and W / 2 (and / 4 for 2D, which adds the classic max pool); T unchanged.
@@ -242,18 +261,19 @@ class _ConvOps:
         if self.kind == "2d":
             return nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 7, 2, 3, bias=False),
-                self.norm(out_channels), relu,
+                self.norm(out_channels),
+                relu,
                 nn.MaxPool2d(3, 2, 1),
             )
         if self.kind == "3d":
             return nn.Sequential(
                 nn.Conv3d(in_channels, out_channels, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False),
-                self.norm(out_channels), relu,
+                self.norm(out_channels),
+                relu,
             )
         mid = scale_channels(R21D_STEM_MID_CHANNELS, self.width_multiplier)
         return nn.Sequential(
-            Conv2Plus1d(in_channels, out_channels, mid, kernel=(3, 7), stride=(1, 2)),
-            self.norm(out_channels), relu,
+            Conv2Plus1d(in_channels, out_channels, mid, kernel=(3, 7), stride=(1, 2)), self.norm(out_channels), relu
         )
 
 
@@ -271,9 +291,7 @@ class BasicBlock(nn.Module):
         self.bn2 = ops.norm(out_channels)
         self.relu = nn.ReLU(inplace=True)
         needs_projection = step != 1 or in_channels != out_channels
-        self.shortcut = (
-            ops.projection(in_channels, out_channels, step) if needs_projection else nn.Identity()
-        )
+        self.shortcut = ops.projection(in_channels, out_channels, step) if needs_projection else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -335,11 +353,19 @@ class C3D(nn.Module):
         c1, c2, c3, c4, c5 = (scale_channels(c, width_multiplier) for c in C3D_CHANNELS)
         pool = nn.MaxPool3d
         self.features = nn.Sequential(
-            _conv_bn_relu3d(in_channels, c1), pool((1, 2, 2), (1, 2, 2)),
-            _conv_bn_relu3d(c1, c2), pool(2, 2),
-            _conv_bn_relu3d(c2, c3), _conv_bn_relu3d(c3, c3), pool(2, 2),
-            _conv_bn_relu3d(c3, c4), _conv_bn_relu3d(c4, c4), pool(2, 2),
-            _conv_bn_relu3d(c4, c5), _conv_bn_relu3d(c5, c5), pool(2, 2, padding=(0, 1, 1)),
+            _conv_bn_relu3d(in_channels, c1),
+            pool((1, 2, 2), (1, 2, 2)),
+            _conv_bn_relu3d(c1, c2),
+            pool(2, 2),
+            _conv_bn_relu3d(c2, c3),
+            _conv_bn_relu3d(c3, c3),
+            pool(2, 2),
+            _conv_bn_relu3d(c3, c4),
+            _conv_bn_relu3d(c4, c4),
+            pool(2, 2),
+            _conv_bn_relu3d(c4, c5),
+            _conv_bn_relu3d(c5, c5),
+            pool(2, 2, padding=(0, 1, 1)),
         )
         self.out_channels = c5
         _init_weights(self)
@@ -388,13 +414,8 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-
-
-
-
 def build_backbone(
-    name: str, *, width_multiplier: float = 1.0, in_channels: int | None = None,
-    zero_init_residual: bool = False,
+    name: str, *, width_multiplier: float = 1.0, in_channels: int | None = None, zero_init_residual: bool = False
 ) -> nn.Module:
     """Build the backbone ``name`` from :data:`BACKBONES`.
 
@@ -421,8 +442,13 @@ def build_backbone(
     def single() -> nn.Module:
         if spec.family == "c3d":
             return C3D(in_channels=channels_in, width_multiplier=width_multiplier)
-        return ResNet(spec.conv, spec.blocks_per_stage, in_channels=channels_in,
-                      width_multiplier=width_multiplier, zero_init_residual=zero_init_residual)
+        return ResNet(
+            spec.conv,
+            spec.blocks_per_stage,
+            in_channels=channels_in,
+            width_multiplier=width_multiplier,
+            zero_init_residual=zero_init_residual,
+        )
 
     if spec.pathways == ("rgb",):
         return single()

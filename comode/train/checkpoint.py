@@ -151,10 +151,18 @@ def capture_rng_state() -> dict[str, Any]:
     version, python_state, gauss_next = random.getstate()
     kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     state: dict[str, Any] = {
-        "python": {"version": version, "state": torch.tensor(python_state, dtype=torch.int64),
-                   "gauss_next": gauss_next},
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "python": {
+            "version": version,
+            "state": torch.tensor(python_state, dtype=torch.int64),
+            "gauss_next": gauss_next,
+        },
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -166,8 +174,15 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
     python = state["python"]
     random.setstate((python["version"], tuple(int(v) for v in python["state"].tolist()), python["gauss_next"]))
     numpy = state["numpy"]
-    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
-                         numpy["has_gauss"], numpy["cached_gaussian"]))
+    np.random.set_state(
+        (
+            numpy["kind"],
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["position"],
+            numpy["has_gauss"],
+            numpy["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"].cpu())
     cuda_states = state["cuda"]
     if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():

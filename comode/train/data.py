@@ -190,8 +190,10 @@ class PretrainDataset(Dataset):
         self.mv_size = int(mv_size) if mv_size is not None else AugmentSpec(size=self.size).motion_size
         self.video_cache = max(1, int(video_cache))
         if iframe_mv not in IFRAME_MV or camera_compensation not in CAMERA_COMPENSATION:
-            raise ValueError(f"iframe_mv must be one of {list(IFRAME_MV)} and camera_compensation one of "
-                             f"{list(CAMERA_COMPENSATION)}; got {iframe_mv!r}, {camera_compensation!r}")
+            raise ValueError(
+                f"iframe_mv must be one of {list(IFRAME_MV)} and camera_compensation one of "
+                f"{list(CAMERA_COMPENSATION)}; got {iframe_mv!r}, {camera_compensation!r}"
+            )
         self.iframe_mv, self.camera_compensation = iframe_mv, camera_compensation
         self.negative_min_distance = float(negative_min_distance)
         store = open_store(self.store_url, storage_options=storage_options)  # checks the schema
@@ -257,8 +259,9 @@ class PretrainDataset(Dataset):
             self._cache.move_to_end(video_index)
             return entry
         video = store.video(self.video_ids[video_index])
-        entry = _VideoEntry(video=video, num_frames=video.num_frames, iframe_index=video.iframe_index,
-                            mvs=video.mvs, label=video.label)
+        entry = _VideoEntry(
+            video=video, num_frames=video.num_frames, iframe_index=video.iframe_index, mvs=video.mvs, label=video.label
+        )
         video.rgb_stream_offsets  # noqa: B018 -- read now, cached on the Video
         self._cache[video_index] = entry
         if len(self._cache) > self.video_cache:
@@ -281,8 +284,10 @@ class PretrainDataset(Dataset):
                     raise
                 error = caught
                 self._record_failure(video_index, caught)
-        raise RuntimeError(f"{MAX_ATTEMPTS} videos in a row failed to load for sample {index}; "
-                           f"last: {self.video_ids[video_index]}: {error!r}") from error
+        raise RuntimeError(
+            f"{MAX_ATTEMPTS} videos in a row failed to load for sample {index}; "
+            f"last: {self.video_ids[video_index]}: {error!r}"
+        ) from error
 
     def _replacement(self, index: int, epoch: int, attempt: int) -> int:
         """A deterministic other video for a sample whose video failed."""
@@ -324,8 +329,9 @@ class PretrainDataset(Dataset):
         if self.camera_compensation == "median":
             mv = compensate_camera(mv)
         if spare:  # drop near-copies of the positive among the drawn negatives
-            keep, _ = pick_distinct_negatives(window_distance(mv[0], mv[1:]), self.spec.negatives,
-                                              self.negative_min_distance)
+            keep, _ = pick_distinct_negatives(
+                window_distance(mv[0], mv[1:]), self.spec.negatives, self.negative_min_distance
+            )
             mv = np.concatenate([mv[:1], mv[1:][keep]])
         # -> (1 + N, 2, 8, gh, gw) float32 pixels per frame of the MV frame.
         mv = np.ascontiguousarray(mv.transpose(0, 2, 1, 3, 4), dtype=np.float32)

@@ -158,7 +158,7 @@ class _AllGatherWithGradients(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)
-        return grad[ctx.start:ctx.start + ctx.rows]
+        return grad[ctx.start : ctx.start + ctx.rows]
 
 
 def gather_from_all_ranks(x: Tensor) -> Tensor:
@@ -175,7 +175,6 @@ def gather_from_all_ranks(x: Tensor) -> Tensor:
     dist.all_gather(slices, x.detach().contiguous())
     slices[dist.get_rank()] = x
     return torch.cat(slices, dim=0)
-
 
 
 def gather_with_gradients(x: Tensor) -> Tensor:
@@ -271,8 +270,11 @@ def use_global_batchnorm(model: nn.Module, *, device: torch.device) -> nn.Module
 def _replace_batchnorm(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
         replacement = GlobalBatchNorm(
-            module.num_features, eps=module.eps, momentum=module.momentum,
-            affine=module.affine, track_running_stats=module.track_running_stats,
+            module.num_features,
+            eps=module.eps,
+            momentum=module.momentum,
+            affine=module.affine,
+            track_running_stats=module.track_running_stats,
         )  # on the CPU, like the module it replaces (CUDA models use nn.SyncBatchNorm)
         replacement.load_state_dict(module.state_dict())
         replacement.train(module.training)

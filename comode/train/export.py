@@ -38,8 +38,9 @@ VNET_PREFIX = "vnet."
 
 def _vnet_weights(model_state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     weights = {
-        key[len(VNET_PREFIX):]: tensor.detach().cpu().contiguous()
-        for key, tensor in model_state.items() if key.startswith(VNET_PREFIX)
+        key[len(VNET_PREFIX) :]: tensor.detach().cpu().contiguous()
+        for key, tensor in model_state.items()
+        if key.startswith(VNET_PREFIX)
     }
     if not weights:
         raise ValueError(f"the checkpoint's model has no {VNET_PREFIX}* parameters (not a CoMoDe checkpoint?)")

@@ -51,8 +51,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ClipSpec", "MOTION_WINDOWS", "SampleIndices", "sample_indices", "window_distance", "pick_distinct_negatives",
-           "WindowSpec", "sliding_window_indices", "RandomClipIndices"]
+__all__ = [
+    "ClipSpec",
+    "MOTION_WINDOWS",
+    "SampleIndices",
+    "sample_indices",
+    "window_distance",
+    "pick_distinct_negatives",
+    "WindowSpec",
+    "sliding_window_indices",
+    "RandomClipIndices",
+]
 
 MOTION_WINDOWS = ("future", "current")
 
@@ -92,8 +101,14 @@ class ClipSpec:
     def __post_init__(self) -> None:
         problems = [
             f"{name} must be >= {low}, got {getattr(self, name)}"
-            for name, low in (("frames", 1), ("stride", 1), ("mv_window", 1), ("future_gap", 1),
-                              ("negatives", 0), ("iframe_radius", 0))
+            for name, low in (
+                ("frames", 1),
+                ("stride", 1),
+                ("mv_window", 1),
+                ("future_gap", 1),
+                ("negatives", 0),
+                ("iframe_radius", 0),
+            )
             if getattr(self, name) < low
         ]
         if self.motion_window not in MOTION_WINDOWS:
@@ -153,7 +168,11 @@ class SampleIndices:
 
 
 def sample_indices(
-    num_frames: int, iframe_index: np.ndarray, *, spec: ClipSpec = ClipSpec(), rng: np.random.Generator,
+    num_frames: int,
+    iframe_index: np.ndarray,
+    *,
+    spec: ClipSpec = ClipSpec(),
+    rng: np.random.Generator,
     spare_negatives: int = 0,
 ) -> SampleIndices:
     """Draw the frames of one sample of a video with ``num_frames`` frames.
@@ -221,8 +240,12 @@ def sample_indices(
     k = _draw_iframe(iframes, int(clip[0]), int(clip[-1]), spec.iframe_radius, rng)
     negatives, overlap = _draw_negatives(total, future_start, spec, rng, count=spec.negatives + spare_negatives)
     return SampleIndices(
-        clip=clip, iframe=k, iframe_frame=int(iframes[k]), future=future,
-        negatives=np.minimum(negatives[:, None] + window, last_frame), clamped=clamped,
+        clip=clip,
+        iframe=k,
+        iframe_frame=int(iframes[k]),
+        future=future,
+        negatives=np.minimum(negatives[:, None] + window, last_frame),
+        clamped=clamped,
         negatives_overlap=overlap,
     )
 
@@ -237,8 +260,9 @@ def _draw_iframe(iframes: np.ndarray, first: int, last: int, radius: int, rng: n
     return int(candidates[rng.integers(candidates.size)])
 
 
-def _draw_negatives(total: int, future_start: int, spec: ClipSpec, rng: np.random.Generator,
-                    count: int) -> tuple[np.ndarray, bool]:
+def _draw_negatives(
+    total: int, future_start: int, spec: ClipSpec, rng: np.random.Generator, count: int
+) -> tuple[np.ndarray, bool]:
     """(count,) window starts and whether any overlaps the future window."""
     if count == 0:
         return np.zeros(0, dtype=np.int64), False
@@ -287,7 +311,7 @@ def pick_distinct_negatives(distances: np.ndarray, count: int, min_distance: flo
     far = np.flatnonzero(distances >= min_distance)
     chosen = list(far[:count])
     near = [int(i) for i in np.argsort(-distances, kind="stable") if distances[i] < min_distance]
-    kept = near[:count - len(chosen)]
+    kept = near[: count - len(chosen)]
     return np.array(sorted(chosen + kept), dtype=np.int64), len(kept)
 
 

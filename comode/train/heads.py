@@ -12,13 +12,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["REFERENCE_GRID", "MLPHead", "PointwiseMLP", "LearnedPositionalGrid", "MotionPredictor",
-           "ConvMotionPredictor", "NormalisedPredictor", "rotate_vectors"]
+__all__ = [
+    "REFERENCE_GRID",
+    "MLPHead",
+    "PointwiseMLP",
+    "LearnedPositionalGrid",
+    "MotionPredictor",
+    "ConvMotionPredictor",
+    "NormalisedPredictor",
+    "rotate_vectors",
+]
 
 # Token grid of the V-Network map for a 16x112x112 clip (R-nets), used as the reference
 # size of the learned positional tables; other grids interpolate from it.
 REFERENCE_GRID = (2, 7, 7)
-
 
 
 class MLPHead(nn.Sequential):
@@ -35,7 +42,6 @@ class MLPHead(nn.Sequential):
             nn.ReLU(inplace=True),
             nn.Linear(hidden_features, out_features),
         )
-
 
 
 class LearnedPositionalGrid(nn.Module):
@@ -56,7 +62,6 @@ class LearnedPositionalGrid(nn.Module):
         if tuple(grid) != tuple(table.shape[2:]):
             table = nn.functional.interpolate(table, size=tuple(grid), mode="trilinear", align_corners=False)
         return table.flatten(2).transpose(1, 2)  # (1, L, D)
-
 
 
 class MotionPredictor(nn.Module):
@@ -108,7 +113,6 @@ class MotionPredictor(nn.Module):
         return predicted.transpose(1, 2).reshape(batch, -1, *target_grid)  # (B, D, T', H', W')
 
 
-
 class ConvMotionPredictor(nn.Module):
     """Clip feature map -> predicted future-motion feature map, cell by cell (a departure
     from the paper's transformer; ``motion_predictor="conv"``).
@@ -130,21 +134,24 @@ class ConvMotionPredictor(nn.Module):
         self.time_slices = time_slices
         self.layers = nn.Sequential(
             nn.Conv2d(in_channels * time_slices, hidden, 3, padding=1, bias=False),
-            nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
             nn.Conv2d(hidden, hidden, 3, padding=1, bias=False),
-            nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
             nn.Conv2d(hidden, embed_dim, 1),
         )
 
     def forward(self, features: Tensor, target_grid: tuple[int, int, int]) -> Tensor:
         frames, height, width = target_grid
         if frames != 1:
-            raise ValueError(f"the conv motion predictor predicts one time slice (an 8-frame MV window); "
-                             f"the target grid has {frames}: use motion_predictor=transformer")
+            raise ValueError(
+                f"the conv motion predictor predicts one time slice (an 8-frame MV window); "
+                f"the target grid has {frames}: use motion_predictor=transformer"
+            )
         sliced = F.adaptive_avg_pool3d(features, (self.time_slices, height, width))  # (B, C, S, H', W')
         predicted = self.layers(sliced.flatten(1, 2))  # (B, D, H', W')
         return predicted.unsqueeze(2)  # (B, D, 1, H', W')
-
 
 
 class PointwiseMLP(nn.Sequential):
@@ -165,7 +172,6 @@ class PointwiseMLP(nn.Sequential):
         )
 
 
-
 class NormalisedPredictor(nn.Module):
     """A motion predictor followed by BatchNorm of its (B, D, T', H', W') output (the
     prediction side of ``motion_head="mlp_bn"``)."""
@@ -177,7 +183,6 @@ class NormalisedPredictor(nn.Module):
 
     def forward(self, features: Tensor, target_grid: tuple[int, int, int]) -> Tensor:
         return self.norm(self.predictor(features, target_grid))
-
 
 
 def rotate_vectors(mv: Tensor, quarter_turns: int) -> Tensor:

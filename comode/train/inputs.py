@@ -73,8 +73,9 @@ class TrainingData:
 
 def clip_spec(config: PretrainConfig) -> ClipSpec:
     """Which frames a pretraining sample of ``config`` uses (clip length and stride, motion window)."""
-    return ClipSpec(frames=config.data.clip_frames, stride=config.data.clip_stride,
-                    motion_window=config.data.motion_window)
+    return ClipSpec(
+        frames=config.data.clip_frames, stride=config.data.clip_stride, motion_window=config.data.motion_window
+    )
 
 
 def open_store_data(config: PretrainConfig, store: str) -> TrainingData:
@@ -88,17 +89,26 @@ def open_store_data(config: PretrainConfig, store: str) -> TrainingData:
     from comode.train.loader import loader_options
 
     dataset = data_module.PretrainDataset(
-        store, split=config.data.split, subset=config.data.subset, seed=config.seed, size=config.data.size,
-        mv_size=config.data.mv_size, spec=clip_spec(config), iframe_mv=config.data.iframe_mv,
-        camera_compensation=config.data.camera_compensation, negative_min_distance=config.data.negative_min_distance,
+        store,
+        split=config.data.split,
+        subset=config.data.subset,
+        seed=config.seed,
+        size=config.data.size,
+        mv_size=config.data.mv_size,
+        spec=clip_spec(config),
+        iframe_mv=config.data.iframe_mv,
+        camera_compensation=config.data.camera_compensation,
+        negative_min_distance=config.data.negative_min_distance,
     )
-    augment_spec = data_module.AugmentSpec(size=config.data.size, mv_size=config.data.mv_size,
-                                           scale=(config.data.crop_scale, 1.0))
+    augment_spec = data_module.AugmentSpec(
+        size=config.data.size, mv_size=config.data.mv_size, scale=(config.data.crop_scale, 1.0)
+    )
     return TrainingData(
         dataset=dataset,
         augment=functools.partial(data_module.augment_batch, spec=augment_spec),
         num_classes=len(open_store(store).classes),
-        input_normalization=getattr(data_module, "INPUT_NORMALIZATION",
-                                    {"see": "comode.train.transforms (augment_batch)"}),
+        input_normalization=getattr(
+            data_module, "INPUT_NORMALIZATION", {"see": "comode.train.transforms (augment_batch)"}
+        ),
         loader_options=loader_options(workers=config.data.workers),
     )

@@ -43,8 +43,7 @@ class EpochBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(
-        self, *, dataset_size: int, global_batch: int, rank: int, world_size: int, seed: int, epoch: int,
-        start: int = 0,
+        self, *, dataset_size: int, global_batch: int, rank: int, world_size: int, seed: int, epoch: int, start: int = 0
     ) -> None:
         self.local_batch = local_batch_size(global_batch, ranks=world_size)
         self.steps_per_epoch = dataset_size // global_batch
@@ -66,7 +65,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         offset = self.rank * self.local_batch
         for batch in range(self.start, self.steps_per_epoch):
             first = batch * self.global_batch + offset
-            yield order[first:first + self.local_batch]
+            yield order[first : first + self.local_batch]
 
     def __len__(self) -> int:
         return self.steps_per_epoch - self.start
@@ -91,11 +90,22 @@ class RunLoader:
         pin_memory: page-locked batches for fast host-to-GPU copies.
     """
 
-    def __init__(self, dataset: Any, *, global_batch: int, workers: int, seed: int, rank: int = 0,
-                 world_size: int = 1, options: Mapping[str, Any] | None = None, pin_memory: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        *,
+        global_batch: int,
+        workers: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        options: Mapping[str, Any] | None = None,
+        pin_memory: bool = False,
+    ) -> None:
         self.dataset = dataset
-        self.sampler = EpochBatchSampler(dataset_size=len(dataset), global_batch=global_batch, rank=rank,
-                                         world_size=world_size, seed=seed, epoch=0)
+        self.sampler = EpochBatchSampler(
+            dataset_size=len(dataset), global_batch=global_batch, rank=rank, world_size=world_size, seed=seed, epoch=0
+        )
         options = dict(options or {})
         self.loader = DataLoader(
             dataset,
@@ -112,9 +122,16 @@ class RunLoader:
     @classmethod
     def for_run(cls, data: "TrainingData", *, config: PretrainConfig, context: DistributedContext) -> "RunLoader":
         """The loader of a pretraining run of ``config`` on this rank."""
-        return cls(data.dataset, global_batch=config.data.batch_size, workers=config.data.workers, seed=config.seed,
-                   rank=context.rank, world_size=context.world_size, options=data.loader_options,
-                   pin_memory=context.device.type == "cuda")
+        return cls(
+            data.dataset,
+            global_batch=config.data.batch_size,
+            workers=config.data.workers,
+            seed=config.seed,
+            rank=context.rank,
+            world_size=context.world_size,
+            options=data.loader_options,
+            pin_memory=context.device.type == "cuda",
+        )
 
     def epoch(self, epoch: int, *, start: int = 0) -> DataLoader:
         self.dataset.set_epoch(epoch)
@@ -161,6 +178,7 @@ def loader_options(*, workers: int, start_method: str = "forkserver", prefetch_f
     prefetch depth and worker seeding."""
     options: dict[str, Any] = {"collate_fn": collate}
     if workers > 0:
-        options.update(multiprocessing_context=_context(start_method), prefetch_factor=prefetch_factor,
-                       worker_init_fn=_seed_worker)
+        options.update(
+            multiprocessing_context=_context(start_method), prefetch_factor=prefetch_factor, worker_init_fn=_seed_worker
+        )
     return options

@@ -150,16 +150,29 @@ def run_pretraining(
         # Every record of the run (progress lines, skipped videos, warnings) also goes to the
         # run folder: what a batch job leaves beside its checkpoints.
         with log_to_file(out_dir / LOG_FILE) if context.is_main else contextlib.nullcontext():
-            return _run(config, store=store, data=data, out_dir=out_dir, resume=resume, context=context,
-                        show_progress=show_progress)
+            return _run(
+                config,
+                store=store,
+                data=data,
+                out_dir=out_dir,
+                resume=resume,
+                context=context,
+                show_progress=show_progress,
+            )
     finally:
         if owns_process_group:
             cleanup_distributed()
 
 
 def _run(
-    config: PretrainConfig, *, store: str | None, data: TrainingData | None, out_dir: Path, resume: bool,
-    context: DistributedContext, show_progress: bool,
+    config: PretrainConfig,
+    *,
+    store: str | None,
+    data: TrainingData | None,
+    out_dir: Path,
+    resume: bool,
+    context: DistributedContext,
+    show_progress: bool,
 ) -> Summary:
     checkpoint = _checkpoint_to_resume(out_dir, config=config, resume=resume)
     data = data if data is not None else open_store_data(config, store)
@@ -179,24 +192,36 @@ def _run(
     optimizer, scheduler = build_optimization(model, config, steps_per_epoch=steps_per_epoch)
     start_step = 0
     if checkpoint is not None:
-        start_step = _restore_training_state(checkpoint, optimizer=optimizer, scheduler=scheduler,
-                                             steps_per_epoch=steps_per_epoch, context=context)
+        start_step = _restore_training_state(
+            checkpoint, optimizer=optimizer, scheduler=scheduler, steps_per_epoch=steps_per_epoch, context=context
+        )
     if context.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
 
     gather = None
     if context.world_size > 1:
         gather = gather_with_gradients if config.loss.gather_gradients else gather_from_all_ranks
-    trainer = Trainer(model=wrap_model(model, context), optimizer=optimizer, scheduler=scheduler, data=data,
-                       config=config, context=context, gather=gather)
+    trainer = Trainer(
+        model=wrap_model(model, context),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        data=data,
+        config=config,
+        context=context,
+        gather=gather,
+    )
     if context.is_main:
         save_resolved(config, out_dir)
-    metrics = MetricsLog(out_dir, resume_after_step=start_step if checkpoint is not None else None) \
-        if context.is_main else None
+    metrics = (
+        MetricsLog(out_dir, resume_after_step=start_step if checkpoint is not None else None)
+        if context.is_main
+        else None
+    )
 
     def save(step: int) -> None:
-        names = _checkpoint_names(step, steps_per_epoch=steps_per_epoch, last_step=last_step,
-                                  total_steps=total_steps, config=config)
+        names = _checkpoint_names(
+            step, steps_per_epoch=steps_per_epoch, last_step=last_step, total_steps=total_steps, config=config
+        )
         if names:
             state = _training_state(trainer, step=step, steps_per_epoch=steps_per_epoch, num_classes=data.num_classes)
             for name in names:
@@ -206,8 +231,13 @@ def _run(
     blind_watch = BlindLevelWatch(total_steps=total_steps)
     final: dict[str, float] = {}
     step = start_step
-    progress = Progress("pretrain", total=last_step, completed=start_step, unit="steps",
-                        enabled=show_progress and context.is_main) if context.is_main else contextlib.nullcontext()
+    progress = (
+        Progress(
+            "pretrain", total=last_step, completed=start_step, unit="steps", enabled=show_progress and context.is_main
+        )
+        if context.is_main
+        else contextlib.nullcontext()
+    )
     run_loader = RunLoader.for_run(data, config=config, context=context)
     try:
         with progress:
@@ -217,8 +247,13 @@ def _run(
                     values = trainer.step(raw_batch, step=step)
                     step += 1
                     step_rate, average_rate = throughput.step(config.data.batch_size)
-                    final = {"step": step, "epoch": epoch, **values, "clips_per_s": step_rate,
-                             "skipped_videos": data.dataset.skipped}
+                    final = {
+                        "step": step,
+                        "epoch": epoch,
+                        **values,
+                        "clips_per_s": step_rate,
+                        "skipped_videos": data.dataset.skipped,
+                    }
                     if not math.isfinite(values["loss"]):
                         raise FloatingPointError(
                             f"loss is {values['loss']} at step {step}; stopping. {out_dir / LAST_CHECKPOINT} "
@@ -238,9 +273,15 @@ def _run(
             metrics.close()
     steps_this_run = step - start_step
     return Summary(
-        out_dir=out_dir, steps=step, steps_this_run=steps_this_run, total_steps=total_steps,
-        epochs_completed=step // steps_per_epoch, final=final, checkpoint=out_dir / LAST_CHECKPOINT,
-        metrics_path=out_dir / "metrics.jsonl", seconds=throughput.elapsed_s,
+        out_dir=out_dir,
+        steps=step,
+        steps_this_run=steps_this_run,
+        total_steps=total_steps,
+        epochs_completed=step // steps_per_epoch,
+        final=final,
+        checkpoint=out_dir / LAST_CHECKPOINT,
+        metrics_path=out_dir / "metrics.jsonl",
+        seconds=throughput.elapsed_s,
         clips_per_s=steps_this_run * config.data.batch_size / max(throughput.elapsed_s, 1e-9),
         skipped_videos=data.dataset.skipped,
     )
@@ -251,12 +292,15 @@ def _progress_note(values: Mapping[str, float], clips_per_s: float) -> str:
     parts = [f"loss {values['loss']:.4f} (blind {values['blind_loss']:.3f})"]
     for task in ("context", "motion"):
         if math.isfinite(values.get(f"acc_{task}", math.nan)):
-            parts.append(f"acc_{task} {100 * values[f'acc_{task}']:.1f} % (blind {100 * values[f'blind_acc_{task}']:.1f} %)")
+            parts.append(
+                f"acc_{task} {100 * values[f'acc_{task}']:.1f} % (blind {100 * values[f'blind_acc_{task}']:.1f} %)"
+            )
     return ", ".join([*parts, f"{clips_per_s:.1f} clips/s"])
 
 
-def _checkpoint_names(step: int, *, steps_per_epoch: int, last_step: int, total_steps: int,
-                      config: PretrainConfig) -> list[str]:
+def _checkpoint_names(
+    step: int, *, steps_per_epoch: int, last_step: int, total_steps: int, config: PretrainConfig
+) -> list[str]:
     """Files to write after ``step`` steps: last.pt at epoch ends, every save_every_steps and
     at the end; epoch_XXX.pt every checkpoint_every_epochs epochs and after the last epoch."""
     epoch_end = step % steps_per_epoch == 0
@@ -286,8 +330,13 @@ def _training_state(trainer: Trainer, *, step: int, steps_per_epoch: int, num_cl
         "step": step,
         "epoch": epoch,
         # Where the data order stands: epoch `epoch`'s permutation, `position` batches consumed.
-        "sampler": {"seed": trainer.config.seed, "epoch": epoch, "position": position,
-                    "steps_per_epoch": steps_per_epoch, "world_size": trainer.context.world_size},
+        "sampler": {
+            "seed": trainer.config.seed,
+            "epoch": epoch,
+            "position": position,
+            "steps_per_epoch": steps_per_epoch,
+            "world_size": trainer.context.world_size,
+        },
         "rng": capture_rng_state(),
     }
 
@@ -298,14 +347,21 @@ def _checkpoint_to_resume(out_dir: Path, *, config: PretrainConfig, resume: bool
         # Read back through the dataclasses: a setting added after the run was saved takes
         # its default, which is what the run used.
         saved = config_from_dict(checkpoint["config"])
-        refuse_changes([line for line in config_differences(saved, config)
-                        if line.split(":")[0] not in RESUMABLE_FIELDS], out_dir=out_dir, resumable=RESUMABLE_FIELDS)
+        refuse_changes(
+            [line for line in config_differences(saved, config) if line.split(":")[0] not in RESUMABLE_FIELDS],
+            out_dir=out_dir,
+            resumable=RESUMABLE_FIELDS,
+        )
     return checkpoint
 
 
 def _restore_training_state(
-    checkpoint: Mapping[str, Any], *, optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler, steps_per_epoch: int, context: DistributedContext,
+    checkpoint: Mapping[str, Any],
+    *,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    steps_per_epoch: int,
+    context: DistributedContext,
 ) -> int:
     saved = checkpoint["sampler"]
     if saved["steps_per_epoch"] != steps_per_epoch:
@@ -318,4 +374,3 @@ def _restore_training_state(
     if context.is_main:  # the saved generators are rank 0's; each step reseeds anyway
         restore_rng_state(checkpoint["rng"])
     return int(checkpoint["step"])
-

@@ -190,18 +190,16 @@ def pointwise_info_nce(
     if candidates not in MOTION_CANDIDATES:
         raise ValueError(f"candidates must be one of {list(MOTION_CANDIDATES)}, got {candidates!r}")
     batch, dim = pred.shape[:2]
-    if hard_negatives is not None and (hard_negatives.ndim != 6 or hard_negatives.shape[0] != batch
-                                       or hard_negatives.shape[2:] != pred.shape[1:]):
-        raise ValueError(
-            f"hard_negatives must be (B, K, D, T, H, W) matching pred, got {tuple(hard_negatives.shape)}"
-        )
+    if hard_negatives is not None and (
+        hard_negatives.ndim != 6 or hard_negatives.shape[0] != batch or hard_negatives.shape[2:] != pred.shape[1:]
+    ):
+        raise ValueError(f"hard_negatives must be (B, K, D, T, H, W) matching pred, got {tuple(hard_negatives.shape)}")
     queries = _positions_as_rows(F.normalize(pred, dim=1)).view(batch, -1, dim)  # (B, P, D)
     positions = queries.shape[1]
     all_targets, offset = _gathered_with_offset(F.normalize(target, dim=1), gather)
     keys = _positions_as_rows(all_targets).view(all_targets.shape[0], positions, dim)  # (B_all, P, D)
     # (B, K, D, T, H, W) -> (B, K, P, D)
-    hard = None if hard_negatives is None else \
-        F.normalize(hard_negatives, dim=2).flatten(3).transpose(2, 3)
+    hard = None if hard_negatives is None else F.normalize(hard_negatives, dim=2).flatten(3).transpose(2, 3)
     if candidates == "same_position":
         logits = torch.einsum("bpd,cpd->bpc", queries, keys)  # (B, P, B_all): positive at column offset + b
         if hard is not None:
@@ -243,8 +241,7 @@ def mse_motion_loss(pred_mv: Tensor, target_mv: Tensor) -> Tensor:
     """
     if pred_mv.ndim != 5 or target_mv.ndim != 5 or pred_mv.shape[:2] != target_mv.shape[:2]:
         raise ValueError(
-            "pred_mv and target_mv must be (B, 2, T, H, W), "
-            f"got {tuple(pred_mv.shape)}, {tuple(target_mv.shape)}"
+            f"pred_mv and target_mv must be (B, 2, T, H, W), got {tuple(pred_mv.shape)}, {tuple(target_mv.shape)}"
         )
     if pred_mv.shape[2:] != target_mv.shape[2:]:
         target_mv = F.adaptive_avg_pool3d(target_mv, pred_mv.shape[2:])

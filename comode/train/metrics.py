@@ -25,7 +25,6 @@ from comode.train.rundir import METRICS_FILE, keep_records_until, read_records
 __all__ = ["METRICS_FILE", "MetricsLog", "Throughput", "BlindLevelWatch", "read_metrics"]
 
 
-
 def _json_number(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -47,8 +46,9 @@ class MetricsLog:
         keep_records_until(out_dir, key="step", last=resume_after_step)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a")
-        self._writer = _tensorboard_writer(Path(out_dir) / "tensorboard", purge_step=resume_after_step) \
-            if tensorboard else None
+        self._writer = (
+            _tensorboard_writer(Path(out_dir) / "tensorboard", purge_step=resume_after_step) if tensorboard else None
+        )
 
     def write(self, record: Mapping[str, Any]) -> None:
         """One step's numbers; ``record["step"]`` is the TensorBoard x-axis."""
@@ -107,13 +107,12 @@ class BlindLevelWatch:
         """Record one step's metrics; returns the warnings due now (each task warns once)."""
         messages = []
         for task in self.TASKS:
-            row = tuple(values.get(f"{kind}_{task}", math.nan) for kind in
-                        ("acc", "blind_acc", "loss", "blind_loss"))
+            row = tuple(values.get(f"{kind}_{task}", math.nan) for kind in ("acc", "blind_acc", "loss", "blind_loss"))
             if not all(math.isfinite(v) for v in row):
                 continue
             recent = self._recent[task]
             recent.append(row)
-            del recent[:-self.window]
+            del recent[: -self.window]
             if step < self.first_check or task in self._warned or len(recent) < min(self.window, step):
                 continue
             acc, blind_acc, loss, blind_loss = (sum(column) / len(recent) for column in zip(*recent))
@@ -123,7 +122,8 @@ class BlindLevelWatch:
                     f"the {task} task is still at its blind level after {step} steps: acc_{task} {100 * acc:.1f} % "
                     f"(blind {100 * blind_acc:.1f} %), loss_{task} {loss:.3f} (blind {blind_loss:.3f}), mean of the "
                     f"last {len(recent)} steps. It has learned nothing a predictor that ignores the clip could not; "
-                    "see docs/training.md (why a task stays blind, and what helps)")
+                    "see docs/training.md (why a task stays blind, and what helps)"
+                )
         return messages
 
 

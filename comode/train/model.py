@@ -170,9 +170,11 @@ class CoMoDe(nn.Module):
         super().__init__()
         if not (use_context or use_motion):
             raise ValueError("at least one of use_context / use_motion must be enabled")
-        for name, value, allowed in (("motion_objective", motion_objective, MOTION_OBJECTIVES),
-                                     ("motion_predictor", motion_predictor, MOTION_PREDICTORS),
-                                     ("motion_head", motion_head, MOTION_HEADS)):
+        for name, value, allowed in (
+            ("motion_objective", motion_objective, MOTION_OBJECTIVES),
+            ("motion_predictor", motion_predictor, MOTION_PREDICTORS),
+            ("motion_head", motion_head, MOTION_HEADS),
+        ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
         self.motion_objective = motion_objective
@@ -195,16 +197,20 @@ class CoMoDe(nn.Module):
             infonce = motion_objective == "infonce"
             if infonce:
                 _check_backbone_role(mnet, "mnet (M-Network)", "motion")
-                self.mnet = build_backbone(mnet, width_multiplier=width_multiplier,
-                                           zero_init_residual=zero_init_residual)
+                self.mnet = build_backbone(
+                    mnet, width_multiplier=width_multiplier, zero_init_residual=zero_init_residual
+                )
                 # Pointwise (1x1x1): keeps the grid, maps M-Net channels to D.
                 self.motion_projection = (
-                    nn.Conv3d(self.mnet.out_channels, embed_dim, kernel_size=1) if motion_head == "linear"
-                    else PointwiseMLP(self.mnet.out_channels, head_hidden, embed_dim))
+                    nn.Conv3d(self.mnet.out_channels, embed_dim, kernel_size=1)
+                    if motion_head == "linear"
+                    else PointwiseMLP(self.mnet.out_channels, head_hidden, embed_dim)
+                )
             predicted_channels = embed_dim if infonce else MV_CHANNELS
             if motion_predictor == "conv":
-                predictor: nn.Module = ConvMotionPredictor(self.vnet.out_channels, hidden=transformer_dim,
-                                                           embed_dim=predicted_channels)
+                predictor: nn.Module = ConvMotionPredictor(
+                    self.vnet.out_channels, hidden=transformer_dim, embed_dim=predicted_channels
+                )
             else:
                 predictor = MotionPredictor(
                     self.vnet.out_channels,
@@ -278,17 +284,18 @@ class CoMoDe(nn.Module):
             out.motion_prediction = self.motion_predictor(features, target_grid)
         return out
 
-    def _encode_motion_windows(
-        self, mv_future: Tensor, mv_negatives: Tensor | None
-    ) -> tuple[Tensor, Tensor | None]:
+    def _encode_motion_windows(self, mv_future: Tensor, mv_negatives: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """One M-Network pass over the future window and the K negative windows.
 
         Returns (B, D, T', H', W') and (B, K, D, T', H', W') (or None).
         """
         if mv_negatives is None:
             return self.encode_motion(mv_future), None
-        if mv_negatives.ndim != 6 or mv_negatives.shape[0] != mv_future.shape[0] \
-                or mv_negatives.shape[2:] != mv_future.shape[1:]:
+        if (
+            mv_negatives.ndim != 6
+            or mv_negatives.shape[0] != mv_future.shape[0]
+            or mv_negatives.shape[2:] != mv_future.shape[1:]
+        ):
             raise ValueError(
                 f"mv_negatives must be (B, K, 2, T, H, W) matching mv_future {tuple(mv_future.shape)}, "
                 f"got {tuple(mv_negatives.shape)}"
@@ -356,11 +363,14 @@ def compute_losses(
         blind_acc_motion = constant(1.0 / (1 + hard) if hard else 1.0)
     elif has_motion:
         loss_motion, acc_motion = pointwise_info_nce(
-            out.motion_prediction, out.motion_target, temperature=temperature,
-            hard_negatives=out.motion_negatives, gather=gather, candidates=motion_candidates,
+            out.motion_prediction,
+            out.motion_target,
+            temperature=temperature,
+            hard_negatives=out.motion_negatives,
+            gather=gather,
+            candidates=motion_candidates,
         )
-        blind = pointwise_blind_level(out.motion_prediction.shape[0], hard_negatives=hard,
-                                      gathered=gather is not None)
+        blind = pointwise_blind_level(out.motion_prediction.shape[0], hard_negatives=hard, gathered=gather is not None)
         blind_loss_motion, blind_acc_motion = constant(blind.loss), constant(blind.accuracy)
     if has_context and has_motion:
         loss = joint_loss(loss_context, loss_motion, alpha=alpha)
@@ -394,8 +404,13 @@ class SupervisedCoMoDe(CoMoDe):
         super().__init__(**comode_kwargs)
         self.classifier = nn.Linear(self.feature_dim, num_classes)
 
-    def forward(self, clip: Tensor, iframe: Tensor | None = None, mv_future: Tensor | None = None,
-                mv_negatives: Tensor | None = None) -> tuple[CoMoDeOutput, Tensor]:
+    def forward(
+        self,
+        clip: Tensor,
+        iframe: Tensor | None = None,
+        mv_future: Tensor | None = None,
+        mv_negatives: Tensor | None = None,
+    ) -> tuple[CoMoDeOutput, Tensor]:
         captured: list[Tensor] = []
         handle = self.vnet.register_forward_hook(lambda _module, _inputs, output: captured.append(output))
         try:
@@ -406,11 +421,9 @@ class SupervisedCoMoDe(CoMoDe):
         return out, self.classifier(pooled)
 
 
-
 def build_model(config: "PretrainConfig", *, num_classes: int) -> nn.Module:
     """The training model of ``config.task`` (on the CPU, freshly initialised)."""
     kwargs = asdict(config.model)
     if config.task == "supervised_aux":
         return SupervisedCoMoDe(num_classes=num_classes, **kwargs)
     return CoMoDe(**kwargs)
-

@@ -13,8 +13,14 @@ import zarr
 
 from comode.store.arrays import StoredArray
 
-__all__ = ["MV_COVER_READ_FRAMES", "IFRAME_MV", "CAMERA_COMPENSATION", "read_mv_windows", "start_mv_windows",
-           "compensate_camera"]
+__all__ = [
+    "MV_COVER_READ_FRAMES",
+    "IFRAME_MV",
+    "CAMERA_COMPENSATION",
+    "read_mv_windows",
+    "start_mv_windows",
+    "compensate_camera",
+]
 
 # The MV windows of a sample are read as one contiguous range when it spans at most this
 # many frames (12 chunks of 32), else with one orthogonal read of the needed frames.
@@ -26,8 +32,9 @@ IFRAME_MV = ("zero", "interpolate")
 CAMERA_COMPENSATION = ("none", "median")
 
 
-def read_mv_windows(mvs: zarr.Array | StoredArray, frames: np.ndarray, *,
-                    fill_iframes: np.ndarray | None = None) -> np.ndarray:
+def read_mv_windows(
+    mvs: zarr.Array | StoredArray, frames: np.ndarray, *, fill_iframes: np.ndarray | None = None
+) -> np.ndarray:
     """MV maps of ``frames`` (N, W) with one read: (N, W, 2, gh, gw), int16 as stored, or
     float32 when ``fill_iframes`` is given.
 
@@ -40,8 +47,9 @@ def read_mv_windows(mvs: zarr.Array | StoredArray, frames: np.ndarray, *,
     return start_mv_windows(mvs, frames, fill_iframes=fill_iframes)()
 
 
-def start_mv_windows(mvs: zarr.Array | StoredArray, frames: np.ndarray, *,
-                     fill_iframes: np.ndarray | None = None) -> Callable[[], np.ndarray]:
+def start_mv_windows(
+    mvs: zarr.Array | StoredArray, frames: np.ndarray, *, fill_iframes: np.ndarray | None = None
+) -> Callable[[], np.ndarray]:
     """Start :func:`read_mv_windows`'s read; the returned function waits for it and returns
     what :func:`read_mv_windows` does (a zarr.Array is read at once)."""
     total = mvs.shape[0]
@@ -70,8 +78,11 @@ def start_mv_windows(mvs: zarr.Array | StoredArray, frames: np.ndarray, *,
         out = out.astype(np.float32)
         for position in zip(*np.nonzero(np.isin(frames, fill_iframes))):
             frame = int(frames[position])
-            around = [block[np.searchsorted(needed, f)] for f in (frame - 1, frame + 1)
-                      if 0 <= f < total and f not in fill_iframes]
+            around = [
+                block[np.searchsorted(needed, f)]
+                for f in (frame - 1, frame + 1)
+                if 0 <= f < total and f not in fill_iframes
+            ]
             if around:
                 out[position] = np.mean(around, axis=0)
         return out

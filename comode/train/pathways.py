@@ -24,7 +24,6 @@ __all__ = ["PATHWAY_SUFFIXES", "add_pathway_variants", "frame_differences", "Pat
 PATHWAY_SUFFIXES = {"_diff": ("diff",), "_rgbdiff": ("rgb", "diff")}
 
 
-
 def add_pathway_variants(table: dict[str, "BackboneSpec"]) -> None:
     """Register ``<clip backbone>_diff`` and ``<clip backbone>_rgbdiff`` for every RGB clip
     backbone: the same network on frame differences, and both side by side (:class:`Pathways`).
@@ -40,11 +39,15 @@ def add_pathway_variants(table: dict[str, "BackboneSpec"]) -> None:
             continue
         for suffix, pathways in PATHWAY_SUFFIXES.items():
             table[name + suffix] = dataclasses.replace(
-                spec, pathways=pathways,
-                description=f"{spec.description}; " + (
-                    "on frame differences" if pathways == ("diff",)
-                    else "two pathways (RGB frames, frame differences), maps concatenated"))
-
+                spec,
+                pathways=pathways,
+                description=f"{spec.description}; "
+                + (
+                    "on frame differences"
+                    if pathways == ("diff",)
+                    else "two pathways (RGB frames, frame differences), maps concatenated"
+                ),
+            )
 
 
 def frame_differences(clip: Tensor) -> Tensor:
@@ -56,7 +59,6 @@ def frame_differences(clip: Tensor) -> Tensor:
         return torch.zeros_like(clip)
     differences = clip[:, :, 1:] - clip[:, :, :-1]
     return torch.cat([differences[:, :, :1], differences], dim=2)
-
 
 
 class Pathways(nn.Module):
@@ -88,8 +90,10 @@ class Pathways(nn.Module):
         self.out_channels = sum(self.pathway_channels.values())
 
     def forward(self, clip: Tensor) -> Tensor:
-        maps = [net(clip) if name == "rgb" else self._relative_to_still(net, frame_differences(clip))
-                for name, net in self.nets.items()]
+        maps = [
+            net(clip) if name == "rgb" else self._relative_to_still(net, frame_differences(clip))
+            for name, net in self.nets.items()
+        ]
         return maps[0] if len(maps) == 1 else torch.cat(maps, dim=1)
 
     @staticmethod

@@ -16,8 +16,15 @@ import yaml
 
 from comode.train.checkpoint import LAST_CHECKPOINT, CheckpointError, load_checkpoint
 
-__all__ = ["CONFIG_FILE", "METRICS_FILE", "checkpoint_to_resume", "refuse_changes", "save_config",
-           "keep_records_until", "read_records"]
+__all__ = [
+    "CONFIG_FILE",
+    "METRICS_FILE",
+    "checkpoint_to_resume",
+    "refuse_changes",
+    "save_config",
+    "keep_records_until",
+    "read_records",
+]
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -33,8 +40,9 @@ def checkpoint_to_resume(out_dir: Path, *, resume: bool, kind: str) -> dict[str,
     path = Path(out_dir) / LAST_CHECKPOINT
     if not resume:
         if path.exists():
-            raise FileExistsError(f"{out_dir} already holds a {kind} run ({path}); pass --resume to continue it "
-                                  "or choose another --out")
+            raise FileExistsError(
+                f"{out_dir} already holds a {kind} run ({path}); pass --resume to continue it or choose another --out"
+            )
         return None
     if not path.exists():
         raise CheckpointError(f"nothing to resume: {path} does not exist")
@@ -46,8 +54,11 @@ def refuse_changes(changed: Iterable[str], *, out_dir: Path, resumable: Iterable
     being resumed; a resumed run must compute the same steps."""
     changed = list(changed)
     if changed:
-        raise ValueError(f"the config differs from the run being resumed ({Path(out_dir) / LAST_CHECKPOINT}): "
-                         + "; ".join(changed) + f". Only {sorted(resumable)} may change on --resume")
+        raise ValueError(
+            f"the config differs from the run being resumed ({Path(out_dir) / LAST_CHECKPOINT}): "
+            + "; ".join(changed)
+            + f". Only {sorted(resumable)} may change on --resume"
+        )
 
 
 def save_config(out_dir: Path, values: Mapping[str, Any], *, title: str) -> Path:
@@ -55,8 +66,9 @@ def save_config(out_dir: Path, values: Mapping[str, Any], *, title: str) -> Path
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / CONFIG_FILE
-    path.write_text(f"# Resolved {title} (every field, defaults included).\n"
-                    + yaml.safe_dump(dict(values), sort_keys=False))
+    path.write_text(
+        f"# Resolved {title} (every field, defaults included).\n" + yaml.safe_dump(dict(values), sort_keys=False)
+    )
     return path
 
 

@@ -43,8 +43,11 @@ def build_optimization(model: nn.Module, config: PretrainConfig, *, steps_per_ep
     """SGD (momentum, Nesterov, weight decay on every parameter) at lr_per_sample x global
     batch, and the per-step :class:`WarmupCosine` schedule of :func:`schedule_steps`."""
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.base_lr, momentum=config.optim.momentum,
-        nesterov=config.optim.nesterov, weight_decay=config.optim.weight_decay,
+        model.parameters(),
+        lr=config.base_lr,
+        momentum=config.optim.momentum,
+        nesterov=config.optim.nesterov,
+        weight_decay=config.optim.weight_decay,
     )
     warmup_steps, total_steps = schedule_steps(config, steps_per_epoch=steps_per_epoch)
     schedule = WarmupCosine(warmup_steps=warmup_steps, total_steps=total_steps)

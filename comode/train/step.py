@@ -28,27 +28,47 @@ from comode.train.seeds import STREAM_AUGMENT, STREAM_TORCH, derive_seed
 __all__ = ["LOSS_KEYS", "MODEL_INPUT_KEYS", "compute_objective", "Trainer"]
 
 # Numbers logged for every step (metrics.jsonl, TensorBoard); NaN = not computed in this mode.
-LOSS_KEYS = ("loss", "loss_context", "loss_motion", "acc_context", "acc_motion", "loss_supervised", "acc_supervised",
-             "blind_loss", "blind_loss_context", "blind_acc_context", "blind_loss_motion", "blind_acc_motion")
+LOSS_KEYS = (
+    "loss",
+    "loss_context",
+    "loss_motion",
+    "acc_context",
+    "acc_motion",
+    "loss_supervised",
+    "acc_supervised",
+    "blind_loss",
+    "blind_loss_context",
+    "blind_acc_context",
+    "blind_loss_motion",
+    "blind_acc_motion",
+)
 MODEL_INPUT_KEYS = ("clip", "iframe", "mv_future", "mv_negatives")
 
 
 def _as_float32(out: CoMoDeOutput) -> CoMoDeOutput:
     """Losses in float32 even after a bf16 forward (InfoNCE logits / 0.1 need the precision)."""
-    return dataclasses.replace(out, **{
-        f.name: value.float() for f in dataclasses.fields(out) if isinstance(value := getattr(out, f.name), Tensor)
-    })
+    return dataclasses.replace(
+        out,
+        **{f.name: value.float() for f in dataclasses.fields(out) if isinstance(value := getattr(out, f.name), Tensor)},
+    )
 
 
 def compute_objective(
-    outputs: CoMoDeOutput | tuple[CoMoDeOutput, Tensor], labels: Tensor, *, config: PretrainConfig,
+    outputs: CoMoDeOutput | tuple[CoMoDeOutput, Tensor],
+    labels: Tensor,
+    *,
+    config: PretrainConfig,
     gather: Gather | None,
 ) -> dict[str, Tensor]:
     """The task's loss and its parts (the :data:`LOSS_KEYS`; NaN where not computed)."""
     pretext_output, logits = outputs if isinstance(outputs, tuple) else (outputs, None)
-    losses = compute_losses(_as_float32(pretext_output), temperature=config.loss.temperature,
-                            alpha=config.loss.alpha, gather=gather,
-                            motion_candidates=config.loss.motion_candidates)
+    losses = compute_losses(
+        _as_float32(pretext_output),
+        temperature=config.loss.temperature,
+        alpha=config.loss.alpha,
+        gather=gather,
+        motion_candidates=config.loss.motion_candidates,
+    )
     if logits is None:
         missing = torch.full_like(losses["loss"], math.nan)
         return {**losses, "loss_supervised": missing, "acc_supervised": missing}
@@ -91,7 +111,8 @@ class Trainer:
         seed = self.config.seed
         torch.manual_seed(derive_seed(seed, STREAM_TORCH, step, self.context.rank))  # dropout
         generator = torch.Generator(device=device).manual_seed(
-            derive_seed(seed, STREAM_AUGMENT, step, self.context.rank))
+            derive_seed(seed, STREAM_AUGMENT, step, self.context.rank)
+        )
         batch = {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in raw_batch.items()}
         with torch.no_grad():
             inputs = self.data.augment(batch, generator=generator, train=True)

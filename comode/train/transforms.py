@@ -112,11 +112,7 @@ class AugmentSpec:
 
 
 def augment_batch(
-    batch: Mapping[str, Tensor],
-    *,
-    generator: torch.Generator,
-    train: bool = True,
-    spec: AugmentSpec | None = None,
+    batch: Mapping[str, Tensor], *, generator: torch.Generator, train: bool = True, spec: AugmentSpec | None = None
 ) -> dict[str, Tensor]:
     """Augment a collated batch of raw samples (see :mod:`comode.train.data`).
 
@@ -161,9 +157,14 @@ def augment_batch(
     if geometry is None:
         geometry = torch.tensor(DEFAULT_MV_GEOMETRY, device=device).expand(b, 4)
     windows = torch.cat([batch["mv_future"].unsqueeze(1), batch["mv_negatives"]], dim=1)  # (B, 1+K, 2, T_m, gh, gw)
-    moved = crop_motion(windows.to(device=device, dtype=torch.float32), clip_box, flip=clip_flip,
-                        geometry=geometry.to(device=device, dtype=torch.float32), size=spec.size,
-                        mv_size=spec.motion_size)
+    moved = crop_motion(
+        windows.to(device=device, dtype=torch.float32),
+        clip_box,
+        flip=clip_flip,
+        geometry=geometry.to(device=device, dtype=torch.float32),
+        size=spec.size,
+        mv_size=spec.motion_size,
+    )
     return {
         "clip": normalize(out_clip, channel_dim=1),
         "iframe": normalize(out_iframe, channel_dim=1),
@@ -204,8 +205,14 @@ def _spec_from_batch(batch: Mapping[str, Tensor]) -> AugmentSpec:
 
 
 def random_crop_boxes(
-    batch: int, height: int, width: int, *, scale: tuple[float, float], ratio: tuple[float, float],
-    draw: UniformDraws, attempts: int = 10,
+    batch: int,
+    height: int,
+    width: int,
+    *,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    draw: UniformDraws,
+    attempts: int = 10,
 ) -> Tensor:
     """torchvision's RandomResizedCrop boxes, vectorised: (B, 4) float (y0, x0, h, w) in pixels.
 
@@ -273,9 +280,7 @@ def crop_resize(images: Tensor, boxes: Tensor, *, size: int, flip: Tensor) -> Te
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def crop_motion(
-    windows: Tensor, boxes: Tensor, *, flip: Tensor, geometry: Tensor, size: int, mv_size: int
-) -> Tensor:
+def crop_motion(windows: Tensor, boxes: Tensor, *, flip: Tensor, geometry: Tensor, size: int, mv_size: int) -> Tensor:
     """Apply a clip's crop box and flip to its motion-vector maps.
 
     Args:

@@ -60,11 +60,19 @@ def make_checkpoint(path, *, seed: int = 1, backbone: str = BACKBONE, width: flo
     torch.manual_seed(seed)
     vnet = build_backbone(backbone, width_multiplier=width)
     config = PretrainConfig(model=ModelConfig(backbone=backbone, width_multiplier=width))
-    return save_checkpoint({
-        "comode_version": __version__, "task": "pretrain", "config": config_to_dict(config), "num_classes": 0,
-        "input_normalization": dict(INPUT_NORMALIZATION),
-        "model": {f"vnet.{k}": v for k, v in vnet.state_dict().items()}, "step": 7, "epoch": 1,
-    }, path)
+    return save_checkpoint(
+        {
+            "comode_version": __version__,
+            "task": "pretrain",
+            "config": config_to_dict(config),
+            "num_classes": 0,
+            "input_normalization": dict(INPUT_NORMALIZATION),
+            "model": {f"vnet.{k}": v for k, v in vnet.state_dict().items()},
+            "step": 7,
+            "epoch": 1,
+        },
+        path,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -8,14 +8,26 @@ import math
 
 from comode.evaluate.ablation import run_ablation
 
-TINY = ["max_steps=1", "data.workers=0", "data.batch_size=4", "model.backbone=r3d_18", "data.split='1'",
-        "data.subset=train"]
+TINY = [
+    "max_steps=1",
+    "data.workers=0",
+    "data.batch_size=4",
+    "model.backbone=r3d_18",
+    "data.split='1'",
+    "data.subset=train",
+]
 
 
 def test_ablation_trains_evaluates_both_label_sets_and_resumes(eval_store, tmp_path):
     def run():
-        return run_ablation(eval_store, out_dir=tmp_path, config="configs/pretrain/tiny_cpu.yaml", base_overrides=TINY,
-                            seeds=(0,), variants=("random init", "context + motion"))
+        return run_ablation(
+            eval_store,
+            out_dir=tmp_path,
+            config="configs/pretrain/tiny_cpu.yaml",
+            base_overrides=TINY,
+            seeds=(0,),
+            variants=("random init", "context + motion"),
+        )
 
     cells = run()
     assert [(c.variant, c.seed) for c in cells] == [("random init", 0), ("context + motion", 0)]

@@ -25,25 +25,77 @@ def run(*args):
 
 
 def run_process(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "comode", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "comode", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_retrieval_linear_and_compare(eval_store, tiny_checkpoint, tmp_path, feature_cache):
     out = tmp_path / "pretrained"
     fast = ["--size", SIZE, "--cache-dir", feature_cache]
-    retrieval = run("evaluate", "retrieval", "--store", eval_store, "--checkpoint", tiny_checkpoint, "--out", out,
-                    "--workers", "0", "--device", "cpu", "--no-progress", "--picture", "2", *fast)
+    retrieval = run(
+        "evaluate",
+        "retrieval",
+        "--store",
+        eval_store,
+        "--checkpoint",
+        tiny_checkpoint,
+        "--out",
+        out,
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--picture",
+        "2",
+        *fast,
+    )
     assert retrieval.returncode == 0, retrieval.stderr
     assert "R@1 (%)" in retrieval.stdout and (out / "retrieval.json").exists() and (out / "retrieval.png").exists()
-    linear = run("evaluate", "linear", "--store", eval_store, "--checkpoint", tiny_checkpoint, "--out", out,
-                 "--workers", "0", "--device", "cpu", "--no-progress", *fast)
+    linear = run(
+        "evaluate",
+        "linear",
+        "--store",
+        eval_store,
+        "--checkpoint",
+        tiny_checkpoint,
+        "--out",
+        out,
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--no-progress",
+        *fast,
+    )
     assert linear.returncode == 0, linear.stderr
     assert "top1 (%)" in linear.stdout and json.loads((out / "linear.json").read_text())["counts"]["failed"] == 0
     random = tmp_path / "random"
-    baseline = run("evaluate", "retrieval", "--store", eval_store, "--checkpoint", "random", "--backbone", "r3d_18",
-                   "--width-multiplier", "0.125", "--out", random, "--workers", "0", "--device", "cpu",
-                   "--no-progress", "--picture", "0", "--center", "--size", SIZE)
+    baseline = run(
+        "evaluate",
+        "retrieval",
+        "--store",
+        eval_store,
+        "--checkpoint",
+        "random",
+        "--backbone",
+        "r3d_18",
+        "--width-multiplier",
+        "0.125",
+        "--out",
+        random,
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--picture",
+        "0",
+        "--center",
+        "--size",
+        SIZE,
+    )
     assert baseline.returncode == 0, baseline.stderr
     assert json.loads((random / "retrieval.json").read_text())["settings"]["center"] is True
     compare = run_process("evaluate", "compare", random / "retrieval.json", out, "--out", tmp_path / "table.txt")
@@ -53,17 +105,47 @@ def test_retrieval_linear_and_compare(eval_store, tiny_checkpoint, tmp_path, fea
 
 
 def test_bad_usage_exits_2(eval_store, tiny_checkpoint, tmp_path):
-    missing = run("evaluate", "retrieval", "--store", eval_store, "--checkpoint", tmp_path / "nope.pt",
-                  "--out", tmp_path, "--no-progress")
+    missing = run(
+        "evaluate",
+        "retrieval",
+        "--store",
+        eval_store,
+        "--checkpoint",
+        tmp_path / "nope.pt",
+        "--out",
+        tmp_path,
+        "--no-progress",
+    )
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
-    split = run("evaluate", "linear", "--store", eval_store, "--checkpoint", tiny_checkpoint, "--split", "7",
-                "--out", tmp_path, "--no-progress")
+    split = run(
+        "evaluate",
+        "linear",
+        "--store",
+        eval_store,
+        "--checkpoint",
+        tiny_checkpoint,
+        "--split",
+        "7",
+        "--out",
+        tmp_path,
+        "--no-progress",
+    )
     assert split.returncode == 2 and "no split '7'" in split.stderr
-    store = run("evaluate", "retrieval", "--store", tmp_path / "no.zarr", "--checkpoint", "random",
-                "--out", tmp_path, "--no-progress")
+    store = run(
+        "evaluate",
+        "retrieval",
+        "--store",
+        tmp_path / "no.zarr",
+        "--checkpoint",
+        "random",
+        "--out",
+        tmp_path,
+        "--no-progress",
+    )
     assert store.returncode == 2 and "no Zarr group" in store.stderr
-    config = run("evaluate", "finetune", "--store", eval_store, "--checkpoint", tiny_checkpoint, "--out", tmp_path,
-                 "epoch=3")
+    config = run(
+        "evaluate", "finetune", "--store", eval_store, "--checkpoint", tiny_checkpoint, "--out", tmp_path, "epoch=3"
+    )
     assert config.returncode == 2 and "unknown config key" in config.stderr
     compare = run("evaluate", "compare", tmp_path / "nothing.json")
     assert compare.returncode == 2 and "no report" in compare.stderr
@@ -71,9 +153,23 @@ def test_bad_usage_exits_2(eval_store, tiny_checkpoint, tmp_path):
 
 def test_finetune_cli(eval_store, tiny_checkpoint, tmp_path):
     out = tmp_path / "ft"
-    args = ["evaluate", "finetune", "--store", eval_store, "--checkpoint", tiny_checkpoint, "--out", out,
-            "--no-progress", "epochs=1", "batch_size=6", "workers=0", "test_videos_per_batch=3", f"size={SIZE}",
-            "test_clips=2"]
+    args = [
+        "evaluate",
+        "finetune",
+        "--store",
+        eval_store,
+        "--checkpoint",
+        tiny_checkpoint,
+        "--out",
+        out,
+        "--no-progress",
+        "epochs=1",
+        "batch_size=6",
+        "workers=0",
+        "test_videos_per_batch=3",
+        f"size={SIZE}",
+        "test_clips=2",
+    ]
     result = run(*args)
     assert result.returncode == 0, result.stderr
     assert "top1 (%)" in result.stdout and "top5 (%)" in result.stdout
@@ -83,8 +179,21 @@ def test_finetune_cli(eval_store, tiny_checkpoint, tmp_path):
 
 def test_finetune_cli_stop_and_resume_with_the_runs_config(eval_store, tmp_path):
     out = tmp_path / "scratch"
-    common = ["evaluate", "finetune", "--store", eval_store, "--checkpoint", "random", "--backbone", "r3d_18",
-              "--width-multiplier", "0.125", "--out", out, "--no-progress"]
+    common = [
+        "evaluate",
+        "finetune",
+        "--store",
+        eval_store,
+        "--checkpoint",
+        "random",
+        "--backbone",
+        "r3d_18",
+        "--width-multiplier",
+        "0.125",
+        "--out",
+        out,
+        "--no-progress",
+    ]
     first = run(*common, "epochs=2", "batch_size=6", "workers=0", f"size={SIZE}", "test_clips=2", "stop_after_epoch=1")
     assert first.returncode == 0, first.stderr
     assert "stopped after epoch 1 of 2" in first.stdout and "--resume" in first.stdout
@@ -102,10 +211,12 @@ def test_default_output_folders():
 
     common = dict(backbone="r3d_26", width_multiplier=0.125, seed=3)
     assert _eval_out(None, "runs/x/epoch_010.pt", "data/ucf101.zarr", **common) == Path("runs/x/eval/epoch_010/ucf101")
-    assert _eval_out(None, "runs/x/last.pt", "data/ucf101.zarr/", kind="finetune", **common) == \
-        Path("runs/x/finetune/last/ucf101")
-    assert _eval_out(None, "random", "s3://b/hmdb51.zarr", label_set="scene", **common) == \
-        Path("runs/random-r3d_26-x0.125-seed3/eval/hmdb51-scene")
+    assert _eval_out(None, "runs/x/last.pt", "data/ucf101.zarr/", kind="finetune", **common) == Path(
+        "runs/x/finetune/last/ucf101"
+    )
+    assert _eval_out(None, "random", "s3://b/hmdb51.zarr", label_set="scene", **common) == Path(
+        "runs/random-r3d_26-x0.125-seed3/eval/hmdb51-scene"
+    )
     assert _eval_out(Path("mine"), "random", "x.zarr", **common) == Path("mine")
 
 

@@ -12,8 +12,15 @@ from comode.train.config import ConfigError
 from comode.train.frames import RandomClipIndices, WindowSpec
 
 # size 64: 3x fewer pixels than 112, nothing here depends on it.
-TINY = ["epochs=2", "batch_size=4", "workers=0", "test_clips=10", "test_videos_per_batch=3", "lr_per_sample=0.0025",
-        "size=64"]
+TINY = [
+    "epochs=2",
+    "batch_size=4",
+    "workers=0",
+    "test_clips=10",
+    "test_videos_per_batch=3",
+    "lr_per_sample=0.0025",
+    "size=64",
+]
 
 
 def test_config_yaml_and_overrides(tmp_path):
@@ -40,8 +47,9 @@ def test_random_training_clip_and_augmentation():
 
 
 def test_finetune_from_checkpoint_end_to_end(eval_store, tiny_checkpoint, tmp_path):
-    result = run_finetune(load_finetune_config(None, TINY), store=eval_store, checkpoint=tiny_checkpoint,
-                          out_dir=tmp_path, device="cpu")
+    result = run_finetune(
+        load_finetune_config(None, TINY), store=eval_store, checkpoint=tiny_checkpoint, out_dir=tmp_path, device="cpu"
+    )
     report = json.loads((tmp_path / "finetune.json").read_text())
     assert result.finished and report["finished"] and report["kind"] == "finetune"
     assert {"top1", "top5"} <= set(report["metrics"]) and report["metrics"]["top5"] == 1.0  # 2 classes: always
@@ -70,8 +78,9 @@ def test_resume_equals_uninterrupted_and_from_scratch(eval_store, tmp_path):
     tiny = [*TINY, "test_clips=2"]  # the 10-clip test is covered above
     full = run_finetune(load_finetune_config(None, tiny), out_dir=tmp_path / "full", **common)
     assert full.report["model"]["kind"] == "random" and full.report["settings"]["init"] == "random"
-    first = run_finetune(load_finetune_config(None, [*tiny, "stop_after_epoch=1"]), out_dir=tmp_path / "split",
-                         **common)
+    first = run_finetune(
+        load_finetune_config(None, [*tiny, "stop_after_epoch=1"]), out_dir=tmp_path / "split", **common
+    )
     assert not first.finished and first.epochs_completed == 1 and "top1" not in first.report["metrics"]
     with pytest.raises(ValueError, match="config differs"):
         run_finetune(load_finetune_config(None, [*tiny, "epochs=3"]), out_dir=tmp_path / "split", resume=True, **common)

@@ -13,7 +13,7 @@ from comode.evaluate.leakage import _probe, chance_band, format_probes, run_leak
 
 
 def test_chance_band_is_the_binomial_central_interval():
-    low, high = chance_band(6, 120)   # p = 1/6: 20 expected hits of 120
+    low, high = chance_band(6, 120)  # p = 1/6: 20 expected hits of 120
     assert (round(low * 120), round(high * 120)) == (12, 28)
     assert chance_band(2, 1000)[0] == pytest.approx(0.469, abs=0.002)
 
@@ -35,14 +35,25 @@ def test_a_signal_that_carries_the_label_leaks_and_one_that_does_not_is_at_chanc
 def test_probes_on_a_store_and_the_command(eval_store):
     results = run_leakage_probes(eval_store, scene="texture")
     assert [(r.signal, r.label_set, r.should_leak) for r in results] == [
-        ("I-frame", "motion", False), ("MV statistics", "texture", False),
-        ("I-frame", "texture", True), ("MV statistics", "motion", True)]
+        ("I-frame", "motion", False),
+        ("MV statistics", "texture", False),
+        ("I-frame", "texture", True),
+        ("MV statistics", "motion", True),
+    ]
     assert all(r.tests == 3 or r.tests == 2 for r in results)  # one test video has no texture label
     with pytest.raises(ValueError, match="no label set 'scene'"):
         run_leakage_probes(eval_store)
-    done = subprocess.run([sys.executable, "-m", "comode", "evaluate", "leakage", "--store", eval_store,
-                           "--scene", "texture"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "comode", "evaluate", "leakage", "--store", eval_store, "--scene", "texture"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode in (0, 1) and "I-frame -> motion" in done.stdout, done.stderr
-    bad = subprocess.run([sys.executable, "-m", "comode", "evaluate", "leakage", "--store", eval_store],
-                         capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "comode", "evaluate", "leakage", "--store", eval_store],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "no label set 'scene'" in bad.stderr

@@ -13,8 +13,15 @@ SIZE = 64  # clip side: 3x fewer pixels than 112, nothing here depends on it
 
 
 def test_run_retrieval_writes_report_and_picture(eval_store, tiny_checkpoint, tmp_path, feature_cache):
-    result = run_retrieval(eval_store, tiny_checkpoint, out_dir=tmp_path, device="cpu", picture_queries=3,
-                           size=SIZE, cache_dir=feature_cache)
+    result = run_retrieval(
+        eval_store,
+        tiny_checkpoint,
+        out_dir=tmp_path,
+        device="cpu",
+        picture_queries=3,
+        size=SIZE,
+        cache_dir=feature_cache,
+    )
     report = json.loads(result.report_path.read_text())
     assert report["kind"] == "retrieval" and set(report["metrics"]) == {"R@1", "R@5", "R@10", "R@20"}
     assert report["counts"]["queries"] == 3 and report["counts"]["gallery"] == 6 and report["counts"]["failed"] == 0
@@ -38,8 +45,15 @@ def test_run_retrieval_writes_report_and_picture(eval_store, tiny_checkpoint, tm
     red = (picture == (230, 40, 40)).all(axis=2).sum()
     assert green + red > 15 * 2 * (170 + 128)  # 15 neighbour frames drawn, each green or red
     # a second run hits the feature cache and gives the same numbers
-    again = run_retrieval(eval_store, tiny_checkpoint, out_dir=tmp_path, device="cpu", picture_queries=0,
-                          size=SIZE, cache_dir=feature_cache)
+    again = run_retrieval(
+        eval_store,
+        tiny_checkpoint,
+        out_dir=tmp_path,
+        device="cpu",
+        picture_queries=0,
+        size=SIZE,
+        cache_dir=feature_cache,
+    )
     assert again.report["metrics"] == report["metrics"] and again.report["counts"]["features_from_cache"] == 1
 
 
@@ -47,8 +61,13 @@ def test_random_init_retrieval_is_seeded(eval_store, tmp_path):
     kwargs = dict(backbone="r3d_18", width_multiplier=0.125, device="cpu", picture_queries=0, center=True, size=SIZE)
     a = run_retrieval(eval_store, "random", out_dir=tmp_path / "a", seed=3, **kwargs).report
     b = run_retrieval(eval_store, "random", out_dir=tmp_path / "b", seed=3, **kwargs).report
-    assert a["model"] == {"kind": "random", "backbone": "r3d_18", "width_multiplier": 0.125, "seed": 3,
-                          "geometry": {"frames": 16, "stride": 4, "size": 112}}  # the paper's clip by default
+    assert a["model"] == {
+        "kind": "random",
+        "backbone": "r3d_18",
+        "width_multiplier": 0.125,
+        "seed": 3,
+        "geometry": {"frames": 16, "stride": 4, "size": 112},
+    }  # the paper's clip by default
     assert a["metrics"] == b["metrics"] and a["settings"]["center"] is True
     features_a = sorted((tmp_path / "a" / "features").glob("*.npz"))
     features_b = sorted((tmp_path / "b" / "features").glob("*.npz"))
@@ -62,18 +81,37 @@ def test_random_init_retrieval_is_seeded(eval_store, tmp_path):
 
 
 def test_compare_puts_runs_side_by_side(tmp_path):
-    common = dict(settings={"split": "1"}, store={"url": "s", "dataset": "ucf101", "classes": 101},
-                  counts={"queries": 3})
-    write_report(tmp_path / "random", "retrieval", model={"kind": "random", "backbone": "r3d_26",
-                 "width_multiplier": 1.0, "seed": 0}, metrics={"R@1": 0.1, "R@5": 0.2}, **common)
-    write_report(tmp_path / "pretrained", "retrieval", model={"kind": "checkpoint", "path": "runs/x/last.pt"},
-                 metrics={"R@1": 0.4, "R@5": 0.6}, **common)
-    write_report(tmp_path / "pretrained", "linear", model={"kind": "checkpoint", "path": "runs/x/last.pt"},
-                 metrics={"top1": 0.5}, **common)
+    common = dict(
+        settings={"split": "1"}, store={"url": "s", "dataset": "ucf101", "classes": 101}, counts={"queries": 3}
+    )
+    write_report(
+        tmp_path / "random",
+        "retrieval",
+        model={"kind": "random", "backbone": "r3d_26", "width_multiplier": 1.0, "seed": 0},
+        metrics={"R@1": 0.1, "R@5": 0.2},
+        **common,
+    )
+    write_report(
+        tmp_path / "pretrained",
+        "retrieval",
+        model={"kind": "checkpoint", "path": "runs/x/last.pt"},
+        metrics={"R@1": 0.4, "R@5": 0.6},
+        **common,
+    )
+    write_report(
+        tmp_path / "pretrained",
+        "linear",
+        model={"kind": "checkpoint", "path": "runs/x/last.pt"},
+        metrics={"top1": 0.5},
+        **common,
+    )
     reference = tmp_path / "paper.yaml"
     reference.write_text("name: paper\nmetrics:\n  retrieval R@1: 0.35\n  finetune top1: null\n")
-    reports = [load_report(tmp_path / "random" / "retrieval.json"), load_report(tmp_path / "pretrained"),
-               load_report(reference)]
+    reports = [
+        load_report(tmp_path / "random" / "retrieval.json"),
+        load_report(tmp_path / "pretrained"),
+        load_report(reference),
+    ]
     text = render_text(compare_table(reports), width=200)
     lines = {line.split("│")[1].strip(): line for line in text.splitlines() if line.count("│") >= 4}
     assert [cell.strip() for cell in lines["retrieval R@1"].split("│")[2:5]] == ["10.0", "40.0", "35.0"]
@@ -87,8 +125,16 @@ def test_compare_puts_runs_side_by_side(tmp_path):
 def test_retrieval_and_linear_on_an_extra_label_set(eval_store, tiny_checkpoint, tmp_path, feature_cache):
     from comode.evaluate.linear import run_linear
 
-    result = run_retrieval(eval_store, tiny_checkpoint, out_dir=tmp_path / "texture", label_set="texture",
-                           device="cpu", picture_queries=1, size=SIZE, cache_dir=feature_cache)
+    result = run_retrieval(
+        eval_store,
+        tiny_checkpoint,
+        out_dir=tmp_path / "texture",
+        label_set="texture",
+        device="cpu",
+        picture_queries=1,
+        size=SIZE,
+        cache_dir=feature_cache,
+    )
     report = result.report
     assert report["counts"]["features_from_cache"] == 1  # same features as the primary labels
     assert report["counts"]["unlabelled"] == 1  # h.avi has no texture label: left out, counted
@@ -109,12 +155,20 @@ def test_retrieval_and_linear_on_an_extra_label_set(eval_store, tiny_checkpoint,
     (test_x, test_y), (train_x, train_y) = sides[3], sides[6]
     expected = recall_at_k(test_x, test_y, train_x, train_y, (1, 5))
     assert (report["metrics"]["R@1"], report["metrics"]["R@5"]) == (expected[1], expected[5])
-    linear = run_linear(eval_store, tiny_checkpoint, out_dir=tmp_path / "texture", label_set="texture", device="cpu",
-                        size=SIZE, cache_dir=feature_cache).report
+    linear = run_linear(
+        eval_store,
+        tiny_checkpoint,
+        out_dir=tmp_path / "texture",
+        label_set="texture",
+        device="cpu",
+        size=SIZE,
+        cache_dir=feature_cache,
+    ).report
     assert linear["counts"]["train_evaluated"] == 5 and linear["settings"]["label_set"] == "texture"
     with pytest.raises(ValueError, match="no label set 'colour'.*texture"):
-        run_retrieval(eval_store, tiny_checkpoint, out_dir=tmp_path / "x", label_set="colour", size=SIZE,
-                      cache_dir=feature_cache)
+        run_retrieval(
+            eval_store, tiny_checkpoint, out_dir=tmp_path / "x", label_set="colour", size=SIZE, cache_dir=feature_cache
+        )
 
 
 def test_a_real_pretraining_checkpoint_evaluates(eval_store, tmp_path):
@@ -122,10 +176,13 @@ def test_a_real_pretraining_checkpoint_evaluates(eval_store, tmp_path):
     from comode.train.config import load_config
     from comode.train.loop import run_pretraining
 
-    config = load_config("configs/pretrain/tiny_cpu.yaml", ["max_steps=1", "data.workers=0", "data.batch_size=4",
-                                                            "model.backbone=r3d_18", "data.split=null"])
+    config = load_config(
+        "configs/pretrain/tiny_cpu.yaml",
+        ["max_steps=1", "data.workers=0", "data.batch_size=4", "model.backbone=r3d_18", "data.split=null"],
+    )
     checkpoint = run_pretraining(config, store=eval_store, out_dir=tmp_path / "run", show_progress=False).checkpoint
-    report = run_retrieval(eval_store, checkpoint, out_dir=tmp_path / "eval", device="cpu", picture_queries=0,
-                           size=SIZE).report
+    report = run_retrieval(
+        eval_store, checkpoint, out_dir=tmp_path / "eval", device="cpu", picture_queries=0, size=SIZE
+    ).report
     assert report["model"]["step"] == 1 and report["model"]["backbone"] == "r3d_18"
     assert report["model"]["width_multiplier"] == 0.125 and report["counts"]["queries"] == 3

@@ -21,9 +21,11 @@ def reference_recall(query, query_labels, gallery, gallery_labels, ks, *, center
         query = [[v - m for v, m in zip(row, mean)] for row in query]
         gallery = [[v - m for v, m in zip(row, mean)] for row in gallery]
     if normalize:
+
         def unit(row):
             norm = math.sqrt(sum(v * v for v in row))
             return [v / norm for v in row] if norm > 0 else row
+
         query, gallery = [unit(r) for r in query], [unit(r) for r in gallery]
     recalls = {}
     for k in ks:
@@ -41,10 +43,14 @@ def test_known_answers():
     # Gallery: 4 videos on the axes; queries near them.  Classes: 0, 1, 2, 0.
     gallery = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [-1, 0, 0]], dtype=np.float32)
     gallery_labels = [0, 1, 2, 0]
-    query = np.array([[1, 0.1, 0],      # nearest: g0 (class 0) -> hit at 1
-                      [0.1, 1, 0],      # nearest g1 (class 1); query class 2 -> g2 is 2nd or 3rd
-                      [0, 0.2, 1]],     # nearest g2 (class 2); query class 0 -> first class-0 is g0 (3rd)
-                     dtype=np.float32)
+    query = np.array(
+        [
+            [1, 0.1, 0],  # nearest: g0 (class 0) -> hit at 1
+            [0.1, 1, 0],  # nearest g1 (class 1); query class 2 -> g2 is 2nd or 3rd
+            [0, 0.2, 1],
+        ],  # nearest g2 (class 2); query class 0 -> first class-0 is g0 (3rd)
+        dtype=np.float32,
+    )
     query_labels = [0, 2, 0]
     # Query 1: similarities g0 0.0995, g1 0.995, g2 0, g3 -0.0995 -> order g1, g0, g2, g3: class 2 at rank 3.
     # Query 2: g0 0, g1 0.196, g2 0.981, g3 0 -> g2, g1, g0 (tie with g3, lower index first): class 0 at rank 3.

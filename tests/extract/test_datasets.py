@@ -18,8 +18,13 @@ def touch(root: Path, *relative: str) -> None:
 
 
 def test_folder_with_class_subfolders_and_hash_split(tmp_path):
-    touch(tmp_path, *[f"cats/clip {i}.mp4" for i in range(100)], *[f"dogs/sub/ü {i}.MKV" for i in range(100)],
-          "dogs/notes.txt", "dogs/.hidden.mp4")
+    touch(
+        tmp_path,
+        *[f"cats/clip {i}.mp4" for i in range(100)],
+        *[f"dogs/sub/ü {i}.MKV" for i in range(100)],
+        "dogs/notes.txt",
+        "dogs/.hidden.mp4",
+    )
     index = load_dataset("folder", tmp_path)
     assert index.classes == ("cats", "dogs") and index.split_names == ("1",)
     assert len(index.videos) == 200
@@ -33,8 +38,19 @@ def test_folder_with_class_subfolders_and_hash_split(tmp_path):
 
 
 def test_folder_takes_broadcast_camcorder_raw_and_gif_videos_but_not_audio(tmp_path):
-    videos = ["a/cam.MTS", "a/disc.m2ts", "a/tape.dv", "a/dvd.vob", "a/news.mxf", "a/raw.h264", "a/raw.hevc",
-              "a/vp9.ivf", "a/tgif.gif", "a/old.asf", "a/web.f4v"]
+    videos = [
+        "a/cam.MTS",
+        "a/disc.m2ts",
+        "a/tape.dv",
+        "a/dvd.vob",
+        "a/news.mxf",
+        "a/raw.h264",
+        "a/raw.hevc",
+        "a/vp9.ivf",
+        "a/tgif.gif",
+        "a/old.asf",
+        "a/web.f4v",
+    ]
     touch(tmp_path, *videos, "a/song.ogg", "a/cover.jpg", "a/subs.srt")
     assert sorted(v.source for v in load_dataset("folder", tmp_path).videos) == sorted(videos)
 
@@ -44,7 +60,10 @@ def test_folder_with_train_and_test_top_folders(tmp_path):
     index = load_dataset("folder", tmp_path)
     assert index.classes == ("a", "b")
     assert {v.source: (v.label, v.splits["1"]) for v in index.videos} == {
-        "train/a/1.mp4": (0, "train"), "train/b/2.avi": (1, "train"), "test/a/3.mp4": (0, "test")}
+        "train/a/1.mp4": (0, "train"),
+        "train/b/2.avi": (1, "train"),
+        "test/a/3.mp4": (0, "test"),
+    }
 
 
 def test_folder_survives_a_directory_symlink_loop(tmp_path):
@@ -55,15 +74,23 @@ def test_folder_survives_a_directory_symlink_loop(tmp_path):
 
 
 def write_ucf101(root: Path) -> None:
-    touch(root, "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi",
-          "Archery/v_Archery_g01_c01.avi", "Archery/v_Archery_g02_c03.avi")
+    touch(
+        root,
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi",
+        "Archery/v_Archery_g01_c01.avi",
+        "Archery/v_Archery_g02_c03.avi",
+    )
     lists = root / "ucfTrainTestlist"
     lists.mkdir()
     (lists / "classInd.txt").write_bytes(b"1 ApplyEyeMakeup\r\n2 Archery\r\n\r\n")
-    (lists / "trainlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n"
-                                           "Archery/v_Archery_g02_c03.avi 2\nArchery/v_Archery_g09_c01.avi 2\n")
-    (lists / "testlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\nArchery/v_Archery_g01_c01.avi\n"
-                                          "../../etc/passwd\n")
+    (lists / "trainlist01.txt").write_text(
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n"
+        "Archery/v_Archery_g02_c03.avi 2\nArchery/v_Archery_g09_c01.avi 2\n"
+    )
+    (lists / "testlist01.txt").write_text(
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\nArchery/v_Archery_g01_c01.avi\n../../etc/passwd\n"
+    )
     (lists / "trainlist02.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 1\n")
     (lists / "testlist02.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi\n")
 
@@ -104,17 +131,23 @@ def test_hmdb51_split_files(tmp_path):
 
 
 def test_kinetics400_csv_both_layouts_and_quoted_labels(tmp_path):
-    touch(tmp_path, "train/massaging person's head/abc_000010_000020.mp4",
-          "val/zzz_000001_000011.mkv", "train/passing American football (in game)/q-1_000000_000010.mp4")
+    touch(
+        tmp_path,
+        "train/massaging person's head/abc_000010_000020.mp4",
+        "val/zzz_000001_000011.mkv",
+        "train/passing American football (in game)/q-1_000000_000010.mp4",
+    )
     annotations = tmp_path / "annotations"
     annotations.mkdir()
     (annotations / "train.csv").write_text(
         "label,youtube_id,time_start,time_end,split,is_cc\n"
-        "\"massaging person's head\",abc,10,20,train,0\n"
-        "\"passing American football (in game)\",q-1,0,10,train,0\n"
-        "\"massaging person's head\",gone,0,10,train,0\n")
-    (annotations / "validate.csv").write_text("label,youtube_id,time_start,time_end,split\n"
-                                              "\"passing American football (in game)\",zzz,1,11,validate\n")
+        '"massaging person\'s head",abc,10,20,train,0\n'
+        '"passing American football (in game)",q-1,0,10,train,0\n'
+        '"massaging person\'s head",gone,0,10,train,0\n'
+    )
+    (annotations / "validate.csv").write_text(
+        'label,youtube_id,time_start,time_end,split\n"passing American football (in game)",zzz,1,11,validate\n'
+    )
     index = load_dataset("kinetics400", tmp_path)
     assert index.classes == ("massaging person's head", "passing American football (in game)")
     videos = {Path(v.source).stem: v for v in index.videos}
@@ -131,8 +164,22 @@ def test_colliding_names_get_distinct_ids(tmp_path):
     assert "c__x_y.mp4" in ids  # no collision: no suffix
 
 
-@pytest.mark.parametrize("nasty", ["../../x.mp4", "/etc/passwd", ".hidden", "..", "a/../../b.mp4", "ü/日本語 video.mp4",
-                                   "x" * 400 + ".mp4", "CON.mp4", "a\\b\\c.avi", "-leading-dash.mp4", " spaced .mp4"])
+@pytest.mark.parametrize(
+    "nasty",
+    [
+        "../../x.mp4",
+        "/etc/passwd",
+        ".hidden",
+        "..",
+        "a/../../b.mp4",
+        "ü/日本語 video.mp4",
+        "x" * 400 + ".mp4",
+        "CON.mp4",
+        "a\\b\\c.avi",
+        "-leading-dash.mp4",
+        " spaced .mp4",
+    ],
+)
 def test_ids_are_always_safe_group_names(nasty):
     video_id = safe_video_id(nasty)
     assert ID_RULE.match(video_id) and len(video_id) <= 160 and "/" not in video_id and ".." != video_id
@@ -146,15 +193,21 @@ def test_unknown_kind_and_missing_root(tmp_path):
 
 
 def test_sample_format_reads_label_sets_and_splits_from_labels_csv(tmp_path):
-    touch(tmp_path, "train/right/cat_right_000.mp4", "test/right/coffee_right_000.mp4", "train/zoom/cat_zoom_000.mp4",
-          "train/zoom/stray.mp4")
+    touch(
+        tmp_path,
+        "train/right/cat_right_000.mp4",
+        "test/right/coffee_right_000.mp4",
+        "train/zoom/cat_zoom_000.mp4",
+        "train/zoom/stray.mp4",
+    )
     (tmp_path / "labels.csv").write_text(
         "path,split,motion,scene\n"
         "train/right/cat_right_000.mp4,train,right,cat\n"
         "test/right/coffee_right_000.mp4,test,right,coffee\n"
         "train/zoom/cat_zoom_000.mp4,train,zoom,cat\n"
         "train/zoom/gone.mp4,train,zoom,cat\n"
-        "../outside.mp4,test,zoom,cat\n")
+        "../outside.mp4,test,zoom,cat\n"
+    )
     index = load_dataset("sample", tmp_path)
     assert index.name == "sample" and index.classes == ("right", "zoom") and index.split_names == ("1",)
     assert dict(index.label_sets) == {"motion": ("right", "zoom"), "scene": ("cat", "coffee")}

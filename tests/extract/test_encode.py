@@ -71,8 +71,22 @@ def test_bad_files_fail_with_a_clear_reason(tmp_path, make, reason):
 
 def test_audio_only_file_fails_as_no_video_stream(tmp_path):
     audio = tmp_path / "tone.m4a"
-    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
-                    "-c:a", "aac", str(audio)], check=True, timeout=60)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=1",
+            "-c:a",
+            "aac",
+            str(audio),
+        ],
+        check=True,
+        timeout=60,
+    )
     with pytest.raises(ExtractionFailure, match="no video stream"):
         reencode(audio, tmp_path / "out.nut", ExtractSettings())
 
@@ -138,10 +152,12 @@ def test_source_info_of_a_portrait_phone_video():
 
 
 def test_source_info_skips_a_cover_picture_and_reads_the_old_rotation_spelling():
-    log = ("  Stream #0:0: Video: png, rgb24(pc), 64x64 [SAR 1:1 DAR 1:1], 90k tbr, 90k tbn (attached pic)\n"
-           "  Stream #0:1[0x100]: Video: mpeg2video (Main) ([2][0][0][0] / 0x0002), yuv420p(tv, progressive), "
-           "720x576 [SAR 16:15 DAR 4:3], 60k fps, 25 tbr, 90k tbn\n"
-           "    Side data:\n      displaymatrix: rotation of -180.00 degrees\n")
+    log = (
+        "  Stream #0:0: Video: png, rgb24(pc), 64x64 [SAR 1:1 DAR 1:1], 90k tbr, 90k tbn (attached pic)\n"
+        "  Stream #0:1[0x100]: Video: mpeg2video (Main) ([2][0][0][0] / 0x0002), yuv420p(tv, progressive), "
+        "720x576 [SAR 16:15 DAR 4:3], 60k fps, 25 tbr, 90k tbn\n"
+        "    Side data:\n      displaymatrix: rotation of -180.00 degrees\n"
+    )
     info = parse_source_info(log)
     assert (info.codec, info.stream, info.width, info.height) == ("mpeg2video", 1, 720, 576)
     assert info.rotation == 180.0  # one spelling per turn, in (-180, 180]
@@ -150,11 +166,13 @@ def test_source_info_skips_a_cover_picture_and_reads_the_old_rotation_spelling()
 
 def test_an_unknown_ffmpeg_failure_is_reported_by_its_cause_not_by_the_wrap_up():
     """The log of issue 14's failure: the reason names the encoder's complaint, not "Conversion failed!"."""
-    log = ("[mpeg2video @ 0x559c71512680] Invalid pts (58) <= last (58)\n"
-           "[vost#0:1/mpeg2video @ 0x559c714ac880] [enc:mpeg2video @ 0x559c71512540] Error submitting video frame "
-           "to the encoder\n"
-           "[vost#0:1/mpeg2video @ 0x559c714ac880] Task finished with error code: -22 (Invalid argument)\n"
-           "[out#0/nut @ 0x559c7149a980] video:268KiB audio:0KiB\nConversion failed!\n")
+    log = (
+        "[mpeg2video @ 0x559c71512680] Invalid pts (58) <= last (58)\n"
+        "[vost#0:1/mpeg2video @ 0x559c714ac880] [enc:mpeg2video @ 0x559c71512540] Error submitting video frame "
+        "to the encoder\n"
+        "[vost#0:1/mpeg2video @ 0x559c714ac880] Task finished with error code: -22 (Invalid argument)\n"
+        "[out#0/nut @ 0x559c7149a980] video:268KiB audio:0KiB\nConversion failed!\n"
+    )
     assert _failure_reason(log, 234) == "ffmpeg exited with code 234: [mpeg2video] Invalid pts (58) <= last (58)"
     assert _failure_reason("something odd\nConversion failed!\n", 1) == "ffmpeg exited with code 1: Conversion failed!"
 

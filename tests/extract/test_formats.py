@@ -25,8 +25,25 @@ def matrix(variant_folder):
     """(folder, store URL, CLI result): the whole matrix extracted by `comode extract`."""
     root, variants = variant_folder()
     store = root / "matrix.zarr"
-    result = subprocess.run([sys.executable, "-m", "comode", "extract", "--dataset", "folder", "--root", str(root),
-                             "--out", str(store), "--workers", "0"], capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "comode",
+            "extract",
+            "--dataset",
+            "folder",
+            "--root",
+            str(root),
+            "--out",
+            str(store),
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     return root, str(store), result
 
 
@@ -76,15 +93,24 @@ def _source_frames(path, size=(170, 128)) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _resized(image: np.ndarray, size=(170, 128)) -> np.ndarray:
-    return np.asarray(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-                      .reformat(width=size[0], height=size[1]).to_ndarray(format="rgb24"), dtype=np.float32)
+    return np.asarray(
+        av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        .reformat(width=size[0], height=size[1])
+        .to_ndarray(format="rgb24"),
+        dtype=np.float32,
+    )
 
 
-@pytest.mark.parametrize("name, same_pts", [
-    ("phone_h264_vfr_tb26777_audio_first.mp4", True), ("ffv1_repeated_timestamps.mkv", True),
-    ("h264_bframes_editlist.mp4", True), ("vp8_altref.webm", True),
-    ("h264_size_change.ts", False),  # ffmpeg corrects the TS timestamps' jump back at the splice
-])
+@pytest.mark.parametrize(
+    "name, same_pts",
+    [
+        ("phone_h264_vfr_tb26777_audio_first.mp4", True),
+        ("ffv1_repeated_timestamps.mkv", True),
+        ("h264_bframes_editlist.mp4", True),
+        ("vp8_altref.webm", True),
+        ("h264_size_change.ts", False),  # ffmpeg corrects the TS timestamps' jump back at the splice
+    ],
+)
 def test_frames_in_decoder_order_with_their_source_timestamps(matrix, name, same_pts):
     """Stored frame t is source frame t (it is nearer to it than to any other source frame),
     and its timestamp is the source frame's pts (within one tick, on ffmpeg's timeline, which

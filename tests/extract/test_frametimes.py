@@ -22,14 +22,17 @@ def test_ticks_in_order_with_their_time_base_repeats_and_backward_steps_kept(tmp
     assert np.isnan(times.seconds[4])
 
 
-@pytest.mark.parametrize("lines, message", [
-    ("0 0 1/25\n2 2 1/25\n", "encoded frame 1 came from decoded source frame 2, not 1: ffmpeg dropped"),
-    ("0 0 1/25\n0 0 1/25\n", "encoded frame 1 came from decoded source frame 0"),
-    ("-1 0 1/25\n", "did not say which decoded source frame"),
-    ("0 0 1/25\n1 1 1/90000\n", "time base missing or changing"),
-    ("0 0 0/1\n", "time base missing or changing"),
-    ("0 0\n", "lines are not"),
-])
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        ("0 0 1/25\n2 2 1/25\n", "encoded frame 1 came from decoded source frame 2, not 1: ffmpeg dropped"),
+        ("0 0 1/25\n0 0 1/25\n", "encoded frame 1 came from decoded source frame 0"),
+        ("-1 0 1/25\n", "did not say which decoded source frame"),
+        ("0 0 1/25\n1 1 1/90000\n", "time base missing or changing"),
+        ("0 0 0/1\n", "time base missing or changing"),
+        ("0 0\n", "lines are not"),
+    ],
+)
 def test_stats_that_break_the_one_frame_per_source_frame_rule_are_refused(tmp_path, lines, message):
     stats = tmp_path / "x.frametimes"
     stats.write_text(lines)

@@ -79,11 +79,19 @@ def test_both_readers_give_identical_grids_on_every_frame_of_every_real_clip(tmp
         reencode(clip, nut, settings)
         grids = {}
         for backend in ("pyav", "mvextractor"):
-            streams = read_streams(nut, codec=settings.codec, rgb_size=(settings.rgb_width, settings.rgb_height),
-                                   mv_backend=backend)
-            grids[backend] = (streams, records_to_grid(streams.records, streams.frame_of_record,
-                                                       num_frames=len(streams.frame_types),
-                                                       grid_shape=settings.grid_shape, cell=settings.mv_cell))
+            streams = read_streams(
+                nut, codec=settings.codec, rgb_size=(settings.rgb_width, settings.rgb_height), mv_backend=backend
+            )
+            grids[backend] = (
+                streams,
+                records_to_grid(
+                    streams.records,
+                    streams.frame_of_record,
+                    num_frames=len(streams.frame_types),
+                    grid_shape=settings.grid_shape,
+                    cell=settings.mv_cell,
+                ),
+            )
         (a, grid_a), (b, grid_b) = grids["pyav"], grids["mvextractor"]
         assert np.array_equal(a.frame_types, b.frame_types), clip.name
         np.testing.assert_array_equal(_as_table(a.records), _as_table(b.records), err_msg=clip.name)
@@ -101,15 +109,51 @@ def test_mvextractor_refuses_a_stream_whose_decoder_holds_the_last_frame_back(tm
     mv-extractor would hand out its last frame without vectors.  It is refused, loudly."""
     stream = tmp_path / "default_delay.m2v"
     clip = real_dir / "mmaction2_arm_wrestling.mp4"
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(clip), "-frames:v", "30",
-                    "-c:v", "mpeg2video", "-bf", "0", "-g", "12", str(stream)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            str(clip),
+            "-frames:v",
+            "30",
+            "-c:v",
+            "mpeg2video",
+            "-bf",
+            "0",
+            "-g",
+            "12",
+            str(stream),
+        ],
+        check=True,
+    )
     assert frames_held_back(str(stream)) == 1
     with pytest.raises(ValueError, match="would lose the motion vectors of the last 1 frame"):
         read_motion_vectors(stream, backend="mvextractor")
     # The same frames from a stream marked low-delay: nothing held back, the last frame has vectors.
     marked = tmp_path / "low_delay.m2v"
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(stream), "-c:v", "mpeg2video",
-                    "-bf", "0", "-g", "12", "-flags", "+low_delay", str(marked)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            str(stream),
+            "-c:v",
+            "mpeg2video",
+            "-bf",
+            "0",
+            "-g",
+            "12",
+            "-flags",
+            "+low_delay",
+            str(marked),
+        ],
+        check=True,
+    )
     assert frames_held_back(str(marked)) == 0
     frames = read_motion_vectors(marked, backend="mvextractor")
     assert len(frames) == 30 and frames[-1][0] == "P" and len(frames[-1][1]) > 0

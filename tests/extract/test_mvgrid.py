@@ -22,8 +22,8 @@ def test_past_reference_gives_dst_minus_src_in_quarter_pixels():
 
 def test_quarter_pel_scale_and_future_reference_flip_sign():
     records = _records(
-        (-1, 16, 16, 0, 0, 8, 8, -3, 0, 4),   # qpel scale: 3/4 px right -> +3
-        (1, 16, 16, 0, 0, 24, 8, -3, 0, 4),   # future reference: src - dst direction -> -3
+        (-1, 16, 16, 0, 0, 8, 8, -3, 0, 4),  # qpel scale: 3/4 px right -> +3
+        (1, 16, 16, 0, 0, 24, 8, -3, 0, 4),  # future reference: src - dst direction -> -3
     )
     grid = records_to_grid(records, np.array([0, 0]), num_frames=1, grid_shape=(1, 2), cell=16)
     assert grid[0, 0, 0].tolist() == [3, -3]
@@ -32,8 +32,10 @@ def test_quarter_pel_scale_and_future_reference_flip_sign():
 def test_small_blocks_are_averaged_and_large_blocks_fill_cells():
     records = _records(
         # four 8x8 blocks inside cell (0, 0) with x motion 2, 4, 6, 8 px (half-pel, past ref)
-        (-1, 8, 8, 0, 0, 4, 4, -4, 0, 2), (-1, 8, 8, 0, 0, 12, 4, -8, 0, 2),
-        (-1, 8, 8, 0, 0, 4, 12, -12, 0, 2), (-1, 8, 8, 0, 0, 12, 12, -16, 0, 2),
+        (-1, 8, 8, 0, 0, 4, 4, -4, 0, 2),
+        (-1, 8, 8, 0, 0, 12, 4, -8, 0, 2),
+        (-1, 8, 8, 0, 0, 4, 12, -12, 0, 2),
+        (-1, 8, 8, 0, 0, 12, 12, -16, 0, 2),
         # a 16x16 block on an 8-px grid covers 4 cells
         (-1, 16, 16, 0, 0, 24, 8, 0, -2, 2),
     )
@@ -76,7 +78,9 @@ def test_a_real_stream_gives_what_a_plain_loop_over_the_records_gives(tmp_path, 
     sums, counts = np.zeros((40, 2, gh, gw)), np.zeros((40, gh, gw))
     for record, frame, x, y in zip(records, owner, *motion_in_quarter_pixels(records)):
         w, h, dst_x, dst_y = (int(record[name]) for name in ("w", "h", "dst_x", "dst_y"))
-        columns = range((dst_x - w // 2) // cell, (dst_x - w // 2) // cell + w // cell) if w >= cell else [dst_x // cell]
+        columns = (
+            range((dst_x - w // 2) // cell, (dst_x - w // 2) // cell + w // cell) if w >= cell else [dst_x // cell]
+        )
         rows = range((dst_y - h // 2) // cell, (dst_y - h // 2) // cell + h // cell) if h >= cell else [dst_y // cell]
         for row in rows:
             for column in columns:

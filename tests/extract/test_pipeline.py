@@ -40,8 +40,9 @@ def test_sequential_store_is_valid_and_rerun_does_no_work(reference_store, small
     assert store.classes == ["people", "space"]
     assert sum(store.video(v).num_frames for v in store.video_ids()) == 164 + 325 + 280
     before = {p: p.stat().st_mtime_ns for p in Path(reference_store).rglob("*") if p.is_file()}
-    again = run_extraction(load_dataset("folder", small_real_folder), reference_store, ExtractSettings(),
-                           SequentialExecutor())
+    again = run_extraction(
+        load_dataset("folder", small_real_folder), reference_store, ExtractSettings(), SequentialExecutor()
+    )
     assert (again.completed, again.skipped_complete, again.frames) == (0, 3, 0)
     after = {p: p.stat().st_mtime_ns for p in Path(reference_store).rglob("*") if p.is_file()}
     assert after == before  # nothing rewritten
@@ -75,8 +76,9 @@ def test_bad_videos_are_recorded_and_the_run_goes_on(tmp_path, real_dir):
     # A re-run leaves recorded failures alone unless asked to retry them.
     again = run_extraction(load_dataset("folder", root), url, ExtractSettings(), SequentialExecutor())
     assert (again.completed, again.skipped_failed, len(again.failures)) == (0, 2, 0)
-    retried = run_extraction(load_dataset("folder", root), url, ExtractSettings(), SequentialExecutor(),
-                             retry_failed=True)
+    retried = run_extraction(
+        load_dataset("folder", root), url, ExtractSettings(), SequentialExecutor(), retry_failed=True
+    )
     assert len(retried.failures) == 2
 
 
@@ -97,11 +99,23 @@ def _complete_count(url: str) -> int:
         return 0
 
 
-def test_sigkill_halfway_then_rerun_equals_an_uninterrupted_run(tmp_path, reference_store, small_real_folder,
-                                                               stores_equal):
+def test_sigkill_halfway_then_rerun_equals_an_uninterrupted_run(
+    tmp_path, reference_store, small_real_folder, stores_equal
+):
     url = str(tmp_path / "killed.zarr")
-    command = [*COMODE, "extract", "--dataset", "folder", "--root", str(small_real_folder), "--out", url,
-               "--workers", "0", "--no-progress"]
+    command = [
+        *COMODE,
+        "extract",
+        "--dataset",
+        "folder",
+        "--root",
+        str(small_real_folder),
+        "--out",
+        url,
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         assert _wait_for(lambda: _complete_count(url) >= 1, timeout=120), "first video never completed"
@@ -119,18 +133,51 @@ def test_sigkill_halfway_then_rerun_equals_an_uninterrupted_run(tmp_path, refere
 def dask_cluster(tmp_path):
     """A real `dask scheduler` and two `dask worker` processes on loopback."""
     scheduler_file = tmp_path / "scheduler.json"
-    dask = (shutil.which("dask", path=os.path.dirname(sys.executable)) or shutil.which("dask")
-            or pytest.skip("the dask command line is not installed"))
+    dask = (
+        shutil.which("dask", path=os.path.dirname(sys.executable))
+        or shutil.which("dask")
+        or pytest.skip("the dask command line is not installed")
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                   "--scheduler-file", str(scheduler_file)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
+    processes = [
+        subprocess.Popen(
+            [
+                dask,
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(scheduler_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+    ]
     try:
         assert _wait_for(scheduler_file.exists, timeout=60), "scheduler did not start"
         for _ in range(2):
-            processes.append(subprocess.Popen([dask, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
-                                               "--host", "127.0.0.1", "--no-dashboard"],
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+            processes.append(
+                subprocess.Popen(
+                    [
+                        dask,
+                        "worker",
+                        "--scheduler-file",
+                        str(scheduler_file),
+                        "--nthreads",
+                        "1",
+                        "--host",
+                        "127.0.0.1",
+                        "--no-dashboard",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                )
+            )
         import json
 
         address = json.loads(scheduler_file.read_text())["address"]
@@ -149,12 +196,28 @@ def dask_cluster(tmp_path):
                 process.kill()
 
 
-def test_extraction_through_a_real_dask_scheduler_and_two_workers(tmp_path, dask_cluster, reference_store,
-                                                                    small_real_folder, stores_equal):
+def test_extraction_through_a_real_dask_scheduler_and_two_workers(
+    tmp_path, dask_cluster, reference_store, small_real_folder, stores_equal
+):
     url = str(tmp_path / "cluster.zarr")
-    result = subprocess.run([*COMODE, "extract", "--dataset", "folder", "--root", str(small_real_folder), "--out", url,
-                             "--scheduler", dask_cluster, "--no-progress"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            *COMODE,
+            "extract",
+            "--dataset",
+            "folder",
+            "--root",
+            str(small_real_folder),
+            "--out",
+            url,
+            "--scheduler",
+            dask_cluster,
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert f"dask scheduler {dask_cluster} (2 workers)" in result.stderr
     stores_equal(url, reference_store)

@@ -41,13 +41,13 @@ def test_plan_is_balanced_stratified_and_a_function_of_the_spec():
     clips = plan_clips(spec)
     assert len(clips) == 6 * 48 and clips == plan_clips(spec)
     cells = Counter((c.motion, c.scene) for c in clips)
-    assert set(cells.values()) == {12}                                 # every (motion, scene) pair alike
+    assert set(cells.values()) == {12}  # every (motion, scene) pair alike
     tests = Counter((c.motion, c.scene) for c in clips if c.split == "test")
-    assert set(tests.values()) == {5} and len(tests) == len(cells)     # 5 of 12 test in every cell
-    assert sum(tests.values()) >= 100                                  # enough queries to see a few points
+    assert set(tests.values()) == {5} and len(tests) == len(cells)  # 5 of 12 test in every cell
+    assert sum(tests.values()) >= 100  # enough queries to see a few points
     assert len({c.path for c in clips}) == len(clips)
     assert all(c.path == f"{c.split}/{c.motion}/{c.scene}_{c.motion}_{c.name[-3:]}.mp4" for c in clips)
-    assert all(c.camera_velocity == (0.0, 0.0) for c in clips)         # a static camera by default
+    assert all(c.camera_velocity == (0.0, 0.0) for c in clips)  # a static camera by default
     # Nuisance variables do not follow the labels: object counts vary inside a cell and are
     # distributed alike in every motion class (placement does not depend on the pattern).
     counts = {m: Counter(len(c.objects) for c in clips if c.motion == m) for m in MOTIONS}
@@ -60,8 +60,9 @@ def test_plan_is_balanced_stratified_and_a_function_of_the_spec():
 
 def test_same_seed_same_frames_whatever_else_is_generated():
     a = make_clip(TINY, "pulse", "cat", 0, "train")
-    b = make_clip(dataclasses.replace(TINY, videos_per_class=40, scenes=("cat", "rocket", "coffee")), "pulse", "cat",
-                  0, "train")
+    b = make_clip(
+        dataclasses.replace(TINY, videos_per_class=40, scenes=("cat", "rocket", "coffee")), "pulse", "cat", 0, "train"
+    )
     frames = render_clip(a)
     assert frames.shape == (36, 128, 170, 3) and frames.dtype == np.uint8
     np.testing.assert_array_equal(frames, render_clip(b))
@@ -78,8 +79,9 @@ def test_every_pattern_changes_its_velocity_and_no_two_windows_repeat():
         assert velocities.shape == (96, len(clip.objects), 3)
         radius = np.array([o.radius for o in clip.objects])
         # px/frame: the rim's growth for a pulse, the centre's displacement (as x + iy) otherwise.
-        motion_of = (velocities[:, :, 2] - 1) * radius if motion == "pulse" else \
-            velocities[:, :, 0] + 1j * velocities[:, :, 1]
+        motion_of = (
+            (velocities[:, :, 2] - 1) * radius if motion == "pulse" else velocities[:, :, 0] + 1j * velocities[:, :, 1]
+        )
         # Time-varying: the motion of the first 8-frame window differs from that 16 frames later.
         assert np.abs(motion_of[1:9] - motion_of[17:25]).max() > 0.3, motion
         # The recorded velocities are the centre's frame-to-frame displacement.
@@ -130,8 +132,9 @@ def test_layout_labels_and_splits(tiny_set):
         assert video.labels == {"motion": MOTIONS.index(clip.motion), "scene": ("cat", "coffee").index(clip.scene)}
     # The plain folder adapter reads the same set: motion classes, split from train/ and test/.
     folder = {v.source: v for v in load_dataset("folder", root).videos}
-    assert {s: (v.label, dict(v.splits)) for s, v in folder.items()} == \
-           {s: (v.label, dict(v.splits)) for s, v in by_source.items()}
+    assert {s: (v.label, dict(v.splits)) for s, v in folder.items()} == {
+        s: (v.label, dict(v.splits)) for s, v in by_source.items()
+    }
     # The store records both label sets.
     assert validate_store(url).ok
     store = open_store(url)
@@ -167,7 +170,7 @@ def _motion_agreement(clip, mvs, types):
         for obj in clip.objects:
             (x0, y0, s0), (x1, y1, s1) = object_centre(clip, obj, t - 1), object_centre(clip, obj, t)
             inside = (cx - x1) ** 2 + (cy - y1) ** 2 < (0.8 * obj.radius * s1) ** 2
-            vectors = mvs[t][:, inside]                        # (2, n) quarter pixels
+            vectors = mvs[t][:, inside]  # (2, n) quarter pixels
             if not inside.any() or not vectors.any():
                 continue
             if clip.motion == "pulse":
@@ -209,11 +212,12 @@ def test_objects_carry_vectors_and_a_panning_camera_adds_more(tiny_set, tmp_path
     _, clips, url = tiny_set
     coverage = mv_block_coverage(url)
     assert coverage.videos == len(clips) and coverage.p_frames == len(clips) * (36 - 3)
-    assert 0.03 < coverage.share < 0.3, coverage          # measured: ~0.09 (objects only)
+    assert 0.03 < coverage.share < 0.3, coverage  # measured: ~0.09 (objects only)
     panning = dataclasses.replace(TINY, videos_per_class=1, scenes=("coffee",), motions=("pulse",), camera=True)
     generate_sample(panning, tmp_path / "pan", workers=0)
-    run_extraction(load_dataset("sample", tmp_path / "pan"), str(tmp_path / "p.zarr"), ExtractSettings(),
-                   SequentialExecutor())
+    run_extraction(
+        load_dataset("sample", tmp_path / "pan"), str(tmp_path / "p.zarr"), ExtractSettings(), SequentialExecutor()
+    )
     assert mv_block_coverage(str(tmp_path / "p.zarr")).share > 0.5
 
 
@@ -228,19 +232,45 @@ def test_output_folder_rules(tmp_path):
         generate_sample(spec, tmp_path / "set", workers=0)
     (tmp_path / "set" / "notes.txt").write_text("kept")
     clips = generate_sample(dataclasses.replace(spec, motions=("pulse",)), tmp_path / "set", workers=0, overwrite=True)
-    assert sorted(p.relative_to(tmp_path / "set").as_posix() for p in (tmp_path / "set").rglob("*.mp4")) == \
-           [c.path for c in clips]
+    assert sorted(p.relative_to(tmp_path / "set").as_posix() for p in (tmp_path / "set").rglob("*.mp4")) == [
+        c.path for c in clips
+    ]
     assert (tmp_path / "set" / "notes.txt").read_text() == "kept"
 
 
 def test_cli_generates_and_measures(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "comode", "sample", "--out", str(tmp_path / "s"), "--videos-per-class", "2",
-         "--frames", "13", "--motions", "circle_cw,pulse", "--scenes", "rocket", "--workers", "0", "--measure",
-         "--no-progress"], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "comode",
+            "sample",
+            "--out",
+            str(tmp_path / "s"),
+            "--videos-per-class",
+            "2",
+            "--frames",
+            "13",
+            "--motions",
+            "circle_cw,pulse",
+            "--scenes",
+            "rocket",
+            "--workers",
+            "0",
+            "--measure",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "4 (2 train, 2 test), 13 frames at 170x128" in result.stdout
     assert "motion-vector coverage" in result.stdout and "pulse" in result.stdout
-    bad = subprocess.run([sys.executable, "-m", "comode", "sample", "--out", str(tmp_path / "b"), "--scenes", "moon"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "comode", "sample", "--out", str(tmp_path / "b"), "--scenes", "moon"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "unknown motion/scene" in bad.stderr

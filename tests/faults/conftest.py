@@ -28,6 +28,7 @@ COMODE = [sys.executable, "-m", "comode"]
 
 # ------------------------------------------------------------------ tiny synthetic folders
 
+
 def make_tiny_folder(root: Path, count: int, *, frames: int = 30, size: tuple[int, int] = (64, 48)) -> Path:
     """``count`` tiny lossless synthetic videos in two classes, each with its own motion."""
     width, height = size
@@ -35,9 +36,12 @@ def make_tiny_folder(root: Path, count: int, *, frames: int = 30, size: tuple[in
         folder = root / ("left" if number % 2 else "right")
         folder.mkdir(parents=True, exist_ok=True)
         dx = -(1 + number % 3) if number % 2 else 1 + number % 3
-        write_video(folder / f"video{number:02d}.mkv",
-                    translating_frames(frames=frames + 3 * number, width=width, height=height, dx=dx, dy=number % 2,
-                                       seed=number))
+        write_video(
+            folder / f"video{number:02d}.mkv",
+            translating_frames(
+                frames=frames + 3 * number, width=width, height=height, dx=dx, dy=number % 2, seed=number
+            ),
+        )
     return root
 
 
@@ -124,6 +128,7 @@ def helpers() -> Helpers:
 
 # ------------------------------------------------------------------ the bad-input corpus
 
+
 @dataclass(frozen=True)
 class Case:
     """One file of the corpus and what extraction must make of it.
@@ -140,17 +145,18 @@ class Case:
 
 
 def _ffmpeg(*args: str) -> None:
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True, timeout=120,
-                   capture_output=True)
+    subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True, timeout=120, capture_output=True
+    )
 
 
 def _patch_avi_frame_count(path: Path, frames: int) -> None:
     """Overwrite the AVI main header's dwTotalFrames and the stream header's dwLength (a lie)."""
     data = bytearray(path.read_bytes())
     avih = data.index(b"avih")
-    struct.pack_into("<I", data, avih + 8 + 16, frames)          # MainAVIHeader.dwTotalFrames
+    struct.pack_into("<I", data, avih + 8 + 16, frames)  # MainAVIHeader.dwTotalFrames
     strh = data.index(b"strh")
-    struct.pack_into("<I", data, strh + 8 + 32, frames)          # AVIStreamHeader.dwLength
+    struct.pack_into("<I", data, strh + 8 + 32, frames)  # AVIStreamHeader.dwLength
     path.write_bytes(bytes(data))
 
 
@@ -171,19 +177,28 @@ def build_corpus(root: Path) -> dict[str, Case]:
     # Two plain good videos (the "others" whose data must stay intact), one in MPEG-4/MP4.
     write_video(good_dir / "plain.mkv", translating_frames(frames=30, width=64, height=48, dx=2, dy=0, seed=1))
     add("good/plain.mkv", "complete", frames=(30, 30))
-    mp4 = write_video(good_dir / "plain_mpeg4.mp4",
-                      translating_frames(frames=36, width=64, height=48, dx=0, dy=2, seed=2), codec="mpeg4")
+    mp4 = write_video(
+        good_dir / "plain_mpeg4.mp4",
+        translating_frames(frames=36, width=64, height=48, dx=0, dy=2, seed=2),
+        codec="mpeg4",
+    )
     add("good/plain_mpeg4.mp4", "complete", frames=(36, 36))
     data = mp4.read_bytes()
 
     # Truncated at several offsets (ffmpeg's MP4 has its index, moov, at the end).
     for percent in (1, 10, 50, 90, 99):
         (bad_dir / f"truncated_{percent:02d}.mp4").write_bytes(data[: len(data) * percent // 100])
-        add(f"bad/truncated_{percent:02d}.mp4", "failed",
-            r"^not a readable video \((moov atom not found: truncated|invalid data\))")
+        add(
+            f"bad/truncated_{percent:02d}.mp4",
+            "failed",
+            r"^not a readable video \((moov atom not found: truncated|invalid data\))",
+        )
     # Truncated in the middle of the frames of a streamable container: the frames before the cut.
-    avi = write_video(bad_dir / "cut_stream.avi",
-                      translating_frames(frames=40, width=64, height=48, dx=1, dy=1, seed=3), codec="mpeg4")
+    avi = write_video(
+        bad_dir / "cut_stream.avi",
+        translating_frames(frames=40, width=64, height=48, dx=1, dy=1, seed=3),
+        codec="mpeg4",
+    )
     avi_bytes = avi.read_bytes()
     avi.write_bytes(avi_bytes[: len(avi_bytes) // 2])
     add("bad/cut_stream.avi", "either", r"\S", frames=(1, 39))
@@ -202,44 +217,142 @@ def build_corpus(root: Path) -> dict[str, Case]:
     write_video(good_dir / "odd_341x257.mkv", translating_frames(frames=13, width=341, height=257, dx=1, dy=1))
     add("good/odd_341x257.mkv", "complete", frames=(13, 13))
     # 8K: 7680x4320, two frames (the coarsest quantiser keeps the file small).
-    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=7680x4320:rate=25:duration=0.08", "-c:v", "mpeg4", "-q:v", "31",
-            str(good_dir / "8k.mp4"))
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=7680x4320:rate=25:duration=0.08",
+        "-c:v",
+        "mpeg4",
+        "-q:v",
+        "31",
+        str(good_dir / "8k.mp4"),
+    )
     add("good/8k.mp4", "complete", frames=(2, 2))
     # Variable frame rate: 40 ms steps for 11 frames, then 100 ms steps (Matroska ms timestamps).
-    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=1", "-vf",
-            r"setpts=(N*40+gt(N\,10)*(N-10)*60)/1000/TB", "-fps_mode", "passthrough", "-c:v", "ffv1",
-            str(good_dir / "vfr.mkv"))
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=25:duration=1",
+        "-vf",
+        r"setpts=(N*40+gt(N\,10)*(N-10)*60)/1000/TB",
+        "-fps_mode",
+        "passthrough",
+        "-c:v",
+        "ffv1",
+        str(good_dir / "vfr.mkv"),
+    )
     add("good/vfr.mkv", "complete", frames=(25, 25))
     # Rotation metadata (display matrix 90 degrees): ffmpeg applies it while decoding.
-    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.5", "-c:v", "mpeg4",
-            str(bad_dir / "unrotated.tmp.mp4"))
-    _ffmpeg("-display_rotation", "90", "-i", str(bad_dir / "unrotated.tmp.mp4"), "-c", "copy",
-            str(good_dir / "rotated.mp4"))
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=25:duration=0.5",
+        "-c:v",
+        "mpeg4",
+        str(bad_dir / "unrotated.tmp.mp4"),
+    )
+    _ffmpeg(
+        "-display_rotation", "90", "-i", str(bad_dir / "unrotated.tmp.mp4"), "-c", "copy", str(good_dir / "rotated.mp4")
+    )
     (bad_dir / "unrotated.tmp.mp4").unlink()
     add("good/rotated.mp4", "complete", frames=(12, 13))
     # Phone-like (issue 14): audio as stream 0, time base 1/26777, ~26.8 fps with 0-5.6 ms of
     # jitter -- two frames land on one tick of the MPEG-2 encoder's clock ("Invalid pts").
-    _ffmpeg("-f", "lavfi", "-i", "sine=duration=1.4", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=27:duration=1.26",
-            "-map", "0:a", "-map", "1:v", "-c:a", "aac", "-vf", "settb=1/26777,setpts=N*1000+150*random(0)",
-            "-fps_mode", "passthrough", "-enc_time_base:v", "1/26777", "-c:v", "libx264", "-pix_fmt", "yuv420p",
-            "-video_track_timescale", "26777",
-            str(good_dir / "phone_vfr_odd_timebase.mp4"))
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=1.4",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=27:duration=1.26",
+        "-map",
+        "0:a",
+        "-map",
+        "1:v",
+        "-c:a",
+        "aac",
+        "-vf",
+        "settb=1/26777,setpts=N*1000+150*random(0)",
+        "-fps_mode",
+        "passthrough",
+        "-enc_time_base:v",
+        "1/26777",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-video_track_timescale",
+        "26777",
+        str(good_dir / "phone_vfr_odd_timebase.mp4"),
+    )
     add("good/phone_vfr_odd_timebase.mp4", "complete", frames=(35, 35))
     # A portrait phone video: HEVC in MOV, audio first, display matrix -90 degrees.
-    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.52", "-c:v", "libx265", "-x265-params",
-            "log-level=error", "-tag:v", "hvc1", str(bad_dir / "landscape.tmp.mov"))
-    _ffmpeg("-f", "lavfi", "-i", "sine=duration=0.6",
-            "-display_rotation", "-90", "-i", str(bad_dir / "landscape.tmp.mov"), "-map", "0:a", "-map", "1:v",
-            "-c:v", "copy", "-c:a", "aac", str(good_dir / "portrait_rotated_270.mov"))
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=25:duration=0.52",
+        "-c:v",
+        "libx265",
+        "-x265-params",
+        "log-level=error",
+        "-tag:v",
+        "hvc1",
+        str(bad_dir / "landscape.tmp.mov"),
+    )
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=0.6",
+        "-display_rotation",
+        "-90",
+        "-i",
+        str(bad_dir / "landscape.tmp.mov"),
+        "-map",
+        "0:a",
+        "-map",
+        "1:v",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        str(good_dir / "portrait_rotated_270.mov"),
+    )
     (bad_dir / "landscape.tmp.mov").unlink()
     add("good/portrait_rotated_270.mov", "complete", frames=(13, 13))
     # Every timestamp twice (Matroska allows it), and a frame size that changes mid-stream.
-    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.8", "-vf", "setpts=floor(N/2)*0.08/TB",
-            "-fps_mode", "passthrough", "-c:v", "ffv1", str(good_dir / "repeated_timestamps.mkv"))
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=25:duration=0.8",
+        "-vf",
+        "setpts=floor(N/2)*0.08/TB",
+        "-fps_mode",
+        "passthrough",
+        "-c:v",
+        "ffv1",
+        str(good_dir / "repeated_timestamps.mkv"),
+    )
     add("good/repeated_timestamps.mkv", "complete", frames=(20, 20))
     for size, part in (("64x48", "a"), ("48x32", "b")):
-        _ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration=0.48", "-c:v", "libx264",
-                "-pix_fmt", "yuv420p", str(bad_dir / f"part_{part}.tmp.ts"))
+        _ffmpeg(
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}:rate=25:duration=0.48",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(bad_dir / f"part_{part}.tmp.ts"),
+        )
     (good_dir / "size_change.ts").write_bytes(b"".join((bad_dir / f"part_{p}.tmp.ts").read_bytes() for p in "ab"))
     for part in "ab":
         (bad_dir / f"part_{part}.tmp.ts").unlink()
@@ -250,17 +363,19 @@ def build_corpus(root: Path) -> dict[str, Case]:
     add("good/really_matroska.avi", "complete", frames=(15, 15))
     # Corrupt packets in the middle: 1.5 KB of noise a third of the way into the MP4's data.
     corrupt = bytearray(data)
-    corrupt[len(data) // 3: len(data) // 3 + 1500] = np.random.default_rng(8).bytes(1500)
+    corrupt[len(data) // 3 : len(data) // 3 + 1500] = np.random.default_rng(8).bytes(1500)
     (bad_dir / "corrupt_middle.mp4").write_bytes(bytes(corrupt))
     add("bad/corrupt_middle.mp4", "either", r"\S", frames=(1, 40))
     # A container whose declared frame count lies (AVI headers say 100000; 20 frames inside).
-    liar = write_video(good_dir / "false_count.avi",
-                       translating_frames(frames=20, width=64, height=48, dx=1, dy=0, seed=5), codec="mpeg4")
+    liar = write_video(
+        good_dir / "false_count.avi",
+        translating_frames(frames=20, width=64, height=48, dx=1, dy=0, seed=5),
+        codec="mpeg4",
+    )
     _patch_avi_frame_count(liar, 100_000)
     add("good/false_count.avi", "complete", frames=(20, 20))
     # Spaces and unicode in the path (the id is made safe; the source path is kept as is).
-    write_video(good_dir / "ünï cödé 日本 clip.mkv",
-                translating_frames(frames=12, width=64, height=48, dx=1, dy=0))
+    write_video(good_dir / "ünï cödé 日本 clip.mkv", translating_frames(frames=12, width=64, height=48, dx=1, dy=0))
     add("good/ünï cödé 日本 clip.mkv", "complete", frames=(12, 12))
     # A symlink loop (a -> b -> a) and a dangling symlink, both with video extensions.
     os.symlink("loop_b.mp4", bad_dir / "loop_a.mp4")

@@ -86,8 +86,11 @@ def _check_outcomes(cases, by_source, url, summary) -> None:
     assert summary.completed == statuses.count("complete")
     assert len(summary.failures) == statuses.count("failed")
     assert summary.completed + len(summary.failures) == len(cases)  # the run went through every file
-    assert store.video_ids() == sorted(by_source[s].video_id for s, a in
-                                       ((s, attrs[by_source[s].video_id]) for s in cases) if a["status"] == "complete")
+    assert store.video_ids() == sorted(
+        by_source[s].video_id
+        for s, a in ((s, attrs[by_source[s].video_id]) for s in cases)
+        if a["status"] == "complete"
+    )
     report = validate_store(url)
     assert report.ok, report.problems
     assert report.by_status == {"complete": statuses.count("complete"), "failed": statuses.count("failed")}
@@ -153,7 +156,11 @@ def test_source_geometry_is_recorded(tmp_path, corpus_factory, name):
     assert run_extraction(load_dataset("folder", tmp_path / "one"), url, ExtractSettings(), SequentialExecutor()).ok
     store = open_store(url)
     attrs = store.video(store.video_ids()[0]).attrs  # all of the group's attributes (the listing has a few)
-    expected = {"odd_341x257.mkv": (341, 257, 0.0), "8k.mp4": (7680, 4320, 0.0), "rotated.mp4": (48, 64, 90.0),
-                "portrait_rotated_270.mov": (48, 64, -90.0)}[name]
+    expected = {
+        "odd_341x257.mkv": (341, 257, 0.0),
+        "8k.mp4": (7680, 4320, 0.0),
+        "rotated.mp4": (48, 64, 90.0),
+        "portrait_rotated_270.mov": (48, 64, -90.0),
+    }[name]
     assert (attrs["source_width"], attrs["source_height"], attrs["source_rotation"]) == expected
     assert (attrs["width"], attrs["height"]) == (340, 256)

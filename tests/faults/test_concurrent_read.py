@@ -51,8 +51,9 @@ def test_readers_see_only_complete_videos_while_extraction_appends(tmp_path, tin
 
     folder = tiny_folder_factory(tmp_path / "videos", 14, frames=40)
     url = str(tmp_path / "growing.zarr")
-    writer = subprocess.Popen([sys.executable, "-c", EXTRACT, str(folder), url, "0"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", EXTRACT, str(folder), url, "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     seen: dict[str, dict[str, np.ndarray]] = {}
     polls, listings_while_writing, dataset_reads = 0, set(), 0
     try:
@@ -82,8 +83,10 @@ def test_readers_see_only_complete_videos_while_extraction_appends(tmp_path, tin
         if writer.poll() is None:
             writer.kill()
     assert writer.returncode == 0, stderr.decode()[-2000:]
-    print(f"{polls} polls, {len(seen)} videos read while appending, listings taken while a group was "
-          f"being written at sizes {sorted(listings_while_writing)}, {dataset_reads} dataset reads")
+    print(
+        f"{polls} polls, {len(seen)} videos read while appending, listings taken while a group was "
+        f"being written at sizes {sorted(listings_while_writing)}, {dataset_reads} dataset reads"
+    )
     assert polls >= 5 and len(seen) >= 3, "the reader never overlapped the writer"
     assert listings_while_writing, "no listing happened while a group was half written"
     final = open_store(url)

@@ -18,8 +18,15 @@ from comode.store.validate import validate_store
 from tests.videos import translating_frames, write_video
 
 # Entries a hostile annotation file may hold (each must be refused, never followed).
-HOSTILE_ENTRIES = ["../outside.avi", "../../outside.avi", "/etc/passwd", "a/../../outside.avi",
-                   "..\\outside.avi", "C:\\outside.avi", "ApplyEyeMakeup/../../outside.avi"]
+HOSTILE_ENTRIES = [
+    "../outside.avi",
+    "../../outside.avi",
+    "/etc/passwd",
+    "a/../../outside.avi",
+    "..\\outside.avi",
+    "C:\\outside.avi",
+    "ApplyEyeMakeup/../../outside.avi",
+]
 
 
 def _snapshot(directory: Path) -> set[str]:
@@ -38,8 +45,10 @@ def _make_ucf101(tmp_path: Path) -> Path:
     # Class names that look like paths: they are labels (attributes), never paths.
     (lists / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 ../../../../tmp/evil_class\n")
     (lists / "trainlist01.txt").write_text(
-        "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 1\n" + "".join(f"{e} 1\n" for e in HOSTILE_ENTRIES)
-        + "evil\x00name.avi 1\n")
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 1\n"
+        + "".join(f"{e} 1\n" for e in HOSTILE_ENTRIES)
+        + "evil\x00name.avi 1\n"
+    )
     (lists / "testlist01.txt").write_text("../../outside.avi\n")
     return root
 
@@ -73,16 +82,36 @@ def test_hmdb51_and_kinetics_entries_cannot_escape_either(tmp_path):
     (splits / "brush_hair_test_split1.txt").write_text("clip.avi 1\n../../etc/passwd 1\n/abs.avi 2\nsub/x.avi 1\n")
     hmdb = load_dataset("hmdb51", root)
     assert {e for e, r in hmdb.missing if r == "outside dataset root"} == {"../../etc/passwd", "/abs.avi", "sub/x.avi"}
-    (root / "k.csv").write_text("label,youtube_id,time_start,time_end,split\n"
-                                "brush,../../escape,0,10,train\nbrush,/abs,0,10,train\nbrush,clip,0,10,train\n")
+    (root / "k.csv").write_text(
+        "label,youtube_id,time_start,time_end,split\n"
+        "brush,../../escape,0,10,train\nbrush,/abs,0,10,train\nbrush,clip,0,10,train\n"
+    )
     kinetics = load_dataset("kinetics400", root)
     assert {e for e, r in kinetics.missing if r == "outside dataset root"} == {"../../escape", "/abs"}
     assert [v.source for v in kinetics.videos] == ["brush_hair/clip.avi"]
 
 
-@pytest.mark.parametrize("video_id", ["../escape", "../../escape", "/tmp/escape", "..", ".", "", ".hidden",
-                                      "videos/../../escape", "a/b", "a\\..\\b", "C:escape", "x\x00y", "nul\x00",
-                                      "ünïcode", "new\nline", "x" * 201])
+@pytest.mark.parametrize(
+    "video_id",
+    [
+        "../escape",
+        "../../escape",
+        "/tmp/escape",
+        "..",
+        ".",
+        "",
+        ".hidden",
+        "videos/../../escape",
+        "a/b",
+        "a\\..\\b",
+        "C:escape",
+        "x\x00y",
+        "nul\x00",
+        "ünïcode",
+        "new\nline",
+        "x" * 201,
+    ],
+)
 def test_the_writer_refuses_unsafe_video_ids(tmp_path, video_id):
     url = tmp_path / "s.zarr"
     root = create_or_open_root(str(url), root_attrs={"schema": "comode.store/1", "dataset": {}, "extraction": {}})
@@ -105,6 +134,7 @@ def test_a_file_name_full_of_traversal_tricks_becomes_a_safe_id(tmp_path):
 
 
 # ------------------------------------------------------------------ the validator
+
 
 @pytest.fixture
 def small_store(tmp_path, tiny_folder_factory) -> str:
@@ -129,16 +159,22 @@ def _edit_attrs(url: str, path: str, **changes) -> None:
 _DELETE = object()
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"status": "done"}, r"videos/right__video00.mkv: attributes do not match video.schema.json:\n"
-                         r"  status: 'done' is not one of \['writing', 'complete', 'failed'\]"),
-    ({"frames": _DELETE}, r"videos/right__video00.mkv: .*\n  \(top level\): 'frames' is a required property"),
-    ({"label": "1"}, r"  label: '1' is not of type 'integer'"),
-    ({"label": -2}, r"  label: -2 is less than the minimum of -1"),
-    ({"splits": {"1": "validation"}}, r"  splits/1: 'validation' is not one of \['train', 'test'\]"),
-    ({"source": _DELETE}, r"  \(top level\): 'source' is a required property"),
-    ({"status": "failed"}, r"  \(top level\): 'error' is a required property"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {"status": "done"},
+            r"videos/right__video00.mkv: attributes do not match video.schema.json:\n"
+            r"  status: 'done' is not one of \['writing', 'complete', 'failed'\]",
+        ),
+        ({"frames": _DELETE}, r"videos/right__video00.mkv: .*\n  \(top level\): 'frames' is a required property"),
+        ({"label": "1"}, r"  label: '1' is not of type 'integer'"),
+        ({"label": -2}, r"  label: -2 is less than the minimum of -1"),
+        ({"splits": {"1": "validation"}}, r"  splits/1: 'validation' is not one of \['train', 'test'\]"),
+        ({"source": _DELETE}, r"  \(top level\): 'source' is a required property"),
+        ({"status": "failed"}, r"  \(top level\): 'error' is a required property"),
+    ],
+)
 def test_validator_rejects_video_attributes_that_break_the_schema(small_store, changes, message):
     _edit_attrs(small_store, "videos/right__video00.mkv", **changes)
     report = validate_store(small_store)
@@ -146,15 +182,18 @@ def test_validator_rejects_video_attributes_that_break_the_schema(small_store, c
     assert __import__("re").search(message, report.problems[0]), report.problems[0]
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"schema": "comode.store/2"}, r"store schema major version 2 is not supported"),
-    ({"schema": "something/1"}, r"schema 'something/1' is not a comode store"),
-    ({"schema": _DELETE}, r"not a comode store \(root attribute 'schema' is None"),
-    ({"schema_minor": -1}, r"  schema_minor: -1 is less than the minimum of 0"),
-    ({"extraction": {"codec": "h264"}}, r"  extraction/codec: 'h264' is not one of \['mpeg2video', 'mpeg4'\]"),
-    ({"extraction": {"mv_units_per_pixel": 8}}, r"  extraction/mv_units_per_pixel: 4 was expected"),
-    ({"dataset": {"classes": "left,right"}}, r"  dataset/classes: 'left,right' is not of type 'array'"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"schema": "comode.store/2"}, r"store schema major version 2 is not supported"),
+        ({"schema": "something/1"}, r"schema 'something/1' is not a comode store"),
+        ({"schema": _DELETE}, r"not a comode store \(root attribute 'schema' is None"),
+        ({"schema_minor": -1}, r"  schema_minor: -1 is less than the minimum of 0"),
+        ({"extraction": {"codec": "h264"}}, r"  extraction/codec: 'h264' is not one of \['mpeg2video', 'mpeg4'\]"),
+        ({"extraction": {"mv_units_per_pixel": 8}}, r"  extraction/mv_units_per_pixel: 4 was expected"),
+        ({"dataset": {"classes": "left,right"}}, r"  dataset/classes: 'left,right' is not of type 'array'"),
+    ],
+)
 def test_validator_rejects_root_attributes_that_break_the_schema(small_store, changes, message):
     attrs = zarr.open_group(small_store, mode="r").attrs.asdict()
     for key, value in changes.items():
@@ -169,8 +208,9 @@ def test_validator_names_a_group_whose_metadata_is_not_json(small_store):
     (Path(small_store) / "videos" / "left__video01.mkv" / "zarr.json").write_text("{ not json")
     report = validate_store(small_store)  # a report naming the group, not a bare JSON error
     assert not report.ok and report.by_status.get("unreadable") == 1
-    assert any(p.startswith("videos/left__video01.mkv: unreadable group metadata (zarr.json)")
-               for p in report.problems), report.problems
+    assert any(
+        p.startswith("videos/left__video01.mkv: unreadable group metadata (zarr.json)") for p in report.problems
+    ), report.problems
 
 
 def test_readers_skip_a_group_whose_metadata_is_not_json_and_say_so(small_store):

@@ -62,9 +62,24 @@ def dataset_root(tmp_path, tiny_folder_factory) -> Path:
     faults.mkdir()
     for name in ("hang.mkv", "crash.mkv", "worker_crash.mkv"):
         os.link(root / "right" / "video00.mkv", faults / name)
-    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i",
-                    "testsrc2=size=7680x4320:rate=25:duration=0.08", "-c:v", "mpeg4", "-q:v", "31",
-                    str(faults / "huge_8k.mp4")], check=True, timeout=120)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=7680x4320:rate=25:duration=0.08",
+            "-c:v",
+            "mpeg4",
+            "-q:v",
+            "31",
+            str(faults / "huge_8k.mp4"),
+        ],
+        check=True,
+        timeout=120,
+    )
     return root
 
 
@@ -77,8 +92,7 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("executor_kind", ["sequential", "dask"])
-def test_hanging_crashing_and_memory_hungry_decoders_are_contained(tmp_path, dataset_root, monkeypatch,
-                                                                    executor_kind):
+def test_hanging_crashing_and_memory_hungry_decoders_are_contained(tmp_path, dataset_root, monkeypatch, executor_kind):
     faults = "hang:hang.mkv,crash:crash.mkv"
     if executor_kind == "dask":  # in the sequential executor it would kill the test process itself
         faults += ",worker-crash:worker_crash.mkv"
@@ -117,8 +131,9 @@ def test_hanging_crashing_and_memory_hungry_decoders_are_contained(tmp_path, dat
     attrs = open_store(url).video_attrs()
     errors = {vid: a.get("error") for vid, a in attrs.items() if a["status"] == "failed"}
     print({vid: (a["status"], a.get("frames")) for vid, a in attrs.items()})
-    print(f"{executor_kind}: {elapsed:.1f} s, failures: {errors}, address-space limit of the hung process: "
-          f"{limits_seen}")
+    print(
+        f"{executor_kind}: {elapsed:.1f} s, failures: {errors}, address-space limit of the hung process: {limits_seen}"
+    )
     expected = dict(EXPECTED)
     if executor_kind == "sequential":
         expected.pop("faults__worker_crash.mkv")

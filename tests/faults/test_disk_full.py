@@ -54,8 +54,9 @@ def small_tmpfs(tmp_path):
     mount_point.mkdir()
     if os.geteuid() != 0 or not shutil.which("mount"):
         pytest.skip("mounting a tmpfs needs root; the RLIMIT_FSIZE variant covers this without root")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount_point)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}); the RLIMIT_FSIZE variant covers this")
     try:
@@ -103,8 +104,13 @@ def test_file_size_limit_while_writing(tmp_path, folder, reference, stores_equal
     sizes = sorted((p.stat().st_size, p) for p in Path(reference).rglob("*") if p.is_file())
     limit = sizes[-1][0] - 1  # the largest file of the store cannot be written
     url = str(tmp_path / "store.zarr")
-    result = subprocess.run([sys.executable, "-c", LIMITED, str(folder), url, str(limit)], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "COMODE_FFMPEG": str(wrapper)})
+    result = subprocess.run(
+        [sys.executable, "-c", LIMITED, str(folder), url, str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COMODE_FFMPEG": str(wrapper)},
+    )
     print(result.stderr)
     assert result.returncode == 3, result.stderr[-3000:]
     assert "File too large (errno EFBIG)" in result.stderr and "The store is still valid" in result.stderr

@@ -46,8 +46,21 @@ def _no_fsync():
 
 def _extract_command(folder: Path, url: str, workers: int) -> list[str]:
     """`comode extract` itself: the client process we kill."""
-    return [sys.executable, "-m", "comode", "extract", "--dataset", "folder", "--root", str(folder), "--out", url,
-            "--workers", str(workers), "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "comode",
+        "extract",
+        "--dataset",
+        "folder",
+        "--root",
+        str(folder),
+        "--out",
+        url,
+        "--workers",
+        str(workers),
+        "--no-progress",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +81,21 @@ def run_seconds(tmp_path_factory, folder, reference, stores_equal) -> Callable[[
     return seconds
 
 
-def _kill_then_rerun(folder: Path, url: str, *, workers: int, delay: float, helpers,
-                     after_first_video: bool = False) -> dict:
+def _kill_then_rerun(
+    folder: Path, url: str, *, workers: int, delay: float, helpers, after_first_video: bool = False
+) -> dict:
     """Start the client in its own process group, SIGKILL the group after ``delay`` s (counted
     from the first complete video if ``after_first_video``), re-run."""
-    process = subprocess.Popen(_extract_command(folder, url, workers), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        _extract_command(folder, url, workers),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     if after_first_video:
-        helpers.wait_for(lambda: helpers.complete_count(url) >= 1 or process.poll() is not None, timeout=120,
-                         interval=0.005)
+        helpers.wait_for(
+            lambda: helpers.complete_count(url) >= 1 or process.poll() is not None, timeout=120, interval=0.005
+        )
     time.sleep(delay)
     alive = process.poll() is None
     if alive:
@@ -112,8 +131,7 @@ def test_sigkill_of_the_client_at_random_moments(tmp_path, folder, reference, st
     for trial in range(3):
         url = str(tmp_path / f"client{trial}.zarr")
         # From import time (no store yet) through store creation to the last video.
-        outcome = _kill_then_rerun(folder, url, workers=0, delay=rng.uniform(0.15, 0.95) * duration,
-                                   helpers=helpers)
+        outcome = _kill_then_rerun(folder, url, workers=0, delay=rng.uniform(0.15, 0.95) * duration, helpers=helpers)
         trials.append(outcome)
         stores_equal(url, reference)
         assert validate_store(url).ok
@@ -121,19 +139,20 @@ def test_sigkill_of_the_client_at_random_moments(tmp_path, folder, reference, st
     assert sum(t["killed_mid_run"] for t in trials) >= 2
 
 
-def test_sigkill_of_the_whole_process_group_with_dask_workers(tmp_path, folder, reference, stores_equal, helpers,
-                                                             run_seconds):
+def test_sigkill_of_the_whole_process_group_with_dask_workers(
+    tmp_path, folder, reference, stores_equal, helpers, run_seconds
+):
     rng = random.Random(SEED + 1)
     duration = run_seconds(2)
     trials = []
     for trial in range(2):
         url = str(tmp_path / f"group{trial}.zarr")
         if trial == 0:  # during LocalCluster start-up or the first tasks
-            outcome = _kill_then_rerun(folder, url, workers=2, delay=rng.uniform(0.3, 0.9) * duration,
-                                       helpers=helpers)
+            outcome = _kill_then_rerun(folder, url, workers=2, delay=rng.uniform(0.3, 0.9) * duration, helpers=helpers)
         else:  # while both workers extract
-            outcome = _kill_then_rerun(folder, url, workers=2, delay=rng.uniform(0.0, 0.3), helpers=helpers,
-                                       after_first_video=True)
+            outcome = _kill_then_rerun(
+                folder, url, workers=2, delay=rng.uniform(0.0, 0.3), helpers=helpers, after_first_video=True
+            )
         trials.append(outcome)
         stores_equal(url, reference)
     print(f"process-group kills (uninterrupted run {duration:.2f} s):", trials)
@@ -163,9 +182,14 @@ def test_sigkill_of_dask_workers_mid_run(tmp_path, folder, reference, stores_equ
     thread = threading.Thread(target=killer)
     thread.start()
     try:
-        summary = run_extraction(load_dataset("folder", folder), url, ExtractSettings(), executor,
-                                 on_plan=lambda plan: started.set(),
-                                 on_result=lambda result, _: results.append(result.video_id))
+        summary = run_extraction(
+            load_dataset("folder", folder),
+            url,
+            ExtractSettings(),
+            executor,
+            on_plan=lambda plan: started.set(),
+            on_result=lambda result, _: results.append(result.video_id),
+        )
     finally:
         started.set()
         thread.join()
@@ -178,8 +202,9 @@ def test_sigkill_of_dask_workers_mid_run(tmp_path, folder, reference, stores_equ
     stores_equal(url, reference)
 
 
-def test_a_store_creation_killed_half_way_leaves_nothing_that_blocks_or_lingers(tmp_path, folder, reference,
-                                                                                 stores_equal):
+def test_a_store_creation_killed_half_way_leaves_nothing_that_blocks_or_lingers(
+    tmp_path, folder, reference, stores_equal
+):
     """The store is built in ``<store>.creating-<host>_<pid>-*`` and renamed into place: a process
     killed before the rename leaves only that folder (never a store without attributes, which
     every later run refused before); the next run removes it and creates the store.  The same

@@ -35,9 +35,20 @@ from tests.videos import translating_frames, write_video
 # A smaller model than tests/train/test_loop.py's tiny one (these tests are about faults, not
 # learning): 1/16 width, 32-px clips, batch 2, in-process loading.
 TINY = [
-    "model.width_multiplier=0.0625", "model.transformer_dim=32", "model.embed_dim=16", "model.head_hidden=64",
-    "model.encoder_layers=1", "model.decoder_layers=1", "model.heads=2", "data.batch_size=2", "data.workers=0",
-    "model.backbone=r3d_18", "data.size=32", "data.split=null", "data.subset=null", "optim.warmup_epochs=0",
+    "model.width_multiplier=0.0625",
+    "model.transformer_dim=32",
+    "model.embed_dim=16",
+    "model.head_hidden=64",
+    "model.encoder_layers=1",
+    "model.decoder_layers=1",
+    "model.heads=2",
+    "data.batch_size=2",
+    "data.workers=0",
+    "model.backbone=r3d_18",
+    "data.size=32",
+    "data.split=null",
+    "data.subset=null",
+    "optim.warmup_epochs=0",
     "sync_batchnorm=false",
 ]
 
@@ -48,8 +59,10 @@ def store_url(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("videos")
     for number, (name, dx, dy) in enumerate([("right", 2, 0), ("right", 3, 1), ("down", 0, 2), ("down", 1, 3)]):
         (root / name).mkdir(exist_ok=True)
-        write_video(root / name / f"v{number}.avi",
-                    translating_frames(frames=80, width=170, height=128, dx=dx, dy=dy, seed=number))
+        write_video(
+            root / name / f"v{number}.avi",
+            translating_frames(frames=80, width=170, height=128, dx=dx, dy=dy, seed=number),
+        )
     url = str(tmp_path_factory.mktemp("store") / "train.zarr")
     assert run_extraction(load_dataset("folder", root), url, ExtractSettings(), SequentialExecutor()).completed == 4
     return url
@@ -114,8 +127,11 @@ def test_sigkill_of_a_training_run_while_it_checkpoints_leaves_a_loadable_checkp
     rng = random.Random(1234)
     kills = []
     for trial in range(2):
-        process = subprocess.Popen([sys.executable, "-c", TRAINER, store_url, str(out), "1" if trial else "0",
-                                    *overrides], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [sys.executable, "-c", TRAINER, store_url, str(out), "1" if trial else "0", *overrides],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             deadline = time.monotonic() + 120
             # Wait until a checkpoint exists, then for a seeded number of further writes.
@@ -139,8 +155,9 @@ def test_sigkill_of_a_training_run_while_it_checkpoints_leaves_a_loadable_checkp
         kills.append((skip_writes, state["step"], (out / (LAST_CHECKPOINT + ".tmp")).exists()))
     print("kills (writes skipped, step in last.pt, .tmp left behind):", kills)
     assert any(tmp_left for _, _, tmp_left in kills), "no kill landed inside a checkpoint write"
-    summary = run_pretraining(load_config(None, overrides), store=store_url, out_dir=out, resume=True,
-                              show_progress=False)
+    summary = run_pretraining(
+        load_config(None, overrides), store=store_url, out_dir=out, resume=True, show_progress=False
+    )
     assert summary.steps == 6 and summary.steps_this_run < 6
     assert load_checkpoint(out / LAST_CHECKPOINT)["step"] == 6
 

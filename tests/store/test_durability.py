@@ -44,22 +44,39 @@ _WRITER = textwrap.dedent("""
         write_video(open_root_for_writing(url), "v", {"source": "v.mkv", "label": -1, "splits": {}, "frames": t}, arrays)
 """)
 
-_CALL = re.compile(r'^\d+\s+(?P<name>\w+)\((?P<args>.*)\)\s+=\s+(?P<result>-?\d+)')
+_CALL = re.compile(r"^\d+\s+(?P<name>\w+)\((?P<args>.*)\)\s+=\s+(?P<result>-?\d+)")
 
 
 def _trace(tmp_path: Path) -> list[tuple[str, str, int]]:
     """(syscall, arguments, result) of the writer process, in order; ``-y`` shows each file
     descriptor with its path, e.g. ``fsync(3</x/zarr.json.1f.partial>)``."""
     log = tmp_path / "trace.txt"
-    subprocess.run(["strace", "-f", "-y", "-qq", "-e", "signal=none", "-e",
-                    "trace=fsync,fdatasync,rename,renameat,renameat2,unlink,unlinkat",
-                    "-o", str(log), sys.executable, "-c", _WRITER, str(tmp_path / "s.zarr")],
-                   check=True, timeout=300, env={**os.environ, "COMODE_FSYNC": "1"})
+    subprocess.run(
+        [
+            "strace",
+            "-f",
+            "-y",
+            "-qq",
+            "-e",
+            "signal=none",
+            "-e",
+            "trace=fsync,fdatasync,rename,renameat,renameat2,unlink,unlinkat",
+            "-o",
+            str(log),
+            sys.executable,
+            "-c",
+            _WRITER,
+            str(tmp_path / "s.zarr"),
+        ],
+        check=True,
+        timeout=300,
+        env={**os.environ, "COMODE_FSYNC": "1"},
+    )
     calls, unfinished = [], {}
     for line in log.read_text().splitlines():
         pid = line.split(" ", 1)[0]
         if line.endswith("<unfinished ...>"):  # a call another thread interrupted: joined below
-            unfinished[pid] = line[:-len("<unfinished ...>")].rstrip()
+            unfinished[pid] = line[: -len("<unfinished ...>")].rstrip()
             continue
         resumed = re.match(r"^\d+\s+<\.\.\. \w+ resumed>(.*)$", line)
         if resumed and pid in unfinished:
@@ -86,8 +103,9 @@ def _events(calls: list[tuple[str, str, int]], group: str) -> list[tuple[str, st
         elif name.startswith("unlink"):
             relative = re.findall(r'"([^"]*)"', args)[-1]
             folder = re.match(r"\d+<(.*?)>", args)
-            events.append(("unlink", relative if folder is None or relative.startswith("/")
-                           else f"{folder[1]}/{relative}"))
+            events.append(
+                ("unlink", relative if folder is None or relative.startswith("/") else f"{folder[1]}/{relative}")
+            )
     parent = group.rsplit("/", 1)[0]
     return [(kind, path) for kind, path in events if path.startswith(parent)]
 
@@ -111,9 +129,10 @@ def test_every_data_file_and_folder_is_fsynced_before_the_complete_marker(tmp_pa
         synced_after_renames = {path for kind, path in before[last_rename:] if kind == "fsync"}
         for target in data_files:
             # its content under the temporary name before the rename
-            assert sources[target] in synced[:synced.index(sources[target]) + 1], target
-            assert before.index(("fsync", sources[target])) < before.index(("rename", target)), \
+            assert sources[target] in synced[: synced.index(sources[target]) + 1], target
+            assert before.index(("fsync", sources[target])) < before.index(("rename", target)), (
                 f"{target} renamed into place before its content was fsynced"
+            )
             # its name: every folder from the file's own up to the video group's parent
             folder = str(Path(target).parent)
             while len(folder) >= len(group):
@@ -122,13 +141,13 @@ def test_every_data_file_and_folder_is_fsynced_before_the_complete_marker(tmp_pa
         assert str(Path(group).parent) in synced_after_renames  # the group's own entry in videos/
         # the marker: its content before its rename, its folder after
         marker_source = events[complete_at + 1][1]
-        assert ("fsync", marker_source) in events[start + last_rename:complete_at]
-        assert ("fsync", group) in events[complete_at:complete_at + 4]
+        assert ("fsync", marker_source) in events[start + last_rename : complete_at]
+        assert ("fsync", group) in events[complete_at : complete_at + 4]
     # A redo removes the old marker first, and syncs that removal, before any data is removed.
-    redo = events[marker_renames[1] + 1:marker_renames[2]]
+    redo = events[marker_renames[1] + 1 : marker_renames[2]]
     unlinks = [i for i, event in enumerate(redo) if event[0] == "unlink"]
     assert redo[unlinks[0]] == ("unlink", marker) and len(unlinks) > 12
-    assert ("fsync", group) in redo[unlinks[0]:unlinks[1]]
+    assert ("fsync", group) in redo[unlinks[0] : unlinks[1]]
 
 
 def test_fsync_can_be_turned_off_for_scratch_stores(tmp_path, monkeypatch):

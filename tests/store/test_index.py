@@ -67,8 +67,11 @@ _WRITER = textwrap.dedent("""
 def _groups(url: str) -> dict:
     """What each group's own zarr.json says now (the truth), by video id."""
     files = index_files(url)
-    return {video: marker for video, marker in files.read_markers(sorted(files.video_names() or ())).items()
-            if marker is not None}
+    return {
+        video: marker
+        for video, marker in files.read_markers(sorted(files.video_names() or ())).items()
+        if marker is not None
+    }
 
 
 def _assert_index_never_lies(url: str) -> None:
@@ -89,8 +92,12 @@ def _assert_index_never_lies(url: str) -> None:
 
 
 def _start_writers(url: str, count: int) -> list[subprocess.Popen]:
-    return [subprocess.Popen([sys.executable, "-c", _WRITER, url, str(seed)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for seed in range(count)]
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, url, str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for seed in range(count)
+    ]
 
 
 def _kill(processes: list[subprocess.Popen]) -> None:
@@ -131,7 +138,8 @@ def test_a_kill_at_any_moment_leaves_an_index_that_never_claims_an_incomplete_vi
     truth = _groups(url)
     listed = list_videos(url, scan=lambda: pytest.fail("not scanned")).videos
     assert {video: attrs["status"] for video, attrs in listed.items()} == {
-        video: marker.attrs["status"] for video, marker in truth.items() if marker.write != EMPTY_WRITE}
+        video: marker.attrs["status"] for video, marker in truth.items() if marker.write != EMPTY_WRITE
+    }
     rebuilt = reindex(url, scan=open_store(url).scan_groups)
     assert rebuilt.listing.videos == merged.listing.videos
     assert not index_files(url).claims()  # claims of the dead writers are gone
@@ -142,8 +150,19 @@ def test_two_extraction_runs_into_one_store_leave_a_correct_index(tmp_path, smal
     video is written once, the other run counts it as complete, and the index matches the
     groups (and an uninterrupted run's store)."""
     url = str(tmp_path / "both.zarr")
-    command = [*COMODE, "extract", "--dataset", "folder", "--root", str(small_real_folder), "--out", url,
-               "--workers", "0", "--no-progress"]
+    command = [
+        *COMODE,
+        "extract",
+        "--dataset",
+        "folder",
+        "--root",
+        str(small_real_folder),
+        "--out",
+        url,
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [run.communicate(timeout=300) for run in runs]
     for run, (_, err) in zip(runs, outputs):
@@ -154,17 +173,29 @@ def test_two_extraction_runs_into_one_store_leave_a_correct_index(tmp_path, smal
     listing = list_videos(url, scan=lambda: pytest.fail("not scanned"))
     assert sorted(listing.videos) == sorted(_groups(url)) and listing.source == "index"
     reference = str(tmp_path / "one.zarr")
-    alone = subprocess.run([*command[:-4], reference, "--workers", "0", "--no-progress"], capture_output=True,
-                           text=True, timeout=300)
+    alone = subprocess.run(
+        [*command[:-4], reference, "--workers", "0", "--no-progress"], capture_output=True, text=True, timeout=300
+    )
     assert alone.returncode == 0, alone.stderr[-3000:]
     stores_equal(url, reference)
 
 
 def _store_with_videos(tmp_path: Path, count: int = 3) -> str:
     url = str(tmp_path / "s.zarr")
-    subprocess.run([sys.executable, "-c", _WRITER.replace("range(10**9)", f"range({count})")
-                    .replace("rng.integers(6)", "n").replace("n % 3 == 2", "False"), url, "0"],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _WRITER.replace("range(10**9)", f"range({count})")
+            .replace("rng.integers(6)", "n")
+            .replace("n % 3 == 2", "False"),
+            url,
+            "0",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return url
 
 
@@ -179,8 +210,11 @@ def test_a_stale_index_is_detected_said_and_read_around(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="comode.store.index"):
         ids = open_store(url).video_ids()
     assert ids == ["copied", "v0", "v2"]
-    assert "index is stale" in caplog.text and "1 group(s) not in it" in caplog.text and "1 indexed group(s) gone" \
-        in caplog.text
+    assert (
+        "index is stale" in caplog.text
+        and "1 group(s) not in it" in caplog.text
+        and "1 indexed group(s) gone" in caplog.text
+    )
 
     report = validate_store(url)
     assert not report.ok
@@ -246,8 +280,8 @@ def _plain_listing(url: str) -> dict[str, str]:
     for video, records in snapshot.get("writes", {}).items():
         writes.setdefault(video, {}).update(records)
     for journal in sorted(folder.glob("journal-*.jsonl")):
-        data = journal.read_bytes()[snapshot.get("journals", {}).get(journal.name, 0):]
-        for line in data[:data.rfind(b"\n") + 1].splitlines():
+        data = journal.read_bytes()[snapshot.get("journals", {}).get(journal.name, 0) :]
+        for line in data[: data.rfind(b"\n") + 1].splitlines():
             entry = json.loads(line)
             record = writes.setdefault(entry["video"], {}).setdefault(entry["write"], {})
             if entry["op"] == "start":
@@ -276,7 +310,9 @@ def test_the_index_files_follow_their_schema_and_plain_json_reads_them(tmp_path)
     folder = Path(url) / "index"
     schema = load_schema("index")
     validator = jsonschema.Draft202012Validator(schema)
-    lines = [json.loads(line) for journal in folder.glob("journal-*.jsonl") for line in journal.read_text().splitlines()]
+    lines = [
+        json.loads(line) for journal in folder.glob("journal-*.jsonl") for line in journal.read_text().splitlines()
+    ]
     assert {line["op"] for line in lines} == {"start", "done"}
     for line in lines:
         validator.validate(line)

@@ -55,8 +55,7 @@ def test_a_write_counts_once_done_and_not_before():
 
 
 def test_a_redo_replaces_the_old_write_before_it_touches_the_group():
-    journals = {"host_1": [start("v", "a"), done("v", "a", "failed")],
-                "host_2": [start("v", "b", replaces="a")]}
+    journals = {"host_1": [start("v", "a"), done("v", "a", "failed")], "host_2": [start("v", "b", replaces="a")]}
     for state in every_order(journals):
         assert view(state) == (False, None, None)  # b may have removed a's group: nobody may trust a
     journals["host_2"].append(done("v", "b"))
@@ -79,8 +78,10 @@ def test_a_writer_that_did_not_know_the_group_it_removed_leaves_the_video_unsett
 
 
 def test_a_done_line_read_after_the_start_that_replaced_it_stays_replaced():
-    journals = {"host_1": [start("v", "a"), done("v", "a")],
-                "host_2": [start("v", "b", replaces="a"), done("v", "b", "failed")]}
+    journals = {
+        "host_1": [start("v", "a"), done("v", "a")],
+        "host_2": [start("v", "b", replaces="a"), done("v", "b", "failed")],
+    }
     for state in every_order(journals):
         assert view(state) == (True, "b", "failed")
 
@@ -105,11 +106,14 @@ def test_a_group_removed_by_hand_leaves_the_index_when_settled():
     assert "v" not in state.videos
 
 
-@pytest.mark.parametrize("history", [
-    {"host_1": [start("v", "a"), done("v", "a")]},
-    {"host_1": [start("v", "a"), done("v", "a")], "host_2": [start("v", "b", replaces="a")]},
-    {"host_1": [start("v", "a")], "host_2": [start("v", "b", replaces="a"), done("v", "b")]},
-])
+@pytest.mark.parametrize(
+    "history",
+    [
+        {"host_1": [start("v", "a"), done("v", "a")]},
+        {"host_1": [start("v", "a"), done("v", "a")], "host_2": [start("v", "b", replaces="a")]},
+        {"host_1": [start("v", "a")], "host_2": [start("v", "b", replaces="a"), done("v", "b")]},
+    ],
+)
 def test_a_snapshot_round_trip_changes_nothing_and_later_lines_apply_on_top(history):
     state = merged(history)
     again = IndexState.from_json(state.to_json())

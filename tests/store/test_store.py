@@ -12,26 +12,26 @@ import zarr
 
 from comode.extract.settings import ExtractSettings
 from comode.extract.video import extract_arrays
-from comode.store import (
-    SchemaError,
-    StoreError,
-    VideoArrays,
-    create_or_open_root,
-    open_store,
-    write_failure,
-)
-from comode.store import (
-    write_video as store_video,
-)
+from comode.store import SchemaError, StoreError, VideoArrays, create_or_open_root, open_store, write_failure
+from comode.store import write_video as store_video
 from comode.store.validate import validate_store
 from tests.videos import translating_frames, write_video
 
 
 def _root_attrs(**extraction_overrides):
-    extraction = {**ExtractSettings().store_attrs(), "mv_units_per_pixel": 4, "mv_sign": "dst_minus_src",
-                  "tools": {"ffmpeg": "test"}, **extraction_overrides}
-    return {"schema": "comode.store/1", "schema_minor": 0,
-            "dataset": {"name": "folder", "classes": ["a", "b"], "split_names": ["1"]}, "extraction": extraction}
+    extraction = {
+        **ExtractSettings().store_attrs(),
+        "mv_units_per_pixel": 4,
+        "mv_sign": "dst_minus_src",
+        "tools": {"ffmpeg": "test"},
+        **extraction_overrides,
+    }
+    return {
+        "schema": "comode.store/1",
+        "schema_minor": 0,
+        "dataset": {"name": "folder", "classes": ["a", "b"], "split_names": ["1"]},
+        "extraction": extraction,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +44,20 @@ def extracted(tmp_path_factory):
 
 
 def _attrs(arrays, label=1):
-    return {"source": "b/moving.mkv", "label": label, "class_name": "b", "splits": {"1": "train"},
-            "frames": arrays.num_frames, "width": 340, "height": 256, "rgb_codec": "mpeg2video",
-            "rgb_width": 170, "rgb_height": 128, "fps": 25.0,
-            **({} if arrays.timestamps is None else {"time_base": [1, 1000]})}  # Matroska's milliseconds
+    return {
+        "source": "b/moving.mkv",
+        "label": label,
+        "class_name": "b",
+        "splits": {"1": "train"},
+        "frames": arrays.num_frames,
+        "width": 340,
+        "height": 256,
+        "rgb_codec": "mpeg2video",
+        "rgb_width": 170,
+        "rgb_height": 128,
+        "fps": 25.0,
+        **({} if arrays.timestamps is None else {"time_base": [1, 1000]}),
+    }  # Matroska's milliseconds
 
 
 def test_round_trip_through_plain_zarr_and_the_reader(tmp_path, extracted):
@@ -110,7 +120,6 @@ def test_partial_group_is_not_listed_and_is_replaced_on_rewrite(tmp_path, extrac
     video = open_store(url).video("v")
     assert video.is_complete
     np.testing.assert_array_equal(video.mvs[...], extracted.mvs)
-
 
 
 def test_local_and_object_store_writes_are_the_same_files(tmp_path, extracted, monkeypatch):
@@ -225,6 +234,7 @@ def test_a_snapshot_lists_from_one_listing(tmp_path, extracted, monkeypatch):
     assert snapshot.video_ids() == ["v1"]
     assert live.video_ids() == ["v1", "v2"] and len(listings) == 2  # the live store reads the index every time
     np.testing.assert_array_equal(snapshot.video("v2").mvs[...], extracted.mvs)  # data is read as usual
+
 
 def test_video_writes_leave_the_root_folder_alone(tmp_path, extracted):
     """Tasks do not re-write the root's metadata for every node they create (zarr-python

@@ -23,9 +23,15 @@ def _through_zarr(data: np.ndarray, chunk_rows: int, blosc: BloscSettings, folde
     chunk = tuple(max(1, min(c, s)) if s else 1 for c, s in zip((chunk_rows, *shape[1:]), shape))
     shard = tuple(-(-max(s, 1) // c) * c for s, c in zip(shape, chunk))
     codec = BloscCodec(cname=blosc.cname, clevel=blosc.clevel, shuffle=blosc.shuffle)
-    array = zarr.create_array(str(folder), shape=shape, dtype=data.dtype, chunks=shard if shard == chunk else chunk,
-                              shards=None if shard == chunk else shard, compressors=(codec, Crc32cCodec()),
-                              fill_value=0)
+    array = zarr.create_array(
+        str(folder),
+        shape=shape,
+        dtype=data.dtype,
+        chunks=shard if shard == chunk else chunk,
+        shards=None if shard == chunk else shard,
+        compressors=(codec, Crc32cCodec()),
+        fill_value=0,
+    )
     if data.size:
         array[...] = data
     return _files(folder)
@@ -43,7 +49,11 @@ def _cases():
         "uint8 stream, lz4": (stream, 65536, BloscSettings("lz4", 1, "noshuffle")),
         "one chunk int64": (np.arange(27, dtype=np.int64) * 1000, 27, BloscSettings("zstd", 1, "shuffle")),
         "one chunk int32 of zeros (no chunk file)": (np.zeros(3, np.int32), 3, BloscSettings("zstd", 1, "shuffle")),
-        "a shard of zeros (no shard file)": (np.zeros((40, 2, 3, 3), np.int16), 32, BloscSettings("zstd", 1, "shuffle")),
+        "a shard of zeros (no shard file)": (
+            np.zeros((40, 2, 3, 3), np.int16),
+            32,
+            BloscSettings("zstd", 1, "shuffle"),
+        ),
         "empty array": (np.zeros((0, 2, 4, 4), np.int16), 32, BloscSettings("zstd", 1, "shuffle")),
         "zstd level 5, bitshuffle": (mvs[:40], 8, BloscSettings("zstd", 5, "bitshuffle")),
     }
@@ -148,7 +158,9 @@ def test_tensorstore_fails_on_damage_and_reads_zeros_where_nothing_is_stored(tmp
 
 def test_read_results_are_writeable_and_odd_keys_are_refused(tmp_path):
     data = np.arange(3 * 70, dtype=np.int16).reshape(70, 3)
-    rows = open_array(str(_on_disk(tmp_path / "a", array_files(data, chunk_rows=32, blosc=BloscSettings("zstd", 1, "shuffle")))))
+    rows = open_array(
+        str(_on_disk(tmp_path / "a", array_files(data, chunk_rows=32, blosc=BloscSettings("zstd", 1, "shuffle"))))
+    )
     assert rows[0:5].flags.writeable and rows[3].flags.writeable and rows.oindex[[1, 2]].flags.writeable
     np.testing.assert_array_equal(rows[[-1, 0, -70]], data[[-1, 0, -70]])
     for bad in (1.0, True, [0.5]):

@@ -106,7 +106,7 @@ def test_pathway_networks_see_the_clip_and_its_differences(suffix):
     # The difference pathway's map, relative to its map of a still clip, comes last.
     torch.testing.assert_close(out[:, -64:], diff_part, rtol=1e-4, atol=1e-5)
     assert still[:, -64:].abs().max() == 0  # where nothing moves it reads exactly 0 ...
-    assert out[:, -64:].abs().max() > 0.1   # ... and a moving clip does not
+    assert out[:, -64:].abs().max() > 0.1  # ... and a moving clip does not
     if rgb_part is not None:
         torch.testing.assert_close(out[:, :64], rgb_part)
     net.train()

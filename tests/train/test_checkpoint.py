@@ -32,8 +32,14 @@ def _state(value: float) -> dict:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
     model(torch.ones(2, 4)).sum().backward()
     optimizer.step()
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": 7, "epoch": 1,
-            "config": {"optim": {"lr_per_sample": 0.0005, "grad_clip_norm": None}}, "rng": capture_rng_state()}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": 7,
+        "epoch": 1,
+        "config": {"optim": {"lr_per_sample": 0.0005, "grad_clip_norm": None}},
+        "rng": capture_rng_state(),
+    }
 
 
 def test_round_trip_loads_with_weights_only(tmp_path):

@@ -45,11 +45,21 @@ def test_model_section_is_exactly_the_model_keyword_arguments():
 
 
 def test_overrides_are_yaml_values_applied_in_order():
-    config = load_config(None, [
-        "optim.epochs=10", "data.batch_size=8", "model.backbone=c3d", "max_steps=50", "max_steps=null",
-        "optim.weight_decay=1e-3", "model.use_context=false", "data.split=2", "optim.grad_clip_norm=null",
-        "task=supervised_aux",
-    ])
+    config = load_config(
+        None,
+        [
+            "optim.epochs=10",
+            "data.batch_size=8",
+            "model.backbone=c3d",
+            "max_steps=50",
+            "max_steps=null",
+            "optim.weight_decay=1e-3",
+            "model.use_context=false",
+            "data.split=2",
+            "optim.grad_clip_norm=null",
+            "task=supervised_aux",
+        ],
+    )
     assert config.optim.epochs == 10 and config.data.batch_size == 8 and config.model.backbone == "c3d"
     assert config.max_steps is None  # the later override wins
     assert config.optim.weight_decay == 0.001  # "1e-3" is a string to YAML 1.1; the float field converts it
@@ -59,19 +69,28 @@ def test_overrides_are_yaml_values_applied_in_order():
     assert load_config(None, list(SUPERVISED_AUX_OVERRIDES)).model.use_context is False
 
 
-@pytest.mark.parametrize("override, message", [
-    ("optim.lr=0.1", "unknown config key 'optim.lr'; valid keys in 'optim': epochs, grad_clip_norm, lr_per_sample, "
-                     "momentum, nesterov, steps, warmup_epochs, weight_decay"),
-    ("optimizer.epochs=3", "unknown config key 'optimizer'; valid keys at the top level: checkpoint_every_epochs, "
-                           "data, loss, max_steps, model, optim, save_every_steps, seed, sync_batchnorm, task"),
-    ("data.batch_size=lots", "data.batch_size must be int, got 'lots'"),
-    ("data.batch_size=2.5", "data.batch_size must be int, got 2.5"),
-    ("model.use_motion=maybe", "model.use_motion must be bool, got 'maybe'"),
-    ("task=finetune", "task must be one of ['pretrain', 'supervised_aux'], got 'finetune'"),
-    ("loss.alpha=1.5", "loss.alpha must be in [0, 1]"),
-    ("optim.epochs", "override 'optim.epochs' must look like key=value"),
-    ("optim=3", "optim must be a mapping, got 3"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "optim.lr=0.1",
+            "unknown config key 'optim.lr'; valid keys in 'optim': epochs, grad_clip_norm, lr_per_sample, "
+            "momentum, nesterov, steps, warmup_epochs, weight_decay",
+        ),
+        (
+            "optimizer.epochs=3",
+            "unknown config key 'optimizer'; valid keys at the top level: checkpoint_every_epochs, "
+            "data, loss, max_steps, model, optim, save_every_steps, seed, sync_batchnorm, task",
+        ),
+        ("data.batch_size=lots", "data.batch_size must be int, got 'lots'"),
+        ("data.batch_size=2.5", "data.batch_size must be int, got 2.5"),
+        ("model.use_motion=maybe", "model.use_motion must be bool, got 'maybe'"),
+        ("task=finetune", "task must be one of ['pretrain', 'supervised_aux'], got 'finetune'"),
+        ("loss.alpha=1.5", "loss.alpha must be in [0, 1]"),
+        ("optim.epochs", "override 'optim.epochs' must look like key=value"),
+        ("optim=3", "optim must be a mapping, got 3"),
+    ],
+)
 def test_bad_keys_and_values_are_refused_with_a_clear_message(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(None, [override])
@@ -89,7 +108,9 @@ def test_yaml_round_trip(tmp_path):
     assert load_config(path) == config
     assert load_config(path, ["optim.epochs=8"]).optim.epochs == 8
     assert config_differences(config, load_config(path, ["optim.epochs=8", "max_steps=5"])) == [
-        "max_steps: None -> 5", "optim.epochs: 7 -> 8"]
+        "max_steps: None -> 5",
+        "optim.epochs: 7 -> 8",
+    ]
 
 
 def test_unknown_key_in_a_file_names_the_file_section(tmp_path):

@@ -47,8 +47,9 @@ def store_url(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("videos")
     for relative, (frames, dx, dy) in VIDEOS.items():
         (root / relative).parent.mkdir(exist_ok=True)
-        write_video(root / relative, translating_frames(frames=frames, width=340, height=256, dx=dx, dy=dy,
-                                                       seed=len(relative)))
+        write_video(
+            root / relative, translating_frames(frames=frames, width=340, height=256, dx=dx, dy=dy, seed=len(relative))
+        )
     return _extract(root, str(tmp_path_factory.mktemp("store") / "synthetic.zarr"))
 
 
@@ -84,7 +85,6 @@ def test_sample_layout_and_known_motion_in_pixels(store_url):
     assert inner[1].abs().median() == pytest.approx(0.0, abs=0.01)
     for window in sample["mv_negatives"]:
         assert window[0, _moving_frames(window), 2:-2, 2:-3].median() == pytest.approx(2.0, abs=0.01)
-
 
 
 def test_a_flip_turns_the_motion_left(store_url):
@@ -137,15 +137,15 @@ def test_iframe_maps_interpolated_from_their_neighbours(store_url):
 
 
 def test_camera_compensation_removes_a_pan_and_keeps_an_object():
-    maps = np.zeros((1, 2, 2, 4, 5), np.float32)     # (N, T, 2, gh, gw)
-    maps[..., 0, :, :] = 3.0                           # every block moves right: a pan
-    maps[0, 1, :, 1, 2] = (3.0 + 4.0, -2.0)            # one block moves differently: an object
+    maps = np.zeros((1, 2, 2, 4, 5), np.float32)  # (N, T, 2, gh, gw)
+    maps[..., 0, :, :] = 3.0  # every block moves right: a pan
+    maps[0, 1, :, 1, 2] = (3.0 + 4.0, -2.0)  # one block moves differently: an object
     out = compensate_camera(maps)
-    assert np.abs(out[0, 0]).max() == 0.0              # the pan alone: nothing left
+    assert np.abs(out[0, 0]).max() == 0.0  # the pan alone: nothing left
     assert out[0, 1, :, 1, 2].tolist() == [4.0, -2.0]  # the object, relative to the background
     assert np.abs(np.delete(out[0, 1].reshape(2, -1), 7, axis=1)).max() == 0.0
     static = np.zeros((1, 1, 2, 4, 5), np.float32)
-    static[0, 0, :, 0, 0] = (5.0, 1.0)                 # a static camera (median 0) is left as it is
+    static[0, 0, :, 0, 0] = (5.0, 1.0)  # a static camera (median 0) is left as it is
     np.testing.assert_array_equal(compensate_camera(static), static)
 
 
@@ -218,7 +218,7 @@ def test_loader_workers_match_in_process_loading_over_epochs(store_url):
     for epoch, (order, batches) in seen.items():
         reference.set_epoch(epoch)  # persistent workers saw set_epoch too
         for position, batch in enumerate(batches):
-            expected = default_collate([reference[i] for i in order[2 * position: 2 * position + 2]])
+            expected = default_collate([reference[i] for i in order[2 * position : 2 * position + 2]])
             _assert_samples_equal(batch, expected)
 
 
@@ -248,7 +248,6 @@ def test_a_corrupt_video_is_skipped_and_counted(corrupt_store):
     assert dataset.skipped == 2
 
 
-
 def test_a_damaged_chunk_is_a_skip_but_a_bug_stops_the_run(store_url, monkeypatch):
     assert is_load_error(RuntimeError("error during blosc decompression: -1"))
     assert not is_load_error(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
@@ -269,6 +268,7 @@ def test_a_damaged_chunk_is_a_skip_but_a_bug_stops_the_run(store_url, monkeypatc
     with pytest.raises(RuntimeError, match="mat1 and mat2"):
         dataset[0]
     assert dataset.skipped == MAX_ATTEMPTS  # not counted: raised at once
+
 
 @pytest.mark.slow
 def test_worker_skips_reach_the_main_process(corrupt_store):

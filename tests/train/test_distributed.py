@@ -42,8 +42,13 @@ from comode.train.metrics import read_metrics
 
 HERE = Path(__file__).resolve()
 # Same run on both sides; what differs per rank is switched off (see module docstring).
-EQUIVALENCE = ("model.dropout=0", "optim.epochs=1", "optim.warmup_epochs=0", "max_steps=4",
-               "optim.lr_per_sample=0.00001")
+EQUIVALENCE = (
+    "model.dropout=0",
+    "optim.epochs=1",
+    "optim.warmup_epochs=0",
+    "max_steps=4",
+    "optim.lr_per_sample=0.00001",
+)
 
 
 def _test_loop_module():
@@ -62,8 +67,11 @@ def train(out_dir: Path, *overrides: str):
 
 def test_rank_batches_concatenate_to_the_global_batch_and_resume_mid_epoch():
     def batches(rank, world, start=0, epoch=0):
-        return list(EpochBatchSampler(dataset_size=10, global_batch=4, rank=rank, world_size=world, seed=5,
-                                      epoch=epoch, start=start))
+        return list(
+            EpochBatchSampler(
+                dataset_size=10, global_batch=4, rank=rank, world_size=world, seed=5, epoch=epoch, start=start
+            )
+        )
 
     single = batches(0, 1)
     assert len(single) == 2 and sorted(sum(single, [])) != list(range(8))  # shuffled; 2 of 10 dropped
@@ -79,8 +87,16 @@ def test_two_ranks_give_the_losses_of_one_process_with_the_same_global_batch(tmp
     # Both runs in the default memory layout: channels-last kernels sum in a batch-size-
     # dependent order, which would hide a real fault behind rounding (see channels_last_on_cpu).
     monkeypatch.setenv(CHANNELS_LAST_ENV, "0")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(HERE), str(tmp_path / "two_ranks")]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(HERE),
+        str(tmp_path / "two_ranks"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -96,6 +112,7 @@ def test_two_ranks_give_the_losses_of_one_process_with_the_same_global_batch(tmp
         grad_tolerance = 2e-5 if step == 1 else 2e-4
         assert distributed["grad_norm"] == pytest.approx(single["grad_norm"], rel=grad_tolerance), step
         assert distributed["lr"] == single["lr"]
+
 
 if __name__ == "__main__":  # the torchrun worker: python -m torch.distributed.run ... test_distributed.py OUT_DIR
     train(Path(sys.argv[1]))

@@ -25,8 +25,14 @@ def _windows_overlap(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def test_defaults_are_the_authors_layout():
-    assert (SPEC.frames, SPEC.stride, SPEC.mv_window, SPEC.future_gap, SPEC.negatives, SPEC.iframe_radius) == \
-        (16, 4, 8, 2, 3, 5)
+    assert (SPEC.frames, SPEC.stride, SPEC.mv_window, SPEC.future_gap, SPEC.negatives, SPEC.iframe_radius) == (
+        16,
+        4,
+        8,
+        2,
+        3,
+        5,
+    )
     assert SPEC.clip_span == 61 and SPEC.required_frames == 70
     with pytest.raises(ValueError, match="stride must be >= 1"):
         ClipSpec(stride=0)
@@ -144,8 +150,7 @@ def test_current_motion_window_lies_in_the_middle_of_the_clip(seed):
 
 
 def test_current_motion_window_of_a_short_video_stays_inside_it():
-    sample = sample_indices(20, np.array([0, 12]), spec=ClipSpec(motion_window="current"),
-                            rng=np.random.default_rng(0))
+    sample = sample_indices(20, np.array([0, 12]), spec=ClipSpec(motion_window="current"), rng=np.random.default_rng(0))
     np.testing.assert_array_equal(sample.future, np.arange(12, 20))
     assert sample.clamped and sample.clip.max() == 19
     with pytest.raises(ValueError, match="motion_window must be one of"):

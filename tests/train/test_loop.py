@@ -35,9 +35,16 @@ CLIP_FRAMES, MV_FRAMES = 16, 8
 # The tiny model of the brief, plus 1+1 transformer layers (CPU time).  The learning rate
 # is 5x the paper's per-sample rate: 200 steps is all a test can afford.
 TINY = [
-    "model.width_multiplier=0.125", "model.transformer_dim=64", "model.embed_dim=32", "model.head_hidden=128",
-    "model.encoder_layers=1", "model.decoder_layers=1", "model.heads=4",
-    "data.batch_size=4", "data.workers=0", "optim.lr_per_sample=0.0025",
+    "model.width_multiplier=0.125",
+    "model.transformer_dim=64",
+    "model.embed_dim=32",
+    "model.head_hidden=128",
+    "model.encoder_layers=1",
+    "model.decoder_layers=1",
+    "model.heads=4",
+    "data.batch_size=4",
+    "data.workers=0",
+    "optim.lr_per_sample=0.0025",
 ]
 
 
@@ -99,8 +106,12 @@ def synthetic_data(*, noise: float = 0.05, **dataset_kwargs) -> TrainingData:
     def augment(batch, *, generator, train):
         return synthetic_augment(batch, generator=generator, train=train, noise=noise)
 
-    return TrainingData(dataset=MovingTextures(**dataset_kwargs), augment=augment, num_classes=len(VELOCITIES),
-                        input_normalization={"synthetic": True})
+    return TrainingData(
+        dataset=MovingTextures(**dataset_kwargs),
+        augment=augment,
+        num_classes=len(VELOCITIES),
+        input_normalization={"synthetic": True},
+    )
 
 
 def tiny_config(*overrides: str):
@@ -186,8 +197,14 @@ def test_blind_level_watch_warns_once_late_and_only_near_the_level():
     from comode.train.metrics import BlindLevelWatch
 
     watch = BlindLevelWatch(total_steps=100, after=0.5, margin=0.02, window=10)
-    blind = {"blind_acc_motion": 1 / 11, "blind_loss_motion": math.log(11), "loss_motion": math.log(11),
-             "blind_acc_context": 1 / 8, "blind_loss_context": math.log(8), "loss_context": 1.0}
+    blind = {
+        "blind_acc_motion": 1 / 11,
+        "blind_loss_motion": math.log(11),
+        "loss_motion": math.log(11),
+        "blind_acc_context": 1 / 8,
+        "blind_loss_context": math.log(8),
+        "loss_context": 1.0,
+    }
     messages = []
     for step in range(1, 101):
         values = {**blind, "acc_motion": 0.09, "acc_context": 0.6}  # motion blind, context learned
@@ -211,13 +228,18 @@ def test_resumed_run_repeats_the_uninterrupted_run_step_for_step(tmp_path):
     whole = run_pretraining(config, data=synthetic_data(), out_dir=tmp_path / "whole", show_progress=False)
     assert whole.steps == 24
 
-    first = run_pretraining(dataclasses.replace(config, max_steps=11), data=synthetic_data(),
-                            out_dir=tmp_path / "split", show_progress=False)
+    first = run_pretraining(
+        dataclasses.replace(config, max_steps=11),
+        data=synthetic_data(),
+        out_dir=tmp_path / "split",
+        show_progress=False,
+    )
     assert first.steps == 11 and load_checkpoint(tmp_path / "split" / LAST_CHECKPOINT)["sampler"]["position"] == 3
     with pytest.raises(FileExistsError, match="--resume"):
         run_pretraining(config, data=synthetic_data(), out_dir=tmp_path / "split", show_progress=False)
-    resumed = run_pretraining(config, data=synthetic_data(), out_dir=tmp_path / "split", resume=True,
-                              show_progress=False)
+    resumed = run_pretraining(
+        config, data=synthetic_data(), out_dir=tmp_path / "split", resume=True, show_progress=False
+    )
     assert resumed.steps == 24 and resumed.steps_this_run == 13
 
     expected, actual = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "split")
@@ -250,8 +272,9 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(tmp_path)
     longer = tiny_config("optim.epochs=1", "optim.warmup_epochs=0", "max_steps=2")
     summary = run_pretraining(longer, data=synthetic_data(), out_dir=tmp_path, resume=True, show_progress=False)
     assert summary.steps == 2
-    older_but_changed = tiny_config("optim.epochs=1", "optim.warmup_epochs=0", "max_steps=3",
-                                    "data.negative_min_distance=0.2")
+    older_but_changed = tiny_config(
+        "optim.epochs=1", "optim.warmup_epochs=0", "max_steps=3", "data.negative_min_distance=0.2"
+    )
     with pytest.raises(ValueError, match=r"data.negative_min_distance: 0.0 -> 0.2"):
         run_pretraining(older_but_changed, data=synthetic_data(), out_dir=tmp_path, resume=True, show_progress=False)
 
@@ -300,8 +323,14 @@ def synthetic_store(tmp_path_factory) -> str:
 
 
 def test_a_few_steps_on_a_real_store(tmp_path, synthetic_store):
-    config = tiny_config("data.split=null", "data.subset=null", "data.size=64", "optim.epochs=2",
-                         "optim.warmup_epochs=0", "data.workers=1")
+    config = tiny_config(
+        "data.split=null",
+        "data.subset=null",
+        "data.size=64",
+        "optim.epochs=2",
+        "optim.warmup_epochs=0",
+        "data.workers=1",
+    )
     summary = run_pretraining(config, store=synthetic_store, out_dir=tmp_path, show_progress=False)
     assert summary.steps == 2  # 4 videos / batch 4 = 1 step per epoch
     records = read_metrics(tmp_path)

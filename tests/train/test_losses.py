@@ -51,7 +51,7 @@ def _reference_pointwise(pred, target, temperature, hard_negatives=None):
     grid = [(t, y, x) for t in range(frames) for y in range(height) for x in range(width)]
     losses, hits = [], []
     for b in range(batch):
-        for (t, y, x) in grid:
+        for t, y, x in grid:
             negatives = [
                 target[b2, :, t2, y2, x2]
                 for b2 in range(batch)
@@ -60,9 +60,7 @@ def _reference_pointwise(pred, target, temperature, hard_negatives=None):
             ]
             if hard_negatives is not None:
                 negatives += [
-                    hard_negatives[b, k, :, t2, y2, x2]
-                    for k in range(hard_negatives.shape[1])
-                    for (t2, y2, x2) in grid
+                    hard_negatives[b, k, :, t2, y2, x2] for k in range(hard_negatives.shape[1]) for (t2, y2, x2) in grid
                 ]
             loss, hit = _nce_row(pred[b, :, t, y, x], target[b, :, t, y, x], negatives, temperature)
             losses.append(loss)
@@ -239,10 +237,12 @@ def test_blind_predictor_scores_its_blind_level_on_both_candidate_sets():
     batch, hard_windows, positions = 4, 3, 6
     dim = positions * (batch + hard_windows + 1)
     basis = torch.eye(dim)
-    cell_direction = basis[:positions]                      # (P, D): the blind query of position p
-    def window(index):                                      # (D, 1, 2, 3): same direction + a unique part
-        unique = basis[positions * (index + 1):positions * (index + 2)]
+    cell_direction = basis[:positions]  # (P, D): the blind query of position p
+
+    def window(index):  # (D, 1, 2, 3): same direction + a unique part
+        unique = basis[positions * (index + 1) : positions * (index + 2)]
         return (cell_direction + 1e-3 * unique).T.reshape(dim, 1, 2, 3)
+
     target = torch.stack([window(b) for b in range(batch)])
     hard = torch.stack([torch.stack([window(batch + k) for k in range(hard_windows)])] * batch)
     pred = cell_direction.T.reshape(dim, 1, 2, 3).expand(batch, -1, -1, -1, -1)
@@ -267,8 +267,7 @@ def test_pointwise_info_nce_rejects_mismatched_shapes():
         pointwise_info_nce(torch.randn(2, 4, 1, 2, 2), torch.randn(2, 4, 1, 2, 3))
     with pytest.raises(ValueError):
         pointwise_info_nce(
-            torch.randn(2, 4, 1, 2, 2), torch.randn(2, 4, 1, 2, 2),
-            hard_negatives=torch.randn(2, 3, 4, 1, 2, 3),
+            torch.randn(2, 4, 1, 2, 2), torch.randn(2, 4, 1, 2, 2), hard_negatives=torch.randn(2, 3, 4, 1, 2, 3)
         )
 
 
@@ -323,9 +322,7 @@ def test_pointwise_info_nce_with_gather_equals_local_rows_of_the_concatenated_ba
     # Reference on the global batch of 4 videos; rank 1's hard negatives are irrelevant to
     # rank 0's queries (hard negatives only serve their own video), so random ones are fine.
     all_hard = torch.cat([hard, torch.randn_like(hard)])
-    losses, _ = _reference_pointwise(
-        torch.cat([pred, other_pred]), torch.cat([target, other_target]), 0.1, all_hard
-    )
+    losses, _ = _reference_pointwise(torch.cat([pred, other_pred]), torch.cat([target, other_target]), 0.1, all_hard)
     local_positions = 2 * 1 * 2 * 2
     assert loss.item() == pytest.approx(_mean(losses[:local_positions]), rel=1e-10)
 

@@ -14,8 +14,18 @@ from comode.train.heads import LearnedPositionalGrid
 from comode.train.model import CoMoDe, CoMoDeOutput, compute_losses
 
 TINY = dict(width_multiplier=0.125, transformer_dim=64, embed_dim=32, head_hidden=128)
-LOSS_KEYS = {"loss", "loss_context", "loss_motion", "acc_context", "acc_motion", "blind_loss", "blind_loss_context",
-             "blind_acc_context", "blind_loss_motion", "blind_acc_motion"}
+LOSS_KEYS = {
+    "loss",
+    "loss_context",
+    "loss_motion",
+    "acc_context",
+    "acc_motion",
+    "blind_loss",
+    "blind_loss_context",
+    "blind_acc_context",
+    "blind_loss_motion",
+    "blind_acc_motion",
+}
 
 
 def _inputs(batch=2, mv_hw=(32, 44), negatives=3):
@@ -96,9 +106,9 @@ def test_rotated_negatives_turn_the_future_vectors():
 
     right = torch.zeros(1, 2, 1, 1, 1)
     right[0, 0] = 3.0  # 3 px/frame to the right
-    assert rotate_vectors(right, 1).flatten().tolist() == [0.0, 3.0]    # down (y grows downwards)
-    assert rotate_vectors(right, 2).flatten().tolist() == [-3.0, 0.0]   # left
-    assert rotate_vectors(right, 3).flatten().tolist() == [0.0, -3.0]   # up
+    assert rotate_vectors(right, 1).flatten().tolist() == [0.0, 3.0]  # down (y grows downwards)
+    assert rotate_vectors(right, 2).flatten().tolist() == [-3.0, 0.0]  # left
+    assert rotate_vectors(right, 3).flatten().tolist() == [0.0, -3.0]  # up
     torch.testing.assert_close(rotate_vectors(right, 4), right)
     torch.manual_seed(0)
     model = CoMoDe(**TINY, rotated_negatives=True, motion_predictor="conv").eval()

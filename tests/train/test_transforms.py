@@ -30,8 +30,13 @@ def _batch(b=4, t=16, k=3, *, clip=None, mv=None, seed=0):
     generator = torch.Generator().manual_seed(seed)
     clip = torch.randint(0, 256, (b, 3, t, H, W), dtype=torch.uint8, generator=generator) if clip is None else clip
     mv = torch.randn(b, 1 + k, 2, 8, GH, GW, generator=generator) if mv is None else mv
-    return {"clip": clip, "iframe": clip[:, :, 0].clone(), "mv_future": mv[:, 0], "mv_negatives": mv[:, 1:],
-            "mv_geometry": torch.tensor(DEFAULT_MV_GEOMETRY).expand(b, 4)}
+    return {
+        "clip": clip,
+        "iframe": clip[:, :, 0].clone(),
+        "mv_future": mv[:, 0],
+        "mv_negatives": mv[:, 1:],
+        "mv_geometry": torch.tensor(DEFAULT_MV_GEOMETRY).expand(b, 4),
+    }
 
 
 def _unnormalize(x, channel_dim=1):
@@ -79,7 +84,7 @@ def test_flip_moves_left_half_motion_to_the_right_half():
     geometry = torch.tensor([DEFAULT_MV_GEOMETRY])
     out = crop_motion(motion, whole, flip=torch.tensor([True]), geometry=geometry, size=GW * 8, mv_size=GW)
     out = out[0, 0, 0, 0]  # (mv, mv): x component of the first frame
-    left, right = out[:, : GW // 2 - 1], out[:, GW // 2 + 1:]
+    left, right = out[:, : GW // 2 - 1], out[:, GW // 2 + 1 :]
     assert torch.all(left == 0) and torch.all(right < 0)
     torch.testing.assert_close(right, torch.full_like(right, -4.0 * 0.5))  # 0.5 RGB px per MV px, no zoom
 
@@ -164,7 +169,9 @@ def test_same_generator_same_output_and_different_seeds_differ():
 
 
 def test_crop_boxes_respect_area_and_aspect_limits():
-    boxes = random_crop_boxes(4000, H, W, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), draw=UniformDraws(torch.Generator(), torch.device("cpu")))
+    boxes = random_crop_boxes(
+        4000, H, W, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), draw=UniformDraws(torch.Generator(), torch.device("cpu"))
+    )
     y0, x0, h, w = boxes.unbind(1)
     assert torch.all(y0 >= 0) and torch.all(x0 >= 0) and torch.all(y0 + h <= H) and torch.all(x0 + w <= W)
     area = h * w / (H * W)

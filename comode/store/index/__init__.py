@@ -22,6 +22,18 @@ from comode.store.index.read import IndexDamaged, read_index
 from comode.store.index.state import FORMAT, INDEXED_ATTRS, IndexState, Marker
 
 __all__ = [
-    "FORMAT", "INDEXED_ATTRS", "IndexDamaged", "IndexState", "IndexSummary", "Journal", "Listing", "Marker",
-    "consolidate", "journal_for", "list_videos", "new_write_id", "read_index", "reindex",
+    "FORMAT",
+    "INDEXED_ATTRS",
+    "IndexDamaged",
+    "IndexState",
+    "IndexSummary",
+    "Journal",
+    "Listing",
+    "Marker",
+    "consolidate",
+    "journal_for",
+    "list_videos",
+    "new_write_id",
+    "read_index",
+    "reindex",
 ]

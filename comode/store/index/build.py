@@ -40,12 +40,12 @@ _PARTIAL = re.compile(r"^(?:snapshot|zarr)\.json\.(?P<tag>.+)-[0-9a-f]{8}\.parti
 class IndexSummary:
     """What a consolidation or a reindex wrote."""
 
-    source: str            # "journals" or "scan"
-    videos: int            # videos the snapshot lists (settled, with a group)
-    unsettled: int         # videos left for readers to read (writes under way)
-    groups_read: int       # groups read to settle videos or find unknown folders
-    journals: int          # journals the snapshot covers
-    listing: Listing       # the videos as a reader would list them now
+    source: str  # "journals" or "scan"
+    videos: int  # videos the snapshot lists (settled, with a group)
+    unsettled: int  # videos left for readers to read (writes under way)
+    groups_read: int  # groups read to settle videos or find unknown folders
+    journals: int  # journals the snapshot covers
+    listing: Listing  # the videos as a reader would list them now
 
 
 def consolidate(url: str, *, scan: Scan, storage_options: dict | None = None) -> IndexSummary:
@@ -112,24 +112,38 @@ def _summary(state: IndexState, markers: dict[str, Marker | None], *, source: st
     """What was written, with the listing of ``state`` (its unsettled videos as ``markers`` read them)."""
     unsettled = state.unsettled()
     videos, unreadable, nbytes = assemble(state, {video: markers.get(video) for video in unsettled})
-    listing = Listing(videos=videos, unreadable=unreadable, source="index", nbytes=nbytes,
-                      note=f"index (written now from the {source})")
+    listing = Listing(
+        videos=videos,
+        unreadable=unreadable,
+        source="index",
+        nbytes=nbytes,
+        note=f"index (written now from the {source})",
+    )
     listed = sum(1 for video in state.videos if state.settled(video)[2] is not None)
     return IndexSummary(source, listed, len(unsettled), len(markers), journals, listing)
 
 
-def _write_snapshot(files: LocalIndexFiles | ObjectIndexFiles, state: IndexState, offsets: dict[str, int], *,
-                    source: str) -> None:
-    doc = {"index": FORMAT, "made_by": f"comode {__version__} ({process_tag()})",
-           "made_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "source": source,
-           "journals": dict(sorted(offsets.items())), **state.to_json()}
+def _write_snapshot(
+    files: LocalIndexFiles | ObjectIndexFiles, state: IndexState, offsets: dict[str, int], *, source: str
+) -> None:
+    doc = {
+        "index": FORMAT,
+        "made_by": f"comode {__version__} ({process_tag()})",
+        "made_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "journals": dict(sorted(offsets.items())),
+        **state.to_json(),
+    }
     files.write_atomic(SNAPSHOT, json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def _remove_leftovers(files: LocalIndexFiles | ObjectIndexFiles) -> None:
     """Temporary files of snapshot writes and claims whose process died (a SIGKILL mid-write)."""
-    leftovers = [name for name, match in ((n, _PARTIAL.match(n)) for n in files.list())
-                 if match and made_by_dead_local_process(match["tag"])]
+    leftovers = [
+        name
+        for name, match in ((n, _PARTIAL.match(n)) for n in files.list())
+        if match and made_by_dead_local_process(match["tag"])
+    ]
     files.remove_leftovers(leftovers)
     remove_abandoned_claims(files)
 

@@ -26,8 +26,14 @@ class IndexCheck:
     problems: list[str] = field(default_factory=list)
 
 
-def check_index(url: str, *, found: dict[str, dict[str, Any]], unreadable: dict[str, str], ignore: set[str],
-                storage_options: dict | None = None) -> IndexCheck:
+def check_index(
+    url: str,
+    *,
+    found: dict[str, dict[str, Any]],
+    unreadable: dict[str, str],
+    ignore: set[str],
+    storage_options: dict | None = None,
+) -> IndexCheck:
     """Compare the index with the groups as a full scan read them (``found``: attributes by id,
     ``unreadable``: reason by id); ``ignore``: groups already reported for other reasons."""
     files = index_files(url, storage_options)
@@ -37,8 +43,11 @@ def check_index(url: str, *, found: dict[str, dict[str, Any]], unreadable: dict[
     except IndexDamaged as error:
         return IndexCheck("damaged", [f"index: damaged ({error}); {REINDEX_HINT}"])
     if read is None:
-        return IndexCheck("none (readers list this store by reading every group; "
-                          f"`comode store reindex {url}` writes one)" if names else "none (no videos)")
+        return IndexCheck(
+            f"none (readers list this store by reading every group; `comode store reindex {url}` writes one)"
+            if names
+            else "none (no videos)"
+        )
     truth: dict[str, Marker] = {video: Marker.from_attrs(attrs) for video, attrs in found.items()}
     truth.update({video: Marker.unreadable(reason) for video, reason in unreadable.items()})
     truth.update({video: Marker.empty() for video in names - set(truth)})
@@ -56,8 +65,9 @@ def check_index(url: str, *, found: dict[str, dict[str, Any]], unreadable: dict[
         elif group is None:
             differences.append(f"videos/{video}: in the index as {live.attrs.get('status')!r}, but there is no group")
         elif token != group.write or live.attrs != group.attrs:
-            changed = sorted(key for key in set(live.attrs) | set(group.attrs)
-                             if live.attrs.get(key) != group.attrs.get(key))
+            changed = sorted(
+                key for key in set(live.attrs) | set(group.attrs) if live.attrs.get(key) != group.attrs.get(key)
+            )
             what = f"differs in {', '.join(changed)}" if changed else "is another write of it"
             differences.append(f"videos/{video}: the index {what} (index: write {token}, group: write {group.write})")
     problems = [f"index: {line}" for line in differences[:SHOWN]]
@@ -66,7 +76,10 @@ def check_index(url: str, *, found: dict[str, dict[str, Any]], unreadable: dict[
     if problems:
         problems.append(f"index: out of date for {len(differences)} video(s); {REINDEX_HINT}")
     covered = "snapshot + " if read.snapshot else ""
-    summary = (f"{'matches the groups' if not differences else f'{len(differences)} video(s) differ'} "
-               f"({covered}{read.journals_read} journal(s) read"
-               + (f", {unsettled} video(s) with a write under way" if unsettled else "") + ")")
+    summary = (
+        f"{'matches the groups' if not differences else f'{len(differences)} video(s) differ'} "
+        f"({covered}{read.journals_read} journal(s) read"
+        + (f", {unsettled} video(s) with a write under way" if unsettled else "")
+        + ")"
+    )
     return IndexCheck(summary, problems)

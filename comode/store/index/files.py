@@ -31,9 +31,17 @@ INDEX_GROUP = layout.INDEX_GROUP
 SNAPSHOT = layout.INDEX_SNAPSHOT
 CLAIMS = layout.INDEX_CLAIMS
 _JOURNAL = re.compile(r"^journal-(?P<tag>.+)-(?P<nonce>[0-9a-f]{8})-(?P<seq>\d{6})\.jsonl$")
-GROUP_METADATA = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {
-    "index": FORMAT, "about": "the video listing of this store, derived from videos/ (schemas/README.md, 'Index')"}},
-    indent=2).encode()
+GROUP_METADATA = json.dumps(
+    {
+        "zarr_format": 3,
+        "node_type": "group",
+        "attributes": {
+            "index": FORMAT,
+            "about": "the video listing of this store, derived from videos/ (schemas/README.md, 'Index')",
+        },
+    },
+    indent=2,
+).encode()
 
 
 def journal_name(tag: str, nonce: str, seq: int) -> str:
@@ -154,8 +162,11 @@ class LocalIndexFiles:
 
     def claims(self) -> list[str]:
         try:
-            return [name[:-len(".json")] for name in os.listdir(os.path.join(self.folder, CLAIMS))
-                    if name.endswith(".json")]
+            return [
+                name[: -len(".json")]
+                for name in os.listdir(os.path.join(self.folder, CLAIMS))
+                if name.endswith(".json")
+            ]
         except FileNotFoundError:
             return []
 
@@ -199,8 +210,11 @@ class ObjectIndexFiles:
             entries = self.fs.ls(self.folder, detail=True, refresh=True)
         except FileNotFoundError:
             return {}
-        return {entry["name"].rstrip("/").rsplit("/", 1)[-1]: int(entry.get("size") or 0)
-                for entry in entries if entry.get("type") == "file"}
+        return {
+            entry["name"].rstrip("/").rsplit("/", 1)[-1]: int(entry.get("size") or 0)
+            for entry in entries
+            if entry.get("type") == "file"
+        }
 
     def read(self, name: str, offset: int = 0) -> bytes | None:
         try:
@@ -257,7 +271,7 @@ class ObjectIndexFiles:
             entries = self.fs.ls(join(self.folder, CLAIMS), detail=False, refresh=True)
         except FileNotFoundError:
             return []
-        return [entry.rsplit("/", 1)[-1][:-len(".json")] for entry in entries if entry.endswith(".json")]
+        return [entry.rsplit("/", 1)[-1][: -len(".json")] for entry in entries if entry.endswith(".json")]
 
     def read_markers(self, videos: Iterable[str]) -> dict[str, Marker | None]:
         videos = list(videos)
@@ -271,7 +285,9 @@ class ObjectIndexFiles:
             if isinstance(body, bytes):
                 found[video] = _parse_marker(body)
             else:  # no zarr.json: a folder (prefix) with other objects is a write under way
-                found[video] = Marker.empty() if self._has_objects(join(self.root, layout.VIDEOS_GROUP, video)) else None
+                found[video] = (
+                    Marker.empty() if self._has_objects(join(self.root, layout.VIDEOS_GROUP, video)) else None
+                )
         return found
 
     def _has_objects(self, prefix: str) -> bool:

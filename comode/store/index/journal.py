@@ -61,8 +61,9 @@ class Journal:
 
     def done(self, video: str, write: str, *, attrs: Mapping[str, Any], nbytes: int | None) -> None:
         """Record that ``video``'s group (write ``write``) is in place with ``attrs``."""
-        self._append({"op": "done", "video": video, "write": write, "attrs": indexed(attrs), "bytes": nbytes},
-                     durable=False)
+        self._append(
+            {"op": "done", "video": video, "write": write, "attrs": indexed(attrs), "bytes": nbytes}, durable=False
+        )
 
     def _append(self, entry: dict[str, Any], *, durable: bool) -> None:
         line = (json.dumps(entry, separators=(",", ":"), ensure_ascii=False) + "\n").encode()

@@ -53,8 +53,13 @@ _WARNED: set[tuple[str, str]] = set()
 def scan_listing(scan: Scan, why: str, url: str) -> Listing:
     if (url, why) not in _WARNED:
         _WARNED.add((url, why))
-        logger.warning("%s: %s; listing the videos by reading every group's metadata (slow for large stores: "
-                       "`comode store reindex %s` writes a new index)", url, why, url)
+        logger.warning(
+            "%s: %s; listing the videos by reading every group's metadata (slow for large stores: "
+            "`comode store reindex %s` writes a new index)",
+            url,
+            why,
+            url,
+        )
     found, unreadable = scan()
     return Listing(videos=found, unreadable=unreadable, source="scan", note=why)
 
@@ -76,18 +81,27 @@ def list_videos(url: str, *, scan: Scan, storage_options: dict | None = None) ->
     if len(comparison.unknown) > max(READ_ONE_BY_ONE, len(names) // 100):
         return scan_listing(scan, f"its index is stale: {comparison.describe()}", url)
     if comparison.stale:
-        logger.warning("%s: the index is stale: %s; those groups are read one by one (`comode store reindex %s` "
-                       "brings the index up to date)", url, comparison.describe(), url)
+        logger.warning(
+            "%s: the index is stale: %s; those groups are read one by one (`comode store reindex %s` "
+            "brings the index up to date)",
+            url,
+            comparison.describe(),
+            url,
+        )
     unsettled = read.state.unsettled()
     markers = files.read_markers(sorted(set(unsettled) | comparison.unknown))
     listing = assemble(read.state, markers, gone=comparison.missing)
-    note = (f"index ({'snapshot + ' if read.snapshot else ''}{read.journals_read} journal(s) read"
-            + (f", {len(markers)} group(s) read" if markers else "") + ")")
+    note = (
+        f"index ({'snapshot + ' if read.snapshot else ''}{read.journals_read} journal(s) read"
+        + (f", {len(markers)} group(s) read" if markers else "")
+        + ")"
+    )
     return Listing(videos=listing[0], unreadable=listing[1], source="index", note=note, nbytes=listing[2])
 
 
-def assemble(state: IndexState, markers: dict[str, Marker | None], *, gone: frozenset[str] = frozenset()
-             ) -> tuple[dict[str, dict[str, Any]], dict[str, str], int | None]:
+def assemble(
+    state: IndexState, markers: dict[str, Marker | None], *, gone: frozenset[str] = frozenset()
+) -> tuple[dict[str, dict[str, Any]], dict[str, str], int | None]:
     """(attributes by id, unreadable reason by id, total bytes or None) of ``state``, where
     the groups in ``markers`` (read just now) say what they hold and ``gone`` ones are left out."""
     videos: dict[str, dict[str, Any]] = {}

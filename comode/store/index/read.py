@@ -24,9 +24,9 @@ class IndexDamaged(ValueError):
 @dataclass
 class IndexRead:
     state: IndexState
-    offsets: dict[str, int]         # journal name -> bytes of it merged into ``state``
-    snapshot: bool                  # a snapshot was found
-    journals_read: int = 0          # journals read past the snapshot
+    offsets: dict[str, int]  # journal name -> bytes of it merged into ``state``
+    snapshot: bool  # a snapshot was found
+    journals_read: int = 0  # journals read past the snapshot
     made_by: dict = field(default_factory=dict)
 
 
@@ -52,8 +52,12 @@ def read_index(files: LocalIndexFiles | ObjectIndexFiles, *, use_snapshot: bool 
     except (KeyError, TypeError, AttributeError) as error:
         raise IndexDamaged(f"{SNAPSHOT} is not an index snapshot ({type(error).__name__}: {error})") from None
     offsets = {name: int(size) for name, size in (doc or {}).get("journals", {}).items()}
-    result = IndexRead(state=state, offsets=offsets, snapshot=doc is not None,
-                       made_by={key: doc.get(key) for key in ("made_by", "made_at", "source")} if doc else {})
+    result = IndexRead(
+        state=state,
+        offsets=offsets,
+        snapshot=doc is not None,
+        made_by={key: doc.get(key) for key in ("made_by", "made_at", "source")} if doc else {},
+    )
     for name, size in sorted(journals.items()):
         start = offsets.get(name, 0)
         if size < start:
@@ -67,7 +71,9 @@ def read_index(files: LocalIndexFiles | ObjectIndexFiles, *, use_snapshot: bool 
             entries, used = parse_lines(data)
             apply_all(state, entries, writer=journal_writer(name))
         except (ValueError, KeyError, TypeError) as error:
-            raise IndexDamaged(f"{name}: a line that is not a journal entry ({type(error).__name__}: {error})") from None
+            raise IndexDamaged(
+                f"{name}: a line that is not a journal entry ({type(error).__name__}: {error})"
+            ) from None
         offsets[name] = start + used
         result.journals_read += 1
     return result
@@ -77,8 +83,8 @@ def read_index(files: LocalIndexFiles | ObjectIndexFiles, *, use_snapshot: bool 
 class Comparison:
     """The index against a listing of ``videos/``."""
 
-    unknown: frozenset[str]   # group folders the index does not know (made by hand, or before the index)
-    missing: frozenset[str]   # settled videos of the index whose folder is gone (removed by hand)
+    unknown: frozenset[str]  # group folders the index does not know (made by hand, or before the index)
+    missing: frozenset[str]  # settled videos of the index whose folder is gone (removed by hand)
 
     @property
     def stale(self) -> bool:

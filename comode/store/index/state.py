@@ -71,10 +71,10 @@ class Marker:
 class Write:
     """One write of one video group, as far as the journals tell."""
 
-    writer: str | None = None            # the journal that started it; None once it ended or was abandoned
+    writer: str | None = None  # the journal that started it; None once it ended or was abandoned
     attrs: dict[str, Any] | None = None  # set when done: the indexed attributes (status included)
-    nbytes: int | None = None            # bytes of the group's files, when the writer said
-    replaced: bool = False               # a later write (or a reading of the group) superseded it
+    nbytes: int | None = None  # bytes of the group's files, when the writer said
+    replaced: bool = False  # a later write (or a reading of the group) superseded it
 
     @property
     def live(self) -> bool:
@@ -85,13 +85,25 @@ class Write:
         return self.writer is not None and self.attrs is None
 
     def to_json(self) -> dict[str, Any]:
-        return {key: value for key, value in (("writer", self.writer), ("attrs", self.attrs), ("bytes", self.nbytes),
-                                              ("replaced", self.replaced or None)) if value is not None}
+        return {
+            key: value
+            for key, value in (
+                ("writer", self.writer),
+                ("attrs", self.attrs),
+                ("bytes", self.nbytes),
+                ("replaced", self.replaced or None),
+            )
+            if value is not None
+        }
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> "Write":
-        return cls(writer=doc.get("writer"), attrs=doc.get("attrs"), nbytes=doc.get("bytes"),
-                   replaced=bool(doc.get("replaced", False)))
+        return cls(
+            writer=doc.get("writer"),
+            attrs=doc.get("attrs"),
+            nbytes=doc.get("bytes"),
+            replaced=bool(doc.get("replaced", False)),
+        )
 
 
 @dataclass
@@ -172,8 +184,11 @@ class IndexState:
             is_settled, token, live = self.settled(video)
             rest = {t: write for t, write in writes.items() if not (is_settled and write is live)}
             if is_settled and live is not None:
-                settled_docs[video] = {"write": token, "attrs": live.attrs,
-                                       **({"bytes": live.nbytes} if live.nbytes is not None else {})}
+                settled_docs[video] = {
+                    "write": token,
+                    "attrs": live.attrs,
+                    **({"bytes": live.nbytes} if live.nbytes is not None else {}),
+                }
             if rest:
                 others[video] = {token: write.to_json() for token, write in rest.items()}
         return {"videos": settled_docs, "writes": others}
