@@ -45,42 +45,15 @@ from comode.store.writer import create_or_open_root
 
 
 def bare_reencode(source: Path, output: str, settings: ExtractSettings) -> list[str]:
-    return [
-        ffmpeg_exe(),
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-y",
-        "-threads",
-        "1",
-        "-filter_threads",
-        "1",
-        "-i",
-        str(source),
-        "-an",
-        "-sn",
-        "-dn",
-        "-fps_mode",
-        "passthrough",
-        "-vf",
-        f"scale={settings.width}:{settings.height}",
-        "-c:v",
-        settings.codec,
-        "-threads",
-        "1",
-        "-g",
-        str(settings.gop),
-        "-bf",
-        "0",
-        "-sc_threshold",
-        "1000000000",
-        "-q:v",
-        str(settings.quality),
-        "-f",
-        "mpeg2video" if settings.codec == "mpeg2video" else "m4v",
-        output,
-    ]
+    """The baseline: ffmpeg's own one-thread re-encode of the video to the MV stream alone
+    (same scale, GOP, no B-frames, quantiser), with nothing extracted or stored."""
+    one_thread = "-hide_banner -nostdin -loglevel error -y -threads 1 -filter_threads 1".split()
+    video_only = "-an -sn -dn -fps_mode passthrough".split()
+    gop = ["-g", str(settings.gop), "-bf", "0", "-sc_threshold", "1000000000", "-q:v", str(settings.quality)]
+    muxer = "mpeg2video" if settings.codec == "mpeg2video" else "m4v"
+    scale = f"scale={settings.width}:{settings.height}"
+    encoder = ["-c:v", settings.codec, "-threads", "1", *gop]
+    return [ffmpeg_exe(), *one_thread, "-i", str(source), *video_only, "-vf", scale, *encoder, "-f", muxer, output]
 
 
 def cpu_seconds() -> float:
@@ -199,13 +172,7 @@ def main() -> None:
                 "reference": lambda: subprocess.run(
                     [
                         ffmpeg_exe(),
-                        "-loglevel",
-                        "error",
-                        "-threads",
-                        "1",
-                        "-flags2",
-                        "+export_mvs",
-                        "-i",
+                        *"-loglevel error -threads 1 -flags2 +export_mvs -i".split(),
                         str(gop12),
                         "-f",
                         "null",

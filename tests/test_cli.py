@@ -1,17 +1,16 @@
 """The command line as a user runs it: exit codes, summaries, store info/validate, show."""
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-COMODE = [sys.executable, "-m", "comode"]
+from tests.commands import comode
 
 
 def run(*args, timeout=300):
-    return subprocess.run([*COMODE, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(comode(*args), capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

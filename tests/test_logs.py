@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from comode import logs
 from comode.progress import Progress
+from tests.commands import comode, extract_folder_args, pretrain_tiny_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def _batch(*args, log: Path, **env) -> subprocess.Popen:
     """``comode ARGS > log 2>&1``: no terminal anywhere."""
     with open(log, "w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "comode", *map(str, args)],
+            comode(*args),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -48,18 +48,7 @@ def _batch(*args, log: Path, **env) -> subprocess.Popen:
 @pytest.mark.slow
 def test_a_batch_run_prints_progress_lines_while_it_runs_and_leaves_its_log(videos, tmp_path):
     store = tmp_path / "s.zarr"
-    extract = _batch(
-        "extract",
-        "--dataset",
-        "folder",
-        "--root",
-        videos,
-        "--out",
-        store,
-        "--workers",
-        "1",
-        log=tmp_path / "extract.txt",
-    )
+    extract = _batch(*extract_folder_args(videos, store, "--workers", "1"), log=tmp_path / "extract.txt")
     assert extract.wait(timeout=300) == 0, (tmp_path / "extract.txt").read_text()
     extraction_log = Path(f"{store}.log").read_text()  # beside the store
     assert "extract: 0/4 videos" in extraction_log and "extract: 4/4 videos (100.0%)" in extraction_log
@@ -67,24 +56,7 @@ def test_a_batch_run_prints_progress_lines_while_it_runs_and_leaves_its_log(vide
     assert "extract: 4/4 videos" in (tmp_path / "extract.txt").read_text()
 
     run, log = tmp_path / "run", tmp_path / "log.txt"
-    training = _batch(
-        "train",
-        "pretrain",
-        "--store",
-        store,
-        "--config",
-        REPO / "configs/pretrain/tiny_cpu.yaml",
-        "--out",
-        run,
-        "optim.epochs=3",
-        "optim.warmup_epochs=0",
-        "data.batch_size=2",
-        "data.size=64",
-        "data.workers=1",
-        "model.backbone=r3d_18",
-        log=log,
-        COMODE_PROGRESS_SECONDS="0",
-    )
+    training = _batch(*pretrain_tiny_args(store, run, "optim.epochs=3"), log=log, COMODE_PROGRESS_SECONDS="0")
     seen_while_running = False
     deadline = time.monotonic() + 300
     while training.poll() is None and time.monotonic() < deadline:
@@ -105,37 +77,12 @@ def test_a_batch_run_prints_progress_lines_while_it_runs_and_leaves_its_log(vide
 
 
 def test_log_level_filters_comode_records_and_a_bad_level_is_refused(videos, tmp_path):
-    quiet = _batch(
-        "--log-level",
-        "WARNING",
-        "extract",
-        "--dataset",
-        "folder",
-        "--root",
-        videos,
-        "--out",
-        tmp_path / "s.zarr",
-        "--workers",
-        "0",
-        "--limit",
-        "1",
-        log=tmp_path / "quiet.txt",
-    )
+    one_video = extract_folder_args(videos, tmp_path / "s.zarr", "--workers", "0", "--limit", "1")
+    quiet = _batch("--log-level", "WARNING", *one_video, log=tmp_path / "quiet.txt")
     assert quiet.wait(timeout=300) == 0
     assert "comode.progress" not in (tmp_path / "quiet.txt").read_text()
     assert "extract: 1/1 videos" not in (tmp_path / "s.zarr.log").read_text()
-    bad = _batch(
-        "extract",
-        "--log-level",
-        "LOUD",
-        "--dataset",
-        "folder",
-        "--root",
-        videos,
-        "--out",
-        tmp_path / "t.zarr",
-        log=tmp_path / "bad.txt",
-    )
+    bad = _batch(*extract_folder_args(videos, tmp_path / "t.zarr", "--log-level", "LOUD"), log=tmp_path / "bad.txt")
     assert bad.wait(timeout=60) == 2 and "LOUD" in (tmp_path / "bad.txt").read_text()
 
 

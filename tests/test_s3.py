@@ -13,15 +13,15 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.commands import comode, extract_folder_args, pretrain_tiny_args
+
 pytest.importorskip("moto.server", reason="needs moto[server] (the test extra)")
 pytest.importorskip("s3fs", reason="needs s3fs (the s3 extra)")
 
-REPO = Path(__file__).resolve().parents[1]
 BUCKET = "comode-test"
 VIDEOS = {  # folder dataset: train/ and test/ define split "1"; class = motion direction
     "train/right/a.avi": (2, 0),
@@ -78,14 +78,7 @@ def videos(tmp_path_factory) -> Path:
 
 def _comode(env: dict, *args, timeout: int = 300) -> subprocess.CompletedProcess:
     """A comode command run in the fake HOME (an extraction into a remote store logs to ./<name>.log)."""
-    return subprocess.run(
-        [sys.executable, "-m", "comode", *map(str, args)],
-        env=env,
-        cwd=env["HOME"],
-        text=True,
-        capture_output=True,
-        timeout=timeout,
-    )
+    return subprocess.run(comode(*args), env=env, cwd=env["HOME"], text=True, capture_output=True, timeout=timeout)
 
 
 @pytest.mark.slow
@@ -93,12 +86,12 @@ def test_extract_validate_pretrain_and_retrieve_on_s3(s3_env, videos, tmp_path):
     env, client = s3_env
     store = f"s3://{BUCKET}/x.zarr"
 
-    ran = _comode(env, "extract", "--dataset", "folder", "--root", videos, "--out", store, "--workers", "1")
+    ran = _comode(env, *extract_folder_args(videos, store, "--workers", "1"))
     assert ran.returncode == 0, ran.stderr
     keys = {item["Key"] for item in client.list_objects_v2(Bucket=BUCKET, Prefix="x.zarr/")["Contents"]}
     assert "x.zarr/zarr.json" in keys and "x.zarr/videos/train__right__a.avi/mvs/zarr.json" in keys
     assert "x.zarr/index/snapshot.json" in keys  # the run consolidated its journals into the index
-    again = _comode(env, "extract", "--dataset", "folder", "--root", videos, "--out", store, "--workers", "0")
+    again = _comode(env, *extract_folder_args(videos, store, "--workers", "0"))
     assert again.returncode == 0 and "6 already complete" in again.stderr  # resumes: reads the store back
     assert "extract: 6/6 videos (100.0%)" in (Path(env["HOME"]) / "x.zarr.log").read_text()
 
@@ -111,47 +104,13 @@ def test_extract_validate_pretrain_and_retrieve_on_s3(s3_env, videos, tmp_path):
     )
 
     run = tmp_path / "run"
-    ran = _comode(
-        env,
-        "train",
-        "pretrain",
-        "--store",
-        store,
-        "--config",
-        REPO / "configs/pretrain/tiny_cpu.yaml",
-        "--out",
-        run,
-        "max_steps=2",
-        "optim.epochs=1",
-        "optim.warmup_epochs=0",
-        "data.batch_size=2",
-        "data.size=64",
-        "data.workers=1",
-        "model.backbone=r3d_18",
-    )
+    ran = _comode(env, *pretrain_tiny_args(store, run, "max_steps=2", "optim.epochs=1"))
     assert ran.returncode == 0, ran.stderr
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps] == [1, 2] and all(s["skipped_videos"] == 0 for s in steps)
 
-    ran = _comode(
-        env,
-        "evaluate",
-        "retrieval",
-        "--store",
-        store,
-        "--checkpoint",
-        run / "last.pt",
-        "--out",
-        tmp_path / "eval",
-        "--workers",
-        "1",
-        "--device",
-        "cpu",
-        "--size",
-        "64",
-        "--picture",
-        "0",
-    )
+    evaluation = ["--checkpoint", run / "last.pt", "--out", tmp_path / "eval", "--workers", "1", "--size", "64"]
+    ran = _comode(env, "evaluate", "retrieval", "--store", store, *evaluation, "--device", "cpu", "--picture", "0")
     assert ran.returncode == 0, ran.stderr
     report = json.loads(next((tmp_path / "eval").glob("*.json")).read_text())
     assert report["counts"]["queries"] == 2 and not report["counts"].get("failed")

@@ -5,12 +5,11 @@ the built-in labelled set users generate is :mod:`comode.sampleset`).
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
-from comode.extract.encode import ffmpeg_exe
+from comode.sampleset.render import encode_frames
 
 
 def smooth_texture(height: int, width: int, *, seed: int = 0, blur: int = 3) -> np.ndarray:
@@ -42,35 +41,10 @@ def translating_frames(*, frames: int, width: int, height: int, dx: int, dy: int
 
 def write_video(path: Path, frames: np.ndarray, *, fps: int = 25, codec: str = "ffv1") -> Path:
     """Encode (T, H, W, 3) RGB frames to ``path`` with ffmpeg (lossless FFV1 by default)."""
-    t, h, w, _ = frames.shape
-    command = [
-        ffmpeg_exe(),
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "rgb24",
-        "-s",
-        f"{w}x{h}",
-        "-r",
-        str(fps),
-        "-i",
-        "-",
-        "-c:v",
-        codec,
-    ]
+    output = ["-c:v", codec]
     if codec == "ffv1":
-        command += ["-pix_fmt", "yuv444p"]
+        output += ["-pix_fmt", "yuv444p"]
     elif codec in ("libx264", "mpeg4", "mpeg2video"):
-        command += ["-pix_fmt", "yuv420p"]
-    subprocess.run(
-        [*command, str(path)],
-        input=np.ascontiguousarray(frames).tobytes(),
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+        output += ["-pix_fmt", "yuv420p"]
+    encode_frames(frames, fps, [*output, str(path)], timeout=300)
     return Path(path)

@@ -46,6 +46,39 @@ def _random_init(config: Optional[Path], backbone: Optional[str], width_multipli
     )
 
 
+def _feature_options(params: dict):
+    """(FeatureOptions, output folder) of a feature evaluation, from its parsed command line
+    (``ctx.params``): the options retrieval and the linear probe share, defined once below."""
+    from comode.evaluate.options import FeatureOptions
+
+    _check_device(params["device"])
+    backbone, width_multiplier, geometry = _random_init(
+        params["config"], params["backbone"], params["width_multiplier"]
+    )
+    features = FeatureOptions(
+        backbone=backbone,
+        width_multiplier=width_multiplier,
+        seed=params["seed"],
+        geometry=geometry,
+        size=params["size"],
+        cache_dir=params["cache_dir"],
+        videos_per_batch=params["batch_videos"],
+        workers=params["workers"],
+        device=params["device"],
+        show_progress=params["progress"],
+    )
+    out_dir = _eval_out(
+        params["out"],
+        params["checkpoint"],
+        params["store"],
+        backbone=backbone,
+        width_multiplier=width_multiplier,
+        seed=params["seed"],
+        label_set=params["label_set"],
+    )
+    return features, out_dir
+
+
 def _eval_out(
     out: Optional[Path],
     checkpoint: str,
@@ -121,6 +154,7 @@ _DEVICE_OPTION = typer.Option(None, help="cuda / cpu (default: cuda when present
 
 @evaluate_app.command("retrieval")
 def evaluate_retrieval(
+    ctx: typer.Context,
     store: str = typer.Option(..., help="Labelled store (UCF101 / HMDB51 / folder) with a train/test split."),
     checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP),
     split: str = typer.Option("1", help="Store split: its test videos query its train videos (papers: split 1)."),
@@ -155,11 +189,7 @@ def evaluate_retrieval(
     from comode.evaluate.retrieval import run_retrieval
     from comode.train.checkpoint import CheckpointError
 
-    _check_device(device)
-    backbone, width_multiplier, geometry = _random_init(config, backbone, width_multiplier)
-    out_dir = _eval_out(
-        out, checkpoint, store, backbone=backbone, width_multiplier=width_multiplier, seed=seed, label_set=label_set
-    )
+    features, out_dir = _feature_options(ctx.params)
     with user_errors(CheckpointError, ValueError, KeyError), logs.to_file(out_dir / EVALUATE_LOG):
         result = run_retrieval(
             store,
@@ -169,17 +199,8 @@ def evaluate_retrieval(
             label_set=label_set,
             center=center,
             normalize=normalize,
-            backbone=backbone,
-            width_multiplier=width_multiplier,
-            seed=seed,
-            cache_dir=cache_dir,
-            size=size,
-            videos_per_batch=batch_videos,
-            workers=workers,
-            device=device,
+            features=features,
             picture_queries=picture,
-            show_progress=progress,
-            geometry=geometry,
             other_than=other_than,
         )
     _print_report(result.report, result.report_path)
@@ -189,6 +210,7 @@ def evaluate_retrieval(
 
 @evaluate_app.command("linear")
 def evaluate_linear(
+    ctx: typer.Context,
     store: str = typer.Option(..., help="Labelled store with a train/test split."),
     checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP),
     split: str = typer.Option("1", help="Store split: fit on its train videos, score its test videos."),
@@ -215,29 +237,11 @@ def evaluate_linear(
     from comode.evaluate.linear import LinearProbeSpec, run_linear
     from comode.train.checkpoint import CheckpointError
 
-    _check_device(device)
-    backbone, width_multiplier, geometry = _random_init(config, backbone, width_multiplier)
-    out_dir = _eval_out(
-        out, checkpoint, store, backbone=backbone, width_multiplier=width_multiplier, seed=seed, label_set=label_set
-    )
+    features, out_dir = _feature_options(ctx.params)
     with user_errors(CheckpointError, ValueError, KeyError), logs.to_file(out_dir / EVALUATE_LOG):
+        spec = LinearProbeSpec(l2=l2)
         result = run_linear(
-            store,
-            checkpoint,
-            out_dir=out_dir,
-            split=split,
-            label_set=label_set,
-            spec=LinearProbeSpec(l2=l2),
-            backbone=backbone,
-            width_multiplier=width_multiplier,
-            seed=seed,
-            cache_dir=cache_dir,
-            size=size,
-            videos_per_batch=batch_videos,
-            workers=workers,
-            device=device,
-            show_progress=progress,
-            geometry=geometry,
+            store, checkpoint, out_dir=out_dir, split=split, label_set=label_set, spec=spec, features=features
         )
     _print_report(result.report, result.report_path)
 

@@ -196,6 +196,7 @@ def run_ablation(
         on_cell: called after each finished cell (progress reporting).
     """
     from comode.evaluate.linear import run_linear
+    from comode.evaluate.options import FeatureOptions
     from comode.evaluate.retrieval import run_retrieval
     from comode.evaluate.source import ClipGeometry
     from comode.train.config import load_config
@@ -231,15 +232,15 @@ def run_ablation(
                     setattr(cell, key, value)
             cell.run_dir = str(run_dir)
             # Both evaluations read one feature cache: the network runs once per seed.
-            common = dict(
-                split=split,
+            features = FeatureOptions(
                 backbone=base.model.backbone,
                 width_multiplier=base.model.width_multiplier,
                 seed=int(seed),
+                geometry=ClipGeometry.of_config(base.data),
                 cache_dir=run_dir / "features",
                 workers=workers,
-                geometry=ClipGeometry.of_config(base.data),
             )
+            common = dict(split=split, features=features)
             for label_set in label_sets:
                 name_of_set = label_set or "label"
                 retrieval = run_retrieval(

@@ -48,6 +48,7 @@ __all__ = [
     "prepare_clips",
     "pooled_features",
     "forward_in_passes",
+    "Inference",
     "extract_features",
     "cached_features",
     "feature_key",
@@ -61,6 +62,22 @@ EVAL_CROP = 112 / 128
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class Inference:
+    """How a V-Network is run over a store's videos (the model and the videos aside)."""
+
+    # The clips of each video: 10 windows of 16 frames at stride 4 unless the model was trained on others.
+    window: WindowSpec = WindowSpec()
+    # Clip side after the centre crop (the side the model was trained on).
+    size: int = 112
+    # None: CUDA when present, else the CPU.
+    device: torch.device | None = None
+    # Videos per forward pass (x window.clips clips).
+    videos_per_batch: int = 8
+    # DataLoader processes decoding clips (0: in this process).
+    workers: int = 0
 
 
 @dataclass
@@ -151,30 +168,26 @@ def extract_features(
     vnet: nn.Module,
     store_url: str,
     video_ids: Sequence[str],
+    inference: Inference = Inference(),
     *,
-    window: WindowSpec = WindowSpec(),
-    size: int = 112,
-    device: torch.device | None = None,
-    videos_per_batch: int = 8,
-    workers: int = 0,
     on_videos: Callable[[int], None] | None = None,
 ) -> FeatureSet:
     """Features of ``video_ids`` (see the module docstring); failed videos are listed, not raised.
 
-    Args:
-        vnet: the V-Network (moved to ``device`` and put in eval mode here).
-        videos_per_batch: videos per forward pass (x ``window.clips`` clips).
-        workers: DataLoader processes decoding clips (0: in this process).
-        on_videos: called with the number of videos finished after every batch (progress).
+    ``vnet`` is moved to the inference device and put in eval mode here; ``on_videos`` is
+    called with the number of videos finished after every batch (progress).
     """
-    device = device or default_device()
+    window, size = inference.window, inference.size
+    device = inference.device or default_device()
     vnet = vnet.to(device).eval()
     dataset = VideoClips(store_url, video_ids, window=window)
     features: dict[int, np.ndarray] = {}
     labels: dict[int, int] = {}
     failed: dict[str, str] = {}
+    pin_memory = device.type == "cuda"
+    batch_size, workers = inference.videos_per_batch, inference.workers
     for good, batch in usable_batches(
-        dataset, batch_size=videos_per_batch, workers=workers, failures=failed, pin_memory=device.type == "cuda"
+        dataset, batch_size=batch_size, workers=workers, failures=failed, pin_memory=pin_memory
     ):
         if good:
             # Identical clips (videos shorter than one clip: all 10 are the same) run once.
@@ -228,11 +241,7 @@ def cached_features(
     store: Store,
     video_ids: Sequence[str],
     cache_dir: Path | None,
-    window: WindowSpec = WindowSpec(),
-    size: int = 112,
-    device: torch.device | None = None,
-    videos_per_batch: int = 8,
-    workers: int = 0,
+    inference: Inference = Inference(),
     on_videos: Callable[[int], None] | None = None,
 ) -> tuple[FeatureSet, bool]:
     """(features, came_from_cache).  ``vnet_factory`` is only called on a cache miss.
@@ -240,7 +249,7 @@ def cached_features(
     ``model`` is the model's identity (:meth:`ModelSource.describe`); a checkpoint is keyed
     by its bytes' SHA-256, not its path, so a copied checkpoint hits the same cache.
     """
-    key = feature_key(model=model, store=store, video_ids=video_ids, window=window, size=size)
+    key = feature_key(model=model, store=store, video_ids=video_ids, window=inference.window, size=inference.size)
     path = cache_dir / f"{key}.npz" if cache_dir is not None else None
     if path is not None and path.exists():
         cached = FeatureSet.load(path, key=key)
@@ -248,17 +257,7 @@ def cached_features(
             if on_videos is not None:
                 on_videos(len(video_ids))
             return cached, True
-    features = extract_features(
-        vnet_factory(),
-        store.url,
-        video_ids,
-        window=window,
-        size=size,
-        device=device,
-        videos_per_batch=videos_per_batch,
-        workers=workers,
-        on_videos=on_videos,
-    )
+    features = extract_features(vnet_factory(), store.url, video_ids, inference, on_videos=on_videos)
     if path is not None and not features.failed:
         features.save(path, key=key)
     return features, False
@@ -281,6 +280,10 @@ class SplitFeatures:
     protocol: dict[str, Any]  # clips, frames, stride, size, crop
     counts: dict[str, int]  # asked / evaluated / failed per side, from_cache
     failed: dict[str, str]
+
+    def report_fields(self) -> dict[str, Any]:
+        """What every report of these features says about them (``write_report``'s model, store, failed)."""
+        return {"model": self.model, "store": self.store_info, "failed": self.failed}
 
 
 def relabel(features: FeatureSet, store: Store, label_set: str | None) -> tuple[FeatureSet, int]:
@@ -309,29 +312,27 @@ def split_features(
     *,
     split: str,
     out_dir: Path,
+    inference: Inference | None = None,
     cache_dir: str | Path | None = None,
-    size: int | None = None,
-    window: WindowSpec | None = None,
-    videos_per_batch: int = 8,
-    workers: int = 0,
-    device: torch.device | None = None,
     show_progress: bool = False,
     label_set: str | None = None,
 ) -> SplitFeatures:
     """Features of the train and test videos of ``split`` for the model ``source`` (cached).
 
-    ``source`` is a :class:`comode.evaluate.source.ModelSource`; ``cache_dir`` defaults
-    to ``out_dir/features``.  ``size`` and ``window`` default to the clip the network was
-    trained on (``source.geometry``: frames, stride, side), 10 clips per video.  ``label_set``: evaluate against one of the store's extra
-    label sets (``dataset.label_sets``, e.g. "scene" of the sample set) instead of the
-    primary labels; the features (and their cache) are the same.  Videos without a label
-    (-1, in the primary labels or the label set) are left out and counted (``unlabelled``).
+    ``source`` is a :class:`comode.evaluate.source.ModelSource`; ``inference`` defaults to
+    the clip the network was trained on (``source.geometry``: frames, stride, side), 10
+    clips per video; ``cache_dir`` defaults to ``out_dir/features``.  ``label_set``: evaluate
+    against one of the store's extra label sets (``dataset.label_sets``, e.g. "scene" of the
+    sample set) instead of the primary labels; the features (and their cache) are the same.
+    Videos without a label (-1, in the primary labels or the label set) are left out and
+    counted (``unlabelled``).
     """
     from comode.progress import Progress
 
     geometry = source.geometry
-    size = geometry.size if size is None else size
-    window = WindowSpec(frames=geometry.frames, stride=geometry.stride) if window is None else window
+    if inference is None:
+        inference = Inference(WindowSpec(frames=geometry.frames, stride=geometry.stride), size=geometry.size)
+    window, size = inference.window, inference.size
     store = open_store(store_url).snapshot()  # listed 5-7 times below: one scan
     train_ids, test_ids = store.split(split)
     classes = store.label_classes(label_set)
@@ -353,11 +354,7 @@ def split_features(
                 store=store,
                 video_ids=ids,
                 cache_dir=cache,
-                window=window,
-                size=size,
-                device=device,
-                videos_per_batch=videos_per_batch,
-                workers=workers,
+                inference=inference,
                 on_videos=bar.advance,
             )
     unlabelled = 0

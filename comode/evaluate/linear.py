@@ -15,16 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from comode.evaluate.accuracy import top_k_accuracy
-
-if TYPE_CHECKING:
-    from comode.evaluate.source import ClipGeometry
+from comode.evaluate.options import FeatureOptions, features_for
 
 __all__ = ["LinearProbeSpec", "fit_linear_probe", "run_linear"]
 
@@ -88,49 +86,21 @@ def run_linear(
     out_dir: str | Path,
     split: str = "1",
     spec: LinearProbeSpec = LinearProbeSpec(),
-    backbone: str | None = None,
-    width_multiplier: float = 1.0,
-    seed: int = 0,
-    cache_dir: str | Path | None = None,
-    size: int | None = None,
-    videos_per_batch: int = 8,
-    workers: int = 0,
-    device: str | None = None,
-    show_progress: bool = False,
+    features: FeatureOptions = FeatureOptions(),
     label_set: str | None = None,
-    geometry: "ClipGeometry | None" = None,
 ) -> LinearResult:
     """Linear probe on ``split`` (train videos fit, test videos score); writes ``out_dir/linear.json``.
 
-    ``label_set``: classify one of the store's extra label sets instead of the primary labels.
-    ``geometry``: the clip a random init is shown (a checkpoint uses its training clip).
+    ``features``: the random init's network, clip side, cache, device (see
+    :class:`comode.evaluate.options.FeatureOptions`).  ``label_set``: classify one of the
+    store's extra label sets instead of the primary labels.
     """
-    from comode.evaluate.features import default_device, split_features
     from comode.evaluate.report import write_report
-    from comode.evaluate.source import ModelSource
 
-    source = ModelSource.parse(
-        checkpoint, backbone=backbone, width_multiplier=width_multiplier, seed=seed, geometry=geometry
-    )
-    data = split_features(
-        store_url,
-        source,
-        split=split,
-        out_dir=Path(out_dir),
-        cache_dir=cache_dir,
-        size=size,
-        videos_per_batch=videos_per_batch,
-        workers=workers,
-        device=torch.device(device) if device else default_device(),
-        show_progress=show_progress,
-        label_set=label_set,
+    data = features_for(
+        store_url, checkpoint, features, split=split, out_dir=out_dir, label_set=label_set, needed_by="the linear probe"
     )
     train, test = data.train, data.test
-    if train.count == 0 or test.count == 0:
-        raise ValueError(
-            f"split {split!r} has {train.count} usable train and {test.count} usable test videos; "
-            "the linear probe needs both"
-        )
     num_classes = max(len(data.classes), int(max(train.labels.max(), test.labels.max())) + 1)
     layer, mean, std = fit_linear_probe(train.features, train.labels, num_classes=num_classes, spec=spec)
     with torch.no_grad():
@@ -153,13 +123,6 @@ def run_linear(
         **data.protocol,
     }
     report = write_report(
-        out_dir,
-        "linear",
-        settings=settings,
-        model=data.model,
-        store=data.store_info,
-        metrics=metrics,
-        counts=data.counts,
-        failed=data.failed,
+        out_dir, "linear", settings=settings, metrics=metrics, counts=data.counts, **data.report_fields()
     )
     return LinearResult(report=report.data, report_path=report.path)

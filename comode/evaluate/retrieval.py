@@ -27,14 +27,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from comode.evaluate.source import ClipGeometry
+from comode.evaluate.options import FeatureOptions, features_for
 
 __all__ = [
     "DEFAULT_KS",
@@ -198,66 +197,41 @@ def run_retrieval(
     center: bool = False,
     normalize: bool = True,
     ks: Sequence[int] = DEFAULT_KS,
-    backbone: str | None = None,
-    width_multiplier: float = 1.0,
-    seed: int = 0,
-    cache_dir: str | Path | None = None,
-    size: int | None = None,
-    videos_per_batch: int = 8,
-    workers: int = 0,
-    device: str | None = None,
+    features: FeatureOptions = FeatureOptions(),
     picture_queries: int = 4,
-    show_progress: bool = False,
     chunk: int = 1024,
     label_set: str | None = None,
-    geometry: "ClipGeometry | None" = None,
     other_than: str | None = None,
 ) -> RetrievalResult:
     """Evaluate retrieval and write ``out_dir/retrieval.json``, ``.txt`` and ``.png``.
 
-    ``checkpoint``: a training checkpoint or exported backbone, or "random" (with
-    ``backbone``, ``width_multiplier``, ``seed``).  ``cache_dir`` defaults to
-    ``out_dir/features``.  ``label_set``: a hit means the same class in this extra label
-    set of the store (e.g. "scene" of the sample set) instead of the primary labels.
-    ``geometry``: the clip a random init is shown (a checkpoint uses its training clip).
-    ``other_than``: a label set (e.g. "scene"); each query then searches only the gallery
-    videos whose label in that set differs from its own (scene-disjoint retrieval: the
-    nearest neighbour cannot be a clip of the same scene, so appearance cannot carry a
-    motion hit).
+    ``checkpoint``: a training checkpoint or exported backbone, or "random" (its network
+    given by ``features``: see :class:`comode.evaluate.options.FeatureOptions`, which also
+    sets the clip side, the feature cache and the device).  ``label_set``: a hit means the
+    same class in this extra label set of the store (e.g. "scene" of the sample set) instead
+    of the primary labels.  ``other_than``: a label set (e.g. "scene"); each query then
+    searches only the gallery videos whose label in that set differs from its own
+    (scene-disjoint retrieval: the nearest neighbour cannot be a clip of the same scene, so
+    appearance cannot carry a motion hit).
     Returns the report (also written as JSON).
 
     Raises:
         ValueError: unknown split, empty query or gallery side, bad checkpoint.
     """
-    from comode.evaluate.features import default_device, split_features
     from comode.evaluate.picture import render_retrieval_picture
     from comode.evaluate.report import write_report
-    from comode.evaluate.source import ModelSource
 
-    source = ModelSource.parse(
-        checkpoint, backbone=backbone, width_multiplier=width_multiplier, seed=seed, geometry=geometry
-    )
     out_dir = Path(out_dir)
-    torch_device = torch.device(device) if device else default_device()
-    data = split_features(
+    data = features_for(
         store_url,
-        source,
+        checkpoint,
+        features,
         split=split,
         out_dir=out_dir,
-        cache_dir=cache_dir,
-        size=size,
-        videos_per_batch=videos_per_batch,
-        workers=workers,
-        device=torch_device,
-        show_progress=show_progress,
         label_set=label_set,
+        needed_by="retrieval (test videos query train videos)",
     )
     train, test = data.train, data.test
-    if train.count == 0 or test.count == 0:
-        raise ValueError(
-            f"split {split!r} has {test.count} usable test videos (queries) and {train.count} usable "
-            "train videos (gallery); retrieval needs both"
-        )
     k_max = max(ks)
     excluded = None
     if other_than is not None:
@@ -289,14 +263,7 @@ def run_retrieval(
     }
     counts = {"queries": test.count, "gallery": train.count, **data.counts}
     report = write_report(
-        out_dir,
-        "retrieval",
-        settings=settings,
-        model=data.model,
-        store=data.store_info,
-        metrics=recalls,
-        counts=counts,
-        failed=data.failed,
+        out_dir, "retrieval", settings=settings, metrics=recalls, counts=counts, **data.report_fields()
     )
     picture = None
     if picture_queries > 0:

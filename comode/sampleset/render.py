@@ -109,37 +109,23 @@ def video_encoder() -> tuple[str, ...]:
     return ("-c:v", "mpeg4", "-q:v", "2", "-threads", "1")
 
 
+def encode_frames(frames: np.ndarray, fps: int, output: list[str], *, timeout: float) -> None:
+    """Pipe (T, H, W, 3) uint8 RGB frames into ffmpeg, which writes them with ``output``
+    (encoder options, then the file name).  Also how the tests write their videos."""
+    _, h, w, _ = frames.shape
+    raw_input = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-"]
+    command = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *raw_input, *output]
+    subprocess.run(
+        command, input=np.ascontiguousarray(frames).tobytes(), check=True, capture_output=True, timeout=timeout
+    )
+
+
 def write_clip(path: Path, frames: np.ndarray, *, fps: int) -> Path:
     """Encode (T, H, W, 3) uint8 RGB frames to an MP4 at ``path`` (written to a temporary
     name first, so a killed run leaves no truncated video under the final name)."""
-    t, h, w, _ = frames.shape
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.partial.mp4")
-    command = [
-        ffmpeg_exe(),
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "rgb24",
-        "-s",
-        f"{w}x{h}",
-        "-r",
-        str(fps),
-        "-i",
-        "-",
-        *video_encoder(),
-        "-pix_fmt",
-        "yuv420p",
-        "-fflags",
-        "+bitexact",
-        "-map_metadata",
-        "-1",
-        str(partial),
-    ]
-    subprocess.run(command, input=np.ascontiguousarray(frames).tobytes(), check=True, capture_output=True, timeout=600)
+    reproducible = ["-fflags", "+bitexact", "-map_metadata", "-1"]
+    encode_frames(frames, fps, [*video_encoder(), "-pix_fmt", "yuv420p", *reproducible, str(partial)], timeout=600)
     os.replace(partial, path)
     return path

@@ -111,66 +111,25 @@ class BackboneSpec:
     pathways: tuple[str, ...] = ("rgb",)
 
 
+def _resnet(conv: ConvKind, blocks_per_stage: tuple[int, ...], input_kind: InputKind, description: str) -> BackboneSpec:
+    """A ResNet row of the table; motion-vector maps have 2 input channels (x, y), pictures 3."""
+    in_channels = 2 if input_kind == "motion" else 3
+    return BackboneSpec("resnet", conv, blocks_per_stage, input_kind, in_channels, description)
+
+
 BACKBONES: dict[str, BackboneSpec] = {
     # V-Networks: the pretrained video backbones (the paper reports C3D, R3D-26, R(2+1)D-26).
     "c3d": BackboneSpec(
-        family="c3d",
-        conv="3d",
-        blocks_per_stage=(),
-        input_kind="clip",
-        in_channels=3,
-        description="C3D with BN (VCOP-style): 3x3x3 convs 64-128-256x2-512x2-512x2, no fc",
+        "c3d", "3d", (), "clip", 3, "C3D with BN (VCOP-style): 3x3x3 convs 64-128-256x2-512x2-512x2, no fc"
     ),
-    "r3d_18": BackboneSpec(
-        family="resnet",
-        conv="3d",
-        blocks_per_stage=(2, 2, 2, 2),
-        input_kind="clip",
-        in_channels=3,
-        description="3D ResNet-18: [2,2,2,2] basic blocks",
-    ),
-    "r3d_26": BackboneSpec(
-        family="resnet",
-        conv="3d",
-        blocks_per_stage=(2, 3, 4, 3),
-        input_kind="clip",
-        in_channels=3,
-        description="3D ResNet-26: [2,3,4,3] basic blocks",
-    ),
-    "r21d_18": BackboneSpec(
-        family="resnet",
-        conv="2plus1d",
-        blocks_per_stage=(2, 2, 2, 2),
-        input_kind="clip",
-        in_channels=3,
-        description="R(2+1)D-18: [2,2,2,2] basic blocks",
-    ),
-    "r21d_26": BackboneSpec(
-        family="resnet",
-        conv="2plus1d",
-        blocks_per_stage=(2, 3, 4, 3),
-        input_kind="clip",
-        in_channels=3,
-        description="R(2+1)D-26: [2,3,4,3] basic blocks",
-    ),
+    "r3d_18": _resnet("3d", (2, 2, 2, 2), "clip", "3D ResNet-18: [2,2,2,2] basic blocks"),
+    "r3d_26": _resnet("3d", (2, 3, 4, 3), "clip", "3D ResNet-26: [2,3,4,3] basic blocks"),
+    "r21d_18": _resnet("2plus1d", (2, 2, 2, 2), "clip", "R(2+1)D-18: [2,2,2,2] basic blocks"),
+    "r21d_26": _resnet("2plus1d", (2, 3, 4, 3), "clip", "R(2+1)D-26: [2,3,4,3] basic blocks"),
     # I-Network: one decoded I-frame (key frame) -> context features.
-    "r2d_10": BackboneSpec(
-        family="resnet",
-        conv="2d",
-        blocks_per_stage=(1, 1, 1, 1),
-        input_kind="frame",
-        in_channels=3,
-        description="2D ResNet-10 on a single I-frame (I-Network)",
-    ),
+    "r2d_10": _resnet("2d", (1, 1, 1, 1), "frame", "2D ResNet-10 on a single I-frame (I-Network)"),
     # M-Network: a window of motion-vector maps (x, y) -> motion features.
-    "r3d_10": BackboneSpec(
-        family="resnet",
-        conv="3d",
-        blocks_per_stage=(1, 1, 1, 1),
-        input_kind="motion",
-        in_channels=2,
-        description="3D ResNet-10 on motion-vector maps (M-Network)",
-    ),
+    "r3d_10": _resnet("3d", (1, 1, 1, 1), "motion", "3D ResNet-10 on motion-vector maps (M-Network)"),
 }
 
 

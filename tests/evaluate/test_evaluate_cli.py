@@ -6,11 +6,11 @@ installed entry point (`python -m comode evaluate ...`).
 
 import json
 import subprocess
-import sys
 
 from typer.testing import CliRunner
 
 from comode.cli import app
+from tests.commands import comode
 
 SIZE = 64  # clip side: 3x fewer pixels than 112, nothing here depends on it
 
@@ -25,76 +25,27 @@ def run(*args):
 
 
 def run_process(*args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "comode", *map(str, args)], capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run(comode(*args), capture_output=True, text=True, timeout=timeout)
+
+
+def evaluation(command, store, checkpoint, out, *options):
+    """The arguments of ``evaluate COMMAND`` of ``checkpoint`` on ``store`` into ``out``, quiet."""
+    return ["evaluate", command, "--store", store, "--checkpoint", checkpoint, "--out", out, "--no-progress", *options]
 
 
 def test_retrieval_linear_and_compare(eval_store, tiny_checkpoint, tmp_path, feature_cache):
     out = tmp_path / "pretrained"
-    fast = ["--size", SIZE, "--cache-dir", feature_cache]
-    retrieval = run(
-        "evaluate",
-        "retrieval",
-        "--store",
-        eval_store,
-        "--checkpoint",
-        tiny_checkpoint,
-        "--out",
-        out,
-        "--workers",
-        "0",
-        "--device",
-        "cpu",
-        "--no-progress",
-        "--picture",
-        "2",
-        *fast,
-    )
+    fast = ["--workers", "0", "--device", "cpu", "--size", SIZE, "--cache-dir", feature_cache]
+    retrieval = run(*evaluation("retrieval", eval_store, tiny_checkpoint, out, "--picture", "2", *fast))
     assert retrieval.returncode == 0, retrieval.stderr
     assert "R@1 (%)" in retrieval.stdout and (out / "retrieval.json").exists() and (out / "retrieval.png").exists()
-    linear = run(
-        "evaluate",
-        "linear",
-        "--store",
-        eval_store,
-        "--checkpoint",
-        tiny_checkpoint,
-        "--out",
-        out,
-        "--workers",
-        "0",
-        "--device",
-        "cpu",
-        "--no-progress",
-        *fast,
-    )
+    linear = run(*evaluation("linear", eval_store, tiny_checkpoint, out, *fast))
     assert linear.returncode == 0, linear.stderr
     assert "top1 (%)" in linear.stdout and json.loads((out / "linear.json").read_text())["counts"]["failed"] == 0
     random = tmp_path / "random"
+    random_r3d = ["--backbone", "r3d_18", "--width-multiplier", "0.125", "--center", "--size", SIZE, "--picture", "0"]
     baseline = run(
-        "evaluate",
-        "retrieval",
-        "--store",
-        eval_store,
-        "--checkpoint",
-        "random",
-        "--backbone",
-        "r3d_18",
-        "--width-multiplier",
-        "0.125",
-        "--out",
-        random,
-        "--workers",
-        "0",
-        "--device",
-        "cpu",
-        "--no-progress",
-        "--picture",
-        "0",
-        "--center",
-        "--size",
-        SIZE,
+        *evaluation("retrieval", eval_store, "random", random, "--workers", "0", "--device", "cpu", *random_r3d)
     )
     assert baseline.returncode == 0, baseline.stderr
     assert json.loads((random / "retrieval.json").read_text())["settings"]["center"] is True
@@ -105,47 +56,13 @@ def test_retrieval_linear_and_compare(eval_store, tiny_checkpoint, tmp_path, fea
 
 
 def test_bad_usage_exits_2(eval_store, tiny_checkpoint, tmp_path):
-    missing = run(
-        "evaluate",
-        "retrieval",
-        "--store",
-        eval_store,
-        "--checkpoint",
-        tmp_path / "nope.pt",
-        "--out",
-        tmp_path,
-        "--no-progress",
-    )
+    missing = run(*evaluation("retrieval", eval_store, tmp_path / "nope.pt", tmp_path))
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
-    split = run(
-        "evaluate",
-        "linear",
-        "--store",
-        eval_store,
-        "--checkpoint",
-        tiny_checkpoint,
-        "--split",
-        "7",
-        "--out",
-        tmp_path,
-        "--no-progress",
-    )
+    split = run(*evaluation("linear", eval_store, tiny_checkpoint, tmp_path, "--split", "7"))
     assert split.returncode == 2 and "no split '7'" in split.stderr
-    store = run(
-        "evaluate",
-        "retrieval",
-        "--store",
-        tmp_path / "no.zarr",
-        "--checkpoint",
-        "random",
-        "--out",
-        tmp_path,
-        "--no-progress",
-    )
+    store = run(*evaluation("retrieval", tmp_path / "no.zarr", "random", tmp_path))
     assert store.returncode == 2 and "no Zarr group" in store.stderr
-    config = run(
-        "evaluate", "finetune", "--store", eval_store, "--checkpoint", tiny_checkpoint, "--out", tmp_path, "epoch=3"
-    )
+    config = run(*evaluation("finetune", eval_store, tiny_checkpoint, tmp_path, "epoch=3"))
     assert config.returncode == 2 and "unknown config key" in config.stderr
     compare = run("evaluate", "compare", tmp_path / "nothing.json")
     assert compare.returncode == 2 and "no report" in compare.stderr
@@ -153,23 +70,8 @@ def test_bad_usage_exits_2(eval_store, tiny_checkpoint, tmp_path):
 
 def test_finetune_cli(eval_store, tiny_checkpoint, tmp_path):
     out = tmp_path / "ft"
-    args = [
-        "evaluate",
-        "finetune",
-        "--store",
-        eval_store,
-        "--checkpoint",
-        tiny_checkpoint,
-        "--out",
-        out,
-        "--no-progress",
-        "epochs=1",
-        "batch_size=6",
-        "workers=0",
-        "test_videos_per_batch=3",
-        f"size={SIZE}",
-        "test_clips=2",
-    ]
+    overrides = ["epochs=1", "batch_size=6", "workers=0", "test_videos_per_batch=3", f"size={SIZE}", "test_clips=2"]
+    args = evaluation("finetune", eval_store, tiny_checkpoint, out, *overrides)
     result = run(*args)
     assert result.returncode == 0, result.stderr
     assert "top1 (%)" in result.stdout and "top5 (%)" in result.stdout
@@ -179,21 +81,7 @@ def test_finetune_cli(eval_store, tiny_checkpoint, tmp_path):
 
 def test_finetune_cli_stop_and_resume_with_the_runs_config(eval_store, tmp_path):
     out = tmp_path / "scratch"
-    common = [
-        "evaluate",
-        "finetune",
-        "--store",
-        eval_store,
-        "--checkpoint",
-        "random",
-        "--backbone",
-        "r3d_18",
-        "--width-multiplier",
-        "0.125",
-        "--out",
-        out,
-        "--no-progress",
-    ]
+    common = evaluation("finetune", eval_store, "random", out, "--backbone", "r3d_18", "--width-multiplier", "0.125")
     first = run(*common, "epochs=2", "batch_size=6", "workers=0", f"size={SIZE}", "test_clips=2", "stop_after_epoch=1")
     assert first.returncode == 0, first.stderr
     assert "stopped after epoch 1 of 2" in first.stdout and "--resume" in first.stdout

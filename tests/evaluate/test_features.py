@@ -7,18 +7,22 @@ import torch
 from comode.evaluate.clips import VideoClips
 from comode.evaluate.features import (
     CPU_CLIPS_PER_PASS,
+    Inference,
     cached_features,
     extract_features,
     pooled_features,
     prepare_clips,
     split_features,
 )
+from comode.evaluate.options import FeatureOptions
 from comode.evaluate.source import ModelSource
 from comode.store import open_store
 from comode.store.reader import Video
 from comode.train.backbones import build_backbone
 from comode.train.frames import WindowSpec, sliding_window_indices
 from comode.train.transforms import centre_crop_boxes, crop_resize, normalize
+
+CPU_64 = Inference(size=64, device=torch.device("cpu"))  # 64-pixel clips: 3x fewer pixels, same protocol
 
 
 def _id(store, suffix):
@@ -48,7 +52,7 @@ def test_features_are_the_mean_over_ten_clips_and_no_video_is_dropped(eval_store
     store = open_store(eval_store)
     ids = store.video_ids()
     vnet = ModelSource.parse(tiny_checkpoint).build().eval()
-    result = extract_features(vnet, eval_store, ids, videos_per_batch=4, device=torch.device("cpu"))
+    result = extract_features(vnet, eval_store, ids, Inference(videos_per_batch=4, device=torch.device("cpu")))
     assert result.video_ids == ids and not result.failed and result.count == len(ids) == 9
     assert result.features.shape == (9, vnet.out_channels) and result.features.dtype == np.float32
     assert result.labels.tolist() == [store.video(v).label for v in ids]
@@ -72,9 +76,7 @@ def test_failed_videos_are_reported_not_dropped(eval_store, tiny_checkpoint, mon
         return original(self, indices, **kwargs)
 
     monkeypatch.setattr(Video, "decode_frames", decode)
-    result = extract_features(
-        ModelSource.parse(tiny_checkpoint).build(), eval_store, ids, device=torch.device("cpu"), size=64
-    )
+    result = extract_features(ModelSource.parse(tiny_checkpoint).build(), eval_store, ids, CPU_64)
     assert bad not in result.video_ids and result.count == len(ids) - 1
     assert list(result.failed) == [bad] and "corrupt stream" in result.failed[bad]
 
@@ -89,7 +91,7 @@ def test_cache_is_keyed_by_model_and_reused(eval_store, tiny_checkpoint, tmp_pat
         calls.append(1)
         return source.build()
 
-    kwargs = dict(store=store, video_ids=ids, cache_dir=tmp_path, device=torch.device("cpu"), size=64)
+    kwargs = dict(store=store, video_ids=ids, cache_dir=tmp_path, inference=CPU_64)
     first, cached = cached_features(factory, model=source.describe(), **kwargs)
     again, cached_again = cached_features(factory, model=source.describe(), **kwargs)
     assert (cached, cached_again) == (False, True) and len(calls) == 1
@@ -101,15 +103,9 @@ def test_cache_is_keyed_by_model_and_reused(eval_store, tiny_checkpoint, tmp_pat
 
 
 def test_split_features_counts(eval_store, tiny_checkpoint, tmp_path, feature_cache):
-    data = split_features(
-        eval_store,
-        ModelSource.parse(tiny_checkpoint),
-        split="1",
-        out_dir=tmp_path,
-        device=torch.device("cpu"),
-        size=64,
-        cache_dir=feature_cache,
-    )
+    source = ModelSource.parse(tiny_checkpoint)
+    inference = FeatureOptions(device="cpu", size=64).inference(source.geometry)  # the training clip, 64 px
+    data = split_features(eval_store, source, split="1", out_dir=tmp_path, inference=inference, cache_dir=feature_cache)
     assert data.counts["train_videos"] == data.counts["train_evaluated"] == 6
     assert data.counts["test_videos"] == data.counts["test_evaluated"] == 3
     assert data.counts["failed"] == 0 and data.counts["split_videos_not_complete"] == 0
@@ -127,7 +123,7 @@ def test_exported_backbone_gives_the_same_features_and_cache_entry(eval_store, t
     store = open_store(eval_store)
     ids = store.video_ids()[:2]
     features = [
-        extract_features(ModelSource.parse(path).build(), eval_store, ids, device=torch.device("cpu"), size=64).features
+        extract_features(ModelSource.parse(path).build(), eval_store, ids, CPU_64).features
         for path in (tiny_checkpoint, exported)
     ]
     np.testing.assert_array_equal(features[0], features[1])
@@ -159,7 +155,7 @@ def test_short_video_feature_is_its_single_clip(eval_store, tiny_checkpoint):
     store = open_store(eval_store)
     short = _id(store, "f.avi")  # 10 frames: all ten clips are frames 0..9 then 9 repeated
     vnet = ModelSource.parse(tiny_checkpoint).build().eval()
-    result = extract_features(vnet, eval_store, [short], device=torch.device("cpu"), size=64)
+    result = extract_features(vnet, eval_store, [short], CPU_64)
     clip = VideoClips(eval_store, [short])[0]["clips"][:1]
     with torch.no_grad():
         by_hand = pooled_features(vnet, prepare_clips(clip, size=64))[0].numpy()

@@ -7,6 +7,7 @@ import torch
 
 from comode.evaluate.accuracy import top_k_accuracy
 from comode.evaluate.linear import fit_linear_probe, run_linear
+from comode.evaluate.options import FeatureOptions
 
 
 def test_top_k_accuracy_by_hand():
@@ -34,7 +35,12 @@ def test_probe_separates_separable_classes():
 
 
 def test_run_linear_end_to_end(eval_store, tiny_checkpoint, tmp_path, feature_cache):
-    result = run_linear(eval_store, tiny_checkpoint, out_dir=tmp_path, device="cpu", size=64, cache_dir=feature_cache)
+    result = run_linear(
+        eval_store,
+        tiny_checkpoint,
+        out_dir=tmp_path,
+        features=FeatureOptions(device="cpu", size=64, cache_dir=feature_cache),
+    )
     report = json.loads((tmp_path / "linear.json").read_text())
     assert report == result.report and report["kind"] == "linear"
     assert set(report["metrics"]) == {"top1", "top5", "train_top1"}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from comode.evaluate.options import FeatureOptions
 from comode.evaluate.report import compare_table, load_report, render_text, write_report
 from comode.evaluate.retrieval import recall_at_k, run_retrieval
 
@@ -17,10 +18,8 @@ def test_run_retrieval_writes_report_and_picture(eval_store, tiny_checkpoint, tm
         eval_store,
         tiny_checkpoint,
         out_dir=tmp_path,
-        device="cpu",
         picture_queries=3,
-        size=SIZE,
-        cache_dir=feature_cache,
+        features=FeatureOptions(device="cpu", size=SIZE, cache_dir=feature_cache),
     )
     report = json.loads(result.report_path.read_text())
     assert report["kind"] == "retrieval" and set(report["metrics"]) == {"R@1", "R@5", "R@10", "R@20"}
@@ -49,18 +48,17 @@ def test_run_retrieval_writes_report_and_picture(eval_store, tiny_checkpoint, tm
         eval_store,
         tiny_checkpoint,
         out_dir=tmp_path,
-        device="cpu",
         picture_queries=0,
-        size=SIZE,
-        cache_dir=feature_cache,
+        features=FeatureOptions(device="cpu", size=SIZE, cache_dir=feature_cache),
     )
     assert again.report["metrics"] == report["metrics"] and again.report["counts"]["features_from_cache"] == 1
 
 
 def test_random_init_retrieval_is_seeded(eval_store, tmp_path):
-    kwargs = dict(backbone="r3d_18", width_multiplier=0.125, device="cpu", picture_queries=0, center=True, size=SIZE)
-    a = run_retrieval(eval_store, "random", out_dir=tmp_path / "a", seed=3, **kwargs).report
-    b = run_retrieval(eval_store, "random", out_dir=tmp_path / "b", seed=3, **kwargs).report
+    random_r3d = FeatureOptions(backbone="r3d_18", width_multiplier=0.125, seed=3, device="cpu", size=SIZE)
+    kwargs = dict(features=random_r3d, picture_queries=0, center=True)
+    a = run_retrieval(eval_store, "random", out_dir=tmp_path / "a", **kwargs).report
+    b = run_retrieval(eval_store, "random", out_dir=tmp_path / "b", **kwargs).report
     assert a["model"] == {
         "kind": "random",
         "backbone": "r3d_18",
@@ -130,10 +128,8 @@ def test_retrieval_and_linear_on_an_extra_label_set(eval_store, tiny_checkpoint,
         tiny_checkpoint,
         out_dir=tmp_path / "texture",
         label_set="texture",
-        device="cpu",
         picture_queries=1,
-        size=SIZE,
-        cache_dir=feature_cache,
+        features=FeatureOptions(device="cpu", size=SIZE, cache_dir=feature_cache),
     )
     report = result.report
     assert report["counts"]["features_from_cache"] == 1  # same features as the primary labels
@@ -160,14 +156,16 @@ def test_retrieval_and_linear_on_an_extra_label_set(eval_store, tiny_checkpoint,
         tiny_checkpoint,
         out_dir=tmp_path / "texture",
         label_set="texture",
-        device="cpu",
-        size=SIZE,
-        cache_dir=feature_cache,
+        features=FeatureOptions(device="cpu", size=SIZE, cache_dir=feature_cache),
     ).report
     assert linear["counts"]["train_evaluated"] == 5 and linear["settings"]["label_set"] == "texture"
     with pytest.raises(ValueError, match="no label set 'colour'.*texture"):
         run_retrieval(
-            eval_store, tiny_checkpoint, out_dir=tmp_path / "x", label_set="colour", size=SIZE, cache_dir=feature_cache
+            eval_store,
+            tiny_checkpoint,
+            out_dir=tmp_path / "x",
+            label_set="colour",
+            features=FeatureOptions(size=SIZE, cache_dir=feature_cache),
         )
 
 
@@ -182,7 +180,11 @@ def test_a_real_pretraining_checkpoint_evaluates(eval_store, tmp_path):
     )
     checkpoint = run_pretraining(config, store=eval_store, out_dir=tmp_path / "run", show_progress=False).checkpoint
     report = run_retrieval(
-        eval_store, checkpoint, out_dir=tmp_path / "eval", device="cpu", picture_queries=0, size=SIZE
+        eval_store,
+        checkpoint,
+        out_dir=tmp_path / "eval",
+        picture_queries=0,
+        features=FeatureOptions(device="cpu", size=SIZE),
     ).report
     assert report["model"]["step"] == 1 and report["model"]["backbone"] == "r3d_18"
     assert report["model"]["width_multiplier"] == 0.125 and report["counts"]["queries"] == 3

@@ -21,6 +21,8 @@ import av
 import imageio_ffmpeg
 import pytest
 
+from tests.commands import run_ffmpeg
+
 # The clip every variant is made from (340x256 H.264, 28 fps, real footage): 1.2 s of it
 # (34 frames), with FFmpeg's moving test pattern and frame counter in a corner, so that no
 # two frames are alike (the clip repeats some) and a stored frame is matched to its source
@@ -274,12 +276,7 @@ VARIANTS = (
 
 
 def _ffmpeg(args: list[str]) -> None:
-    subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *args],
-        check=True,
-        timeout=300,
-        capture_output=True,
-    )
+    run_ffmpeg(*args, exe=imageio_ffmpeg.get_ffmpeg_exe())
 
 
 def make_base(clip: Path, path: Path) -> Path:

@@ -1,17 +1,17 @@
 """The re-encode: stream layout (GOP, no B-frames, sizes) and clear reasons for bad input."""
 
 import re
-import subprocess
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from comode.extract.encode import ExtractionFailure, _failure_reason, ffmpeg_exe, reencode, reencode_command
+from comode.extract.encode import ExtractionFailure, _failure_reason, reencode, reencode_command
 from comode.extract.settings import ExtractSettings
 from comode.extract.sourceinfo import parse_source_info
 from comode.extract.video import extract_arrays
+from tests.commands import run_ffmpeg
 from tests.videos import translating_frames, write_video
 
 
@@ -71,22 +71,7 @@ def test_bad_files_fail_with_a_clear_reason(tmp_path, make, reason):
 
 def test_audio_only_file_fails_as_no_video_stream(tmp_path):
     audio = tmp_path / "tone.m4a"
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:duration=1",
-            "-c:a",
-            "aac",
-            str(audio),
-        ],
-        check=True,
-        timeout=60,
-    )
+    run_ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac", audio)
     with pytest.raises(ExtractionFailure, match="no video stream"):
         reencode(audio, tmp_path / "out.nut", ExtractSettings())
 

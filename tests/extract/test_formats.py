@@ -7,7 +7,6 @@ timestamps.  What each variant is and why: conftest.VARIANTS.
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import av
 import numpy as np
@@ -18,6 +17,7 @@ from comode.extract.datasets import safe_video_id
 from comode.extract.frametimes import NO_TIMESTAMP
 from comode.store import open_store
 from comode.store.validate import validate_store
+from tests.commands import comode, extract_folder_args
 
 
 @pytest.fixture(scope="module")
@@ -26,23 +26,7 @@ def matrix(variant_folder):
     root, variants = variant_folder()
     store = root / "matrix.zarr"
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "comode",
-            "extract",
-            "--dataset",
-            "folder",
-            "--root",
-            str(root),
-            "--out",
-            str(store),
-            "--workers",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
+        comode(*extract_folder_args(root, store, "--workers", "0")), capture_output=True, text=True, timeout=900
     )
     return root, str(store), result
 

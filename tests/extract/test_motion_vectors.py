@@ -2,17 +2,17 @@
 and identical from both readers (PyAV export and mv-extractor) on every frame of the
 re-encoded real clips."""
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from comode.extract.decode import frames_held_back, read_motion_vectors, read_streams
-from comode.extract.encode import ffmpeg_exe, reencode
+from comode.extract.encode import reencode
 from comode.extract.mvgrid import RECORD_FIELDS, records_to_grid
 from comode.extract.settings import ExtractSettings
 from comode.extract.video import extract_arrays
+from tests.commands import run_ffmpeg
 from tests.videos import translating_frames, write_video
 
 
@@ -109,51 +109,14 @@ def test_mvextractor_refuses_a_stream_whose_decoder_holds_the_last_frame_back(tm
     mv-extractor would hand out its last frame without vectors.  It is refused, loudly."""
     stream = tmp_path / "default_delay.m2v"
     clip = real_dir / "mmaction2_arm_wrestling.mp4"
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-i",
-            str(clip),
-            "-frames:v",
-            "30",
-            "-c:v",
-            "mpeg2video",
-            "-bf",
-            "0",
-            "-g",
-            "12",
-            str(stream),
-        ],
-        check=True,
-    )
+    mpeg2_gop12 = ["-c:v", "mpeg2video", "-bf", "0", "-g", "12"]
+    run_ffmpeg("-i", clip, "-frames:v", "30", *mpeg2_gop12, stream)
     assert frames_held_back(str(stream)) == 1
     with pytest.raises(ValueError, match="would lose the motion vectors of the last 1 frame"):
         read_motion_vectors(stream, backend="mvextractor")
     # The same frames from a stream marked low-delay: nothing held back, the last frame has vectors.
     marked = tmp_path / "low_delay.m2v"
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-i",
-            str(stream),
-            "-c:v",
-            "mpeg2video",
-            "-bf",
-            "0",
-            "-g",
-            "12",
-            "-flags",
-            "+low_delay",
-            str(marked),
-        ],
-        check=True,
-    )
+    run_ffmpeg("-i", stream, *mpeg2_gop12, "-flags", "+low_delay", marked)
     assert frames_held_back(str(marked)) == 0
     frames = read_motion_vectors(marked, backend="mvextractor")
     assert len(frames) == 30 and frames[-1][0] == "P" and len(frames[-1][1]) > 0

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import struct
-import subprocess
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -20,11 +18,8 @@ import numpy as np
 import pytest
 import zarr
 
-from comode.extract.encode import ffmpeg_exe
+from tests.commands import COMODE, EIGHT_K_MPEG4, run_ffmpeg
 from tests.videos import translating_frames, write_video
-
-COMODE = [sys.executable, "-m", "comode"]
-
 
 # ------------------------------------------------------------------ tiny synthetic folders
 
@@ -144,12 +139,6 @@ class Case:
     frames: tuple[int, int] = (1, 10**6)
 
 
-def _ffmpeg(*args: str) -> None:
-    subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True, timeout=120, capture_output=True
-    )
-
-
 def _patch_avi_frame_count(path: Path, frames: int) -> None:
     """Overwrite the AVI main header's dwTotalFrames and the stream header's dwLength (a lie)."""
     data = bytearray(path.read_bytes())
@@ -209,7 +198,7 @@ def build_corpus(root: Path) -> dict[str, Case]:
     add("bad/random.mp4", "failed", r"^not a readable video \((invalid data|moov atom not found)")
     (bad_dir / "random.mkv").write_bytes(np.random.default_rng(9).bytes(40_000))
     add("bad/random.mkv", "failed", r"^not a readable video \(invalid data\)$")
-    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.5", "-c:a", "aac", str(bad_dir / "audio_only.mp4"))
+    run_ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.5", "-c:a", "aac", str(bad_dir / "audio_only.mp4"))
     add("bad/audio_only.mp4", "failed", r"^no video stream in file$")
 
     write_video(good_dir / "one_frame.mkv", translating_frames(frames=1, width=64, height=48, dx=0, dy=0))
@@ -217,140 +206,63 @@ def build_corpus(root: Path) -> dict[str, Case]:
     write_video(good_dir / "odd_341x257.mkv", translating_frames(frames=13, width=341, height=257, dx=1, dy=1))
     add("good/odd_341x257.mkv", "complete", frames=(13, 13))
     # 8K: 7680x4320, two frames (the coarsest quantiser keeps the file small).
-    _ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=7680x4320:rate=25:duration=0.08",
-        "-c:v",
-        "mpeg4",
-        "-q:v",
-        "31",
-        str(good_dir / "8k.mp4"),
-    )
+    run_ffmpeg(*EIGHT_K_MPEG4, str(good_dir / "8k.mp4"))
     add("good/8k.mp4", "complete", frames=(2, 2))
     # Variable frame rate: 40 ms steps for 11 frames, then 100 ms steps (Matroska ms timestamps).
-    _ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x48:rate=25:duration=1",
-        "-vf",
+    run_ffmpeg(
+        *"-f lavfi -i testsrc2=size=64x48:rate=25:duration=1 -vf".split(),
         r"setpts=(N*40+gt(N\,10)*(N-10)*60)/1000/TB",
-        "-fps_mode",
-        "passthrough",
-        "-c:v",
-        "ffv1",
+        *"-fps_mode passthrough -c:v ffv1".split(),
         str(good_dir / "vfr.mkv"),
     )
     add("good/vfr.mkv", "complete", frames=(25, 25))
     # Rotation metadata (display matrix 90 degrees): ffmpeg applies it while decoding.
-    _ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x48:rate=25:duration=0.5",
-        "-c:v",
-        "mpeg4",
-        str(bad_dir / "unrotated.tmp.mp4"),
+    run_ffmpeg(
+        *"-f lavfi -i testsrc2=size=64x48:rate=25:duration=0.5 -c:v mpeg4".split(), str(bad_dir / "unrotated.tmp.mp4")
     )
-    _ffmpeg(
+    run_ffmpeg(
         "-display_rotation", "90", "-i", str(bad_dir / "unrotated.tmp.mp4"), "-c", "copy", str(good_dir / "rotated.mp4")
     )
     (bad_dir / "unrotated.tmp.mp4").unlink()
     add("good/rotated.mp4", "complete", frames=(12, 13))
     # Phone-like (issue 14): audio as stream 0, time base 1/26777, ~26.8 fps with 0-5.6 ms of
     # jitter -- two frames land on one tick of the MPEG-2 encoder's clock ("Invalid pts").
-    _ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=duration=1.4",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x48:rate=27:duration=1.26",
-        "-map",
-        "0:a",
-        "-map",
-        "1:v",
-        "-c:a",
-        "aac",
-        "-vf",
-        "settb=1/26777,setpts=N*1000+150*random(0)",
-        "-fps_mode",
-        "passthrough",
-        "-enc_time_base:v",
-        "1/26777",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        "-video_track_timescale",
-        "26777",
+    run_ffmpeg(
+        *(
+            "-f lavfi -i sine=duration=1.4 -f lavfi -i testsrc2=size=64x48:rate=27:duration=1.26 -map 0:a -map 1:v "
+            "-c:a aac -vf settb=1/26777,setpts=N*1000+150*random(0) -fps_mode passthrough -enc_time_base:v 1/26777 "
+            "-c:v libx264 -pix_fmt yuv420p -video_track_timescale 26777"
+        ).split(),
         str(good_dir / "phone_vfr_odd_timebase.mp4"),
     )
     add("good/phone_vfr_odd_timebase.mp4", "complete", frames=(35, 35))
     # A portrait phone video: HEVC in MOV, audio first, display matrix -90 degrees.
-    _ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x48:rate=25:duration=0.52",
-        "-c:v",
-        "libx265",
-        "-x265-params",
-        "log-level=error",
-        "-tag:v",
-        "hvc1",
+    run_ffmpeg(
+        *"-f lavfi -i testsrc2=size=64x48:rate=25:duration=0.52 -c:v libx265 -x265-params log-level=error -tag:v hvc1".split(),
         str(bad_dir / "landscape.tmp.mov"),
     )
-    _ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=duration=0.6",
-        "-display_rotation",
-        "-90",
-        "-i",
+    run_ffmpeg(
+        *"-f lavfi -i sine=duration=0.6 -display_rotation -90 -i".split(),
         str(bad_dir / "landscape.tmp.mov"),
-        "-map",
-        "0:a",
-        "-map",
-        "1:v",
-        "-c:v",
-        "copy",
-        "-c:a",
-        "aac",
+        *"-map 0:a -map 1:v -c:v copy -c:a aac".split(),
         str(good_dir / "portrait_rotated_270.mov"),
     )
     (bad_dir / "landscape.tmp.mov").unlink()
     add("good/portrait_rotated_270.mov", "complete", frames=(13, 13))
     # Every timestamp twice (Matroska allows it), and a frame size that changes mid-stream.
-    _ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x48:rate=25:duration=0.8",
-        "-vf",
-        "setpts=floor(N/2)*0.08/TB",
-        "-fps_mode",
-        "passthrough",
-        "-c:v",
-        "ffv1",
+    run_ffmpeg(
+        *"-f lavfi -i testsrc2=size=64x48:rate=25:duration=0.8 -vf setpts=floor(N/2)*0.08/TB".split(),
+        *"-fps_mode passthrough -c:v ffv1".split(),
         str(good_dir / "repeated_timestamps.mkv"),
     )
     add("good/repeated_timestamps.mkv", "complete", frames=(20, 20))
     for size, part in (("64x48", "a"), ("48x32", "b")):
-        _ffmpeg(
+        run_ffmpeg(
             "-f",
             "lavfi",
             "-i",
             f"testsrc2=size={size}:rate=25:duration=0.48",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
+            *"-c:v libx264 -pix_fmt yuv420p".split(),
             str(bad_dir / f"part_{part}.tmp.ts"),
         )
     (good_dir / "size_change.ts").write_bytes(b"".join((bad_dir / f"part_{p}.tmp.ts").read_bytes() for p in "ab"))

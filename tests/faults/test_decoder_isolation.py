@@ -13,7 +13,6 @@ blocked on a FIFO.)
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -22,12 +21,13 @@ import dask
 import pytest
 
 from comode.extract.datasets import load_dataset
-from comode.extract.encode import FAULT_INJECT_ENV, ffmpeg_exe
+from comode.extract.encode import FAULT_INJECT_ENV
 from comode.extract.executors import DaskExecutor, SequentialExecutor
 from comode.extract.pipeline import run_extraction
 from comode.extract.settings import ExtractSettings
 from comode.store import open_store
 from comode.store.validate import validate_store
+from tests.commands import EIGHT_K_MPEG4, run_ffmpeg
 
 HANG_PROGRAM = "while True: time.sleep(1)"
 
@@ -62,24 +62,7 @@ def dataset_root(tmp_path, tiny_folder_factory) -> Path:
     faults.mkdir()
     for name in ("hang.mkv", "crash.mkv", "worker_crash.mkv"):
         os.link(root / "right" / "video00.mkv", faults / name)
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=7680x4320:rate=25:duration=0.08",
-            "-c:v",
-            "mpeg4",
-            "-q:v",
-            "31",
-            str(faults / "huge_8k.mp4"),
-        ],
-        check=True,
-        timeout=120,
-    )
+    run_ffmpeg(*EIGHT_K_MPEG4, faults / "huge_8k.mp4")
     return root
 
 
