@@ -13,7 +13,7 @@ STORE ?= data/$(DATASET).zarr
 WORKERS ?=
 EXTRA ?=
 
-.PHONY: install demo demo-data ablation demo-real demo-store extract sample test bench bench-loader bench-writes bench-scale gpu-check pretrain-demo info validate clean
+.PHONY: install demo demo-data ablation demo-real demo-store extract sample test lint bench bench-loader bench-writes bench-scale gpu-check pretrain-demo info validate clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +88,13 @@ sample: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# What CI checks besides the tests: lint (pyflakes, bugbear, import order), the format, and
+# the package layering (rules in pyproject.toml).  `$(BIN)/ruff format .` fixes the format.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # Throughput and size benchmark (not a test): prints ratios against baselines measured in the same run.
 bench: install

@@ -13,15 +13,15 @@ __all__ = ["train_pretrain", "train_supervised", "train_export"]
 
 
 def _train(
-    *,
     store: str,
     config: Optional[Path],
     out: Path,
     resume: bool,
     progress: bool,
     overrides: List[str],
-    task_overrides: tuple[str, ...],
+    task_overrides: tuple[str, ...] = (),
 ) -> None:
+    """Run a pretraining (or, with ``task_overrides``, another task of the same loop) and print its summary."""
     from comode.train.checkpoint import CheckpointError
     from comode.train.config import ConfigError, load_config
     from comode.train.loop import run_pretraining
@@ -54,15 +54,7 @@ def train_pretrain(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Self-supervised pretraining (context matching + motion prediction). Multi-GPU: torchrun --nproc_per_node N -m comode train pretrain ..."""
-    _train(
-        store=store,
-        config=config,
-        out=out,
-        resume=resume,
-        progress=progress,
-        overrides=overrides or [],
-        task_overrides=(),
-    )
+    _train(store, config, out, resume, progress, overrides or [])
 
 
 @train_app.command("supervised")
@@ -77,15 +69,7 @@ def train_supervised(
     """Supervised training with motion prediction as auxiliary loss (paper Table 6: CE + 0.2 x motion loss)."""
     from comode.train.config import SUPERVISED_AUX_OVERRIDES
 
-    _train(
-        store=store,
-        config=config,
-        out=out,
-        resume=resume,
-        progress=progress,
-        overrides=overrides or [],
-        task_overrides=SUPERVISED_AUX_OVERRIDES,
-    )
+    _train(store, config, out, resume, progress, overrides or [], task_overrides=SUPERVISED_AUX_OVERRIDES)
 
 
 @train_app.command("export")

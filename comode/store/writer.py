@@ -168,7 +168,11 @@ def open_root_for_writing(url: str, storage_options: dict | None = None) -> Writ
     return WritableStore(url, storage_options)
 
 
-def _writable(root: zarr.Group | WritableStore) -> WritableStore:
+# Where the writers write: the store (open_root_for_writing) or the zarr.Group of its root.
+StoreRoot = zarr.Group | WritableStore
+
+
+def _writable(root: StoreRoot) -> WritableStore:
     """A WritableStore for a store's root, given as one or as the zarr.Group of its root."""
     if isinstance(root, WritableStore):
         return root
@@ -288,12 +292,7 @@ def _video_path(video_id: str) -> str:
 
 
 def write_video(
-    root: zarr.Group | WritableStore,
-    video_id: str,
-    attrs: Mapping[str, Any],
-    arrays: VideoArrays,
-    *,
-    keep_complete: bool = False,
+    root: StoreRoot, video_id: str, attrs: Mapping[str, Any], arrays: VideoArrays, *, keep_complete: bool = False
 ) -> bool:
     """Write one video group; its status becomes "complete" only after every array is stored.
 
@@ -386,12 +385,7 @@ def _encode_group(attrs: Mapping[str, Any], specs) -> dict[str, bytes]:
 
 
 def write_failure(
-    root: zarr.Group | WritableStore,
-    video_id: str,
-    attrs: Mapping[str, Any],
-    reason: str,
-    *,
-    keep_complete: bool = False,
+    root: StoreRoot, video_id: str, attrs: Mapping[str, Any], reason: str, *, keep_complete: bool = False
 ) -> bool:
     """Record a video that could not be extracted, with its reason, and no arrays
     (``keep_complete``: not over a group that is complete; returns False then)."""

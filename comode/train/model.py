@@ -404,17 +404,12 @@ class SupervisedCoMoDe(CoMoDe):
         super().__init__(**comode_kwargs)
         self.classifier = nn.Linear(self.feature_dim, num_classes)
 
-    def forward(
-        self,
-        clip: Tensor,
-        iframe: Tensor | None = None,
-        mv_future: Tensor | None = None,
-        mv_negatives: Tensor | None = None,
-    ) -> tuple[CoMoDeOutput, Tensor]:
+    def forward(self, clip: Tensor, *pretext_inputs: Tensor | None) -> tuple[CoMoDeOutput, Tensor]:
+        """``clip`` and ``pretext_inputs`` (iframe, mv_future, mv_negatives) as in :meth:`CoMoDe.forward`."""
         captured: list[Tensor] = []
         handle = self.vnet.register_forward_hook(lambda _module, _inputs, output: captured.append(output))
         try:
-            out = super().forward(clip, iframe, mv_future, mv_negatives)
+            out = super().forward(clip, *pretext_inputs)
         finally:
             handle.remove()
         pooled = captured[0].flatten(2).mean(dim=2)  # (B, C), what encode_clip returns

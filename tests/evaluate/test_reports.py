@@ -13,13 +13,14 @@ from comode.evaluate.retrieval import recall_at_k, run_retrieval
 SIZE = 64  # clip side: 3x fewer pixels than 112, nothing here depends on it
 
 
+def cpu_cached(cache_dir) -> FeatureOptions:
+    """Features on the CPU at the small clip side, from (or into) the session's feature cache."""
+    return FeatureOptions(device="cpu", size=SIZE, cache_dir=cache_dir)
+
+
 def test_run_retrieval_writes_report_and_picture(eval_store, tiny_checkpoint, tmp_path, feature_cache):
     result = run_retrieval(
-        eval_store,
-        tiny_checkpoint,
-        out_dir=tmp_path,
-        picture_queries=3,
-        features=FeatureOptions(device="cpu", size=SIZE, cache_dir=feature_cache),
+        eval_store, tiny_checkpoint, out_dir=tmp_path, picture_queries=3, features=cpu_cached(feature_cache)
     )
     report = json.loads(result.report_path.read_text())
     assert report["kind"] == "retrieval" and set(report["metrics"]) == {"R@1", "R@5", "R@10", "R@20"}
@@ -45,11 +46,7 @@ def test_run_retrieval_writes_report_and_picture(eval_store, tiny_checkpoint, tm
     assert green + red > 15 * 2 * (170 + 128)  # 15 neighbour frames drawn, each green or red
     # a second run hits the feature cache and gives the same numbers
     again = run_retrieval(
-        eval_store,
-        tiny_checkpoint,
-        out_dir=tmp_path,
-        picture_queries=0,
-        features=FeatureOptions(device="cpu", size=SIZE, cache_dir=feature_cache),
+        eval_store, tiny_checkpoint, out_dir=tmp_path, picture_queries=0, features=cpu_cached(feature_cache)
     )
     assert again.report["metrics"] == report["metrics"] and again.report["counts"]["features_from_cache"] == 1
 
@@ -129,7 +126,7 @@ def test_retrieval_and_linear_on_an_extra_label_set(eval_store, tiny_checkpoint,
         out_dir=tmp_path / "texture",
         label_set="texture",
         picture_queries=1,
-        features=FeatureOptions(device="cpu", size=SIZE, cache_dir=feature_cache),
+        features=cpu_cached(feature_cache),
     )
     report = result.report
     assert report["counts"]["features_from_cache"] == 1  # same features as the primary labels
@@ -156,7 +153,7 @@ def test_retrieval_and_linear_on_an_extra_label_set(eval_store, tiny_checkpoint,
         tiny_checkpoint,
         out_dir=tmp_path / "texture",
         label_set="texture",
-        features=FeatureOptions(device="cpu", size=SIZE, cache_dir=feature_cache),
+        features=cpu_cached(feature_cache),
     ).report
     assert linear["counts"]["train_evaluated"] == 5 and linear["settings"]["label_set"] == "texture"
     with pytest.raises(ValueError, match="no label set 'colour'.*texture"):
