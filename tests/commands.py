@@ -1,8 +1,8 @@
 """The command lines that tests run as real processes, spelled once.
 
 A renamed flag then breaks one place, and each test shows only what is particular to it.
-``*_args`` functions return the arguments after ``comode``; :func:`comode` puts the
-interpreter in front.  Every argument is turned into a string, so paths pass as they are.
+``*_args`` functions return the arguments after ``comode``; :func:`comode_command` puts
+the interpreter in front.  Every argument is turned into a string, so paths pass as they are.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ TINY_PRETRAIN = [
 ]
 
 
-def comode(*args: object) -> list[str]:
+def comode_command(*args: object) -> list[str]:
     """``python -m comode ARGS``."""
     return [*COMODE, *map(str, args)]
 
@@ -41,11 +41,14 @@ def pretrain_tiny_args(store: object, out: object, *overrides: object) -> list[s
 
 
 def run_ffmpeg(*args: object, exe: str | None = None, timeout: float = 300) -> None:
-    """``ffmpeg -y ARGS``, quiet, raising on failure (``exe``: comode's ffmpeg by default)."""
+    """``ffmpeg -y ARGS`` (``exe``: comode's ffmpeg by default); a failure raises with ffmpeg's
+    own error lines, so a test that cannot make its input says why."""
     from comode.extract.encode import ffmpeg_exe
 
     command = [exe or ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *map(str, args)]
-    subprocess.run(command, check=True, timeout=timeout, capture_output=True)
+    result = subprocess.run(command, timeout=timeout, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with {result.returncode}: {result.stderr.strip()[-2000:]}")
 
 
 # Two frames of 8K (7680x4320) MPEG-4 at the coarsest quantiser: a small file, a large decode.

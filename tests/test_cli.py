@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.commands import comode
+from tests.commands import comode_command
 
 
 def run(*args, timeout=300):
-    return subprocess.run(comode(*args), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(comode_command(*args), capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 
 from comode import logs
 from comode.progress import Progress
-from tests.commands import comode, extract_folder_args, pretrain_tiny_args
+from tests.commands import comode_command, extract_folder_args, pretrain_tiny_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def _batch(*args, log: Path, **env) -> subprocess.Popen:
     """``comode ARGS > log 2>&1``: no terminal anywhere."""
     with open(log, "w") as out:
         return subprocess.Popen(
-            comode(*args),
+            comode_command(*args),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

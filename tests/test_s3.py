@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.commands import comode, extract_folder_args, pretrain_tiny_args
+from tests.commands import comode_command, extract_folder_args, pretrain_tiny_args
 
 pytest.importorskip("moto.server", reason="needs moto[server] (the test extra)")
 pytest.importorskip("s3fs", reason="needs s3fs (the s3 extra)")
@@ -78,7 +78,9 @@ def videos(tmp_path_factory) -> Path:
 
 def _comode(env: dict, *args, timeout: int = 300) -> subprocess.CompletedProcess:
     """A comode command run in the fake HOME (an extraction into a remote store logs to ./<name>.log)."""
-    return subprocess.run(comode(*args), env=env, cwd=env["HOME"], text=True, capture_output=True, timeout=timeout)
+    return subprocess.run(
+        comode_command(*args), env=env, cwd=env["HOME"], text=True, capture_output=True, timeout=timeout
+    )
 
 
 @pytest.mark.slow
@@ -109,8 +111,9 @@ def test_extract_validate_pretrain_and_retrieve_on_s3(s3_env, videos, tmp_path):
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps] == [1, 2] and all(s["skipped_videos"] == 0 for s in steps)
 
-    evaluation = ["--checkpoint", run / "last.pt", "--out", tmp_path / "eval", "--workers", "1", "--size", "64"]
-    ran = _comode(env, "evaluate", "retrieval", "--store", store, *evaluation, "--device", "cpu", "--picture", "0")
+    eval_options = ["--checkpoint", run / "last.pt", "--out", tmp_path / "eval", "--workers", "1", "--size", "64"]
+    eval_options += ["--device", "cpu", "--picture", "0"]
+    ran = _comode(env, "evaluate", "retrieval", "--store", store, *eval_options)
     assert ran.returncode == 0, ran.stderr
     report = json.loads(next((tmp_path / "eval").glob("*.json")).read_text())
     assert report["counts"]["queries"] == 2 and not report["counts"].get("failed")

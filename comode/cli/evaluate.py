@@ -27,56 +27,55 @@ _CHECKPOINT_HELP = (
 )
 
 
-def _random_init(config: Optional[Path], backbone: Optional[str], width_multiplier: Optional[float]):
-    """(backbone, width, clip geometry) of a random init: explicit options, else the pretraining
-    config's, else the paper's r3d_26 at full width on 16 x 4 frames of 112 px."""
+def _feature_options(
+    config: Optional[Path],
+    backbone: Optional[str],
+    width_multiplier: Optional[float],
+    seed: int,
+    size: Optional[int],
+    cache_dir: Optional[Path],
+    batch_videos: int,
+    workers: int,
+    device: Optional[str],
+    progress: bool,
+):
+    """The FeatureOptions of retrieval and the linear probe from their shared command-line options.
+
+    A random init's backbone, width and clip: the explicit options, else the pretraining
+    config's (``--config``), else the paper's r3d_26 at full width on 16 x 4 frames of 112 px.
+    """
+    from comode.evaluate.options import FeatureOptions
     from comode.evaluate.source import ClipGeometry
     from comode.train.config import ConfigError, load_config
 
-    if config is None:
-        return backbone or "r3d_26", 1.0 if width_multiplier is None else width_multiplier, None
-    try:
-        settings = load_config(config)
-    except ConfigError as error:
-        raise fail(str(error)) from None
-    return (
-        backbone or settings.model.backbone,
-        settings.model.width_multiplier if width_multiplier is None else width_multiplier,
-        ClipGeometry.of_config(settings.data),
-    )
-
-
-def _feature_options(params: dict):
-    """(FeatureOptions, output folder) of a feature evaluation, from its parsed command line
-    (``ctx.params``): the options retrieval and the linear probe share, defined once below."""
-    from comode.evaluate.options import FeatureOptions
-
-    _check_device(params["device"])
-    backbone, width_multiplier, geometry = _random_init(
-        params["config"], params["backbone"], params["width_multiplier"]
-    )
-    features = FeatureOptions(
-        backbone=backbone,
-        width_multiplier=width_multiplier,
-        seed=params["seed"],
+    _check_device(device)
+    geometry = None
+    if config is not None:
+        try:
+            settings = load_config(config)
+        except ConfigError as error:
+            raise fail(str(error)) from None
+        backbone = backbone or settings.model.backbone
+        width_multiplier = settings.model.width_multiplier if width_multiplier is None else width_multiplier
+        geometry = ClipGeometry.of_config(settings.data)
+    return FeatureOptions(
+        backbone=backbone or "r3d_26",
+        width_multiplier=1.0 if width_multiplier is None else width_multiplier,
+        seed=seed,
         geometry=geometry,
-        size=params["size"],
-        cache_dir=params["cache_dir"],
-        videos_per_batch=params["batch_videos"],
-        workers=params["workers"],
-        device=params["device"],
-        show_progress=params["progress"],
+        size=size,
+        cache_dir=cache_dir,
+        videos_per_batch=batch_videos,
+        workers=workers,
+        device=device,
+        show_progress=progress,
     )
-    out_dir = _eval_out(
-        params["out"],
-        params["checkpoint"],
-        params["store"],
-        backbone=backbone,
-        width_multiplier=width_multiplier,
-        seed=params["seed"],
-        label_set=params["label_set"],
-    )
-    return features, out_dir
+
+
+def _features_out(out: Optional[Path], checkpoint: str, store: str, features, label_set: Optional[str]) -> Path:
+    """:func:`_eval_out` of an evaluation of ``features`` (a random init is named by its network)."""
+    random_init = dict(backbone=features.backbone, width_multiplier=features.width_multiplier, seed=features.seed)
+    return _eval_out(out, checkpoint, store, label_set=label_set, **random_init)
 
 
 def _eval_out(
@@ -154,7 +153,6 @@ _DEVICE_OPTION = typer.Option(None, help="cuda / cpu (default: cuda when present
 
 @evaluate_app.command("retrieval")
 def evaluate_retrieval(
-    ctx: typer.Context,
     store: str = typer.Option(..., help="Labelled store (UCF101 / HMDB51 / folder) with a train/test split."),
     checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP),
     split: str = typer.Option("1", help="Store split: its test videos query its train videos (papers: split 1)."),
@@ -189,7 +187,10 @@ def evaluate_retrieval(
     from comode.evaluate.retrieval import run_retrieval
     from comode.train.checkpoint import CheckpointError
 
-    features, out_dir = _feature_options(ctx.params)
+    features = _feature_options(
+        config, backbone, width_multiplier, seed, size, cache_dir, batch_videos, workers, device, progress
+    )
+    out_dir = _features_out(out, checkpoint, store, features, label_set)
     with user_errors(CheckpointError, ValueError, KeyError), logs.to_file(out_dir / EVALUATE_LOG):
         result = run_retrieval(
             store,
@@ -210,7 +211,6 @@ def evaluate_retrieval(
 
 @evaluate_app.command("linear")
 def evaluate_linear(
-    ctx: typer.Context,
     store: str = typer.Option(..., help="Labelled store with a train/test split."),
     checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP),
     split: str = typer.Option("1", help="Store split: fit on its train videos, score its test videos."),
@@ -237,9 +237,12 @@ def evaluate_linear(
     from comode.evaluate.linear import LinearProbeSpec, run_linear
     from comode.train.checkpoint import CheckpointError
 
-    features, out_dir = _feature_options(ctx.params)
+    spec = LinearProbeSpec(l2=l2)
+    features = _feature_options(
+        config, backbone, width_multiplier, seed, size, cache_dir, batch_videos, workers, device, progress
+    )
+    out_dir = _features_out(out, checkpoint, store, features, label_set)
     with user_errors(CheckpointError, ValueError, KeyError), logs.to_file(out_dir / EVALUATE_LOG):
-        spec = LinearProbeSpec(l2=l2)
         result = run_linear(
             store, checkpoint, out_dir=out_dir, split=split, label_set=label_set, spec=spec, features=features
         )

@@ -13,6 +13,7 @@ __all__ = ["train_pretrain", "train_supervised", "train_export"]
 
 
 def _train(
+    *,
     store: str,
     config: Optional[Path],
     out: Path,
@@ -54,7 +55,7 @@ def train_pretrain(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Self-supervised pretraining (context matching + motion prediction). Multi-GPU: torchrun --nproc_per_node N -m comode train pretrain ..."""
-    _train(store, config, out, resume, progress, overrides or [])
+    _train(store=store, config=config, out=out, resume=resume, progress=progress, overrides=overrides or [])
 
 
 @train_app.command("supervised")
@@ -69,7 +70,15 @@ def train_supervised(
     """Supervised training with motion prediction as auxiliary loss (paper Table 6: CE + 0.2 x motion loss)."""
     from comode.train.config import SUPERVISED_AUX_OVERRIDES
 
-    _train(store, config, out, resume, progress, overrides or [], task_overrides=SUPERVISED_AUX_OVERRIDES)
+    _train(
+        store=store,
+        config=config,
+        out=out,
+        resume=resume,
+        progress=progress,
+        overrides=overrides or [],
+        task_overrides=SUPERVISED_AUX_OVERRIDES,
+    )
 
 
 @train_app.command("export")

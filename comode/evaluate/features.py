@@ -321,7 +321,9 @@ def split_features(
 
     ``source`` is a :class:`comode.evaluate.source.ModelSource`; ``inference`` defaults to
     the clip the network was trained on (``source.geometry``: frames, stride, side), 10
-    clips per video; ``cache_dir`` defaults to ``out_dir/features``.  ``label_set``: evaluate
+    clips per video.  An explicit ``inference`` is taken as it is: to change only the side
+    or the device, build it with ``FeatureOptions(...).inference(source.geometry)``
+    (:mod:`comode.evaluate.options`).  ``cache_dir`` defaults to ``out_dir/features``.  ``label_set``: evaluate
     against one of the store's extra label sets (``dataset.label_sets``, e.g. "scene" of the
     sample set) instead of the primary labels; the features (and their cache) are the same.
     Videos without a label (-1, in the primary labels or the label set) are left out and

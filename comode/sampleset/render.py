@@ -111,7 +111,7 @@ def video_encoder() -> tuple[str, ...]:
 
 def encode_frames(frames: np.ndarray, fps: int, output: list[str], *, timeout: float) -> None:
     """Pipe (T, H, W, 3) uint8 RGB frames into ffmpeg, which writes them with ``output``
-    (encoder options, then the file name).  Also how the tests write their videos."""
+    (encoder options, then the file name)."""
     _, h, w, _ = frames.shape
     raw_input = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-"]
     command = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *raw_input, *output]

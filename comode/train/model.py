@@ -404,12 +404,15 @@ class SupervisedCoMoDe(CoMoDe):
         super().__init__(**comode_kwargs)
         self.classifier = nn.Linear(self.feature_dim, num_classes)
 
-    def forward(self, clip: Tensor, *pretext_inputs: Tensor | None) -> tuple[CoMoDeOutput, Tensor]:
-        """``clip`` and ``pretext_inputs`` (iframe, mv_future, mv_negatives) as in :meth:`CoMoDe.forward`."""
+    def forward(
+        self, clip: Tensor, *pretext: Tensor | None, **named_pretext: Tensor | None
+    ) -> tuple[CoMoDeOutput, Tensor]:
+        """``clip`` and the pretext inputs (iframe, mv_future, mv_negatives, by position or by
+        name) exactly as :meth:`CoMoDe.forward` takes them."""
         captured: list[Tensor] = []
         handle = self.vnet.register_forward_hook(lambda _module, _inputs, output: captured.append(output))
         try:
-            out = super().forward(clip, *pretext_inputs)
+            out = super().forward(clip, *pretext, **named_pretext)
         finally:
             handle.remove()
         pooled = captured[0].flatten(2).mean(dim=2)  # (B, C), what encode_clip returns

@@ -10,7 +10,7 @@ import subprocess
 from typer.testing import CliRunner
 
 from comode.cli import app
-from tests.commands import comode
+from tests.commands import comode_command
 
 SIZE = 64  # clip side: 3x fewer pixels than 112, nothing here depends on it
 
@@ -25,7 +25,7 @@ def run(*args):
 
 
 def run_process(*args, timeout=300):
-    return subprocess.run(comode(*args), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(comode_command(*args), capture_output=True, text=True, timeout=timeout)
 
 
 def evaluation(command, store, checkpoint, out, *options):
@@ -115,3 +115,33 @@ def test_ablation_asks_for_its_config(eval_store, tmp_path):
     assert result.returncode == 2, result.stdout
     assert "--config" in result.stderr
     assert not (tmp_path / "ablation" / "ablation.json").exists()
+
+
+def _model_and_clip(report):
+    """(backbone, width, seed) of the evaluated network and (clip stride, side) it was shown."""
+    model, settings = report["model"], report["settings"]
+    return (model["backbone"], model["width_multiplier"], model["seed"]), (settings["clip_stride"], settings["size"])
+
+
+def test_the_feature_options_reach_the_evaluation(eval_store, tmp_path):
+    """Each shared option of retrieval and the linear probe changes what is evaluated: a random
+    init from --config (backbone, width, training clip) with --seed, explicit --backbone,
+    --width-multiplier and --size over it, the cache in --cache-dir, the label set."""
+    config = "configs/pretrain/demo_cpu.yaml"  # r3d_26_diff x0.125, 16 frames at stride 2, 64 px
+    cache = tmp_path / "cache"
+    common = ["--config", config, "--workers", "0", "--device", "cpu", "--batch-videos", "5", "--label-set", "texture"]
+    linear = run(*evaluation("linear", eval_store, "random", tmp_path / "l", "--seed", "3", *common))
+    assert linear.returncode == 0, linear.stderr
+    report = json.loads((tmp_path / "l" / "linear.json").read_text())
+    assert (
+        _model_and_clip(report) == (("r3d_26_diff", 0.125, 3), (2, 64)) and report["settings"]["label_set"] == "texture"
+    )
+    assert not cache.exists() and list((tmp_path / "l" / "features").glob("*.npz"))  # default cache: <out>/features
+    explicit = "--backbone r3d_18 --width-multiplier 0.25 --size 48 --picture 0".split()
+    retrieval = run(
+        *evaluation("retrieval", eval_store, "random", tmp_path / "r", *explicit, "--cache-dir", cache, *common)
+    )
+    assert retrieval.returncode == 0, retrieval.stderr
+    report = json.loads((tmp_path / "r" / "retrieval.json").read_text())
+    assert _model_and_clip(report) == (("r3d_18", 0.25, 0), (2, 48))  # the config's clip stride, the given side
+    assert len(list(cache.glob("*.npz"))) == 2 and not (tmp_path / "r" / "features").exists()

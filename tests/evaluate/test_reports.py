@@ -185,3 +185,31 @@ def test_a_real_pretraining_checkpoint_evaluates(eval_store, tmp_path):
     ).report
     assert report["model"]["step"] == 1 and report["model"]["backbone"] == "r3d_18"
     assert report["model"]["width_multiplier"] == 0.125 and report["counts"]["queries"] == 3
+
+
+def test_an_evaluation_with_an_empty_side_of_the_split_says_so(tmp_path):
+    """A real store whose test video has no label in the extra label set: retrieval and the
+    linear probe both refuse, naming the counts, instead of scoring an empty side."""
+    from comode.evaluate.linear import run_linear
+    from comode.extract.datasets import load_dataset
+    from comode.extract.executors import make_executor
+    from comode.extract.pipeline import run_extraction
+    from comode.extract.settings import ExtractSettings
+    from tests.videos import translating_frames, write_video
+
+    root = tmp_path / "videos"
+    rows = ["path,split,motion,texture"]
+    for i, (relative, texture) in enumerate(
+        {"train/right/a.avi": "fine", "train/down/b.avi": "coarse", "test/down/c.avi": ""}.items()
+    ):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        write_video(root / relative, translating_frames(frames=20, width=64, height=48, dx=1, dy=0, seed=i))
+        rows.append(f"{relative},{relative.split('/')[0]},{relative.split('/')[1]},{texture}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    store = str(tmp_path / "s.zarr")
+    assert run_extraction(load_dataset("sample", root), store, ExtractSettings(), make_executor(workers=0)).ok
+    features = FeatureOptions(backbone="r3d_18", width_multiplier=0.125, device="cpu", size=SIZE)
+    with pytest.raises(ValueError, match=r"2 usable train and 0 usable test videos; retrieval .* needs both"):
+        run_retrieval(store, "random", out_dir=tmp_path / "r", label_set="texture", features=features)
+    with pytest.raises(ValueError, match=r"2 usable train and 0 usable test videos; the linear probe needs both"):
+        run_linear(store, "random", out_dir=tmp_path / "l", label_set="texture", features=features)

@@ -17,7 +17,7 @@ from comode.extract.datasets import safe_video_id
 from comode.extract.frametimes import NO_TIMESTAMP
 from comode.store import open_store
 from comode.store.validate import validate_store
-from tests.commands import comode, extract_folder_args
+from tests.commands import comode_command, extract_folder_args
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def matrix(variant_folder):
     root, variants = variant_folder()
     store = root / "matrix.zarr"
     result = subprocess.run(
-        comode(*extract_folder_args(root, store, "--workers", "0")), capture_output=True, text=True, timeout=900
+        comode_command(*extract_folder_args(root, store, "--workers", "0")), capture_output=True, text=True, timeout=900
     )
     return root, str(store), result
 

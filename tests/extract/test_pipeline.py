@@ -20,7 +20,7 @@ from comode.extract.pipeline import run_extraction
 from comode.extract.settings import ExtractSettings
 from comode.store import open_store
 from comode.store.validate import validate_store
-from tests.commands import comode, extract_folder_args
+from tests.commands import comode_command, extract_folder_args
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_sigkill_halfway_then_rerun_equals_an_uninterrupted_run(
     tmp_path, reference_store, small_real_folder, stores_equal
 ):
     url = str(tmp_path / "killed.zarr")
-    command = comode(*extract_folder_args(small_real_folder, url, "--workers", "0", "--no-progress"))
+    command = comode_command(*extract_folder_args(small_real_folder, url, "--workers", "0", "--no-progress"))
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         assert _wait_for(lambda: _complete_count(url) >= 1, timeout=120), "first video never completed"
@@ -188,7 +188,7 @@ def test_extraction_through_a_real_dask_scheduler_and_two_workers(
 ):
     url = str(tmp_path / "cluster.zarr")
     result = subprocess.run(
-        comode(*extract_folder_args(small_real_folder, url, "--scheduler", dask_cluster, "--no-progress")),
+        comode_command(*extract_folder_args(small_real_folder, url, "--scheduler", dask_cluster, "--no-progress")),
         capture_output=True,
         text=True,
         timeout=300,

@@ -28,7 +28,7 @@ from comode.extract.settings import ExtractSettings
 from comode.extract.video import WORKDIR_PREFIX
 from comode.store.ownership import process_tag
 from comode.store.validate import validate_store
-from tests.commands import comode, extract_folder_args
+from tests.commands import comode_command, extract_folder_args
 
 VIDEOS = 10
 SEED = 20261125
@@ -47,7 +47,7 @@ def _no_fsync():
 
 def _extract_command(folder: Path, url: str, workers: int) -> list[str]:
     """`comode extract` itself: the client process we kill."""
-    return comode(*extract_folder_args(folder, url, "--workers", workers, "--no-progress"))
+    return comode_command(*extract_folder_args(folder, url, "--workers", workers, "--no-progress"))
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from comode.store.index.files import index_files
 from comode.store.index.state import EMPTY_WRITE
 from comode.store.schema import load_schema
 from comode.store.validate import validate_store
-from tests.commands import comode, extract_folder_args
+from tests.commands import comode_command, extract_folder_args
 
 # Writes small synthetic groups for ever: six videos, each rewritten again and again (a redo
 # of a complete group), every third write a failure record.  argv: store, seed.
@@ -149,7 +149,7 @@ def test_two_extraction_runs_into_one_store_leave_a_correct_index(tmp_path, smal
     video is written once, the other run counts it as complete, and the index matches the
     groups (and an uninterrupted run's store)."""
     url = str(tmp_path / "both.zarr")
-    command = comode(*extract_folder_args(small_real_folder, url, "--workers", "0", "--no-progress"))
+    command = comode_command(*extract_folder_args(small_real_folder, url, "--workers", "0", "--no-progress"))
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [run.communicate(timeout=300) for run in runs]
     for run, (_, err) in zip(runs, outputs):
@@ -207,7 +207,7 @@ def test_a_stale_index_is_detected_said_and_read_around(tmp_path, caplog):
     assert not report.ok
     assert any("videos/copied: not in the index" in problem for problem in report.problems), report.problems
     assert any("videos/v1: in the index as 'complete', but there is no group" in p for p in report.problems)
-    result = subprocess.run(comode("store", "reindex", url), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(comode_command("store", "reindex", url), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "3 videos indexed from 3 groups" in result.stdout
     caplog.clear()

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from comode.train.heads import LearnedPositionalGrid
-from comode.train.model import CoMoDe, CoMoDeOutput, compute_losses
+from comode.train.model import CoMoDe, CoMoDeOutput, SupervisedCoMoDe, compute_losses
 
 TINY = dict(width_multiplier=0.125, transformer_dim=64, embed_dim=32, head_hidden=128)
 LOSS_KEYS = {
@@ -265,3 +265,16 @@ def test_mse_window_accuracy_counts_predictions_nearest_their_own_window():
     assert mse_window_accuracy(prediction, target, negatives).item() == 0.5
     with pytest.raises(ValueError, match="motion_objective must be one of"):
         CoMoDe(**TINY, motion_objective="l1")
+
+
+def test_supervised_model_takes_the_pretext_inputs_by_position_or_by_name():
+    torch.manual_seed(0)
+    model = SupervisedCoMoDe(num_classes=4, **TINY).eval()
+    inputs = _inputs()
+    with torch.no_grad():
+        by_name, logits_by_name = model(**inputs)
+        by_position, logits = model(*inputs.values())
+    assert tuple(logits.shape) == (2, 4)
+    torch.testing.assert_close(logits, logits_by_name)
+    torch.testing.assert_close(by_position.motion_prediction, by_name.motion_prediction)
+    torch.testing.assert_close(by_position.iframe_embedding, by_name.iframe_embedding)
