@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from comode.evaluate.clips import VideoClips, usable_batches
-from comode.store import Store, open_store
+from comode.store import Store
 from comode.train.frames import WindowSpec
 from comode.train.transforms import centre_crop_boxes, crop_resize, normalize
 
@@ -52,6 +52,7 @@ __all__ = [
     "extract_features",
     "cached_features",
     "feature_key",
+    "canonical_url",
     "default_device",
 ]
 
@@ -221,7 +222,7 @@ def feature_key(*, model: dict[str, Any], store: Store, video_ids: Sequence[str]
     identity = {
         "format": FEATURES_FORMAT,
         "model": {k: v for k, v in model.items() if k != "path"} if model.get("sha256") else model,
-        "store": _canonical_url(store.url),
+        "store": canonical_url(store.url),
         "videos": hashlib.sha256(json.dumps(videos).encode()).hexdigest(),
         "window": asdict(window),
         "size": size,
@@ -230,7 +231,8 @@ def feature_key(*, model: dict[str, Any], store: Store, video_ids: Sequence[str]
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _canonical_url(url: str) -> str:
+def canonical_url(url: str) -> str:
+    """A store URL as reports and cache keys name it: remote URLs as given, local paths absolute."""
     return url if "://" in url else str(Path(url).resolve())
 
 
@@ -261,143 +263,3 @@ def cached_features(
     if path is not None and not features.failed:
         features.save(path, key=key)
     return features, False
-
-
-# --------------------------------------------------------------------------------------
-# Both sides of a split, as every evaluation needs them
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class SplitFeatures:
-    """Train and test features of one split plus what reports say about them."""
-
-    train: FeatureSet
-    test: FeatureSet
-    classes: list[str]
-    model: dict[str, Any]  # ModelSource.describe()
-    store_info: dict[str, Any]  # url, dataset name, classes
-    protocol: dict[str, Any]  # clips, frames, stride, size, crop
-    counts: dict[str, int]  # asked / evaluated / failed per side, from_cache
-    failed: dict[str, str]
-
-    def report_fields(self) -> dict[str, Any]:
-        """What every report of these features says about them (``write_report``'s model, store, failed)."""
-        return {"model": self.model, "store": self.store_info, "failed": self.failed}
-
-
-def relabel(features: FeatureSet, store: Store, label_set: str | None) -> tuple[FeatureSet, int]:
-    """The same features with labels from ``label_set`` (None: the primary labels); videos
-    without a label there (-1) are left out.  Returns (relabelled set, number left out)."""
-    if label_set is None:
-        labels = features.labels
-    else:
-        attrs = store.video_attrs()
-        labels = np.array(
-            [int(attrs[v].get("labels", {}).get(label_set, -1)) for v in features.video_ids], dtype=np.int64
-        )
-    keep = labels >= 0
-    kept = FeatureSet(
-        video_ids=[v for v, k in zip(features.video_ids, keep) if k],
-        labels=labels[keep],
-        features=features.features[keep],
-        failed=features.failed,
-    )
-    return kept, int((~keep).sum())
-
-
-def split_features(
-    store_url: str,
-    source: Any,
-    *,
-    split: str,
-    out_dir: Path,
-    inference: Inference | None = None,
-    cache_dir: str | Path | None = None,
-    show_progress: bool = False,
-    label_set: str | None = None,
-) -> SplitFeatures:
-    """Features of the train and test videos of ``split`` for the model ``source`` (cached).
-
-    ``source`` is a :class:`comode.evaluate.source.ModelSource`; ``inference`` defaults to
-    the clip the network was trained on (``source.geometry``: frames, stride, side), 10
-    clips per video.  An explicit ``inference`` is taken as it is: to change only the side
-    or the device, build it with ``FeatureOptions(...).inference(source.geometry)``
-    (:mod:`comode.evaluate.options`).  ``cache_dir`` defaults to ``out_dir/features``.  ``label_set``: evaluate
-    against one of the store's extra label sets (``dataset.label_sets``, e.g. "scene" of the
-    sample set) instead of the primary labels; the features (and their cache) are the same.
-    Videos without a label (-1, in the primary labels or the label set) are left out and
-    counted (``unlabelled``).
-    """
-    from comode.progress import Progress
-
-    geometry = source.geometry
-    if inference is None:
-        inference = Inference(WindowSpec(frames=geometry.frames, stride=geometry.stride), size=geometry.size)
-    window, size = inference.window, inference.size
-    store = open_store(store_url).snapshot()  # listed 5-7 times below: one scan
-    train_ids, test_ids = store.split(split)
-    classes = store.label_classes(label_set)
-    model = source.describe()
-    cache = Path(cache_dir) if cache_dir is not None else Path(out_dir) / "features"
-    built: list[nn.Module] = []
-
-    def factory() -> nn.Module:  # build the network once, only on a cache miss
-        if not built:
-            built.append(source.build())
-        return built[0]
-
-    sets, from_cache = {}, {}
-    with Progress("features", total=len(train_ids) + len(test_ids), enabled=show_progress) as bar:
-        for side, ids in (("train", train_ids), ("test", test_ids)):
-            sets[side], from_cache[side] = cached_features(
-                factory,
-                model=model,
-                store=store,
-                video_ids=ids,
-                cache_dir=cache,
-                inference=inference,
-                on_videos=bar.advance,
-            )
-    unlabelled = 0
-    for side in ("train", "test"):  # unlabelled videos (-1) cannot be scored: left out, counted
-        sets[side], left_out = relabel(sets[side], store, label_set)
-        unlabelled += left_out
-    failed = {**sets["train"].failed, **sets["test"].failed}
-    # Videos of the split whose extraction did not complete are not in the store's usable
-    # set; count them so a report never hides them.
-    in_split = store.video_ids(status=None, split=split)
-    counts = {
-        "split_videos_not_complete": len(in_split) - len(train_ids) - len(test_ids),
-        "train_videos": len(train_ids),
-        "train_evaluated": sets["train"].count,
-        "test_videos": len(test_ids),
-        "test_evaluated": sets["test"].count,
-        "failed": len(failed),
-        "features_from_cache": int(from_cache["train"] and from_cache["test"]),
-    }
-    counts["unlabelled"] = unlabelled
-    store_info = {
-        "url": _canonical_url(store.url),
-        "dataset": store.dataset.get("name"),
-        "classes": len(classes),
-        "label_set": label_set,
-    }
-    protocol = {
-        "clips_per_video": window.clips,
-        "clip_frames": window.frames,
-        "clip_stride": window.stride,
-        "size": size,
-        "crop": "centre, 112/128 of the short side",
-        "pooling": "global average, mean over clips",
-    }
-    return SplitFeatures(
-        train=sets["train"],
-        test=sets["test"],
-        classes=classes,
-        model=model,
-        store_info=store_info,
-        protocol=protocol,
-        counts=counts,
-        failed=failed,
-    )

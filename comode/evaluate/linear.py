@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from comode.evaluate.accuracy import top_k_accuracy
-from comode.evaluate.options import FeatureOptions, features_for
+from comode.evaluate.options import FeatureOptions, split_features
 
 __all__ = ["LinearProbeSpec", "fit_linear_probe", "run_linear"]
 
@@ -97,7 +97,7 @@ def run_linear(
     """
     from comode.evaluate.report import write_report
 
-    data = features_for(
+    data = split_features(
         store_url, checkpoint, features, split=split, out_dir=out_dir, label_set=label_set, needed_by="the linear probe"
     )
     train, test = data.train, data.test

@@ -1,23 +1,30 @@
-"""What a caller of an evaluation chooses about the features it scores, beyond the checkpoint.
+"""A split's features for an evaluation, and what its caller chooses about them.
 
-Retrieval, the linear probe and the ablation's cells all score the same kind of features
-(:mod:`comode.evaluate.features`); :class:`FeatureOptions` carries the choices they share,
-so each says once which network a random init builds, at what clip side, where the cache
-is and on what device, and :func:`features_for` turns those into a split's features.
+Retrieval, the linear probe and the ablation's cells all score the same features
+(:mod:`comode.evaluate.features`): the train and test videos of one split, from one model.
+:class:`FeatureOptions` carries the choices beyond the checkpoint (which network a random
+init builds, the clip side, the cache, batches, device), and :func:`split_features` turns a
+checkpoint and those choices into :class:`SplitFeatures`, with what the reports say about them.
+
+Shape alphabet: N videos, C channels.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
-from comode.evaluate.features import Inference, SplitFeatures, default_device, split_features
+from comode.evaluate.features import FeatureSet, Inference, cached_features, canonical_url
 from comode.evaluate.source import ClipGeometry, ModelSource
+from comode.store import Store, open_store
 from comode.train.frames import WindowSpec
 
-__all__ = ["FeatureOptions", "features_for"]
+__all__ = ["FeatureOptions", "SplitFeatures", "split_features", "relabel"]
 
 
 @dataclass(frozen=True)
@@ -34,8 +41,7 @@ class FeatureOptions:
     size: int | None = None
     # Feature cache (None: <out_dir>/features).
     cache_dir: str | Path | None = None
-    # Videos per forward pass, DataLoader processes decoding clips (0: in this process),
-    # device ("cpu", "cuda", "cuda:1"; None: CUDA when present).
+    # As in Inference; device as a string ("cpu", "cuda", "cuda:1"; None: CUDA when present).
     videos_per_batch: int = 8
     workers: int = 0
     device: str | None = None
@@ -56,41 +62,147 @@ class FeatureOptions:
         return Inference(
             window=WindowSpec(frames=geometry.frames, stride=geometry.stride),
             size=geometry.size if self.size is None else self.size,
-            device=torch.device(self.device) if self.device else default_device(),
+            device=torch.device(self.device) if self.device else None,
             videos_per_batch=self.videos_per_batch,
             workers=self.workers,
         )
 
 
-def features_for(
+@dataclass
+class SplitFeatures:
+    """Train and test features of one split plus what reports say about them."""
+
+    train: FeatureSet
+    test: FeatureSet
+    classes: list[str]
+    model: dict[str, Any]  # ModelSource.describe()
+    store_info: dict[str, Any]  # url, dataset name, classes
+    protocol: dict[str, Any]  # clips, frames, stride, size, crop
+    counts: dict[str, int]  # asked / evaluated / failed per side, from_cache
+    failed: dict[str, str]
+
+    def report_fields(self) -> dict[str, Any]:
+        """What every report of these features says about them (``write_report``'s model, store, failed)."""
+        return {"model": self.model, "store": self.store_info, "failed": self.failed}
+
+
+def relabel(features: FeatureSet, store: Store, label_set: str | None) -> tuple[FeatureSet, int]:
+    """The same features with labels from ``label_set`` (None: the primary labels); videos
+    without a label there (-1) are left out.  Returns (relabelled set, number left out)."""
+    if label_set is None:
+        labels = features.labels
+    else:
+        attrs = store.video_attrs()
+        labels = np.array(
+            [int(attrs[v].get("labels", {}).get(label_set, -1)) for v in features.video_ids], dtype=np.int64
+        )
+    keep = labels >= 0
+    kept = FeatureSet(
+        video_ids=[v for v, k in zip(features.video_ids, keep) if k],
+        labels=labels[keep],
+        features=features.features[keep],
+        failed=features.failed,
+    )
+    return kept, int((~keep).sum())
+
+
+def split_features(
     store_url: str,
     checkpoint: str | Path | None,
-    options: FeatureOptions,
+    options: FeatureOptions = FeatureOptions(),
     *,
     split: str,
     out_dir: str | Path,
     label_set: str | None = None,
     needed_by: str = "this evaluation",
 ) -> SplitFeatures:
-    """The features of ``split``'s train and test videos for ``checkpoint``'s model (cached).
+    """Features of the train and test videos of ``split`` for ``checkpoint``'s model (cached).
+
+    ``checkpoint``: a training checkpoint, an exported backbone, or "random" (the network
+    ``options`` describe).  The clips are the ones the network was trained on (frames,
+    stride, side; ``options.size`` changes the side), 10 per video.  ``options.cache_dir``
+    defaults to ``out_dir/features``.  ``label_set``: evaluate against one of the store's
+    extra label sets (``dataset.label_sets``, e.g. "scene" of the sample set) instead of the
+    primary labels; the features (and their cache) are the same.  Videos without a label
+    (-1, in the primary labels or the label set) are left out and counted (``unlabelled``).
 
     Raises:
-        ValueError: a side of the split has no usable video (``needed_by`` names who needs both).
+        ValueError: unknown split or label set, bad checkpoint, or a side of the split with no
+            usable video (``needed_by`` names who needs both).
     """
+    from comode.progress import Progress
+
     source = options.source(checkpoint)
-    data = split_features(
-        store_url,
-        source,
-        split=split,
-        out_dir=Path(out_dir),
-        inference=options.inference(source.geometry),
-        cache_dir=options.cache_dir,
-        show_progress=options.show_progress,
-        label_set=label_set,
-    )
-    if data.train.count == 0 or data.test.count == 0:
+    inference = options.inference(source.geometry)
+    window, size = inference.window, inference.size
+    store = open_store(store_url).snapshot()  # listed 5-7 times below: one scan
+    train_ids, test_ids = store.split(split)
+    classes = store.label_classes(label_set)
+    model = source.describe()
+    cache = Path(options.cache_dir) if options.cache_dir is not None else Path(out_dir) / "features"
+    built: list[nn.Module] = []
+
+    def factory() -> nn.Module:  # build the network once, only on a cache miss
+        if not built:
+            built.append(source.build())
+        return built[0]
+
+    sets, from_cache = {}, {}
+    with Progress("features", total=len(train_ids) + len(test_ids), enabled=options.show_progress) as bar:
+        for side, ids in (("train", train_ids), ("test", test_ids)):
+            sets[side], from_cache[side] = cached_features(
+                factory,
+                model=model,
+                store=store,
+                video_ids=ids,
+                cache_dir=cache,
+                inference=inference,
+                on_videos=bar.advance,
+            )
+    unlabelled = 0
+    for side in ("train", "test"):  # unlabelled videos (-1) cannot be scored: left out, counted
+        sets[side], left_out = relabel(sets[side], store, label_set)
+        unlabelled += left_out
+    failed = {**sets["train"].failed, **sets["test"].failed}
+    # Videos of the split whose extraction did not complete are not in the store's usable
+    # set; count them so a report never hides them.
+    in_split = store.video_ids(status=None, split=split)
+    counts = {
+        "split_videos_not_complete": len(in_split) - len(train_ids) - len(test_ids),
+        "train_videos": len(train_ids),
+        "train_evaluated": sets["train"].count,
+        "test_videos": len(test_ids),
+        "test_evaluated": sets["test"].count,
+        "failed": len(failed),
+        "features_from_cache": int(from_cache["train"] and from_cache["test"]),
+    }
+    counts["unlabelled"] = unlabelled
+    store_info = {
+        "url": canonical_url(store.url),
+        "dataset": store.dataset.get("name"),
+        "classes": len(classes),
+        "label_set": label_set,
+    }
+    protocol = {
+        "clips_per_video": window.clips,
+        "clip_frames": window.frames,
+        "clip_stride": window.stride,
+        "size": size,
+        "crop": "centre, 112/128 of the short side",
+        "pooling": "global average, mean over clips",
+    }
+    if sets["train"].count == 0 or sets["test"].count == 0:
         raise ValueError(
-            f"split {split!r} has {data.train.count} usable train and {data.test.count} usable test videos; "
+            f"split {split!r} has {sets['train'].count} usable train and {sets['test'].count} usable test videos; "
             f"{needed_by} needs both"
         )
-    return data
+    return SplitFeatures(
+        train=sets["train"],
+        test=sets["test"],
+        classes=classes,
+        model=model,
+        store_info=store_info,
+        protocol=protocol,
+        counts=counts,
+        failed=failed,
+    )

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from comode.evaluate.options import FeatureOptions, features_for
+from comode.evaluate.options import FeatureOptions, split_features
 
 __all__ = [
     "DEFAULT_KS",
@@ -222,7 +222,7 @@ def run_retrieval(
     from comode.evaluate.report import write_report
 
     out_dir = Path(out_dir)
-    data = features_for(
+    data = split_features(
         store_url,
         checkpoint,
         features,

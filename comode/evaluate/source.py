@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -147,15 +148,20 @@ class ModelSource:
     def is_random(self) -> bool:
         return self.path is None
 
+    @cached_property
+    def _metadata(self) -> dict[str, Any]:
+        """The checkpoint's training metadata, read once: reading it loads the whole file."""
+        from comode.train.export import read_backbone_metadata
+
+        return read_backbone_metadata(self.path)
+
     @property
     def geometry(self) -> ClipGeometry:
         """The clip this network is evaluated on: a checkpoint's training clip, or a random
         init's given one."""
         if self.path is None:
             return self.random_geometry
-        from comode.train.export import read_backbone_metadata
-
-        metadata = read_backbone_metadata(self.path)
+        metadata = self._metadata
         default = ClipGeometry()
         return ClipGeometry(
             frames=int(metadata.get("clip_frames", default.frames)),
@@ -183,9 +189,7 @@ class ModelSource:
                 "seed": self.seed,
                 "geometry": asdict(self.random_geometry),
             }
-        from comode.train.export import read_backbone_metadata
-
-        metadata = read_backbone_metadata(self.path)
+        metadata = self._metadata
         return {
             "kind": "checkpoint",
             "path": str(self.path.resolve()),

@@ -12,9 +12,8 @@ from comode.evaluate.features import (
     extract_features,
     pooled_features,
     prepare_clips,
-    split_features,
 )
-from comode.evaluate.options import FeatureOptions
+from comode.evaluate.options import FeatureOptions, split_features
 from comode.evaluate.source import ModelSource
 from comode.store import open_store
 from comode.store.reader import Video
@@ -103,16 +102,15 @@ def test_cache_is_keyed_by_model_and_reused(eval_store, tiny_checkpoint, tmp_pat
 
 
 def test_split_features_counts(eval_store, tiny_checkpoint, tmp_path, feature_cache):
-    source = ModelSource.parse(tiny_checkpoint)
-    inference = FeatureOptions(device="cpu", size=64).inference(source.geometry)  # the training clip, 64 px
-    data = split_features(eval_store, source, split="1", out_dir=tmp_path, inference=inference, cache_dir=feature_cache)
+    cpu_64 = FeatureOptions(device="cpu", size=64, cache_dir=feature_cache)  # the training clip, 64 px
+    data = split_features(eval_store, tiny_checkpoint, cpu_64, split="1", out_dir=tmp_path)
     assert data.counts["train_videos"] == data.counts["train_evaluated"] == 6
     assert data.counts["test_videos"] == data.counts["test_evaluated"] == 3
     assert data.counts["failed"] == 0 and data.counts["split_videos_not_complete"] == 0
     assert data.counts["unlabelled"] == 0
     assert data.classes == ["down", "right"]
     with pytest.raises(ValueError, match="no split '2'"):
-        split_features(eval_store, ModelSource.parse(tiny_checkpoint), split="2", out_dir=tmp_path)
+        split_features(eval_store, tiny_checkpoint, split="2", out_dir=tmp_path)
 
 
 def test_exported_backbone_gives_the_same_features_and_cache_entry(eval_store, tiny_checkpoint, tmp_path):
@@ -223,3 +221,23 @@ def test_store_split_and_label_classes(eval_store):
         store.split("9")
     with pytest.raises(ValueError, match="no label set 'nope'; its label sets"):
         store.label_classes("nope")
+
+
+def test_an_evaluation_reads_the_checkpoint_metadata_once(
+    eval_store, tiny_checkpoint, tmp_path, feature_cache, monkeypatch
+):
+    """Reading a checkpoint's metadata loads the whole file: the clip and the report's model
+    description come from one read."""
+    import comode.train.export as export
+
+    reads = []
+    original = export.read_backbone_metadata
+    monkeypatch.setattr(export, "read_backbone_metadata", lambda path: reads.append(path) or original(path))
+    split_features(
+        eval_store,
+        tiny_checkpoint,
+        FeatureOptions(device="cpu", size=64, cache_dir=feature_cache),
+        split="1",
+        out_dir=tmp_path,
+    )
+    assert len(reads) == 1
