@@ -51,10 +51,8 @@ def _feature_options(
     _check_device(device)
     geometry = None
     if config is not None:
-        try:
+        with user_errors(ConfigError):
             settings = load_config(config)
-        except ConfigError as error:
-            raise fail(str(error)) from None
         backbone = backbone or settings.model.backbone
         width_multiplier = settings.model.width_multiplier if width_multiplier is None else width_multiplier
         geometry = ClipGeometry.of_config(settings.data)
@@ -91,10 +89,12 @@ def _eval_out(
 ) -> Path:
     """Default output folder: <checkpoint folder>/<kind>/<checkpoint stem>/<store name>[-<label set>]
     (so epoch_010.pt and last.pt of one run keep separate reports), or runs/random-.../<kind>/<store name>."""
+    from comode.evaluate.source import names_random_init
+
     if out is not None:
         return out
     store_name = Path(store.rstrip("/")).stem or "store"
-    if checkpoint.lower() in ("random", "none", "scratch"):
+    if names_random_init(checkpoint):
         base = Path("runs") / f"random-{backbone}-x{width_multiplier:g}-seed{seed}" / kind
     else:
         base = Path(checkpoint).parent / kind / Path(checkpoint).stem
@@ -129,7 +129,9 @@ def _print_report(report: dict, path: Path) -> None:
 
 # Options shared by the evaluation commands (one definition, one help text).
 _EVAL_OUT_OPTION = typer.Option(
-    None, help="Output folder (default: <checkpoint folder>/eval/<checkpoint stem>/<store name>)."
+    None,
+    help="Output folder (default: <checkpoint folder>/eval/<checkpoint stem>/<store name>[-<label set>]; "
+    "random init: runs/random-<backbone>-x<width>-seed<seed>/eval/<store name>).",
 )
 _RANDOM_BACKBONE_OPTION = typer.Option(
     None, help="Backbone of a random init (default: --config's, else r3d_26; ignored for a checkpoint)."
@@ -275,29 +277,14 @@ def evaluate_finetune(
     from comode.train.config import ConfigError
 
     _check_device(device)
-    try:
+    with user_errors(ConfigError):
         settings = load_finetune_config(config, overrides or [])
-    except ConfigError as error:
-        raise fail(str(error)) from None
-    out_dir = (
-        out
-        if out is not None
-        else _eval_out(
-            None,
-            checkpoint,
-            store,
-            backbone=backbone,
-            width_multiplier=width_multiplier,
-            seed=settings.seed,
-            kind="finetune",
-        )
-    )
+    random_init = dict(backbone=backbone, width_multiplier=width_multiplier, seed=settings.seed)
+    out_dir = _eval_out(out, checkpoint, store, kind="finetune", **random_init)
     if resume and config is None and (out_dir / "config.yaml").exists():
         # --resume without --config continues with the run's own config, to the end unless told otherwise.
-        try:
+        with user_errors(ConfigError):
             settings = load_finetune_config(out_dir / "config.yaml", ["stop_after_epoch=null", *(overrides or [])])
-        except ConfigError as error:
-            raise fail(str(error)) from None
     with (
         user_errors(CheckpointError, ConfigError, FileExistsError, ValueError, KeyError),
         logs.to_file(out_dir / EVALUATE_LOG),
@@ -332,10 +319,8 @@ def evaluate_compare(
     """Put several evaluations side by side (e.g. random init vs pretrained vs the paper's numbers)."""
     from comode.evaluate.report import compare_table, load_report, render_text
 
-    try:
+    with user_errors(ValueError):
         reports = [load_report(path) for path in runs]
-    except ValueError as error:
-        raise fail(str(error)) from None
     table = compare_table(reports)
     out_console.print(table)
     if out is not None:

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from comode import logs
-from comode.cli.common import EXIT_STORE_FULL, app, console, fail, logger, parse_size, setup_logging
+from comode.cli.common import EXIT_STORE_FULL, app, console, fail, logger, parse_size, setup_logging, user_errors
 
 __all__ = ["extract", "extract_app", "extract_with_progress", "extraction_log"]
 
@@ -50,13 +50,13 @@ def extract(
     The run's log goes to the console and to <store>.log beside a local store (./<name>.log
     for a remote one)."""
     setup_logging(log_level)
-    from comode.extract.datasets import DatasetError, load_dataset
+    from comode.extract.datasets import load_dataset
     from comode.extract.executors import make_executor
     from comode.extract.settings import ExtractSettings
 
     width, height = parse_size(size, "--size")
     rgb_width, rgb_height = parse_size(rgb_size, "--rgb-size")
-    try:
+    with user_errors(ValueError):  # DatasetError is one
         settings = ExtractSettings(
             codec=codec,
             gop=gop,
@@ -71,8 +71,6 @@ def extract(
             memory_limit_mb=memory_limit,
         )
         index = load_dataset(dataset, root, annotations=annotations)
-    except (ValueError, DatasetError) as error:
-        raise fail(str(error)) from None
     logger.info(
         f"{index.name}: {len(index.videos)} videos, {len(index.classes)} classes, "
         f"splits {list(index.split_names)}" + (f", {len(index.missing)} annotated but missing" if index.missing else "")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from comode.cli.common import app, fail, out_console, parse_size
+from comode.cli.common import app, out_console, parse_size, user_errors
 from comode.cli.extract import extract_with_progress
 
 __all__ = ["sample"]
@@ -50,7 +50,7 @@ def sample(
     from comode.sampleset import MOTIONS, SampleSpec, generate_sample, near_duplicate_share
 
     width, height = parse_size(size, "--size")
-    try:
+    with user_errors(ValueError):
         spec = SampleSpec(
             seed=seed,
             videos_per_class=videos_per_class,
@@ -62,20 +62,18 @@ def sample(
             test_fraction=test_fraction,
             camera=camera,
         )
-    except ValueError as error:
-        raise fail(str(error)) from None
     start = time.perf_counter()
-    try:
-        with Progress("generate", total=None, unit="clips", enabled=progress) as bar:
-            clips = generate_sample(
-                spec,
-                out,
-                workers=workers,
-                overwrite=overwrite,
-                on_clip=lambda clip, done, total: bar.set(done, total=total),
-            )
-    except (FileExistsError, ValueError) as error:
-        raise fail(str(error)) from None
+    with (
+        user_errors(FileExistsError, ValueError),
+        Progress("generate", total=None, unit="clips", enabled=progress) as bar,
+    ):
+        clips = generate_sample(
+            spec,
+            out,
+            workers=workers,
+            overwrite=overwrite,
+            on_clip=lambda clip, done, total: bar.set(done, total=total),
+        )
     seconds = time.perf_counter() - start
     megabytes = sum(f.stat().st_size for f in out.rglob("*.mp4")) / 1e6
     table = Table(title=f"sample set in {out}", show_header=False, box=None)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from comode.cli.common import app, console, fail, out_console, store_app, user_errors
+from comode.cli.common import app, console, out_console, store_app, user_errors
 
 __all__ = ["store_info", "store_validate", "store_reindex", "show"]
 
@@ -17,10 +17,8 @@ def store_info(store: str = typer.Argument(..., help="Store path or URL.")) -> N
     """Print what a store holds: dataset, settings, videos by status, size per frame."""
     from comode.store.info import describe_store
 
-    try:
+    with user_errors(ValueError):
         out_console.print(describe_store(store))
-    except ValueError as error:
-        raise fail(str(error)) from None
 
 
 @store_app.command("validate")
@@ -38,11 +36,8 @@ def store_validate(
     from comode.progress import Progress
     from comode.store.validate import validate_store
 
-    try:
-        with Progress("validate", total=0, unit="videos", enabled=progress) as bar:
-            report = validate_store(store, read_data=data, on_progress=lambda done, total: bar.set(done, total=total))
-    except ValueError as error:
-        raise fail(str(error)) from None
+    with user_errors(ValueError), Progress("validate", total=0, unit="videos", enabled=progress) as bar:
+        report = validate_store(store, read_data=data, on_progress=lambda done, total: bar.set(done, total=total))
     counts = ", ".join(f"{n} {status}" for status, n in sorted(report.by_status.items())) or "no videos"
     if report.ok:
         out_console.print(
@@ -63,11 +58,9 @@ def store_reindex(store: str = typer.Argument(..., help="Store path or URL.")) -
     from comode.store.index import reindex
     from comode.store.reader import open_store
 
-    try:
+    with user_errors(ValueError):
         opened = open_store(store)
         summary = reindex(store, scan=opened.scan_groups, storage_options=opened.storage_options)
-    except ValueError as error:
-        raise fail(str(error)) from None
     out_console.print(
         f"reindexed {store}: {summary.videos} videos indexed from {summary.groups_read} groups"
         + (f", {summary.unsettled} with a write under way" if summary.unsettled else "")

@@ -42,32 +42,22 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from comode.evaluate.ablation_table import METHOD, RANDOM_INIT, AblationCell, ablation_table_rows, decide, summarise
+from comode.evaluate.ablation_table import (
+    METHOD,
+    RANDOM_INIT,
+    AblationCell,
+    ablation_table_rows,
+    decide,
+    format_decisions,
+    format_table,
+    summarise,
+)
 from comode.store import open_store
 
-__all__ = [
-    "VARIANTS",
-    "RANDOM_INIT",
-    "DEPARTURES",
-    "Variant",
-    "AblationCell",
-    "variants_for",
-    "run_ablation",
-    "summarise",
-]
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One row of the ablation: overrides on top of the base config (None: no pretraining,
-    a random init of the base config's V-Network)."""
-
-    name: str
-    overrides: tuple[str, ...] | None
+__all__ = ["VARIANTS", "RANDOM_INIT", "DEPARTURES", "AblationCell", "variants_for", "run_ablation", "summarise"]
 
 
 # The paper's questions (and the blind control), fixed overrides.
@@ -287,14 +277,14 @@ def run_ablation(
 def _write(path: Path, cells: Sequence[AblationCell], known: Mapping[str, Any], **settings: Any) -> None:
     """``ablation.json`` (every cell, the table, the decisions) and ``ablation.md`` beside it."""
     rows = ablation_table_rows(cells)
+    decisions = decide(rows)
     payload = {
         "settings": {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in settings.items()},
         "variants": {name: known[name] for name in dict.fromkeys(c.variant for c in cells)},
         "cells": [c.__dict__ for c in cells],
         "table": rows,
-        "decisions": [d.__dict__ for d in decide(rows)],
+        "decisions": [d.__dict__ for d in decisions],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
-    table, decisions = summarise(cells)
-    path.with_suffix(".md").write_text(table + "\n\n" + decisions + "\n")
+    path.with_suffix(".md").write_text(format_table(rows) + "\n\n" + format_decisions(decisions) + "\n")

@@ -46,7 +46,7 @@ class AblationCell:
     blind_acc_motion: float = math.nan
     loss_motion: float = math.nan
     blind_loss_motion: float = math.nan
-    # Scene-disjoint retrieval of the primary labels (a query searches only other scenes).
+    # Scene-disjoint retrieval of the motion labels (a query searches only other scenes).
     recall_at_1_other_scene: float = math.nan
 
 

@@ -125,6 +125,11 @@ def recall_at_k(
         normalize=normalize,
         chunk=chunk,
     )
+    return recalls_from_hits(hits, ks)
+
+
+def recalls_from_hits(hits: Tensor, ks: Sequence[int]) -> dict[int, float]:
+    """{k: R@k} from (N, k_max) bool hits: the share of queries with a hit among their first k."""
     return {int(k): int(hits[:, :k].any(dim=1).sum()) / len(hits) if len(hits) else 0.0 for k in ks}
 
 
@@ -248,7 +253,7 @@ def run_retrieval(
         return_indices=True,
         excluded=excluded,
     )
-    recalls = {f"R@{k}": int(hits[:, :k].any(dim=1).sum()) / len(hits) for k in ks}
+    recalls = {f"R@{k}": recall for k, recall in recalls_from_hits(hits, ks).items()}
     settings = {
         "split": split,
         "label_set": label_set,

@@ -30,9 +30,14 @@ from torch import nn
 
 from comode.train.backbones import BACKBONES, build_backbone
 
-__all__ = ["RANDOM", "ClipGeometry", "ModelSource", "file_sha256"]
+__all__ = ["RANDOM", "ClipGeometry", "ModelSource", "file_sha256", "names_random_init"]
 
 RANDOM = "random"
+
+
+def names_random_init(checkpoint: str | Path | None) -> bool:
+    """Whether ``checkpoint`` asks for a random initialisation ("random", "none", "scratch" or None)."""
+    return checkpoint is None or str(checkpoint).lower() in (RANDOM, "none", "scratch")
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,7 @@ class ModelSource:
         Raises:
             ValueError: the file does not exist, or random init without a known clip backbone.
         """
-        if checkpoint is None or str(checkpoint).lower() in (RANDOM, "none", "scratch"):
+        if names_random_init(checkpoint):
             name = backbone or "r3d_26"
             if name not in BACKBONES or BACKBONES[name].input_kind != "clip":
                 clips = sorted(k for k, v in BACKBONES.items() if v.input_kind == "clip")

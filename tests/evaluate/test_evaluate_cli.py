@@ -124,9 +124,11 @@ def _model_and_clip(report):
 
 
 def test_the_feature_options_reach_the_evaluation(eval_store, tmp_path):
-    """Each shared option of retrieval and the linear probe changes what is evaluated: a random
-    init from --config (backbone, width, training clip) with --seed, explicit --backbone,
-    --width-multiplier and --size over it, the cache in --cache-dir, the label set."""
+    """The shared options of retrieval and the linear probe that change what is evaluated reach
+    the report: a random init from --config (backbone, width, training clip) with --seed,
+    explicit --backbone, --width-multiplier and --size over it, the cache in --cache-dir, the
+    label set.  How the features are computed (--batch-videos, --workers, --device) leaves no
+    trace in a report: those are checked on the FeatureOptions the commands build."""
     config = "configs/pretrain/demo_cpu.yaml"  # r3d_26_diff x0.125, 16 frames at stride 2, 64 px
     cache = tmp_path / "cache"
     common = ["--config", config, "--workers", "0", "--device", "cpu", "--batch-videos", "5", "--label-set", "texture"]
@@ -145,3 +147,9 @@ def test_the_feature_options_reach_the_evaluation(eval_store, tmp_path):
     report = json.loads((tmp_path / "r" / "retrieval.json").read_text())
     assert _model_and_clip(report) == (("r3d_18", 0.25, 0), (2, 48))  # the config's clip stride, the given side
     assert len(list(cache.glob("*.npz"))) == 2 and not (tmp_path / "r" / "features").exists()
+
+    from comode.cli.evaluate import _feature_options
+
+    defaults = dict(config=None, backbone=None, width_multiplier=None, seed=0, size=None, cache_dir=None)
+    options = _feature_options(**defaults, batch_videos=5, workers=1, device="cpu", progress=False)
+    assert (options.videos_per_batch, options.workers, options.device, options.show_progress) == (5, 1, "cpu", False)

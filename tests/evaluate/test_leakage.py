@@ -4,12 +4,12 @@ label, and the whole command on a real store."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from comode.evaluate.leakage import _probe, chance_band, format_probes, run_leakage_probes
+from tests.commands import comode_command
 
 
 def test_chance_band_is_the_binomial_central_interval():
@@ -44,16 +44,13 @@ def test_probes_on_a_store_and_the_command(eval_store):
     with pytest.raises(ValueError, match="no label set 'scene'"):
         run_leakage_probes(eval_store)
     done = subprocess.run(
-        [sys.executable, "-m", "comode", "evaluate", "leakage", "--store", eval_store, "--scene", "texture"],
+        comode_command("evaluate", "leakage", "--store", eval_store, "--scene", "texture"),
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode in (0, 1) and "I-frame -> motion" in done.stdout, done.stderr
     bad = subprocess.run(
-        [sys.executable, "-m", "comode", "evaluate", "leakage", "--store", eval_store],
-        capture_output=True,
-        text=True,
-        timeout=300,
+        comode_command("evaluate", "leakage", "--store", eval_store), capture_output=True, text=True, timeout=300
     )
     assert bad.returncode == 2 and "no label set 'scene'" in bad.stderr
