@@ -110,7 +110,7 @@ bench-loader: demo-store
 bench-writes: demo-store
 	$(BIN)/python benchmarks/bench_store_writes.py --store data/demo.zarr
 
-# Opening stores of 10k-240k videos (docs/scale.md): store info, store validate, the first
+# Opening stores of 10k-240k videos (docs/performance.md, "Opening large stores"): store info, store validate, the first
 # pretraining step, with the index and with the scan it replaces; opening on a loopback S3
 # server (moto) at S3_SIZE.  Checks the disk first.  At 240k: ~1 h on 2 cores (validate is
 # O(videos) by nature; VALIDATE_MAX skips it above that size).  A quick one: SIZES=1000,5000.
