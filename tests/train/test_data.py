@@ -22,7 +22,7 @@ from comode.extract.settings import ExtractSettings
 from comode.store import open_store
 from comode.train.data import MAX_ATTEMPTS, PretrainDataset, is_load_error
 from comode.train.frames import sample_indices
-from comode.train.loader import RunLoader, collate, loader_options
+from comode.train.loader import RunLoader, collate
 from comode.train.motion_windows import compensate_camera, read_mv_windows
 from comode.train.transforms import AugmentSpec, augment_batch
 from tests.videos import translating_frames, write_video
@@ -205,7 +205,7 @@ def test_collate_stacks_channels_last_with_the_same_values(store_url):
 @pytest.mark.slow
 def test_loader_workers_match_in_process_loading_over_epochs(store_url):
     dataset = PretrainDataset(store_url, seed=4)
-    loader = RunLoader(dataset, global_batch=2, workers=2, seed=4, options=loader_options(workers=2))
+    loader = RunLoader(dataset, global_batch=2, workers=2, seed=4)
     seen = {}
     for epoch in range(2):
         batches = list(loader.epoch(epoch))
@@ -273,7 +273,7 @@ def test_a_damaged_chunk_is_a_skip_but_a_bug_stops_the_run(store_url, monkeypatc
 @pytest.mark.slow
 def test_worker_skips_reach_the_main_process(corrupt_store):
     dataset = PretrainDataset(corrupt_store)
-    loader = RunLoader(dataset, global_batch=2, workers=2, seed=0, options=loader_options(workers=2))
+    loader = RunLoader(dataset, global_batch=2, workers=2, seed=0)
     video_indices = torch.cat([batch["video_index"] for batch in loader.epoch(0)])
     assert len(video_indices) == 4 and _index(dataset, "a.avi") not in video_indices.tolist()
     assert dataset.skipped == 1  # counted in a worker, read here
