@@ -42,14 +42,7 @@ from comode.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from comode.train.config import (
-    RESUMABLE_FIELDS,
-    PretrainConfig,
-    config_differences,
-    config_from_dict,
-    config_to_dict,
-    save_resolved,
-)
+from comode.train.config import RESUMABLE_FIELDS, PretrainConfig, config_from_dict, config_to_dict, save_resolved
 from comode.train.distributed import (
     DistributedContext,
     barrier,
@@ -347,11 +340,7 @@ def _checkpoint_to_resume(out_dir: Path, *, config: PretrainConfig, resume: bool
         # Read back through the dataclasses: a setting added after the run was saved takes
         # its default, which is what the run used.
         saved = config_from_dict(checkpoint["config"])
-        refuse_changes(
-            [line for line in config_differences(saved, config) if line.split(":")[0] not in RESUMABLE_FIELDS],
-            out_dir=out_dir,
-            resumable=RESUMABLE_FIELDS,
-        )
+        refuse_changes(saved, config, out_dir=out_dir, resumable=RESUMABLE_FIELDS)
     return checkpoint
 
 
