@@ -181,17 +181,22 @@ def test_the_store_is_opened_per_process(store_url):
 
     dataset = PretrainDataset(store_url)
     handle = dataset._handle
-    assert handle._store is None  # __init__ keeps the URL only
+    assert handle._store is None and not dataset._cache  # __init__ keeps the URL only
     dataset[0]
     opened = handle._store
     assert opened is not None and handle._pid == os.getpid()
     dataset[1]
     assert handle._store is opened
+    cached = dict(dataset._cache)
+    assert set(cached) == {0, 1}
     handle._pid = -1  # what a forked child sees: another pid than the opener's
     dataset[0]
     assert handle._store is not opened and handle._pid == os.getpid()
+    # The video cache was emptied with the new store: video 1 is gone, video 0 opened again
+    # (a cached Video would keep reading through the parent's arrays and group).
+    assert list(dataset._cache) == [0] and dataset._cache[0] is not cached[0]
     shipped = pickle.loads(pickle.dumps(dataset))  # what a spawned worker receives
-    assert shipped._handle._store is None and shipped._handle.url == handle.url
+    assert shipped._handle._store is None and shipped._handle.url == handle.url and not shipped._cache
 
 
 def test_collate_stacks_channels_last_with_the_same_values(store_url):
