@@ -84,7 +84,6 @@ def open_store_data(config: PretrainConfig, store: str) -> TrainingData:
     This adapter is the only code coupled to the data module's names
     (``PretrainDataset``, ``augment_batch``, ``INPUT_NORMALIZATION``).
     """
-    from comode.store import open_store
     from comode.train import data as data_module
     from comode.train.loader import collate
 
@@ -106,9 +105,7 @@ def open_store_data(config: PretrainConfig, store: str) -> TrainingData:
     return TrainingData(
         dataset=dataset,
         augment=functools.partial(data_module.augment_batch, spec=augment_spec),
-        num_classes=len(open_store(store).classes),
-        input_normalization=getattr(
-            data_module, "INPUT_NORMALIZATION", {"see": "comode.train.transforms (augment_batch)"}
-        ),
+        num_classes=dataset.num_classes,
+        input_normalization=data_module.INPUT_NORMALIZATION,
         collate=collate,
     )
