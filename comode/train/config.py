@@ -201,7 +201,7 @@ class LossConfig:
     # Under DDP the keys (I-frame embeddings, motion targets) of all ranks are negatives.
     # true: the gather passes gradients back to the rank that owns each key, so W ranks x
     # B/W clips compute exactly the gradient of one process with B clips (our choice);
-    # false: other ranks' keys are constants (comode.train.losses.gather_from_all_ranks,
+    # false: other ranks' keys are constants (comode.train.distributed.gather_from_all_ranks,
     # MoCo-v3 style; same forward, slightly different gradient).
     gather_gradients: bool = True
 
