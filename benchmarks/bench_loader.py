@@ -40,7 +40,7 @@ from torch.utils.data import Subset
 from comode.store import layout, open_store
 from comode.train.data import PretrainDataset
 from comode.train.frames import sample_indices
-from comode.train.loader import RunLoader, collate, loader_options
+from comode.train.loader import RunLoader, collate
 from comode.train.motion_windows import read_mv_windows
 from comode.train.transforms import augment_batch
 
@@ -177,16 +177,14 @@ def main() -> None:
             global_batch=args.batch,
             workers=args.workers,
             seed=0,
-            options=loader_options(workers=args.workers, start_method=method),
+            start_method=method,
         )
         iterator = iter(loader.epoch(0))
         next(iterator)
         print(f"   {method:10s} time to first batch {time.perf_counter() - start:6.2f} s")
         del iterator, loader
     repeated = EpochSubset(dataset, indices)  # count samples per epoch, whatever the store's size
-    loader = RunLoader(
-        repeated, global_batch=args.batch, workers=args.workers, seed=0, options=loader_options(workers=args.workers)
-    )
+    loader = RunLoader(repeated, global_batch=args.batch, workers=args.workers, seed=0)
     for epoch in range(2):  # the first epoch warms the workers' caches
         start = time.perf_counter()
         loaded = sum(len(batch["clip"]) for batch in loader.epoch(epoch))

@@ -388,13 +388,5 @@ def _checkpoint_to_resume(out: Path, *, config: FinetuneConfig, resume: bool) ->
             raise CheckpointError(
                 f"{out / LAST_CHECKPOINT} is not a finetuning checkpoint (task {saved.get('task')!r})"
             )
-        refuse_changes(
-            [
-                f"{key}: {saved['config'].get(key)!r} -> {value!r}"
-                for key, value in asdict(config).items()
-                if key not in RESUMABLE and saved["config"].get(key) != value
-            ],
-            out_dir=out,
-            resumable=RESUMABLE,
-        )
+        refuse_changes(saved["config"], asdict(config), out_dir=out, resumable=RESUMABLE)
     return saved

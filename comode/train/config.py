@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Collection, Literal, Mapping, Sequence
 
 import yaml
 
@@ -201,7 +201,7 @@ class LossConfig:
     # Under DDP the keys (I-frame embeddings, motion targets) of all ranks are negatives.
     # true: the gather passes gradients back to the rank that owns each key, so W ranks x
     # B/W clips compute exactly the gradient of one process with B clips (our choice);
-    # false: other ranks' keys are constants (comode.train.losses.gather_from_all_ranks,
+    # false: other ranks' keys are constants (comode.train.distributed.gather_from_all_ranks,
     # MoCo-v3 style; same forward, slightly different gradient).
     gather_gradients: bool = True
 
@@ -426,14 +426,17 @@ def save_resolved(config: PretrainConfig, out_dir: str | Path) -> Path:
     return save_config(Path(out_dir), config_to_dict(config), title="comode pretraining config")
 
 
-def config_differences(a: PretrainConfig | Mapping[str, Any], b: PretrainConfig | Mapping[str, Any]) -> list[str]:
-    """Dotted keys whose values differ, e.g. ``["optim.epochs: 120 -> 10"]``."""
+def config_differences(
+    a: PretrainConfig | Mapping[str, Any], b: PretrainConfig | Mapping[str, Any], *, ignore: Collection[str] = ()
+) -> list[str]:
+    """Dotted keys whose values differ, e.g. ``["optim.epochs: 120 -> 10"]``, other than
+    the dotted keys in ``ignore``."""
     flat_a = _flatten(config_to_dict(a) if isinstance(a, PretrainConfig) else a)
     flat_b = _flatten(config_to_dict(b) if isinstance(b, PretrainConfig) else b)
     return [
         f"{key}: {flat_a.get(key)!r} -> {flat_b.get(key)!r}"
         for key in sorted(set(flat_a) | set(flat_b))
-        if flat_a.get(key) != flat_b.get(key)
+        if key not in ignore and flat_a.get(key) != flat_b.get(key)
     ]
 
 

@@ -67,7 +67,6 @@ process); ``dataset.failures`` lists this process's failed video ids and reasons
 from __future__ import annotations
 
 import logging
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -184,8 +183,7 @@ class PretrainDataset(Dataset):
         camera_compensation: str = "none",
         negative_min_distance: float = 0.0,
     ) -> None:
-        self.store_url = str(store_url)
-        self.storage_options = storage_options
+        store_url = str(store_url)
         self.spec, self.seed, self.size = spec, int(seed), int(size)
         self.mv_size = int(mv_size) if mv_size is not None else AugmentSpec(size=self.size).motion_size
         self.video_cache = max(1, int(video_cache))
@@ -196,11 +194,11 @@ class PretrainDataset(Dataset):
             )
         self.iframe_mv, self.camera_compensation = iframe_mv, camera_compensation
         self.negative_min_distance = float(negative_min_distance)
-        store = open_store(self.store_url, storage_options=storage_options)  # checks the schema
+        store = open_store(store_url, storage_options=storage_options)  # checks the schema
         self.video_ids: tuple[str, ...] = tuple(store.video_ids(split=split, subset=subset))
         if not self.video_ids:
             where = "" if split is None else f" in split {split!r}" + ("" if subset is None else f" ({subset})")
-            raise ValueError(f"{self.store_url}: no complete videos{where}")
+            raise ValueError(f"{store_url}: no complete videos{where}")
         self.num_classes = len(store.classes)
         extraction = store.extraction
         self.mv_units_per_pixel = float(extraction["mv_units_per_pixel"])
@@ -213,8 +211,8 @@ class PretrainDataset(Dataset):
         # reaches persistent workers and the workers' skip counts reach the trainer.
         self._shared = torch.zeros(_COUNTER_SLOTS, dtype=torch.int64).share_memory_()
         self.failures: dict[str, str] = {}
-        self._handle = LazyStore(self.store_url, storage_options=storage_options)
-        self._cache_pid: int | None = None  # the process whose videos _cache holds
+        self._handle = LazyStore(store_url, storage_options=storage_options)
+        self._cache_store: Store | None = None  # the store object whose videos _cache holds
         self._cache: OrderedDict[int, _VideoEntry] = OrderedDict()
 
     # ------------------------------------------------------------------ epoch / counters
@@ -244,13 +242,14 @@ class PretrainDataset(Dataset):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_cache_pid=None, _cache=OrderedDict())  # the handle ships its URL only
+        state.update(_cache_store=None, _cache=OrderedDict())  # the handle ships its URL only
         return state
 
     def _open(self) -> Store:
-        if self._cache_pid != os.getpid():  # a new process: its own store and video cache
-            self._cache_pid, self._cache = os.getpid(), OrderedDict()
-        return self._handle.get()
+        store = self._handle.get()  # opened again in a new process (LazyStore)
+        if store is not self._cache_store:  # ... whose videos are read through that store
+            self._cache_store, self._cache = store, OrderedDict()
+        return store
 
     def _entry(self, video_index: int) -> _VideoEntry:
         store = self._open()

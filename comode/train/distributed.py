@@ -169,9 +169,9 @@ def gather_from_all_ranks(x: Tensor) -> Tensor:
     the usual choice for in-batch negatives under DDP (SimCLR / MoCo v3 style).  Identity
     when torch.distributed is not initialised (or the world has one rank).
     """
-    if not is_distributed() or dist.get_world_size() == 1:
+    if world_size() == 1:
         return x
-    slices = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    slices = [torch.empty_like(x) for _ in range(world_size())]
     dist.all_gather(slices, x.detach().contiguous())
     slices[dist.get_rank()] = x
     return torch.cat(slices, dim=0)
@@ -180,7 +180,7 @@ def gather_from_all_ranks(x: Tensor) -> Tensor:
 def gather_with_gradients(x: Tensor) -> Tensor:
     """All-gather (B, ...) -> (W * B, ...) with gradients flowing back to the owning rank.
 
-    Same contract as :func:`comode.train.losses.gather_from_all_ranks` (rank-major, local
+    Same contract as :func:`gather_from_all_ranks` (rank-major, local
     slice at rows ``rank * B``), but other ranks' rows are not constants.  Identity on a
     single process.
     """

@@ -66,6 +66,16 @@ __all__ = [
 MOTION_WINDOWS = ("future", "current")
 
 
+def _clip_offsets(frames: int, stride: int) -> np.ndarray:
+    """(frames,) int64 offsets of a clip's frames from its first: 0, stride, 2 * stride, ..."""
+    return np.arange(frames, dtype=np.int64) * stride
+
+
+def _clip_span(frames: int, stride: int) -> int:
+    """Frames from a clip's first to its last frame, inclusive."""
+    return (frames - 1) * stride + 1
+
+
 @dataclass(frozen=True)
 class ClipSpec:
     """What one sample is made of (defaults: the paper and the authors' code)."""
@@ -119,7 +129,7 @@ class ClipSpec:
     @property
     def clip_span(self) -> int:
         """Frames from the clip's first to its last frame, inclusive: 61 by default."""
-        return (self.frames - 1) * self.stride + 1
+        return _clip_span(self.frames, self.stride)
 
     @property
     def required_frames(self) -> int:
@@ -217,7 +227,7 @@ def sample_indices(
     if iframes.ndim != 1 or iframes.size == 0:
         raise ValueError("iframe_index must be a non-empty 1-D array")
 
-    steps = np.arange(spec.frames, dtype=np.int64) * spec.stride
+    steps = _clip_offsets(spec.frames, spec.stride)
     window = np.arange(spec.mv_window, dtype=np.int64)
     last_frame = total - 1
     clamped = total < spec.required_frames
@@ -334,7 +344,7 @@ class WindowSpec:
     @property
     def span(self) -> int:
         """Frames from a clip's first to its last frame, inclusive (61 by default)."""
-        return (self.frames - 1) * self.stride + 1
+        return _clip_span(self.frames, self.stride)
 
 
 def sliding_window_indices(num_frames: int, spec: WindowSpec = WindowSpec()) -> np.ndarray:
@@ -351,8 +361,7 @@ def sliding_window_indices(num_frames: int, spec: WindowSpec = WindowSpec()) -> 
         raise ValueError(f"a video needs at least 1 frame, got {total}")
     last_start = max(0, total - spec.span)
     starts = np.rint(np.linspace(0, last_start, spec.clips)).astype(np.int64)
-    offsets = np.arange(spec.frames, dtype=np.int64) * spec.stride
-    return np.minimum(starts[:, None] + offsets[None, :], total - 1)
+    return np.minimum(starts[:, None] + _clip_offsets(spec.frames, spec.stride)[None, :], total - 1)
 
 
 class RandomClipIndices:
@@ -372,5 +381,4 @@ class RandomClipIndices:
         """(1, frames) int64 frame numbers of the clip of video ``index`` (T = num_frames)."""
         rng = np.random.default_rng([*self.key, index])
         start = int(rng.integers(0, max(0, num_frames - self.window.span) + 1))
-        offsets = np.arange(self.window.frames, dtype=np.int64) * self.window.stride
-        return np.minimum(start + offsets, num_frames - 1)[None]
+        return np.minimum(start + _clip_offsets(self.window.frames, self.window.stride), num_frames - 1)[None]

@@ -10,7 +10,6 @@ gh / gw motion-vector grid.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
@@ -60,15 +59,16 @@ class TrainingData:
         num_classes: labels lie in [0, num_classes) (the supervised_aux classifier).
         input_normalization: how ``augment`` maps pixels to network input; copied into
             exported backbones so users feed them the same way.
+        collate: the DataLoader's collate_fn (:func:`comode.train.loader.collate` for store
+            samples); None = torch's default_collate.
     """
 
     dataset: EpochDataset
     augment: Augment
     num_classes: int
     input_normalization: Mapping[str, Any]
-    # Extra DataLoader keyword arguments of this data source when it loads in worker
-    # processes (collate_fn, multiprocessing_context, prefetch_factor, worker_init_fn).
-    loader_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # How the loader stacks this source's samples into a batch; None = torch's default_collate.
+    collate: Callable[[list[dict[str, Any]]], Mapping[str, Any]] | None = None
 
 
 def clip_spec(config: PretrainConfig) -> ClipSpec:
@@ -84,9 +84,8 @@ def open_store_data(config: PretrainConfig, store: str) -> TrainingData:
     This adapter is the only code coupled to the data module's names
     (``PretrainDataset``, ``augment_batch``, ``INPUT_NORMALIZATION``).
     """
-    from comode.store import open_store
     from comode.train import data as data_module
-    from comode.train.loader import loader_options
+    from comode.train.loader import collate
 
     dataset = data_module.PretrainDataset(
         store,
@@ -106,9 +105,7 @@ def open_store_data(config: PretrainConfig, store: str) -> TrainingData:
     return TrainingData(
         dataset=dataset,
         augment=functools.partial(data_module.augment_batch, spec=augment_spec),
-        num_classes=len(open_store(store).classes),
-        input_normalization=getattr(
-            data_module, "INPUT_NORMALIZATION", {"see": "comode.train.transforms (augment_batch)"}
-        ),
-        loader_options=loader_options(workers=config.data.workers),
+        num_classes=dataset.num_classes,
+        input_normalization=data_module.INPUT_NORMALIZATION,
+        collate=collate,
     )

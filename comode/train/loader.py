@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import random
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from comode.train.seeds import STREAM_LOADER, STREAM_ORDER, derive_seed
 if TYPE_CHECKING:
     from comode.train.inputs import TrainingData
 
-__all__ = ["EpochBatchSampler", "RunLoader", "collate", "loader_options"]
+__all__ = ["EpochBatchSampler", "RunLoader", "collate"]
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -71,6 +71,22 @@ class EpochBatchSampler(Sampler[list[int]]):
         return self.steps_per_epoch - self.start
 
 
+# Sample keys holding a channels-first view of channels-last (decoded) memory.
+_CHANNELS_LAST_KEYS = ("clip", "iframe")
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """default_collate, except that ``clip`` / ``iframe`` are stacked in their decoded
+    channels-last memory (a memcpy, into shared memory in a worker) and returned as
+    channels-first views: (B, 3, T, h, w) and (B, 3, h, w), strided.  default_collate
+    would transpose every sample while copying (measured slower: docs/performance.md)."""
+    rest = default_collate([{k: v for k, v in s.items() if k not in _CHANNELS_LAST_KEYS} for s in samples])
+    for key in _CHANNELS_LAST_KEYS:
+        if key in samples[0]:
+            rest[key] = default_collate([s[key].movedim(0, -1) for s in samples]).movedim(-1, 1)
+    return rest
+
+
 class RunLoader:
     """The run's one DataLoader; :meth:`epoch` points it at an epoch (and a resume position).
 
@@ -86,7 +102,9 @@ class RunLoader:
         workers: loader processes (0 = load in this process).
         seed: the run's seed (data order and worker seeds derive from it).
         rank, world_size: this process's place under DDP.
-        options: extra DataLoader keyword arguments (:func:`loader_options`).
+        collate_fn: how samples are stacked into a batch: :func:`collate` for
+            :class:`~comode.train.data.PretrainDataset` samples; None = torch's default_collate.
+        start_method: how worker processes start ("forkserver": see the module docstring).
         pin_memory: page-locked batches for fast host-to-GPU copies.
     """
 
@@ -99,24 +117,25 @@ class RunLoader:
         seed: int,
         rank: int = 0,
         world_size: int = 1,
-        options: Mapping[str, Any] | None = None,
+        collate_fn: Callable[[list[Any]], Any] | None = collate,
+        start_method: str = "forkserver",
         pin_memory: bool = False,
     ) -> None:
         self.dataset = dataset
         self.sampler = EpochBatchSampler(
             dataset_size=len(dataset), global_batch=global_batch, rank=rank, world_size=world_size, seed=seed, epoch=0
         )
-        options = dict(options or {})
         self.loader = DataLoader(
             dataset,
             batch_sampler=self.sampler,
             num_workers=workers,
+            collate_fn=collate_fn,
             pin_memory=pin_memory,
             persistent_workers=workers > 0,
             # Worker base seeds come from this generator, not from the global RNG, so creating
             # a loader neither consumes nor depends on the training process's random state.
             generator=torch.Generator().manual_seed(derive_seed(seed, STREAM_LOADER, rank)),
-            **(options if workers > 0 else {k: v for k, v in options.items() if k == "collate_fn"}),
+            **_worker_options(workers=workers, start_method=start_method),
         )
 
     @classmethod
@@ -129,7 +148,7 @@ class RunLoader:
             seed=config.seed,
             rank=context.rank,
             world_size=context.world_size,
-            options=data.loader_options,
+            collate_fn=data.collate,
             pin_memory=context.device.type == "cuda",
         )
 
@@ -137,22 +156,6 @@ class RunLoader:
         self.dataset.set_epoch(epoch)
         self.sampler.set_epoch(epoch, start=start)
         return self.loader
-
-
-# Sample keys holding a channels-first view of channels-last (decoded) memory.
-_CHANNELS_LAST_KEYS = ("clip", "iframe")
-
-
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """default_collate, except that ``clip`` / ``iframe`` are stacked in their decoded
-    channels-last memory (a memcpy, into shared memory in a worker) and returned as
-    channels-first views: (B, 3, T, h, w) and (B, 3, h, w), strided.  default_collate
-    would transpose every sample while copying (measured slower: docs/performance.md)."""
-    rest = default_collate([{k: v for k, v in s.items() if k not in _CHANNELS_LAST_KEYS} for s in samples])
-    for key in _CHANNELS_LAST_KEYS:
-        if key in samples[0]:
-            rest[key] = default_collate([s[key].movedim(0, -1) for s in samples]).movedim(-1, 1)
-    return rest
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -172,13 +175,13 @@ def _context(start_method: str) -> multiprocessing.context.BaseContext:
     return context
 
 
-def loader_options(*, workers: int, start_method: str = "forkserver", prefetch_factor: int = 4) -> dict[str, Any]:
-    """DataLoader keyword arguments for :class:`~comode.train.data.PretrainDataset` samples: the channels-last
-    :func:`collate`, and with ``workers`` > 0 the start method (see the module docstring),
-    prefetch depth and worker seeding."""
-    options: dict[str, Any] = {"collate_fn": collate}
-    if workers > 0:
-        options.update(
-            multiprocessing_context=_context(start_method), prefetch_factor=prefetch_factor, worker_init_fn=_seed_worker
-        )
-    return options
+def _worker_options(*, workers: int, start_method: str, prefetch_factor: int = 4) -> dict[str, Any]:
+    """DataLoader keyword arguments for ``workers`` > 0 worker processes: the start method
+    (see the module docstring), prefetch depth and worker seeding; none without workers."""
+    if workers == 0:
+        return {}
+    return {
+        "multiprocessing_context": _context(start_method),
+        "prefetch_factor": prefetch_factor,
+        "worker_init_fn": _seed_worker,
+    }

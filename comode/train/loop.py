@@ -42,14 +42,7 @@ from comode.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from comode.train.config import (
-    RESUMABLE_FIELDS,
-    PretrainConfig,
-    config_differences,
-    config_from_dict,
-    config_to_dict,
-    save_resolved,
-)
+from comode.train.config import RESUMABLE_FIELDS, PretrainConfig, config_from_dict, config_to_dict, save_resolved
 from comode.train.distributed import (
     DistributedContext,
     barrier,
@@ -66,7 +59,7 @@ from comode.train.inputs import TrainingData, open_store_data
 from comode.train.loader import RunLoader
 from comode.train.metrics import BlindLevelWatch, MetricsLog, Throughput
 from comode.train.model import build_model
-from comode.train.rundir import checkpoint_to_resume, refuse_changes
+from comode.train.rundir import METRICS_FILE, checkpoint_to_resume, refuse_changes
 from comode.train.schedule import build_optimization, schedule_steps
 from comode.train.step import LOSS_KEYS, Trainer
 
@@ -179,7 +172,7 @@ def _run(
     steps_per_epoch = len(data.dataset) // config.data.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"the dataset has {len(data.dataset)} clips, fewer than one batch of {config.data.batch_size}")
-    total_steps = schedule_steps(config, steps_per_epoch=steps_per_epoch)[1]
+    warmup_steps, total_steps = schedule_steps(config, steps_per_epoch=steps_per_epoch)
     last_step = total_steps if config.max_steps is None else min(total_steps, config.max_steps)
 
     torch.manual_seed(config.seed)  # same initial weights on every rank
@@ -189,7 +182,7 @@ def _run(
     if context.world_size > 1 and config.sync_batchnorm:
         model = use_global_batchnorm(model, device=context.device)
     model.to(context.device)
-    optimizer, scheduler = build_optimization(model, config, steps_per_epoch=steps_per_epoch)
+    optimizer, scheduler = build_optimization(model, config, warmup_steps=warmup_steps, total_steps=total_steps)
     start_step = 0
     if checkpoint is not None:
         start_step = _restore_training_state(
@@ -232,9 +225,7 @@ def _run(
     final: dict[str, float] = {}
     step = start_step
     progress = (
-        Progress(
-            "pretrain", total=last_step, completed=start_step, unit="steps", enabled=show_progress and context.is_main
-        )
+        Progress("pretrain", total=last_step, completed=start_step, unit="steps", enabled=show_progress)
         if context.is_main
         else contextlib.nullcontext()
     )
@@ -280,7 +271,7 @@ def _run(
         epochs_completed=step // steps_per_epoch,
         final=final,
         checkpoint=out_dir / LAST_CHECKPOINT,
-        metrics_path=out_dir / "metrics.jsonl",
+        metrics_path=out_dir / METRICS_FILE,
         seconds=throughput.elapsed_s,
         clips_per_s=steps_this_run * config.data.batch_size / max(throughput.elapsed_s, 1e-9),
         skipped_videos=data.dataset.skipped,
@@ -347,11 +338,7 @@ def _checkpoint_to_resume(out_dir: Path, *, config: PretrainConfig, resume: bool
         # Read back through the dataclasses: a setting added after the run was saved takes
         # its default, which is what the run used.
         saved = config_from_dict(checkpoint["config"])
-        refuse_changes(
-            [line for line in config_differences(saved, config) if line.split(":")[0] not in RESUMABLE_FIELDS],
-            out_dir=out_dir,
-            resumable=RESUMABLE_FIELDS,
-        )
+        refuse_changes(saved, config, out_dir=out_dir, resumable=RESUMABLE_FIELDS)
     return checkpoint
 
 

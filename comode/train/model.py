@@ -405,18 +405,20 @@ class SupervisedCoMoDe(CoMoDe):
         self.classifier = nn.Linear(self.feature_dim, num_classes)
 
     def forward(
-        self, clip: Tensor, *pretext: Tensor | None, **named_pretext: Tensor | None
+        self,
+        clip: Tensor,
+        iframe: Tensor | None = None,
+        mv_future: Tensor | None = None,
+        mv_negatives: Tensor | None = None,
     ) -> tuple[CoMoDeOutput, Tensor]:
-        """``clip`` and the pretext inputs (iframe, mv_future, mv_negatives, by position or by
-        name) exactly as :meth:`CoMoDe.forward` takes them."""
+        """The arguments of :meth:`CoMoDe.forward` (by position or by name), passed through."""
         captured: list[Tensor] = []
         handle = self.vnet.register_forward_hook(lambda _module, _inputs, output: captured.append(output))
         try:
-            out = super().forward(clip, *pretext, **named_pretext)
+            out = super().forward(clip, iframe=iframe, mv_future=mv_future, mv_negatives=mv_negatives)
         finally:
             handle.remove()
-        pooled = captured[0].flatten(2).mean(dim=2)  # (B, C), what encode_clip returns
-        return out, self.classifier(pooled)
+        return out, self.classifier(_global_average_pool(captured[0]))  # pooled as encode_clip does
 
 
 def build_model(config: "PretrainConfig", *, num_classes: int) -> nn.Module:

@@ -55,8 +55,9 @@ def start_mv_windows(
     total = mvs.shape[0]
     wanted = frames.ravel()
     if fill_iframes is not None:
-        at_iframe = np.isin(wanted, fill_iframes)
-        neighbours = np.concatenate([wanted[at_iframe] - 1, wanted[at_iframe] + 1])
+        at_iframe = np.isin(frames, fill_iframes)  # (N, W): the maps to fill
+        filled = frames[at_iframe]
+        neighbours = np.concatenate([filled - 1, filled + 1])
         wanted = np.concatenate([wanted, neighbours[(neighbours >= 0) & (neighbours < total)]])
     first, last = int(wanted.min()), int(wanted.max())
     if last - first < MV_COVER_READ_FRAMES:
@@ -76,12 +77,11 @@ def start_mv_windows(
         if fill_iframes is None:
             return out
         out = out.astype(np.float32)
-        for position in zip(*np.nonzero(np.isin(frames, fill_iframes))):
+        iframes = set(np.asarray(fill_iframes).tolist())
+        for position in zip(*np.nonzero(at_iframe)):
             frame = int(frames[position])
             around = [
-                block[np.searchsorted(needed, f)]
-                for f in (frame - 1, frame + 1)
-                if 0 <= f < total and f not in fill_iframes
+                block[np.searchsorted(needed, f)] for f in (frame - 1, frame + 1) if 0 <= f < total and f not in iframes
             ]
             if around:
                 out[position] = np.mean(around, axis=0)

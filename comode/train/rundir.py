@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Collection, Mapping
 
 import yaml
 
 from comode.train.checkpoint import LAST_CHECKPOINT, CheckpointError, load_checkpoint
+from comode.train.config import PretrainConfig, config_differences
 
 __all__ = [
     "CONFIG_FILE",
@@ -49,10 +50,19 @@ def checkpoint_to_resume(out_dir: Path, *, resume: bool, kind: str) -> dict[str,
     return load_checkpoint(path)
 
 
-def refuse_changes(changed: Iterable[str], *, out_dir: Path, resumable: Iterable[str]) -> None:
-    """Raise ValueError naming the settings (``"key: old -> new"``) that differ from the run
-    being resumed; a resumed run must compute the same steps."""
-    changed = list(changed)
+def refuse_changes(
+    saved: PretrainConfig | Mapping[str, Any],
+    current: PretrainConfig | Mapping[str, Any],
+    *,
+    out_dir: Path,
+    resumable: Collection[str],
+) -> None:
+    """Raise ValueError naming the settings (``"key: old -> new"``) of ``current`` that differ
+    from ``saved``, the config of the run being resumed, other than the (dotted) ``resumable``
+    keys: a resumed run must compute the same steps.  Configs are nested or flat mappings
+    (or :class:`~comode.train.config.PretrainConfig`), compared by
+    :func:`~comode.train.config.config_differences`."""
+    changed = config_differences(saved, current, ignore=resumable)
     if changed:
         raise ValueError(
             f"the config differs from the run being resumed ({Path(out_dir) / LAST_CHECKPOINT}): "

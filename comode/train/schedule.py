@@ -39,9 +39,9 @@ def schedule_steps(config: PretrainConfig, *, steps_per_epoch: int) -> tuple[int
     return round(total * config.optim.warmup_epochs / config.optim.epochs), total
 
 
-def build_optimization(model: nn.Module, config: PretrainConfig, *, steps_per_epoch: int):
+def build_optimization(model: nn.Module, config: PretrainConfig, *, warmup_steps: int, total_steps: int):
     """SGD (momentum, Nesterov, weight decay on every parameter) at lr_per_sample x global
-    batch, and the per-step :class:`WarmupCosine` schedule of :func:`schedule_steps`."""
+    batch, and its per-step :class:`WarmupCosine` schedule over the steps of :func:`schedule_steps`."""
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=config.base_lr,
@@ -49,6 +49,5 @@ def build_optimization(model: nn.Module, config: PretrainConfig, *, steps_per_ep
         nesterov=config.optim.nesterov,
         weight_decay=config.optim.weight_decay,
     )
-    warmup_steps, total_steps = schedule_steps(config, steps_per_epoch=steps_per_epoch)
     schedule = WarmupCosine(warmup_steps=warmup_steps, total_steps=total_steps)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

@@ -17,6 +17,7 @@ from comode.train.config import (
     save_resolved,
 )
 from comode.train.model import CoMoDe
+from comode.train.rundir import refuse_changes
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
 
@@ -111,6 +112,31 @@ def test_yaml_round_trip(tmp_path):
         "max_steps: None -> 5",
         "optim.epochs: 7 -> 8",
     ]
+    assert config_differences(config, load_config(path, ["optim.epochs=8", "max_steps=5"]), ignore={"max_steps"}) == [
+        "optim.epochs: 7 -> 8"
+    ]
+
+
+def test_resume_check_names_the_changed_settings_other_than_the_resumable_ones(tmp_path):
+    saved = load_config(None, ["optim.epochs=7"])
+    refuse_changes(
+        saved, load_config(None, ["optim.epochs=7", "max_steps=3"]), out_dir=tmp_path, resumable={"max_steps"}
+    )
+    changed = load_config(None, ["optim.epochs=8", "max_steps=3", "loss.alpha=0.3"])
+    message = re.escape(
+        f"the config differs from the run being resumed ({tmp_path / 'last.pt'}): "
+        "loss.alpha: 0.5 -> 0.3; optim.epochs: 7 -> 8. Only ['max_steps'] may change on --resume"
+    )
+    with pytest.raises(ValueError, match=message):
+        refuse_changes(saved, changed, out_dir=tmp_path, resumable={"max_steps"})
+    # Flat mappings (the finetuning config) go through the same check.
+    with pytest.raises(ValueError, match=r"differs .*: epochs: 100 -> 3\. Only \['workers'\]"):
+        refuse_changes(
+            {"epochs": 100, "workers": 4}, {"epochs": 3, "workers": 0}, out_dir=tmp_path, resumable={"workers"}
+        )
+    refuse_changes(
+        {"epochs": 100, "workers": 4}, {"epochs": 100, "workers": 0}, out_dir=tmp_path, resumable={"workers"}
+    )
 
 
 def test_unknown_key_in_a_file_names_the_file_section(tmp_path):

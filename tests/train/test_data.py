@@ -22,7 +22,7 @@ from comode.extract.settings import ExtractSettings
 from comode.store import open_store
 from comode.train.data import MAX_ATTEMPTS, PretrainDataset, is_load_error
 from comode.train.frames import sample_indices
-from comode.train.loader import RunLoader, collate, loader_options
+from comode.train.loader import RunLoader, collate
 from comode.train.motion_windows import compensate_camera, read_mv_windows
 from comode.train.transforms import AugmentSpec, augment_batch
 from tests.videos import translating_frames, write_video
@@ -181,17 +181,22 @@ def test_the_store_is_opened_per_process(store_url):
 
     dataset = PretrainDataset(store_url)
     handle = dataset._handle
-    assert handle._store is None  # __init__ keeps the URL only
+    assert handle._store is None and not dataset._cache  # __init__ keeps the URL only
     dataset[0]
     opened = handle._store
     assert opened is not None and handle._pid == os.getpid()
     dataset[1]
     assert handle._store is opened
+    cached = dict(dataset._cache)
+    assert set(cached) == {0, 1}
     handle._pid = -1  # what a forked child sees: another pid than the opener's
     dataset[0]
     assert handle._store is not opened and handle._pid == os.getpid()
+    # The video cache was emptied with the new store: video 1 is gone, video 0 opened again
+    # (a cached Video would keep reading through the parent's arrays and group).
+    assert list(dataset._cache) == [0] and dataset._cache[0] is not cached[0]
     shipped = pickle.loads(pickle.dumps(dataset))  # what a spawned worker receives
-    assert shipped._handle._store is None and shipped._handle.url == handle.url
+    assert shipped._handle._store is None and shipped._handle.url == handle.url and not shipped._cache
 
 
 def test_collate_stacks_channels_last_with_the_same_values(store_url):
@@ -205,7 +210,7 @@ def test_collate_stacks_channels_last_with_the_same_values(store_url):
 @pytest.mark.slow
 def test_loader_workers_match_in_process_loading_over_epochs(store_url):
     dataset = PretrainDataset(store_url, seed=4)
-    loader = RunLoader(dataset, global_batch=2, workers=2, seed=4, options=loader_options(workers=2))
+    loader = RunLoader(dataset, global_batch=2, workers=2, seed=4)
     seen = {}
     for epoch in range(2):
         batches = list(loader.epoch(epoch))
@@ -273,7 +278,7 @@ def test_a_damaged_chunk_is_a_skip_but_a_bug_stops_the_run(store_url, monkeypatc
 @pytest.mark.slow
 def test_worker_skips_reach_the_main_process(corrupt_store):
     dataset = PretrainDataset(corrupt_store)
-    loader = RunLoader(dataset, global_batch=2, workers=2, seed=0, options=loader_options(workers=2))
+    loader = RunLoader(dataset, global_batch=2, workers=2, seed=0)
     video_indices = torch.cat([batch["video_index"] for batch in loader.epoch(0)])
     assert len(video_indices) == 4 and _index(dataset, "a.avi") not in video_indices.tolist()
     assert dataset.skipped == 1  # counted in a worker, read here
