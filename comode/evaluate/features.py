@@ -53,6 +53,7 @@ __all__ = [
     "cached_features",
     "feature_key",
     "canonical_url",
+    "store_identity",
     "default_device",
 ]
 
@@ -234,6 +235,16 @@ def feature_key(*, model: dict[str, Any], store: Store, video_ids: Sequence[str]
 def canonical_url(url: str) -> str:
     """A store URL as reports and cache keys name it: remote URLs as given, local paths absolute."""
     return url if "://" in url else str(Path(url).resolve())
+
+
+def store_identity(store: Store, classes: Sequence[str], label_set: str | None = None) -> dict[str, Any]:
+    """What a report says about the store it evaluated on (its ``store`` field)."""
+    return {
+        "url": canonical_url(store.url),
+        "dataset": store.dataset.get("name"),
+        "classes": len(classes),
+        "label_set": label_set,
+    }
 
 
 def cached_features(

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from comode.evaluate.accuracy import top_k_accuracy
 from comode.evaluate.clips import VideoClips, usable_batches
-from comode.evaluate.features import default_device, forward_in_passes, prepare_clips
+from comode.evaluate.features import default_device, forward_in_passes, prepare_clips, store_identity
 from comode.evaluate.finetune_config import RESUMABLE, FinetuneConfig, load_finetune_config
 from comode.progress import Progress
 from comode.train.backbones import build_backbone
@@ -242,11 +242,7 @@ def run_finetune(
         "epochs_completed": last_epoch,
         "steps_per_epoch": steps_per_epoch,
     }
-    store_info = {
-        "url": store if "://" in store else str(Path(store).resolve()),
-        "dataset": opened.dataset.get("name"),
-        "classes": len(classes),
-    }
+    store_info = store_identity(opened, classes)
     finished = last_epoch >= config.epochs
     metrics: dict[str, float] = {}
     failed: dict[str, str] = {}

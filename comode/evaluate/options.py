@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from comode.evaluate.features import FeatureSet, Inference, cached_features, canonical_url
+from comode.evaluate.features import FeatureSet, Inference, cached_features, store_identity
 from comode.evaluate.source import ClipGeometry, ModelSource
 from comode.store import Store, open_store
 from comode.train.frames import WindowSpec
@@ -177,12 +177,7 @@ def split_features(
         "features_from_cache": int(from_cache["train"] and from_cache["test"]),
     }
     counts["unlabelled"] = unlabelled
-    store_info = {
-        "url": canonical_url(store.url),
-        "dataset": store.dataset.get("name"),
-        "classes": len(classes),
-        "label_set": label_set,
-    }
+    store_info = store_identity(store, classes, label_set)
     protocol = {
         "clips_per_video": window.clips,
         "clip_frames": window.frames,
