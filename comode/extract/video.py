@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import zarr
-
 if TYPE_CHECKING:
     from comode.extract.datasets import VideoItem
 from comode.extract.decode import read_streams
@@ -195,9 +193,7 @@ def _completed_elsewhere(root: WritableStore, item: VideoItem) -> VideoResult | 
     )
 
 
-def record_failure(
-    root: zarr.Group | WritableStore, item: VideoItem, reason: str, start: float | None = None
-) -> VideoResult:
+def record_failure(root: WritableStore, item: VideoItem, reason: str, start: float | None = None) -> VideoResult:
     """Write ``item`` as failed with ``reason`` (not over a group another run completed); a
     full disk raises StoreFullError instead."""
     try:

@@ -29,7 +29,7 @@ from comode.store.claims import claimed
 from comode.store.index.files import index_files
 from comode.store.index.journal import journal_for, new_write_id
 from comode.store.index.state import Marker
-from comode.store.location import group_url, is_local, local_path
+from comode.store.location import is_local, local_path
 from comode.store.ownership import made_by_dead_local_process, process_tag
 from comode.store.sinks import LocalSink, ObjectSink, sink_for
 from comode.store.zarr_files import BloscSettings, array_files, group_metadata
@@ -168,15 +168,14 @@ def open_root_for_writing(url: str, storage_options: dict | None = None) -> Writ
     return WritableStore(url, storage_options)
 
 
-# Where the writers write: the store (open_root_for_writing) or the zarr.Group of its root.
-StoreRoot = zarr.Group | WritableStore
-
-
-def _writable(root: StoreRoot) -> WritableStore:
-    """A WritableStore for a store's root, given as one or as the zarr.Group of its root."""
-    if isinstance(root, WritableStore):
-        return root
-    return WritableStore(group_url(root))
+def _writable(root: WritableStore) -> WritableStore:
+    """``root`` itself, refused when it is anything else: a zarr.Group of the root would lose
+    the store's fsspec options (its URL can be rebuilt, its ``storage_options`` cannot)."""
+    if not isinstance(root, WritableStore):
+        raise TypeError(
+            f"the writers take the store from open_root_for_writing(url, storage_options), not a {type(root).__name__}"
+        )
+    return root
 
 
 def _remove_interrupted_metadata_writes(url: str) -> int:
@@ -292,11 +291,11 @@ def _video_path(video_id: str) -> str:
 
 
 def write_video(
-    root: StoreRoot, video_id: str, attrs: Mapping[str, Any], arrays: VideoArrays, *, keep_complete: bool = False
+    root: WritableStore, video_id: str, attrs: Mapping[str, Any], arrays: VideoArrays, *, keep_complete: bool = False
 ) -> bool:
     """Write one video group; its status becomes "complete" only after every array is stored.
 
-    ``root``: the store (:func:`open_root_for_writing`) or its root zarr.Group.  The group's
+    ``root``: the store (:func:`open_root_for_writing`).  The group's
     files are encoded in memory (:func:`_encode_group`) and handed to the store's sink
     (:mod:`comode.store.sinks`): the old group is removed (its marker first), the arrays and a
     "writing" zarr.json are written, and the zarr.json saying "complete" last, after the data
@@ -385,7 +384,7 @@ def _encode_group(attrs: Mapping[str, Any], specs) -> dict[str, bytes]:
 
 
 def write_failure(
-    root: StoreRoot, video_id: str, attrs: Mapping[str, Any], reason: str, *, keep_complete: bool = False
+    root: WritableStore, video_id: str, attrs: Mapping[str, Any], reason: str, *, keep_complete: bool = False
 ) -> bool:
     """Record a video that could not be extracted, with its reason, and no arrays
     (``keep_complete``: not over a group that is complete; returns False then)."""

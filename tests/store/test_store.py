@@ -15,6 +15,7 @@ from comode.extract.video import extract_arrays
 from comode.store import SchemaError, StoreError, VideoArrays, create_or_open_root, open_store, write_failure
 from comode.store import write_video as store_video
 from comode.store.validate import validate_store
+from comode.store.writer import WritableStore, open_root_for_writing
 from tests.videos import translating_frames, write_video
 
 
@@ -32,6 +33,12 @@ def _root_attrs(**extraction_overrides):
         "dataset": {"name": "folder", "classes": ["a", "b"], "split_names": ["1"]},
         "extraction": extraction,
     }
+
+
+def _new_store(url: str) -> WritableStore:
+    """A new store at ``url``, as the writers take it."""
+    create_or_open_root(url, root_attrs=_root_attrs())
+    return open_root_for_writing(url)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +69,7 @@ def _attrs(arrays, label=1):
 
 def test_round_trip_through_plain_zarr_and_the_reader(tmp_path, extracted):
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = _new_store(url)
     store_video(root, "b__moving.mkv", _attrs(extracted), extracted)
 
     # Plain zarr, no comode: names and dtypes are the contract.
@@ -86,7 +93,7 @@ def test_round_trip_through_plain_zarr_and_the_reader(tmp_path, extracted):
 
 def test_decode_frames_matches_a_full_decode_of_the_stored_stream(tmp_path, extracted):
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = _new_store(url)
     store_video(root, "v", _attrs(extracted), extracted)
     video = open_store(url).video("v")
 
@@ -116,7 +123,7 @@ def test_partial_group_is_not_listed_and_is_replaced_on_rewrite(tmp_path, extrac
     assert store.video_ids() == [] and store.video_ids(status="writing") == ["v"]
     with pytest.raises(ValueError, match="not complete"):
         _ = store.video("v").mvs
-    store_video(root, "v", _attrs(extracted), extracted)
+    store_video(open_root_for_writing(url), "v", _attrs(extracted), extracted)
     video = open_store(url).video("v")
     assert video.is_complete
     np.testing.assert_array_equal(video.mvs[...], extracted.mvs)
@@ -173,8 +180,6 @@ def test_an_interrupted_local_write_leaves_a_group_that_says_writing(tmp_path, e
     import errno
     import os
 
-    from comode.store.writer import open_root_for_writing
-
     url = str(tmp_path / "s.zarr")
     create_or_open_root(url, root_attrs=_root_attrs())
     root = open_root_for_writing(url)
@@ -209,7 +214,7 @@ def test_a_folder_without_metadata_is_no_video_and_no_warning(tmp_path, extracte
     """What a reader sees while zarr creates a group (folder first, zarr.json after) or after
     a killed redo (old zarr.json removed first): no video, no warning."""
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = _new_store(url)
     store_video(root, "v", _attrs(extracted), extracted)
     (tmp_path / "s.zarr" / "videos" / "being_made").mkdir()
     assert open_store(url).video_ids(status=None) == ["v"]
@@ -220,7 +225,7 @@ def test_a_snapshot_lists_from_one_listing(tmp_path, extracted, monkeypatch):
     import comode.store.reader as reader
 
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = _new_store(url)
     store_video(root, "v1", _attrs(extracted), extracted)
     listings = []
     real_list = reader.list_videos
@@ -242,8 +247,6 @@ def test_video_writes_leave_the_root_folder_alone(tmp_path, extracted):
     ``zarr.<uuid>.partial`` files in the root that nothing removed.  Creating or removing a
     file in a folder changes the folder's mtime; writing a video must not."""
     import time
-
-    from comode.store.writer import open_root_for_writing
 
     url = str(tmp_path / "s.zarr")
     create_or_open_root(url, root_attrs=_root_attrs())
@@ -268,8 +271,10 @@ def test_opening_a_store_removes_leftovers_of_killed_metadata_writes(tmp_path):
 
 def test_failures_are_recorded_with_their_reason(tmp_path):
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
-    write_failure(root, "bad", {"source": "bad.mp4", "label": -1, "splits": {}}, "empty file (0 bytes)")
+    create_or_open_root(url, root_attrs=_root_attrs())
+    write_failure(
+        open_root_for_writing(url), "bad", {"source": "bad.mp4", "label": -1, "splits": {}}, "empty file (0 bytes)"
+    )
     store = open_store(url)
     assert store.video_ids() == [] and store.video_ids(status="failed") == ["bad"]
     assert store.video_attrs()["bad"]["error"] == "empty file (0 bytes)"
@@ -300,9 +305,8 @@ def test_unknown_major_version_and_bad_attributes_are_refused(tmp_path):
 
 def test_validate_reports_inconsistent_arrays(tmp_path, extracted):
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
-    store_video(root, "v", _attrs(extracted), extracted)
-    root["videos/v/iframe_index"][0] = 5  # corrupt: no longer the I positions
+    store_video(_new_store(url), "v", _attrs(extracted), extracted)
+    zarr.open_group(url, mode="r+")["videos/v/iframe_index"][0] = 5  # corrupt: no longer the I positions
     report = validate_store(url)
     assert not report.ok and "iframe_index does not list" in report.problems[0]
 
@@ -310,7 +314,7 @@ def test_validate_reports_inconsistent_arrays(tmp_path, extracted):
 def test_source_timestamps_are_stored_and_checked(tmp_path, extracted):
     """``timestamps`` (schema_minor 2): int64 ticks of the group's ``time_base``, one per frame."""
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = _new_store(url)
     store_video(root, "v", _attrs(extracted), extracted)
     group = zarr.open_group(url, mode="r")["videos/v"]
     assert group["timestamps"].dtype == np.int64
@@ -328,7 +332,7 @@ def test_a_group_from_before_timestamps_still_reads_and_validates(tmp_path, extr
     """Stores written before schema_minor 2 have no ``timestamps``: nothing requires them."""
     old = dataclasses.replace(extracted, timestamps=None)
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = _new_store(url)
     store_video(root, "v", _attrs(old), old)
     assert "timestamps" not in zarr.open_group(url, mode="r")["videos/v"]
     assert validate_store(url, read_data=True).ok
@@ -362,7 +366,7 @@ def test_decoding_still_works_in_a_forked_child_after_the_parent_decoded(tmp_pat
     import multiprocessing
 
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = _new_store(url)
     store_video(root, "v", _attrs(extracted), extracted)
     open_store(url).video("v").decode_frames([0, 1])
     child = multiprocessing.get_context("fork").Process(target=_decode_in_child, args=(url,))
@@ -379,7 +383,7 @@ def test_arrays_are_read_through_tensorstore_and_agree_with_zarr(tmp_path, extra
     from comode.store.arrays import StoredArray
 
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = _new_store(url)
     store_video(root, "v", _attrs(extracted), extracted)
     video = open_store(url).video("v")
     plain = zarr.open_group(url, mode="r")["videos/v"]
@@ -410,7 +414,7 @@ def test_damaged_chunks_fail_their_checksum_and_missing_files_read_as_zeros(tmp_
     as zeros, like zarr-python (only a complete group is read, and its marker reaches the
     disk after its data)."""
     url = str(tmp_path / "s.zarr")
-    store_video(create_or_open_root(url, root_attrs=_root_attrs()), "v", _attrs(extracted), extracted)
+    store_video(_new_store(url), "v", _attrs(extracted), extracted)
     shard = tmp_path / "s.zarr/videos/v/rgb_stream/c/0"
     data = bytearray(shard.read_bytes())
     data[len(data) // 3] ^= 0x01
