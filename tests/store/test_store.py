@@ -241,6 +241,33 @@ def test_a_snapshot_lists_from_one_listing(tmp_path, extracted, monkeypatch):
     np.testing.assert_array_equal(snapshot.video("v2").mvs[...], extracted.mvs)  # data is read as usual
 
 
+def test_split_and_labels_read_one_listing(tmp_path, extracted, monkeypatch):
+    """``split`` lists the store once for both sides (one LIST on an object store);
+    ``labels`` gives each video's label in the primary labels or in a label set, -1 for none."""
+    import comode.store.reader as reader
+
+    url = str(tmp_path / "s.zarr")
+    root_attrs = _root_attrs()
+    root_attrs["dataset"] = {**root_attrs["dataset"], "label_sets": {"motion": ["left", "right"]}}
+    create_or_open_root(url, root_attrs={**root_attrs, "schema_minor": 3})
+    root = open_root_for_writing(url)
+    store_video(root, "v1", {**_attrs(extracted, label=0), "labels": {"motion": 1}}, extracted)
+    store_video(root, "v2", {**_attrs(extracted, label=1), "splits": {"1": "test"}}, extracted)  # no motion label
+    write_failure(root, "v3", {"source": "v3.mkv", "label": -1, "splits": {"1": "train"}}, "unreadable")
+    listings = []
+    real_list = reader.list_videos
+    monkeypatch.setattr(reader, "list_videos", lambda *a, **k: listings.append(1) or real_list(*a, **k))
+    store = open_store(url)
+    assert store.split("1") == (["v1"], ["v2"]) and len(listings) == 1
+    assert store.labels(["v2", "v1", "v3"]) == [1, 0, -1]
+    assert store.labels(["v1", "v2", "v3"], "motion") == [1, -1, -1]
+    assert store.labels([], "motion") == []
+    with pytest.raises(ValueError, match=r"no label set 'scene'; its label sets: \['motion'\]"):
+        store.labels(["v1"], "scene")
+    with pytest.raises(KeyError, match="no video 'v4'"):
+        store.labels(["v1", "v4"])
+
+
 def test_video_writes_leave_the_root_folder_alone(tmp_path, extracted):
     """Tasks do not re-write the root's metadata for every node they create (zarr-python
     asserts each parent with a temporary-file write): a task killed there left
