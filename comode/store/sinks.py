@@ -32,7 +32,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Mapping
 
-from comode.store.location import filesystem, is_local, join, local_path
+from comode.store.location import filesystem, is_plain_local, join, local_path
 
 __all__ = ["LocalSink", "ObjectSink", "sink_for", "fsync_enabled"]
 
@@ -199,6 +199,6 @@ def _all(function, calls: list[tuple]) -> None:
 
 def sink_for(url: str, storage_options: dict | None = None) -> LocalSink | ObjectSink:
     """A local folder's :class:`LocalSink`, else an fsspec :class:`ObjectSink`."""
-    if is_local(url) and not storage_options:
+    if is_plain_local(url, storage_options):
         return LocalSink(local_path(url))
     return ObjectSink(url, storage_options)

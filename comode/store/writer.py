@@ -29,7 +29,7 @@ from comode.store.claims import claimed
 from comode.store.index.files import index_files
 from comode.store.index.journal import journal_for, new_write_id
 from comode.store.index.state import Marker
-from comode.store.location import is_local, local_path
+from comode.store.location import is_plain_local, local_path
 from comode.store.ownership import made_by_dead_local_process, process_tag
 from comode.store.sinks import LocalSink, ObjectSink, sink_for
 from comode.store.zarr_files import BloscSettings, array_files, group_metadata
@@ -143,10 +143,6 @@ class VideoArrays:
         )
 
 
-def _is_local(url: str, storage_options: dict | None) -> bool:
-    return is_local(url) and not storage_options
-
-
 @dataclass(frozen=True)
 class WritableStore:
     """Where the tasks of a run write their video groups: the store's URL (and fsspec options
@@ -223,7 +219,7 @@ def create_or_open_root(url: str, *, root_attrs: Mapping[str, Any], storage_opti
     if existing.get(layout.ATTR_DATASET) != root_attrs[layout.ATTR_DATASET]:
         root.attrs.update({layout.ATTR_DATASET: dict(root_attrs[layout.ATTR_DATASET])})
     root.require_group(layout.VIDEOS_GROUP)
-    if _is_local(url, storage_options) and not made_by_another_run:  # that run may be writing its metadata now
+    if is_plain_local(url, storage_options) and not made_by_another_run:  # that run may be writing its metadata now
         _remove_interrupted_metadata_writes(local_path(url))
     return root
 
@@ -246,7 +242,7 @@ def _create_root(url: str, *, root_attrs: Mapping[str, Any], storage_options: di
     ``videos`` (which a resumed run re-creates if missing).  Returns None when another run
     created the store first.
     """
-    if _is_local(url, storage_options):
+    if is_plain_local(url, storage_options):
         target = os.path.abspath(url)
         building = f"{target}.creating-{process_tag()}-{uuid.uuid4().hex[:8]}"
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)

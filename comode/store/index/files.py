@@ -23,25 +23,18 @@ from typing import Iterable
 
 from comode.store import layout
 from comode.store.index.state import FORMAT, Marker
-from comode.store.location import filesystem, is_local, join, local_path
+from comode.store.location import filesystem, is_plain_local, join, local_path
 from comode.store.ownership import process_tag
 from comode.store.sinks import fsync_dir, fsync_enabled, replace_atomically
+from comode.store.zarr_files import group_metadata
 
 INDEX_GROUP = layout.INDEX_GROUP
 SNAPSHOT = layout.INDEX_SNAPSHOT
 CLAIMS = layout.INDEX_CLAIMS
 _JOURNAL = re.compile(r"^journal-(?P<tag>.+)-(?P<nonce>[0-9a-f]{8})-(?P<seq>\d{6})\.jsonl$")
-GROUP_METADATA = json.dumps(
-    {
-        "zarr_format": 3,
-        "node_type": "group",
-        "attributes": {
-            "index": FORMAT,
-            "about": "the video listing of this store, derived from videos/ (schemas/README.md, 'Index')",
-        },
-    },
-    indent=2,
-).encode()
+GROUP_METADATA = group_metadata(
+    {"index": FORMAT, "about": "the video listing of this store, derived from videos/ (schemas/README.md, 'Index')"}
+)
 
 
 def journal_name(tag: str, nonce: str, seq: int) -> str:
@@ -309,11 +302,22 @@ def _parse_marker(body: bytes) -> Marker:
 
 def _partial_name(target: str) -> str:
     """A temporary name for ``target`` that says which process made it (its leftovers are
-    removed once that process is dead: ``build._remove_leftovers``)."""
+    removed once that process is dead: ``build._remove_leftovers``, :func:`partial_writer`)."""
     return f"{target}.{process_tag()}-{uuid.uuid4().hex[:8]}.partial"
 
 
+# The temporary names :func:`_partial_name` gives the files the index writes atomically.
+_PARTIAL = re.compile(rf"^(?:{re.escape(SNAPSHOT)}|zarr\.json)\.(?P<tag>.+)-[0-9a-f]{{8}}\.partial$")
+
+
+def partial_writer(name: str) -> str | None:
+    """The ``<host>_<pid>`` tag of the process that made ``name``, a temporary file of an
+    atomic write in the index folder (None: not one)."""
+    match = _PARTIAL.match(name)
+    return match["tag"] if match else None
+
+
 def index_files(url: str, storage_options: dict | None = None) -> LocalIndexFiles | ObjectIndexFiles:
-    if is_local(url) and not storage_options:
+    if is_plain_local(url, storage_options):
         return LocalIndexFiles(url)
     return ObjectIndexFiles(url, storage_options)

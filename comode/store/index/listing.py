@@ -21,9 +21,6 @@ from comode.store.index.state import EMPTY_WRITE, STATUS_UNREADABLE, IndexState,
 
 logger = logging.getLogger("comode.store.index")
 
-# More unknown folders than this (and than 1% of the store) are read by a full scan, not one by one.
-READ_ONE_BY_ONE = 100
-
 Scan = Callable[[], tuple[dict[str, dict[str, Any]], dict[str, str]]]
 
 
@@ -78,7 +75,7 @@ def list_videos(url: str, *, scan: Scan, storage_options: dict | None = None) ->
         return scan_listing(scan, "it has no index (written before comode kept one, or copied without it)", url)
     names = names or set()
     comparison = compare(read.state, names)
-    if len(comparison.unknown) > max(READ_ONE_BY_ONE, len(names) // 100):
+    if comparison.too_stale(len(names)):
         return scan_listing(scan, f"its index is stale: {comparison.describe()}", url)
     if comparison.stale:
         logger.warning(
@@ -91,11 +88,7 @@ def list_videos(url: str, *, scan: Scan, storage_options: dict | None = None) ->
     unsettled = read.state.unsettled()
     markers = files.read_markers(sorted(set(unsettled) | comparison.unknown))
     listing = assemble(read.state, markers, gone=comparison.missing)
-    note = (
-        f"index ({'snapshot + ' if read.snapshot else ''}{read.journals_read} journal(s) read"
-        + (f", {len(markers)} group(s) read" if markers else "")
-        + ")"
-    )
+    note = f"index ({read.what_was_read()}" + (f", {len(markers)} group(s) read" if markers else "") + ")"
     return Listing(videos=listing[0], unreadable=listing[1], source="index", note=note, nbytes=listing[2])
 
 

@@ -29,6 +29,10 @@ class IndexRead:
     journals_read: int = 0  # journals read past the snapshot
     made_by: dict = field(default_factory=dict)
 
+    def what_was_read(self) -> str:
+        """ "snapshot + N journal(s) read", for notes and summaries."""
+        return f"{'snapshot + ' if self.snapshot else ''}{self.journals_read} journal(s) read"
+
 
 def read_index(files: LocalIndexFiles | ObjectIndexFiles, *, use_snapshot: bool = True) -> IndexRead | None:
     """The merged index, or None when the store has none (no snapshot, no journal).
@@ -79,6 +83,10 @@ def read_index(files: LocalIndexFiles | ObjectIndexFiles, *, use_snapshot: bool 
     return result
 
 
+# More unknown folders than this (and than 1% of the store) are read by a full scan, not one by one.
+READ_ONE_BY_ONE = 100
+
+
 @dataclass(frozen=True)
 class Comparison:
     """The index against a listing of ``videos/``."""
@@ -89,6 +97,10 @@ class Comparison:
     @property
     def stale(self) -> bool:
         return bool(self.unknown or self.missing)
+
+    def too_stale(self, listed: int) -> bool:
+        """Too many unknown folders (of ``listed`` ones) to read one by one: rebuild from a full scan."""
+        return len(self.unknown) > max(READ_ONE_BY_ONE, listed // 100)
 
     def describe(self) -> str:
         parts = []

@@ -67,6 +67,17 @@ class Marker:
         return cls(EMPTY_WRITE, {layout.ATTR_STATUS: layout.STATUS_WRITING})
 
 
+def scan_markers(
+    found: Mapping[str, Mapping[str, Any]], unreadable: Mapping[str, str], names: Iterable[str]
+) -> dict[str, Marker]:
+    """What each group says by a full scan: ``found`` (attributes by id), ``unreadable``
+    (reason by id), and the folders of ``names`` in neither (no ``zarr.json``)."""
+    markers = {video: Marker.from_attrs(attrs) for video, attrs in found.items()}
+    markers.update({video: Marker.unreadable(reason) for video, reason in unreadable.items()})
+    markers.update({video: Marker.empty() for video in set(names) - set(markers)})
+    return markers
+
+
 @dataclass
 class Write:
     """One write of one video group, as far as the journals tell."""
