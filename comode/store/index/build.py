@@ -27,7 +27,7 @@ from comode.store.claims import remove_abandoned_claims
 from comode.store.index.files import SNAPSHOT, LocalIndexFiles, ObjectIndexFiles, index_files, partial_writer
 from comode.store.index.listing import Listing, Scan, assemble
 from comode.store.index.read import IndexDamaged, compare, read_index
-from comode.store.index.state import FORMAT, IndexState, Marker, scan_markers
+from comode.store.index.state import FORMAT, IndexState, Marker, Settlement, scan_markers
 from comode.store.ownership import made_by_dead_local_process, process_tag
 
 logger = logging.getLogger("comode.store.index")
@@ -60,13 +60,14 @@ def consolidate(url: str, *, scan: Scan, storage_options: dict | None = None) ->
             logger.info("%s: no index yet: building one from the groups (%d)", url, len(names))
             return reindex(url, scan=scan, storage_options=storage_options)
         return IndexSummary("journals", 0, 0, 0, 0, Listing({}, {}, "index", "no videos yet"))
-    comparison = compare(read.state, names)
+    settlement = Settlement(read.state)  # until the settle() below
+    comparison = compare(settlement, names)
     if comparison.too_stale(len(names)):
         logger.warning("%s: the index is stale (%s): rebuilding it from the groups", url, comparison.describe())
         return reindex(url, scan=scan, storage_options=storage_options)
     if comparison.stale:
         logger.warning("%s: the index was stale (%s): those groups were read into it", url, comparison.describe())
-    to_read = set(read.state.unsettled()) | comparison.unknown | comparison.missing
+    to_read = set(settlement.unsettled()) | comparison.unknown | comparison.missing
     markers = files.read_markers(sorted(to_read))
     for video in sorted(to_read):
         read.state.settle(video, markers.get(video), writer_gone=made_by_dead_local_process)
@@ -105,8 +106,9 @@ def reindex(url: str, *, scan: Scan, storage_options: dict | None = None) -> Ind
 
 def _summary(state: IndexState, markers: dict[str, Marker | None], *, source: str, journals: int) -> IndexSummary:
     """What was written, with the listing of ``state`` (its unsettled videos as ``markers`` read them)."""
-    unsettled = state.unsettled()
-    videos, unreadable, nbytes = assemble(state, {video: markers.get(video) for video in unsettled})
+    settlement = Settlement(state)
+    unsettled = settlement.unsettled()
+    videos, unreadable, nbytes = assemble(settlement, {video: markers.get(video) for video in unsettled})
     listing = Listing(
         videos=videos,
         unreadable=unreadable,
@@ -114,7 +116,7 @@ def _summary(state: IndexState, markers: dict[str, Marker | None], *, source: st
         nbytes=nbytes,
         note=f"index (written now from the {source})",
     )
-    listed = sum(1 for video in state.videos if state.settled(video)[2] is not None)
+    listed = sum(1 for _, _, live in settlement.of.values() if live is not None)
     return IndexSummary(source, listed, len(unsettled), len(markers), journals, listing)
 
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 
 from comode.store.index.files import SNAPSHOT, LocalIndexFiles, ObjectIndexFiles, journal_writer
-from comode.store.index.state import FORMAT, IndexState, apply_all, parse_lines
+from comode.store.index.state import FORMAT, IndexState, Settlement, apply_all, parse_lines
 
 
 class IndexDamaged(ValueError):
@@ -111,14 +111,12 @@ class Comparison:
         return ", ".join(parts)
 
 
-def compare(state: IndexState, names: set[str]) -> Comparison:
-    """Which folders of ``names`` (listed before the index was read) the index does not know,
-    and which settled videos it lists that are not in ``names``."""
-    unknown = frozenset(name for name in names if not state.knows(name))
-    missing = []
-    for video in state.videos:
-        if video not in names:
-            settled, _, live = state.settled(video)
-            if settled and live is not None:
-                missing.append(video)
-    return Comparison(unknown=unknown, missing=frozenset(missing))
+def compare(settlement: Settlement, names: set[str]) -> Comparison:
+    """Which folders of ``names`` (listed before the index was read) the index (its
+    ``settlement``) does not know, and which settled videos it lists that are not in ``names``."""
+    missing = frozenset(
+        video
+        for video, (settled, _, live) in settlement.of.items()
+        if settled and live is not None and video not in names
+    )
+    return Comparison(unknown=frozenset(names - settlement.known()), missing=missing)

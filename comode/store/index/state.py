@@ -144,13 +144,18 @@ class IndexState:
     def settled(self, video: str) -> tuple[bool, str | None, Write | None]:
         """(settled?, write id and write of its live write, or None) of ``video``."""
         writes = self.videos.get(video, {})
+        if len(writes) == 1:  # most videos of a store: the general case below, quicker
+            ((token, write),) = writes.items()
+            if write.pending:
+                return False, None, None
+            return (True, token, write) if write.live else (True, None, None)
         live = [(token, write) for token, write in writes.items() if write.live]
         if any(write.pending for write in writes.values()) or len(live) > 1:
             return False, None, None
         return (True, *live[0]) if live else (True, None, None)
 
     def unsettled(self) -> list[str]:
-        return sorted(video for video in self.videos if not self.settled(video)[0])
+        return Settlement(self).unsettled()
 
     def knows(self, video: str) -> bool:
         """Whether a group folder of ``video`` may exist by what the journals say (a live or
@@ -212,6 +217,29 @@ class IndexState:
         for video, writes in doc.get("writes", {}).items():
             state.videos.setdefault(video, {}).update({token: Write.from_json(w) for token, w in writes.items()})
         return state
+
+
+class Settlement:
+    """:meth:`IndexState.settled` of every video of a state, worked out once: what opening a
+    store asks of one state several times (:func:`~comode.store.index.read.compare`, the
+    unsettled videos, :func:`~comode.store.index.listing.assemble`).  Stale once the state
+    changes (``apply``, ``settle``): make a new one then."""
+
+    def __init__(self, state: IndexState) -> None:
+        self.of: dict[str, tuple[bool, str | None, Write | None]] = {
+            video: state.settled(video) for video in state.videos
+        }
+
+    def settled(self, video: str) -> tuple[bool, str | None, Write | None]:
+        return self.of.get(video, (True, None, None))
+
+    def unsettled(self) -> list[str]:
+        return sorted(video for video, (settled, _, _) in self.of.items() if not settled)
+
+    def known(self) -> set[str]:
+        """The videos :meth:`IndexState.knows`: a live or pending write (unsettled: a pending
+        write or several live ones; settled: its one live write)."""
+        return {video for video, (settled, _, live) in self.of.items() if not settled or live is not None}
 
 
 def _forget_finished(writes: dict[str, Write]) -> None:
