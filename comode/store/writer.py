@@ -292,7 +292,7 @@ def write_video(
     """Write one video group; its status becomes "complete" only after every array is stored.
 
     ``root``: the store (:func:`open_root_for_writing`).  The group's
-    files are encoded in memory (:func:`_encode_group`) and handed to the store's sink
+    files are encoded in memory (:func:`_encode_arrays`) and handed to the store's sink
     (:mod:`comode.store.sinks`): the old group is removed (its marker first), the arrays and a
     "writing" zarr.json are written, and the zarr.json saying "complete" last, after the data
     is durably in place (local: fsynced; object stores: every PUT returned).
@@ -300,16 +300,13 @@ def write_video(
     and return False.  The write holds the video's claim (:mod:`comode.store.claims`).
     """
     attrs = {**attrs, layout.WRITE_ID: new_write_id()}
-    files = _encode_group(attrs, _array_specs(arrays))
-    marker = files.pop("zarr.json")
-    writing = {"zarr.json": group_metadata({**attrs, layout.ATTR_STATUS: layout.STATUS_WRITING}), **files}
+    writing = {
+        "zarr.json": group_metadata({**attrs, layout.ATTR_STATUS: layout.STATUS_WRITING}),
+        **_encode_arrays(_array_specs(arrays)),
+    }
+    complete = {**attrs, layout.ATTR_STATUS: layout.STATUS_COMPLETE}
     return _write_group(
-        _writable(root),
-        video_id,
-        {**attrs, layout.ATTR_STATUS: layout.STATUS_COMPLETE},
-        writing,
-        marker,
-        keep_complete=keep_complete,
+        _writable(root), video_id, complete, writing, group_metadata(complete), keep_complete=keep_complete
     )
 
 
@@ -363,15 +360,16 @@ def _array_specs(arrays: VideoArrays) -> list[tuple[str, np.ndarray, int, BloscS
     )
 
 
-def _encode_group(attrs: Mapping[str, Any], specs) -> dict[str, bytes]:
-    """Every file of a complete video group ({relative path: bytes}).
+def _encode_arrays(specs) -> dict[str, bytes]:
+    """Every file of the arrays of a video group ({relative path: bytes}; the group's own
+    ``zarr.json`` is the marker, made by :func:`write_video`).
 
     Encoded by comode.store.zarr_files, not written through zarr-python: zarr checks and
     re-asserts every parent group, hops to a thread for every file operation and runs its
     async codec pipeline per chunk: about twice the CPU per video of this way
     (docs/performance.md).  The files are the same bytes (tested).
     """
-    files = {"zarr.json": group_metadata({**attrs, layout.ATTR_STATUS: layout.STATUS_COMPLETE})}
+    files: dict[str, bytes] = {}
     for name, data, chunk_rows, compressor in specs:
         files.update(
             {f"{name}/{key}": body for key, body in array_files(data, chunk_rows=chunk_rows, blosc=compressor).items()}

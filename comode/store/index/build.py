@@ -24,10 +24,10 @@ from datetime import datetime, timezone
 from comode import __version__
 from comode.store import layout
 from comode.store.claims import remove_abandoned_claims
-from comode.store.index.files import SNAPSHOT, LocalIndexFiles, ObjectIndexFiles, index_files, partial_writer
+from comode.store.index.files import LocalIndexFiles, ObjectIndexFiles, index_files, partial_writer
 from comode.store.index.listing import Listing, Scan, assemble
 from comode.store.index.read import IndexDamaged, compare, read_index
-from comode.store.index.state import FORMAT, IndexState, Marker, Settlement, scan_markers
+from comode.store.index.state import IndexState, Marker, Settlement, scan_markers
 from comode.store.ownership import made_by_dead_local_process, process_tag
 
 logger = logging.getLogger("comode.store.index")
@@ -124,14 +124,14 @@ def _write_snapshot(
     files: LocalIndexFiles | ObjectIndexFiles, state: IndexState, offsets: dict[str, int], *, source: str
 ) -> None:
     doc = {
-        "index": FORMAT,
+        "index": layout.INDEX_FORMAT,
         "made_by": f"comode {__version__} ({process_tag()})",
         "made_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": source,
         "journals": dict(sorted(offsets.items())),
         **state.to_json(),
     }
-    files.write_atomic(SNAPSHOT, json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
+    files.write_atomic(layout.INDEX_SNAPSHOT, json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def _remove_leftovers(files: LocalIndexFiles | ObjectIndexFiles) -> None:

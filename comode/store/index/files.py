@@ -22,18 +22,18 @@ import uuid
 from typing import Iterable
 
 from comode.store import layout
-from comode.store.index.state import FORMAT, Marker
+from comode.store.index.state import Marker
 from comode.store.location import filesystem, is_plain_local, join, local_path
 from comode.store.ownership import process_tag
 from comode.store.sinks import fsync_dir, fsync_enabled, replace_atomically
 from comode.store.zarr_files import group_metadata
 
-INDEX_GROUP = layout.INDEX_GROUP
-SNAPSHOT = layout.INDEX_SNAPSHOT
-CLAIMS = layout.INDEX_CLAIMS
 _JOURNAL = re.compile(r"^journal-(?P<tag>.+)-(?P<nonce>[0-9a-f]{8})-(?P<seq>\d{6})\.jsonl$")
 GROUP_METADATA = group_metadata(
-    {"index": FORMAT, "about": "the video listing of this store, derived from videos/ (schemas/README.md, 'Index')"}
+    {
+        "index": layout.INDEX_FORMAT,
+        "about": "the video listing of this store, derived from videos/ (schemas/README.md, 'Index')",
+    }
 )
 
 
@@ -56,7 +56,7 @@ class LocalIndexFiles:
 
     def __init__(self, url: str) -> None:
         self.root = local_path(url)
-        self.folder = os.path.join(self.root, INDEX_GROUP)
+        self.folder = os.path.join(self.root, layout.INDEX_GROUP)
         self.sync = fsync_enabled()
 
     def video_names(self) -> set[str] | None:
@@ -116,7 +116,7 @@ class LocalIndexFiles:
 
     def create_claim(self, video: str, body: bytes) -> bool:
         """Create ``claims/<video>.json`` with ``body`` unless it exists (then False)."""
-        folder = os.path.join(self.folder, CLAIMS)
+        folder = os.path.join(self.folder, layout.INDEX_CLAIMS)
         os.makedirs(folder, exist_ok=True)
         try:
             descriptor = os.open(os.path.join(folder, f"{video}.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -130,7 +130,7 @@ class LocalIndexFiles:
 
     def read_claim(self, video: str) -> bytes | None:
         try:
-            with open(os.path.join(self.folder, CLAIMS, f"{video}.json"), "rb") as handle:
+            with open(os.path.join(self.folder, layout.INDEX_CLAIMS, f"{video}.json"), "rb") as handle:
                 return handle.read()
         except FileNotFoundError:
             return None
@@ -139,7 +139,7 @@ class LocalIndexFiles:
         """Remove the claim of ``video`` if it still holds ``body``: moved away first (atomic),
         so that of two processes removing one claim only one gets it; a claim that turns
         out to be another (made in between) is put back."""
-        path = os.path.join(self.folder, CLAIMS, f"{video}.json")
+        path = os.path.join(self.folder, layout.INDEX_CLAIMS, f"{video}.json")
         taken = f"{path}.{uuid.uuid4().hex[:8]}.taken"
         try:
             os.rename(path, taken)
@@ -157,7 +157,7 @@ class LocalIndexFiles:
         try:
             return [
                 name[: -len(".json")]
-                for name in os.listdir(os.path.join(self.folder, CLAIMS))
+                for name in os.listdir(os.path.join(self.folder, layout.INDEX_CLAIMS))
                 if name.endswith(".json")
             ]
         except FileNotFoundError:
@@ -187,7 +187,7 @@ class ObjectIndexFiles:
 
     def __init__(self, url: str, storage_options: dict | None = None) -> None:
         self.fs, self.root = filesystem(url, storage_options)
-        self.folder = join(self.root, INDEX_GROUP)
+        self.folder = join(self.root, layout.INDEX_GROUP)
 
     def video_names(self) -> set[str] | None:
         prefix = join(self.root, layout.VIDEOS_GROUP)
@@ -239,14 +239,14 @@ class ObjectIndexFiles:
         """A conditional PUT (``If-None-Match: *``): AWS S3 and MinIO refuse it when the
         object exists; a server that ignores the condition makes claims best-effort."""
         try:
-            self.fs.pipe_file(join(self.folder, CLAIMS, f"{video}.json"), body, mode="create")
+            self.fs.pipe_file(join(self.folder, layout.INDEX_CLAIMS, f"{video}.json"), body, mode="create")
         except FileExistsError:
             return False
         return True
 
     def read_claim(self, video: str) -> bytes | None:
         try:
-            return self.fs.cat_file(join(self.folder, CLAIMS, f"{video}.json"))
+            return self.fs.cat_file(join(self.folder, layout.INDEX_CLAIMS, f"{video}.json"))
         except FileNotFoundError:
             return None
 
@@ -256,12 +256,12 @@ class ObjectIndexFiles:
         if self.read_claim(video) != body:
             return False
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(join(self.folder, CLAIMS, f"{video}.json"))
+            self.fs.rm_file(join(self.folder, layout.INDEX_CLAIMS, f"{video}.json"))
         return True
 
     def claims(self) -> list[str]:
         try:
-            entries = self.fs.ls(join(self.folder, CLAIMS), detail=False, refresh=True)
+            entries = self.fs.ls(join(self.folder, layout.INDEX_CLAIMS), detail=False, refresh=True)
         except FileNotFoundError:
             return []
         return [entry.rsplit("/", 1)[-1][: -len(".json")] for entry in entries if entry.endswith(".json")]
@@ -307,7 +307,7 @@ def _partial_name(target: str) -> str:
 
 
 # The temporary names :func:`_partial_name` gives the files the index writes atomically.
-_PARTIAL = re.compile(rf"^(?:{re.escape(SNAPSHOT)}|zarr\.json)\.(?P<tag>.+)-[0-9a-f]{{8}}\.partial$")
+_PARTIAL = re.compile(rf"^(?:{re.escape(layout.INDEX_SNAPSHOT)}|zarr\.json)\.(?P<tag>.+)-[0-9a-f]{{8}}\.partial$")
 
 
 def partial_writer(name: str) -> str | None:

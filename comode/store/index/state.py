@@ -24,14 +24,11 @@ video is unsettled, never wrongly settled.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from comode.store import layout
-
-FORMAT = layout.INDEX_FORMAT
-
-INDEXED_ATTRS = layout.INDEXED_ATTRS
 
 # Index-only statuses of groups seen by reading them (never written by a writer):
 # a group folder whose zarr.json does not parse, and a folder without zarr.json.
@@ -43,7 +40,7 @@ LEGACY_WRITE, UNREADABLE_WRITE, EMPTY_WRITE = "legacy", "unreadable", "empty"
 
 def indexed(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """The indexed subset of a group's attributes."""
-    return {key: attrs[key] for key in INDEXED_ATTRS if key in attrs}
+    return {key: attrs[key] for key in layout.INDEXED_ATTRS if key in attrs}
 
 
 @dataclass(frozen=True)
@@ -251,8 +248,6 @@ def _forget_finished(writes: dict[str, Write]) -> None:
 def parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
     """(entries, bytes consumed) of journal bytes: whole lines only.  A last line without its
     newline is a write a kill cut short: not consumed, left for later (or for ever)."""
-    import json
-
     end = data.rfind(b"\n") + 1
     entries = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
     return entries, end
