@@ -59,7 +59,7 @@ were.  Shapes: T frames, H/W height and width.
 """
 
 from comode.sampleset.coverage import Coverage, mv_block_coverage
-from comode.sampleset.generate import LABELS_FILE, SETTINGS_FILE, VELOCITIES_FILE, generate_sample
+from comode.sampleset.generate import SETTINGS_FILE, VELOCITIES_FILE, generate_sample
 from comode.sampleset.motion import clip_velocities, near_duplicate_share, object_centre, pattern_offset
 from comode.sampleset.render import render_clip, write_clip
 from comode.sampleset.spec import (
@@ -77,7 +77,6 @@ from comode.sampleset.spec import (
 __all__ = [
     "Coverage",
     "mv_block_coverage",
-    "LABELS_FILE",
     "SETTINGS_FILE",
     "VELOCITIES_FILE",
     "generate_sample",

@@ -238,6 +238,16 @@ def test_output_folder_rules(tmp_path):
     assert (tmp_path / "set" / "notes.txt").read_text() == "kept"
 
 
+def test_an_ffmpeg_failure_says_what_ffmpeg_said(tmp_path):
+    """A clip ffmpeg cannot write raises with ffmpeg's own error, not a bare exit status."""
+    from comode.sampleset.render import encode_frames
+
+    frames = np.zeros((2, 16, 16, 3), np.uint8)
+    with pytest.raises(RuntimeError, match="exited with .*Unknown encoder 'no_such_encoder'"):
+        encode_frames(frames, 25, ["-c:v", "no_such_encoder", str(tmp_path / "x.mp4")], timeout=60)
+    assert not (tmp_path / "x.mp4").exists()
+
+
 def test_cli_generates_and_measures(tmp_path):
     result = subprocess.run(
         [
