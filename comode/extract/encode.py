@@ -38,6 +38,7 @@ from pathlib import Path
 from comode.extract.frametimes import ffmpeg_writes_frame_stats, read_frame_times, stats_args
 from comode.extract.settings import ExtractSettings
 from comode.extract.sourceinfo import SourceInfo, parse_source_info
+from comode.store import layout
 
 
 class ExtractionFailure(Exception):
@@ -170,7 +171,7 @@ def reencode_command(source: Path, output: Path, settings: ExtractSettings) -> l
         *_low_delay_args(0, settings.codec),
         "-map",
         "[rgbout]",
-        *_encoder_args(1, "mpeg2video", settings.gop, settings.rgb_quality),
+        *_encoder_args(1, layout.RGB_CODEC, settings.gop, settings.rgb_quality),
         *frame_times,
         "-f",
         "nut",

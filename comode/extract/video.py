@@ -159,13 +159,13 @@ def extract_to_store(
         layout.ATTR_FRAMES: arrays.num_frames,
         "width": settings.width,
         "height": settings.height,
-        layout.ATTR_RGB_CODEC: "mpeg2video",
+        layout.ATTR_RGB_CODEC: layout.RGB_CODEC,
         "rgb_width": settings.rgb_width,
         "rgb_height": settings.rgb_height,
         **source_attrs(info),
         "seconds": round(time.perf_counter() - start, 3),
     }
-    attrs = {k: v for k, v in attrs.items() if v is not None or k in ("fps", "class_name")}
+    attrs = {k: v for k, v in attrs.items() if v is not None or k in ("fps", layout.ATTR_CLASS_NAME)}
     try:
         written = write_video(root, item.video_id, attrs, arrays, keep_complete=True)
     except OSError as error:

@@ -313,7 +313,7 @@ class Video:
         offsets = self.rgb_stream_offsets
         start, stop = int(offsets[first]), int(offsets[last + 1])
         span = self._array(layout.RGB_STREAM)[start:stop]
-        codec = self.attrs.get(layout.ATTR_RGB_CODEC, "mpeg2video")
+        codec = self.attrs.get(layout.ATTR_RGB_CODEC, layout.RGB_CODEC)
         order = np.argsort(indices, kind="stable")
         decoded = decode_span(
             span, offsets[first : last + 2] - start, (indices[order] - first).tolist(), codec=codec, size=size

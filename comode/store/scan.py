@@ -12,6 +12,7 @@ from typing import Any
 
 import zarr
 
+from comode.store import layout
 from comode.store.location import filesystem, group_url
 
 _NOT_A_GROUP = "an array where a video group is expected"
@@ -41,7 +42,7 @@ def _scan_one_by_one(videos: zarr.Group) -> tuple[dict[str, dict[str, Any]], dic
     found: dict[str, dict[str, Any]] = {}
     unreadable: dict[str, str] = {}
     for name in sorted({entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False)}):
-        if name == "zarr.json" or name.endswith(".partial"):
+        if name == layout.ZARR_JSON or name.endswith(".partial"):
             continue  # the videos group's own metadata; a temporary file of an interrupted write
         try:
             node = videos[name]

@@ -208,7 +208,9 @@ def create_or_open_root(url: str, *, root_attrs: Mapping[str, Any], storage_opti
             raise ValueError(f"{url} exists and is not a Zarr store; choose another output store") from None
     existing = root.attrs.asdict()
     if existing.get(layout.ATTR_SCHEMA) != root_attrs.get(layout.ATTR_SCHEMA):
-        raise ValueError(f"{url} is not a {root_attrs.get('schema')} store (schema: {existing.get('schema')!r})")
+        raise ValueError(
+            f"{url} is not a {root_attrs.get(layout.ATTR_SCHEMA)} store (schema: {existing.get(layout.ATTR_SCHEMA)!r})"
+        )
     old, new = existing.get(layout.ATTR_EXTRACTION, {}), root_attrs.get(layout.ATTR_EXTRACTION, {})
     differing = sorted(k for k in set(old) | set(new) if k != "tools" and old.get(k) != new.get(k))
     if differing:
@@ -301,7 +303,7 @@ def write_video(
     """
     attrs = {**attrs, layout.WRITE_ID: new_write_id()}
     writing = {
-        "zarr.json": group_metadata({**attrs, layout.ATTR_STATUS: layout.STATUS_WRITING}),
+        layout.ZARR_JSON: group_metadata({**attrs, layout.ATTR_STATUS: layout.STATUS_WRITING}),
         **_encode_arrays(_array_specs(arrays)),
     }
     complete = {**attrs, layout.ATTR_STATUS: layout.STATUS_COMPLETE}

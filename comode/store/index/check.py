@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from comode.store import layout
 from comode.store.index.files import index_files
 from comode.store.index.read import IndexDamaged, read_index
 from comode.store.index.state import EMPTY_WRITE, scan_markers
@@ -59,9 +60,13 @@ def check_index(
         if live is None and (group is None or group.write == EMPTY_WRITE):
             continue  # nothing on either side (or a folder without metadata that is no video)
         if live is None:
-            differences.append(f"videos/{video}: not in the index (the group says {group.attrs.get('status')!r})")
+            differences.append(
+                f"videos/{video}: not in the index (the group says {group.attrs.get(layout.ATTR_STATUS)!r})"
+            )
         elif group is None:
-            differences.append(f"videos/{video}: in the index as {live.attrs.get('status')!r}, but there is no group")
+            differences.append(
+                f"videos/{video}: in the index as {live.attrs.get(layout.ATTR_STATUS)!r}, but there is no group"
+            )
         elif token != group.write or live.attrs != group.attrs:
             changed = sorted(
                 key for key in set(live.attrs) | set(group.attrs) if live.attrs.get(key) != group.attrs.get(key)

@@ -48,7 +48,7 @@ def journal_writer(name: str) -> str | None:
 
 
 def _is_group_name(name: str) -> bool:
-    return name != "zarr.json" and not name.endswith(".partial")
+    return name != layout.ZARR_JSON and not name.endswith(".partial")
 
 
 class LocalIndexFiles:
@@ -93,10 +93,10 @@ class LocalIndexFiles:
     def ensure_group(self) -> None:
         """The index folder with its ``zarr.json`` (made with the store; stores from before the
         index get it from their first writer)."""
-        if os.path.exists(os.path.join(self.folder, "zarr.json")):
+        if os.path.exists(os.path.join(self.folder, layout.ZARR_JSON)):
             return
         os.makedirs(self.folder, exist_ok=True)
-        target = os.path.join(self.folder, "zarr.json")
+        target = os.path.join(self.folder, layout.ZARR_JSON)
         replace_atomically(target, GROUP_METADATA, sync=self.sync, partial=_partial_name(target))
         self._sync_folder()
         if self.sync:
@@ -169,7 +169,7 @@ class LocalIndexFiles:
         for video in videos:
             folder = os.path.join(self.root, layout.VIDEOS_GROUP, video)
             try:
-                with open(os.path.join(folder, "zarr.json"), "rb") as handle:
+                with open(os.path.join(folder, layout.ZARR_JSON), "rb") as handle:
                     body = handle.read()
             except FileNotFoundError:
                 found[video] = Marker.empty() if os.path.isdir(folder) else None
@@ -223,8 +223,8 @@ class ObjectIndexFiles:
         # No folders on an object store; the group's zarr.json is written once (and again
         # by a writer that finds none: the same bytes).
         if not getattr(self, "_group_checked", False):
-            if not self.fs.exists(join(self.folder, "zarr.json")):
-                self.fs.pipe_file(join(self.folder, "zarr.json"), GROUP_METADATA)
+            if not self.fs.exists(join(self.folder, layout.ZARR_JSON)):
+                self.fs.pipe_file(join(self.folder, layout.ZARR_JSON), GROUP_METADATA)
             self._group_checked = True
 
     def put_journal(self, name: str, body: bytes) -> None:
@@ -270,7 +270,7 @@ class ObjectIndexFiles:
         videos = list(videos)
         if not videos:
             return {}
-        paths = {join(self.root, layout.VIDEOS_GROUP, video, "zarr.json"): video for video in videos}
+        paths = {join(self.root, layout.VIDEOS_GROUP, video, layout.ZARR_JSON): video for video in videos}
         bodies = self.fs.cat(list(paths), on_error="return")  # concurrent GETs
         found: dict[str, Marker | None] = {}
         for path, video in paths.items():
@@ -307,7 +307,9 @@ def _partial_name(target: str) -> str:
 
 
 # The temporary names :func:`_partial_name` gives the files the index writes atomically.
-_PARTIAL = re.compile(rf"^(?:{re.escape(layout.INDEX_SNAPSHOT)}|zarr\.json)\.(?P<tag>.+)-[0-9a-f]{{8}}\.partial$")
+_PARTIAL = re.compile(
+    rf"^(?:{re.escape(layout.INDEX_SNAPSHOT)}|{re.escape(layout.ZARR_JSON)})\.(?P<tag>.+)-[0-9a-f]{{8}}\.partial$"
+)
 
 
 def partial_writer(name: str) -> str | None:
