@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import subprocess
-import sys
 from collections import Counter
 
 import numpy as np
@@ -31,6 +30,7 @@ from comode.sampleset import (
 )
 from comode.store import open_store
 from comode.store.validate import validate_store
+from tests.commands import comode_command
 
 # Small enough for 2 busy cores: 6 motions x 2 scenes x 1 clip of 36 frames per split side.
 TINY = SampleSpec(videos_per_class=4, frames=36, scenes=("cat", "coffee"))
@@ -250,26 +250,23 @@ def test_an_ffmpeg_failure_says_what_ffmpeg_said(tmp_path):
 
 def test_cli_generates_and_measures(tmp_path):
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "comode",
+        comode_command(
             "sample",
             "--out",
-            str(tmp_path / "s"),
+            tmp_path / "s",
             "--videos-per-class",
-            "2",
+            2,
             "--frames",
-            "13",
+            13,
             "--motions",
             "circle_cw,pulse",
             "--scenes",
             "rocket",
             "--workers",
-            "0",
+            0,
             "--measure",
             "--no-progress",
-        ],
+        ),
         capture_output=True,
         text=True,
         timeout=300,
@@ -278,7 +275,7 @@ def test_cli_generates_and_measures(tmp_path):
     assert "4 (2 train, 2 test), 13 frames at 170x128" in result.stdout
     assert "motion-vector coverage" in result.stdout and "pulse" in result.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "comode", "sample", "--out", str(tmp_path / "b"), "--scenes", "moon"],
+        comode_command("sample", "--out", tmp_path / "b", "--scenes", "moon"),
         capture_output=True,
         text=True,
         timeout=120,
