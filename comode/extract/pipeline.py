@@ -119,7 +119,7 @@ class _IndexKeeper:
 
     def __init__(self, url: str, root: "zarr.Group", storage_options: dict | None, every: float) -> None:
         self.url, self.storage_options, self.every = url, storage_options, every
-        self.scan = lambda: scan_video_groups(root[layout.VIDEOS_GROUP])
+        self.scan = lambda: scan_video_groups(root[layout.VIDEOS_GROUP], storage_options)
         self.last = time.monotonic()
 
     def now(self) -> Listing:

@@ -83,7 +83,7 @@ class Store:
     def scan_groups(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         """(attributes by id, unreadable reason by id) read from every group (O(videos) reads):
         what ``store validate`` and ``store reindex`` need; listings use the index."""
-        return scan_video_groups(self._videos)
+        return scan_video_groups(self._videos, self.storage_options)
 
     @property
     def dataset(self) -> dict[str, Any]:

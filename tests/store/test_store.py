@@ -210,6 +210,23 @@ def test_an_interrupted_local_write_leaves_a_group_that_says_writing(tmp_path, e
     np.testing.assert_array_equal(open_store(url).video("v").mvs[...], extracted.mvs)
 
 
+def test_the_group_by_group_scan_keeps_the_stores_storage_options(tmp_path, extracted, monkeypatch):
+    """One damaged zarr.json makes the scan read group by group, through fsspec: with the
+    options the store was opened with (an endpoint, credentials), not the defaults."""
+    import comode.store.scan as scan
+
+    url, options = f"file://{tmp_path / 's.zarr'}", {"auto_mkdir": True}
+    create_or_open_root(url, root_attrs=_root_attrs(), storage_options=options)
+    store_video(open_root_for_writing(url, options), "v", _attrs(extracted), extracted)
+    (tmp_path / "s.zarr" / "videos" / "bad").mkdir()
+    (tmp_path / "s.zarr" / "videos" / "bad" / "zarr.json").write_text("{not json")
+    used, real_filesystem = [], scan.filesystem
+    monkeypatch.setattr(scan, "filesystem", lambda *a: used.append(a[1:]) or real_filesystem(*a))
+    found, unreadable = open_store(url, storage_options=options).scan_groups()
+    assert list(found) == ["v"] and list(unreadable) == ["bad"]
+    assert used == [(options,)]
+
+
 def test_a_folder_without_metadata_is_no_video_and_no_warning(tmp_path, extracted, recwarn):
     """What a reader sees while zarr creates a group (folder first, zarr.json after) or after
     a killed redo (old zarr.json removed first): no video, no warning."""
