@@ -35,7 +35,7 @@ from PIL import Image
 
 from comode.extract.datasets import VIDEO_EXTENSIONS, load_dataset
 from comode.extract.decode import decode_iframes, read_file_vectors
-from comode.extract.encode import ffmpeg_exe, reencode
+from comode.extract.encode import ffmpeg_exe, gop_encoder_args, reencode
 from comode.extract.executors import DaskExecutor, default_worker_count
 from comode.extract.mvgrid import records_to_grid
 from comode.extract.pipeline import root_attributes, run_extraction
@@ -46,13 +46,13 @@ from comode.store.writer import create_or_open_root
 
 def bare_reencode(source: Path, output: str, settings: ExtractSettings) -> list[str]:
     """The baseline: ffmpeg's own one-thread re-encode of the video to the MV stream alone
-    (same scale, GOP, no B-frames, quantiser), with nothing extracted or stored."""
+    (same scale, and extraction's encoder options: encode.gop_encoder_args), with nothing
+    extracted or stored."""
     one_thread = "-hide_banner -nostdin -loglevel error -y -threads 1 -filter_threads 1".split()
     video_only = "-an -sn -dn -fps_mode passthrough".split()
-    gop = ["-g", str(settings.gop), "-bf", "0", "-sc_threshold", "1000000000", "-q:v", str(settings.quality)]
     muxer = "mpeg2video" if settings.codec == "mpeg2video" else "m4v"
     scale = f"scale={settings.width}:{settings.height}"
-    encoder = ["-c:v", settings.codec, "-threads", "1", *gop]
+    encoder = gop_encoder_args(":v", settings.codec, settings.gop, settings.quality)
     return [ffmpeg_exe(), *one_thread, "-i", str(source), *video_only, "-vf", scale, *encoder, "-f", muxer, output]
 
 

@@ -427,7 +427,7 @@ def _decode(video, clip: np.ndarray, convert) -> list[np.ndarray]:
     first = int(iframes[np.searchsorted(iframes, clip.min(), side="right") - 1])
     data = memoryview(np.ascontiguousarray(_read_span(video, clip)))
     rel = offsets[first : int(clip.max()) + 2] - offsets[first]
-    context = av.CodecContext.create("mpeg2video", "r")
+    context = av.CodecContext.create(layout.RGB_CODEC, "r")
     context.thread_count = 1
     frames = []
     for i in range(len(rel) - 1):

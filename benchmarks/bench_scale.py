@@ -34,6 +34,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("COMODE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -44,13 +45,28 @@ COMODE = [sys.executable, "-m", "comode"]
 BUCKET = "comode-bench"
 
 
-def template_store(work: Path) -> Path:
-    """The shared clips extracted once (reused by later runs)."""
-    folder, store = work / "clips", work / "template.zarr"
-    if not folder.exists():
-        (folder / "all").mkdir(parents=True)
-        for clip in TEMPLATE_CLIPS:
-            (folder / "all" / clip).symlink_to(SHARED / "real" / clip)
+def shared_folder() -> Path:
+    """The folder of the shared clips (exits saying where it looked when there is none)."""
+    real = SHARED / "real"
+    if not real.is_dir():
+        sys.exit(f"shared clips not found at {real} (set COMODE_SHARED_DATA to the shared data folder)")
+    return real
+
+
+def shared_clips() -> tuple[str, ...]:
+    """The names of every shared clip."""
+    return tuple(sorted(p.name for p in shared_folder().iterdir() if p.suffix in (".mp4", ".avi", ".mkv")))
+
+
+def template_store(work: Path, clips: Sequence[str] = TEMPLATE_CLIPS, *, workers: int | None = 0) -> Path:
+    """The shared ``clips`` linked into ``work``/clips/all and extracted into
+    ``work``/template.zarr (a later run resumes it: nothing left to do); ``workers``: the
+    extraction's ``--workers`` (None: its default, a Dask worker per core)."""
+    folder, store, real = work / "clips" / "all", work / "template.zarr", shared_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    for clip in clips:
+        if not (folder / clip).exists():
+            (folder / clip).symlink_to(real / clip)
     subprocess.run(
         [
             *COMODE,
@@ -58,12 +74,11 @@ def template_store(work: Path) -> Path:
             "--dataset",
             "folder",
             "--root",
-            str(folder),
+            str(folder.parent),
             "--out",
             str(store),
-            "--workers",
-            "0",
             "--no-progress",
+            *([] if workers is None else ["--workers", str(workers)]),
         ],
         check=True,
         capture_output=True,

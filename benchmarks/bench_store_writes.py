@@ -31,7 +31,7 @@ import numpy as np
 import tensorstore as ts
 
 from comode.store import VideoArrays, create_or_open_root, layout, open_store, write_video
-from comode.store.writer import _array_specs, _encode_group, open_root_for_writing
+from comode.store.writer import _array_specs, _encode_arrays, open_root_for_writing
 
 
 def _arrays(video) -> VideoArrays:
@@ -49,7 +49,7 @@ def _tensorstore(url: str, video_id: str, attrs: dict, arrays: VideoArrays, *, s
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     (folder / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attrs}))
-    files = _encode_group(attrs, _array_specs(arrays))
+    files = _encode_arrays(_array_specs(arrays))
     context = ts.Context({"file_io_sync": sync})
     pending = []
     for name in layout.ARRAY_NAMES:

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_scale import COMODE, REPO, SHARED, build_store
+from bench_scale import COMODE, REPO, build_store, shared_clips, template_store
 
 # The fewest workers whose rate is at least this share of the rate from memory "keep the GPU busy".
 BUSY = 0.95
@@ -101,32 +101,8 @@ def cuda_problem() -> str | None:
 
 def shared_store(work: Path, mode: Mode) -> tuple[str, int]:
     """A store of ``mode.videos`` videos linked to the extracted shared clips; (url, clips)."""
-    folder, template = work / "clips" / "all", work / "template.zarr"
-    folder.mkdir(parents=True, exist_ok=True)
-    real = SHARED / "real"
-    if not real.is_dir():
-        sys.exit(f"shared clips not found at {real} (set COMODE_SHARED_DATA to the shared data folder)")
-    names = mode.clips or tuple(sorted(p.name for p in real.iterdir() if p.suffix in (".mp4", ".avi", ".mkv")))
-    for name in names:
-        if not (folder / name).exists():
-            (folder / name).symlink_to(real / name)
-    workers = [] if mode.device == "cuda" else ["--workers", "0"]
-    subprocess.run(
-        [
-            *COMODE,
-            "extract",
-            "--dataset",
-            "folder",
-            "--root",
-            str(folder.parent),
-            "--out",
-            str(template),
-            "--no-progress",
-            *workers,
-        ],
-        check=True,
-        capture_output=True,
-    )
+    names = mode.clips or shared_clips()
+    template = template_store(work, names, workers=None if mode.device == "cuda" else 0)
     store = work / "store.zarr"
     build_store(template, store, mode.videos)
     subprocess.run([*COMODE, "store", "reindex", str(store)], check=True, capture_output=True)

@@ -314,9 +314,6 @@ def _load_sample(root: Path) -> DatasetIndex:
     return replace(index, videos=videos, label_sets=label_sets)
 
 
-# ---------------------------------------------------------------- ucf101 / hmdb51
-
-
 # ---------------------------------------------------------------- entry point
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from comode.extract.mvgrid import RECORD_FIELDS as _FIELDS
 from comode.extract.mvgrid import records_from_columns
+from comode.store import layout
 from comode.store.rgb import frame_to_rgb
 
 MV_STREAM, RGB_STREAM = 0, 1
@@ -180,7 +181,7 @@ def read_motion_vectors(path: Path, *, backend: str = "pyav") -> list[tuple[str,
 
 
 def _rgb_decoder() -> av.CodecContext:
-    context = av.CodecContext.create("mpeg2video", "r")
+    context = av.CodecContext.create(layout.RGB_CODEC, "r")
     context.thread_count = 1
     return context
 

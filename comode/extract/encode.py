@@ -38,6 +38,7 @@ from pathlib import Path
 from comode.extract.frametimes import ffmpeg_writes_frame_stats, read_frame_times, stats_args
 from comode.extract.settings import ExtractSettings
 from comode.extract.sourceinfo import SourceInfo, parse_source_info
+from comode.store import layout
 
 
 class ExtractionFailure(Exception):
@@ -71,10 +72,10 @@ def ffmpeg_version() -> str:
 FRAME_CLOCK = "1/25"
 
 
-def _encoder_args(stream: int, codec: str, gop: int, quality: int) -> list[str]:
-    """Encoder options for output stream ``stream`` (explicit specifiers: an option without
-    one would apply to every output stream, and the last occurrence would win)."""
-    spec = f":v:{stream}"
+def gop_encoder_args(spec: str, codec: str, gop: int, quality: int) -> list[str]:
+    """The encoder, one thread, a strictly regular GOP without B-frames and a fixed quantiser,
+    for the output streams stream specifier ``spec`` selects (e.g. ``:v:0``).  Shared with the
+    bare re-encode ``make bench`` compares extraction with (benchmarks/bench_extract.py)."""
     return [
         f"-c{spec}",
         codec,
@@ -90,6 +91,15 @@ def _encoder_args(stream: int, codec: str, gop: int, quality: int) -> list[str]:
         "1000000000",
         f"-q{spec}",
         str(quality),
+    ]
+
+
+def _encoder_args(stream: int, codec: str, gop: int, quality: int) -> list[str]:
+    """Encoder options for output stream ``stream`` (explicit specifiers: an option without
+    one would apply to every output stream, and the last occurrence would win)."""
+    spec = f":v:{stream}"
+    return [
+        *gop_encoder_args(spec, codec, gop, quality),
         f"-pix_fmt{spec}",
         "yuv420p",
         f"-enc_time_base{spec}",
@@ -131,7 +141,8 @@ def frame_times_path(output: Path) -> Path:
 
 
 def reencode_command(source: Path, output: Path, settings: ExtractSettings) -> list[str]:
-    """The ffmpeg command line (also used, minus the RGB stream, by ``make bench``'s baseline)."""
+    """The ffmpeg command line (its encoder options, :func:`gop_encoder_args`, are also those
+    of ``make bench``'s baseline, a bare re-encode to the MV stream)."""
     frame_times = stats_args(0, frame_times_path(output)) if ffmpeg_writes_frame_stats(ffmpeg_exe()) else []
     return [
         ffmpeg_exe(),
@@ -170,7 +181,7 @@ def reencode_command(source: Path, output: Path, settings: ExtractSettings) -> l
         *_low_delay_args(0, settings.codec),
         "-map",
         "[rgbout]",
-        *_encoder_args(1, "mpeg2video", settings.gop, settings.rgb_quality),
+        *_encoder_args(1, layout.RGB_CODEC, settings.gop, settings.rgb_quality),
         *frame_times,
         "-f",
         "nut",

@@ -23,7 +23,7 @@ from comode.extract.video import VideoResult, extract_to_store, record_failure
 from comode.store import STATUS_COMPLETE, STATUS_FAILED, create_or_open_root, layout
 from comode.store.index import Listing, consolidate
 from comode.store.scan import scan_video_groups
-from comode.store.writer import StoreFullError
+from comode.store.writer import StoreFullError, WritableStore, open_root_for_writing
 
 if TYPE_CHECKING:
     import zarr
@@ -119,7 +119,7 @@ class _IndexKeeper:
 
     def __init__(self, url: str, root: "zarr.Group", storage_options: dict | None, every: float) -> None:
         self.url, self.storage_options, self.every = url, storage_options, every
-        self.scan = lambda: scan_video_groups(root[layout.VIDEOS_GROUP])
+        self.scan = lambda: scan_video_groups(root[layout.VIDEOS_GROUP], storage_options)
         self.last = time.monotonic()
 
     def now(self) -> Listing:
@@ -171,10 +171,11 @@ def run_extraction(
         skipped_complete=plan.already_complete,
         skipped_failed=plan.already_failed,
     )
+    writable = open_root_for_writing(store_url, storage_options)  # where a crashed task's failure goes
     start = time.perf_counter()
     try:
         for item, result in executor.map_unordered(extract_to_store, plan.todo, settings, store_url, storage_options):
-            result = _recorded(root, item, result)
+            result = _recorded(writable, item, result)
             _count(summary, result)
             summary.seconds = time.perf_counter() - start
             if on_result:
@@ -186,7 +187,7 @@ def run_extraction(
     return summary
 
 
-def _recorded(root: "zarr.Group", item: "VideoItem", result: VideoResult | BaseException) -> VideoResult:
+def _recorded(store: WritableStore, item: "VideoItem", result: VideoResult | BaseException) -> VideoResult:
     """A task's result; a task that died (worker killed, out of memory, ...) is recorded as failed here."""
     if isinstance(result, StoreFullError):
         raise result  # no space for the store: every further write would fail too
@@ -195,7 +196,7 @@ def _recorded(root: "zarr.Group", item: "VideoItem", result: VideoResult | BaseE
     name, detail = type(result).__name__, str(result)
     if name == "KilledWorker":  # dask's text is a paragraph: say what it means here
         detail = "the worker process died on every try (a crash in native code, or the worker's memory limit)"
-    return record_failure(root, item, f"task crashed: {name}: {detail}"[:500])
+    return record_failure(store, item, f"task crashed: {name}: {detail}"[:500])
 
 
 def _count(summary: ExtractionSummary, result: VideoResult) -> None:

@@ -90,5 +90,5 @@ class ExtractSettings:
         attrs = asdict(self)
         for runtime_only in ("timeout_s", "mv_backend", "memory_limit_mb"):
             attrs.pop(runtime_only)
-        attrs[layout.ATTR_RGB_CODEC] = "mpeg2video"
+        attrs[layout.ATTR_RGB_CODEC] = layout.RGB_CODEC
         return attrs

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import zarr
-
 if TYPE_CHECKING:
     from comode.extract.datasets import VideoItem
 from comode.extract.decode import read_streams
@@ -161,13 +159,13 @@ def extract_to_store(
         layout.ATTR_FRAMES: arrays.num_frames,
         "width": settings.width,
         "height": settings.height,
-        layout.ATTR_RGB_CODEC: "mpeg2video",
+        layout.ATTR_RGB_CODEC: layout.RGB_CODEC,
         "rgb_width": settings.rgb_width,
         "rgb_height": settings.rgb_height,
         **source_attrs(info),
         "seconds": round(time.perf_counter() - start, 3),
     }
-    attrs = {k: v for k, v in attrs.items() if v is not None or k in ("fps", "class_name")}
+    attrs = {k: v for k, v in attrs.items() if v is not None or k in ("fps", layout.ATTR_CLASS_NAME)}
     try:
         written = write_video(root, item.video_id, attrs, arrays, keep_complete=True)
     except OSError as error:
@@ -195,9 +193,7 @@ def _completed_elsewhere(root: WritableStore, item: VideoItem) -> VideoResult | 
     )
 
 
-def record_failure(
-    root: zarr.Group | WritableStore, item: VideoItem, reason: str, start: float | None = None
-) -> VideoResult:
+def record_failure(root: WritableStore, item: VideoItem, reason: str, start: float | None = None) -> VideoResult:
     """Write ``item`` as failed with ``reason`` (not over a group another run completed); a
     full disk raises StoreFullError instead."""
     try:

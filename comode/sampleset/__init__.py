@@ -3,7 +3,8 @@ and motion are decoupled on purpose, and in which the paper's premise holds: the
 motion is predictable from the clip, yet differs between times of the same video.
 
 Every clip shows a **scene** (a crop of one of the photos in ``assets/``, filmed by a
-static camera by default) and 2-5 (mostly 3-5) textured **objects** that all move in the
+static camera by default) and textured **objects** (2-4 drawn, those whose paths would
+overlap another's left out: 1-3 in the default set, mostly 2) that all move in the
 clip's **motion pattern**, on paths that never overlap (no object hides another's motion).
 The two labels are independent by construction: every (motion, scene) pair gets the same
 number of clips, and everything else (number of objects, their shape, texture, colour, size,
@@ -59,7 +60,7 @@ were.  Shapes: T frames, H/W height and width.
 """
 
 from comode.sampleset.coverage import Coverage, mv_block_coverage
-from comode.sampleset.generate import LABELS_FILE, SETTINGS_FILE, VELOCITIES_FILE, generate_sample
+from comode.sampleset.generate import SETTINGS_FILE, VELOCITIES_FILE, generate_sample
 from comode.sampleset.motion import clip_velocities, near_duplicate_share, object_centre, pattern_offset
 from comode.sampleset.render import render_clip, write_clip
 from comode.sampleset.spec import (
@@ -77,7 +78,6 @@ from comode.sampleset.spec import (
 __all__ = [
     "Coverage",
     "mv_block_coverage",
-    "LABELS_FILE",
     "SETTINGS_FILE",
     "VELOCITIES_FILE",
     "generate_sample",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
@@ -14,11 +13,12 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from comode.extract.datasets import SAMPLE_LABELS_FILE
+from comode.extract.executors import default_worker_count
 from comode.sampleset.motion import clip_velocities
 from comode.sampleset.render import render_clip, video_encoder, write_clip
 from comode.sampleset.spec import ClipPlan, SampleSpec, plan_clips
 
-LABELS_FILE = "labels.csv"
 SETTINGS_FILE = "sample.json"
 VELOCITIES_FILE = "velocities.npz"
 
@@ -59,16 +59,16 @@ def generate_sample(
             raise FileExistsError(f"{out} already holds a sample set; pass overwrite=True (--overwrite) to replace it")
         for name in ("train", "test"):
             shutil.rmtree(out / name, ignore_errors=True)
-        for name in (LABELS_FILE, SETTINGS_FILE, VELOCITIES_FILE):
+        for name in (SAMPLE_LABELS_FILE, SETTINGS_FILE, VELOCITIES_FILE):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     clips = plan_clips(spec)
-    workers = workers if workers is not None else _default_workers()
+    workers = workers if workers is not None else default_worker_count()
     for done, clip in enumerate(_run(clips, out, workers), 1):
         if on_clip:
             on_clip(clip, done, len(clips))
     np.savez_compressed(out / VELOCITIES_FILE, **{c.name: clip_velocities(c) for c in clips})
-    with (out / LABELS_FILE).open("w", newline="", encoding="utf-8") as handle:
+    with (out / SAMPLE_LABELS_FILE).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["path", "split", "motion", "scene"])
         writer.writerows([c.path, c.split, c.motion, c.scene] for c in clips)
@@ -82,13 +82,6 @@ def generate_sample(
     # Written last: its presence marks a finished set.
     (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
     return clips
-
-
-def _default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 def _run(clips: Sequence[ClipPlan], out: Path, workers: int) -> Iterator[ClipPlan]:

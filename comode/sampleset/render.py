@@ -111,13 +111,15 @@ def video_encoder() -> tuple[str, ...]:
 
 def encode_frames(frames: np.ndarray, fps: int, output: list[str], *, timeout: float) -> None:
     """Pipe (T, H, W, 3) uint8 RGB frames into ffmpeg, which writes them with ``output``
-    (encoder options, then the file name)."""
+    (encoder options, then the file name); a failure raises RuntimeError with ffmpeg's own
+    error lines."""
     _, h, w, _ = frames.shape
     raw_input = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-"]
     command = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *raw_input, *output]
-    subprocess.run(
-        command, input=np.ascontiguousarray(frames).tobytes(), check=True, capture_output=True, timeout=timeout
-    )
+    result = subprocess.run(command, input=np.ascontiguousarray(frames).tobytes(), capture_output=True, timeout=timeout)
+    if result.returncode != 0:
+        error = result.stderr.decode(errors="replace").strip()[-2000:]
+        raise RuntimeError(f"{' '.join(command)} exited with {result.returncode}: {error}")
 
 
 def write_clip(path: Path, frames: np.ndarray, *, fps: int) -> Path:

@@ -2,7 +2,7 @@
 
     array = open_array("data/ucf101.zarr/videos/v1/mvs")   # or s3://bucket/x.zarr/videos/v1/mvs
     array[16:48]                   # (32, 2, gh, gw) int16, read now
-    pending = array.read(16, 48)   # starts reading; pending.result() -> the same array
+    pending = array.start(np.s_[16:48])   # starts reading; pending.result() -> the same rows
     array.oindex[[3, 80, 7]]       # rows in any order
 
 Why tensorstore: it reads the store's Zarr v3 files (sharding, blosc, crc32c) from local
@@ -130,10 +130,6 @@ class StoredArray:
     def start(self, key: Any) -> ts.Future:
         """Start reading ``key`` (same keys as ``[]``); ``.result()`` waits and returns it."""
         return self._handle[_numpy_key(key, self.shape)].read()
-
-    def read(self, start: int, stop: int) -> ts.Future:
-        """Start reading rows [start, stop)."""
-        return self.start(slice(start, stop))
 
     @property
     def oindex(self) -> "_Rows":

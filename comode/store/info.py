@@ -22,7 +22,7 @@ def describe_store(url: str) -> Table:
     by_status = Counter(a.get(layout.ATTR_STATUS, "missing") for a in attrs.values())
     complete = [a for a in attrs.values() if a.get(layout.ATTR_STATUS) == layout.STATUS_COMPLETE]
     frames = sum(int(a.get(layout.ATTR_FRAMES, 0)) for a in complete)
-    table = Table(title=f"{url} ({store.attrs['schema']})", show_header=False, box=None)
+    table = Table(title=f"{url} ({store.attrs[layout.ATTR_SCHEMA]})", show_header=False, box=None)
     dataset = store.dataset
     table.add_row("dataset", f"{dataset['name']} from {dataset.get('root', '?')}")
     table.add_row(

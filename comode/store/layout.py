@@ -55,6 +55,11 @@ ATTR_FRAMES = "frames"
 ATTR_ERROR = "error"  # why a failed video failed
 ATTR_RGB_CODEC = "rgb_codec"
 
+# The codec of every rgb_stream (the group's and the extraction settings' rgb_codec attribute).
+RGB_CODEC = "mpeg2video"
+# A Zarr v3 node's metadata file; a video group's is written last (its status marker).
+ZARR_JSON = "zarr.json"
+
 VIDEOS_GROUP = "videos"
 # The index of the videos (derived data, comode.store.index): a group beside videos/.
 INDEX_GROUP = "index"

@@ -26,12 +26,18 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["is_local", "local_path", "join", "group_url", "filesystem", "kvstore", "s3_endpoint"]
+__all__ = ["is_local", "is_plain_local", "local_path", "join", "group_url", "filesystem", "kvstore", "s3_endpoint"]
 
 
 def is_local(url: str) -> bool:
     """A folder on this machine: a plain path or a ``file://`` URL."""
     return "://" not in url or url.startswith("file://")
+
+
+def is_plain_local(url: str, storage_options: dict | None) -> bool:
+    """A local folder written with plain ``os`` calls (fsyncs, atomic renames): a local URL
+    with no fsspec options (a local URL given options is reached through fsspec)."""
+    return is_local(url) and not storage_options
 
 
 def local_path(url: str) -> str:

@@ -83,7 +83,7 @@ class Store:
     def scan_groups(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         """(attributes by id, unreadable reason by id) read from every group (O(videos) reads):
         what ``store validate`` and ``store reindex`` need; listings use the index."""
-        return scan_video_groups(self._videos)
+        return scan_video_groups(self._videos, self.storage_options)
 
     @property
     def dataset(self) -> dict[str, Any]:
@@ -108,7 +108,8 @@ class Store:
         the store's splits when it has no such split."""
         if name not in self.split_names:
             raise ValueError(f"store {self.url} has no split {name!r}; its splits: {self.split_names or 'none'}")
-        return self.video_ids(split=name, subset="train"), self.video_ids(split=name, subset="test")
+        attrs = self.video_attrs()  # one listing for both sides
+        return _select(attrs, split=name, subset="train"), _select(attrs, split=name, subset="test")
 
     def label_classes(self, label_set: str | None = None) -> list[str]:
         """Class names of ``label_set`` (None: the primary labels, :attr:`classes`); ValueError
@@ -121,6 +122,25 @@ class Store:
                 f"{sorted(self.label_sets) or 'none (only the primary labels)'}"
             )
         return self.label_sets[label_set]
+
+    def labels(self, video_ids: Sequence[str], label_set: str | None = None) -> list[int]:
+        """The label of each of ``video_ids`` in ``label_set`` (None: the primary labels), an
+        index into :meth:`label_classes`; -1 for a video without one.  From one listing; a
+        KeyError for a video the store does not list, a ValueError for an unknown label set."""
+        self.label_classes(label_set)  # the error naming the store's label sets
+        attrs = self.video_attrs()
+        labels = []
+        for video_id in video_ids:
+            if video_id not in attrs:
+                raise KeyError(f"no video {video_id!r} in {self.url}")
+            video = attrs[video_id]
+            label = (
+                video.get(layout.ATTR_LABEL)
+                if label_set is None
+                else (video.get(layout.ATTR_LABELS) or {}).get(label_set)
+            )
+            labels.append(-1 if label is None else int(label))
+        return labels
 
     @property
     def extraction(self) -> dict[str, Any]:
@@ -158,16 +178,7 @@ class Store:
         self, *, status: str | None = layout.STATUS_COMPLETE, split: str | None = None, subset: str | None = None
     ) -> list[str]:
         """Sorted ids of videos with ``status`` (None: any), optionally in ``split`` as ``subset``."""
-        ids = []
-        for name, attrs in self.video_attrs().items():
-            if status is not None and attrs.get(layout.ATTR_STATUS) != status:
-                continue
-            if split is not None:
-                membership = attrs.get(layout.ATTR_SPLITS, {}).get(split)
-                if membership is None or (subset is not None and membership != subset):
-                    continue
-            ids.append(name)
-        return sorted(ids)
+        return _select(self.video_attrs(), status=status, split=split, subset=subset)
 
     def video(self, video_id: str) -> "Video":
         try:
@@ -180,6 +191,27 @@ class Store:
     def __iter__(self) -> Iterator["Video"]:
         for video_id in self.video_ids():
             yield self.video(video_id)
+
+
+def _select(
+    videos: dict[str, dict[str, Any]],
+    *,
+    status: str | None = layout.STATUS_COMPLETE,
+    split: str | None = None,
+    subset: str | None = None,
+) -> list[str]:
+    """Sorted ids of ``videos`` (attributes by id) with ``status`` (None: any), optionally in
+    ``split`` as ``subset`` (:meth:`Store.video_ids`)."""
+    ids = []
+    for name, attrs in videos.items():
+        if status is not None and attrs.get(layout.ATTR_STATUS) != status:
+            continue
+        if split is not None:
+            membership = attrs.get(layout.ATTR_SPLITS, {}).get(split)
+            if membership is None or (subset is not None and membership != subset):
+                continue
+        ids.append(name)
+    return sorted(ids)
 
 
 @dataclass
@@ -281,7 +313,7 @@ class Video:
         offsets = self.rgb_stream_offsets
         start, stop = int(offsets[first]), int(offsets[last + 1])
         span = self._array(layout.RGB_STREAM)[start:stop]
-        codec = self.attrs.get(layout.ATTR_RGB_CODEC, "mpeg2video")
+        codec = self.attrs.get(layout.ATTR_RGB_CODEC, layout.RGB_CODEC)
         order = np.argsort(indices, kind="stable")
         decoded = decode_span(
             span, offsets[first : last + 2] - start, (indices[order] - first).tolist(), codec=codec, size=size

@@ -16,13 +16,15 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from comode.store import layout
+
 
 def decode_span(
     packets: bytes | np.ndarray,
     offsets: np.ndarray,
     wanted: Sequence[int],
     *,
-    codec: str = "mpeg2video",
+    codec: str = layout.RGB_CODEC,
     size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Decode a span of packets and return the wanted frames as RGB.

@@ -32,11 +32,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Mapping
 
-from comode.store.location import filesystem, is_local, join, local_path
+from comode.store import layout
+from comode.store.location import filesystem, is_plain_local, join, local_path
 
 __all__ = ["LocalSink", "ObjectSink", "sink_for", "fsync_enabled"]
-
-MARKER = "zarr.json"
 
 
 def fsync_enabled() -> bool:
@@ -82,7 +81,7 @@ class LocalSink:
         """Remove the group at ``path`` (relative to the store): marker first, durably."""
         folder = os.path.join(self.root, path)
         try:
-            os.remove(os.path.join(folder, MARKER))
+            os.remove(os.path.join(folder, layout.ZARR_JSON))
         except FileNotFoundError:
             pass
         else:  # the old marker's removal must reach the disk before its data's does
@@ -111,7 +110,7 @@ class LocalSink:
         """Write the group's ``zarr.json`` last (after :meth:`put` returned), durably."""
         folder = os.path.join(self.root, path)
         os.makedirs(folder, exist_ok=True)
-        self._write(os.path.join(folder, MARKER), body)
+        self._write(os.path.join(folder, layout.ZARR_JSON), body)
         self.sync_dir(folder)
 
     def _write(self, target: str, body: bytes) -> None:
@@ -144,7 +143,7 @@ class ObjectSink:
     def clear(self, path: str) -> None:
         prefix = join(self.root, path)
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(join(prefix, MARKER))
+            self.fs.rm_file(join(prefix, layout.ZARR_JSON))
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(prefix, recursive=True)
         self.fs.invalidate_cache(prefix)
@@ -155,7 +154,7 @@ class ObjectSink:
         self.fs.pipe({join(prefix, key): body for key, body in files.items()})
 
     def put_marker(self, path: str, body: bytes) -> None:
-        self.fs.pipe_file(join(self.root, path, MARKER), body)
+        self.fs.pipe_file(join(self.root, path, layout.ZARR_JSON), body)
 
 
 # One pool per process for the parallel writes and fsyncs of every group, made on first use:
@@ -199,6 +198,6 @@ def _all(function, calls: list[tuple]) -> None:
 
 def sink_for(url: str, storage_options: dict | None = None) -> LocalSink | ObjectSink:
     """A local folder's :class:`LocalSink`, else an fsspec :class:`ObjectSink`."""
-    if is_local(url) and not storage_options:
+    if is_plain_local(url, storage_options):
         return LocalSink(local_path(url))
     return ObjectSink(url, storage_options)

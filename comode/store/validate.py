@@ -36,8 +36,8 @@ def validate_store(
     """Check the root (raises SchemaError/StoreError if unusable), then every video group.
 
     read_data: also read every array of every complete video whole, so that each chunk's
-        CRC32C and decompression are checked: what finds bit rot, a store copied in part,
-        or a store copied in part (the writer fsyncs a group's data before its "complete" marker).
+        CRC32C and decompression are checked: what finds bit rot or a store copied in part
+        (the writer fsyncs a group's data before its "complete" marker).
     on_progress: called with (video groups checked, all video groups), first with 0.
     """
     store = open_store(url, storage_options=storage_options)

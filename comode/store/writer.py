@@ -29,7 +29,7 @@ from comode.store.claims import claimed
 from comode.store.index.files import index_files
 from comode.store.index.journal import journal_for, new_write_id
 from comode.store.index.state import Marker
-from comode.store.location import group_url, is_local, local_path
+from comode.store.location import is_plain_local, local_path
 from comode.store.ownership import made_by_dead_local_process, process_tag
 from comode.store.sinks import LocalSink, ObjectSink, sink_for
 from comode.store.zarr_files import BloscSettings, array_files, group_metadata
@@ -143,10 +143,6 @@ class VideoArrays:
         )
 
 
-def _is_local(url: str, storage_options: dict | None) -> bool:
-    return is_local(url) and not storage_options
-
-
 @dataclass(frozen=True)
 class WritableStore:
     """Where the tasks of a run write their video groups: the store's URL (and fsspec options
@@ -168,15 +164,14 @@ def open_root_for_writing(url: str, storage_options: dict | None = None) -> Writ
     return WritableStore(url, storage_options)
 
 
-# Where the writers write: the store (open_root_for_writing) or the zarr.Group of its root.
-StoreRoot = zarr.Group | WritableStore
-
-
-def _writable(root: StoreRoot) -> WritableStore:
-    """A WritableStore for a store's root, given as one or as the zarr.Group of its root."""
-    if isinstance(root, WritableStore):
-        return root
-    return WritableStore(group_url(root))
+def _writable(root: WritableStore) -> WritableStore:
+    """``root`` itself, refused when it is anything else: a zarr.Group of the root would lose
+    the store's fsspec options (its URL can be rebuilt, its ``storage_options`` cannot)."""
+    if not isinstance(root, WritableStore):
+        raise TypeError(
+            f"the writers take the store from open_root_for_writing(url, storage_options), not a {type(root).__name__}"
+        )
+    return root
 
 
 def _remove_interrupted_metadata_writes(url: str) -> int:
@@ -213,7 +208,9 @@ def create_or_open_root(url: str, *, root_attrs: Mapping[str, Any], storage_opti
             raise ValueError(f"{url} exists and is not a Zarr store; choose another output store") from None
     existing = root.attrs.asdict()
     if existing.get(layout.ATTR_SCHEMA) != root_attrs.get(layout.ATTR_SCHEMA):
-        raise ValueError(f"{url} is not a {root_attrs.get('schema')} store (schema: {existing.get('schema')!r})")
+        raise ValueError(
+            f"{url} is not a {root_attrs.get(layout.ATTR_SCHEMA)} store (schema: {existing.get(layout.ATTR_SCHEMA)!r})"
+        )
     old, new = existing.get(layout.ATTR_EXTRACTION, {}), root_attrs.get(layout.ATTR_EXTRACTION, {})
     differing = sorted(k for k in set(old) | set(new) if k != "tools" and old.get(k) != new.get(k))
     if differing:
@@ -224,7 +221,7 @@ def create_or_open_root(url: str, *, root_attrs: Mapping[str, Any], storage_opti
     if existing.get(layout.ATTR_DATASET) != root_attrs[layout.ATTR_DATASET]:
         root.attrs.update({layout.ATTR_DATASET: dict(root_attrs[layout.ATTR_DATASET])})
     root.require_group(layout.VIDEOS_GROUP)
-    if _is_local(url, storage_options) and not made_by_another_run:  # that run may be writing its metadata now
+    if is_plain_local(url, storage_options) and not made_by_another_run:  # that run may be writing its metadata now
         _remove_interrupted_metadata_writes(local_path(url))
     return root
 
@@ -247,7 +244,7 @@ def _create_root(url: str, *, root_attrs: Mapping[str, Any], storage_options: di
     ``videos`` (which a resumed run re-creates if missing).  Returns None when another run
     created the store first.
     """
-    if _is_local(url, storage_options):
+    if is_plain_local(url, storage_options):
         target = os.path.abspath(url)
         building = f"{target}.creating-{process_tag()}-{uuid.uuid4().hex[:8]}"
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
@@ -292,12 +289,12 @@ def _video_path(video_id: str) -> str:
 
 
 def write_video(
-    root: StoreRoot, video_id: str, attrs: Mapping[str, Any], arrays: VideoArrays, *, keep_complete: bool = False
+    root: WritableStore, video_id: str, attrs: Mapping[str, Any], arrays: VideoArrays, *, keep_complete: bool = False
 ) -> bool:
     """Write one video group; its status becomes "complete" only after every array is stored.
 
-    ``root``: the store (:func:`open_root_for_writing`) or its root zarr.Group.  The group's
-    files are encoded in memory (:func:`_encode_group`) and handed to the store's sink
+    ``root``: the store (:func:`open_root_for_writing`).  The group's
+    files are encoded in memory (:func:`_encode_arrays`) and handed to the store's sink
     (:mod:`comode.store.sinks`): the old group is removed (its marker first), the arrays and a
     "writing" zarr.json are written, and the zarr.json saying "complete" last, after the data
     is durably in place (local: fsynced; object stores: every PUT returned).
@@ -305,16 +302,13 @@ def write_video(
     and return False.  The write holds the video's claim (:mod:`comode.store.claims`).
     """
     attrs = {**attrs, layout.WRITE_ID: new_write_id()}
-    files = _encode_group(attrs, _array_specs(arrays))
-    marker = files.pop("zarr.json")
-    writing = {"zarr.json": group_metadata({**attrs, layout.ATTR_STATUS: layout.STATUS_WRITING}), **files}
+    writing = {
+        layout.ZARR_JSON: group_metadata({**attrs, layout.ATTR_STATUS: layout.STATUS_WRITING}),
+        **_encode_arrays(_array_specs(arrays)),
+    }
+    complete = {**attrs, layout.ATTR_STATUS: layout.STATUS_COMPLETE}
     return _write_group(
-        _writable(root),
-        video_id,
-        {**attrs, layout.ATTR_STATUS: layout.STATUS_COMPLETE},
-        writing,
-        marker,
-        keep_complete=keep_complete,
+        _writable(root), video_id, complete, writing, group_metadata(complete), keep_complete=keep_complete
     )
 
 
@@ -368,15 +362,16 @@ def _array_specs(arrays: VideoArrays) -> list[tuple[str, np.ndarray, int, BloscS
     )
 
 
-def _encode_group(attrs: Mapping[str, Any], specs) -> dict[str, bytes]:
-    """Every file of a complete video group ({relative path: bytes}).
+def _encode_arrays(specs) -> dict[str, bytes]:
+    """Every file of the arrays of a video group ({relative path: bytes}; the group's own
+    ``zarr.json`` is the marker, made by :func:`write_video`).
 
     Encoded by comode.store.zarr_files, not written through zarr-python: zarr checks and
     re-asserts every parent group, hops to a thread for every file operation and runs its
     async codec pipeline per chunk: about twice the CPU per video of this way
     (docs/performance.md).  The files are the same bytes (tested).
     """
-    files = {"zarr.json": group_metadata({**attrs, layout.ATTR_STATUS: layout.STATUS_COMPLETE})}
+    files: dict[str, bytes] = {}
     for name, data, chunk_rows, compressor in specs:
         files.update(
             {f"{name}/{key}": body for key, body in array_files(data, chunk_rows=chunk_rows, blosc=compressor).items()}
@@ -385,7 +380,7 @@ def _encode_group(attrs: Mapping[str, Any], specs) -> dict[str, bytes]:
 
 
 def write_failure(
-    root: StoreRoot, video_id: str, attrs: Mapping[str, Any], reason: str, *, keep_complete: bool = False
+    root: WritableStore, video_id: str, attrs: Mapping[str, Any], reason: str, *, keep_complete: bool = False
 ) -> bool:
     """Record a video that could not be extracted, with its reason, and no arrays
     (``keep_complete``: not over a group that is complete; returns False then)."""

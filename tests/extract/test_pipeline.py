@@ -263,3 +263,32 @@ def test_the_summary_names_a_few_failures_and_counts_the_rest():
     text = console.export_text()
     assert f"video{SHOWN_FAILURES - 1:03d}" in text and f"video{SHOWN_FAILURES:03d}" not in text
     assert "... and 5 more" in text
+
+
+def test_a_crashed_tasks_failure_is_written_with_the_runs_storage_options(tmp_path, monkeypatch):
+    """The client records a task that died (worker killed) itself: through the same fsspec
+    options as the run's tasks (endpoint, credentials), not the defaults."""
+    import comode.store.writer as writer
+    from comode.extract.datasets import DatasetIndex, VideoItem
+
+    class CrashingExecutor:
+        description = "every task crashes"
+
+        def map_unordered(self, fn, items, *args):
+            for item in items:
+                yield item, RuntimeError("worker died")
+
+    item = VideoItem("v.mkv", tmp_path / "v.mkv", 0, "a", source="v.mkv")
+    dataset = DatasetIndex("folder", tmp_path, ("a",), (), (item,))
+    url, options = f"file://{tmp_path / 's.zarr'}", {"auto_mkdir": True}
+    used, real_write_group = [], writer._write_group
+
+    def spy(store, *args, **kwargs):
+        used.append(store)
+        return real_write_group(store, *args, **kwargs)
+
+    monkeypatch.setattr(writer, "_write_group", spy)
+    summary = run_extraction(dataset, url, ExtractSettings(), CrashingExecutor(), storage_options=options)
+    assert summary.failures == [("v.mkv", "task crashed: RuntimeError: worker died")]
+    assert used == [writer.WritableStore(url, options)]
+    assert open_store(url, storage_options=options).video_attrs()["v.mkv"]["status"] == "failed"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import subprocess
-import sys
 from collections import Counter
 
 import numpy as np
@@ -31,6 +30,7 @@ from comode.sampleset import (
 )
 from comode.store import open_store
 from comode.store.validate import validate_store
+from tests.commands import comode_command
 
 # Small enough for 2 busy cores: 6 motions x 2 scenes x 1 clip of 36 frames per split side.
 TINY = SampleSpec(videos_per_class=4, frames=36, scenes=("cat", "coffee"))
@@ -238,28 +238,35 @@ def test_output_folder_rules(tmp_path):
     assert (tmp_path / "set" / "notes.txt").read_text() == "kept"
 
 
+def test_an_ffmpeg_failure_says_what_ffmpeg_said(tmp_path):
+    """A clip ffmpeg cannot write raises with ffmpeg's own error, not a bare exit status."""
+    from comode.sampleset.render import encode_frames
+
+    frames = np.zeros((2, 16, 16, 3), np.uint8)
+    with pytest.raises(RuntimeError, match="exited with .*Unknown encoder 'no_such_encoder'"):
+        encode_frames(frames, 25, ["-c:v", "no_such_encoder", str(tmp_path / "x.mp4")], timeout=60)
+    assert not (tmp_path / "x.mp4").exists()
+
+
 def test_cli_generates_and_measures(tmp_path):
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "comode",
+        comode_command(
             "sample",
             "--out",
-            str(tmp_path / "s"),
+            tmp_path / "s",
             "--videos-per-class",
-            "2",
+            2,
             "--frames",
-            "13",
+            13,
             "--motions",
             "circle_cw,pulse",
             "--scenes",
             "rocket",
             "--workers",
-            "0",
+            0,
             "--measure",
             "--no-progress",
-        ],
+        ),
         capture_output=True,
         text=True,
         timeout=300,
@@ -268,7 +275,7 @@ def test_cli_generates_and_measures(tmp_path):
     assert "4 (2 train, 2 test), 13 frames at 170x128" in result.stdout
     assert "motion-vector coverage" in result.stdout and "pulse" in result.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "comode", "sample", "--out", str(tmp_path / "b"), "--scenes", "moon"],
+        comode_command("sample", "--out", tmp_path / "b", "--scenes", "moon"),
         capture_output=True,
         text=True,
         timeout=120,

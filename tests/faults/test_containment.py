@@ -15,6 +15,7 @@ from comode.extract.pipeline import run_extraction
 from comode.extract.settings import ExtractSettings
 from comode.store import SchemaError, create_or_open_root, open_store, write_failure
 from comode.store.validate import validate_store
+from comode.store.writer import open_root_for_writing
 from tests.videos import translating_frames, write_video
 
 # Entries a hostile annotation file may hold (each must be refused, never followed).
@@ -114,7 +115,8 @@ def test_hmdb51_and_kinetics_entries_cannot_escape_either(tmp_path):
 )
 def test_the_writer_refuses_unsafe_video_ids(tmp_path, video_id):
     url = tmp_path / "s.zarr"
-    root = create_or_open_root(str(url), root_attrs={"schema": "comode.store/1", "dataset": {}, "extraction": {}})
+    create_or_open_root(str(url), root_attrs={"schema": "comode.store/1", "dataset": {}, "extraction": {}})
+    root = open_root_for_writing(str(url))
     before = _snapshot(tmp_path)
     with pytest.raises(ValueError, match="unsafe video id"):
         write_failure(root, video_id, {"source": "x", "label": -1, "splits": {}}, "reason")

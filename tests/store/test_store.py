@@ -15,6 +15,7 @@ from comode.extract.video import extract_arrays
 from comode.store import SchemaError, StoreError, VideoArrays, create_or_open_root, open_store, write_failure
 from comode.store import write_video as store_video
 from comode.store.validate import validate_store
+from comode.store.writer import WritableStore, open_root_for_writing
 from tests.videos import translating_frames, write_video
 
 
@@ -32,6 +33,12 @@ def _root_attrs(**extraction_overrides):
         "dataset": {"name": "folder", "classes": ["a", "b"], "split_names": ["1"]},
         "extraction": extraction,
     }
+
+
+def _new_store(url: str) -> WritableStore:
+    """A new store at ``url``, as the writers take it."""
+    create_or_open_root(url, root_attrs=_root_attrs())
+    return open_root_for_writing(url)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +69,7 @@ def _attrs(arrays, label=1):
 
 def test_round_trip_through_plain_zarr_and_the_reader(tmp_path, extracted):
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = _new_store(url)
     store_video(root, "b__moving.mkv", _attrs(extracted), extracted)
 
     # Plain zarr, no comode: names and dtypes are the contract.
@@ -86,7 +93,7 @@ def test_round_trip_through_plain_zarr_and_the_reader(tmp_path, extracted):
 
 def test_decode_frames_matches_a_full_decode_of_the_stored_stream(tmp_path, extracted):
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = _new_store(url)
     store_video(root, "v", _attrs(extracted), extracted)
     video = open_store(url).video("v")
 
@@ -116,7 +123,7 @@ def test_partial_group_is_not_listed_and_is_replaced_on_rewrite(tmp_path, extrac
     assert store.video_ids() == [] and store.video_ids(status="writing") == ["v"]
     with pytest.raises(ValueError, match="not complete"):
         _ = store.video("v").mvs
-    store_video(root, "v", _attrs(extracted), extracted)
+    store_video(open_root_for_writing(url), "v", _attrs(extracted), extracted)
     video = open_store(url).video("v")
     assert video.is_complete
     np.testing.assert_array_equal(video.mvs[...], extracted.mvs)
@@ -173,8 +180,6 @@ def test_an_interrupted_local_write_leaves_a_group_that_says_writing(tmp_path, e
     import errno
     import os
 
-    from comode.store.writer import open_root_for_writing
-
     url = str(tmp_path / "s.zarr")
     create_or_open_root(url, root_attrs=_root_attrs())
     root = open_root_for_writing(url)
@@ -205,11 +210,28 @@ def test_an_interrupted_local_write_leaves_a_group_that_says_writing(tmp_path, e
     np.testing.assert_array_equal(open_store(url).video("v").mvs[...], extracted.mvs)
 
 
+def test_the_group_by_group_scan_keeps_the_stores_storage_options(tmp_path, extracted, monkeypatch):
+    """One damaged zarr.json makes the scan read group by group, through fsspec: with the
+    options the store was opened with (an endpoint, credentials), not the defaults."""
+    import comode.store.scan as scan
+
+    url, options = f"file://{tmp_path / 's.zarr'}", {"auto_mkdir": True}
+    create_or_open_root(url, root_attrs=_root_attrs(), storage_options=options)
+    store_video(open_root_for_writing(url, options), "v", _attrs(extracted), extracted)
+    (tmp_path / "s.zarr" / "videos" / "bad").mkdir()
+    (tmp_path / "s.zarr" / "videos" / "bad" / "zarr.json").write_text("{not json")
+    used, real_filesystem = [], scan.filesystem
+    monkeypatch.setattr(scan, "filesystem", lambda *a: used.append(a[1:]) or real_filesystem(*a))
+    found, unreadable = open_store(url, storage_options=options).scan_groups()
+    assert list(found) == ["v"] and list(unreadable) == ["bad"]
+    assert used == [(options,)]
+
+
 def test_a_folder_without_metadata_is_no_video_and_no_warning(tmp_path, extracted, recwarn):
     """What a reader sees while zarr creates a group (folder first, zarr.json after) or after
     a killed redo (old zarr.json removed first): no video, no warning."""
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = _new_store(url)
     store_video(root, "v", _attrs(extracted), extracted)
     (tmp_path / "s.zarr" / "videos" / "being_made").mkdir()
     assert open_store(url).video_ids(status=None) == ["v"]
@@ -220,7 +242,7 @@ def test_a_snapshot_lists_from_one_listing(tmp_path, extracted, monkeypatch):
     import comode.store.reader as reader
 
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = _new_store(url)
     store_video(root, "v1", _attrs(extracted), extracted)
     listings = []
     real_list = reader.list_videos
@@ -236,14 +258,39 @@ def test_a_snapshot_lists_from_one_listing(tmp_path, extracted, monkeypatch):
     np.testing.assert_array_equal(snapshot.video("v2").mvs[...], extracted.mvs)  # data is read as usual
 
 
+def test_split_and_labels_read_one_listing(tmp_path, extracted, monkeypatch):
+    """``split`` lists the store once for both sides (one LIST on an object store);
+    ``labels`` gives each video's label in the primary labels or in a label set, -1 for none."""
+    import comode.store.reader as reader
+
+    url = str(tmp_path / "s.zarr")
+    root_attrs = _root_attrs()
+    root_attrs["dataset"] = {**root_attrs["dataset"], "label_sets": {"motion": ["left", "right"]}}
+    create_or_open_root(url, root_attrs={**root_attrs, "schema_minor": 3})
+    root = open_root_for_writing(url)
+    store_video(root, "v1", {**_attrs(extracted, label=0), "labels": {"motion": 1}}, extracted)
+    store_video(root, "v2", {**_attrs(extracted, label=1), "splits": {"1": "test"}}, extracted)  # no motion label
+    write_failure(root, "v3", {"source": "v3.mkv", "label": -1, "splits": {"1": "train"}}, "unreadable")
+    listings = []
+    real_list = reader.list_videos
+    monkeypatch.setattr(reader, "list_videos", lambda *a, **k: listings.append(1) or real_list(*a, **k))
+    store = open_store(url)
+    assert store.split("1") == (["v1"], ["v2"]) and len(listings) == 1
+    assert store.labels(["v2", "v1", "v3"]) == [1, 0, -1]
+    assert store.labels(["v1", "v2", "v3"], "motion") == [1, -1, -1]
+    assert store.labels([], "motion") == []
+    with pytest.raises(ValueError, match=r"no label set 'scene'; its label sets: \['motion'\]"):
+        store.labels(["v1"], "scene")
+    with pytest.raises(KeyError, match="no video 'v4'"):
+        store.labels(["v1", "v4"])
+
+
 def test_video_writes_leave_the_root_folder_alone(tmp_path, extracted):
     """Tasks do not re-write the root's metadata for every node they create (zarr-python
     asserts each parent with a temporary-file write): a task killed there left
     ``zarr.<uuid>.partial`` files in the root that nothing removed.  Creating or removing a
     file in a folder changes the folder's mtime; writing a video must not."""
     import time
-
-    from comode.store.writer import open_root_for_writing
 
     url = str(tmp_path / "s.zarr")
     create_or_open_root(url, root_attrs=_root_attrs())
@@ -268,8 +315,10 @@ def test_opening_a_store_removes_leftovers_of_killed_metadata_writes(tmp_path):
 
 def test_failures_are_recorded_with_their_reason(tmp_path):
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
-    write_failure(root, "bad", {"source": "bad.mp4", "label": -1, "splits": {}}, "empty file (0 bytes)")
+    create_or_open_root(url, root_attrs=_root_attrs())
+    write_failure(
+        open_root_for_writing(url), "bad", {"source": "bad.mp4", "label": -1, "splits": {}}, "empty file (0 bytes)"
+    )
     store = open_store(url)
     assert store.video_ids() == [] and store.video_ids(status="failed") == ["bad"]
     assert store.video_attrs()["bad"]["error"] == "empty file (0 bytes)"
@@ -300,9 +349,8 @@ def test_unknown_major_version_and_bad_attributes_are_refused(tmp_path):
 
 def test_validate_reports_inconsistent_arrays(tmp_path, extracted):
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
-    store_video(root, "v", _attrs(extracted), extracted)
-    root["videos/v/iframe_index"][0] = 5  # corrupt: no longer the I positions
+    store_video(_new_store(url), "v", _attrs(extracted), extracted)
+    zarr.open_group(url, mode="r+")["videos/v/iframe_index"][0] = 5  # corrupt: no longer the I positions
     report = validate_store(url)
     assert not report.ok and "iframe_index does not list" in report.problems[0]
 
@@ -310,7 +358,7 @@ def test_validate_reports_inconsistent_arrays(tmp_path, extracted):
 def test_source_timestamps_are_stored_and_checked(tmp_path, extracted):
     """``timestamps`` (schema_minor 2): int64 ticks of the group's ``time_base``, one per frame."""
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = _new_store(url)
     store_video(root, "v", _attrs(extracted), extracted)
     group = zarr.open_group(url, mode="r")["videos/v"]
     assert group["timestamps"].dtype == np.int64
@@ -328,7 +376,7 @@ def test_a_group_from_before_timestamps_still_reads_and_validates(tmp_path, extr
     """Stores written before schema_minor 2 have no ``timestamps``: nothing requires them."""
     old = dataclasses.replace(extracted, timestamps=None)
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = _new_store(url)
     store_video(root, "v", _attrs(old), old)
     assert "timestamps" not in zarr.open_group(url, mode="r")["videos/v"]
     assert validate_store(url, read_data=True).ok
@@ -344,12 +392,13 @@ def test_video_arrays_reject_inconsistent_shapes(extracted):
 
 
 def test_schemas_are_valid_json_schema_documents():
+    """The schemas as comode loads them (package data, what validation uses)."""
     import jsonschema
 
-    repo = Path(__file__).resolve().parents[2]
+    from comode.store.schema import load_schema
+
     for name in ("root", "video", "index"):
-        schema = json.loads((repo / "comode" / "store" / "schemas" / f"{name}.schema.json").read_text())
-        jsonschema.Draft202012Validator.check_schema(schema)
+        jsonschema.Draft202012Validator.check_schema(load_schema(name))
 
 
 def _decode_in_child(url: str) -> None:
@@ -362,7 +411,7 @@ def test_decoding_still_works_in_a_forked_child_after_the_parent_decoded(tmp_pat
     import multiprocessing
 
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = _new_store(url)
     store_video(root, "v", _attrs(extracted), extracted)
     open_store(url).video("v").decode_frames([0, 1])
     child = multiprocessing.get_context("fork").Process(target=_decode_in_child, args=(url,))
@@ -379,7 +428,7 @@ def test_arrays_are_read_through_tensorstore_and_agree_with_zarr(tmp_path, extra
     from comode.store.arrays import StoredArray
 
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = _new_store(url)
     store_video(root, "v", _attrs(extracted), extracted)
     video = open_store(url).video("v")
     plain = zarr.open_group(url, mode="r")["videos/v"]
@@ -410,16 +459,19 @@ def test_damaged_chunks_fail_their_checksum_and_missing_files_read_as_zeros(tmp_
     as zeros, like zarr-python (only a complete group is read, and its marker reaches the
     disk after its data)."""
     url = str(tmp_path / "s.zarr")
-    store_video(create_or_open_root(url, root_attrs=_root_attrs()), "v", _attrs(extracted), extracted)
+    store_video(_new_store(url), "v", _attrs(extracted), extracted)
     shard = tmp_path / "s.zarr/videos/v/rgb_stream/c/0"
     data = bytearray(shard.read_bytes())
     data[len(data) // 3] ^= 0x01
     shard.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="(?i)digest|checksum"):
-        open_store(url).video("v").read_rgb_stream()
+    video = open_store(url).video("v")
+    with pytest.raises(ValueError, match="(?i)digest mismatch"):
+        video.read_rgb_stream()
     mvs = tmp_path / "s.zarr/videos/v/mvs/c/0/0/0/0"
     mvs.write_bytes(mvs.read_bytes()[:-10])
-    with pytest.raises(ValueError):
-        open_store(url).video("v").mvs[0:5]
+    video = open_store(url).video("v")
+    mvs_array = video.mvs
+    with pytest.raises(ValueError, match=r'Error reading local file ".*/videos/v/mvs/c/0/0/0/0"'):
+        mvs_array[0:5]
     mvs.unlink()
     assert not open_store(url).video("v").mvs[...].any()

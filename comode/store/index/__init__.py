@@ -19,11 +19,9 @@ from comode.store.index.build import IndexSummary, consolidate, reindex
 from comode.store.index.journal import Journal, journal_for, new_write_id
 from comode.store.index.listing import Listing, list_videos
 from comode.store.index.read import IndexDamaged, read_index
-from comode.store.index.state import FORMAT, INDEXED_ATTRS, IndexState, Marker
+from comode.store.index.state import IndexState, Marker
 
 __all__ = [
-    "FORMAT",
-    "INDEXED_ATTRS",
     "IndexDamaged",
     "IndexState",
     "IndexSummary",

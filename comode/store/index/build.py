@@ -18,22 +18,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from comode import __version__
 from comode.store import layout
 from comode.store.claims import remove_abandoned_claims
-from comode.store.index.files import SNAPSHOT, LocalIndexFiles, ObjectIndexFiles, index_files
-from comode.store.index.listing import READ_ONE_BY_ONE, Listing, Scan, assemble
+from comode.store.index.files import LocalIndexFiles, ObjectIndexFiles, index_files, partial_writer
+from comode.store.index.listing import Listing, Scan, assemble
 from comode.store.index.read import IndexDamaged, compare, read_index
-from comode.store.index.state import FORMAT, IndexState, Marker
+from comode.store.index.state import IndexState, Marker, Settlement, scan_markers
 from comode.store.ownership import made_by_dead_local_process, process_tag
 
 logger = logging.getLogger("comode.store.index")
-
-_PARTIAL = re.compile(r"^(?:snapshot|zarr)\.json\.(?P<tag>.+)-[0-9a-f]{8}\.partial$")
 
 
 @dataclass(frozen=True)
@@ -63,13 +60,14 @@ def consolidate(url: str, *, scan: Scan, storage_options: dict | None = None) ->
             logger.info("%s: no index yet: building one from the groups (%d)", url, len(names))
             return reindex(url, scan=scan, storage_options=storage_options)
         return IndexSummary("journals", 0, 0, 0, 0, Listing({}, {}, "index", "no videos yet"))
-    comparison = compare(read.state, names)
-    if len(comparison.unknown) > max(READ_ONE_BY_ONE, len(names) // 100):
+    settlement = Settlement(read.state)  # until the settle() below
+    comparison = compare(settlement, names)
+    if comparison.too_stale(len(names)):
         logger.warning("%s: the index is stale (%s): rebuilding it from the groups", url, comparison.describe())
         return reindex(url, scan=scan, storage_options=storage_options)
     if comparison.stale:
         logger.warning("%s: the index was stale (%s): those groups were read into it", url, comparison.describe())
-    to_read = set(read.state.unsettled()) | comparison.unknown | comparison.missing
+    to_read = set(settlement.unsettled()) | comparison.unknown | comparison.missing
     markers = files.read_markers(sorted(to_read))
     for video in sorted(to_read):
         read.state.settle(video, markers.get(video), writer_gone=made_by_dead_local_process)
@@ -94,9 +92,7 @@ def reindex(url: str, *, scan: Scan, storage_options: dict | None = None) -> Ind
     state = read.state if read is not None else IndexState()
     offsets = read.offsets if read is not None else {}
     found, unreadable = scan()
-    markers: dict[str, Marker | None] = {video: Marker.from_attrs(attrs) for video, attrs in found.items()}
-    markers.update({video: Marker.unreadable(reason) for video, reason in unreadable.items()})
-    markers.update({video: Marker.empty() for video in names - set(markers)})
+    markers: dict[str, Marker | None] = dict(scan_markers(found, unreadable, names))
     sizes = _group_sizes(files, markers)
     for video in sorted(set(state.videos) | set(markers)):
         state.settle(video, markers.get(video), writer_gone=made_by_dead_local_process)
@@ -110,8 +106,9 @@ def reindex(url: str, *, scan: Scan, storage_options: dict | None = None) -> Ind
 
 def _summary(state: IndexState, markers: dict[str, Marker | None], *, source: str, journals: int) -> IndexSummary:
     """What was written, with the listing of ``state`` (its unsettled videos as ``markers`` read them)."""
-    unsettled = state.unsettled()
-    videos, unreadable, nbytes = assemble(state, {video: markers.get(video) for video in unsettled})
+    settlement = Settlement(state)
+    unsettled = settlement.unsettled()
+    videos, unreadable, nbytes = assemble(settlement, {video: markers.get(video) for video in unsettled})
     listing = Listing(
         videos=videos,
         unreadable=unreadable,
@@ -119,7 +116,7 @@ def _summary(state: IndexState, markers: dict[str, Marker | None], *, source: st
         nbytes=nbytes,
         note=f"index (written now from the {source})",
     )
-    listed = sum(1 for video in state.videos if state.settled(video)[2] is not None)
+    listed = sum(1 for _, _, live in settlement.of.values() if live is not None)
     return IndexSummary(source, listed, len(unsettled), len(markers), journals, listing)
 
 
@@ -127,22 +124,20 @@ def _write_snapshot(
     files: LocalIndexFiles | ObjectIndexFiles, state: IndexState, offsets: dict[str, int], *, source: str
 ) -> None:
     doc = {
-        "index": FORMAT,
+        "index": layout.INDEX_FORMAT,
         "made_by": f"comode {__version__} ({process_tag()})",
         "made_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": source,
         "journals": dict(sorted(offsets.items())),
         **state.to_json(),
     }
-    files.write_atomic(SNAPSHOT, json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
+    files.write_atomic(layout.INDEX_SNAPSHOT, json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def _remove_leftovers(files: LocalIndexFiles | ObjectIndexFiles) -> None:
     """Temporary files of snapshot writes and claims whose process died (a SIGKILL mid-write)."""
     leftovers = [
-        name
-        for name, match in ((n, _PARTIAL.match(n)) for n in files.list())
-        if match and made_by_dead_local_process(match["tag"])
+        name for name, tag in ((n, partial_writer(n)) for n in files.list()) if tag and made_by_dead_local_process(tag)
     ]
     files.remove_leftovers(leftovers)
     remove_abandoned_claims(files)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from comode.store import layout
 from comode.store.index.files import index_files
 from comode.store.index.read import IndexDamaged, read_index
-from comode.store.index.state import EMPTY_WRITE, Marker
+from comode.store.index.state import EMPTY_WRITE, scan_markers
 
 # Differences listed one by one; more are counted.
 SHOWN = 20
@@ -48,9 +49,7 @@ def check_index(
             if names
             else "none (no videos)"
         )
-    truth: dict[str, Marker] = {video: Marker.from_attrs(attrs) for video, attrs in found.items()}
-    truth.update({video: Marker.unreadable(reason) for video, reason in unreadable.items()})
-    truth.update({video: Marker.empty() for video in names - set(truth)})
+    truth = scan_markers(found, unreadable, names)
     differences, unsettled = [], 0
     for video in sorted((set(read.state.videos) | set(truth)) - ignore):
         settled, token, live = read.state.settled(video)
@@ -61,9 +60,13 @@ def check_index(
         if live is None and (group is None or group.write == EMPTY_WRITE):
             continue  # nothing on either side (or a folder without metadata that is no video)
         if live is None:
-            differences.append(f"videos/{video}: not in the index (the group says {group.attrs.get('status')!r})")
+            differences.append(
+                f"videos/{video}: not in the index (the group says {group.attrs.get(layout.ATTR_STATUS)!r})"
+            )
         elif group is None:
-            differences.append(f"videos/{video}: in the index as {live.attrs.get('status')!r}, but there is no group")
+            differences.append(
+                f"videos/{video}: in the index as {live.attrs.get(layout.ATTR_STATUS)!r}, but there is no group"
+            )
         elif token != group.write or live.attrs != group.attrs:
             changed = sorted(
                 key for key in set(live.attrs) | set(group.attrs) if live.attrs.get(key) != group.attrs.get(key)
@@ -75,11 +78,8 @@ def check_index(
         problems.append(f"index: ... and {len(differences) - SHOWN} more videos differ")
     if problems:
         problems.append(f"index: out of date for {len(differences)} video(s); {REINDEX_HINT}")
-    covered = "snapshot + " if read.snapshot else ""
     summary = (
         f"{'matches the groups' if not differences else f'{len(differences)} video(s) differ'} "
-        f"({covered}{read.journals_read} journal(s) read"
-        + (f", {unsettled} video(s) with a write under way" if unsettled else "")
-        + ")"
+        f"({read.what_was_read()}" + (f", {unsettled} video(s) with a write under way" if unsettled else "") + ")"
     )
     return IndexCheck(summary, problems)

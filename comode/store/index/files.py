@@ -22,26 +22,19 @@ import uuid
 from typing import Iterable
 
 from comode.store import layout
-from comode.store.index.state import FORMAT, Marker
-from comode.store.location import filesystem, is_local, join, local_path
+from comode.store.index.state import Marker
+from comode.store.location import filesystem, is_plain_local, join, local_path
 from comode.store.ownership import process_tag
 from comode.store.sinks import fsync_dir, fsync_enabled, replace_atomically
+from comode.store.zarr_files import group_metadata
 
-INDEX_GROUP = layout.INDEX_GROUP
-SNAPSHOT = layout.INDEX_SNAPSHOT
-CLAIMS = layout.INDEX_CLAIMS
 _JOURNAL = re.compile(r"^journal-(?P<tag>.+)-(?P<nonce>[0-9a-f]{8})-(?P<seq>\d{6})\.jsonl$")
-GROUP_METADATA = json.dumps(
+GROUP_METADATA = group_metadata(
     {
-        "zarr_format": 3,
-        "node_type": "group",
-        "attributes": {
-            "index": FORMAT,
-            "about": "the video listing of this store, derived from videos/ (schemas/README.md, 'Index')",
-        },
-    },
-    indent=2,
-).encode()
+        "index": layout.INDEX_FORMAT,
+        "about": "the video listing of this store, derived from videos/ (schemas/README.md, 'Index')",
+    }
+)
 
 
 def journal_name(tag: str, nonce: str, seq: int) -> str:
@@ -55,7 +48,7 @@ def journal_writer(name: str) -> str | None:
 
 
 def _is_group_name(name: str) -> bool:
-    return name != "zarr.json" and not name.endswith(".partial")
+    return name != layout.ZARR_JSON and not name.endswith(".partial")
 
 
 class LocalIndexFiles:
@@ -63,7 +56,7 @@ class LocalIndexFiles:
 
     def __init__(self, url: str) -> None:
         self.root = local_path(url)
-        self.folder = os.path.join(self.root, INDEX_GROUP)
+        self.folder = os.path.join(self.root, layout.INDEX_GROUP)
         self.sync = fsync_enabled()
 
     def video_names(self) -> set[str] | None:
@@ -100,10 +93,10 @@ class LocalIndexFiles:
     def ensure_group(self) -> None:
         """The index folder with its ``zarr.json`` (made with the store; stores from before the
         index get it from their first writer)."""
-        if os.path.exists(os.path.join(self.folder, "zarr.json")):
+        if os.path.exists(os.path.join(self.folder, layout.ZARR_JSON)):
             return
         os.makedirs(self.folder, exist_ok=True)
-        target = os.path.join(self.folder, "zarr.json")
+        target = os.path.join(self.folder, layout.ZARR_JSON)
         replace_atomically(target, GROUP_METADATA, sync=self.sync, partial=_partial_name(target))
         self._sync_folder()
         if self.sync:
@@ -123,7 +116,7 @@ class LocalIndexFiles:
 
     def create_claim(self, video: str, body: bytes) -> bool:
         """Create ``claims/<video>.json`` with ``body`` unless it exists (then False)."""
-        folder = os.path.join(self.folder, CLAIMS)
+        folder = os.path.join(self.folder, layout.INDEX_CLAIMS)
         os.makedirs(folder, exist_ok=True)
         try:
             descriptor = os.open(os.path.join(folder, f"{video}.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -137,7 +130,7 @@ class LocalIndexFiles:
 
     def read_claim(self, video: str) -> bytes | None:
         try:
-            with open(os.path.join(self.folder, CLAIMS, f"{video}.json"), "rb") as handle:
+            with open(os.path.join(self.folder, layout.INDEX_CLAIMS, f"{video}.json"), "rb") as handle:
                 return handle.read()
         except FileNotFoundError:
             return None
@@ -146,7 +139,7 @@ class LocalIndexFiles:
         """Remove the claim of ``video`` if it still holds ``body``: moved away first (atomic),
         so that of two processes removing one claim only one gets it; a claim that turns
         out to be another (made in between) is put back."""
-        path = os.path.join(self.folder, CLAIMS, f"{video}.json")
+        path = os.path.join(self.folder, layout.INDEX_CLAIMS, f"{video}.json")
         taken = f"{path}.{uuid.uuid4().hex[:8]}.taken"
         try:
             os.rename(path, taken)
@@ -164,7 +157,7 @@ class LocalIndexFiles:
         try:
             return [
                 name[: -len(".json")]
-                for name in os.listdir(os.path.join(self.folder, CLAIMS))
+                for name in os.listdir(os.path.join(self.folder, layout.INDEX_CLAIMS))
                 if name.endswith(".json")
             ]
         except FileNotFoundError:
@@ -176,7 +169,7 @@ class LocalIndexFiles:
         for video in videos:
             folder = os.path.join(self.root, layout.VIDEOS_GROUP, video)
             try:
-                with open(os.path.join(folder, "zarr.json"), "rb") as handle:
+                with open(os.path.join(folder, layout.ZARR_JSON), "rb") as handle:
                     body = handle.read()
             except FileNotFoundError:
                 found[video] = Marker.empty() if os.path.isdir(folder) else None
@@ -194,7 +187,7 @@ class ObjectIndexFiles:
 
     def __init__(self, url: str, storage_options: dict | None = None) -> None:
         self.fs, self.root = filesystem(url, storage_options)
-        self.folder = join(self.root, INDEX_GROUP)
+        self.folder = join(self.root, layout.INDEX_GROUP)
 
     def video_names(self) -> set[str] | None:
         prefix = join(self.root, layout.VIDEOS_GROUP)
@@ -230,8 +223,8 @@ class ObjectIndexFiles:
         # No folders on an object store; the group's zarr.json is written once (and again
         # by a writer that finds none: the same bytes).
         if not getattr(self, "_group_checked", False):
-            if not self.fs.exists(join(self.folder, "zarr.json")):
-                self.fs.pipe_file(join(self.folder, "zarr.json"), GROUP_METADATA)
+            if not self.fs.exists(join(self.folder, layout.ZARR_JSON)):
+                self.fs.pipe_file(join(self.folder, layout.ZARR_JSON), GROUP_METADATA)
             self._group_checked = True
 
     def put_journal(self, name: str, body: bytes) -> None:
@@ -246,14 +239,14 @@ class ObjectIndexFiles:
         """A conditional PUT (``If-None-Match: *``): AWS S3 and MinIO refuse it when the
         object exists; a server that ignores the condition makes claims best-effort."""
         try:
-            self.fs.pipe_file(join(self.folder, CLAIMS, f"{video}.json"), body, mode="create")
+            self.fs.pipe_file(join(self.folder, layout.INDEX_CLAIMS, f"{video}.json"), body, mode="create")
         except FileExistsError:
             return False
         return True
 
     def read_claim(self, video: str) -> bytes | None:
         try:
-            return self.fs.cat_file(join(self.folder, CLAIMS, f"{video}.json"))
+            return self.fs.cat_file(join(self.folder, layout.INDEX_CLAIMS, f"{video}.json"))
         except FileNotFoundError:
             return None
 
@@ -263,12 +256,12 @@ class ObjectIndexFiles:
         if self.read_claim(video) != body:
             return False
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(join(self.folder, CLAIMS, f"{video}.json"))
+            self.fs.rm_file(join(self.folder, layout.INDEX_CLAIMS, f"{video}.json"))
         return True
 
     def claims(self) -> list[str]:
         try:
-            entries = self.fs.ls(join(self.folder, CLAIMS), detail=False, refresh=True)
+            entries = self.fs.ls(join(self.folder, layout.INDEX_CLAIMS), detail=False, refresh=True)
         except FileNotFoundError:
             return []
         return [entry.rsplit("/", 1)[-1][: -len(".json")] for entry in entries if entry.endswith(".json")]
@@ -277,7 +270,7 @@ class ObjectIndexFiles:
         videos = list(videos)
         if not videos:
             return {}
-        paths = {join(self.root, layout.VIDEOS_GROUP, video, "zarr.json"): video for video in videos}
+        paths = {join(self.root, layout.VIDEOS_GROUP, video, layout.ZARR_JSON): video for video in videos}
         bodies = self.fs.cat(list(paths), on_error="return")  # concurrent GETs
         found: dict[str, Marker | None] = {}
         for path, video in paths.items():
@@ -309,11 +302,24 @@ def _parse_marker(body: bytes) -> Marker:
 
 def _partial_name(target: str) -> str:
     """A temporary name for ``target`` that says which process made it (its leftovers are
-    removed once that process is dead: ``build._remove_leftovers``)."""
+    removed once that process is dead: ``build._remove_leftovers``, :func:`partial_writer`)."""
     return f"{target}.{process_tag()}-{uuid.uuid4().hex[:8]}.partial"
 
 
+# The temporary names :func:`_partial_name` gives the files the index writes atomically.
+_PARTIAL = re.compile(
+    rf"^(?:{re.escape(layout.INDEX_SNAPSHOT)}|{re.escape(layout.ZARR_JSON)})\.(?P<tag>.+)-[0-9a-f]{{8}}\.partial$"
+)
+
+
+def partial_writer(name: str) -> str | None:
+    """The ``<host>_<pid>`` tag of the process that made ``name``, a temporary file of an
+    atomic write in the index folder (None: not one)."""
+    match = _PARTIAL.match(name)
+    return match["tag"] if match else None
+
+
 def index_files(url: str, storage_options: dict | None = None) -> LocalIndexFiles | ObjectIndexFiles:
-    if is_local(url) and not storage_options:
+    if is_plain_local(url, storage_options):
         return LocalIndexFiles(url)
     return ObjectIndexFiles(url, storage_options)

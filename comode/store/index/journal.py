@@ -98,12 +98,6 @@ class Journal:
         files.put_journal(journal_name(self.tag, self.nonce, self._seq), body)  # raises: the line is not kept
         self._lines.append(line)
 
-    def close(self) -> None:
-        with self._lock:
-            if self._descriptor is not None:
-                os.close(self._descriptor)
-                self._descriptor = None
-
 
 _journals: dict[tuple[str, str], Journal] = {}
 _journals_lock = threading.Lock()

@@ -17,12 +17,9 @@ from typing import Any, Callable
 from comode.store import layout
 from comode.store.index.files import index_files
 from comode.store.index.read import IndexDamaged, compare, read_index
-from comode.store.index.state import EMPTY_WRITE, STATUS_UNREADABLE, IndexState, Marker
+from comode.store.index.state import EMPTY_WRITE, STATUS_UNREADABLE, Marker, Settlement
 
 logger = logging.getLogger("comode.store.index")
-
-# More unknown folders than this (and than 1% of the store) are read by a full scan, not one by one.
-READ_ONE_BY_ONE = 100
 
 Scan = Callable[[], tuple[dict[str, dict[str, Any]], dict[str, str]]]
 
@@ -77,8 +74,9 @@ def list_videos(url: str, *, scan: Scan, storage_options: dict | None = None) ->
             return Listing(videos={}, unreadable={}, source="index", note="no videos yet")
         return scan_listing(scan, "it has no index (written before comode kept one, or copied without it)", url)
     names = names or set()
-    comparison = compare(read.state, names)
-    if len(comparison.unknown) > max(READ_ONE_BY_ONE, len(names) // 100):
+    settlement = Settlement(read.state)
+    comparison = compare(settlement, names)
+    if comparison.too_stale(len(names)):
         return scan_listing(scan, f"its index is stale: {comparison.describe()}", url)
     if comparison.stale:
         logger.warning(
@@ -88,39 +86,34 @@ def list_videos(url: str, *, scan: Scan, storage_options: dict | None = None) ->
             comparison.describe(),
             url,
         )
-    unsettled = read.state.unsettled()
-    markers = files.read_markers(sorted(set(unsettled) | comparison.unknown))
-    listing = assemble(read.state, markers, gone=comparison.missing)
-    note = (
-        f"index ({'snapshot + ' if read.snapshot else ''}{read.journals_read} journal(s) read"
-        + (f", {len(markers)} group(s) read" if markers else "")
-        + ")"
-    )
+    markers = files.read_markers(sorted(set(settlement.unsettled()) | comparison.unknown))
+    listing = assemble(settlement, markers, gone=comparison.missing)
+    note = f"index ({read.what_was_read()}" + (f", {len(markers)} group(s) read" if markers else "") + ")"
     return Listing(videos=listing[0], unreadable=listing[1], source="index", note=note, nbytes=listing[2])
 
 
 def assemble(
-    state: IndexState, markers: dict[str, Marker | None], *, gone: frozenset[str] = frozenset()
+    settlement: Settlement, markers: dict[str, Marker | None], *, gone: frozenset[str] = frozenset()
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str], int | None]:
-    """(attributes by id, unreadable reason by id, total bytes or None) of ``state``, where
-    the groups in ``markers`` (read just now) say what they hold and ``gone`` ones are left out."""
+    """(attributes by id, unreadable reason by id, total bytes or None) of the index state of
+    ``settlement``, where the groups in ``markers`` (read just now) say what they hold and
+    ``gone`` ones are left out."""
+    from_index = (
+        (video, token, live.attrs, live.nbytes)
+        for video, (_, token, live) in settlement.of.items()
+        if live is not None and video not in markers
+    )
+    from_groups = ((video, marker.write, marker.attrs, None) for video, marker in markers.items() if marker is not None)
     videos: dict[str, dict[str, Any]] = {}
     unreadable: dict[str, str] = {}
     nbytes: int | None = 0
-    for video in set(state.videos) | set(markers):
-        if video in gone:
-            continue
-        if video in markers:
-            marker = markers[video]
-            token, attrs, size = (marker.write, marker.attrs, None) if marker is not None else (None, None, None)
-        else:
-            _, token, live = state.settled(video)
-            token, attrs, size = (token, live.attrs, live.nbytes) if live is not None else (None, None, None)
-        if attrs is None or token == EMPTY_WRITE:
-            continue  # no group, or a folder without metadata (not a video yet)
-        if attrs.get(layout.ATTR_STATUS) == STATUS_UNREADABLE:
-            unreadable[video] = attrs.get(layout.ATTR_ERROR, "unreadable group metadata")
-            continue
-        videos[video] = attrs
-        nbytes = None if nbytes is None or size is None else nbytes + size
+    for source in (from_index, from_groups):
+        for video, token, attrs, size in source:
+            if token == EMPTY_WRITE or video in gone:
+                continue  # a folder without metadata (not a video yet), or a group removed by hand
+            if attrs.get(layout.ATTR_STATUS) == STATUS_UNREADABLE:
+                unreadable[video] = attrs.get(layout.ATTR_ERROR, "unreadable group metadata")
+                continue
+            videos[video] = attrs
+            nbytes = None if nbytes is None or size is None else nbytes + size
     return videos, unreadable, nbytes

@@ -10,10 +10,11 @@ folder they saw has its ``start`` line in what they read next.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from comode.store.index.files import SNAPSHOT, LocalIndexFiles, ObjectIndexFiles, journal_writer
-from comode.store.index.state import FORMAT, IndexState, apply_all, parse_lines
+from comode.store import layout
+from comode.store.index.files import LocalIndexFiles, ObjectIndexFiles, journal_writer
+from comode.store.index.state import IndexState, Settlement, apply_all, parse_lines
 
 
 class IndexDamaged(ValueError):
@@ -27,7 +28,10 @@ class IndexRead:
     offsets: dict[str, int]  # journal name -> bytes of it merged into ``state``
     snapshot: bool  # a snapshot was found
     journals_read: int = 0  # journals read past the snapshot
-    made_by: dict = field(default_factory=dict)
+
+    def what_was_read(self) -> str:
+        """ "snapshot + N journal(s) read", for notes and summaries."""
+        return f"{'snapshot + ' if self.snapshot else ''}{self.journals_read} journal(s) read"
 
 
 def read_index(files: LocalIndexFiles | ObjectIndexFiles, *, use_snapshot: bool = True) -> IndexRead | None:
@@ -37,27 +41,26 @@ def read_index(files: LocalIndexFiles | ObjectIndexFiles, *, use_snapshot: bool 
     listed = files.list()
     journals = {name: size for name, size in listed.items() if journal_writer(name) is not None}
     doc = None
-    if use_snapshot and SNAPSHOT in listed:
-        raw = files.read(SNAPSHOT)
+    if use_snapshot and layout.INDEX_SNAPSHOT in listed:
+        raw = files.read(layout.INDEX_SNAPSHOT)
         try:
             doc = json.loads(raw) if raw is not None else None
         except ValueError as error:
-            raise IndexDamaged(f"{SNAPSHOT} does not parse ({error})") from None
-        if doc is not None and doc.get("index") != FORMAT:
-            raise IndexDamaged(f"{SNAPSHOT} is {doc.get('index')!r}, not {FORMAT!r} (written by another comode?)")
+            raise IndexDamaged(f"{layout.INDEX_SNAPSHOT} does not parse ({error})") from None
+        if doc is not None and doc.get("index") != layout.INDEX_FORMAT:
+            raise IndexDamaged(
+                f"{layout.INDEX_SNAPSHOT} is {doc.get('index')!r}, not {layout.INDEX_FORMAT!r} (written by another comode?)"
+            )
     if doc is None and not journals:
         return None
     try:
         state = IndexState.from_json(doc) if doc else IndexState()
     except (KeyError, TypeError, AttributeError) as error:
-        raise IndexDamaged(f"{SNAPSHOT} is not an index snapshot ({type(error).__name__}: {error})") from None
+        raise IndexDamaged(
+            f"{layout.INDEX_SNAPSHOT} is not an index snapshot ({type(error).__name__}: {error})"
+        ) from None
     offsets = {name: int(size) for name, size in (doc or {}).get("journals", {}).items()}
-    result = IndexRead(
-        state=state,
-        offsets=offsets,
-        snapshot=doc is not None,
-        made_by={key: doc.get(key) for key in ("made_by", "made_at", "source")} if doc else {},
-    )
+    result = IndexRead(state=state, offsets=offsets, snapshot=doc is not None)
     for name, size in sorted(journals.items()):
         start = offsets.get(name, 0)
         if size < start:
@@ -79,6 +82,10 @@ def read_index(files: LocalIndexFiles | ObjectIndexFiles, *, use_snapshot: bool 
     return result
 
 
+# More unknown folders than this (and than 1% of the store) are read by a full scan, not one by one.
+READ_ONE_BY_ONE = 100
+
+
 @dataclass(frozen=True)
 class Comparison:
     """The index against a listing of ``videos/``."""
@@ -90,6 +97,10 @@ class Comparison:
     def stale(self) -> bool:
         return bool(self.unknown or self.missing)
 
+    def too_stale(self, listed: int) -> bool:
+        """Too many unknown folders (of ``listed`` ones) to read one by one: rebuild from a full scan."""
+        return len(self.unknown) > max(READ_ONE_BY_ONE, listed // 100)
+
     def describe(self) -> str:
         parts = []
         if self.unknown:
@@ -99,14 +110,12 @@ class Comparison:
         return ", ".join(parts)
 
 
-def compare(state: IndexState, names: set[str]) -> Comparison:
-    """Which folders of ``names`` (listed before the index was read) the index does not know,
-    and which settled videos it lists that are not in ``names``."""
-    unknown = frozenset(name for name in names if not state.knows(name))
-    missing = []
-    for video in state.videos:
-        if video not in names:
-            settled, _, live = state.settled(video)
-            if settled and live is not None:
-                missing.append(video)
-    return Comparison(unknown=unknown, missing=frozenset(missing))
+def compare(settlement: Settlement, names: set[str]) -> Comparison:
+    """Which folders of ``names`` (listed before the index was read) the index (its
+    ``settlement``) does not know, and which settled videos it lists that are not in ``names``."""
+    missing = frozenset(
+        video
+        for video, (settled, _, live) in settlement.of.items()
+        if settled and live is not None and video not in names
+    )
+    return Comparison(unknown=frozenset(names - settlement.known()), missing=missing)

@@ -24,14 +24,11 @@ video is unsettled, never wrongly settled.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from comode.store import layout
-
-FORMAT = layout.INDEX_FORMAT
-
-INDEXED_ATTRS = layout.INDEXED_ATTRS
 
 # Index-only statuses of groups seen by reading them (never written by a writer):
 # a group folder whose zarr.json does not parse, and a folder without zarr.json.
@@ -43,7 +40,7 @@ LEGACY_WRITE, UNREADABLE_WRITE, EMPTY_WRITE = "legacy", "unreadable", "empty"
 
 def indexed(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """The indexed subset of a group's attributes."""
-    return {key: attrs[key] for key in INDEXED_ATTRS if key in attrs}
+    return {key: attrs[key] for key in layout.INDEXED_ATTRS if key in attrs}
 
 
 @dataclass(frozen=True)
@@ -65,6 +62,17 @@ class Marker:
     def empty(cls) -> "Marker":
         """A group folder without ``zarr.json``: a write under way, or one a kill cut short."""
         return cls(EMPTY_WRITE, {layout.ATTR_STATUS: layout.STATUS_WRITING})
+
+
+def scan_markers(
+    found: Mapping[str, Mapping[str, Any]], unreadable: Mapping[str, str], names: Iterable[str]
+) -> dict[str, Marker]:
+    """What each group says by a full scan: ``found`` (attributes by id), ``unreadable``
+    (reason by id), and the folders of ``names`` in neither (no ``zarr.json``)."""
+    markers = {video: Marker.from_attrs(attrs) for video, attrs in found.items()}
+    markers.update({video: Marker.unreadable(reason) for video, reason in unreadable.items()})
+    markers.update({video: Marker.empty() for video in set(names) - set(markers)})
+    return markers
 
 
 @dataclass
@@ -133,13 +141,18 @@ class IndexState:
     def settled(self, video: str) -> tuple[bool, str | None, Write | None]:
         """(settled?, write id and write of its live write, or None) of ``video``."""
         writes = self.videos.get(video, {})
+        if len(writes) == 1:  # most videos of a store: the general case below, quicker
+            ((token, write),) = writes.items()
+            if write.pending:
+                return False, None, None
+            return (True, token, write) if write.live else (True, None, None)
         live = [(token, write) for token, write in writes.items() if write.live]
         if any(write.pending for write in writes.values()) or len(live) > 1:
             return False, None, None
         return (True, *live[0]) if live else (True, None, None)
 
     def unsettled(self) -> list[str]:
-        return sorted(video for video in self.videos if not self.settled(video)[0])
+        return Settlement(self).unsettled()
 
     def knows(self, video: str) -> bool:
         """Whether a group folder of ``video`` may exist by what the journals say (a live or
@@ -203,6 +216,29 @@ class IndexState:
         return state
 
 
+class Settlement:
+    """:meth:`IndexState.settled` of every video of a state, worked out once: what opening a
+    store asks of one state several times (:func:`~comode.store.index.read.compare`, the
+    unsettled videos, :func:`~comode.store.index.listing.assemble`).  Stale once the state
+    changes (``apply``, ``settle``): make a new one then."""
+
+    def __init__(self, state: IndexState) -> None:
+        self.of: dict[str, tuple[bool, str | None, Write | None]] = {
+            video: state.settled(video) for video in state.videos
+        }
+
+    def settled(self, video: str) -> tuple[bool, str | None, Write | None]:
+        return self.of.get(video, (True, None, None))
+
+    def unsettled(self) -> list[str]:
+        return sorted(video for video, (settled, _, _) in self.of.items() if not settled)
+
+    def known(self) -> set[str]:
+        """The videos :meth:`IndexState.knows`: a live or pending write (unsettled: a pending
+        write or several live ones; settled: its one live write)."""
+        return {video for video, (settled, _, live) in self.of.items() if not settled or live is not None}
+
+
 def _forget_finished(writes: dict[str, Write]) -> None:
     """Drop writes that can change nothing any more: done and replaced."""
     for token in [token for token, write in writes.items() if write.attrs is not None and write.replaced]:
@@ -212,8 +248,6 @@ def _forget_finished(writes: dict[str, Write]) -> None:
 def parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
     """(entries, bytes consumed) of journal bytes: whole lines only.  A last line without its
     newline is a write a kill cut short: not consumed, left for later (or for ever)."""
-    import json
-
     end = data.rfind(b"\n") + 1
     entries = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
     return entries, end
