@@ -145,9 +145,9 @@ def run_finetune(
     torch_device = torch.device(device) if device else default_device()
     opened = open_store(store).snapshot()  # listed several times: one scan
     split_train, split_test = opened.split(config.split)
-    attrs = opened.video_attrs()  # unlabelled videos (-1) cannot be trained or scored: left out, counted
-    train_ids = [v for v in split_train if int(attrs[v].get("label", -1)) >= 0]
-    test_ids = [v for v in split_test if int(attrs[v].get("label", -1)) >= 0]
+    # Unlabelled videos (-1) cannot be trained or scored: left out, counted.
+    train_ids = [v for v, label in zip(split_train, opened.labels(split_train)) if label >= 0]
+    test_ids = [v for v, label in zip(split_test, opened.labels(split_test)) if label >= 0]
     unlabelled = len(split_train) - len(train_ids) + len(split_test) - len(test_ids)
     classes = opened.classes
     if not train_ids or not test_ids:

@@ -118,8 +118,7 @@ class ProbeResult:
 
 
 def _labels(store: Store, ids: Sequence[str], label_set: str) -> np.ndarray:
-    attrs = store.video_attrs()
-    return np.array([int(attrs[v].get("labels", {}).get(label_set, -1)) for v in ids], dtype=np.int64)
+    return np.array(store.labels(ids, label_set), dtype=np.int64)
 
 
 def _probe(

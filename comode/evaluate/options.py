@@ -89,13 +89,7 @@ class SplitFeatures:
 def relabel(features: FeatureSet, store: Store, label_set: str | None) -> tuple[FeatureSet, int]:
     """The same features with labels from ``label_set`` (None: the primary labels); videos
     without a label there (-1) are left out.  Returns (relabelled set, number left out)."""
-    if label_set is None:
-        labels = features.labels
-    else:
-        attrs = store.video_attrs()
-        labels = np.array(
-            [int(attrs[v].get("labels", {}).get(label_set, -1)) for v in features.video_ids], dtype=np.int64
-        )
+    labels = features.labels if label_set is None else np.array(store.labels(features.video_ids, label_set))
     keep = labels >= 0
     kept = FeatureSet(
         video_ids=[v for v, k in zip(features.video_ids, keep) if k],

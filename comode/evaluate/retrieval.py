@@ -170,14 +170,8 @@ def _same_label(store_url: str, query_ids: Sequence[str], gallery_ids: Sequence[
     """(N, G) bool: gallery video g has query n's label in ``label_set`` (or either has none)."""
     from comode.store import open_store
 
-    store = open_store(store_url)
-    store.label_classes(label_set)  # a clear error for an unknown label set
-    attrs = store.video_attrs()
-
-    def labels(ids: Sequence[str]) -> np.ndarray:
-        return np.array([int(attrs[v].get("labels", {}).get(label_set, -1)) for v in ids], dtype=np.int64)
-
-    query, gallery = labels(query_ids), labels(gallery_ids)
+    store = open_store(store_url).snapshot()  # one listing for both sides
+    query, gallery = (np.array(store.labels(ids, label_set)) for ids in (query_ids, gallery_ids))
     return (query[:, None] == gallery[None, :]) | (query[:, None] < 0) | (gallery[None, :] < 0)
 
 
