@@ -241,7 +241,7 @@ class CoMoDe(nn.Module):
         iframe: Tensor | None = None,
         mv_future: Tensor | None = None,
         mv_negatives: Tensor | None = None,
-    ) -> CoMoDeOutput:
+    ) -> Any:
         """Run the enabled branches.
 
         Args:
@@ -252,9 +252,10 @@ class CoMoDe(nn.Module):
             mv_negatives: optional (B, K, 2, T_m, H_m, W_m) other MV windows of the same video.
 
         Returns:
-            :class:`CoMoDeOutput`.
+            :class:`CoMoDeOutput` (:class:`SupervisedCoMoDe`: with its logits, see :meth:`_outputs`).
         """
-        features = self.vnet(clip)  # (B, C, T', H', W'), shared by both tasks
+        clip_map = self.vnet(clip)  # (B, C, T', H', W'), shared by both tasks
+        features = clip_map
         if self.blind:  # the control: heads that cannot see the clip (shape kept, no gradient to vnet)
             features = torch.zeros_like(features).detach()
         out = CoMoDeOutput()
@@ -282,6 +283,11 @@ class CoMoDe(nn.Module):
                 out.motion_target, out.motion_negatives = self._encode_motion_windows(mv_future, mv_negatives)
                 target_grid = tuple(out.motion_target.shape[2:])
             out.motion_prediction = self.motion_predictor(features, target_grid)
+        return self._outputs(out, clip_map)
+
+    def _outputs(self, out: CoMoDeOutput, clip_map: Tensor) -> Any:
+        """What forward returns, given the V-Network's (B, C, T', H', W') map: the pretext
+        outputs here; a subclass adds what it computes from the same map (one V-Network pass)."""
         return out
 
     def _encode_motion_windows(self, mv_future: Tensor, mv_negatives: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -395,8 +401,8 @@ def compute_losses(
 class SupervisedCoMoDe(CoMoDe):
     """CoMoDe plus a linear classifier on the pooled V-Network features (paper Table 6).
 
-    forward(...) -> (CoMoDeOutput, logits (B, num_classes)).  The V-Network runs once:
-    a forward hook keeps its feature map for the classifier.  Parameter names are CoMoDe's
+    forward(...) -> (CoMoDeOutput, logits (B, num_classes)).  The V-Network runs once: the
+    classifier reads the same feature map as the pretext heads.  Parameter names are CoMoDe's
     plus ``classifier.*``, so the V-Network is ``vnet.*`` in both tasks (export relies on it).
     """
 
@@ -404,21 +410,8 @@ class SupervisedCoMoDe(CoMoDe):
         super().__init__(**comode_kwargs)
         self.classifier = nn.Linear(self.feature_dim, num_classes)
 
-    def forward(
-        self,
-        clip: Tensor,
-        iframe: Tensor | None = None,
-        mv_future: Tensor | None = None,
-        mv_negatives: Tensor | None = None,
-    ) -> tuple[CoMoDeOutput, Tensor]:
-        """The arguments of :meth:`CoMoDe.forward` (by position or by name), passed through."""
-        captured: list[Tensor] = []
-        handle = self.vnet.register_forward_hook(lambda _module, _inputs, output: captured.append(output))
-        try:
-            out = super().forward(clip, iframe=iframe, mv_future=mv_future, mv_negatives=mv_negatives)
-        finally:
-            handle.remove()
-        return out, self.classifier(_global_average_pool(captured[0]))  # pooled as encode_clip does
+    def _outputs(self, out: CoMoDeOutput, clip_map: Tensor) -> tuple[CoMoDeOutput, Tensor]:
+        return out, self.classifier(_global_average_pool(clip_map))  # pooled as encode_clip does
 
 
 def build_model(config: "PretrainConfig", *, num_classes: int) -> nn.Module:
