@@ -22,6 +22,7 @@ __all__ = [
     "store_app",
     "train_app",
     "evaluate_app",
+    "plot_app",
     "console",
     "out_console",
     "fail",
@@ -50,6 +51,7 @@ evaluate_app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+plot_app = typer.Typer(help="Pictures of runs: pretext curves against their blind levels.", no_args_is_help=True)
 console = logs.console()  # stderr: messages, log records and progress bars share it
 # Rich wraps at 80 columns when not on a terminal: in logs and pipes keep lines whole.
 out_console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)

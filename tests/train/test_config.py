@@ -149,7 +149,7 @@ def test_unknown_key_in_a_file_names_the_file_section(tmp_path):
         load_config(path)
 
 
-@pytest.mark.parametrize("name", ["r3d26_ucf101.yaml", "c3d_ucf101.yaml", "tiny_cpu.yaml"])
+@pytest.mark.parametrize("name", ["r3d26_ucf101.yaml", "c3d_ucf101.yaml", "tiny_cpu.yaml", "paper_cpu.yaml"])
 def test_shipped_configs_load_and_explain_every_value(name):
     path = CONFIGS / name
     config = load_config(path)
@@ -168,3 +168,42 @@ def test_shipped_paper_configs_match_the_paper():
     for config in (r3d, c3d):
         assert config.optim == PretrainConfig().optim and config.loss == PretrainConfig().loss
         assert config.data.batch_size == 64 and config.data.split == "1" and config.data.subset == "train"
+
+
+# The keys in which paper_cpu.yaml may differ from the paper's r3d26_ucf101.yaml: size only
+# (widths, depths, clip side, batch, length, lr scaling, workers, checkpoint cadence).  Any
+# method key -- input, predictor, candidates, I-frame maps, negatives, alpha, window, stride,
+# crop scale -- must stay the paper's, or the CPU "Table 7" would not be the paper's method.
+PAPER_CPU_SIZE_KEYS = frozenset(
+    {
+        "model.width_multiplier",
+        "model.embed_dim",
+        "model.head_hidden",
+        "model.transformer_dim",
+        "model.encoder_layers",
+        "model.decoder_layers",
+        "model.heads",
+        "data.batch_size",
+        "data.size",
+        "data.mv_size",
+        "data.workers",
+        "optim.steps",
+        "optim.lr_per_sample",
+        "checkpoint_every_epochs",
+        "save_every_steps",
+    }
+)
+
+
+def test_paper_cpu_differs_from_the_paper_config_only_in_size():
+    paper = load_config(CONFIGS / "r3d26_ucf101.yaml")
+    cpu = load_config(CONFIGS / "paper_cpu.yaml")
+    changed = {line.split(":")[0] for line in config_differences(paper, cpu)}
+    assert changed <= PAPER_CPU_SIZE_KEYS, f"method keys changed: {sorted(changed - PAPER_CPU_SIZE_KEYS)}"
+    # The method, spelled out: what the issue asks to keep as in the paper.
+    assert cpu.model.backbone == "r3d_26" and cpu.model.motion_predictor == "transformer"
+    assert cpu.loss.motion_candidates == "all" and cpu.data.iframe_mv == "zero"
+    assert cpu.model.rotated_negatives is False and cpu.loss.alpha == 0.5
+    assert cpu.data.motion_window == "future" and cpu.data.clip_stride == 4
+    # 100k clips: the point the issue asks for (the paper's Table 7 leaves blind by ~95k).
+    assert cpu.optim.steps * cpu.data.batch_size >= 100_000

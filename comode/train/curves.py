@@ -1,0 +1,170 @@
+"""Learning curves of a run folder: the pretext accuracies and losses against clips seen,
+each beside its blind level -- as a table at milestones, a verdict, and a PNG.
+
+The CPU analogue of the paper's Table 7 (Huang et al., CVPR 2021: motion accuracy by
+epoch) is this module run on ``metrics.jsonl``; ``comode plot metrics RUN`` is its command.
+Clips seen = step x the run's global batch (``config.yaml``), so runs of different batch
+sizes, on a CPU or on GPUs, share one x-axis.  A pretext number means nothing without what
+a predictor that ignores its input scores on the same candidates (docs/training.md), so
+every row and every panel carries its blind level.
+
+    curves = read_curves("runs/paper-cpu")
+    rows = milestone_rows(curves, at=[10_000, 25_000], window_clips=5_000)
+    verdict = leaves_blind_level(curves, window_clips=5_000)
+    draw_curves(curves, "runs/paper-cpu/curves.png")
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+import numpy as np
+import yaml
+
+from comode.train.rundir import CONFIG_FILE, read_records
+
+matplotlib.use("Agg")  # files only: no display on a training machine
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+
+__all__ = ["TASKS", "Curves", "MilestoneRow", "read_curves", "milestone_rows", "leaves_blind_level", "draw_curves"]
+
+TASKS = ("context", "motion")
+# "Leaves its blind level": mean accuracy over the window at least this many times the blind
+# accuracy (the paper's motion task is at 2.7x by epoch 10 of Table 7), and mean loss below
+# the blind loss by at least LOSS_MARGIN (ln(B + K) for pointwise InfoNCE).
+LEAVE_FACTOR = 2.0
+LOSS_MARGIN = 0.05
+
+
+@dataclass(frozen=True)
+class Curves:
+    """One run's per-step numbers; every array has one entry per logged step (NaN where a
+    task is off).  ``columns`` maps ``acc_motion``, ``blind_acc_motion``, ``loss_context`` ...
+    to (S,) arrays."""
+
+    run: Path
+    batch_size: int
+    clips: np.ndarray  # (S,) clips seen after each step
+    columns: dict[str, np.ndarray]
+
+    def column(self, name: str) -> np.ndarray:
+        return self.columns.get(name, np.full(self.clips.shape, math.nan))
+
+
+@dataclass(frozen=True)
+class MilestoneRow:
+    """Means over the ``window_clips`` clips that end at ``clips`` (``reached`` False when
+    the run has not seen that many clips: the numbers are then of its last window)."""
+
+    clips: int
+    reached: bool
+    values: dict[str, float]  # acc_/blind_acc_/loss_/blind_loss_ + task
+
+
+def read_curves(run: str | Path) -> Curves:
+    """The curves of the run folder ``run`` (its ``metrics.jsonl`` and ``config.yaml``).
+
+    Raises:
+        FileNotFoundError: no metrics or no config in ``run``.
+    """
+    run = Path(run)
+    records = read_records(run)
+    if not records:
+        raise FileNotFoundError(f"{run} has no metrics.jsonl records: is it a `train pretrain` run folder?")
+    config_path = run / CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} is missing: clips seen = step x the run's batch size")
+    batch_size = int(yaml.safe_load(config_path.read_text())["data"]["batch_size"])
+    names = sorted({key for record in records for key in record if key != "step"})
+    columns = {name: np.array([_number(record.get(name)) for record in records], dtype=np.float64) for name in names}
+    clips = np.array([record["step"] for record in records], dtype=np.int64) * batch_size
+    return Curves(run=run, batch_size=batch_size, clips=clips, columns=columns)
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+def _window_means(curves: Curves, end_clips: int, window_clips: int) -> dict[str, float]:
+    inside = (curves.clips > end_clips - window_clips) & (curves.clips <= end_clips)
+    means = {}
+    for task in TASKS:
+        for prefix in ("acc_", "blind_acc_", "loss_", "blind_loss_"):
+            values = curves.column(prefix + task)[inside]
+            values = values[np.isfinite(values)]
+            means[prefix + task] = float(values.mean()) if values.size else math.nan
+    return means
+
+
+def milestone_rows(curves: Curves, *, at: Sequence[int], window_clips: int) -> list[MilestoneRow]:
+    """One row per milestone in ``at`` (clips seen): each task's accuracy and loss, and
+    their blind levels, averaged over the ``window_clips`` clips before it (one step's
+    accuracy on a batch of 8 moves in steps of 12.5 %)."""
+    last = int(curves.clips[-1])
+    return [
+        MilestoneRow(clips=int(n), reached=n <= last, values=_window_means(curves, min(int(n), last), window_clips))
+        for n in at
+    ]
+
+
+def leaves_blind_level(curves: Curves, *, task: str = "motion", window_clips: int) -> tuple[bool, str]:
+    """Whether ``task`` has left its blind level over the run's last ``window_clips`` clips
+    (accuracy >= LEAVE_FACTOR x blind and loss at least LOSS_MARGIN below the blind loss),
+    and a one-line reason with the numbers."""
+    last = int(curves.clips[-1])
+    means = _window_means(curves, last, window_clips)
+    acc, blind_acc = means[f"acc_{task}"], means[f"blind_acc_{task}"]
+    loss, blind_loss = means[f"loss_{task}"], means[f"blind_loss_{task}"]
+    if not all(math.isfinite(v) for v in (acc, blind_acc, loss, blind_loss)):
+        return False, f"the run logged no {task} task"
+    ratio = acc / blind_acc
+    left = ratio >= LEAVE_FACTOR and loss <= blind_loss - LOSS_MARGIN
+    return left, (
+        f"{task}: acc {100 * acc:.1f} % = {ratio:.2f}x its blind {100 * blind_acc:.1f} %, loss {loss:.3f} against "
+        f"blind {blind_loss:.3f}, over the last {window_clips:,} of {last:,} clips: "
+        + ("left the blind level" if left else "still at the blind level")
+    )
+
+
+def _rolling_mean(values: np.ndarray, steps: int) -> np.ndarray:
+    """(S,) -> (S,): trailing mean over ``steps`` steps, NaNs left out (the per-step
+    accuracy of a small batch is too noisy to read)."""
+    finite = np.isfinite(values)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(finite, values, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(finite)])
+    end = np.arange(1, len(values) + 1)
+    start = np.maximum(end - steps, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sums[end] - sums[start]) / (counts[end] - counts[start])
+
+
+def draw_curves(curves: Curves, out: str | Path, *, smooth_clips: int = 2_000, title: str | None = None) -> Path:
+    """Write a PNG: top, acc_context and acc_motion (trailing means over ``smooth_clips``
+    clips) with their blind levels dashed; bottom, the two losses with theirs."""
+    steps = max(1, smooth_clips // curves.batch_size)
+    figure, (accuracy_axis, loss_axis) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    colours = {"context": "tab:blue", "motion": "tab:red"}
+    for task in TASKS:
+        for axis, prefix, scale in ((accuracy_axis, "acc_", 100.0), (loss_axis, "loss_", 1.0)):
+            values, blind = curves.column(prefix + task), curves.column(f"blind_{prefix}{task}")
+            if not np.isfinite(values).any():
+                continue
+            axis.plot(curves.clips, scale * _rolling_mean(values, steps), color=colours[task], label=f"{prefix}{task}")
+            axis.plot(curves.clips, scale * blind, color=colours[task], linestyle="--", label=f"blind {prefix}{task}")
+    accuracy_axis.set_ylabel("accuracy, %")
+    loss_axis.set_ylabel("loss")
+    loss_axis.set_xlabel(f"clips seen (step x batch {curves.batch_size})")
+    for axis in (accuracy_axis, loss_axis):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    accuracy_axis.set_title(title or f"{curves.run.name}: pretext tasks against their blind levels")
+    figure.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return out

@@ -1,0 +1,85 @@
+"""Learning curves of a run folder (comode.train.curves) and `comode plot metrics`."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import pytest
+from PIL import Image
+
+from comode.train.curves import draw_curves, leaves_blind_level, milestone_rows, read_curves
+from tests.commands import comode_command
+
+BLIND_MOTION, BLIND_CONTEXT = 1 / 11, 1 / 8
+
+
+def _write_run(folder, motion_accuracy, *, batch=8, steps=1000):
+    """A run folder as `train pretrain` writes it: config.yaml and one record per step."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(f"data:\n  batch_size: {batch}\n")
+    records = []
+    for step in range(1, steps + 1):
+        acc = motion_accuracy(step)
+        records.append(
+            {
+                "step": step,
+                "acc_context": 0.5,
+                "blind_acc_context": BLIND_CONTEXT,
+                "loss_context": 1.0,
+                "blind_loss_context": math.log(8),
+                "acc_motion": acc,
+                "blind_acc_motion": BLIND_MOTION,
+                # a loss that falls as accuracy rises, null (a non-finite number) once
+                "loss_motion": None if step == 7 else math.log(11) * (1 - acc),
+                "blind_loss_motion": math.log(11),
+            }
+        )
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+def test_milestones_average_the_window_before_them(tmp_path):
+    run = _write_run(tmp_path / "run", lambda step: 0.0 if step <= 500 else 0.4)
+    curves = read_curves(run)
+    assert curves.clips[-1] == 8000
+    first, second, unreached = milestone_rows(curves, at=[4000, 8000, 20000], window_clips=800)
+    assert first.reached and first.values["acc_motion"] == 0.0  # steps 401-500
+    assert second.values["acc_motion"] == pytest.approx(0.4)  # steps 901-1000
+    assert second.values["blind_acc_motion"] == pytest.approx(BLIND_MOTION)
+    assert not unreached.reached and unreached.values == second.values  # the last window, flagged
+
+
+def test_the_verdict_needs_twice_the_blind_accuracy_and_a_lower_loss(tmp_path):
+    blind = read_curves(_write_run(tmp_path / "blind", lambda step: BLIND_MOTION))
+    learned = read_curves(_write_run(tmp_path / "learned", lambda step: 0.3))
+    left, reason = leaves_blind_level(blind, window_clips=800)
+    assert not left and "still at the blind level" in reason and "1.00x" in reason
+    left, reason = leaves_blind_level(learned, window_clips=800)
+    assert left and "3.30x" in reason
+
+
+def test_plot_metrics_draws_and_prints_the_table(tmp_path):
+    run = _write_run(tmp_path / "run", lambda step: min(0.5, step / 2000))
+    result = subprocess.run(
+        comode_command("plot", "metrics", run, "--at", "4000,8000", "--window", "800"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "motion: acc 47.5 % = 5.23x its blind 9.1 %" in result.stdout
+    with Image.open(run / "curves.png") as picture:
+        assert picture.format == "PNG" and picture.size[0] > 500
+
+
+def test_plot_metrics_of_a_folder_without_metrics_says_so(tmp_path):
+    result = subprocess.run(comode_command("plot", "metrics", tmp_path), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "has no metrics.jsonl records" in result.stderr
+
+
+def test_draw_curves_writes_where_asked(tmp_path):
+    curves = read_curves(_write_run(tmp_path / "run", lambda step: 0.2, steps=50))
+    out = draw_curves(curves, tmp_path / "pictures" / "c.png", smooth_clips=80)
+    assert out.is_file() and out.stat().st_size > 1000
