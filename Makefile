@@ -46,7 +46,7 @@ demo-data: $(DEMO_DATA)/sample.json
 
 demo: install demo-data
 	$(BIN)/comode evaluate ablation --store $(DEMO_DATA).zarr --out runs/demo-$(DEMO_VIDEOS) \
-		--config $(DEMO_CONFIG) --variants "random init,context + motion" \
+		--config $(DEMO_CONFIG) --variants "random init,random init (RGB),context + motion" \
 		--seeds $(DEMO_SEEDS) --floor-seeds $(DEMO_FLOOR_SEEDS) $(EXTRA)
 
 # The paper's ablations in miniature and our departures from it (docs/training.md): every

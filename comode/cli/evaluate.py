@@ -38,6 +38,7 @@ def _feature_options(
     workers: int,
     device: Optional[str],
     progress: bool,
+    feature: str = "both",
 ):
     """The FeatureOptions of retrieval and the linear probe from their shared command-line options.
 
@@ -67,13 +68,17 @@ def _feature_options(
         workers=workers,
         device=device,
         show_progress=progress,
+        feature=feature,
     )
 
 
 def _features_out(out: Optional[Path], checkpoint: str, store: str, features, label_set: Optional[str]) -> Path:
     """:func:`_eval_out` of an evaluation of ``features`` (a random init is named by its network)."""
     random_init = dict(backbone=features.backbone, width_multiplier=features.width_multiplier, seed=features.seed)
-    return _eval_out(out, checkpoint, store, label_set=label_set, **random_init)
+    # One folder per pathway view too: reports of --feature rgb and of both never overwrite each other.
+    view = None if features.feature == "both" else f"{features.feature}-feature"
+    suffix = "-".join(part for part in (label_set, view) if part) or None
+    return _eval_out(out, checkpoint, store, label_set=suffix, **random_init)
 
 
 def _eval_out(
@@ -151,6 +156,11 @@ _CLIP_SIZE_OPTION = typer.Option(
 _BATCH_VIDEOS_OPTION = typer.Option(8, help="Videos per forward pass (x10 clips).")
 _EVAL_WORKERS_OPTION = typer.Option(2, help="DataLoader processes decoding clips (0: in this process).")
 _DEVICE_OPTION = typer.Option(None, help="cuda / cpu (default: cuda when present).")
+_FEATURE_OPTION = typer.Option(
+    "both",
+    help="A two-pathway network's feature: both (each pathway L2-normalised, side by side), rgb or diff "
+    "(one pathway alone). One-pathway networks: their feature, whatever the value.",
+)
 
 
 @evaluate_app.command("retrieval")
@@ -183,6 +193,7 @@ def evaluate_retrieval(
     workers: int = _EVAL_WORKERS_OPTION,
     device: Optional[str] = _DEVICE_OPTION,
     picture: int = typer.Option(4, help="Queries shown in retrieval.png (0: no picture)."),
+    feature: str = _FEATURE_OPTION,
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Video retrieval: test videos query train videos by cosine similarity of 10-clip features; R@1/5/10/20."""
@@ -190,7 +201,7 @@ def evaluate_retrieval(
     from comode.train.checkpoint import CheckpointError
 
     features = _feature_options(
-        config, backbone, width_multiplier, seed, size, cache_dir, batch_videos, workers, device, progress
+        config, backbone, width_multiplier, seed, size, cache_dir, batch_videos, workers, device, progress, feature
     )
     out_dir = _features_out(out, checkpoint, store, features, label_set)
     with user_errors(CheckpointError, ValueError, KeyError), logs.to_file(out_dir / EVALUATE_LOG):
@@ -233,6 +244,7 @@ def evaluate_linear(
     batch_videos: int = _BATCH_VIDEOS_OPTION,
     workers: int = _EVAL_WORKERS_OPTION,
     device: Optional[str] = _DEVICE_OPTION,
+    feature: str = _FEATURE_OPTION,
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Linear probe: logistic regression on frozen 10-clip features; test top-1/top-5."""
@@ -241,7 +253,7 @@ def evaluate_linear(
 
     spec = LinearProbeSpec(l2=l2)
     features = _feature_options(
-        config, backbone, width_multiplier, seed, size, cache_dir, batch_videos, workers, device, progress
+        config, backbone, width_multiplier, seed, size, cache_dir, batch_videos, workers, device, progress, feature
     )
     out_dir = _features_out(out, checkpoint, store, features, label_set)
     with user_errors(CheckpointError, ValueError, KeyError), logs.to_file(out_dir / EVALUATE_LOG):

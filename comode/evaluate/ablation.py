@@ -18,6 +18,8 @@ ignores its input scores on the same candidates).
 
 Variants, each one switch away from the base configuration (the method):
 
+* ``random init (RGB)`` -- random init of the base backbone's RGB network (no pathway
+  suffix) at the same clip and width: the scene floor.
 * ``context + motion``  -- the method: context matching + future-motion prediction.
 * ``blind control``     -- ``model.blind=true``: the pretext heads see zeros instead of the
   clip, so their accuracies are the MEASURED blind level of each task.
@@ -48,6 +50,7 @@ from typing import Any, Callable, Mapping, Sequence
 from comode.evaluate.ablation_table import (
     METHOD,
     RANDOM_INIT,
+    RANDOM_RGB_INIT,
     AblationCell,
     ablation_table_rows,
     decide,
@@ -57,12 +60,22 @@ from comode.evaluate.ablation_table import (
 )
 from comode.store import open_store
 
-__all__ = ["VARIANTS", "RANDOM_INIT", "DEPARTURES", "AblationCell", "variants_for", "run_ablation", "summarise"]
+__all__ = [
+    "VARIANTS",
+    "RANDOM_INIT",
+    "RANDOM_RGB_INIT",
+    "DEPARTURES",
+    "AblationCell",
+    "variants_for",
+    "run_ablation",
+    "summarise",
+]
 
 
 # The paper's questions (and the blind control), fixed overrides.
 VARIANTS: dict[str, tuple[str, ...] | None] = {
     RANDOM_INIT: None,
+    RANDOM_RGB_INIT: None,
     METHOD: (),
     "blind control": ("model.blind=true",),
     "context only": ("model.use_motion=false",),
@@ -75,7 +88,8 @@ VARIANTS: dict[str, tuple[str, ...] | None] = {
 # for every value other than the base config's ("<key>=<value>").  The V-Network's input
 # is the backbone name's pathway suffix (comode.train.backbones.PATHWAY_SUFFIXES).
 DEPARTURES: dict[str, tuple[Any, ...]] = {
-    "model.backbone": ("", "_diff", "_rgbdiff"),
+    "model.backbone": ("", "_diff", "_rgbdiff", "_slowrgbdiff"),
+    "model.pathway_tasks": ("shared", "split"),
     "model.motion_predictor": ("transformer", "conv"),
     "model.rotated_negatives": (False, True),
     "loss.motion_candidates": ("all", "same_position"),
@@ -103,7 +117,16 @@ def _rgb_backbone(name: str) -> str:
 
 def variants_for(base: Any) -> dict[str, tuple[str, ...] | None]:
     """Every variant for the base config ``base`` (a PretrainConfig): :data:`VARIANTS`, then
-    one per departure value other than the base's, named by its override."""
+    one per departure value other than the base's, named by its override.
+
+    Split pathway tasks need an RGB and a difference pathway: a one-pathway backbone
+    variant of a split base is run with ``model.pathway_tasks=shared`` too, and the split
+    variant of a one-pathway base does not exist."""
+    from comode.train.pathways import PATHWAY_SUFFIXES
+
+    def two_pathways(backbone: str) -> bool:
+        return any(backbone.endswith(s) and len(p) == 2 for s, p in PATHWAY_SUFFIXES.items())
+
     out = dict(VARIANTS)
     for key, values in DEPARTURES.items():
         section, name = key.split(".")
@@ -114,10 +137,14 @@ def variants_for(base: Any) -> dict[str, tuple[str, ...] | None]:
         else:
             options = list(values)
         for value in options:
-            if value != current:
-                text = json.dumps(value) if isinstance(value, bool) else str(value)
-                override = f"{key}={text}"
-                out[override] = (override,)
+            if value == current:
+                continue
+            if key == "model.pathway_tasks" and value == "split" and not two_pathways(base.model.backbone):
+                continue
+            text = json.dumps(value) if isinstance(value, bool) else str(value)
+            override = f"{key}={text}"
+            shared = key == "model.backbone" and base.model.pathway_tasks == "split" and not two_pathways(value)
+            out[override] = (override, "model.pathway_tasks=shared") if shared else (override,)
     return out
 
 
@@ -202,7 +229,8 @@ def run_ablation(
     label_sets = _label_sets(store_url)
     cells: list[AblationCell] = []
     for name in names:
-        for seed in floor_seeds if name == RANDOM_INIT and floor_seeds is not None else seeds:
+        random_floor = name in (RANDOM_INIT, RANDOM_RGB_INIT)
+        for seed in floor_seeds if random_floor and floor_seeds is not None else seeds:
             cell = AblationCell(variant=name, seed=int(seed))
             overrides = known[name]
             run_dir = out_dir / f"{_slug(name)}_seed{seed}"
@@ -223,7 +251,7 @@ def run_ablation(
             cell.run_dir = str(run_dir)
             # Both evaluations read one feature cache: the network runs once per seed.
             features = FeatureOptions(
-                backbone=base.model.backbone,
+                backbone=_rgb_backbone(base.model.backbone) if name == RANDOM_RGB_INIT else base.model.backbone,
                 width_multiplier=base.model.width_multiplier,
                 seed=int(seed),
                 geometry=ClipGeometry.of_config(base.data),

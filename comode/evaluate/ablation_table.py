@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 __all__ = [
     "RANDOM_INIT",
+    "RANDOM_RGB_INIT",
     "METHOD",
     "CLAIMS",
     "AblationCell",
@@ -27,6 +28,9 @@ __all__ = [
 ]
 
 RANDOM_INIT = "random init"
+# Random init of the paper's RGB network (the base backbone without its pathway suffix) at
+# the same clip and width: the scene floor a network that keeps appearance must reach.
+RANDOM_RGB_INIT = "random init (RGB)"
 METHOD = "context + motion"
 
 
@@ -139,6 +143,7 @@ class Decision:
 CLAIMS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("pretraining beats random init on motion", METHOD, RANDOM_INIT, ("R@1 motion", "linear motion")),
     ("pretraining beats random init on scene", METHOD, RANDOM_INIT, ("R@1 scene", "linear scene")),
+    ("pretraining keeps the scene of a random RGB network", METHOD, RANDOM_RGB_INIT, ("R@1 scene", "linear scene")),
     ("both tasks beat motion only on motion", METHOD, "motion only", ("R@1 motion", "linear motion")),
     ("both tasks beat context only on scene", METHOD, "context only", ("R@1 scene", "linear scene")),
     ("motion prediction adds motion to context matching", METHOD, "context only", ("R@1 motion", "linear motion")),

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from comode.evaluate.features import FeatureSet, Inference, cached_features, store_identity
+from comode.evaluate.pathway_view import backbone_pathways, pathway_view
 from comode.evaluate.source import ClipGeometry, ModelSource
 from comode.store import Store, open_store
 from comode.train.frames import WindowSpec
@@ -46,6 +47,9 @@ class FeatureOptions:
     workers: int = 0
     device: str | None = None
     show_progress: bool = False
+    # Which pathway's feature a multi-pathway network is scored on: "both" (each pathway's
+    # part L2-normalised, side by side), "rgb" or "diff" (comode.evaluate.pathway_view).
+    feature: str = "both"
 
     def source(self, checkpoint: str | Path | None) -> ModelSource:
         """The model behind ``checkpoint`` (a file, or "random" built from these options)."""
@@ -154,9 +158,12 @@ def split_features(
                 on_videos=bar.advance,
             )
     unlabelled = 0
+    pathways = backbone_pathways(model["backbone"])
     for side in ("train", "test"):  # unlabelled videos (-1) cannot be scored: left out, counted
         sets[side], left_out = relabel(sets[side], store, label_set)
         unlabelled += left_out
+        # The cache holds the whole feature; the view is taken here, for every evaluation alike.
+        sets[side].features = pathway_view(sets[side].features, pathways, options.feature)
     failed = {**sets["train"].failed, **sets["test"].failed}
     # Videos of the split whose extraction did not complete are not in the store's usable
     # set; count them so a report never hides them.
@@ -179,6 +186,8 @@ def split_features(
         "size": size,
         "crop": "centre, 112/128 of the short side",
         "pooling": "global average, mean over clips",
+        "pathways": list(pathways),
+        "feature": options.feature,
     }
     if sets["train"].count == 0 or sets["test"].count == 0:
         raise ValueError(

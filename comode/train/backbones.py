@@ -109,6 +109,8 @@ class BackboneSpec:
     # (the paper), ("diff",) the differences of consecutive clip frames, ("rgb", "diff") one
     # network of each kind side by side, their maps concatenated.
     pathways: tuple[str, ...] = ("rgb",)
+    # Beside a difference pathway: the RGB pathway sees every n-th clip frame only (1: all).
+    rgb_frame_stride: int = 1
 
 
 def _resnet(conv: ConvKind, blocks_per_stage: tuple[int, ...], input_kind: InputKind, description: str) -> BackboneSpec:
@@ -411,4 +413,4 @@ def build_backbone(
 
     if spec.pathways == ("rgb",):
         return single()
-    return Pathways({pathway: single() for pathway in spec.pathways})
+    return Pathways({pathway: single() for pathway in spec.pathways}, rgb_frame_stride=spec.rgb_frame_stride)

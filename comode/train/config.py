@@ -113,6 +113,11 @@ class ModelConfig:
     # by 90, 180 and 270 degrees: the same places move by the same amount, in another
     # direction, so the prediction must say which way things move, not only where.
     rotated_negatives: bool = False
+    # What the pretext heads read of the V-Network's map: "shared" (the paper: the whole
+    # map) or "split" (ours, two-pathway backbones *_rgbdiff only): context matching reads
+    # the RGB pathway and motion prediction the frame-difference pathway, so that one
+    # checkpoint keeps the scene and learns motion (docs/training.md).
+    pathway_tasks: Literal["shared", "split"] = "shared"
 
 
 @dataclass(frozen=True)

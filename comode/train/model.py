@@ -62,6 +62,10 @@ MOTION_PREDICTORS = ("transformer", "conv")
 MOTION_HEADS = ("linear", "mlp_bn")
 # Channels of a motion-vector map: x and y.
 MV_CHANNELS = 2
+# What each pretext head reads of the V-Network's map (see CoMoDe's pathway_tasks).
+PATHWAY_TASKS = ("shared", "split")
+# With pathway_tasks="split": the pathway each task reads (comode.train.pathways).
+TASK_PATHWAY = {"context": "rgb", "motion": "diff"}
 
 
 @dataclass
@@ -97,6 +101,28 @@ def _with_rotations(mv_future: Tensor, mv_negatives: Tensor | None) -> Tensor:
 def _global_average_pool(features: Tensor) -> Tensor:
     """(B, C, ...) -> (B, C): mean over every spatial / temporal axis."""
     return features.flatten(2).mean(dim=2)
+
+
+def _task_channels(vnet: nn.Module, backbone: str, pathway_tasks: str) -> dict[str, slice]:
+    """Channel slice of the V-Network map that each task ("context", "motion") reads.
+
+    "shared": the whole map for both.  "split": each task's pathway of TASK_PATHWAY, whose
+    channels sit where :class:`comode.train.pathways.Pathways` concatenates them.
+    """
+    if pathway_tasks == "shared":
+        return {task: slice(None) for task in TASK_PATHWAY}
+    channels = getattr(vnet, "pathway_channels", {})
+    missing = sorted(set(TASK_PATHWAY.values()) - set(channels))
+    if missing:
+        raise ValueError(
+            f"pathway_tasks='split' needs a V-Network with an RGB and a difference pathway (e.g. r3d_26_rgbdiff); "
+            f"{backbone!r} has pathways {sorted(channels) or ['rgb']}"
+        )
+    starts, offset = {}, 0
+    for name, width in channels.items():  # Pathways' concatenation order
+        starts[name] = slice(offset, offset + width)
+        offset += width
+    return {task: starts[pathway] for task, pathway in TASK_PATHWAY.items()}
 
 
 def _check_backbone_role(name: str, role: str, expected_input: str) -> None:
@@ -139,6 +165,12 @@ class CoMoDe(nn.Module):
             each task (the V-Network then gets no gradient).
         rotated_negatives: ours: the future window with its vectors turned by 90, 180 and
             270 degrees joins the hard negatives (:func:`rotate_vectors`).
+        pathway_tasks: "shared" (the paper: both heads read the whole V-Network map) or,
+            ours, "split" for a two-pathway V-Network (``*_rgbdiff``): context matching
+            reads the RGB pathway's channels and motion prediction the difference
+            pathway's.  Why: on one shared map, context matching pulls the motion features
+            towards appearance and retrieval follows the scene (docs/training.md); split,
+            each pathway learns its own task and one checkpoint carries both.
 
     A switched-off branch has no modules at all, so every parameter of the model receives a
     gradient from the enabled losses (what DDP without ``find_unused_parameters`` needs).
@@ -166,6 +198,7 @@ class CoMoDe(nn.Module):
         zero_init_residual: bool = False,
         blind: bool = False,
         rotated_negatives: bool = False,
+        pathway_tasks: str = "shared",
     ) -> None:
         super().__init__()
         if not (use_context or use_motion):
@@ -174,6 +207,7 @@ class CoMoDe(nn.Module):
             ("motion_objective", motion_objective, MOTION_OBJECTIVES),
             ("motion_predictor", motion_predictor, MOTION_PREDICTORS),
             ("motion_head", motion_head, MOTION_HEADS),
+            ("pathway_tasks", pathway_tasks, PATHWAY_TASKS),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
@@ -186,11 +220,15 @@ class CoMoDe(nn.Module):
 
         self.vnet = build_backbone(backbone, width_multiplier=width_multiplier, zero_init_residual=zero_init_residual)
         self.feature_dim = self.vnet.out_channels  # C of encode_clip's output
+        # Channel range of the V-Network map that each task reads: all of it, or its pathway's.
+        self.task_channels = _task_channels(self.vnet, backbone, pathway_tasks)
+        context_channels = len(range(self.feature_dim)[self.task_channels["context"]])
+        motion_channels = len(range(self.feature_dim)[self.task_channels["motion"]])
 
         if use_context:
             _check_backbone_role(inet, "inet (I-Network)", "frame")
             self.inet = build_backbone(inet, width_multiplier=width_multiplier, zero_init_residual=zero_init_residual)
-            self.clip_head = MLPHead(self.vnet.out_channels, head_hidden, embed_dim)
+            self.clip_head = MLPHead(context_channels, head_hidden, embed_dim)
             self.iframe_head = MLPHead(self.inet.out_channels, head_hidden, embed_dim)
 
         if use_motion:
@@ -209,11 +247,11 @@ class CoMoDe(nn.Module):
             predicted_channels = embed_dim if infonce else MV_CHANNELS
             if motion_predictor == "conv":
                 predictor: nn.Module = ConvMotionPredictor(
-                    self.vnet.out_channels, hidden=transformer_dim, embed_dim=predicted_channels
+                    motion_channels, hidden=transformer_dim, embed_dim=predicted_channels
                 )
             else:
                 predictor = MotionPredictor(
-                    self.vnet.out_channels,
+                    motion_channels,
                     transformer_dim=transformer_dim,
                     embed_dim=predicted_channels,
                     encoder_layers=encoder_layers,
@@ -262,16 +300,17 @@ class CoMoDe(nn.Module):
         if self.use_context:
             if iframe is None:
                 raise ValueError("use_context=True needs an iframe (B, 3, H, W)")
-            out.clip_embedding = self.clip_head(_global_average_pool(features))
+            out.clip_embedding = self.clip_head(_global_average_pool(features[:, self.task_channels["context"]]))
             out.iframe_embedding = self.iframe_head(_global_average_pool(self.inet(iframe)))
         if self.use_motion:
             if mv_future is None:
                 raise ValueError("use_motion=True needs mv_future (B, 2, T, H, W)")
+            motion_features = features[:, self.task_channels["motion"]]  # (B, C_motion, T', H', W')
             if self.motion_objective == "mse":
                 # The V-Network's grid; one time slice (the window's mean motion) for the conv
                 # predictor, which predicts one slice per window.
-                frames = 1 if self._predicts_one_slice else features.shape[2]
-                target_grid = (frames, *features.shape[3:])
+                frames = 1 if self._predicts_one_slice else motion_features.shape[2]
+                target_grid = (frames, *motion_features.shape[3:])
                 out.motion_target = F.adaptive_avg_pool3d(mv_future, target_grid)  # (B, 2, T', H', W')
                 if mv_negatives is not None:
                     pooled = F.adaptive_avg_pool3d(mv_negatives.flatten(0, 1), target_grid)
@@ -282,7 +321,7 @@ class CoMoDe(nn.Module):
                     mv_negatives = _with_rotations(mv_future, mv_negatives)
                 out.motion_target, out.motion_negatives = self._encode_motion_windows(mv_future, mv_negatives)
                 target_grid = tuple(out.motion_target.shape[2:])
-            out.motion_prediction = self.motion_predictor(features, target_grid)
+            out.motion_prediction = self.motion_predictor(motion_features, target_grid)
         return self._outputs(out, clip_map)
 
     def _outputs(self, out: CoMoDeOutput, clip_map: Tensor) -> Any:

@@ -1,9 +1,10 @@
 """Clip networks that look at how the picture changes: frame differences, and several
 pathways side by side (a departure from the paper, whose V-Network sees RGB only; why:
 docs/training.md).  Every RGB clip backbone of :data:`comode.train.backbones.BACKBONES`
-gets two variants registered by :func:`add_pathway_variants`: ``<name>_diff`` (the same
-network on frame differences) and ``<name>_rgbdiff`` (an RGB and a difference pathway,
-their maps concatenated).
+gets three variants registered by :func:`add_pathway_variants`: ``<name>_diff`` (the same
+network on frame differences), ``<name>_rgbdiff`` (an RGB and a difference pathway, their
+maps concatenated) and ``<name>_slowrgbdiff`` (the same, with the RGB pathway on every
+4th clip frame only).
 
 Shape alphabet: B batch, C channels, T time, H height, W width.
 """
@@ -21,7 +22,13 @@ if TYPE_CHECKING:
 
 __all__ = ["PATHWAY_SUFFIXES", "add_pathway_variants", "frame_differences", "Pathways"]
 
-PATHWAY_SUFFIXES = {"_diff": ("diff",), "_rgbdiff": ("rgb", "diff")}
+PATHWAY_SUFFIXES = {"_diff": ("diff",), "_rgbdiff": ("rgb", "diff"), "_slowrgbdiff": ("rgb", "diff")}
+# The RGB pathway of ``*_slowrgbdiff`` sees every SLOW_RGB_STRIDE-th clip frame (SlowFast's
+# alpha, Feichtenhofer et al. 2019): appearance changes slowly, so a quarter of the frames
+# keep the scene at a quarter of the pathway's compute; motion is the difference
+# pathway's, which sees every frame.
+SLOW_RGB_STRIDE = 4
+_RGB_FRAME_STRIDE = {"_diff": 1, "_rgbdiff": 1, "_slowrgbdiff": SLOW_RGB_STRIDE}
 
 
 def add_pathway_variants(table: dict[str, "BackboneSpec"]) -> None:
@@ -38,15 +45,15 @@ def add_pathway_variants(table: dict[str, "BackboneSpec"]) -> None:
         if spec.input_kind != "clip" or spec.pathways != ("rgb",):
             continue
         for suffix, pathways in PATHWAY_SUFFIXES.items():
+            stride = _RGB_FRAME_STRIDE[suffix]
+            if pathways == ("diff",):
+                what = "on frame differences"
+            elif stride == 1:
+                what = "two pathways (RGB frames, frame differences), maps concatenated"
+            else:
+                what = f"two pathways (RGB on every {stride}th frame, frame differences), maps concatenated"
             table[name + suffix] = dataclasses.replace(
-                spec,
-                pathways=pathways,
-                description=f"{spec.description}; "
-                + (
-                    "on frame differences"
-                    if pathways == ("diff",)
-                    else "two pathways (RGB frames, frame differences), maps concatenated"
-                ),
+                spec, pathways=pathways, rgb_frame_stride=stride, description=f"{spec.description}; {what}"
             )
 
 
@@ -78,23 +85,39 @@ class Pathways(nn.Module):
     Measured on constant-velocity patches (benchmarks/heldout_patches.py): motion R@1 of a
     pretrained network 29.5 -> 46.2; on the sample set 37.5 -> 38.3 (docs/training.md).
     A random init (zero-bias convolutions, identity BN) already maps a still clip to 0.
+
+    With ``rgb_frame_stride`` n > 1 the RGB pathway sees frames 0, n, 2n, ... of the clip,
+    and its map is repeated along time to the difference pathway's T' (nearest), so that
+    the maps still concatenate; its pooled feature is the same as without the repeat.
     """
 
-    def __init__(self, pathways: dict[str, nn.Module]) -> None:
+    def __init__(self, pathways: dict[str, nn.Module], *, rgb_frame_stride: int = 1) -> None:
         super().__init__()
         unknown = sorted(set(pathways) - {"rgb", "diff"})
         if unknown or not pathways:
             raise ValueError(f"pathways must be among rgb, diff; got {sorted(pathways)}")
+        if rgb_frame_stride < 1:
+            raise ValueError(f"rgb_frame_stride must be >= 1, got {rgb_frame_stride}")
         self.nets = nn.ModuleDict(pathways)
+        self.rgb_frame_stride = rgb_frame_stride
         self.pathway_channels = {name: net.out_channels for name, net in self.nets.items()}
         self.out_channels = sum(self.pathway_channels.values())
 
     def forward(self, clip: Tensor) -> Tensor:
         maps = [
-            net(clip) if name == "rgb" else self._relative_to_still(net, frame_differences(clip))
+            net(clip[:, :, :: self.rgb_frame_stride])
+            if name == "rgb"
+            else self._relative_to_still(net, frame_differences(clip))
             for name, net in self.nets.items()
         ]
-        return maps[0] if len(maps) == 1 else torch.cat(maps, dim=1)
+        if len(maps) == 1:
+            return maps[0]
+        frames = max(m.shape[2] for m in maps)
+        maps = [
+            m if m.shape[2] == frames else m.repeat_interleave(_ceil_div(frames, m.shape[2]), 2)[:, :, :frames]
+            for m in maps
+        ]
+        return torch.cat(maps, dim=1)
 
     @staticmethod
     def _relative_to_still(net: nn.Module, differences: Tensor) -> Tensor:
@@ -103,3 +126,7 @@ class Pathways(nn.Module):
         still = differences.new_zeros((1, *differences.shape[1:]))
         out = net(torch.cat([differences, still]))
         return out[:-1] - out[-1:]
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)

@@ -57,7 +57,8 @@ def test_full_width_output_shapes(name, input_shape, output_shape):
 def test_every_backbone_in_the_table_is_covered_by_a_shape_test():
     assert {row[0] for row in FULL_WIDTH_SHAPES} == set(SINGLE)
     clips = {name for name in SINGLE if BACKBONES[name].input_kind == "clip"}
-    assert set(BACKBONES) - set(SINGLE) == {name + suffix for name in clips for suffix in ("_diff", "_rgbdiff")}
+    suffixes = ("_diff", "_rgbdiff", "_slowrgbdiff")
+    assert set(BACKBONES) - set(SINGLE) == {name + suffix for name in clips for suffix in suffixes}
 
 
 @pytest.mark.parametrize("name", SINGLE)
@@ -84,7 +85,7 @@ def test_frame_differences_show_only_what_changes():
     assert not frame_differences(torch.rand(1, 3, 1, 5, 6)).any()  # a single frame: nothing moves
 
 
-@pytest.mark.parametrize("suffix", ["_diff", "_rgbdiff"])
+@pytest.mark.parametrize("suffix", ["_diff", "_rgbdiff", "_slowrgbdiff"])
 def test_pathway_networks_see_the_clip_and_its_differences(suffix):
     torch.manual_seed(0)
     net = build_backbone("r3d_18" + suffix, width_multiplier=0.125)
@@ -99,7 +100,8 @@ def test_pathway_networks_see_the_clip_and_its_differences(suffix):
         out, still = net(clip), net(static)
         diff_net = net.nets["diff"]
         diff_part = diff_net(frame_differences(clip)) - diff_net(torch.zeros_like(clip[:1]))
-        rgb_part = net.nets["rgb"](clip) if "rgb" in net.nets else None
+        stride = BACKBONES["r3d_18" + suffix].rgb_frame_stride
+        rgb_part = net.nets["rgb"](clip[:, :, ::stride]) if "rgb" in net.nets else None
     pathways = BACKBONES["r3d_18" + suffix].pathways
     assert net.out_channels == 64 * len(pathways) == out.shape[1] and tuple(out.shape[2:]) == (2, 2, 2)
     assert isinstance(net, Pathways) and list(net.nets) == list(pathways)
@@ -107,11 +109,28 @@ def test_pathway_networks_see_the_clip_and_its_differences(suffix):
     torch.testing.assert_close(out[:, -64:], diff_part, rtol=1e-4, atol=1e-5)
     assert still[:, -64:].abs().max() == 0  # where nothing moves it reads exactly 0 ...
     assert out[:, -64:].abs().max() > 0.1  # ... and a moving clip does not
-    if rgb_part is not None:
-        torch.testing.assert_close(out[:, :64], rgb_part)
+    if rgb_part is not None:  # repeated along time to the difference pathway's T' when it saw fewer frames
+        frames = out.shape[2]
+        repeated = rgb_part.repeat_interleave(-(-frames // rgb_part.shape[2]), 2)[:, :, :frames]
+        torch.testing.assert_close(out[:, :64], repeated)
     net.train()
     out = net(clip)  # training mode: the still clip runs in the same batch (same BN statistics)
     assert out.shape[0] == 2 and torch.isfinite(out).all()
+
+
+def test_slow_rgb_pathway_sees_every_fourth_frame_only():
+    torch.manual_seed(0)
+    net = build_backbone("r3d_18_slowrgbdiff", width_multiplier=0.125).eval()
+    clip = torch.randn(1, 3, 16, 32, 32)
+    between = clip.clone()
+    between[:, :, 1::4] += 1.0  # frames the RGB pathway does not see (1, 5, 9, 13)
+    on_stride = clip.clone()
+    on_stride[:, :, 4] += 1.0  # a frame it sees
+    with torch.no_grad():
+        out, out_between, out_on_stride = net(clip), net(between), net(on_stride)
+    torch.testing.assert_close(out_between[:, :64], out[:, :64])  # the RGB part: unchanged
+    assert (out_between[:, 64:] - out[:, 64:]).abs().max() > 1e-3  # the differences see them
+    assert (out_on_stride[:, :64] - out[:, :64]).abs().max() > 1e-3
 
 
 def test_zero_init_residual_starts_every_block_as_the_identity():

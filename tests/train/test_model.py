@@ -278,3 +278,32 @@ def test_supervised_model_takes_the_pretext_inputs_by_position_or_by_name():
     torch.testing.assert_close(logits, logits_by_name)
     torch.testing.assert_close(by_position.motion_prediction, by_name.motion_prediction)
     torch.testing.assert_close(by_position.iframe_embedding, by_name.iframe_embedding)
+
+
+@pytest.mark.parametrize("task, reached, untouched", [("context", "rgb", "diff"), ("motion", "diff", "rgb")])
+def test_split_pathway_tasks_train_each_pathway_by_its_own_task(task, reached, untouched):
+    torch.manual_seed(0)
+    model = CoMoDe(**TINY, backbone="r3d_26_rgbdiff", motion_predictor="conv", pathway_tasks="split")
+    compute_losses(model(**_inputs()))[f"loss_{task}"].backward()
+
+    def gradient(pathway):
+        return sum(p.grad.abs().sum().item() for p in model.vnet.nets[pathway].parameters() if p.grad is not None)
+
+    assert gradient(reached) > 0
+    assert gradient(untouched) == 0  # the other task's pathway gets nothing from this loss
+
+
+def test_shared_pathway_tasks_let_both_tasks_reach_both_pathways():
+    torch.manual_seed(0)
+    model = CoMoDe(**TINY, backbone="r3d_26_rgbdiff", motion_predictor="conv")
+    compute_losses(model(**_inputs()))["loss_context"].backward()
+    assert all(
+        sum(p.grad.abs().sum().item() for p in net.parameters() if p.grad is not None) > 0
+        for net in model.vnet.nets.values()
+    )
+
+
+def test_split_pathway_tasks_need_an_rgb_and_a_difference_pathway():
+    for backbone in ("r3d_26", "r3d_26_diff"):
+        with pytest.raises(ValueError, match="pathway_tasks='split' needs a V-Network with an RGB and a difference"):
+            CoMoDe(**TINY, backbone=backbone, pathway_tasks="split")
