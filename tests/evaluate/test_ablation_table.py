@@ -34,15 +34,22 @@ def test_every_variant_but_the_floor_changes_one_switch_of_the_method():
     base = load_config("configs/pretrain/demo_cpu.yaml")
     variants = variants_for(base)
     assert variants["context + motion"] == () and variants["random init"] is None
+    assert variants["random init (RGB)"] is None
     for name, overrides in variants.items():
-        if name not in ("random init", "context + motion"):
-            assert len(overrides) == 1, name
+        if name not in ("random init", "random init (RGB)", "context + motion"):
+            # One switch; a one-pathway backbone also takes back the split of the tasks over pathways.
+            assert overrides[1:] in ((), ("model.pathway_tasks=shared",)), name
             config = load_config("configs/pretrain/demo_cpu.yaml", list(overrides))  # a valid config ...
             assert config != base, name  # ... that differs
     # One variant per departure value other than the base's, named by its override.
     assert "model.motion_predictor=transformer" in variants and "model.motion_predictor=conv" not in variants
     assert "model.backbone=r3d_26" in variants and "model.backbone=r3d_26_rgbdiff" in variants
-    assert "loss.alpha=0.5" in variants and "loss.alpha=0.8" not in variants
+    assert variants["model.backbone=r3d_26"] == ("model.backbone=r3d_26", "model.pathway_tasks=shared")
+    assert variants["model.backbone=r3d_26_rgbdiff"] == ("model.backbone=r3d_26_rgbdiff",)
+    assert "model.pathway_tasks=shared" in variants
+    # A one-pathway base has no split variant: its tasks cannot read different pathways.
+    assert "model.pathway_tasks=split" not in variants_for(load_config("configs/pretrain/r3d26_ucf101.yaml"))
+    assert "loss.alpha=0.25" in variants and "loss.alpha=0.5" not in variants
     assert set(VARIANTS) <= set(variants)
 
 
