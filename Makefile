@@ -28,7 +28,8 @@ install: $(BIN)/.installed
 # generate the labelled sample set (6 time-varying motion patterns x 4 scenes, 288 clips),
 # extract it, pretrain the demo configuration on the CPU (1,000 steps), and evaluate the
 # test clips by motion and by scene -- retrieval, linear probe, pretext accuracies beside
-# their blind levels -- for the pretrained V-Network and for random inits (the floor).
+# their blind levels -- for the pretrained V-Network and for random inits (the floors: the
+# same network, and the paper's RGB R3D-26 at the same clip and width).
 # ~8 min on 2 cores (docs/performance.md); extraction and training resume where they stopped (an interrupted
 # sample generation: rm -rf $(DEMO_DATA)).  More seeds are one variable away:
 #   make demo DEMO_SEEDS=0,1,2        (pretraining seeds; the floor always has 3)

@@ -41,8 +41,10 @@ def plot_metrics(
         table.add_column(f"loss_{task}")
         table.add_column("blind")
     for row in milestone_rows(curves, at=milestones, window_clips=window):
-        label = f"{row.clips:,}" if row.reached else f"{row.clips:,} (not reached: last {int(curves.clips[-1]):,})"
-        cells = [label]
+        if not row.reached:
+            table.add_row(f"{row.clips:,} (not reached: the run is at {int(curves.clips[-1]):,})", *["-"] * 8)
+            continue
+        cells = [f"{row.clips:,}"]
         for task in TASKS:
             v = row.values
             cells += [
