@@ -166,7 +166,7 @@ def run_extraction(
     root = create_or_open_root(
         store_url, root_attrs=root_attributes(dataset, settings), storage_options=storage_options
     )
-    write_root_file(store_url, layout.DATASET_REPORT, report_document(dataset), storage_options)
+    _write_report(store_url, dataset, storage_options)
     videos = dataset.videos[:limit] if limit else dataset.videos
     index = _IndexKeeper(store_url, root, storage_options, CONSOLIDATE_EVERY_S)
     listing = index.now()
@@ -197,6 +197,15 @@ def run_extraction(
         index.quietly()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _write_report(store_url: str, dataset: "DatasetIndex", storage_options: dict | None) -> None:
+    """The store's ``dataset_report.json``; a failure (a full disk) is logged, not raised: the
+    report is also in the run's log, and the videos matter more."""
+    try:
+        write_root_file(store_url, layout.DATASET_REPORT, report_document(dataset), storage_options)
+    except OSError as error:
+        logger.warning("could not write %s into %s: %s", layout.DATASET_REPORT, store_url, error)
 
 
 def _relabel(store: WritableStore, listing: Listing, dataset: "DatasetIndex") -> tuple[int, list[str]]:
