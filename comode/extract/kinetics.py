@@ -134,6 +134,7 @@ def load_kinetics400(root: Path, annotations: Path | None) -> DatasetIndex:
     files = AnnotationFiles()
     rows = [row for path in _csv_files(root, annotations, files) for row in _rows(path, files)]
     classes = sorted({(row.get("label") or "").strip() for _, row in rows} - {""})
+    class_index = {name: number for number, name in enumerate(classes)}
     present = {row["split"] for _, row in rows}
     where = annotations or root / "annotations"
     if "train" not in present:
@@ -162,7 +163,7 @@ def load_kinetics400(root: Path, annotations: Path | None) -> DatasetIndex:
         source = file.relative_to(root).as_posix()
         label_name = (row.get("label") or "").strip() or None
         entry = (
-            classes.index(label_name) if label_name else -1,
+            class_index[label_name] if label_name else -1,
             label_name,
             {
                 name: sides[row["split"]]

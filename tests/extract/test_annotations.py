@@ -182,12 +182,9 @@ def write_crawler(root: Path) -> None:
     data = root / "data"
     data.mkdir()
     (data / "kinetics-400_train.csv").write_text(
-        "label,youtube_id,time_start,time_end,split,is_cc\nabseiling,aaaaaaaaaaa,0,10,train,0\n"
-        "zumba,bbbbbbbbbbb,5,15,train,0\n"
+        HEADER + "abseiling,aaaaaaaaaaa,0,10,train,0\nzumba,bbbbbbbbbbb,5,15,train,0\n"
     )
-    (data / "kinetics-400_val.csv").write_text(
-        "label,youtube_id,time_start,time_end,split,is_cc\nzumba,ccccccccccc,2,12,val,0\n"
-    )
+    (data / "kinetics-400_val.csv").write_text(HEADER + "zumba,ccccccccccc,2,12,val,0\n")
     (data / "kinetics-400_test.csv").write_text("youtube_id,time_start,time_end,split\nddddddddddd,3,13,test\n")
     (data / "kinetics-600_train.csv").write_text(
         "label,youtube_id,time_start,time_end,split\nadjusting glasses,xxxxxxxxxxx,0,10,train\n"
