@@ -14,6 +14,7 @@ file or row set aside, every expected annotation file that is absent.  Three pla
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 from comode.logs import DETAIL_LOGGER
@@ -86,15 +87,19 @@ def _line(kind: str, item: dict[str, str]) -> str:
 def log_report(dataset: "DatasetIndex", *, where: str) -> None:
     """The report on the console (counts, first names) and in the run's log (every name);
     ``where``: where the whole lists are, for the console's "... and N more"."""
+    files = list(dataset.annotation_files)
+    read = ", ".join(files) if len(files) <= SHOWN_NAMES else f"{len(files)} files in {os.path.commonpath(files)}"
     logger.info(
-        "%s: %d videos, %d classes, splits %s; annotations %s from %s",
+        "%s: %d videos, %d classes, splits %s; annotations %s read from %s",
         dataset.name,
         len(dataset.videos),
         len(dataset.classes),
         list(dataset.split_names),
         dataset.fingerprint[:19],
-        ", ".join(dataset.annotation_files) or "the folder layout (no annotation files)",
+        read or "the folder layout (no annotation files)",
     )
+    for path, digest in dataset.annotation_files.items():
+        detail.info("%s annotation file: %s sha256 %s", dataset.name, path, digest)
     for kind, items in _lists(dataset).items():
         if not items:
             continue
