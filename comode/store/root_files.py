@@ -7,6 +7,8 @@ what is too long for the root's attributes (every attribute read would carry it)
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 from typing import Any, Mapping
@@ -26,6 +28,9 @@ def write_root_file(url: str, name: str, document: Mapping[str, Any], storage_op
     body = (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode()
     if is_plain_local(url, storage_options):
         folder = local_path(url)
+        for leftover in glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(name)}.*.partial")):
+            with contextlib.suppress(OSError):  # of a write a kill cut short
+                os.remove(leftover)
         replace_atomically(os.path.join(folder, name), body, sync=fsync_enabled())
         if fsync_enabled():
             fsync_dir(folder)
