@@ -45,8 +45,8 @@ demo-data: $(DEMO_DATA)/sample.json
 	$(BIN)/comode extract --dataset sample --root "$(DEMO_DATA)" --out "$(DEMO_DATA).zarr"
 
 demo: install demo-data
-	$(BIN)/comode evaluate ablation --store "$(DEMO_DATA).zarr" --out "runs/demo-$(DEMO_VIDEOS)" \
-		--config "$(DEMO_CONFIG)" --variants "random init,context + motion" \
+	$(BIN)/comode evaluate ablation --store $(DEMO_DATA).zarr --out runs/demo-$(DEMO_VIDEOS) \
+		--config $(DEMO_CONFIG) --variants "random init,context + motion" \
 		--seeds $(DEMO_SEEDS) --floor-seeds $(DEMO_FLOOR_SEEDS) $(EXTRA)
 
 # The paper's ablations in miniature and our departures from it (docs/training.md): every
