@@ -40,10 +40,10 @@ DEMO_DATA := data/sample-$(DEMO_VIDEOS)
 DEMO_CONFIG ?= configs/pretrain/demo_cpu.yaml
 
 $(DEMO_DATA)/sample.json: | install
-	$(BIN)/comode sample --out $(DEMO_DATA) --videos-per-class $(DEMO_VIDEOS)
+	$(BIN)/comode sample --out "$(DEMO_DATA)" --videos-per-class $(DEMO_VIDEOS)
 
 demo-data: $(DEMO_DATA)/sample.json
-	$(BIN)/comode extract --dataset sample --root $(DEMO_DATA) --out $(DEMO_DATA).zarr
+	$(BIN)/comode extract --dataset sample --root "$(DEMO_DATA)" --out "$(DEMO_DATA).zarr"
 
 demo: install demo-data
 	$(BIN)/comode evaluate ablation --store $(DEMO_DATA).zarr --out runs/demo-$(DEMO_VIDEOS) \
@@ -55,9 +55,9 @@ demo: install demo-data
 # leakage probes of the set.  Several hours on 2 cores; resumable (re-run the same command).
 ABLATION_SEEDS ?= 0,1,2
 ablation: install demo-data
-	-$(BIN)/comode evaluate leakage --store $(DEMO_DATA).zarr
-	$(BIN)/comode evaluate ablation --store $(DEMO_DATA).zarr --out runs/ablation-$(DEMO_VIDEOS) \
-		--config $(DEMO_CONFIG) --seeds $(ABLATION_SEEDS) $(EXTRA)
+	-$(BIN)/comode evaluate leakage --store "$(DEMO_DATA).zarr"
+	$(BIN)/comode evaluate ablation --store "$(DEMO_DATA).zarr" --out "runs/ablation-$(DEMO_VIDEOS)" \
+		--config "$(DEMO_CONFIG)" --seeds $(ABLATION_SEEDS) $(EXTRA)
 
 # The team's real clips (../shared/data/real): extract, validate, summarise, draw one
 # video's motion vectors.
@@ -68,7 +68,7 @@ demo-real: demo-store
 
 # Extraction is resumable: a second call finds every video complete and does nothing.
 demo-store: install
-	$(BIN)/comode extract --dataset folder --root $(ROOT) --out data/demo.zarr $(EXTRA)
+	$(BIN)/comode extract --dataset folder --root "$(ROOT)" --out data/demo.zarr $(EXTRA)
 
 # A few CPU minutes of pretraining of the tiny configuration on the demo store.
 pretrain-demo: demo-store
@@ -76,16 +76,16 @@ pretrain-demo: demo-store
 
 # make extract DATASET=ucf101 ROOT=/data/UCF101 [STORE=data/ucf101.zarr] [WORKERS=8] [EXTRA="--scheduler tcp://host:8786"]
 extract: install
-	$(BIN)/comode extract --dataset $(DATASET) --root $(ROOT) --out $(STORE) $(if $(WORKERS),--workers $(WORKERS)) $(EXTRA)
+	$(BIN)/comode extract --dataset "$(DATASET)" --root "$(ROOT)" --out "$(STORE)" $(if $(WORKERS),--workers $(WORKERS)) $(EXTRA)
 
 # The built-in labelled sample set (motion pattern x scene, see README "Sample data"); then
 # `make extract DATASET=sample` extracts it to data/sample.zarr.  Kept if already there
 # (it is deterministic): remove OUT, or pass EXTRA=--overwrite, to make it anew.
 # make sample [OUT=data/sample] [EXTRA="--videos-per-class 48 --frames 128 --size 340x256"]
 sample: install
-	@if [ -f $(OUT)/sample.json ] && [ -z "$(findstring --overwrite,$(EXTRA))" ]; then \
+	@if [ -f "$(OUT)/sample.json" ] && [ -z "$(findstring --overwrite,$(EXTRA))" ]; then \
 		echo "$(OUT) already holds a sample set (rm -rf $(OUT) or EXTRA=--overwrite to make it anew)"; \
-	else $(BIN)/comode sample --out $(OUT) $(EXTRA); fi
+	else $(BIN)/comode sample --out "$(OUT)" $(EXTRA); fi
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -99,7 +99,7 @@ lint: install
 
 # Throughput and size benchmark (not a test): prints ratios against baselines measured in the same run.
 bench: install
-	$(BIN)/python benchmarks/bench_extract.py --videos $(ROOT) $(EXTRA)
+	$(BIN)/python benchmarks/bench_extract.py --videos "$(ROOT)" $(EXTRA)
 
 # Pretraining data pipeline: samples/s per worker beside a naive PyAV-from-source loader; the
 # read path (tensorstore) beside the old local reader and zarr-python, locally and on a
@@ -130,10 +130,10 @@ gpu-check: install
 	$(BIN)/python benchmarks/gpu_check.py $(EXTRA)
 
 info: install
-	$(BIN)/comode store info $(STORE)
+	$(BIN)/comode store info "$(STORE)"
 
 validate: install
-	$(BIN)/comode store validate $(STORE)
+	$(BIN)/comode store validate "$(STORE)"
 
 clean:
 	rm -rf data/demo.zarr data/demo-motion.png data/sample-* runs/tiny-demo runs/demo-* runs/ablation-* .pytest_cache

@@ -27,10 +27,13 @@ from typing import Iterator
 from rich.console import Console
 from rich.logging import RichHandler
 
-__all__ = ["setup", "console", "to_file", "forward_dask_logs", "PROGRESS_LOGGER", "LEVELS"]
+__all__ = ["setup", "console", "to_file", "forward_dask_logs", "PROGRESS_LOGGER", "DETAIL_LOGGER", "LEVELS"]
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 PROGRESS_LOGGER = "comode.progress"  # periodic progress lines (a terminal shows the bar instead)
+# Long lists (every missing video of a dataset, ...): in the log file, not on the console,
+# which shows their count and first few names.
+DETAIL_LOGGER = "comode.detail"
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 # Rich wraps at 80 columns when not on a terminal: in logs and pipes keep lines whole.
@@ -49,6 +52,13 @@ class _OthersWarnOnly(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING or record.name.startswith(("comode", "py.warnings"))
+
+
+class _NoDetailLines(logging.Filter):
+    """The console shows counts and a few names; the log file has every line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith(DETAIL_LOGGER)
 
 
 class _NoProgressLines(logging.Filter):
@@ -81,6 +91,7 @@ def setup(level: str | None = "INFO") -> None:
             handler.setFormatter(logging.Formatter(_FORMAT))
         handler.set_name(_HANDLER_NAME)
         handler.addFilter(_OthersWarnOnly())
+        handler.addFilter(_NoDetailLines())
         root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("comode").setLevel(level)

@@ -167,7 +167,11 @@ _FEATURE_OPTION = typer.Option(
 def evaluate_retrieval(
     store: str = typer.Option(..., help="Labelled store (UCF101 / HMDB51 / folder) with a train/test split."),
     checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP),
-    split: str = typer.Option("1", help="Store split: its test videos query its train videos (papers: split 1)."),
+    split: str = typer.Option(
+        "1",
+        help="Store split: its test videos query its train videos (papers: split 1; Kinetics: 1 tests on the "
+        "validation set, 'test' on the test CSV).",
+    ),
     label_set: Optional[str] = typer.Option(
         None,
         help="Judge hits by one of the store's extra label sets (e.g. scene of the sample set) instead of its primary labels.",
@@ -226,7 +230,11 @@ def evaluate_retrieval(
 def evaluate_linear(
     store: str = typer.Option(..., help="Labelled store with a train/test split."),
     checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP),
-    split: str = typer.Option("1", help="Store split: fit on its train videos, score its test videos."),
+    split: str = typer.Option(
+        "1",
+        help="Store split: fit on its train videos, score its test videos (Kinetics: 1 scores the validation set, "
+        "'test' the test CSV).",
+    ),
     label_set: Optional[str] = typer.Option(
         None,
         help="Classify one of the store's extra label sets (e.g. scene of the sample set) instead of its primary labels.",
@@ -344,7 +352,11 @@ def evaluate_compare(
 @evaluate_app.command("leakage")
 def evaluate_leakage(
     store: str = typer.Option(..., help="Labelled store with a motion and a scene label set (e.g. the sample set)."),
-    split: str = typer.Option("1", help="Store split: fit on its train videos, score its test videos."),
+    split: str = typer.Option(
+        "1",
+        help="Store split: fit on its train videos, score its test videos (Kinetics: 1 scores the validation set, "
+        "'test' the test CSV).",
+    ),
     motion: str = typer.Option("motion", help="The motion label set."),
     scene: str = typer.Option("scene", help="The scene label set."),
 ) -> None:

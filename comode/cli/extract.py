@@ -35,6 +35,12 @@ def extract(
         4096, help="Per-video address-space limit of FFmpeg in MiB (0: none); a video over it is recorded as failed."
     ),
     mv_backend: str = typer.Option("pyav", help="pyav (default) or mvextractor: same vectors, cross-check."),
+    partial_annotations: bool = typer.Option(
+        False,
+        "--partial-annotations",
+        help="Extract even when expected annotation files are absent (a split list, a class's split file); "
+        "they are named, and the splits they define stay partial.",
+    ),
     limit: Optional[int] = typer.Option(None, help="Only the first N videos (sorted by id)."),
     retry_failed: bool = typer.Option(False, help="Retry videos recorded as failed by an earlier run."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -71,10 +77,6 @@ def extract(
             memory_limit_mb=memory_limit,
         )
         index = load_dataset(dataset, root, annotations=annotations)
-    logger.info(
-        f"{index.name}: {len(index.videos)} videos, {len(index.classes)} classes, "
-        f"splits {list(index.split_names)}" + (f", {len(index.missing)} annotated but missing" if index.missing else "")
-    )
     if not index.videos:
         raise fail(f"no videos found under {root}")
     summary = extract_with_progress(
@@ -83,22 +85,42 @@ def extract(
         settings,
         make_executor(scheduler=scheduler, workers=workers),
         progress=progress,
+        partial_annotations=partial_annotations,
         retry_failed=retry_failed,
         limit=limit,
     )
     raise typer.Exit(0 if summary.ok else 1)
 
 
-def extract_with_progress(index, out: str, settings, executor, *, progress: bool, **options):
+def _refuse_incomplete(index, log_path: Path) -> None:
+    """Exit 2 naming every expected annotation file that is absent: its split would be partial."""
+    names = "; ".join(f"{file} ({purpose})" for file, purpose in index.incomplete)
+    raise fail(
+        f"{len(index.incomplete)} expected annotation file(s) absent: {names}. Restore them (the same command then "
+        "extracts and labels everything), or pass --partial-annotations to extract with partial splits "
+        f"(log: {log_path})"
+    )
+
+
+def extract_with_progress(
+    index, out: str, settings, executor, *, progress: bool, partial_annotations: bool = True, **options
+):
     """Run an extraction with its progress display and summary (closing ``executor``); a full
-    disk exits with EXIT_STORE_FULL, an unusable store with 2."""
+    disk exits with EXIT_STORE_FULL, an unusable store with 2, and so do absent expected
+    annotation files unless ``partial_annotations``.  The dataset report goes to the console
+    and the log first (:mod:`comode.extract.dataset_report`)."""
+    from comode.extract.dataset_report import log_report
     from comode.extract.pipeline import run_extraction
     from comode.extract.report import ExtractionProgress, print_summary
+    from comode.store.layout import DATASET_REPORT
     from comode.store.writer import StoreFullError
 
     display = ExtractionProgress(enabled=progress)
     try:
         with logs.to_file(extraction_log(out)) as log_path, display.running():
+            log_report(index, where=f"all in {log_path} and in the store's {DATASET_REPORT}")
+            if index.incomplete and not partial_annotations:
+                _refuse_incomplete(index, log_path)
             logger.info("extracting into %s (log: %s)", out, log_path)
             summary = run_extraction(
                 index, out, settings, executor, on_plan=display.on_plan, on_result=display.on_result, **options

@@ -8,21 +8,31 @@ Formats (``load_dataset(kind, root)``):
   machines and runs, independent of which other files exist).
 * ``ucf101``: videos under ROOT (``<Class>/v_<Class>_gXX_cYY.avi`` or flat); annotations in
   ``ROOT/ucfTrainTestlist`` (classInd.txt, trainlist0N.txt, testlist0N.txt); splits "1".."3".
+  A list entry matches a file by name, else by stem when exactly one file has it (videos
+  re-encoded to another container).
 * ``hmdb51``: videos ``ROOT/<class>/<name>.avi``; annotations ``<class>_test_split{1,2,3}.txt``
   (id 1 = train, 2 = test, 0 = not in that split) in ``ROOT/testTrainMulti_7030_splits``;
-  classes sorted alphabetically (the usual convention).
+  classes sorted alphabetically (the usual convention): the classes with split files and the
+  official HMDB51 classes present as ``ROOT/<class>/`` folders of videos, so a class whose
+  split files are absent keeps its index (and its absent files are named).  Entries match
+  files by name, else by stem, as for UCF101.
 * ``sample``: what ``comode sample`` writes (:mod:`comode.sampleset`): videos anywhere
   under ROOT (``train|test/<motion>/<video>.mp4``, so ``folder`` reads it too) and
   ``ROOT/labels.csv`` (``path,split,<label set>,...``: every column after ``split`` is a label
   set, e.g. ``motion,scene``).  The first label set is the primary ``label``/``classes``; the
   CSV's ``split`` (train/test) defines split "1"; every video also gets ``labels`` {set: index
-  into ``label_sets[set]``, whose names are sorted} and ``label_names``.  Videos on disk that
-  the CSV does not list are unlabelled (-1) with the hash split; rows without a file are
-  reported as missing.
-* ``kinetics400``: CSV annotations (``label,youtube_id,time_start,time_end,split[,is_cc]``) in
-  ``ROOT/annotations`` or ROOT; files ``[<split>/][<label>/]<id>_<start:06d>_<end:06d>.<ext>``
-  or ``<id>.<ext>``.  Split "1": train stays train; validate/val/test become test (the usual
-  protocol evaluates on the validation set).
+  into ``label_sets[set]``, whose names are sorted} and ``label_names``.  Rows without a file
+  are reported as missing.
+* ``kinetics400``: CSV annotations (:mod:`comode.extract.kinetics`) in ``ROOT/annotations``
+  or ROOT.  Split "1": train vs validation (the usual protocol); split "test": train vs the
+  test CSV, when there is one.
+
+Unlisted videos, one rule for every annotated format: a video on disk that no annotation
+names is extracted unlabelled (label -1) and in no split (pretraining uses every complete
+video), and named in the dataset report (``DatasetIndex.unlisted``).  Annotation entries
+without a file are named with their reason (``missing``); the annotation files read are
+recorded with their digests (``annotation_files``, ``fingerprint``), the expected ones that
+are absent in ``incomplete``, the files and rows set aside in ``skipped``.
 
 Video ids are derived from the path relative to ROOT, are safe as Zarr group names and
 file names, and are unique within a dataset (see :func:`safe_video_id`).  Annotation
@@ -33,11 +43,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping
+
+from comode.extract.annotations import AnnotationFiles, DatasetError, fingerprint
 
 # What the folder layout takes for a video (any container ffmpeg reads; the content is probed,
 # the name only selects files).  Broadcast/camcorder (m2ts, mts, mxf, dv, vob), web (f4v,
@@ -90,8 +103,10 @@ TRAIN, TEST = "train", "test"
 MAX_ID_LENGTH = 150
 
 
-class DatasetError(ValueError):
-    """The dataset cannot be indexed; the message says which file and what is expected."""
+__all__ = ["DatasetError", "DatasetIndex", "VideoItem", "load_dataset", "safe_video_id", "walk_videos"]
+
+# A video on disk that no annotation names (every annotated format): unlabelled, in no split.
+UNLISTED_ENTRY: tuple[int, None, dict[str, str]] = (-1, None, {})
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,7 @@ class VideoItem:
     # (-1 = no label), and the same labels by name.  Empty for the other formats.
     labels: Mapping[str, int] = field(default_factory=dict)
     label_names: Mapping[str, str | None] = field(default_factory=dict)
+    annotations: str = ""  # fingerprint of what the labels and splits come from (DatasetIndex.fingerprint)
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,11 @@ class DatasetIndex:
     videos: tuple[VideoItem, ...]  # sorted by video_id, files that exist
     missing: tuple[tuple[str, str], ...] = ()  # (annotation entry, reason)
     label_sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # set name -> sorted names
+    unlisted: tuple[str, ...] = ()  # sources on disk no annotation names: unlabelled, in no split
+    skipped: tuple[tuple[str, str], ...] = ()  # (annotation file or row, why it was not used)
+    incomplete: tuple[tuple[str, str], ...] = ()  # (expected annotation file that is absent, its purpose)
+    annotation_files: Mapping[str, str] = field(default_factory=dict)  # path -> sha256, as read
+    fingerprint: str = ""  # of the annotation files, classes and splits (annotations.fingerprint)
 
 
 # ---------------------------------------------------------------- ids and paths
@@ -186,14 +207,6 @@ def walk_videos(root: Path) -> list[Path]:
     return found
 
 
-def read_lines(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
-    except OSError as error:
-        raise DatasetError(f"cannot read annotation file {path}: {error.strerror}") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
 def build_index(
     name: str,
     root: Path,
@@ -201,8 +214,19 @@ def build_index(
     split_names: Iterable[str],
     entries: Mapping[str, tuple[int, str | None, dict[str, str]]],
     missing: list[tuple[str, str]],
+    *,
+    annotations: AnnotationFiles | None = None,
+    unlisted: Iterable[str] = (),
+    label_sets: Mapping[str, tuple[str, ...]] | None = None,
 ) -> DatasetIndex:
-    """entries: source (relative POSIX path of an existing file) -> (label, class, splits)."""
+    """entries: source (relative POSIX path of an existing file) -> (label, class, splits);
+    ``unlisted``: the sources among them that no annotation names (they get
+    :data:`UNLISTED_ENTRY`).  Every video carries the index's fingerprint."""
+    annotations = annotations or AnnotationFiles()
+    classes, split_names = tuple(classes), tuple(split_names)
+    unlisted = tuple(sorted(unlisted))
+    entries = {**entries, **{source: UNLISTED_ENTRY for source in unlisted}}
+    digest = fingerprint(name, annotations.read, classes, split_names, label_sets)
     ids = _unique_ids(entries)
     videos = [
         VideoItem(
@@ -212,16 +236,23 @@ def build_index(
             class_name=class_name,
             splits=dict(splits),
             source=source,
+            annotations=digest,
         )
         for source, (label, class_name, splits) in entries.items()
     ]
     return DatasetIndex(
         name=name,
         root=root,
-        classes=tuple(classes),
-        split_names=tuple(split_names),
+        classes=classes,
+        split_names=split_names,
         videos=tuple(sorted(videos, key=lambda v: v.video_id)),
-        missing=tuple(missing),
+        missing=tuple(sorted(set(missing))),
+        label_sets=dict(label_sets or {}),
+        unlisted=unlisted,
+        skipped=tuple(annotations.skipped),
+        incomplete=tuple(annotations.absent),
+        annotation_files=dict(annotations.read),
+        fingerprint=digest,
     )
 
 
@@ -270,10 +301,10 @@ def _load_sample(root: Path) -> DatasetIndex:
             f"{labels_file} not found: the sample format is the folder layout `comode sample` writes "
             "plus labels.csv (columns path,split,<label set>,...)"
         )
-    with labels_file.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = list(reader.fieldnames or [])
-        rows = list(reader)
+    annotations = AnnotationFiles()
+    reader = csv.DictReader(io.StringIO(annotations.text(labels_file), newline=""))
+    columns = list(reader.fieldnames or [])
+    rows = list(reader)
     if columns[:2] != ["path", "split"] or len(columns) < 3 or len(set(columns)) < len(columns):
         raise DatasetError(
             f"{labels_file}: expected a header path,split,<label set>,... with distinct names, got {','.join(columns)}"
@@ -294,12 +325,12 @@ def _load_sample(root: Path) -> DatasetIndex:
             by_source[path.as_posix()] = {"split": split, **{name: (row.get(name) or "").strip() for name in set_names}}
     label_sets = {name: tuple(sorted({r[name] for r in by_source.values() if r[name]})) for name in set_names}
     primary = set_names[0]
-    entries, labels, names = {}, {}, {}
+    entries, labels, names, unlisted = {}, {}, {}, []
     for file in walk_videos(root):
         source = relative_path(file, root)
         row = by_source.get(source)
-        if row is None:  # on disk but not in labels.csv: unlabelled, hash split (as in "folder")
-            entries[source] = (-1, None, {"1": _hash_split(safe_video_id(source))})
+        if row is None:  # on disk but not in labels.csv: the unlisted rule (unlabelled, no split)
+            unlisted.append(source)
             row = {name: "" for name in set_names}
         else:
             entries[source] = (
@@ -309,9 +340,19 @@ def _load_sample(root: Path) -> DatasetIndex:
             )
         labels[source] = {n: label_sets[n].index(row[n]) if row[n] else -1 for n in set_names}
         names[source] = {n: row[n] or None for n in set_names}
-    index = build_index("sample", root, label_sets[primary], ["1"], entries, sorted(set(missing)))
+    index = build_index(
+        "sample",
+        root,
+        label_sets[primary],
+        ["1"],
+        entries,
+        missing,
+        annotations=annotations,
+        unlisted=unlisted,
+        label_sets=label_sets,
+    )
     videos = tuple(replace(v, labels=labels[v.source], label_names=names[v.source]) for v in index.videos)
-    return replace(index, videos=videos, label_sets=label_sets)
+    return replace(index, videos=videos)
 
 
 # ---------------------------------------------------------------- entry point

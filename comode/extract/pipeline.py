@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from comode import __version__
+from comode.extract.dataset_report import annotations_record, report_document
 from comode.extract.encode import ffmpeg_version
 from comode.extract.executors import Executor
+from comode.extract.relabel import plan_relabel, relabel
 from comode.extract.settings import ExtractSettings
 from comode.extract.video import VideoResult, extract_to_store, record_failure
 from comode.store import STATUS_COMPLETE, STATUS_FAILED, create_or_open_root, layout
 from comode.store.index import Listing, consolidate
+from comode.store.root_files import write_root_file
 from comode.store.scan import scan_video_groups
 from comode.store.writer import StoreFullError, WritableStore, open_root_for_writing
 
@@ -55,6 +58,8 @@ class ExtractionSummary:
     frames: int = 0
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)  # (video_id, reason)
+    relabelled: int = 0  # groups given the labels of changed annotations (not re-extracted)
+    orphans: list[str] = field(default_factory=list)  # groups of videos gone, labelled from other annotations
 
     @property
     def frames_per_second(self) -> float:
@@ -78,6 +83,8 @@ def root_attributes(dataset: "DatasetIndex", settings: ExtractSettings) -> dict:
             layout.DATASET_CLASSES: list(dataset.classes),
             layout.DATASET_SPLIT_NAMES: list(dataset.split_names),
             "missing": len(dataset.missing),
+            "unlisted": len(dataset.unlisted),
+            layout.DATASET_ANNOTATIONS: annotations_record(dataset),
             **(
                 {layout.DATASET_LABEL_SETS: {name: list(names) for name, names in dataset.label_sets.items()}}
                 if dataset.label_sets
@@ -159,9 +166,13 @@ def run_extraction(
     root = create_or_open_root(
         store_url, root_attrs=root_attributes(dataset, settings), storage_options=storage_options
     )
+    _write_report(store_url, dataset, storage_options)
     videos = dataset.videos[:limit] if limit else dataset.videos
     index = _IndexKeeper(store_url, root, storage_options, CONSOLIDATE_EVERY_S)
-    plan = plan_extraction(index.now(), videos, retry_failed=retry_failed)
+    listing = index.now()
+    writable = open_root_for_writing(store_url, storage_options)  # where a crashed task's failure goes
+    relabelled, orphans = _relabel(writable, listing, dataset)
+    plan = plan_extraction(listing, videos, retry_failed=retry_failed)
     if on_plan:
         on_plan(plan)
     summary = ExtractionSummary(
@@ -170,8 +181,9 @@ def run_extraction(
         total=len(videos),
         skipped_complete=plan.already_complete,
         skipped_failed=plan.already_failed,
+        relabelled=relabelled,
+        orphans=orphans,
     )
-    writable = open_root_for_writing(store_url, storage_options)  # where a crashed task's failure goes
     start = time.perf_counter()
     try:
         for item, result in executor.map_unordered(extract_to_store, plan.todo, settings, store_url, storage_options):
@@ -185,6 +197,36 @@ def run_extraction(
         index.quietly()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _write_report(store_url: str, dataset: "DatasetIndex", storage_options: dict | None) -> None:
+    """The store's ``dataset_report.json``; a failure (a full disk) is logged, not raised: the
+    report is also in the run's log, and the videos matter more."""
+    try:
+        write_root_file(store_url, layout.DATASET_REPORT, report_document(dataset), storage_options)
+    except OSError as error:
+        logger.warning("could not write %s into %s: %s", layout.DATASET_REPORT, store_url, error)
+
+
+def _relabel(store: WritableStore, listing: Listing, dataset: "DatasetIndex") -> tuple[int, list[str]]:
+    """Give every complete or failed group the labels the annotations say now (see
+    :mod:`comode.extract.relabel`): (groups relabelled, orphaned groups)."""
+    plan = plan_relabel(listing.videos, dataset)
+    if plan.todo:
+        logger.info(
+            "the annotations say other labels or splits for %d extracted videos than their groups: relabelling them "
+            "(their pixels stay)",
+            len(plan.todo),
+        )
+    done = relabel(store, plan.todo)
+    if plan.orphans:
+        logger.warning(
+            "%d groups of videos no longer in the dataset keep labels from other annotations (store validate names "
+            "them; delete those groups or restore their files): %s",
+            len(plan.orphans),
+            ", ".join(plan.orphans[:5]) + (" ..." if len(plan.orphans) > 5 else ""),
+        )
+    return len(done), plan.orphans
 
 
 def _recorded(store: WritableStore, item: "VideoItem", result: VideoResult | BaseException) -> VideoResult:

@@ -61,6 +61,16 @@ def print_summary(console: Console, summary: ExtractionSummary) -> None:
         f"{summary.skipped_failed} failed earlier",
     )
     table.add_row("frames", f"{summary.frames} in {summary.seconds:.1f} s = {summary.frames_per_second:.0f} frames/s")
+    if summary.relabelled or summary.orphans:
+        table.add_row(
+            "labels",
+            f"{summary.relabelled} videos relabelled from the changed annotations (not re-extracted)"
+            + (
+                f", {len(summary.orphans)} groups of videos no longer in the dataset left alone"
+                if summary.orphans
+                else ""
+            ),
+        )
     console.print(table)
     if summary.failures:
         failures = Table(title=f"{len(summary.failures)} failed videos (recorded in the store)")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 from comode.extract.decode import read_streams
 from comode.extract.encode import ExtractionFailure, injected_fault, reencode
 from comode.extract.mvgrid import records_to_grid
+from comode.extract.relabel import label_attrs
 from comode.extract.settings import ExtractSettings
 from comode.extract.sourceinfo import SourceInfo
 from comode.store import STATUS_COMPLETE, STATUS_FAILED, VideoArrays, layout, write_failure, write_video
@@ -121,15 +122,7 @@ def av_errors() -> type[Exception]:
 
 def item_attrs(item: VideoItem) -> dict[str, Any]:
     """The attributes every video group carries, whatever its outcome."""
-    attrs = {
-        layout.ATTR_SOURCE: item.source,
-        layout.ATTR_LABEL: item.label,
-        layout.ATTR_CLASS_NAME: item.class_name,
-        layout.ATTR_SPLITS: dict(item.splits),
-    }
-    if item.labels:  # extra label sets (dataset format "sample"): indices into root dataset.label_sets
-        attrs.update(labels=dict(item.labels), label_names=dict(item.label_names))
-    return attrs
+    return {layout.ATTR_SOURCE: item.source, **label_attrs(item)}
 
 
 def extract_to_store(

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from comode.store import layout
 from comode.store.reader import open_store
+from comode.store.root_files import read_root_file
 
 
 def describe_store(url: str) -> Table:
@@ -31,6 +32,9 @@ def describe_store(url: str) -> Table:
         + (f": {', '.join(store.classes[:8])}" + (" ..." if len(store.classes) > 8 else "") if store.classes else ""),
     )
     table.add_row("splits", ", ".join(store.split_names) or "none")
+    report = read_root_file(url, layout.DATASET_REPORT, store.storage_options)
+    if report is not None:
+        table.add_row("dataset report", _report_summary(report))
     by_status.update({"unreadable": len(listing.unreadable)} if listing.unreadable else {})
     table.add_row("videos", ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none")
     table.add_row("frames", f"{frames} in complete videos")
@@ -61,6 +65,27 @@ def describe_store(url: str) -> Table:
     if len(failed) > 20:
         table.add_row("", f"... and {len(failed) - 20} more failed")
     return table
+
+
+def _report_summary(report: dict) -> str:
+    """One line of ``dataset_report.json``: the counts of its lists, and the first names."""
+    counts = {kind: len(report.get(kind) or []) for kind in ("missing", "unlisted", "skipped", "incomplete")}
+    line = ", ".join(
+        f"{n} {what}"
+        for what, n in (
+            ("annotated but not extracted", counts["missing"]),
+            ("unlisted (extracted unlabelled, in no split)", counts["unlisted"]),
+            ("annotation files or rows skipped", counts["skipped"]),
+            ("expected annotation files absent", counts["incomplete"]),
+        )
+        if n
+    )
+    absent = [item.get("file", "?") for item in report.get("incomplete") or []][:3]
+    return (
+        (line or "every annotated video found, every video annotated")
+        + (f" (absent: {', '.join(absent)})" if absent else "")
+        + f"; all in {layout.DATASET_REPORT}"
+    )
 
 
 def _local_size(url: str) -> int | None:

@@ -9,6 +9,7 @@ Layout (Zarr v3)::
 
     store.zarr/
       zarr.json                 root attributes: schema, dataset (classes, splits), extraction settings
+      dataset_report.json       what the last run's dataset adapter found (missing, unlisted, skipped)
       videos/<video_id>/        one group per video, written by exactly one task
         zarr.json               attributes; "status" is written LAST ("complete" marks a usable video)
         frame_types     uint8  (T,)            ASCII 'I'/'P'/'B' per frame, presentation order
@@ -43,6 +44,13 @@ ATTR_EXTRACTION = "extraction"  # the extraction settings the store was made wit
 DATASET_CLASSES = "classes"
 DATASET_SPLIT_NAMES = "split_names"
 DATASET_LABEL_SETS = "label_sets"
+# What the labels and splits were derived from (optional; stores written since issue 24):
+# {fingerprint, files: [{path, sha256}]}; every video group carries the fingerprint too.
+DATASET_ANNOTATIONS = "annotations"
+ANNOTATIONS_FINGERPRINT = "fingerprint"
+# The dataset report of the last extraction run (a JSON file in the store's root folder).
+DATASET_REPORT = "dataset_report.json"
+DATASET_REPORT_FORMAT = "comode.dataset_report/1"
 # Each video group:
 ATTR_STATUS = "status"  # written LAST: "complete" marks a usable video
 ATTR_SOURCE = "source"
@@ -51,6 +59,7 @@ ATTR_CLASS_NAME = "class_name"
 ATTR_SPLITS = "splits"  # {split name: "train" | "test"}
 ATTR_LABELS = "labels"  # extra label sets: {set name: class index}
 ATTR_LABEL_NAMES = "label_names"
+ATTR_ANNOTATIONS = "annotations_fingerprint"  # the root's dataset.annotations.fingerprint its labels come from
 ATTR_FRAMES = "frames"
 ATTR_ERROR = "error"  # why a failed video failed
 ATTR_RGB_CODEC = "rgb_codec"
@@ -81,7 +90,10 @@ INDEXED_ATTRS = (
     ATTR_LABEL_NAMES,
     ATTR_FRAMES,
     ATTR_ERROR,
+    ATTR_ANNOTATIONS,
 )
+# The attributes derived from the annotations: what relabelling a group rewrites.
+LABEL_ATTRS = (ATTR_LABEL, ATTR_CLASS_NAME, ATTR_SPLITS, ATTR_LABELS, ATTR_LABEL_NAMES, ATTR_ANNOTATIONS)
 
 # Per-video status values.  A group whose status is not COMPLETE holds no usable data:
 # a missing chunk of an unfinished group would otherwise read back as zeros ("no motion").

@@ -116,6 +116,11 @@ class LocalSink:
     def _write(self, target: str, body: bytes) -> None:
         replace_atomically(target, body, sync=self.sync)
 
+    def nbytes(self, path: str) -> int:
+        """Bytes of the files of the group at ``path`` (what the index records per group)."""
+        folder = os.path.join(self.root, path)
+        return sum(os.path.getsize(os.path.join(d, name)) for d, _, names in os.walk(folder) for name in names)
+
     def sync_tree(self, folder: str) -> None:
         """fsync every file and directory below ``folder`` (deepest first), and ``folder``."""
         if not self.sync:
@@ -155,6 +160,11 @@ class ObjectSink:
 
     def put_marker(self, path: str, body: bytes) -> None:
         self.fs.pipe_file(join(self.root, path, layout.ZARR_JSON), body)
+
+    def nbytes(self, path: str) -> int:
+        prefix = join(self.root, path)
+        self.fs.invalidate_cache(prefix)
+        return int(self.fs.du(prefix))
 
 
 # One pool per process for the parallel writes and fsyncs of every group, made on first use:

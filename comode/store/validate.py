@@ -9,6 +9,7 @@ import numpy as np
 
 from comode.store import layout
 from comode.store.index.check import check_index
+from comode.store.labels import check_labels
 from comode.store.reader import Store, open_store
 from comode.store.schema import SchemaError, check_video_attrs
 
@@ -74,6 +75,7 @@ def validate_store(
     )
     report.index = outcome.summary
     report.problems.extend(outcome.problems)
+    report.problems.extend(check_labels(store.dataset, conforming))
     return report
 
 

@@ -391,3 +391,36 @@ def write_failure(
         layout.ATTR_ERROR: reason,
     }
     return _write_group(_writable(root), video_id, attrs, {}, group_metadata(attrs), keep_complete=keep_complete)
+
+
+def relabel_video(root: WritableStore, video_id: str, labels: Mapping[str, Any]) -> bool:
+    """Give a complete or failed group new label attributes (:data:`layout.LABEL_ATTRS`,
+    from ``labels``; one absent there is removed), leaving its arrays alone; False when the
+    group is neither (nothing to relabel: a run redoes it).
+
+    Labels and splits are derived from the annotations, the pixels are not: when the
+    annotations change, the store follows without re-extracting.  Only the group's
+    ``zarr.json`` is replaced (atomically: a reader sees the old labels or the new ones), as
+    a write of its own: announced in the journal before, recorded after, so the index follows.
+    """
+    store = _writable(root)
+    path = _video_path(video_id)
+    index = index_files(store.url, store.storage_options)
+    with claimed(index, video_id):
+        previous = index.read_markers([video_id])[video_id]
+        status = previous.attrs.get(layout.ATTR_STATUS) if previous is not None else None
+        if status not in (layout.STATUS_COMPLETE, layout.STATUS_FAILED):
+            return False
+        group = zarr.open_group(store.url, path=path, mode="r", storage_options=store.storage_options)
+        current = group.attrs.asdict()
+        last = (layout.WRITE_ID, layout.ATTR_STATUS, layout.ATTR_ERROR)  # where a write puts them
+        attrs = {key: value for key, value in current.items() if key not in layout.LABEL_ATTRS + last}
+        attrs.update({key: labels[key] for key in layout.LABEL_ATTRS if key in labels})
+        attrs.update({key: current[key] for key in last if key in current})
+        attrs[layout.WRITE_ID] = new_write_id()
+        journal = journal_for(store.url, store.storage_options)
+        journal.start(video_id, attrs[layout.WRITE_ID], replaces=previous.write)
+        sink = store.sink()
+        sink.put_marker(path, group_metadata(attrs))
+        journal.done(video_id, attrs[layout.WRITE_ID], attrs=attrs, nbytes=sink.nbytes(path))
+    return True

@@ -216,8 +216,9 @@ def test_sample_format_reads_label_sets_and_splits_from_labels_csv(tmp_path):
     assert (coffee.label, coffee.class_name, dict(coffee.splits)) == (0, "right", {"1": "test"})
     assert dict(coffee.labels) == {"motion": 0, "scene": 1}
     assert dict(coffee.label_names) == {"motion": "right", "scene": "coffee"}
-    stray = videos["train/zoom/stray.mp4"]  # on disk, not in the CSV: unlabelled
+    stray = videos["train/zoom/stray.mp4"]  # on disk, not in the CSV: unlabelled, in no split, named
     assert (stray.label, stray.class_name, dict(stray.labels)) == (-1, None, {"motion": -1, "scene": -1})
+    assert dict(stray.splits) == {} and index.unlisted == ("train/zoom/stray.mp4",)
     assert set(index.missing) == {("train/zoom/gone.mp4", "not on disk"), ("../outside.mp4", "outside dataset root")}
     # Other formats carry no extra label sets.
     assert not load_dataset("folder", tmp_path).label_sets and not load_dataset("folder", tmp_path).videos[0].labels
