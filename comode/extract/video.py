@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from comode.extract.datasets import VideoItem
 from comode.extract.decode import read_streams
 from comode.extract.encode import ExtractionFailure, injected_fault, reencode
-from comode.extract.mvgrid import records_to_grid
+from comode.extract.framerate import set_frame_rate
+from comode.extract.mvgrid import motion_grid
 from comode.extract.settings import ExtractSettings
 from comode.extract.sourceinfo import SourceInfo
 from comode.store import STATUS_COMPLETE, STATUS_FAILED, VideoArrays, layout, write_failure, write_video
@@ -61,19 +62,22 @@ def extract_arrays(source: Path, settings: ExtractSettings, *, workdir: Path) ->
         raise ExtractionFailure(
             f"internal error: ffmpeg wrote the times of {len(times.ticks)} frames but encoded {num_frames}"
         )
-    mvs = records_to_grid(
+    motion = motion_grid(
         streams.records,
         streams.frame_of_record,
         num_frames=num_frames,
         grid_shape=settings.grid_shape,
         cell=settings.mv_cell,
     )
+    rgb_stream = streams.rgb_stream.copy()  # writable: the header's frame rate is set in place
+    set_frame_rate(rgb_stream, streams.rgb_stream_offsets, streams.iframe_index, info.fps)
     arrays = VideoArrays(
         frame_types=streams.frame_types,
         iframes=streams.iframes,
         iframe_index=streams.iframe_index,
-        mvs=mvs,
-        rgb_stream=streams.rgb_stream,
+        mvs=motion.mvs,
+        mv_valid=motion.valid,
+        rgb_stream=rgb_stream,
         rgb_stream_offsets=streams.rgb_stream_offsets,
         timestamps=None if times is None else times.ticks,
     )
