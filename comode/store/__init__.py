@@ -11,7 +11,7 @@ Reading::
 """
 
 from comode.store.layout import MV_UNITS_PER_PIXEL, SCHEMA, STATUS_COMPLETE, STATUS_FAILED, STATUS_WRITING
-from comode.store.reader import Store, StoreError, Video, open_store
+from comode.store.reader import MotionWindow, Store, StoreError, Video, open_store
 from comode.store.schema import SchemaError, check_root_attrs, check_video_attrs
 from comode.store.writer import VideoArrays, create_or_open_root, write_failure, write_video
 
@@ -24,6 +24,7 @@ __all__ = [
     "Store",
     "StoreError",
     "Video",
+    "MotionWindow",
     "open_store",
     "SchemaError",
     "check_root_attrs",

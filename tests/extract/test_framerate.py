@@ -15,7 +15,9 @@ from tests.videos import translating_frames, write_video
 
 @pytest.mark.parametrize("rate", ["30000/1001", "24"])
 def test_a_player_reads_the_sources_rate_from_the_stored_stream(tmp_path, rate):
-    source = write_video(tmp_path / "clip.mkv", translating_frames(frames=26, width=340, height=256, dx=2, dy=0), fps=rate)
+    source = write_video(
+        tmp_path / "clip.mkv", translating_frames(frames=26, width=340, height=256, dx=2, dy=0), fps=rate
+    )
     _, arrays = extract_arrays(source, ExtractSettings(), workdir=tmp_path)
     m2v = tmp_path / "rgb.m2v"
     m2v.write_bytes(arrays.rgb_stream.tobytes())
