@@ -84,6 +84,23 @@ def extract_arrays(source: Path, settings: ExtractSettings, *, workdir: Path) ->
     return info, arrays
 
 
+def extracted_attrs(info: SourceInfo, arrays: VideoArrays, settings: ExtractSettings) -> dict[str, Any]:
+    """What a complete group records about its frames and its source (None values left out,
+    but ``fps``, which the schema allows to be null)."""
+    attrs = {
+        # One stored frame per decoded source frame (the invariant, schemas/README.md).
+        "source_frames": arrays.num_frames,
+        layout.ATTR_FRAMES: arrays.num_frames,
+        "width": settings.width,
+        "height": settings.height,
+        layout.ATTR_RGB_CODEC: layout.RGB_CODEC,
+        "rgb_width": settings.rgb_width,
+        "rgb_height": settings.rgb_height,
+        **source_attrs(info),
+    }
+    return {k: v for k, v in attrs.items() if v is not None or k == "fps"}
+
+
 def source_attrs(info: SourceInfo) -> dict[str, Any]:
     """What a complete group records about its source (None values are left out by the caller)."""
     time_base = info.frame_times.time_base if info.frame_times is not None else None
@@ -158,18 +175,9 @@ def extract_to_store(
         os.kill(os.getpid(), signal.SIGSEGV)
     attrs = {
         **item_attrs(item),
-        # One stored frame per decoded source frame (the invariant, schemas/README.md).
-        "source_frames": arrays.num_frames,
-        layout.ATTR_FRAMES: arrays.num_frames,
-        "width": settings.width,
-        "height": settings.height,
-        layout.ATTR_RGB_CODEC: layout.RGB_CODEC,
-        "rgb_width": settings.rgb_width,
-        "rgb_height": settings.rgb_height,
-        **source_attrs(info),
+        **extracted_attrs(info, arrays, settings),
         "seconds": round(time.perf_counter() - start, 3),
     }
-    attrs = {k: v for k, v in attrs.items() if v is not None or k in ("fps", layout.ATTR_CLASS_NAME)}
     try:
         written = write_video(root, item.video_id, attrs, arrays, keep_complete=True)
     except OSError as error:
