@@ -127,10 +127,11 @@ DIMENSION_NAMES = {
 MV_UNITS_PER_PIXEL = 4
 MV_CHANNELS = ("x", "y")
 
-# Chunking, chosen by measurement (see the README's store section): every array is ONE
-# shard (one file per array, so a video costs a handful of files) holding inner chunks
-# sized for the training access pattern: an 8-frame MV window touches one or two MV
-# chunks, a GOP of the RGB stream one or two 64 KiB chunks.  I-frames go 4 to a chunk:
+# Chunking, chosen by measurement (docs/store.md, "Layout choices"): every array is ONE
+# file, so a video costs a handful of files: a single chunk for the short arrays
+# (frame_types, iframe_index, offsets, timestamps), else a shard of inner chunks sized for
+# the training access pattern: an 8-frame MV window touches one or two MV chunks (mv_valid
+# is chunked like mvs), a GOP of the RGB stream one or two 64 KiB chunks.  I-frames go 4 to a chunk:
 # on the shared real clips that stored fewer bytes per frame than one per chunk, for a
 # slightly slower read of one I-frame (docs/performance.md).
 MVS_CHUNK_FRAMES = 32
