@@ -11,11 +11,15 @@ We store the displacement in the direction of motion, in quarter pixels:
 
 so a texture moving right by 2 px/frame gives mv_x = +8 and moving down 1 px/frame gives
 mv_y = +4, like forward optical flow.  Each block fills the grid cells it covers; several
-blocks falling into one cell (e.g. MPEG-4 8x8 blocks on a 16-px grid) are averaged.
-Cells without a vector (I-frames, intra-coded blocks) stay 0.
+blocks falling into one cell (e.g. MPEG-4 8x8 blocks on a 16-px grid) are averaged and
+rounded half to even.  Cells without a vector (I-frames, intra-coded blocks: FFmpeg exports
+no record for them) stay 0, and the mask ``valid`` says which cells those are: without it a
+0 cannot be told from true zero motion (a skipped block, a still background).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,9 +44,17 @@ def motion_in_quarter_pixels(records: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return records["motion_x"] * factor, records["motion_y"] * factor
 
 
-def records_to_grid(
+@dataclass(frozen=True)
+class MotionGrid:
+    """A video's motion on the block grid."""
+
+    mvs: np.ndarray  # (T, 2, gh, gw) int16 motion in quarter pixels, 0 where no vector
+    valid: np.ndarray  # (T, gh, gw) uint8: 1 where at least one block gave the cell a vector
+
+
+def motion_grid(
     records: np.ndarray, frame_of_record: np.ndarray, *, num_frames: int, grid_shape: tuple[int, int], cell: int
-) -> np.ndarray:
+) -> MotionGrid:
     """Scatter the records of a whole video onto the grid in one vectorised pass.
 
     Args:
@@ -53,16 +65,18 @@ def records_to_grid(
         cell: grid cell size in pixels.
 
     Returns:
-        (T, 2, gh, gw) int16 motion in quarter pixels.
+        the (T, 2, gh, gw) int16 motion in quarter pixels and the (T, gh, gw) mask of cells
+        that have a vector.
     """
     gh, gw = grid_shape
     grid = np.zeros((num_frames, 2, gh, gw), dtype=np.int16)
     if len(records) == 0:
-        return grid
+        return MotionGrid(grid, np.zeros((num_frames, gh, gw), dtype=np.uint8))
     mx, my = motion_in_quarter_pixels(records)
     flat, owner = _covered_cells(records, frame_of_record, grid_shape=grid_shape, cell=cell)
     size = num_frames * gh * gw
     count = np.bincount(flat, minlength=size)
+    has = count > 0
     limit = np.iinfo(np.int16).max
     one_each = count.max() == 1  # MPEG-2 on a 16-px grid: one 16x16 block per cell, nothing to average
     for channel, motion in ((0, mx), (1, my)):
@@ -70,10 +84,16 @@ def records_to_grid(
         if one_each:
             plane[flat] = motion[owner]
         else:
-            has = count > 0
             plane[has] = np.bincount(flat, weights=motion[owner], minlength=size)[has] / count[has]
         grid[:, channel] = np.clip(np.rint(plane), -limit, limit).astype(np.int16).reshape(num_frames, gh, gw)
-    return grid
+    return MotionGrid(grid, has.astype(np.uint8).reshape(num_frames, gh, gw))
+
+
+def records_to_grid(
+    records: np.ndarray, frame_of_record: np.ndarray, *, num_frames: int, grid_shape: tuple[int, int], cell: int
+) -> np.ndarray:
+    """(T, 2, gh, gw) int16 motion in quarter pixels: :func:`motion_grid` without its mask."""
+    return motion_grid(records, frame_of_record, num_frames=num_frames, grid_shape=grid_shape, cell=cell).mvs
 
 
 def _covered_cells(

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from comode.extract.datasets import VideoItem
 from comode.extract.decode import read_streams
 from comode.extract.encode import ExtractionFailure, injected_fault, reencode
-from comode.extract.mvgrid import records_to_grid
+from comode.extract.framerate import set_frame_rate
+from comode.extract.mvgrid import motion_grid
 from comode.extract.relabel import label_attrs
 from comode.extract.settings import ExtractSettings
 from comode.extract.sourceinfo import SourceInfo
@@ -62,23 +63,43 @@ def extract_arrays(source: Path, settings: ExtractSettings, *, workdir: Path) ->
         raise ExtractionFailure(
             f"internal error: ffmpeg wrote the times of {len(times.ticks)} frames but encoded {num_frames}"
         )
-    mvs = records_to_grid(
+    motion = motion_grid(
         streams.records,
         streams.frame_of_record,
         num_frames=num_frames,
         grid_shape=settings.grid_shape,
         cell=settings.mv_cell,
     )
+    rgb_stream = streams.rgb_stream.copy()  # writable: the header's frame rate is set in place
+    set_frame_rate(rgb_stream, streams.rgb_stream_offsets, streams.iframe_index, info.fps)
     arrays = VideoArrays(
         frame_types=streams.frame_types,
         iframes=streams.iframes,
         iframe_index=streams.iframe_index,
-        mvs=mvs,
-        rgb_stream=streams.rgb_stream,
+        mvs=motion.mvs,
+        mv_valid=motion.valid,
+        rgb_stream=rgb_stream,
         rgb_stream_offsets=streams.rgb_stream_offsets,
         timestamps=None if times is None else times.ticks,
     )
     return info, arrays
+
+
+def extracted_attrs(info: SourceInfo, arrays: VideoArrays, settings: ExtractSettings) -> dict[str, Any]:
+    """What a complete group records about its frames and its source (None values left out,
+    but ``fps``, which the schema allows to be null)."""
+    attrs = {
+        # One stored frame per decoded source frame (the invariant, schemas/README.md).
+        "source_frames": arrays.num_frames,
+        layout.ATTR_FRAMES: arrays.num_frames,
+        "width": settings.width,
+        "height": settings.height,
+        layout.ATTR_RGB_CODEC: layout.RGB_CODEC,
+        "rgb_width": settings.rgb_width,
+        "rgb_height": settings.rgb_height,
+        **source_attrs(info),
+    }
+    return {k: v for k, v in attrs.items() if v is not None or k == "fps"}
 
 
 def source_attrs(info: SourceInfo) -> dict[str, Any]:
@@ -147,18 +168,9 @@ def extract_to_store(
         os.kill(os.getpid(), signal.SIGSEGV)
     attrs = {
         **item_attrs(item),
-        # One stored frame per decoded source frame (the invariant, schemas/README.md).
-        "source_frames": arrays.num_frames,
-        layout.ATTR_FRAMES: arrays.num_frames,
-        "width": settings.width,
-        "height": settings.height,
-        layout.ATTR_RGB_CODEC: layout.RGB_CODEC,
-        "rgb_width": settings.rgb_width,
-        "rgb_height": settings.rgb_height,
-        **source_attrs(info),
+        **extracted_attrs(info, arrays, settings),
         "seconds": round(time.perf_counter() - start, 3),
     }
-    attrs = {k: v for k, v in attrs.items() if v is not None or k in ("fps", layout.ATTR_CLASS_NAME)}
     try:
         written = write_video(root, item.video_id, attrs, arrays, keep_complete=True)
     except OSError as error:

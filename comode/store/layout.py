@@ -16,6 +16,8 @@ Layout (Zarr v3)::
         iframes         uint8  (K, h, w, 3)    decoded I-frames, RGB, at the RGB-stream size
         iframe_index    int32  (K,)            frame number of each I-frame
         mvs             int16  (T, 2, gh, gw)  motion vectors on the block grid (x, y), quarter pixels
+        mv_valid        uint8  (T, gh, gw)     1 where a cell has a vector, 0 where it has none
+                                               (I-frame, intra block): tells "no vector" from (0, 0) (optional)
         rgb_stream      uint8  (N,)            MPEG-2 elementary stream (GOP 12, no B) at the RGB size
         rgb_stream_offsets int64 (T + 1,)      byte offset of frame t's packet; last = N
         timestamps      int64  (T,)            source presentation time of frame t, in ticks of the
@@ -33,8 +35,10 @@ SCHEMA_MAJOR = 1
 # Minor versions only add optional things:
 #   1: dataset.label_sets and per-video labels / label_names (sample dataset);
 #   2: the timestamps array and the source_rotation / source_stream attributes;
-#   3: the index group (index/, comode.store.index) and each video group's write_id.
-SCHEMA_MINOR = 3
+#   3: the index group (index/, comode.store.index) and each video group's write_id;
+#   4: the mv_valid array, dimension_names on every array, the source's frame rate in the
+#      rgb_stream's sequence header (was always 25).
+SCHEMA_MINOR = 4
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_MAJOR}"
 
 # Attribute names (the contract; schemas/README.md describes each).  Root group:
@@ -109,19 +113,37 @@ MVS = "mvs"
 RGB_STREAM = "rgb_stream"
 RGB_STREAM_OFFSETS = "rgb_stream_offsets"
 ARRAY_NAMES = (FRAME_TYPES, IFRAMES, IFRAME_INDEX, MVS, RGB_STREAM, RGB_STREAM_OFFSETS)
-# Arrays a complete group may lack (written since schema_minor 2; stores made before have none).
+# Arrays a complete group may lack (stores made before their schema_minor have none):
+# timestamps since 2, mv_valid since 4.
 TIMESTAMPS = "timestamps"
-OPTIONAL_ARRAY_NAMES = (TIMESTAMPS,)
+MV_VALID = "mv_valid"
+OPTIONAL_ARRAY_NAMES = (TIMESTAMPS, MV_VALID)
+
+# Each array's dimension names (Zarr v3 ``dimension_names``, schema_minor >= 4): xarray and
+# other labelled-array readers need them.  One name per axis length: arrays that share a
+# name share its length in a group (``frame`` is T everywhere, ``rgb_stream_offsets`` has
+# T + 1 entries and so its own name).
+DIMENSION_NAMES = {
+    FRAME_TYPES: ("frame",),
+    IFRAMES: ("iframe", "rgb_y", "rgb_x", "rgb_channel"),
+    IFRAME_INDEX: ("iframe",),
+    MVS: ("frame", "component", "cell_y", "cell_x"),
+    MV_VALID: ("frame", "cell_y", "cell_x"),
+    RGB_STREAM: ("stream_byte",),
+    RGB_STREAM_OFFSETS: ("frame_edge",),
+    TIMESTAMPS: ("frame",),
+}
 
 # Motion vectors are stored in this fixed sub-pixel unit: value / MV_UNITS_PER_PIXEL = pixels
 # of the MV-stream frame (the extraction width x height, e.g. 340x256).
 MV_UNITS_PER_PIXEL = 4
 MV_CHANNELS = ("x", "y")
 
-# Chunking, chosen by measurement (see the README's store section): every array is ONE
-# shard (one file per array, so a video costs a handful of files) holding inner chunks
-# sized for the training access pattern: an 8-frame MV window touches one or two MV
-# chunks, a GOP of the RGB stream one or two 64 KiB chunks.  I-frames go 4 to a chunk:
+# Chunking, chosen by measurement (docs/store.md, "Layout choices"): every array is ONE
+# file, so a video costs a handful of files: a single chunk for the short arrays
+# (frame_types, iframe_index, offsets, timestamps), else a shard of inner chunks sized for
+# the training access pattern: an 8-frame MV window touches one or two MV chunks (mv_valid
+# is chunked like mvs), a GOP of the RGB stream one or two 64 KiB chunks.  I-frames go 4 to a chunk:
 # on the shared real clips that stored fewer bytes per frame than one per chunk, for a
 # slightly slower read of one I-frame (docs/performance.md).
 MVS_CHUNK_FRAMES = 32

@@ -22,11 +22,12 @@ from comode.store import layout
 from comode.store.arrays import StoredArray, open_array
 from comode.store.index.listing import Listing, list_videos
 from comode.store.location import join
+from comode.store.motion import MotionWindow, accumulate, pixel_flow, residual
 from comode.store.rgb import decode_span
 from comode.store.scan import scan_video_groups
 from comode.store.schema import check_root_attrs
 
-__all__ = ["Store", "StoreError", "Video", "open_store", "scan_video_groups", "Listing"]
+__all__ = ["Store", "StoreError", "Video", "MotionWindow", "open_store", "scan_video_groups", "Listing"]
 
 
 class StoreError(ValueError):
@@ -186,7 +187,7 @@ class Store:
         except KeyError:
             raise KeyError(f"no video {video_id!r} in {self.url}") from None
         url = join(self.url, layout.VIDEOS_GROUP, video_id) if self.array_reads else ""
-        return Video(video_id=video_id, group=group, url=url)
+        return Video(video_id=video_id, group=group, url=url, extraction=self.extraction)
 
     def __iter__(self) -> Iterator["Video"]:
         for video_id in self.video_ids():
@@ -225,6 +226,8 @@ class Video:
     video_id: str
     group: zarr.Group
     url: str = ""  # the group's URL; "" = read arrays through zarr-python
+    # The store's extraction settings (root attribute): the grid's cell and units.
+    extraction: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _arrays: dict[str, zarr.Array | StoredArray] = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
@@ -321,3 +324,79 @@ class Video:
         out = np.empty_like(decoded)
         out[order] = decoded
         return out
+
+    # The reading API for other projects (docs/store.md, "Reading it"), stable under the
+    # schema's major version: frames, I-frames and frame types above; motion below.
+
+    @property
+    def mv_valid(self) -> zarr.Array | StoredArray | None:
+        """(T, gh, gw) uint8, 1 where ``mvs`` holds a vector, 0 where the cell has none
+        (I-frame, intra block); lazy.  None for a group written before it (schema_minor 4)."""
+        return self._array(layout.MV_VALID) if layout.MV_VALID in self._present else None
+
+    @cached_property
+    def _present(self) -> set[str]:
+        return set(self.group.array_keys())
+
+    def motion(self, start: int, stop: int) -> MotionWindow:
+        """Vectors of frames ``start:stop`` in pixels of the MV frame, with the no-vector mask."""
+        start, stop = self._frame_range(start, stop)
+        units = float(self.extraction.get("mv_units_per_pixel", layout.MV_UNITS_PER_PIXEL))
+        pixels = np.asarray(self.mvs[start:stop], dtype=np.float32) / units
+        valid = self.mv_valid
+        return MotionWindow(start, pixels, None if valid is None else np.asarray(valid[start:stop]).astype(bool))
+
+    def accumulated_motion(self, start: int, stop: int) -> MotionWindow:
+        """Vectors of frames ``start:stop`` accumulated back to each frame's last I-frame, in
+        pixels of the MV frame (:func:`comode.store.motion.accumulate`); the mask is True
+        where the cell had a vector at every step back."""
+        start, stop = self._frame_range(start, stop)
+        first = self._gop_start(start)
+        window = self.motion(first, stop)
+        is_iframe = np.frombuffer(self.frame_types[first:stop].encode("ascii"), np.uint8) == ord("I")
+        pixels, valid = accumulate(window.pixels, is_iframe, cell=self._cell, valid=window.valid)
+        return MotionWindow(start, pixels[start - first :], None if valid is None else valid[start - first :])
+
+    def residuals(self, indices: Sequence[int], *, accumulated: bool = False) -> np.ndarray:
+        """(n, h, w, 3) int16 residuals of frames ``indices`` at the RGB stream's size.
+
+        Frame t minus frame t-1 moved by t's vectors (CoViAR's residual); ``accumulated``:
+        frame t minus its GOP's I-frame moved by the accumulated vectors.  Zero for an
+        I-frame.  See :mod:`comode.store.motion`."""
+        indices = [int(t) for t in indices]
+        frames_needed = sorted(set(indices) | {self._reference(t, accumulated) for t in indices})
+        decoded = dict(zip(frames_needed, self.decode_frames(frames_needed)))
+        out = []
+        for t in indices:
+            frame = decoded[t]
+            if self.frame_types[t] == "I":
+                out.append(np.zeros(frame.shape, dtype=np.int16))
+                continue
+            window = self.accumulated_motion(t, t + 1) if accumulated else self.motion(t, t + 1)
+            flow = pixel_flow(
+                window.pixels[0],
+                cell=self._cell,
+                mv_size=(int(self.attrs["width"]), int(self.attrs["height"])),
+                size=(frame.shape[1], frame.shape[0]),
+            )
+            out.append(residual(frame, decoded[self._reference(t, accumulated)], flow))
+        return np.stack(out)
+
+    @property
+    def _cell(self) -> int:
+        return int(self.extraction["mv_cell"])
+
+    def _reference(self, t: int, accumulated: bool) -> int:
+        """The frame frame ``t``'s residual is taken against (itself for an I-frame)."""
+        if self.frame_types[t] == "I":
+            return t
+        return self._gop_start(t) if accumulated else t - 1
+
+    def _gop_start(self, t: int) -> int:
+        """The last I-frame at or before ``t``."""
+        return int(self.iframe_index[np.searchsorted(self.iframe_index, t, side="right") - 1])
+
+    def _frame_range(self, start: int, stop: int) -> tuple[int, int]:
+        if not 0 <= start < stop <= self.num_frames:
+            raise IndexError(f"frames {start}:{stop} out of [0, {self.num_frames})")
+        return start, stop

@@ -132,6 +132,8 @@ def _check_arrays(store: Store, video_id: str) -> list[str]:
         expected[layout.TIMESTAMPS] = ("int64", (t,))
         if "time_base" not in video.attrs:
             problems.append("timestamps without a time_base attribute")
+    if layout.MV_VALID in group:  # optional (schema_minor >= 4)
+        expected[layout.MV_VALID] = ("uint8", (t, gh, gw))
     for name, (dtype, shape) in expected.items():
         array = group[name]
         if str(array.dtype) != dtype:

@@ -55,15 +55,20 @@ def chunk_layout(shape: tuple[int, ...], chunk_rows: int) -> tuple[tuple[int, ..
     return chunk, (-(-max(rows, 1) // chunk[0]) * chunk[0], *chunk[1:])
 
 
-def array_files(data: np.ndarray, *, chunk_rows: int, blosc: BloscSettings) -> dict[str, bytes]:
+def array_files(
+    data: np.ndarray, *, chunk_rows: int, blosc: BloscSettings, dimension_names: tuple[str, ...] | None = None
+) -> dict[str, bytes]:
     """The files of one array ({path relative to the array's folder: bytes}).
 
     ``data`` is chunked along axis 0 in blocks of ``chunk_rows`` (clipped to the array);
     every other axis is whole.  An array of one chunk is stored as that chunk; a longer one
-    as one shard (one file) of inner chunks.
+    as one shard (one file) of inner chunks.  ``dimension_names`` (one per axis) go into the
+    metadata: readers such as xarray need them to label the axes.
     """
     if data.dtype.kind not in "iu":  # fill value 0 and "all zero = empty chunk" are integer rules
         raise TypeError(f"zarr_files encodes integer arrays only, got {data.dtype}")
+    if dimension_names is not None and len(dimension_names) != data.ndim:
+        raise ValueError(f"{len(dimension_names)} dimension names for a {data.ndim}-d array")
     chunk_shape, outer = chunk_layout(data.shape, chunk_rows)
     chunk_rows = chunk_shape[0]
     num_chunks = outer[0] // chunk_rows
@@ -89,6 +94,7 @@ def array_files(data: np.ndarray, *, chunk_rows: int, blosc: BloscSettings) -> d
         "fill_value": 0,
         "codecs": codecs,
         "attributes": {},
+        **({} if dimension_names is None else {"dimension_names": list(dimension_names)}),
         "zarr_format": 3,
         "node_type": "array",
         "storage_transformers": [],

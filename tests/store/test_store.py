@@ -132,7 +132,7 @@ def test_partial_group_is_not_listed_and_is_replaced_on_rewrite(tmp_path, extrac
 def test_local_and_object_store_writes_are_the_same_files(tmp_path, extracted, monkeypatch):
     """A video group is encoded once (comode.store.zarr_files: the files zarr-python writes,
     tests/store/test_zarr_files.py) and written by a sink: plain fsynced files for a local
-    store, fsspec for any other URL.  Both write the same 13 files, and the group says
+    store, fsspec for any other URL.  Both write the same 17 files, and the group says
     "writing" until its last file (its own zarr.json) is in place."""
     import comode.store.sinks as sinks
     import comode.store.writer as writer
@@ -149,7 +149,7 @@ def test_local_and_object_store_writes_are_the_same_files(tmp_path, extracted, m
         return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
     local, through_fsspec = files(tmp_path / "local.zarr/videos/v"), files(tmp_path / "fsspec.zarr/videos/v")
-    assert sorted(local) == sorted(through_fsspec) and len(local) == 15  # group zarr.json, 7 x (zarr.json + shard)
+    assert sorted(local) == sorted(through_fsspec) and len(local) == 17  # group zarr.json, 8 x (zarr.json + data file)
     write_ids = [json.loads(group["zarr.json"])["attributes"]["write_id"] for group in (local, through_fsspec)]
     assert write_ids[0] != write_ids[1]  # every write has its own (the index tells writes apart by it)
     for group, write_id in zip((local, through_fsspec), write_ids):
@@ -475,3 +475,39 @@ def test_damaged_chunks_fail_their_checksum_and_missing_files_read_as_zeros(tmp_
         mvs_array[0:5]
     mvs.unlink()
     assert not open_store(url).video("v").mvs[...].any()
+
+
+def test_a_group_from_before_dimension_names_and_mv_valid_still_reads(tmp_path, extracted):
+    """Stores written before schema_minor 4: no ``dimension_names``, no ``mv_valid``, a
+    25 fps stream header.  Plain zarr-python and comode read them as before; the motion
+    reader gives no mask."""
+    url = str(tmp_path / "s.zarr")
+    store_video(_new_store(url), "v", _attrs(extracted), dataclasses.replace(extracted, mv_valid=None))
+    group_folder = Path(url) / "videos" / "v"
+    for metadata in group_folder.glob("*/zarr.json"):
+        document = json.loads(metadata.read_text())
+        assert document.pop("dimension_names")  # written since schema_minor 4
+        metadata.write_text(json.dumps(document, indent=2))
+    group = zarr.open_group(url, mode="r")["videos/v"]
+    assert all(group[name].metadata.dimension_names is None for name in group.array_keys())
+    for name in group.array_keys():
+        np.testing.assert_array_equal(group[name][...], getattr(extracted, name))
+    assert "mv_valid" not in group
+    video = open_store(url).video("v")
+    assert video.mv_valid is None
+    window = video.motion(0, 26)
+    assert window.valid is None and window.pixels.shape == (26, 2, 16, 22)
+    assert video.accumulated_motion(13, 20).valid is None
+    assert video.residuals([13]).shape == (1, 128, 170, 3)
+    assert validate_store(url, read_data=True).ok
+
+
+def test_a_new_group_names_every_dimension(tmp_path, extracted):
+    url = str(tmp_path / "s.zarr")
+    store_video(_new_store(url), "v", _attrs(extracted), extracted)
+    group = zarr.open_group(url, mode="r")["videos/v"]
+    names = {name: group[name].metadata.dimension_names for name in group.array_keys()}
+    assert names["mvs"] == ("frame", "component", "cell_y", "cell_x")
+    assert names["mv_valid"] == ("frame", "cell_y", "cell_x")
+    assert len(names) == 8 and all(len(dims) == group[name].ndim for name, dims in names.items())
+    np.testing.assert_array_equal(group["mv_valid"][...], extracted.mv_valid)

@@ -17,7 +17,9 @@ def _files(folder) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _through_zarr(data: np.ndarray, chunk_rows: int, blosc: BloscSettings, folder) -> dict[str, bytes]:
+def _through_zarr(
+    data: np.ndarray, chunk_rows: int, blosc: BloscSettings, folder, dimension_names=None
+) -> dict[str, bytes]:
     """The files zarr-python writes for ``data`` with comode's layout (one chunk, or one shard)."""
     shape = data.shape
     chunk = tuple(max(1, min(c, s)) if s else 1 for c, s in zip((chunk_rows, *shape[1:]), shape))
@@ -31,6 +33,7 @@ def _through_zarr(data: np.ndarray, chunk_rows: int, blosc: BloscSettings, folde
         shards=None if shard == chunk else shard,
         compressors=(codec, Crc32cCodec()),
         fill_value=0,
+        dimension_names=dimension_names,
     )
     if data.size:
         array[...] = data
@@ -68,6 +71,17 @@ def test_array_files_are_what_zarr_writes(case, tmp_path):
     assert sorted(ours) == sorted(theirs)
     assert ours == theirs
     np.testing.assert_array_equal(zarr.open_array(str(_on_disk(tmp_path / "ours", ours)), mode="r")[...], data)
+
+
+@pytest.mark.parametrize("case", ["int16, 3 inner chunks, last partial, middle all zero", "one chunk int64"])
+def test_dimension_names_are_written_as_zarr_writes_them(case, tmp_path):
+    data, chunk_rows, blosc = _cases()[case]
+    names = tuple(f"axis{i}" for i in range(data.ndim))
+    ours = array_files(data, chunk_rows=chunk_rows, blosc=blosc, dimension_names=names)
+    assert ours == _through_zarr(data, chunk_rows, blosc, tmp_path / "zarr", dimension_names=names)
+    assert zarr.open_array(str(_on_disk(tmp_path / "ours", ours)), mode="r").metadata.dimension_names == names
+    with pytest.raises(ValueError, match="dimension names"):
+        array_files(data, chunk_rows=chunk_rows, blosc=blosc, dimension_names=names[:-1])
 
 
 def test_only_integer_arrays_are_encoded():
