@@ -132,12 +132,15 @@ def test_the_feature_options_reach_the_evaluation(eval_store, tmp_path):
     config = "configs/pretrain/demo_cpu.yaml"  # r3d_26_slowrgbdiff x0.125, 16 frames at stride 2, 64 px
     cache = tmp_path / "cache"
     common = ["--config", config, "--workers", "0", "--device", "cpu", "--batch-videos", "5", "--label-set", "texture"]
-    linear = run(*evaluation("linear", eval_store, "random", tmp_path / "l", "--seed", "3", "--feature", "rgb", *common))
+    linear = run(
+        *evaluation("linear", eval_store, "random", tmp_path / "l", "--seed", "3", "--feature", "rgb", *common)
+    )
     assert linear.returncode == 0, linear.stderr
     report = json.loads((tmp_path / "l" / "linear.json").read_text())
     assert report["settings"]["feature"] == "rgb" and report["settings"]["pathways"] == ["rgb", "diff"]
     assert (
-        _model_and_clip(report) == (("r3d_26_slowrgbdiff", 0.125, 3), (2, 64)) and report["settings"]["label_set"] == "texture"
+        _model_and_clip(report) == (("r3d_26_slowrgbdiff", 0.125, 3), (2, 64))
+        and report["settings"]["label_set"] == "texture"
     )
     assert not cache.exists() and list((tmp_path / "l" / "features").glob("*.npz"))  # default cache: <out>/features
     explicit = "--backbone r3d_18 --width-multiplier 0.25 --size 48 --picture 0".split()
