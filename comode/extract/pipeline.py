@@ -84,7 +84,8 @@ def root_attributes(dataset: "DatasetIndex", settings: ExtractSettings) -> dict:
             layout.DATASET_SPLIT_NAMES: list(dataset.split_names),
             "missing": len(dataset.missing),
             "unlisted": len(dataset.unlisted),
-            layout.DATASET_ANNOTATIONS: annotations_record(dataset),
+            # A dataset index built by hand (no annotation files read) has no fingerprint to record.
+            **({layout.DATASET_ANNOTATIONS: annotations_record(dataset)} if dataset.fingerprint else {}),
             **(
                 {layout.DATASET_LABEL_SETS: {name: list(names) for name, names in dataset.label_sets.items()}}
                 if dataset.label_sets
