@@ -10,6 +10,7 @@ alone.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -20,8 +21,9 @@ import zarr
 
 from comode.store import layout
 from comode.store.arrays import StoredArray, open_array
+from comode.store.containment import UnsafeStoreEntry, check_video_id, read_problem, tree_problems
 from comode.store.index.listing import Listing, list_videos
-from comode.store.location import join
+from comode.store.location import is_plain_local, join, local_path
 from comode.store.rgb import decode_span
 from comode.store.scan import scan_video_groups
 from comode.store.schema import check_root_attrs
@@ -38,7 +40,10 @@ def open_store(url: str, *, storage_options: dict | None = None, validate: bool 
 
     ``storage_options`` (fsspec's) reach zarr-python only: a store opened with them reads its
     arrays through zarr-python too, since tensorstore takes its S3 settings from the AWS
-    environment (docs/storage.md)."""
+    environment (docs/storage.md).  A local store whose root or ``videos`` metadata is a
+    FIFO or leads outside it is refused before zarr reads it (it would block or read there)."""
+    if is_plain_local(url, storage_options):
+        _check_local_metadata(local_path(url))
     try:
         root = zarr.open_group(url, mode="r", storage_options=storage_options)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as error:
@@ -49,6 +54,13 @@ def open_store(url: str, *, storage_options: dict | None = None, validate: bool 
     if validate:
         check_root_attrs(attrs, where=url)
     return Store(url=url, root=root, attrs=attrs, array_reads=not storage_options, storage_options=storage_options)
+
+
+def _check_local_metadata(root: str) -> None:
+    for relative in (layout.ZARR_JSON, f"{layout.VIDEOS_GROUP}/{layout.ZARR_JSON}"):
+        problem = read_problem(root, os.path.join(root, relative))
+        if problem is not None:
+            raise StoreError(f"{root}: {relative} is {problem}; refusing to read this store")
 
 
 @dataclass
@@ -181,6 +193,16 @@ class Store:
         return _select(self.video_attrs(), status=status, split=split, subset=subset)
 
     def video(self, video_id: str) -> "Video":
+        """The group of ``video_id``.  In a local store, a group holding a link that leads
+        outside the store or a non-regular file is refused (UnsafeStoreEntry, a ValueError:
+        training skips and counts it like a damaged video) before anything of it is read."""
+        check_video_id(video_id)
+        if is_plain_local(self.url, self.storage_options):
+            root = local_path(self.url)
+            problems = tree_problems(root, os.path.join(root, layout.VIDEOS_GROUP, video_id))
+            if problems:
+                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                raise UnsafeStoreEntry(f"video {video_id!r} refused: {problems[0]}{more}")
         try:
             group = self._videos[video_id]
         except KeyError:
