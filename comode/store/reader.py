@@ -22,6 +22,7 @@ import zarr
 from comode.store import layout
 from comode.store.arrays import StoredArray, open_array
 from comode.store.containment import UnsafeStoreEntry, check_video_id, read_problem, tree_problems
+from comode.store.fields import reading_problem
 from comode.store.index.listing import Listing, list_videos
 from comode.store.location import is_plain_local, join, local_path
 from comode.store.rgb import decode_span
@@ -182,9 +183,18 @@ class Store:
 
     def scan_videos(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         """(attributes by video id, reason by id for groups whose metadata cannot be read),
-        as listed by :meth:`read_listing`."""
+        as listed by :meth:`read_listing`.  A video whose attributes readers act on have the
+        wrong type (:func:`~comode.store.fields.reading_problem`) is among the unreadable."""
         listing = self.read_listing()
-        return listing.videos, listing.unreadable
+        classes, label_sets = len(self.classes), {name: len(names) for name, names in self.label_sets.items()}
+        videos, unreadable = {}, dict(listing.unreadable)
+        for video, attrs in listing.videos.items():
+            problem = reading_problem(attrs, classes=classes, label_sets=label_sets)
+            if problem is None:
+                videos[video] = attrs
+            else:
+                unreadable[video] = f"attributes of the wrong type: {problem}"
+        return videos, unreadable
 
     def video_ids(
         self, *, status: str | None = layout.STATUS_COMPLETE, split: str | None = None, subset: str | None = None
@@ -208,7 +218,12 @@ class Store:
         except KeyError:
             raise KeyError(f"no video {video_id!r} in {self.url}") from None
         url = join(self.url, layout.VIDEOS_GROUP, video_id) if self.array_reads else ""
-        return Video(video_id=video_id, group=group, url=url)
+        return Video(video_id=video_id, group=group, url=url, rgb_limit=self._rgb_size())
+
+    def _rgb_size(self) -> tuple[int, int] | None:
+        """(width, height) of the store's RGB stream: no decoded frame may be larger."""
+        size = tuple(self.extraction.get(key) for key in ("rgb_width", "rgb_height"))
+        return size if all(isinstance(v, int) and v > 0 for v in size) else None  # type: ignore[return-value]
 
     def __iter__(self) -> Iterator["Video"]:
         for video_id in self.video_ids():
@@ -247,6 +262,7 @@ class Video:
     video_id: str
     group: zarr.Group
     url: str = ""  # the group's URL; "" = read arrays through zarr-python
+    rgb_limit: tuple[int, int] | None = None  # the store's RGB size: no decoded frame is larger
     _arrays: dict[str, zarr.Array | StoredArray] = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
@@ -338,7 +354,12 @@ class Video:
         codec = self.attrs.get(layout.ATTR_RGB_CODEC, layout.RGB_CODEC)
         order = np.argsort(indices, kind="stable")
         decoded = decode_span(
-            span, offsets[first : last + 2] - start, (indices[order] - first).tolist(), codec=codec, size=size
+            span,
+            offsets[first : last + 2] - start,
+            (indices[order] - first).tolist(),
+            codec=codec,
+            size=size,
+            limit=self.rgb_limit,
         )
         out = np.empty_like(decoded)
         out[order] = decoded

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,70 @@ def test_journal_lines_with_ids_that_are_no_ids_are_left_out_and_reported(store,
 def test_the_reader_refuses_an_unsafe_id_before_any_path_is_made(store, video_id):
     with pytest.raises(ValueError, match="unsafe video id"):
         open_store(str(store)).video(video_id)
+
+
+# ------------------------------------------------------------------ claims from other clocks
+
+
+def test_a_claim_from_a_host_whose_clock_runs_ahead_does_not_stall_extraction(made, store):
+    """The claim's ``since`` an hour in the future: it used to look fresh for ever (two 600 s
+    waits, then a ClaimTimeout traceback, and the claim stayed for every rerun)."""
+    shutil.rmtree(store / "videos" / VIDEO)  # to be redone: the write needs the video's claim
+    claims = store / "index" / "claims"
+    claims.mkdir(exist_ok=True)
+    future = {"writer": "clock-ahead-host_4242", "since": time.time() + 3600, "claim": "0" * 32}
+    (claims / f"{VIDEO}.json").write_text(json.dumps(future))
+    result = _cli("extract", "--dataset", "folder", "--root", made[0], "--out", store, "--workers", "0", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (store / "videos" / VIDEO / "zarr.json").is_file()
+    assert not (claims / f"{VIDEO}.json").exists()
+    assert validate_store(str(store)).ok
+
+
+# ------------------------------------------------------------------ attributes of the wrong type
+
+
+def _set_attrs(store: Path, video: str, **changes) -> None:
+    path = store / "videos" / video / "zarr.json"
+    document = json.loads(path.read_text())
+    document["attributes"].update(changes)
+    path.write_text(json.dumps(document))
+
+
+def test_videos_whose_attributes_have_the_wrong_type_are_left_out_not_a_crash(store):
+    """``splits="1"`` and ``label=1e30`` gave tracebacks in training and evaluation."""
+    _set_attrs(store, VIDEO, splits="1")
+    _set_attrs(store, "right__video00.mkv", label=1e30)
+    reindex(str(store), scan=open_store(str(store)).scan_groups)  # the index now carries them
+    opened = open_store(str(store))
+    with pytest.warns(UserWarning, match=r"2 video group\(s\) with unreadable metadata left out"):
+        assert opened.video_ids(split="1") == []
+    unreadable = opened.scan_videos()[1]
+    assert unreadable[VIDEO].startswith("attributes of the wrong type: splits is '1', not a mapping")
+    assert unreadable["right__video00.mkv"] == "attributes of the wrong type: label is 1e+30, not an integer"
+    info = _cli("store", "info", store)
+    assert info.returncode == 0 and "2 unreadable" in info.stdout, info.stdout + info.stderr
+    assert not validate_store(str(store)).ok  # the schema check names both
+
+
+# ------------------------------------------------------------------ a stream that is not what the store says
+
+
+def test_a_stream_of_frames_larger_than_the_stores_rgb_size_is_refused_at_its_first_frame(made, store, tmp_path):
+    """A valid MPEG-2 stream of larger frames placed in a 170x128 store (the issue's was
+    8000x4000; 640x480 shows the same check without the memory) used to decode in full."""
+    large = tmp_path / "large.zarr"
+    settings = ExtractSettings(rgb_width=640, rgb_height=480)
+    assert run_extraction(load_dataset("folder", made[0]), str(large), settings, SequentialExecutor()).ok
+    for array in ("rgb_stream", "rgb_stream_offsets"):
+        shutil.rmtree(store / "videos" / VIDEO / array)
+        shutil.copytree(large / "videos" / VIDEO / array, store / "videos" / VIDEO / array)
+    video = open_store(str(store)).video(VIDEO)
+    with pytest.raises(ValueError, match=r"decodes to 640x480 frames, larger than the store's RGB size 170x128"):
+        video.decode_frames([0, 1])
+
+
+def test_the_rgb_codec_attribute_cannot_pick_another_decoder(store):
+    _set_attrs(store, VIDEO, rgb_codec="h264")
+    with pytest.raises(ValueError, match=r"rgb_codec 'h264' is not the stored stream's codec 'mpeg2video'"):
+        open_store(str(store)).video(VIDEO).decode_frames([0])
