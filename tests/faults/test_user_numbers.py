@@ -20,7 +20,6 @@ from tests.commands import comode_command
     [
         ("optim.momentum=.nan", r"optim.momentum must be a finite number, got nan"),
         ("loss.temperature=.inf", r"loss.temperature must be a finite number, got inf"),
-        ("optim.lr_per_sample=-.inf", r"optim.lr_per_sample must be a finite number, got -inf"),
         ("optim.momentum=1.5", r"optim.momentum must be in \[0, 1\)"),
         ("data.size=100000", r"data.size must be in \[1, 1024\] pixels"),
         ("data.mv_size=100000", r"data.mv_size must be in \[1, 1024\] or null"),
