@@ -100,7 +100,10 @@ def setup(level: str | None = "INFO") -> None:
 
 @contextlib.contextmanager
 def to_file(path: str | Path) -> Iterator[Path]:
-    """Also write every record (at the configured levels) to ``path`` (appended) while inside."""
+    """Also write every record (at the configured levels) to ``path`` (appended) while inside.
+
+    An exception that ends the block is recorded in the file too (only there: the console
+    gets the command's own one-line error), so a batch job's log says why it stopped."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
@@ -110,6 +113,14 @@ def to_file(path: str | Path) -> Iterator[Path]:
     root.addHandler(handler)
     try:
         yield path
+    except BaseException as error:
+        name = type(error).__name__
+        handler.handle(
+            logging.makeLogRecord(
+                {"name": "comode", "levelno": logging.ERROR, "levelname": "ERROR", "msg": f"stopped by {name}: {error}"}
+            )
+        )
+        raise
     finally:
         root.removeHandler(handler)
         handler.close()

@@ -23,6 +23,26 @@ TINY_PRETRAIN = [
     "model.backbone=r3d_18",
 ]
 
+# The smallest model that trains on 32-pixel clips in a few seconds on 2 cores (fault tests:
+# what a run must still do after a fault; no result).
+TINY_MODEL = [
+    "model.width_multiplier=0.0625",
+    "model.transformer_dim=32",
+    "model.embed_dim=16",
+    "model.head_hidden=64",
+    "model.encoder_layers=1",
+    "model.decoder_layers=1",
+    "model.heads=2",
+    "data.batch_size=2",
+    "data.workers=0",
+    "model.backbone=r3d_18",
+    "data.size=32",
+    "data.split=null",
+    "data.subset=null",
+    "optim.warmup_epochs=0",
+    "sync_batchnorm=false",
+]
+
 
 def comode_command(*args: object) -> list[str]:
     """``python -m comode ARGS``."""

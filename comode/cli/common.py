@@ -33,6 +33,7 @@ __all__ = [
     "EXIT_STORE_FULL",
     "OVERRIDES_HELP",
     "LOG_LEVEL_OPTION",
+    "OVERWRITE_OPTION",
 ]
 
 app = typer.Typer(
@@ -66,6 +67,13 @@ LOG_LEVEL_OPTION = typer.Option(
     "--log-level",
     envvar="COMODE_LOG_LEVEL",
     help="Log level of comode's messages: DEBUG, INFO, WARNING, ERROR.",
+)
+
+# --overwrite of the commands that write a run folder (comode.train.runlock).
+OVERWRITE_OPTION = typer.Option(
+    False,
+    "--overwrite",
+    help="Write the run into --out although it holds files comode did not write (a run there needs --resume).",
 )
 
 

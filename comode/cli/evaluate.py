@@ -8,7 +8,16 @@ from typing import List, Optional
 import typer
 
 from comode import logs
-from comode.cli.common import OVERRIDES_HELP, console, evaluate_app, fail, int_list, out_console, user_errors
+from comode.cli.common import (
+    OVERRIDES_HELP,
+    OVERWRITE_OPTION,
+    console,
+    evaluate_app,
+    fail,
+    int_list,
+    out_console,
+    user_errors,
+)
 
 __all__ = [
     "evaluate_retrieval",
@@ -283,6 +292,7 @@ def evaluate_finetune(
         help="Run folder: config.yaml, last.pt, metrics.jsonl, finetune.json (default: <checkpoint folder>/finetune/<checkpoint stem>/<store name>).",
     ),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last.pt."),
+    overwrite: bool = OVERWRITE_OPTION,
     backbone: str = typer.Option("r3d_26", help="Backbone when training from scratch (ignored for a checkpoint)."),
     width_multiplier: float = typer.Option(1.0, help="Width when training from scratch (ignored for a checkpoint)."),
     device: Optional[str] = _DEVICE_OPTION,
@@ -295,6 +305,7 @@ def evaluate_finetune(
     from comode.evaluate.finetune import load_finetune_config, run_finetune
     from comode.train.checkpoint import CheckpointError
     from comode.train.config import ConfigError
+    from comode.train.runlock import hold_run_folder
 
     _check_device(device)
     with user_errors(ConfigError):
@@ -307,6 +318,7 @@ def evaluate_finetune(
             settings = load_finetune_config(out_dir / "config.yaml", ["stop_after_epoch=null", *(overrides or [])])
     with (
         user_errors(CheckpointError, ConfigError, FileExistsError, ValueError, KeyError),
+        hold_run_folder(out_dir, resume=resume, overwrite=overwrite),  # before the log is written there
         logs.to_file(out_dir / EVALUATE_LOG),
     ):
         result = run_finetune(

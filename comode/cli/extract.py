@@ -9,6 +9,7 @@ import typer
 
 from comode import logs
 from comode.cli.common import EXIT_STORE_FULL, app, console, fail, logger, parse_size, setup_logging, user_errors
+from comode.cores import worker_count_problem
 
 __all__ = ["extract", "extract_app", "extract_with_progress", "extraction_log"]
 
@@ -60,6 +61,10 @@ def extract(
     from comode.extract.executors import make_executor
     from comode.extract.settings import ExtractSettings
 
+    if workers is not None:
+        problem = "--workers must be >= 0" if workers < 0 else worker_count_problem(workers, option="--workers")
+        if problem is not None:
+            raise fail(problem)
     width, height = parse_size(size, "--size")
     rgb_width, rgb_height = parse_size(rgb_size, "--rgb-size")
     with user_errors(ValueError):  # DatasetError is one

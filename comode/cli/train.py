@@ -7,17 +7,18 @@ from typing import List, Optional
 
 import typer
 
-from comode.cli.common import OVERRIDES_HELP, out_console, train_app, user_errors
+from comode.cli.common import OVERRIDES_HELP, OVERWRITE_OPTION, out_console, train_app, user_errors
 
 __all__ = ["train_pretrain", "train_supervised", "train_export"]
 
 
 def _train(
-    *,
     store: str,
     config: Optional[Path],
     out: Path,
+    *,
     resume: bool,
+    overwrite: bool,
     progress: bool,
     overrides: List[str],
     task_overrides: tuple[str, ...] = (),
@@ -31,7 +32,9 @@ def _train(
     base = config if config is not None else (out / "config.yaml" if resume else None)
     with user_errors(ConfigError, CheckpointError, FileExistsError, ValueError):
         settings = load_config(base, [*task_overrides, *overrides])
-        summary = run_pretraining(settings, store=store, out_dir=out, resume=resume, show_progress=progress)
+        summary = run_pretraining(
+            settings, store=store, out_dir=out, resume=resume, overwrite=overwrite, show_progress=progress
+        )
     final = summary.final
     loss = f", final loss {final['loss']:.4f}" if final else ""
     out_console.print(
@@ -51,11 +54,12 @@ def train_pretrain(
         Path("runs/pretrain"), help="Run directory: config.yaml, last.pt, epoch_XXX.pt, metrics.jsonl, tensorboard/."
     ),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last.pt."),
+    overwrite: bool = OVERWRITE_OPTION,
     progress: bool = typer.Option(True, help="Show a progress bar."),
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Self-supervised pretraining (context matching + motion prediction). Multi-GPU: torchrun --nproc_per_node N -m comode train pretrain ..."""
-    _train(store=store, config=config, out=out, resume=resume, progress=progress, overrides=overrides or [])
+    _train(store, config, out, resume=resume, overwrite=overwrite, progress=progress, overrides=overrides or [])
 
 
 @train_app.command("supervised")
@@ -64,6 +68,7 @@ def train_supervised(
     config: Optional[Path] = typer.Option(None, help="YAML config (default: paper defaults)."),
     out: Path = typer.Option(Path("runs/supervised"), help="Run directory."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last.pt."),
+    overwrite: bool = OVERWRITE_OPTION,
     progress: bool = typer.Option(True, help="Show a progress bar."),
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
@@ -71,10 +76,11 @@ def train_supervised(
     from comode.train.config import SUPERVISED_AUX_OVERRIDES
 
     _train(
-        store=store,
-        config=config,
-        out=out,
+        store,
+        config,
+        out,
         resume=resume,
+        overwrite=overwrite,
         progress=progress,
         overrides=overrides or [],
         task_overrides=SUPERVISED_AUX_OVERRIDES,
@@ -90,7 +96,7 @@ def train_export(
     from comode.train.checkpoint import CheckpointError
     from comode.train.export import export_backbone, read_backbone_metadata
 
-    with user_errors(CheckpointError, ValueError):
+    with user_errors(CheckpointError, ValueError, FileExistsError):
         path = export_backbone(checkpoint, out)
     metadata = read_backbone_metadata(path)
     out_console.print(f"wrote {path}: {metadata['backbone']} x{metadata['width_multiplier']}, step {metadata['step']}")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from comode.cores import check_worker_count
 from comode.store.handle import LazyStore
 from comode.train.frames import WindowSpec, sliding_window_indices
 
@@ -90,7 +91,7 @@ def usable_batches(
         dataset,
         batch_size=max(1, batch_size),
         shuffle=False,
-        num_workers=workers,
+        num_workers=check_worker_count(workers, option="--workers"),
         collate_fn=_collate,
         pin_memory=pin_memory,
         multiprocessing_context="forkserver" if workers > 0 else None,

@@ -377,8 +377,12 @@ def _test(
     )
 
 
+# What resuming reads from a finetuning checkpoint.
+_RESUME_KEYS = ("config", "init", "classes", "model", "optimizer", "scheduler", "rng", "epoch")
+
+
 def _checkpoint_to_resume(out: Path, *, config: FinetuneConfig, resume: bool) -> dict[str, Any] | None:
-    saved = checkpoint_to_resume(out, resume=resume, kind="finetuning")
+    saved = checkpoint_to_resume(out, resume=resume, kind="finetuning", required=_RESUME_KEYS)
     if saved is not None:
         if saved.get("task") != "finetune":
             raise CheckpointError(

@@ -8,9 +8,10 @@ pattern).
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from typing import Any, Callable, Iterable, Iterator, Protocol
+
+from comode.cores import available_cores
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +39,7 @@ class SequentialExecutor:
 
 def default_worker_count() -> int:
     """One single-threaded worker per core: each task's ffmpeg and decoder use one thread."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return available_cores()
 
 
 class DaskExecutor:

@@ -9,6 +9,10 @@ absent (``O_EXCL`` locally, a conditional PUT on object stores), removed after t
 ``done`` line.  A writer that finds a claim waits for it; a claim whose process is dead
 (this host) or that is older than :data:`STALE_S` (another host: its pid says nothing here)
 is broken.  Held for the write only (milliseconds locally), not during the extraction.
+Clocks differ between hosts, so a claim's age is also measured on this host's clock: a
+claim whose ``since`` is more than :data:`STALE_S` away from now (behind *or ahead*: a
+host whose clock runs ahead wrote it) is broken, and so is one that stayed the same for
+:data:`STALE_S` of this host's waiting, whatever its ``since`` says.
 
 Hand-written: a lock file with stale-owner detection is a dozen lines over the two
 primitives each kind of store offers; the lock-file libraries we know of (filelock, ...)
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import random
 import time
 import uuid
@@ -26,6 +31,8 @@ from typing import Iterator
 
 from comode.store.index.files import LocalIndexFiles, ObjectIndexFiles
 from comode.store.ownership import made_by_dead_local_process, process_tag
+
+logger = logging.getLogger("comode.store.claims")
 
 # A claim older than this is taken to be left by a writer that died on another host: a
 # group's write (removal, ~15 files, marker) takes milliseconds locally and seconds on S3.
@@ -43,11 +50,18 @@ def claimed(files: LocalIndexFiles | ObjectIndexFiles, video: str) -> Iterator[N
     """Hold the claim of ``video`` for the duration of the ``with`` block."""
     body = json.dumps({"writer": process_tag(), "since": time.time(), "claim": uuid.uuid4().hex}).encode()
     deadline = time.monotonic() + WAIT_S
+    seen: dict[bytes, float] = {}  # claim body -> when this process first saw it (monotonic)
     while not files.create_claim(video, body):
         holder = files.read_claim(video)
         if holder is None:
             continue  # released just now
-        if _abandoned(holder):
+        if holder not in seen:
+            seen[holder] = time.monotonic()
+            if not _abandoned(holder):
+                logger.info(
+                    "videos/%s: waiting for another writer's claim (%s)", video, holder.decode(errors="replace")[:200]
+                )
+        if _abandoned(holder) or time.monotonic() - seen[holder] > STALE_S:
             files.remove_claim(video, holder)
             continue
         if time.monotonic() > deadline:
@@ -65,7 +79,8 @@ def claimed(files: LocalIndexFiles | ObjectIndexFiles, video: str) -> Iterator[N
 def _abandoned(body: bytes) -> bool:
     try:
         holder = json.loads(body)
-        return made_by_dead_local_process(str(holder["writer"])) or time.time() - float(holder["since"]) > STALE_S
+        age = time.time() - float(holder["since"])
+        return made_by_dead_local_process(str(holder["writer"])) or not abs(age) <= STALE_S  # NaN: abandoned
     except (ValueError, KeyError, TypeError):
         return True  # not a claim we wrote (a partial write of one): nobody holds it
 

@@ -8,6 +8,7 @@ every group (no index) is also measured by walking its files, as before the inde
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 from rich.table import Table
 
@@ -19,7 +20,8 @@ from comode.store.root_files import read_root_file
 def describe_store(url: str) -> Table:
     store = open_store(url)
     listing = store.read_listing()
-    attrs = listing.videos
+    store = replace(store, listing=listing)
+    attrs, unreadable = store.scan_videos()  # wrong-typed attributes counted as unreadable
     by_status = Counter(a.get(layout.ATTR_STATUS, "missing") for a in attrs.values())
     complete = [a for a in attrs.values() if a.get(layout.ATTR_STATUS) == layout.STATUS_COMPLETE]
     frames = sum(int(a.get(layout.ATTR_FRAMES, 0)) for a in complete)
@@ -35,7 +37,7 @@ def describe_store(url: str) -> Table:
     report = read_root_file(url, layout.DATASET_REPORT, store.storage_options)
     if report is not None:
         table.add_row("dataset report", _report_summary(report))
-    by_status.update({"unreadable": len(listing.unreadable)} if listing.unreadable else {})
+    by_status.update({"unreadable": len(unreadable)} if unreadable else {})
     table.add_row("videos", ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none")
     table.add_row("frames", f"{frames} in complete videos")
     size = listing.nbytes if listing.source == "index" else _local_size(url)

@@ -30,6 +30,8 @@ Layout (Zarr v3)::
 
 from __future__ import annotations
 
+import re
+
 SCHEMA_NAME = "comode.store"
 SCHEMA_MAJOR = 1
 # Minor versions only add optional things:
@@ -74,6 +76,12 @@ RGB_CODEC = "mpeg2video"
 ZARR_JSON = "zarr.json"
 
 VIDEOS_GROUP = "videos"
+# What a video id (the name of its folder under videos/) may look like: the characters
+# ``comode.extract.datasets.safe_video_id`` produces, not starting with a dot (no ".", "..",
+# hidden names) and short enough for any file system's name limit.  An allowlist, not a
+# blocklist: no separator ("/", "\\"), drive (":"), NUL, control or non-ASCII character can
+# reach a path, whatever annotation files, the index or a journal say.
+SAFE_VIDEO_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 # The index of the videos (derived data, comode.store.index): a group beside videos/.
 INDEX_GROUP = "index"
 INDEX_FORMAT = "comode.index/1"

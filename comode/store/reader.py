@@ -10,6 +10,7 @@ alone.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -20,8 +21,10 @@ import zarr
 
 from comode.store import layout
 from comode.store.arrays import StoredArray, open_array
+from comode.store.containment import UnsafeStoreEntry, check_video_id, read_problem, tree_problems
+from comode.store.fields import reading_problem
 from comode.store.index.listing import Listing, list_videos
-from comode.store.location import join
+from comode.store.location import is_plain_local, join, local_path
 from comode.store.motion import MotionWindow, accumulate, pixel_flow, residual
 from comode.store.rgb import decode_span
 from comode.store.scan import scan_video_groups
@@ -39,7 +42,10 @@ def open_store(url: str, *, storage_options: dict | None = None, validate: bool 
 
     ``storage_options`` (fsspec's) reach zarr-python only: a store opened with them reads its
     arrays through zarr-python too, since tensorstore takes its S3 settings from the AWS
-    environment (docs/storage.md)."""
+    environment (docs/storage.md).  A local store whose root or ``videos`` metadata is a
+    FIFO or leads outside it is refused before zarr reads it (it would block or read there)."""
+    if is_plain_local(url, storage_options):
+        _check_local_metadata(local_path(url))
     try:
         root = zarr.open_group(url, mode="r", storage_options=storage_options)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as error:
@@ -50,6 +56,13 @@ def open_store(url: str, *, storage_options: dict | None = None, validate: bool 
     if validate:
         check_root_attrs(attrs, where=url)
     return Store(url=url, root=root, attrs=attrs, array_reads=not storage_options, storage_options=storage_options)
+
+
+def _check_local_metadata(root: str) -> None:
+    for relative in (layout.ZARR_JSON, f"{layout.VIDEOS_GROUP}/{layout.ZARR_JSON}"):
+        problem = read_problem(root, os.path.join(root, relative))
+        if problem is not None:
+            raise StoreError(f"{root}: {relative} is {problem}; refusing to read this store")
 
 
 @dataclass
@@ -171,9 +184,18 @@ class Store:
 
     def scan_videos(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         """(attributes by video id, reason by id for groups whose metadata cannot be read),
-        as listed by :meth:`read_listing`."""
+        as listed by :meth:`read_listing`.  A video whose attributes readers act on have the
+        wrong type (:func:`~comode.store.fields.reading_problem`) is among the unreadable."""
         listing = self.read_listing()
-        return listing.videos, listing.unreadable
+        classes, label_sets = len(self.classes), {name: len(names) for name, names in self.label_sets.items()}
+        videos, unreadable = {}, dict(listing.unreadable)
+        for video, attrs in listing.videos.items():
+            problem = reading_problem(attrs, classes=classes, label_sets=label_sets)
+            if problem is None:
+                videos[video] = attrs
+            else:
+                unreadable[video] = f"attributes of the wrong type: {problem}"
+        return videos, unreadable
 
     def video_ids(
         self, *, status: str | None = layout.STATUS_COMPLETE, split: str | None = None, subset: str | None = None
@@ -182,12 +204,27 @@ class Store:
         return _select(self.video_attrs(), status=status, split=split, subset=subset)
 
     def video(self, video_id: str) -> "Video":
+        """The group of ``video_id``.  In a local store, a group holding a link that leads
+        outside the store or a non-regular file is refused (UnsafeStoreEntry, a ValueError:
+        training skips and counts it like a damaged video) before anything of it is read."""
+        check_video_id(video_id)
+        if is_plain_local(self.url, self.storage_options):
+            root = local_path(self.url)
+            problems = tree_problems(root, os.path.join(root, layout.VIDEOS_GROUP, video_id))
+            if problems:
+                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                raise UnsafeStoreEntry(f"video {video_id!r} refused: {problems[0]}{more}")
         try:
             group = self._videos[video_id]
         except KeyError:
             raise KeyError(f"no video {video_id!r} in {self.url}") from None
         url = join(self.url, layout.VIDEOS_GROUP, video_id) if self.array_reads else ""
-        return Video(video_id=video_id, group=group, url=url, extraction=self.extraction)
+        return Video(video_id=video_id, group=group, url=url, extraction=self.extraction, rgb_limit=self._rgb_size())
+
+    def _rgb_size(self) -> tuple[int, int] | None:
+        """(width, height) of the store's RGB stream: no decoded frame may be larger."""
+        size = tuple(self.extraction.get(key) for key in ("rgb_width", "rgb_height"))
+        return size if all(isinstance(v, int) and v > 0 for v in size) else None  # type: ignore[return-value]
 
     def __iter__(self) -> Iterator["Video"]:
         for video_id in self.video_ids():
@@ -228,6 +265,7 @@ class Video:
     url: str = ""  # the group's URL; "" = read arrays through zarr-python
     # The store's extraction settings (root attribute): the grid's cell and units.
     extraction: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    rgb_limit: tuple[int, int] | None = None  # the store's RGB size: no decoded frame is larger
     _arrays: dict[str, zarr.Array | StoredArray] = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
@@ -319,7 +357,12 @@ class Video:
         codec = self.attrs.get(layout.ATTR_RGB_CODEC, layout.RGB_CODEC)
         order = np.argsort(indices, kind="stable")
         decoded = decode_span(
-            span, offsets[first : last + 2] - start, (indices[order] - first).tolist(), codec=codec, size=size
+            span,
+            offsets[first : last + 2] - start,
+            (indices[order] - first).tolist(),
+            codec=codec,
+            size=size,
+            limit=self.rgb_limit,
         )
         out = np.empty_like(decoded)
         out[order] = decoded

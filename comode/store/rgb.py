@@ -26,6 +26,7 @@ def decode_span(
     *,
     codec: str = layout.RGB_CODEC,
     size: tuple[int, int] | None = None,
+    limit: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Decode a span of packets and return the wanted frames as RGB.
 
@@ -36,10 +37,15 @@ def decode_span(
         codec: FFmpeg decoder name of the stream.
         size: optional (width, height) to scale to while converting (cheaper than
             converting at full size and resizing afterwards).
+        limit: (width, height) no decoded frame may exceed: the store's RGB size.  A stream
+            of larger frames (a store from elsewhere) is refused at its first frame, before
+            a span of them fills memory.
 
     Returns:
         (len(wanted), h, w, 3) uint8 RGB.
     """
+    if codec != layout.RGB_CODEC:  # a free-text attribute must not pick any of FFmpeg's decoders
+        raise ValueError(f"rgb_codec {codec!r} is not the stored stream's codec {layout.RGB_CODEC!r}")
     data = memoryview(np.ascontiguousarray(np.frombuffer(packets, dtype=np.uint8)))
     context = av.CodecContext.create(codec, "r")
     context.thread_count = 1  # one core per loader worker / extraction task
@@ -47,11 +53,11 @@ def decode_span(
     frames: list[av.VideoFrame] = []
     for i in range(min(last + 1, len(offsets) - 1)):
         packet = av.Packet(data[int(offsets[i]) : int(offsets[i + 1])])
-        frames.extend(context.decode(packet))
+        frames.extend(_within(context.decode(packet), limit))
         if len(frames) > last:
             break
     if len(frames) <= last:
-        frames.extend(context.decode(None))  # drain the decoder's delay
+        frames.extend(_within(context.decode(None), limit))  # drain the decoder's delay
     if len(frames) <= last:
         raise ValueError(f"stream span decoded to {len(frames)} frames, frame {last} was asked for")
     converted: dict[int, np.ndarray] = {}
@@ -61,6 +67,16 @@ def decode_span(
             converted[position] = frame_to_rgb(frames[position], size=size)
         out.append(converted[position])
     return np.stack(out)
+
+
+def _within(frames: list[av.VideoFrame], limit: tuple[int, int] | None) -> list[av.VideoFrame]:
+    for frame in frames:
+        if limit is not None and (frame.width > limit[0] or frame.height > limit[1]):
+            raise ValueError(
+                f"the stored stream decodes to {frame.width}x{frame.height} frames, larger than the "
+                f"store's RGB size {limit[0]}x{limit[1]}"
+            )
+    return frames
 
 
 def frame_to_rgb(frame: av.VideoFrame, *, size: tuple[int, int] | None = None) -> np.ndarray:

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Mapping
 
 from comode.store import layout
+from comode.store.containment import remove_entry, writable_dir
 from comode.store.location import filesystem, is_plain_local, join, local_path
 
 __all__ = ["LocalSink", "ObjectSink", "sink_for", "fsync_enabled"]
@@ -49,7 +49,9 @@ def replace_atomically(target: str, body: bytes, *, sync: bool, partial: str | N
     new one, never a part (the name's durability is the caller's: :func:`fsync_dir`)."""
     partial = partial or f"{target}.{uuid.uuid4().hex}.partial"
     try:
-        with open(partial, "wb") as handle:
+        # A new file (O_EXCL, O_NOFOLLOW): never a link or a FIFO someone left under that name.
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+        with open(descriptor, "wb") as handle:
             handle.write(body)
             if sync:
                 handle.flush()
@@ -78,28 +80,37 @@ class LocalSink:
         self.sync = fsync_enabled()
 
     def clear(self, path: str) -> None:
-        """Remove the group at ``path`` (relative to the store): marker first, durably."""
-        folder = os.path.join(self.root, path)
+        """Remove the group at ``path`` (relative to the store): marker first, durably.
+
+        Nothing is followed (:mod:`comode.store.containment`): a link or a stray file where
+        the group belongs is unlinked itself, and a link inside the group is removed, not
+        what it points to."""
+        parent, name = os.path.split(path)
+        folder = os.path.join(writable_dir(self.root, parent), name)
+        if not os.path.isdir(folder) or os.path.islink(folder):
+            remove_entry(folder)
+            return
         try:
-            os.remove(os.path.join(folder, layout.ZARR_JSON))
+            os.remove(os.path.join(folder, layout.ZARR_JSON))  # a link or a FIFO is unlinked, not opened
         except FileNotFoundError:
             pass
         else:  # the old marker's removal must reach the disk before its data's does
             self.sync_dir(folder)
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_entry(folder)
 
     def put(self, path: str, files: Mapping[str, bytes]) -> None:
         """Write ``files`` ({path relative to the group: bytes}) below the group at ``path``;
-        each durably in place when this returns."""
-        folder = os.path.join(self.root, path)
+        each durably in place when this returns.  Every folder on the way is a real folder
+        of the store (:func:`~comode.store.containment.writable_dir`), never a link."""
+        folder = writable_dir(self.root, path)
         touched = {folder}
-        for key in files:  # every directory from the group down to each file's own
-            directory = os.path.dirname(os.path.join(folder, key))
-            while len(directory) > len(folder):
-                touched.add(directory)
+        for key in files:  # every folder from the group down to each file's own
+            directory = os.path.dirname(key)
+            while directory:
+                touched.add(os.path.join(folder, directory))
                 directory = os.path.dirname(directory)
-        for directory in sorted(touched, key=len):
-            os.makedirs(directory, exist_ok=True)
+        for directory in sorted(touched, key=len):  # parents first: each part is checked once made
+            writable_dir(folder, os.path.relpath(directory, folder))
         # Files, then folders, each batch in parallel: concurrent fsyncs share the file
         # system's journal commits and the device's cache flushes (measured in
         # benchmarks/bench_store_writes.py: one by one they cost twice as much).
@@ -108,8 +119,7 @@ class LocalSink:
 
     def put_marker(self, path: str, body: bytes) -> None:
         """Write the group's ``zarr.json`` last (after :meth:`put` returned), durably."""
-        folder = os.path.join(self.root, path)
-        os.makedirs(folder, exist_ok=True)
+        folder = writable_dir(self.root, path)
         self._write(os.path.join(folder, layout.ZARR_JSON), body)
         self.sync_dir(folder)
 

@@ -8,8 +8,10 @@ from typing import Callable
 import numpy as np
 
 from comode.store import layout
+from comode.store.containment import tree_problems
 from comode.store.index.check import check_index
 from comode.store.labels import check_labels
+from comode.store.location import is_plain_local, local_path
 from comode.store.reader import Store, open_store
 from comode.store.schema import SchemaError, check_video_attrs
 
@@ -45,6 +47,12 @@ def validate_store(
     report = ValidationReport(store=url)
     found, unreadable = store.scan_groups()
     groups = _video_attrs(found, unreadable, report)
+    unsafe = _unsafe_entries(url, storage_options, reported=set(unreadable))
+    report.problems.extend(unsafe)
+    # Groups holding such an entry are reported for it; their arrays are not read.
+    refused = {
+        problem.split("/")[1].split(":")[0] for problem in unsafe if problem.startswith(f"{layout.VIDEOS_GROUP}/")
+    }
     conforming = {}
     for done, (video_id, attrs) in enumerate(groups):
         if on_progress is not None:
@@ -58,7 +66,7 @@ def validate_store(
             report.problems.append(str(error))
             continue
         conforming[video_id] = attrs
-        if status == layout.STATUS_COMPLETE:
+        if status == layout.STATUS_COMPLETE and video_id not in refused:
             problems = _check_arrays(store, video_id)
             if read_data and not problems:
                 problems = _read_arrays(store, video_id)
@@ -77,6 +85,20 @@ def validate_store(
     report.problems.extend(outcome.problems)
     report.problems.extend(check_labels(store.dataset, conforming))
     return report
+
+
+def _unsafe_entries(url: str, storage_options: dict | None, *, reported: set[str]) -> list[str]:
+    """Every symbolic link and non-regular file in a local store (comode writes neither:
+    :mod:`comode.store.containment`), but for the groups already ``reported`` unreadable."""
+    if not is_plain_local(url, storage_options):
+        return []
+    root = local_path(url)
+    already = {f"{layout.VIDEOS_GROUP}/{name}" for name in reported}
+    return [
+        problem
+        for problem in tree_problems(root, root)
+        if problem.split(":", 1)[0] not in already and problem.split(":", 1)[0].rsplit("/", 1)[0] not in already
+    ]
 
 
 def _read_arrays(store: Store, video_id: str) -> list[str]:

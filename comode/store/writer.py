@@ -15,7 +15,6 @@ import contextlib
 import errno
 import glob
 import os
-import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import zarr
 
 from comode.store import layout
 from comode.store.claims import claimed
+from comode.store.containment import check_video_id
 from comode.store.index.files import index_files
 from comode.store.index.journal import journal_for, new_write_id
 from comode.store.index.state import Marker
@@ -238,13 +238,6 @@ def create_or_open_root(url: str, *, root_attrs: Mapping[str, Any], storage_opti
     return root
 
 
-# What a video id may look like: the characters ``safe_video_id`` produces, not starting with
-# a dot (no ".", "..", hidden names) and short enough for any file system's name limit.
-# An allowlist, not a blocklist: no separator ("/", "\\"), drive (":"), NUL, control or
-# non-ASCII character can reach a path, whatever the annotation files say.
-_SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
-
-
 def _create_root(url: str, *, root_attrs: Mapping[str, Any], storage_options: dict | None) -> zarr.Group | None:
     """Create a new store so that nobody ever sees it half made.
 
@@ -292,12 +285,7 @@ def _remove_dead_staging_folders(target: str) -> None:
 
 
 def _video_path(video_id: str) -> str:
-    if not isinstance(video_id, str) or not _SAFE_ID.fullmatch(video_id):
-        raise ValueError(
-            f"unsafe video id {video_id!r}: ids must match [A-Za-z0-9_-][A-Za-z0-9._-]{{0,199}} "
-            "(comode.extract.datasets.safe_video_id makes one from any path)"
-        )
-    return f"{layout.VIDEOS_GROUP}/{video_id}"
+    return f"{layout.VIDEOS_GROUP}/{check_video_id(video_id)}"
 
 
 def write_video(

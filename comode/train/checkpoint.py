@@ -4,10 +4,12 @@ A checkpoint is one ``torch.save`` dict holding only tensors and plain Python va
 (str, int, float, bool, None, lists, tuples, dicts), so it loads with
 ``torch.load(weights_only=True)``: opening a checkpoint can never run pickled code.
 
-Writes are atomic: the bytes go to ``<name>.tmp`` in the same directory, are fsync'ed, and
-``os.replace`` swaps the file in (then the directory is fsync'ed).  A crash or SIGKILL at
-any moment leaves either the previous ``last.pt`` or the new one, never a mix; a leftover
-``.tmp`` is never read and is overwritten by the next save.
+Writes are atomic: the bytes go to ``<name>.<pid>-<random>.tmp`` in the same directory (a
+name of its own, so two writers never share one), are fsync'ed, and ``os.replace`` swaps
+the file in (then the directory is fsync'ed).  A crash or SIGKILL at any moment leaves
+either the previous ``last.pt`` or the new one, never a mix; a failed write removes its
+temporary file, and a killed run's is removed by the next run in the folder
+(:mod:`comode.train.runlock`).  A full disk is a :class:`CheckpointError` that says so.
 
 Layout of a run directory::
 
@@ -17,12 +19,15 @@ Layout of a run directory::
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import pickle
 import random
+import uuid
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -40,6 +45,8 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "comode.checkpoint/1"
 LAST_CHECKPOINT = "last.pt"
+# The ending of the temporary name of a file being written (replacing()).
+TEMPORARY_SUFFIX = ".tmp"
 
 
 class CheckpointError(RuntimeError):
@@ -51,18 +58,50 @@ def epoch_checkpoint_name(epoch: int) -> str:
     return f"epoch_{epoch:03d}.pt"
 
 
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary name of this write's own beside ``path``, renamed over ``path`` when the
+    block ends; removed when the block fails (nothing half-written holds the space)."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{TEMPORARY_SUFFIX}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
 def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
-    """Atomically write ``state`` (plus the format tag) to ``path``; returns ``path``."""
+    """Atomically write ``state`` (plus the format tag) to ``path``; returns ``path``.
+    A full disk (or quota, or file size limit) is a CheckpointError saying so."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with replacing(path) as temporary, open(temporary, "wb") as handle:
+            torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except (OSError, RuntimeError) as error:  # torch.save wraps the OSError of its writer
+        if not _is_disk_full(error):
+            raise
+        raise CheckpointError(
+            f"cannot save checkpoint {path}: the disk is full (or a quota or file size limit is reached: {error}); "
+            f"the previous {path.name} is kept. Free space and continue with --resume"
+        ) from None
     _fsync_directory(path.parent)
     return path
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    full = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in full:
+            return True
+        if "No space left on device" in str(error) or "File too large" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -13,6 +13,7 @@ they come from the authors' released code or are a choice of ours.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -51,6 +52,13 @@ SUPERVISED_AUX_OVERRIDES: tuple[str, ...] = ("task=supervised_aux", "model.use_c
 RESUMABLE_FIELDS: frozenset[str] = frozenset(
     {"max_steps", "checkpoint_every_epochs", "save_every_steps", "data.workers"}
 )
+
+
+# Bounds on sizes, so that a typo cannot ask for hundreds of GB (data.size=100000 did):
+# far above any sensible run (the paper's clips are 16 x 112 x 112, stride 4).
+MAX_SIZE = 1024
+MAX_CLIP_FRAMES = 256
+MAX_CLIP_STRIDE = 64
 
 
 class ConfigError(ValueError):
@@ -255,18 +263,22 @@ def _validation_problems(config: PretrainConfig) -> list[str]:
     checks = [
         (config.task in TASKS, f"task must be one of {list(TASKS)}, got {config.task!r}"),
         (config.data.batch_size > 0, "data.batch_size must be > 0"),
-        (config.data.size > 0, "data.size must be > 0"),
+        (0 < config.data.size <= MAX_SIZE, f"data.size must be in [1, {MAX_SIZE}] pixels (the paper: 112)"),
         (config.data.workers >= 0, "data.workers must be >= 0"),
         (
-            config.data.clip_frames >= 1 and config.data.clip_stride >= 1,
-            "data.clip_frames and data.clip_stride must be >= 1",
+            1 <= config.data.clip_frames <= MAX_CLIP_FRAMES and 1 <= config.data.clip_stride <= MAX_CLIP_STRIDE,
+            f"data.clip_frames must be in [1, {MAX_CLIP_FRAMES}] and data.clip_stride in [1, {MAX_CLIP_STRIDE}]",
         ),
-        (config.data.mv_size is None or config.data.mv_size > 0, "data.mv_size must be > 0 or null"),
+        (
+            config.data.mv_size is None or 0 < config.data.mv_size <= MAX_SIZE,
+            f"data.mv_size must be in [1, {MAX_SIZE}] or null",
+        ),
         (0 < config.data.crop_scale <= 1, "data.crop_scale must be in (0, 1]"),
         (0 <= config.data.negative_min_distance < 1, "data.negative_min_distance must be in [0, 1)"),
         (config.optim.steps is None or config.optim.steps > 0, "optim.steps must be > 0 or null"),
         (config.optim.epochs > 0, "optim.epochs must be > 0"),
         (config.optim.lr_per_sample > 0, "optim.lr_per_sample must be > 0"),
+        (0 <= config.optim.momentum < 1, "optim.momentum must be in [0, 1)"),
         (0 <= config.optim.warmup_epochs <= config.optim.epochs, "optim.warmup_epochs must be in [0, optim.epochs]"),
         (
             config.optim.grad_clip_norm is None or config.optim.grad_clip_norm > 0,
@@ -280,6 +292,7 @@ def _validation_problems(config: PretrainConfig) -> list[str]:
             "model.use_context and model.use_motion cannot both be false",
         ),
         (config.max_steps is None or config.max_steps > 0, "max_steps must be > 0 or null"),
+        (0 <= config.seed < 2**63, "seed must be in [0, 2**63)"),
         (config.checkpoint_every_epochs > 0, "checkpoint_every_epochs must be > 0"),
         (config.save_every_steps is None or config.save_every_steps > 0, "save_every_steps must be > 0 or null"),
     ]
@@ -352,13 +365,18 @@ def _coerce(value: Any, kind: Any, *, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif kind is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):  # .nan / .inf pass every "> 0" check and poison training
+                raise ConfigError(f"{key} must be a finite number, got {value!r}")
+            return number
     elif kind is str:
         if isinstance(value, str):
             return value

@@ -27,7 +27,9 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from comode.train.backbones import build_backbone
-from comode.train.checkpoint import load_checkpoint
+from comode.train.checkpoint import load_checkpoint, replacing
+from comode.train.config import MAX_CLIP_FRAMES, MAX_CLIP_STRIDE, MAX_SIZE
+from comode.train.runlock import refuse_store_folder
 
 __all__ = ["BACKBONE_FORMAT", "VNET_PREFIX", "export_backbone", "load_backbone", "read_backbone_metadata"]
 
@@ -69,15 +71,37 @@ def _metadata(checkpoint: Mapping[str, Any]) -> dict[str, str]:
 
 
 def export_backbone(checkpoint_path: str | Path, out_path: str | Path) -> Path:
-    """Write the V-Network of a training checkpoint as safetensors (atomically); returns out_path."""
+    """Write the V-Network of a training checkpoint as safetensors (atomically); returns out_path.
+
+    ``out_path`` may replace an earlier export only: never the input, a training checkpoint
+    or any other file (ValueError), nor land inside a store (FileExistsError)."""
+    out_path = Path(out_path)
+    _refuse_target(Path(checkpoint_path), out_path)
     checkpoint = load_checkpoint(checkpoint_path)
     weights = _vnet_weights(checkpoint["model"])
-    out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out_path.with_name(out_path.name + ".tmp")
-    save_file(weights, str(temporary), metadata=_metadata(checkpoint))
-    os.replace(temporary, out_path)
+    with replacing(out_path) as temporary:
+        save_file(weights, str(temporary), metadata=_metadata(checkpoint))
     return out_path
+
+
+def _refuse_target(checkpoint_path: Path, out_path: Path) -> None:
+    refuse_store_folder(out_path.absolute().parent, option="export to")
+    if not os.path.lexists(out_path):
+        return
+    if checkpoint_path.exists() and out_path.exists() and os.path.samefile(checkpoint_path, out_path):
+        raise ValueError(f"export would overwrite its input {checkpoint_path}; name a new .safetensors file")
+    if out_path.is_symlink() or not out_path.is_file():
+        raise ValueError(f"{out_path} exists and is not a regular file; name a new .safetensors file")
+    try:
+        read_backbone_metadata(out_path)
+        if zipfile.is_zipfile(out_path):
+            raise ValueError("a training checkpoint")
+    except Exception as error:  # noqa: BLE001 -- anything but an earlier export is kept
+        raise ValueError(
+            f"{out_path} exists and is not an exported backbone (it may be a training file: {error}); "
+            "name a new .safetensors file"
+        ) from None
 
 
 def read_backbone_metadata(path: str | Path) -> dict[str, str]:
@@ -89,7 +113,50 @@ def read_backbone_metadata(path: str | Path) -> dict[str, str]:
         metadata = handle.metadata() or {}
     if metadata.get("format") != BACKBONE_FORMAT:
         raise ValueError(f"{path} is not a {BACKBONE_FORMAT} file (metadata format: {metadata.get('format')!r})")
+    _check_numbers(metadata, path)
     return metadata
+
+
+# Metadata numbers an exported file may carry: they size the model and the clips, so a file
+# from elsewhere must not be able to ask for more memory than any real run uses.
+_METADATA_BOUNDS = {
+    "width_multiplier": (float, 1 / 64, 8.0),
+    "clip_size": (int, 1, MAX_SIZE),
+    "clip_frames": (int, 1, MAX_CLIP_FRAMES),
+    "clip_stride": (int, 1, MAX_CLIP_STRIDE),
+}
+
+
+def _check_numbers(metadata: Mapping[str, str], path: Path) -> None:
+    for key, (kind, low, high) in _METADATA_BOUNDS.items():
+        if key not in metadata:
+            continue
+        try:
+            value = kind(metadata[key])
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:  # NaN fails too
+            raise ValueError(
+                f"{path}: metadata {key}={metadata[key]!r} is not a {kind.__name__} in [{low:g}, {high:g}]"
+            )
+
+
+def _check_weights(backbone: nn.Module, weights: Mapping[str, Tensor], path: Path) -> None:
+    """The weights must be the backbone's (names and shapes) and finite: a file whose metadata
+    does not match its tensors, or whose weights are NaN, is refused instead of loaded (NaN
+    weights gave R@1 0.5 as a normal-looking result)."""
+    expected = {key: tuple(value.shape) for key, value in backbone.state_dict().items()}
+    found = {key: tuple(value.shape) for key, value in weights.items()}
+    if expected != found:
+        differing = sorted(key for key in set(expected) | set(found) if expected.get(key) != found.get(key))
+        key = differing[0]
+        raise ValueError(
+            f"{path}: the weights do not fit the {backbone.__class__.__name__} its metadata describes "
+            f"({len(differing)} tensor(s) differ, e.g. {key}: file {found.get(key)}, model {expected.get(key)})"
+        )
+    for key, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{path}: tensor {key} holds NaN or infinite values; refusing these weights")
 
 
 def load_backbone(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
@@ -108,6 +175,9 @@ def load_backbone(path: str | Path, *, map_location: str | torch.device = "cpu")
         metadata = read_backbone_metadata(path)
         with safe_open(str(path), framework="pt", device=str(map_location)) as handle:
             weights = {key: handle.get_tensor(key) for key in handle.keys()}
+    with torch.device("meta"):  # shapes only: no memory, whatever the metadata says
+        shapes = build_backbone(metadata["backbone"], width_multiplier=float(metadata["width_multiplier"]))
+    _check_weights(shapes, weights, path)
     backbone = build_backbone(metadata["backbone"], width_multiplier=float(metadata["width_multiplier"]))
     backbone.load_state_dict(weights, strict=True)
     backbone.comode_metadata = metadata

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler, default_collate
 
+from comode.cores import check_worker_count
 from comode.train.config import PretrainConfig
 from comode.train.distributed import DistributedContext, local_batch_size
 from comode.train.seeds import STREAM_LOADER, STREAM_ORDER, derive_seed
@@ -121,6 +122,7 @@ class RunLoader:
         start_method: str = "forkserver",
         pin_memory: bool = False,
     ) -> None:
+        check_worker_count(workers, option="data.workers")
         self.dataset = dataset
         self.sampler = EpochBatchSampler(
             dataset_size=len(dataset), global_batch=global_batch, rank=rank, world_size=world_size, seed=seed, epoch=0

@@ -60,6 +60,7 @@ from comode.train.loader import RunLoader
 from comode.train.metrics import BlindLevelWatch, MetricsLog, Throughput
 from comode.train.model import build_model
 from comode.train.rundir import METRICS_FILE, checkpoint_to_resume, refuse_changes
+from comode.train.runlock import hold_run_folder
 from comode.train.schedule import build_optimization, schedule_steps
 from comode.train.step import LOSS_KEYS, Trainer
 
@@ -109,6 +110,7 @@ def run_pretraining(
     store: str | None = None,
     out_dir: str | Path,
     resume: bool = False,
+    overwrite: bool = False,
     data: TrainingData | None = None,
     show_progress: bool = True,
 ) -> Summary:
@@ -123,12 +125,16 @@ def run_pretraining(
             tensorboard/.
         resume: continue from ``out_dir/last.pt``; ``config`` must equal the saved one except
             for :data:`~comode.train.config.RESUMABLE_FIELDS` (e.g. a larger max_steps).
+        overwrite: write the run into a folder that holds files comode did not write.
         data: training data given directly (tests, custom datasets) instead of ``store``.
         show_progress: draw the progress bar on a terminal (rank 0 only); plain progress lines
             go to the log (and ``out_dir/train.log``) either way.
 
     Raises:
-        FileExistsError: ``out_dir`` already holds a run and ``resume`` is False.
+        FileExistsError: ``out_dir`` already holds a run and ``resume`` is False, holds files
+            comode did not write (without ``resume`` or ``overwrite``), is inside a store, or
+            another run holds it (:class:`~comode.train.runlock.RunFolderBusy`: rank 0 holds
+            the folder's lock for the whole run, :mod:`comode.train.runlock`).
         CheckpointError: nothing to resume, or an unreadable last.pt.
         ValueError: a config that differs from the resumed run's, a batch that does not
             divide by the world size, or a dataset smaller than one batch.
@@ -141,8 +147,14 @@ def run_pretraining(
     context = init_distributed()
     try:
         # Every record of the run (progress lines, skipped videos, warnings) also goes to the
-        # run folder: what a batch job leaves beside its checkpoints.
-        with log_to_file(out_dir / LOG_FILE) if context.is_main else contextlib.nullcontext():
+        # run folder: what a batch job leaves beside its checkpoints.  The folder is held
+        # before anything is written there, the log included.
+        with (
+            hold_run_folder(out_dir, resume=resume, overwrite=overwrite)
+            if context.is_main
+            else contextlib.nullcontext(),
+            log_to_file(out_dir / LOG_FILE) if context.is_main else contextlib.nullcontext(),
+        ):
             return _run(
                 config,
                 store=store,
@@ -332,8 +344,12 @@ def _training_state(trainer: Trainer, *, step: int, steps_per_epoch: int, num_cl
     }
 
 
+# What resuming reads from a pretraining checkpoint.
+RESUME_KEYS = ("config", "model", "optimizer", "scheduler", "rng", "step", "sampler")
+
+
 def _checkpoint_to_resume(out_dir: Path, *, config: PretrainConfig, resume: bool) -> dict[str, Any] | None:
-    checkpoint = checkpoint_to_resume(out_dir, resume=resume, kind="pretraining")
+    checkpoint = checkpoint_to_resume(out_dir, resume=resume, kind="pretraining", required=RESUME_KEYS)
     if checkpoint is not None:
         # Read back through the dataclasses: a setting added after the run was saved takes
         # its default, which is what the run used.

@@ -21,6 +21,7 @@ __all__ = [
     "CONFIG_FILE",
     "METRICS_FILE",
     "checkpoint_to_resume",
+    "holds_a_run",
     "refuse_changes",
     "save_config",
     "keep_records_until",
@@ -29,14 +30,31 @@ __all__ = [
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
+# The first line of every config.yaml comode writes (save_config).
+_CONFIG_HEADER = "# Resolved comode "
 
 
-def checkpoint_to_resume(out_dir: Path, *, resume: bool, kind: str) -> dict[str, Any] | None:
+def holds_a_run(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds a run of comode's: a checkpoint, or a config it wrote (a run
+    killed before its first checkpoint)."""
+    if (Path(out_dir) / LAST_CHECKPOINT).exists():
+        return True
+    try:
+        with open(Path(out_dir) / CONFIG_FILE, encoding="utf-8", errors="replace") as handle:
+            return handle.readline().startswith(_CONFIG_HEADER)
+    except OSError:
+        return False
+
+
+def checkpoint_to_resume(
+    out_dir: Path, *, resume: bool, kind: str, required: Collection[str] = ()
+) -> dict[str, Any] | None:
     """The checkpoint a run in ``out_dir`` continues from, or None for a fresh run.
 
     Raises:
         FileExistsError: ``out_dir`` already holds a run and ``resume`` is False.
-        CheckpointError: ``resume`` is True and there is nothing to resume (or it is unreadable).
+        CheckpointError: ``resume`` is True and there is nothing to resume (or it is unreadable,
+            or lacks one of the ``required`` entries: a KeyError deep in the run otherwise).
     """
     path = Path(out_dir) / LAST_CHECKPOINT
     if not resume:
@@ -47,7 +65,11 @@ def checkpoint_to_resume(out_dir: Path, *, resume: bool, kind: str) -> dict[str,
         return None
     if not path.exists():
         raise CheckpointError(f"nothing to resume: {path} does not exist")
-    return load_checkpoint(path)
+    checkpoint = load_checkpoint(path)
+    missing = sorted(set(required) - set(checkpoint))
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}: it is not a complete {kind} checkpoint")
+    return checkpoint
 
 
 def refuse_changes(

@@ -30,27 +30,12 @@ from comode.extract.settings import ExtractSettings
 from comode.train.checkpoint import LAST_CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
 from comode.train.config import load_config
 from comode.train.loop import run_pretraining
+from tests.commands import TINY_MODEL
 from tests.videos import translating_frames, write_video
 
 # A smaller model than tests/train/test_loop.py's tiny one (these tests are about faults, not
 # learning): 1/16 width, 32-px clips, batch 2, in-process loading.
-TINY = [
-    "model.width_multiplier=0.0625",
-    "model.transformer_dim=32",
-    "model.embed_dim=16",
-    "model.head_hidden=64",
-    "model.encoder_layers=1",
-    "model.decoder_layers=1",
-    "model.heads=2",
-    "data.batch_size=2",
-    "data.workers=0",
-    "model.backbone=r3d_18",
-    "data.size=32",
-    "data.split=null",
-    "data.subset=null",
-    "optim.warmup_epochs=0",
-    "sync_batchnorm=false",
-]
+TINY = TINY_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +104,13 @@ TRAINER = textwrap.dedent("""
 """)
 
 
+def _in_flight(out) -> bool:
+    """Whether a write of last.pt is under way (or was cut short): its temporary file exists."""
+    return any(out.glob(LAST_CHECKPOINT + ".*.tmp"))
+
+
 def test_sigkill_of_a_training_run_while_it_checkpoints_leaves_a_loadable_checkpoint(tmp_path, store_url):
-    """Kill a real run right when a checkpoint write is in flight (``last.pt.tmp`` exists), at
+    """Kill a real run right when a checkpoint write is in flight (its ``last.pt.<pid>-<random>.tmp`` exists), at
     seeded random moments; last.pt always loads and --resume finishes the run."""
     overrides = [*TINY, "optim.epochs=3", "save_every_steps=1"]
     out = tmp_path / "run"
@@ -138,7 +128,7 @@ def test_sigkill_of_a_training_run_while_it_checkpoints_leaves_a_loadable_checkp
             skip_writes, seen = rng.randint(0, 1), 0
             in_tmp = False
             while time.monotonic() < deadline and process.poll() is None:
-                if (out / (LAST_CHECKPOINT + ".tmp")).exists():
+                if _in_flight(out):
                     if not in_tmp and (out / LAST_CHECKPOINT).exists():
                         seen += 1
                     in_tmp = True
@@ -152,7 +142,7 @@ def test_sigkill_of_a_training_run_while_it_checkpoints_leaves_a_loadable_checkp
             _, stderr = process.communicate()
         assert process.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
         state = load_checkpoint(out / LAST_CHECKPOINT)
-        kills.append((skip_writes, state["step"], (out / (LAST_CHECKPOINT + ".tmp")).exists()))
+        kills.append((skip_writes, state["step"], _in_flight(out)))
     print("kills (writes skipped, step in last.pt, .tmp left behind):", kills)
     assert any(tmp_left for _, _, tmp_left in kills), "no kill landed inside a checkpoint write"
     summary = run_pretraining(
@@ -234,5 +224,5 @@ def test_a_killed_save_never_replaces_the_previous_checkpoint_in_a_run_directory
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
     assert result.returncode == -signal.SIGKILL
-    assert (tmp_path / (LAST_CHECKPOINT + ".tmp")).exists()
+    assert _in_flight(tmp_path)
     assert load_checkpoint(tmp_path / LAST_CHECKPOINT)["step"] == 1

@@ -50,7 +50,7 @@ def check_index(
             else "none (no videos)"
         )
     truth = scan_markers(found, unreadable, names)
-    differences, unsettled = [], 0
+    differences, unsettled = [f"entry left out: {line}" for line in read.ignored], 0
     for video in sorted((set(read.state.videos) | set(truth)) - ignore):
         settled, token, live = read.state.settled(video)
         if not settled:

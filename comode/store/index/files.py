@@ -22,6 +22,14 @@ import uuid
 from typing import Iterable
 
 from comode.store import layout
+from comode.store.containment import (
+    UnsafeStoreEntry,
+    check_video_id,
+    is_safe_video_id,
+    read_inside,
+    read_problem,
+    writable_dir,
+)
 from comode.store.index.state import Marker
 from comode.store.location import filesystem, is_plain_local, join, local_path
 from comode.store.ownership import process_tag
@@ -48,7 +56,9 @@ def journal_writer(name: str) -> str | None:
 
 
 def _is_group_name(name: str) -> bool:
-    return name != layout.ZARR_JSON and not name.endswith(".partial")
+    """Whether an entry of ``videos/`` can be a video group: a safe id (not ``.DS_Store`` or
+    another stray or hidden name), neither the folder's metadata nor a temporary file."""
+    return is_safe_video_id(name) and name != layout.ZARR_JSON and not name.endswith(".partial")
 
 
 class LocalIndexFiles:
@@ -63,61 +73,69 @@ class LocalIndexFiles:
         """Names under ``videos/`` (None: no such folder)."""
         try:
             with os.scandir(os.path.join(self.root, layout.VIDEOS_GROUP)) as entries:
-                return {entry.name for entry in entries if _is_group_name(entry.name)}
+                # Folders only (a link to one too: read_markers then says where it leads).
+                return {entry.name for entry in entries if _is_group_name(entry.name) and entry.is_dir()}
         except FileNotFoundError:
             return None
 
     def list(self) -> dict[str, int]:
-        """File name -> size of everything in the index folder ({} when there is none)."""
+        """File name -> size of every regular file in the index folder ({} when there is none;
+        links and FIFOs are no index files); UnsafeStoreEntry when the folder leads outside
+        the store."""
+        problem = read_problem(self.root, self.folder, folder=True)
+        if problem is not None:
+            raise UnsafeStoreEntry(f"{layout.INDEX_GROUP}/ is {problem}")
         try:
             with os.scandir(self.folder) as entries:
-                return {entry.name: entry.stat().st_size for entry in entries if entry.is_file()}
+                return {
+                    entry.name: entry.stat(follow_symlinks=False).st_size
+                    for entry in entries
+                    if entry.is_file(follow_symlinks=False)
+                }
         except FileNotFoundError:
             return {}
 
     def read(self, name: str, offset: int = 0) -> bytes | None:
         try:
-            with open(os.path.join(self.folder, name), "rb") as handle:
-                handle.seek(offset)
-                return handle.read()
+            return read_inside(self.root, os.path.join(self.folder, name), offset)
         except FileNotFoundError:
             return None
 
     def write_atomic(self, name: str, body: bytes) -> None:
         """``body`` under a temporary name (fsynced), renamed over ``name``, the folder fsynced."""
-        self.ensure_group()
-        target = os.path.join(self.folder, name)
+        target = os.path.join(self.ensure_group(), name)
         replace_atomically(target, body, sync=self.sync, partial=_partial_name(target))
         self._sync_folder()
 
-    def ensure_group(self) -> None:
+    def ensure_group(self) -> str:
         """The index folder with its ``zarr.json`` (made with the store; stores from before the
-        index get it from their first writer)."""
-        if os.path.exists(os.path.join(self.folder, layout.ZARR_JSON)):
-            return
-        os.makedirs(self.folder, exist_ok=True)
+        index get it from their first writer); a real folder of the store, never a link."""
+        writable_dir(self.root, layout.INDEX_GROUP)
+        if os.path.lexists(os.path.join(self.folder, layout.ZARR_JSON)):
+            return self.folder
         target = os.path.join(self.folder, layout.ZARR_JSON)
         replace_atomically(target, GROUP_METADATA, sync=self.sync, partial=_partial_name(target))
         self._sync_folder()
         if self.sync:
             fsync_dir(self.root)
+        return self.folder
 
     def create_journal(self, name: str) -> int:
         """A new journal file opened for appending (its name durable before any line is)."""
-        self.ensure_group()
-        descriptor = os.open(os.path.join(self.folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        folder = self.ensure_group()
+        descriptor = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         self._sync_folder()
         return descriptor
 
     def remove_leftovers(self, names: Iterable[str]) -> None:
+        folder = writable_dir(self.root, layout.INDEX_GROUP)
         for name in names:
             with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(self.folder, name))
+                os.remove(os.path.join(folder, name))  # a link is removed, not followed
 
     def create_claim(self, video: str, body: bytes) -> bool:
         """Create ``claims/<video>.json`` with ``body`` unless it exists (then False)."""
-        folder = os.path.join(self.folder, layout.INDEX_CLAIMS)
-        os.makedirs(folder, exist_ok=True)
+        folder = writable_dir(self.root, f"{layout.INDEX_GROUP}/{layout.INDEX_CLAIMS}")
         try:
             descriptor = os.open(os.path.join(folder, f"{video}.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
@@ -130,8 +148,7 @@ class LocalIndexFiles:
 
     def read_claim(self, video: str) -> bytes | None:
         try:
-            with open(os.path.join(self.folder, layout.INDEX_CLAIMS, f"{video}.json"), "rb") as handle:
-                return handle.read()
+            return read_inside(self.root, os.path.join(self.folder, layout.INDEX_CLAIMS, f"{video}.json"))
         except FileNotFoundError:
             return None
 
@@ -139,14 +156,16 @@ class LocalIndexFiles:
         """Remove the claim of ``video`` if it still holds ``body``: moved away first (atomic),
         so that of two processes removing one claim only one gets it; a claim that turns
         out to be another (made in between) is put back."""
-        path = os.path.join(self.folder, layout.INDEX_CLAIMS, f"{video}.json")
+        path = os.path.join(writable_dir(self.root, f"{layout.INDEX_GROUP}/{layout.INDEX_CLAIMS}"), f"{video}.json")
         taken = f"{path}.{uuid.uuid4().hex[:8]}.taken"
         try:
             os.rename(path, taken)
         except FileNotFoundError:
             return False
-        with open(taken, "rb") as handle:
-            ours = handle.read() == body
+        try:
+            ours = read_inside(self.root, taken) == body
+        except UnsafeStoreEntry:  # a link or a FIFO under a claim's name: no claim of ours
+            ours = False
         if not ours:
             with contextlib.suppress(FileExistsError):
                 os.link(taken, path)  # put it back (unless yet another claim is there by now)
@@ -154,12 +173,11 @@ class LocalIndexFiles:
         return ours
 
     def claims(self) -> list[str]:
+        folder = os.path.join(self.folder, layout.INDEX_CLAIMS)
+        if read_problem(self.root, folder, folder=True) is not None:
+            return []  # a link leading out: no claims of this store's writers
         try:
-            return [
-                name[: -len(".json")]
-                for name in os.listdir(os.path.join(self.folder, layout.INDEX_CLAIMS))
-                if name.endswith(".json")
-            ]
+            return [name[: -len(".json")] for name in os.listdir(folder) if name.endswith(".json")]
         except FileNotFoundError:
             return []
 
@@ -167,12 +185,20 @@ class LocalIndexFiles:
         """What each group's ``zarr.json`` says (None: no group folder)."""
         found: dict[str, Marker | None] = {}
         for video in videos:
-            folder = os.path.join(self.root, layout.VIDEOS_GROUP, video)
+            folder = os.path.join(self.root, layout.VIDEOS_GROUP, check_video_id(video))
+            if not os.path.isdir(folder):  # nothing there, or a stray file: no group
+                found[video] = None
+                continue
+            problem = read_problem(self.root, folder, folder=True)
             try:
-                with open(os.path.join(folder, layout.ZARR_JSON), "rb") as handle:
-                    body = handle.read()
-            except FileNotFoundError:
+                if problem is not None:
+                    raise UnsafeStoreEntry(f"the group folder is {problem}")
+                body = read_inside(self.root, os.path.join(folder, layout.ZARR_JSON))
+            except (FileNotFoundError, NotADirectoryError):
                 found[video] = Marker.empty() if os.path.isdir(folder) else None
+                continue
+            except UnsafeStoreEntry as error:
+                found[video] = Marker.unreadable(f"refused: {error}")
                 continue
             found[video] = _parse_marker(body)
         return found

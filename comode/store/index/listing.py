@@ -74,6 +74,17 @@ def list_videos(url: str, *, scan: Scan, storage_options: dict | None = None) ->
             return Listing(videos={}, unreadable={}, source="index", note="no videos yet")
         return scan_listing(scan, "it has no index (written before comode kept one, or copied without it)", url)
     names = names or set()
+    if read.ignored and (url, "ignored") not in _WARNED:
+        _WARNED.add((url, "ignored"))
+        logger.warning(
+            "%s: %d index entr(y/ies) left out, e.g. %s (a store from elsewhere? `comode store validate %s` "
+            "lists them, `comode store reindex %s` writes an index without them)",
+            url,
+            len(read.ignored),
+            read.ignored[0],
+            url,
+            url,
+        )
     settlement = Settlement(read.state)
     comparison = compare(settlement, names)
     if comparison.too_stale(len(names)):

@@ -10,9 +10,10 @@ folder they saw has its ``start`` line in what they read next.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from comode.store import layout
+from comode.store.containment import UnsafeStoreEntry
 from comode.store.index.files import LocalIndexFiles, ObjectIndexFiles, journal_writer
 from comode.store.index.state import IndexState, Settlement, apply_all, parse_lines
 
@@ -28,6 +29,7 @@ class IndexRead:
     offsets: dict[str, int]  # journal name -> bytes of it merged into ``state``
     snapshot: bool  # a snapshot was found
     journals_read: int = 0  # journals read past the snapshot
+    ignored: list[str] = field(default_factory=list)  # entries left out: their video id is unsafe
 
     def what_was_read(self) -> str:
         """ "snapshot + N journal(s) read", for notes and summaries."""
@@ -38,13 +40,18 @@ def read_index(files: LocalIndexFiles | ObjectIndexFiles, *, use_snapshot: bool 
     """The merged index, or None when the store has none (no snapshot, no journal).
 
     ``use_snapshot=False`` merges every journal from its first line (what ``reindex`` does)."""
-    listed = files.list()
+    try:
+        listed = files.list()
+    except UnsafeStoreEntry as error:
+        raise IndexDamaged(str(error)) from None
     journals = {name: size for name, size in listed.items() if journal_writer(name) is not None}
     doc = None
     if use_snapshot and layout.INDEX_SNAPSHOT in listed:
-        raw = files.read(layout.INDEX_SNAPSHOT)
         try:
+            raw = files.read(layout.INDEX_SNAPSHOT)
             doc = json.loads(raw) if raw is not None else None
+        except UnsafeStoreEntry as error:
+            raise IndexDamaged(str(error)) from None
         except ValueError as error:
             raise IndexDamaged(f"{layout.INDEX_SNAPSHOT} does not parse ({error})") from None
         if doc is not None and doc.get("index") != layout.INDEX_FORMAT:
@@ -53,26 +60,30 @@ def read_index(files: LocalIndexFiles | ObjectIndexFiles, *, use_snapshot: bool 
             )
     if doc is None and not journals:
         return None
+    ignored: list[str] = []
     try:
-        state = IndexState.from_json(doc) if doc else IndexState()
+        state = IndexState.from_json(doc, ignored) if doc else IndexState()
     except (KeyError, TypeError, AttributeError) as error:
         raise IndexDamaged(
             f"{layout.INDEX_SNAPSHOT} is not an index snapshot ({type(error).__name__}: {error})"
         ) from None
     offsets = {name: int(size) for name, size in (doc or {}).get("journals", {}).items()}
-    result = IndexRead(state=state, offsets=offsets, snapshot=doc is not None)
+    result = IndexRead(state=state, offsets=offsets, snapshot=doc is not None, ignored=ignored)
     for name, size in sorted(journals.items()):
         start = offsets.get(name, 0)
         if size < start:
             raise IndexDamaged(f"{name} holds {size} bytes, fewer than the {start} the snapshot merged")
         if size == start:
             continue
-        data = files.read(name, start)
+        try:
+            data = files.read(name, start)
+        except UnsafeStoreEntry as error:  # listed as a regular file a moment ago
+            raise IndexDamaged(str(error)) from None
         if data is None:  # listed a moment ago: journals are never removed by comode
             raise IndexDamaged(f"{name} disappeared while it was read")
         try:
             entries, used = parse_lines(data)
-            apply_all(state, entries, writer=journal_writer(name))
+            apply_all(state, entries, writer=journal_writer(name), ignored=ignored)
         except (ValueError, KeyError, TypeError) as error:
             raise IndexDamaged(
                 f"{name}: a line that is not a journal entry ({type(error).__name__}: {error})"

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from comode.store import layout
+from comode.store.containment import is_safe_video_id
 
 # Index-only statuses of groups seen by reading them (never written by a writer):
 # a group folder whose zarr.json does not parse, and a folder without zarr.json.
@@ -207,11 +208,17 @@ class IndexState:
         return {"videos": settled_docs, "writes": others}
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> "IndexState":
+    def from_json(cls, doc: Mapping[str, Any], ignored: list[str] | None = None) -> "IndexState":
+        """The state a snapshot holds; videos whose id is unsafe are left out and said in
+        ``ignored`` (one line each)."""
         state = cls()
         for video, entry in doc.get("videos", {}).items():
+            if _unsafe(video, ignored, "snapshot"):
+                continue
             state.videos[video] = {entry["write"]: Write(attrs=entry["attrs"], nbytes=entry.get("bytes"))}
         for video, writes in doc.get("writes", {}).items():
+            if _unsafe(video, ignored, "snapshot"):
+                continue
             state.videos.setdefault(video, {}).update({token: Write.from_json(w) for token, w in writes.items()})
         return state
 
@@ -253,6 +260,21 @@ def parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
     return entries, end
 
 
-def apply_all(state: IndexState, entries: Iterable[Mapping[str, Any]], *, writer: str) -> None:
+def apply_all(
+    state: IndexState, entries: Iterable[Mapping[str, Any]], *, writer: str, ignored: list[str] | None = None
+) -> None:
+    """Apply journal ``entries`` of ``writer``'s journal; a line whose video id could not name a
+    group (``123``, ``../../x``, a NUL) is left out and said in ``ignored``: one hostile or
+    damaged line must not stop every reader of the store, nor lead one outside it."""
     for entry in entries:
+        if isinstance(entry, Mapping) and _unsafe(entry.get("video"), ignored, f"journal of {writer}"):
+            continue
         state.apply(entry, writer=writer)
+
+
+def _unsafe(video: object, ignored: list[str] | None, where: str) -> bool:
+    if is_safe_video_id(video):
+        return False
+    if ignored is not None:
+        ignored.append(f"{where}: video id {video!r} cannot name a group")
+    return True
