@@ -100,7 +100,7 @@ def cuda_problem() -> str | None:
 
 
 def shared_store(work: Path, mode: Mode) -> tuple[str, int]:
-    """A store of ``mode.videos`` videos linked to the extracted shared clips; (url, clips)."""
+    """A store of ``mode.videos`` videos hard-linked to the extracted shared clips; (url, clips)."""
     names = mode.clips or shared_clips()
     template = template_store(work, names, workers=None if mode.device == "cuda" else 0)
     store = work / "store.zarr"
