@@ -12,12 +12,18 @@ every row and every panel carries its blind level.
     rows = milestone_rows(curves, at=[10_000, 25_000], window_clips=5_000)
     verdict = leaves_blind_level(curves, window_clips=5_000)
     draw_curves(curves, "runs/paper-cpu/curves.png")
+
+Several runs (one change each, say) side by side, at the same number of clips:
+
+    runs = [read_curves(r) for r in ("runs/base", "runs/diff")]
+    rows = comparison_rows(runs, at_clips=8_000, window_clips=2_000)
+    draw_comparison(runs, "compare.png")
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -25,12 +31,24 @@ import matplotlib
 import numpy as np
 import yaml
 
+from comode.train.config import config_differences
 from comode.train.rundir import CONFIG_FILE, read_records
 
 matplotlib.use("Agg")  # files only: no display on a training machine
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-__all__ = ["TASKS", "Curves", "MilestoneRow", "read_curves", "milestone_rows", "leaves_blind_level", "draw_curves"]
+__all__ = [
+    "TASKS",
+    "Curves",
+    "MilestoneRow",
+    "ComparisonRow",
+    "read_curves",
+    "milestone_rows",
+    "leaves_blind_level",
+    "comparison_rows",
+    "draw_curves",
+    "draw_comparison",
+]
 
 TASKS = ("context", "motion")
 # "Leaves its blind level": mean accuracy over the window at least this many times the blind
@@ -50,6 +68,7 @@ class Curves:
     batch_size: int
     clips: np.ndarray  # (S,) clips seen after each step
     columns: dict[str, np.ndarray]
+    config: dict = field(default_factory=dict)  # the run's config.yaml, as written
 
     def column(self, name: str) -> np.ndarray:
         return self.columns.get(name, np.full(self.clips.shape, math.nan))
@@ -78,11 +97,12 @@ def read_curves(run: str | Path) -> Curves:
     config_path = run / CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} is missing: clips seen = step x the run's batch size")
-    batch_size = int(yaml.safe_load(config_path.read_text())["data"]["batch_size"])
+    config = yaml.safe_load(config_path.read_text())
+    batch_size = int(config["data"]["batch_size"])
     names = sorted({key for record in records for key in record if key != "step"})
     columns = {name: np.array([_number(record.get(name)) for record in records], dtype=np.float64) for name in names}
     clips = np.array([record["step"] for record in records], dtype=np.int64) * batch_size
-    return Curves(run=run, batch_size=batch_size, clips=clips, columns=columns)
+    return Curves(run=run, batch_size=batch_size, clips=clips, columns=columns, config=config)
 
 
 def _number(value: object) -> float:
@@ -111,11 +131,14 @@ def milestone_rows(curves: Curves, *, at: Sequence[int], window_clips: int) -> l
     ]
 
 
-def leaves_blind_level(curves: Curves, *, task: str = "motion", window_clips: int) -> tuple[bool, str]:
-    """Whether ``task`` has left its blind level over the run's last ``window_clips`` clips
-    (accuracy >= LEAVE_FACTOR x blind and loss at least LOSS_MARGIN below the blind loss),
-    and a one-line reason with the numbers."""
-    last = int(curves.clips[-1])
+def leaves_blind_level(
+    curves: Curves, *, task: str = "motion", window_clips: int, end_clips: int | None = None
+) -> tuple[bool, str]:
+    """Whether ``task`` has left its blind level over the ``window_clips`` clips that end
+    at ``end_clips`` (default: the run's last clip; a run shorter than that is judged on
+    its last window) -- accuracy >= LEAVE_FACTOR x blind and loss at least LOSS_MARGIN
+    below the blind loss -- and a one-line reason with the numbers."""
+    last = int(curves.clips[-1]) if end_clips is None else min(int(end_clips), int(curves.clips[-1]))
     means = _window_means(curves, last, window_clips)
     acc, blind_acc = means[f"acc_{task}"], means[f"blind_acc_{task}"]
     loss, blind_loss = means[f"loss_{task}"], means[f"blind_loss_{task}"]
@@ -128,6 +151,48 @@ def leaves_blind_level(curves: Curves, *, task: str = "motion", window_clips: in
         f"blind {blind_loss:.3f}, over the last {window_clips:,} of {last:,} clips: "
         + ("left the blind level" if left else "still at the blind level")
     )
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One run of a comparison: its means over the window that ends at ``clips`` (the
+    common budget, or the run's end when it is shorter), the verdict per task, and the
+    config keys in which it differs from the first run."""
+
+    run: Path
+    clips: int
+    values: dict[str, float]  # as MilestoneRow.values
+    left: dict[str, bool]  # task -> left its blind level
+    differences: list[str]  # e.g. ["model.backbone: 'r3d_26' -> 'r3d_26_diff'"]
+
+
+# Keys that differ between any two runs without changing what is learned.
+_BOOKKEEPING_KEYS = ("save_every_steps", "checkpoint_every_epochs", "data.workers")
+
+
+def comparison_rows(runs: Sequence[Curves], *, at_clips: int | None = None, window_clips: int) -> list[ComparisonRow]:
+    """One row per run, all judged at the same ``at_clips`` (default: the shortest run's
+    length), so that runs of different lengths compare on one budget.  The first run is
+    the reference of ``differences``."""
+    if not runs:
+        raise ValueError("no runs to compare")
+    budget = int(at_clips) if at_clips is not None else min(int(c.clips[-1]) for c in runs)
+    rows = []
+    for curves in runs:
+        end = min(budget, int(curves.clips[-1]))
+        rows.append(
+            ComparisonRow(
+                run=curves.run,
+                clips=end,
+                values=_window_means(curves, end, window_clips),
+                left={
+                    task: leaves_blind_level(curves, task=task, window_clips=window_clips, end_clips=end)[0]
+                    for task in TASKS
+                },
+                differences=config_differences(runs[0].config, curves.config, ignore=_BOOKKEEPING_KEYS),
+            )
+        )
+    return rows
 
 
 def _rolling_mean(values: np.ndarray, steps: int) -> np.ndarray:
@@ -162,6 +227,35 @@ def draw_curves(curves: Curves, out: str | Path, *, smooth_clips: int = 2_000, t
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     accuracy_axis.set_title(title or f"{curves.run.name}: pretext tasks against their blind levels")
+    figure.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return out
+
+
+def draw_comparison(runs: Sequence[Curves], out: str | Path, *, smooth_clips: int = 2_000) -> Path:
+    """Write a PNG of several runs: acc_context (top) and acc_motion (bottom), trailing
+    means over ``smooth_clips`` clips, one colour per run, each run's blind level dashed in
+    its colour (runs of different batch sizes have different blind levels)."""
+    figure, axes = plt.subplots(len(TASKS), 1, figsize=(8, 7), sharex=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, curves in enumerate(runs):
+        colour = colours[index % len(colours)]
+        steps = max(1, smooth_clips // curves.batch_size)
+        for axis, task in zip(axes, TASKS):
+            values = curves.column(f"acc_{task}")
+            if not np.isfinite(values).any():
+                continue
+            axis.plot(curves.clips, 100 * _rolling_mean(values, steps), color=colour, label=curves.run.name)
+            axis.plot(curves.clips, 100 * curves.column(f"blind_acc_{task}"), color=colour, linestyle="--", alpha=0.6)
+    for axis, task in zip(axes, TASKS):
+        axis.set_ylabel(f"acc_{task}, %")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    axes[0].set_title("pretext accuracies, blind levels dashed")
+    axes[-1].set_xlabel("clips seen")
     figure.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 
 import pytest
 from PIL import Image
 
-from comode.train.curves import draw_curves, leaves_blind_level, milestone_rows, read_curves
+from comode.train.curves import comparison_rows, draw_curves, leaves_blind_level, milestone_rows, read_curves
 from tests.commands import comode_command
 
 BLIND_MOTION, BLIND_CONTEXT = 1 / 11, 1 / 8
 
 
-def _write_run(folder, motion_accuracy, *, batch=8, steps=1000):
+def _write_run(folder, motion_accuracy, *, batch=8, steps=1000, backbone="r3d_26", workers=1):
     """A run folder as `train pretrain` writes it: config.yaml and one record per step."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.yaml").write_text(f"data:\n  batch_size: {batch}\n")
+    (folder / "config.yaml").write_text(
+        f"model:\n  backbone: {backbone}\ndata:\n  batch_size: {batch}\n  workers: {workers}\n"
+    )
     records = []
     for step in range(1, steps + 1):
         acc = motion_accuracy(step)
@@ -83,3 +86,39 @@ def test_draw_curves_writes_where_asked(tmp_path):
     curves = read_curves(_write_run(tmp_path / "run", lambda step: 0.2, steps=50))
     out = draw_curves(curves, tmp_path / "pictures" / "c.png", smooth_clips=80)
     assert out.is_file() and out.stat().st_size > 1000
+
+
+def test_a_comparison_judges_every_run_at_the_same_budget_and_names_what_differs(tmp_path):
+    # The reference stays blind; the other run leaves at step 500 (4,000 clips) and runs
+    # twice as long: judged at the reference's 8,000 clips, not at its own end.
+    base = read_curves(_write_run(tmp_path / "base", lambda step: BLIND_MOTION))
+    longer = read_curves(
+        _write_run(tmp_path / "diff", lambda step: 0.3 if 500 < step <= 1000 else BLIND_MOTION, steps=2000, workers=4)
+    )
+    reference, other = comparison_rows([base, longer], window_clips=800)
+    assert reference.clips == other.clips == 8000
+    assert not reference.left["motion"] and reference.left["context"]
+    assert other.left["motion"] and other.values["acc_motion"] == pytest.approx(0.3)
+    assert reference.differences == []
+    assert other.differences == []  # data.workers is bookkeeping: not a difference that is learned
+    moved = read_curves(_write_run(tmp_path / "moved", lambda step: 0.3, backbone="r3d_26_diff"))
+    _, third = comparison_rows([base, moved], at_clips=4000, window_clips=800)
+    assert third.clips == 4000 and third.differences == ["model.backbone: 'r3d_26' -> 'r3d_26_diff'"]
+
+
+def test_plot_compare_prints_one_row_per_run_and_draws(tmp_path):
+    base = _write_run(tmp_path / "base", lambda step: BLIND_MOTION)
+    diff = _write_run(tmp_path / "diff", lambda step: 0.3, backbone="r3d_26_diff")
+    out = tmp_path / "compare.png"
+    result = subprocess.run(
+        comode_command("plot", "compare", base, diff, "--window", "800", "--out", out),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "30.0 / 9.1 (left)" in result.stdout and "9.1 / 9.1 " in result.stdout
+    assert "model.backbone: 'r3d_26' -> 'r3d_26_diff'" in result.stdout
+    with Image.open(out) as picture:
+        assert picture.format == "PNG" and picture.size[0] > 500
