@@ -30,8 +30,8 @@ install: $(BIN)/.installed
 # test clips by motion and by scene -- retrieval, linear probe, pretext accuracies beside
 # their blind levels -- for the pretrained V-Network and for random inits (the floors: the
 # same network, and the paper's RGB R3D-26 at the same clip and width).
-# ~7 min on an idle 2-core machine for the previous demo configuration; the current one is not
-# timed idle yet (22 min on a loaded machine, docs/performance.md); extraction and training resume where they stopped (an interrupted
+# ~18 min on an idle 2-core machine (11.5 of them pretraining, 4.3 the 6 floor evaluations;
+# docs/performance.md); extraction and training resume where they stopped (an interrupted
 # sample generation: rm -rf $(DEMO_DATA)).  More seeds are one variable away:
 #   make demo DEMO_SEEDS=0,1,2        (pretraining seeds; the floor always has 3)
 DEMO_VIDEOS ?= 48
