@@ -16,9 +16,9 @@ give for the video (:func:`array_problem`):
   give: (T,) for ``frame_types`` and ``timestamps``, (T + 1,) for the offsets,
   (T, 2, gh, gw) for ``mvs``, (K, rgb_height, rgb_width, 3) with K <= T I-frames,
   N <= T x :func:`packet_bound` bytes of stream;
-- the chunks and shards are exactly those the layout makes for that shape
-  (:data:`layout.CHUNK_ROWS`, :func:`comode.store.zarr_files.chunk_layout`): no chunk is
-  larger than its array, nor holds more rows than the layout puts in one.
+- no chunk is larger than its array along any axis, nor holds more rows than the layout
+  puts in one (:data:`layout.CHUNK_ROWS`), and no shard is larger than the array rounded
+  up to whole chunks: a store rechunked by another tool stays readable.
 
 A decoded chunk is then at most one layout chunk (or one T-long array) and a whole-array
 read at most what T and the settings allow; a span of the stream is checked against the
@@ -94,14 +94,27 @@ def _shape_problem(name: str, shape: tuple[int, ...], frames: int, extraction: M
 
 
 def _chunking_problem(name: str, shape: tuple[int, ...], chunks: Sequence[int], shards: Sequence[int]) -> str | None:
-    """Whether the array is chunked as the layout chunks ``shape`` (one chunk of every row,
-    or a shard of chunks of ``layout.CHUNK_ROWS[name]`` rows)."""
+    """Whether the array's chunks and shards are bounded by the array itself: no chunk
+    larger than the array along any axis, nor holding more rows than the layout puts in
+    one (:data:`layout.CHUNK_ROWS`; arrays not listed there are one chunk), and no shard
+    larger than the array rounded up to whole chunks.  Any such chunking reads in bounded
+    memory, so a store rechunked by another tool stays readable; what is refused is a
+    chunk or shard declared larger than the data it can hold (a memory bomb: a decoder
+    allocates the declared chunk, a shard's index has one entry per declared chunk)."""
     chunks, shards = tuple(int(n) for n in chunks), tuple(int(n) for n in shards)
-    made = [chunk_layout(shape, rows) for rows in layout.CHUNK_ROWS.get(name, (shape[0] if shape else 0,))]
-    if any(chunks == inner and shards in (inner, outer) for inner, outer in made):
-        return None
-    declared = f"chunks {list(chunks)}" + (f" in shards {list(shards)}" if shards != chunks else "")
-    return f"{name} declares {declared}; the store's layout chunks its shape {list(shape)} as {list(made[0][0])}"
+    if len(chunks) != len(shape) or len(shards) != len(shape):
+        return f"{name} declares chunks {list(chunks)} for a {len(shape)}-d shape {list(shape)}"
+    row_limit = max(layout.CHUNK_ROWS.get(name, (shape[0] if shape else 1,)))
+    limits = (max(1, min(row_limit, shape[0])), *(max(1, n) for n in shape[1:])) if shape else ()
+    if any(c < 1 or c > limit for c, limit in zip(chunks, limits)):
+        made = chunk_layout(shape, row_limit)[0]
+        return (
+            f"{name} declares chunks {list(chunks)}, larger than its shape {list(shape)} allows; "
+            f"the store's layout chunks it as {list(made)}"
+        )
+    if any(s < c or s % c or s > -(-max(n, 1) // c) * c for s, c, n in zip(shards, chunks, shape)):
+        return f"{name} declares shards {list(shards)} of chunks {list(chunks)}, larger than its shape {list(shape)}"
+    return None
 
 
 def array_problem(

@@ -29,10 +29,11 @@ from comode.extract.executors import SequentialExecutor
 from comode.extract.pipeline import run_extraction
 from comode.extract.settings import ExtractSettings
 from comode.store import layout, open_store
-from comode.store.bounds import OversizedVideo
+from comode.store.bounds import OversizedVideo, array_problem
 from comode.store.index import reindex
 from comode.store.schema import SchemaError
 from comode.store.validate import validate_store
+from comode.store.zarr_files import chunk_layout
 from tests.commands import comode_command
 
 VIDEO = "left__video01.mkv"  # the video made hostile; the store's other one stays good
@@ -100,7 +101,7 @@ def _chunk_declared_8_gib(store: Path) -> str:
     chunk.parent.mkdir(parents=True)
     chunk.write_bytes(_zstd_frame(stream, DECLARED))
     assert chunk.stat().st_size < len(stream) + (300 << 10)
-    return f"rgb_stream declares chunks [{DECLARED}]; the store's layout chunks its shape [{len(stream)}] as"
+    return f"rgb_stream declares chunks [{DECLARED}], larger than its shape [{len(stream)}] allows"
 
 
 def _huge_shape_no_chunks(store: Path) -> str:
@@ -226,3 +227,18 @@ def test_extraction_records_a_video_longer_than_readers_take_as_failed(made, tmp
     )
     assert summary.completed == 1
     assert summary.failures == [(VIDEO, "16 frames, more than the 14 a store's video may have")]
+
+
+def test_another_tools_rechunking_stays_readable_and_only_chunks_larger_than_the_array_are_refused():
+    extraction = {"width": 160, "height": 128, "mv_cell": 16, "rgb_width": 160, "rgb_height": 128}
+    frames = 100
+    mvs = {"dtype": "int16", "shape": (frames, 2, 8, 10), "frames": frames, "extraction": extraction}
+    # comode's own layout, then smaller chunks without shards (as a plain zarr copy might write)
+    made, file = chunk_layout(mvs["shape"], layout.MVS_CHUNK_FRAMES)
+    assert array_problem("mvs", chunks=made, shards=file, **mvs) is None
+    assert array_problem("mvs", chunks=(10, 2, 4, 5), shards=None, **mvs) is None
+    # larger than the array along an axis, more rows than the layout puts in one, or a
+    # shard beyond the array: refused
+    assert "larger than its shape" in array_problem("mvs", chunks=(frames, 2, 16, 10), shards=None, **mvs)
+    assert "larger than its shape" in array_problem("mvs", chunks=(frames, 2, 8, 10), shards=None, **mvs)
+    assert "shards" in array_problem("mvs", chunks=made, shards=(made[0] * 1000, 2, 8, 10), **mvs)
