@@ -157,7 +157,9 @@ def test_writes_and_reads_need_only_the_aws_environment(s3_env, monkeypatch):
         rgb_stream=stream,
         rgb_stream_offsets=np.linspace(0, stream.size, t + 1).astype(np.int64),
     )
-    create_or_open_root(url, root_attrs={"schema": "comode.store/1", "dataset": {}, "extraction": {}})
+    # The sizes readers bound each array by (comode.store.bounds): a 4x5 MV grid, 10x8 RGB.
+    extraction = {"width": 80, "height": 64, "mv_cell": 16, "rgb_width": 10, "rgb_height": 8}
+    create_or_open_root(url, root_attrs={"schema": "comode.store/1", "dataset": {}, "extraction": extraction})
     write_video(open_root_for_writing(url), "v", {"source": "v", "label": -1, "splits": {}, "frames": t}, arrays)
     video = open_store(url, validate=False).video("v")
     assert video.is_complete and isinstance(video.mvs, StoredArray)

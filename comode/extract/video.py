@@ -164,6 +164,10 @@ def extract_to_store(
     except Exception as error:  # a bug or an unforeseen input: record it, keep the run going
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         return record_failure(root, item, f"internal error: {detail}", start)
+    if arrays.num_frames > layout.MAX_FRAMES:  # readers refuse such a group (comode.store.bounds)
+        return record_failure(
+            root, item, f"{arrays.num_frames} frames, more than the {layout.MAX_FRAMES} a store's video may have", start
+        )
     if injected_fault(Path(item.path), ("worker-crash",)):  # test-only, see encode.FAULT_INJECT_ENV
         os.kill(os.getpid(), signal.SIGSEGV)
     attrs = {

@@ -123,6 +123,10 @@ class StoredArray:
         self.shape: tuple[int, ...] = tuple(int(n) for n in handle.shape)
         self.dtype = np.dtype(handle.dtype.numpy_dtype)
         self.ndim = len(self.shape)
+        # As zarr.Array names them: the (inner) chunk shape, and the shard shape (a chunk
+        # of chunks; the chunk shape itself when there are no shards).
+        self.chunks: tuple[int, ...] = tuple(int(n) for n in handle.chunk_layout.read_chunk.shape)
+        self.shards: tuple[int, ...] = tuple(int(n) for n in handle.chunk_layout.write_chunk.shape)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         return self.start(key).result()

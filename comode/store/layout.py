@@ -157,3 +157,31 @@ MV_CHANNELS = ("x", "y")
 MVS_CHUNK_FRAMES = 32
 IFRAMES_CHUNK = 4
 RGB_STREAM_CHUNK_BYTES = 64 * 1024
+# Rows per inner chunk of the arrays stored as a shard of chunks (the others are one chunk
+# holding every row); readers accept only these (comode.store.bounds).  I-frames were one
+# to a chunk before commit 97c6b82: stores written then read as they are.
+CHUNK_ROWS = {
+    MVS: (MVS_CHUNK_FRAMES,),
+    MV_VALID: (MVS_CHUNK_FRAMES,),
+    IFRAMES: (IFRAMES_CHUNK, 1),
+    RGB_STREAM: (RGB_STREAM_CHUNK_BYTES,),
+}
+ARRAY_DTYPES = {
+    FRAME_TYPES: "uint8",
+    IFRAMES: "uint8",
+    IFRAME_INDEX: "int32",
+    MVS: "int16",
+    MV_VALID: "uint8",
+    RGB_STREAM: "uint8",
+    RGB_STREAM_OFFSETS: "int64",
+    TIMESTAMPS: "int64",
+}
+
+# The most frames a video of a store may have.  The store records no bound of its own on a
+# video's length, and readers load a few arrays of a video whole (frame types, I-frame
+# index, packet offsets, timestamps: at most 21 bytes a frame), so a store from elsewhere
+# whose group says ``frames=400000000`` would size those reads.  2**22 frames is 19 hours
+# at 60 fps, longer than any video of a clip-learning dataset (and than an extraction
+# finishes within its default time limit); at that length the whole-array reads of a
+# video take 88 MB.  A longer group is refused by readers and ``store validate``.
+MAX_FRAMES = 1 << 22

@@ -21,11 +21,13 @@ import zarr
 
 from comode.store import layout
 from comode.store.arrays import StoredArray, open_array
+from comode.store.bounds import OversizedVideo, array_problem, frames_problem, span_problem
 from comode.store.containment import UnsafeStoreEntry, check_video_id, read_problem, tree_problems
 from comode.store.fields import reading_problem
 from comode.store.index.listing import Listing, list_videos
 from comode.store.location import is_plain_local, join, local_path
 from comode.store.motion import MotionWindow, accumulate, pixel_flow, residual
+from comode.store.reach import reaching
 from comode.store.rgb import decode_span
 from comode.store.scan import scan_video_groups
 from comode.store.schema import check_root_attrs
@@ -47,7 +49,8 @@ def open_store(url: str, *, storage_options: dict | None = None, validate: bool 
     if is_plain_local(url, storage_options):
         _check_local_metadata(local_path(url))
     try:
-        root = zarr.open_group(url, mode="r", storage_options=storage_options)
+        with reaching(url, StoreError):  # no credentials, no server: one line, not a traceback
+            root = zarr.open_group(url, mode="r", storage_options=storage_options)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as error:
         raise StoreError(
             f"{url}: no Zarr group here ({error.__class__.__name__}); extract one with `comode extract`"
@@ -289,9 +292,15 @@ class Video:
         """Label per extra label set (index into ``Store.label_sets[name]``; -1 = none)."""
         return {name: int(value) for name, value in (self.attrs.get(layout.ATTR_LABELS) or {}).items()}
 
-    @property
+    @cached_property
     def num_frames(self) -> int:
-        return int(self.attrs[layout.ATTR_FRAMES])
+        """T, refused (OversizedVideo) when it is no count of frames or over
+        ``layout.MAX_FRAMES``: readers size arrays and draws by it (:mod:`comode.store.bounds`)."""
+        frames = self.attrs[layout.ATTR_FRAMES]
+        problem = frames_problem(frames)
+        if problem is not None:
+            raise OversizedVideo(f"video {self.video_id!r}: {problem}")
+        return frames
 
     def array(self, name: str) -> zarr.Array | StoredArray:
         """The array ``name`` (one of ``layout.ARRAY_NAMES``) for reading; lazy like ``mvs``."""
@@ -304,8 +313,25 @@ class Video:
             if not self.is_complete:
                 raise ValueError(f"video {self.video_id!r} is not complete (status {self.status!r})")
             stored = open_array(join(self.url, name)) if self.url else None
-            array = self._arrays[name] = stored if stored is not None else self.group[name]
+            array = stored if stored is not None else self.group[name]
+            problem = self.array_problem(name, array)
+            if problem is not None:  # before anything of it is read (comode.store.bounds)
+                raise OversizedVideo(f"video {self.video_id!r}: {problem}")
+            self._arrays[name] = array
         return array
+
+    def array_problem(self, name: str, array: zarr.Array | StoredArray) -> str | None:
+        """Why ``array`` (the opened array ``name`` of this video) must not be read: its
+        dtype, shape or chunks are not what the frame count and the store's settings give."""
+        return array_problem(
+            name,
+            dtype=array.dtype,
+            shape=array.shape,
+            chunks=array.chunks,
+            shards=array.shards,
+            frames=self.num_frames,
+            extraction=self.extraction,
+        )
 
     @cached_property
     def frame_types(self) -> str:
@@ -353,7 +379,11 @@ class Video:
         last = int(indices.max())
         offsets = self.rgb_stream_offsets
         start, stop = int(offsets[first]), int(offsets[last + 1])
-        span = self._array(layout.RGB_STREAM)[start:stop]
+        stream = self._array(layout.RGB_STREAM)
+        problem = span_problem(start, stop, last + 1 - first, stream.shape[0], self.extraction)
+        if problem is not None:  # the span is read whole: its size comes from the store
+            raise OversizedVideo(f"video {self.video_id!r}: {problem}")
+        span = stream[start:stop]
         codec = self.attrs.get(layout.ATTR_RGB_CODEC, layout.RGB_CODEC)
         order = np.argsort(indices, kind="stable")
         decoded = decode_span(

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import zarr
 
 from comode.store import layout
+from comode.store.bounds import frames_problem, packet_bound
 from comode.store.containment import tree_problems
 from comode.store.index.check import check_index
 from comode.store.labels import check_labels
@@ -101,15 +103,25 @@ def _unsafe_entries(url: str, storage_options: dict | None, *, reported: set[str
     ]
 
 
+# validate --data reads an array in blocks of about this many bytes (whole chunks), so that
+# its memory does not grow with a video's length (an array may be T x 1408 bytes and more,
+# T up to layout.MAX_FRAMES); large enough that one read spans many chunks.
+READ_BLOCK_BYTES = 32 << 20
+
+
 def _read_arrays(store: Store, video_id: str) -> list[str]:
-    """Read every array whole (the read path training uses); a chunk that fails its checksum
-    or decompression is named."""
+    """Read every array, block by block (the read path training uses); a chunk that fails
+    its checksum or decompression is named."""
     video = store.video(video_id)
     present = video.group
     problems = []
     for name in layout.ARRAY_NAMES + tuple(n for n in layout.OPTIONAL_ARRAY_NAMES if n in present):
         try:
-            video.array(name)[...]
+            array = video.array(name)
+            row_bytes = array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
+            rows = array.chunks[0] * max(1, READ_BLOCK_BYTES // max(1, row_bytes * array.chunks[0]))
+            for start in range(0, max(1, array.shape[0]), rows):
+                array[start : start + rows]
         except Exception as error:  # any codec error is a finding to report, not a crash
             problems.append(
                 f"{name} data unreadable (a chunk fails its checksum or does not decode: "
@@ -132,36 +144,28 @@ def _video_attrs(
 
 
 def _check_arrays(store: Store, video_id: str) -> list[str]:
+    """The problems of a complete video's arrays: first their metadata against the frame
+    count and the store's settings (:mod:`comode.store.bounds`: nothing is read from an
+    array that fails it), then the arrays against each other."""
     video = store.video(video_id)
     settings = store.extraction
     group = video.group
     missing = [name for name in layout.ARRAY_NAMES if name not in group]
     if missing:
         return [f"complete but arrays missing: {', '.join(missing)}"]
+    frames = frames_problem(video.attrs.get(layout.ATTR_FRAMES))
+    if frames is not None:
+        return [frames]
     problems = []
-    t = video.num_frames
-    gh = -(-settings["height"] // settings["mv_cell"])
-    gw = -(-settings["width"] // settings["mv_cell"])
-    expected = {
-        layout.FRAME_TYPES: ("uint8", (t,)),
-        layout.MVS: ("int16", (t, 2, gh, gw)),
-        layout.RGB_STREAM_OFFSETS: ("int64", (t + 1,)),
-        layout.IFRAME_INDEX: ("int32", None),
-        layout.IFRAMES: ("uint8", None),
-        layout.RGB_STREAM: ("uint8", None),
-    }
-    if layout.TIMESTAMPS in group:  # optional (schema_minor >= 2): older stores have none
-        expected[layout.TIMESTAMPS] = ("int64", (t,))
-        if "time_base" not in video.attrs:
-            problems.append("timestamps without a time_base attribute")
-    if layout.MV_VALID in group:  # optional (schema_minor >= 4)
-        expected[layout.MV_VALID] = ("uint8", (t, gh, gw))
-    for name, (dtype, shape) in expected.items():
-        array = group[name]
-        if str(array.dtype) != dtype:
-            problems.append(f"{name} dtype {array.dtype}, expected {dtype}")
-        if shape is not None and tuple(array.shape) != shape:
-            problems.append(f"{name} shape {tuple(array.shape)}, expected {shape}")
+    # timestamps optional since schema_minor 2, mv_valid since 4: older stores have none.
+    present = layout.ARRAY_NAMES + tuple(name for name in layout.OPTIONAL_ARRAY_NAMES if name in group)
+    if layout.TIMESTAMPS in present and "time_base" not in video.attrs:
+        problems.append("timestamps without a time_base attribute")
+    for name in present:
+        node = group[name]
+        problem = video.array_problem(name, node) if isinstance(node, zarr.Array) else f"{name} is not an array"
+        if problem is not None:
+            problems.append(problem)
     if problems:
         return problems
     types = video.frame_types
@@ -174,6 +178,12 @@ def _check_arrays(store: Store, video_id: str) -> list[str]:
     if iframes.shape != (len(iframe_index), settings["rgb_height"], settings["rgb_width"], 3):
         problems.append(f"iframes shape {iframes.shape} does not match iframe_index and rgb size")
     offsets = video.rgb_stream_offsets
-    if offsets[0] != 0 or np.any(np.diff(offsets) <= 0) or offsets[-1] != group[layout.RGB_STREAM].shape[0]:
+    packets = np.diff(offsets)
+    if offsets[0] != 0 or np.any(packets <= 0) or offsets[-1] != group[layout.RGB_STREAM].shape[0]:
         problems.append("rgb_stream_offsets must start at 0, increase strictly and end at len(rgb_stream)")
+    elif packets.max(initial=0) > packet_bound(settings):  # readers refuse to read such a span
+        problems.append(
+            f"rgb_stream_offsets give frame {int(packets.argmax())} a packet of {int(packets.max())} bytes, "
+            f"more than the {packet_bound(settings)} a frame may have at the store's RGB size"
+        )
     return problems

@@ -31,6 +31,7 @@ from comode.store.index.journal import journal_for, new_write_id
 from comode.store.index.state import Marker
 from comode.store.location import is_plain_local, local_path
 from comode.store.ownership import made_by_dead_local_process, process_tag
+from comode.store.reach import reaching
 from comode.store.sinks import LocalSink, ObjectSink, sink_for
 from comode.store.zarr_files import BloscSettings, array_files, group_metadata
 
@@ -208,7 +209,8 @@ def create_or_open_root(url: str, *, root_attrs: Mapping[str, Any], storage_opti
     """
     made_by_another_run = False
     try:
-        root = zarr.open_group(url, mode="r+", storage_options=storage_options)
+        with reaching(url):  # no credentials, no server: one line (a ValueError), not a traceback
+            root = zarr.open_group(url, mode="r+", storage_options=storage_options)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         root = _create_root(url, root_attrs=root_attrs, storage_options=storage_options)
         if root is not None:
