@@ -207,6 +207,16 @@ def _rolling_mean(values: np.ndarray, steps: int) -> np.ndarray:
         return (sums[end] - sums[start]) / (counts[end] - counts[start])
 
 
+def _save(figure: plt.Figure, out: str | Path) -> Path:
+    """Write ``figure`` to the PNG ``out`` (its folder made) and free it."""
+    figure.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return out
+
+
 def draw_curves(curves: Curves, out: str | Path, *, smooth_clips: int = 2_000, title: str | None = None) -> Path:
     """Write a PNG: top, acc_context and acc_motion (trailing means over ``smooth_clips``
     clips) with their blind levels dashed; bottom, the two losses with theirs."""
@@ -227,12 +237,7 @@ def draw_curves(curves: Curves, out: str | Path, *, smooth_clips: int = 2_000, t
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     accuracy_axis.set_title(title or f"{curves.run.name}: pretext tasks against their blind levels")
-    figure.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=110)
-    plt.close(figure)
-    return out
+    return _save(figure, out)
 
 
 def draw_comparison(runs: Sequence[Curves], out: str | Path, *, smooth_clips: int = 2_000) -> Path:
@@ -256,9 +261,4 @@ def draw_comparison(runs: Sequence[Curves], out: str | Path, *, smooth_clips: in
         axis.legend(fontsize=8)
     axes[0].set_title("pretext accuracies, blind levels dashed")
     axes[-1].set_xlabel("clips seen")
-    figure.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=110)
-    plt.close(figure)
-    return out
+    return _save(figure, out)

@@ -7,6 +7,7 @@ import each other or this file).
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import time
 import warnings
@@ -66,6 +67,31 @@ def reference_set(tmp_path_factory) -> Callable[[int], tuple[Path, str]]:
         return made[count]
 
     return make
+
+
+@pytest.fixture(scope="module")
+def two_video_store(tmp_path_factory, tiny_folder_factory) -> tuple[Path, Path]:
+    """(source folder, store) of two tiny 13-frame videos, extracted once per module: what
+    the hostile-store and bounded-read tests edit copies of."""
+    from comode.extract.datasets import load_dataset
+    from comode.extract.executors import SequentialExecutor
+    from comode.extract.pipeline import run_extraction
+    from comode.extract.settings import ExtractSettings
+
+    base = tmp_path_factory.mktemp("two-videos")
+    folder = make_tiny_folder(base / "videos", 2, frames=13)
+    store = base / "store.zarr"
+    assert run_extraction(load_dataset("folder", folder), str(store), ExtractSettings(), SequentialExecutor()).ok
+    return folder, store
+
+
+@pytest.fixture
+def store(two_video_store, tmp_path) -> Path:
+    """A fresh copy of ``two_video_store``'s store, in this test's own folder (a module may
+    define its own ``store``)."""
+    copy = tmp_path / "store.zarr"
+    shutil.copytree(two_video_store[1], copy, symlinks=True)
+    return copy
 
 
 def _module_videos(request) -> int:

@@ -42,23 +42,6 @@ MEMORY_LIMIT = 4 << 30  # RLIMIT_AS of the processes below: the issue's `ulimit 
 DECLARED = 8 << 30  # what the hostile metadata declares: twice that limit
 
 
-@pytest.fixture(scope="module")
-def made(tmp_path_factory, tiny_folder_factory) -> tuple[Path, Path]:
-    """(source folder, store) of two tiny videos, extracted once for the module."""
-    base = tmp_path_factory.mktemp("bounded")
-    folder = tiny_folder_factory(base / "videos", 2, frames=13)
-    store = base / "store.zarr"
-    assert run_extraction(load_dataset("folder", folder), str(store), ExtractSettings(), SequentialExecutor()).ok
-    return folder, store
-
-
-@pytest.fixture
-def store(made, tmp_path) -> Path:
-    copy = tmp_path / "store.zarr"
-    shutil.copytree(made[1], copy)
-    return copy
-
-
 def _zstd_frame(data: bytes, size: int) -> bytes:
     """One zstd frame decoding to ``data`` followed by zeros up to ``size`` bytes: ``data``
     in raw blocks, the zeros in run-length blocks of 128 KiB (4 bytes each, so 8 GiB of them
@@ -170,11 +153,11 @@ def test_a_video_whose_metadata_asks_for_gigabytes_is_refused_by_name_in_bounded
         assert failures[VIDEO].startswith(f"OversizedVideo: video '{VIDEO}': {reason}"), failures[VIDEO]
 
 
-def test_the_good_store_reads_in_the_same_bounds(made):
+def test_the_good_store_reads_in_the_same_bounds(two_video_store):
     """The limit and the readers above are not what refuses: the unedited store passes."""
-    validate = _limited(comode_command("store", "validate", "--data", "--no-progress", made[1]))
+    validate = _limited(comode_command("store", "validate", "--data", "--no-progress", two_video_store[1]))
     assert validate.returncode == 0, validate.stdout + validate.stderr[-3000:]
-    readers = _limited([sys.executable, "-c", READERS, str(made[1])])
+    readers = _limited([sys.executable, "-c", READERS, str(two_video_store[1])])
     assert readers.returncode == 0, readers.stderr[-3000:]
     assert json.loads(readers.stdout.splitlines()[-1]) == {"skipped": 0, "training": {}, "evaluation": {}}
 
@@ -218,12 +201,12 @@ def test_a_root_whose_sizes_no_mpeg2_stream_has_is_refused_at_open(store):
         open_store(str(store))
 
 
-def test_extraction_records_a_video_longer_than_readers_take_as_failed(made, tmp_path, monkeypatch):
+def test_extraction_records_a_video_longer_than_readers_take_as_failed(two_video_store, tmp_path, monkeypatch):
     """What readers refuse is never written as complete (MAX_FRAMES lowered to 14 here: the
     store's videos have 13 and 16 frames)."""
     monkeypatch.setattr(layout, "MAX_FRAMES", 14)
     summary = run_extraction(
-        load_dataset("folder", made[0]), str(tmp_path / "s.zarr"), ExtractSettings(), SequentialExecutor()
+        load_dataset("folder", two_video_store[0]), str(tmp_path / "s.zarr"), ExtractSettings(), SequentialExecutor()
     )
     assert summary.completed == 1
     assert summary.failures == [(VIDEO, "16 frames, more than the 14 a store's video may have")]
@@ -234,11 +217,11 @@ def test_another_tools_rechunking_stays_readable_and_only_chunks_larger_than_the
     frames = 100
     mvs = {"dtype": "int16", "shape": (frames, 2, 8, 10), "frames": frames, "extraction": extraction}
     # comode's own layout, then smaller chunks without shards (as a plain zarr copy might write)
-    made, file = chunk_layout(mvs["shape"], layout.MVS_CHUNK_FRAMES)
-    assert array_problem("mvs", chunks=made, shards=file, **mvs) is None
+    inner, file = chunk_layout(mvs["shape"], layout.MVS_CHUNK_FRAMES)
+    assert array_problem("mvs", chunks=inner, shards=file, **mvs) is None
     assert array_problem("mvs", chunks=(10, 2, 4, 5), shards=None, **mvs) is None
     # larger than the array along an axis, more rows than the layout puts in one, or a
     # shard beyond the array: refused
     assert "larger than its shape" in array_problem("mvs", chunks=(frames, 2, 16, 10), shards=None, **mvs)
     assert "larger than its shape" in array_problem("mvs", chunks=(frames, 2, 8, 10), shards=None, **mvs)
-    assert "shards" in array_problem("mvs", chunks=made, shards=(made[0] * 1000, 2, 8, 10), **mvs)
+    assert "shards" in array_problem("mvs", chunks=inner, shards=(inner[0] * 1000, 2, 8, 10), **mvs)

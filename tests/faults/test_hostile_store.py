@@ -30,24 +30,6 @@ from tests.commands import comode_command
 VIDEO = "left__video01.mkv"  # one of the two videos of the store below
 
 
-@pytest.fixture(scope="module")
-def made(tmp_path_factory, tiny_folder_factory) -> tuple[Path, Path]:
-    """(source folder, store) of two tiny videos, extracted once for the module."""
-    base = tmp_path_factory.mktemp("hostile")
-    folder = tiny_folder_factory(base / "videos", 2, frames=13)
-    store = base / "store.zarr"
-    assert run_extraction(load_dataset("folder", folder), str(store), ExtractSettings(), SequentialExecutor()).ok
-    return folder, store
-
-
-@pytest.fixture
-def store(made, tmp_path) -> Path:
-    """A fresh copy of the module's store, in this test's own folder."""
-    copy = tmp_path / "store.zarr"
-    shutil.copytree(made[1], copy, symlinks=True)
-    return copy
-
-
 def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -64,7 +46,7 @@ def _cli(*args: object, timeout: float = 120) -> subprocess.CompletedProcess:
 # ------------------------------------------------------------------ writing never leaves the store
 
 
-def test_a_group_linked_to_a_folder_outside_is_never_written_or_deleted_through(made, store, tmp_path):
+def test_a_group_linked_to_a_folder_outside_is_never_written_or_deleted_through(two_video_store, store, tmp_path):
     """The issue's reproduction: ``videos/<id>`` -> a folder of the user's holding a zarr.json,
     ``store reindex``, then extraction into the store."""
     outside = tmp_path / "users_folder"
@@ -79,7 +61,7 @@ def test_a_group_linked_to_a_folder_outside_is_never_written_or_deleted_through(
     assert not report.ok
     assert any(p.startswith(f"videos/{VIDEO}: refused: a symbolic link leading outside") for p in report.problems)
     reindex(str(store), scan=open_store(str(store)).scan_groups)
-    summary = _extract(made[0], store)
+    summary = _extract(two_video_store[0], store)
 
     assert summary.ok and summary.completed == 1  # the video is redone as a real group
     assert _files(outside) == before  # not one byte written, replaced or removed there
@@ -87,7 +69,7 @@ def test_a_group_linked_to_a_folder_outside_is_never_written_or_deleted_through(
     assert validate_store(str(store)).ok
 
 
-def test_a_linked_videos_or_index_folder_is_refused_and_its_target_untouched(made, store, tmp_path):
+def test_a_linked_videos_or_index_folder_is_refused_and_its_target_untouched(two_video_store, store, tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (outside / "snapshot.json").write_text("precious")
@@ -101,14 +83,14 @@ def test_a_linked_videos_or_index_folder_is_refused_and_its_target_untouched(mad
 
     # videos/ itself a link: the writer refuses before touching anything there.
     os.unlink(store / "index")
-    shutil.copytree(made[1] / "index", store / "index")
+    shutil.copytree(two_video_store[1] / "index", store / "index")
     moved = tmp_path / "moved_videos"
     (store / "videos").rename(moved)
     os.symlink(moved, store / "videos")
     shutil.rmtree(moved / VIDEO)
     before = _files(moved)
     with pytest.raises(UnsafeStoreEntry, match="videos is a symbolic link, not a folder"):
-        _extract(made[0], store)
+        _extract(two_video_store[0], store)
     assert _files(moved) == before
 
 
@@ -150,14 +132,14 @@ def test_links_to_a_device_or_outside_and_fifos_inside_a_group_are_refused_and_r
             opened.video(video)
 
 
-def test_a_stray_file_in_videos_is_no_video(made, store):
+def test_a_stray_file_in_videos_is_no_video(two_video_store, store):
     """macOS's ``.DS_Store`` (and any plain file) beside the groups: info, listing, extraction go on."""
     (store / "videos" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     (store / "videos" / "notes").write_text("a file with a safe id's name")
     assert open_store(str(store)).video_ids() == [VIDEO, "right__video00.mkv"]
     info = _cli("store", "info", store)
     assert info.returncode == 0 and "Traceback" not in info.stderr, info.stderr
-    summary = _extract(made[0], store)
+    summary = _extract(two_video_store[0], store)
     assert summary.ok and summary.skipped_complete == 2
     assert validate_store(str(store)).ok
 
@@ -207,7 +189,7 @@ def test_the_reader_refuses_an_unsafe_id_before_any_path_is_made(store, video_id
 # ------------------------------------------------------------------ claims from other clocks
 
 
-def test_a_claim_from_a_host_whose_clock_runs_ahead_does_not_stall_extraction(made, store):
+def test_a_claim_from_a_host_whose_clock_runs_ahead_does_not_stall_extraction(two_video_store, store):
     """The claim's ``since`` an hour in the future: it used to look fresh for ever (two 600 s
     waits, then a ClaimTimeout traceback, and the claim stayed for every rerun)."""
     shutil.rmtree(store / "videos" / VIDEO)  # to be redone: the write needs the video's claim
@@ -215,7 +197,9 @@ def test_a_claim_from_a_host_whose_clock_runs_ahead_does_not_stall_extraction(ma
     claims.mkdir(exist_ok=True)
     future = {"writer": "clock-ahead-host_4242", "since": time.time() + 3600, "claim": "0" * 32}
     (claims / f"{VIDEO}.json").write_text(json.dumps(future))
-    result = _cli("extract", "--dataset", "folder", "--root", made[0], "--out", store, "--workers", "0", timeout=300)
+    result = _cli(
+        "extract", "--dataset", "folder", "--root", two_video_store[0], "--out", store, "--workers", "0", timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (store / "videos" / VIDEO / "zarr.json").is_file()
     assert not (claims / f"{VIDEO}.json").exists()
@@ -251,12 +235,14 @@ def test_videos_whose_attributes_have_the_wrong_type_are_left_out_not_a_crash(st
 # ------------------------------------------------------------------ a stream that is not what the store says
 
 
-def test_a_stream_of_frames_larger_than_the_stores_rgb_size_is_refused_at_its_first_frame(made, store, tmp_path):
+def test_a_stream_of_frames_larger_than_the_stores_rgb_size_is_refused_at_its_first_frame(
+    two_video_store, store, tmp_path
+):
     """A valid MPEG-2 stream of larger frames placed in a 170x128 store (the issue's was
     8000x4000; 640x480 shows the same check without the memory) used to decode in full."""
     large = tmp_path / "large.zarr"
     settings = ExtractSettings(rgb_width=640, rgb_height=480)
-    assert run_extraction(load_dataset("folder", made[0]), str(large), settings, SequentialExecutor()).ok
+    assert run_extraction(load_dataset("folder", two_video_store[0]), str(large), settings, SequentialExecutor()).ok
     for array in ("rgb_stream", "rgb_stream_offsets"):
         shutil.rmtree(store / "videos" / VIDEO / array)
         shutil.copytree(large / "videos" / VIDEO / array, store / "videos" / VIDEO / array)
