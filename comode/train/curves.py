@@ -131,21 +131,27 @@ def milestone_rows(curves: Curves, *, at: Sequence[int], window_clips: int) -> l
     ]
 
 
-def leaves_blind_level(
-    curves: Curves, *, task: str = "motion", window_clips: int, end_clips: int | None = None
-) -> tuple[bool, str]:
-    """Whether ``task`` has left its blind level over the ``window_clips`` clips that end
-    at ``end_clips`` (default: the run's last clip; a run shorter than that is judged on
-    its last window) -- accuracy >= LEAVE_FACTOR x blind and loss at least LOSS_MARGIN
-    below the blind loss -- and a one-line reason with the numbers."""
-    last = int(curves.clips[-1]) if end_clips is None else min(int(end_clips), int(curves.clips[-1]))
+def _has_left(means: dict[str, float], task: str) -> bool:
+    """The rule on window means: accuracy >= LEAVE_FACTOR x blind and loss at least
+    LOSS_MARGIN below the blind loss (False where the task logged nothing)."""
+    acc, blind_acc = means[f"acc_{task}"], means[f"blind_acc_{task}"]
+    loss, blind_loss = means[f"loss_{task}"], means[f"blind_loss_{task}"]
+    if not all(math.isfinite(v) for v in (acc, blind_acc, loss, blind_loss)):
+        return False
+    return acc / blind_acc >= LEAVE_FACTOR and loss <= blind_loss - LOSS_MARGIN
+
+
+def leaves_blind_level(curves: Curves, *, task: str = "motion", window_clips: int) -> tuple[bool, str]:
+    """Whether ``task`` has left its blind level over the run's last ``window_clips`` clips
+    (:func:`_has_left`), and a one-line reason with the numbers."""
+    last = int(curves.clips[-1])
     means = _window_means(curves, last, window_clips)
     acc, blind_acc = means[f"acc_{task}"], means[f"blind_acc_{task}"]
     loss, blind_loss = means[f"loss_{task}"], means[f"blind_loss_{task}"]
     if not all(math.isfinite(v) for v in (acc, blind_acc, loss, blind_loss)):
         return False, f"the run logged no {task} task"
     ratio = acc / blind_acc
-    left = ratio >= LEAVE_FACTOR and loss <= blind_loss - LOSS_MARGIN
+    left = _has_left(means, task)
     return left, (
         f"{task}: acc {100 * acc:.1f} % = {ratio:.2f}x its blind {100 * blind_acc:.1f} %, loss {loss:.3f} against "
         f"blind {blind_loss:.3f}, over the last {window_clips:,} of {last:,} clips: "
@@ -180,15 +186,13 @@ def comparison_rows(runs: Sequence[Curves], *, at_clips: int | None = None, wind
     rows = []
     for curves in runs:
         end = min(budget, int(curves.clips[-1]))
+        means = _window_means(curves, end, window_clips)  # one pass: the values and the verdicts
         rows.append(
             ComparisonRow(
                 run=curves.run,
                 clips=end,
-                values=_window_means(curves, end, window_clips),
-                left={
-                    task: leaves_blind_level(curves, task=task, window_clips=window_clips, end_clips=end)[0]
-                    for task in TASKS
-                },
+                values=means,
+                left={task: _has_left(means, task) for task in TASKS},
                 differences=config_differences(runs[0].config, curves.config, ignore=_BOOKKEEPING_KEYS),
             )
         )
