@@ -57,7 +57,7 @@ from comode.train.distributed import (
 )
 from comode.train.inputs import TrainingData, open_store_data
 from comode.train.loader import RunLoader
-from comode.train.metrics import BlindLevelWatch, MetricsLog, Throughput
+from comode.train.metrics import BlindLevelWatch, KeyCollapseWatch, MetricsLog, Throughput
 from comode.train.model import build_model
 from comode.train.rundir import METRICS_FILE, checkpoint_to_resume, refuse_changes
 from comode.train.runlock import hold_run_folder
@@ -233,7 +233,7 @@ def _run(
                 save_checkpoint(state, out_dir / name)
 
     throughput = Throughput()
-    blind_watch = BlindLevelWatch(total_steps=total_steps)
+    watches = (BlindLevelWatch(total_steps=total_steps), KeyCollapseWatch())
     final: dict[str, float] = {}
     step = start_step
     progress = (
@@ -265,8 +265,9 @@ def _run(
                     if context.is_main:
                         metrics.write(final)
                         progress.set(step, note=_progress_note(values, average_rate))
-                        for message in blind_watch.update(step, values):
-                            logger.warning(message)
+                        for watch in watches:
+                            for message in watch.update(step, values):
+                                logger.warning(message)
                         save(step)
                     if step >= last_step:
                         break

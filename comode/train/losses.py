@@ -40,6 +40,7 @@ __all__ = [
     "joint_loss",
     "mse_motion_loss",
     "mse_window_accuracy",
+    "key_spread",
 ]
 
 Gather = Callable[[Tensor], Tensor]
@@ -218,6 +219,22 @@ def pointwise_info_nce(
 def _positions_as_rows(features: Tensor) -> Tensor:
     """(B, D, T, H, W) -> (B*T*H*W, D), row index b*P + (t*H + y)*W + x."""
     return features.flatten(2).transpose(1, 2).reshape(-1, features.shape[1])
+
+
+@torch.no_grad()
+def key_spread(keys: Tensor) -> Tensor:
+    """How much the (L2-normalised) keys of a contrastive task differ between videos.
+
+    ``keys``: (B, D, ...) one key per video of the batch at each position ``...`` (I-frame
+    embeddings (B, D); M-Network targets (B, D, T, H, W)).  At each position, the mean
+    squared distance of a video's unit key to the batch's mean key, 1 - |mean key|^2;
+    averaged over the positions.  0 when every video gives the same key, near 1 for keys
+    spread over the sphere.  Why it is logged: when the keys stop depending on the video,
+    InfoNCE sits at ln(candidates) and its gradient to the predictor vanishes, so the run
+    looks like a task that is merely still blind; the spread tells the two apart.
+    """
+    unit = F.normalize(keys.float().reshape(*keys.shape[:2], -1), dim=1)  # (B, D, positions)
+    return (1.0 - unit.mean(dim=0).pow(2).sum(dim=0)).mean()
 
 
 def joint_loss(context_loss: Tensor, motion_loss: Tensor, *, alpha: float = 0.5) -> Tensor:

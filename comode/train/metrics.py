@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from comode.train.rundir import METRICS_FILE, keep_records_until, read_records
 
-__all__ = ["METRICS_FILE", "MetricsLog", "Throughput", "BlindLevelWatch", "read_metrics"]
+__all__ = ["METRICS_FILE", "MetricsLog", "Throughput", "BlindLevelWatch", "KeyCollapseWatch", "read_metrics"]
 
 
 def _json_number(value: Any) -> Any:
@@ -79,6 +79,25 @@ def read_metrics(out_dir: str | Path) -> list[dict[str, Any]]:
     return [{k: (math.nan if v is None else v) for k, v in record.items()} for record in read_records(Path(out_dir))]
 
 
+class _RecentMeans:
+    """The column means of the last ``window`` rows recorded per task (one step is noisy)."""
+
+    def __init__(self, tasks: tuple[str, ...], window: int) -> None:
+        self.window = max(1, window)
+        self._rows: dict[str, list[tuple[float, ...]]] = {task: [] for task in tasks}
+
+    def add(self, task: str, row: tuple[float, ...]) -> int:
+        """Record ``row`` for ``task``; returns how many rows the window now holds."""
+        rows = self._rows[task]
+        rows.append(row)
+        del rows[: -self.window]
+        return len(rows)
+
+    def means(self, task: str) -> tuple[float, ...]:
+        rows = self._rows[task]
+        return tuple(sum(column) / len(rows) for column in zip(*rows))
+
+
 class BlindLevelWatch:
     """Warns once per pretext task that is still near its blind level late in a run.
 
@@ -99,8 +118,8 @@ class BlindLevelWatch:
 
     def __init__(self, *, total_steps: int, after: float = 0.5, margin: float = 0.02, window: int = 50) -> None:
         self.first_check = max(1, int(math.ceil(after * total_steps)))
-        self.margin, self.window = margin, max(1, window)
-        self._recent: dict[str, list[tuple[float, float, float, float]]] = {task: [] for task in self.TASKS}
+        self.margin = margin
+        self._recent = _RecentMeans(self.TASKS, window)
         self._warned: set[str] = set()
 
     def update(self, step: int, values: Mapping[str, float]) -> list[str]:
@@ -110,19 +129,62 @@ class BlindLevelWatch:
             row = tuple(values.get(f"{kind}_{task}", math.nan) for kind in ("acc", "blind_acc", "loss", "blind_loss"))
             if not all(math.isfinite(v) for v in row):
                 continue
-            recent = self._recent[task]
-            recent.append(row)
-            del recent[: -self.window]
-            if step < self.first_check or task in self._warned or len(recent) < min(self.window, step):
+            held = self._recent.add(task, row)
+            if step < self.first_check or task in self._warned or held < min(self._recent.window, step):
                 continue
-            acc, blind_acc, loss, blind_loss = (sum(column) / len(recent) for column in zip(*recent))
+            acc, blind_acc, loss, blind_loss = self._recent.means(task)
             if acc < blind_acc + self.margin:
                 self._warned.add(task)
                 messages.append(
                     f"the {task} task is still at its blind level after {step} steps: acc_{task} {100 * acc:.1f} % "
                     f"(blind {100 * blind_acc:.1f} %), loss_{task} {loss:.3f} (blind {blind_loss:.3f}), mean of the "
-                    f"last {len(recent)} steps. It has learned nothing a predictor that ignores the clip could not; "
+                    f"last {held} steps. It has learned nothing a predictor that ignores the clip could not; "
                     "see docs/training.md (why a task stays blind, and what helps)"
+                )
+        return messages
+
+
+class KeyCollapseWatch:
+    """Warns once per pretext task whose keys have collapsed to one vector.
+
+    The keys of a contrastive task (I-frame embeddings, M-Network targets) must differ for
+    the task to be learnable.  When they all become the same vector (``key_spread`` near 0,
+    see :func:`comode.train.losses.key_spread`), InfoNCE sits at ln(candidates) and its
+    gradient to the predictor vanishes: the run goes on, looks busy, and learns nothing more
+    on that task.  The paper's formulation did this on 2 CPU cores after ~22.6k clips
+    (docs/results/2026-12-06-paper-formulation-cpu.md).  Checked from the first full
+    window on, unlike :class:`BlindLevelWatch`: a collapse can happen at any time.
+
+    Args:
+        threshold: mean key spread below which the keys count as collapsed.
+        window: steps averaged.
+    """
+
+    TASKS = ("context", "motion")
+
+    def __init__(self, *, threshold: float = 1e-4, window: int = 50) -> None:
+        self.threshold = threshold
+        self._recent = _RecentMeans(self.TASKS, window)
+        self._warned: set[str] = set()
+
+    def update(self, step: int, values: Mapping[str, float]) -> list[str]:
+        """Record one step's metrics; returns the warnings due now (each task warns once)."""
+        messages = []
+        for task in self.TASKS:
+            spread = values.get(f"key_spread_{task}", math.nan)
+            if not math.isfinite(spread):
+                continue
+            held = self._recent.add(task, (spread,))
+            if task in self._warned or held < self._recent.window:
+                continue
+            (mean_spread,) = self._recent.means(task)
+            if mean_spread < self.threshold:
+                self._warned.add(task)
+                messages.append(
+                    f"the {task} keys have collapsed after {step} steps: key_spread_{task} {mean_spread:.2e} "
+                    f"(mean of the last {held} steps; 0 = every key the same vector). loss_{task} now sits at "
+                    "ln(candidates) and gives no gradient, so this task will not learn from here; see "
+                    "docs/training.md (why a task stays blind, and what helps)"
                 )
         return messages
 

@@ -43,6 +43,7 @@ from comode.train.losses import (
     info_nce,
     info_nce_blind_level,
     joint_loss,
+    key_spread,
     mse_motion_loss,
     mse_window_accuracy,
     pointwise_blind_level,
@@ -376,7 +377,9 @@ def compute_losses(
         ``blind_acc_context``, ``blind_loss_motion``, ``blind_acc_motion``: what a predictor
         that ignores its input scores on the same candidates (for InfoNCE ln and 1 / the
         candidates it cannot rule out, :mod:`comode.train.losses`; for the MSE ablation the
-        squared error of predicting the batch's mean target, and 1 / (1 + K)).  When only
+        squared error of predicting the batch's mean target, and 1 / (1 + K)), and
+        ``key_spread_context`` / ``key_spread_motion`` (:func:`comode.train.losses.key_spread`
+        of the I-frame embeddings / the M-Network targets; 0 = collapsed keys).  When only
         one branch is enabled, ``loss`` is that branch's loss unweighted, and the disabled
         branch's entries are NaN ("not computed", never mistaken for a real 0).
     """
@@ -391,6 +394,7 @@ def compute_losses(
 
     missing = constant(math.nan)
     loss_context = acc_context = loss_motion = acc_motion = missing
+    spread_context = spread_motion = missing
     blind_loss_context = blind_acc_context = blind_loss_motion = blind_acc_motion = missing
     if has_context:
         loss_context, acc_context = info_nce(
@@ -398,6 +402,7 @@ def compute_losses(
         )
         blind = info_nce_blind_level(out.clip_embedding.shape[0], gathered=gather is not None)
         blind_loss_context, blind_acc_context = constant(blind.loss), constant(blind.accuracy)
+        spread_context = key_spread(out.iframe_embedding)
     hard = 0 if out.motion_negatives is None else out.motion_negatives.shape[1]
     if has_motion and out.motion_objective == "mse":
         loss_motion = mse_motion_loss(out.motion_prediction, out.motion_target)
@@ -417,6 +422,7 @@ def compute_losses(
         )
         blind = pointwise_blind_level(out.motion_prediction.shape[0], hard_negatives=hard, gathered=gather is not None)
         blind_loss_motion, blind_acc_motion = constant(blind.loss), constant(blind.accuracy)
+        spread_motion = key_spread(out.motion_target)
     if has_context and has_motion:
         loss = joint_loss(loss_context, loss_motion, alpha=alpha)
         blind_loss = joint_loss(blind_loss_context, blind_loss_motion, alpha=alpha)
@@ -434,6 +440,8 @@ def compute_losses(
         "blind_acc_context": blind_acc_context,
         "blind_loss_motion": blind_loss_motion,
         "blind_acc_motion": blind_acc_motion,
+        "key_spread_context": spread_context,
+        "key_spread_motion": spread_motion,
     }
 
 

@@ -41,6 +41,8 @@ LOSS_KEYS = (
     "blind_acc_context",
     "blind_loss_motion",
     "blind_acc_motion",
+    "key_spread_context",
+    "key_spread_motion",
 )
 MODEL_INPUT_KEYS = ("clip", "iframe", "mv_future", "mv_negatives")
 

@@ -215,6 +215,23 @@ def test_blind_level_watch_warns_once_late_and_only_near_the_level():
     assert not any(quiet.update(s, {**blind, "acc_motion": 0.2, "acc_context": 0.6}) for s in range(1, 101))
 
 
+def test_key_collapse_watch_warns_once_when_the_keys_stop_depending_on_the_video():
+    from comode.train.metrics import KeyCollapseWatch
+
+    watch = KeyCollapseWatch(threshold=1e-4, window=10)
+    messages = []
+    for step in range(1, 61):
+        # motion keys healthy for 30 steps, then collapsed (as in the paper run at 22.6k clips)
+        motion = 0.04 if step <= 30 else 1e-6
+        values = {"key_spread_context": 0.15, "key_spread_motion": motion}
+        messages += [(step, m) for m in watch.update(step, values)]
+    # the 10-step mean falls below 1e-4 only once 10 collapsed steps are in the window
+    assert [step for step, _ in messages] == [40]
+    assert "motion keys have collapsed after 40 steps" in messages[0][1]
+    # NaN (a task switched off) is ignored, never warned about
+    assert not any(KeyCollapseWatch(window=2).update(s, {"key_spread_motion": math.nan}) for s in range(1, 10))
+
+
 LOSS_COLUMNS = ("loss", "loss_context", "loss_motion", "acc_context", "acc_motion", "lr", "grad_norm")
 
 

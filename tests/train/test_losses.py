@@ -16,6 +16,7 @@ from comode.train.losses import (
     info_nce,
     info_nce_blind_level,
     joint_loss,
+    key_spread,
     mse_motion_loss,
     pointwise_blind_level,
     pointwise_info_nce,
@@ -356,3 +357,26 @@ def test_mse_motion_loss_same_grid_and_pooled_grid():
     assert mse_motion_loss(coarse, target).item() == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError):
         mse_motion_loss(torch.randn(2, 2, 4, 4), torch.randn(2, 2, 4, 4))
+
+
+# ------------------------------------------------------------------ key spread
+
+
+def test_key_spread_is_zero_for_keys_that_ignore_the_video_and_one_minus_mean_norm_otherwise():
+    # (B, D, T, H, W): every video the same key at each cell, but cells differ -> still 0
+    # (the keys carry position only, nothing of the video).
+    per_cell = torch.randn(1, 8, 1, 2, 2)
+    assert key_spread(per_cell.expand(5, -1, -1, -1, -1) * 3.0).item() == pytest.approx(0.0, abs=1e-6)
+    # Orthonormal keys of 4 videos: mean key (1/4 each coordinate), |mean|^2 = 4/16.
+    one_hot = torch.eye(4)  # (B=4, D=4)
+    assert key_spread(one_hot).item() == pytest.approx(1 - 4 / 16)
+    # Per-position rule, checked against a loop over positions for random (B, D, T, H, W).
+    keys = torch.randn(6, 5, 2, 3, 3)
+    expected = []
+    for t in range(2):
+        for y in range(3):
+            for x in range(3):
+                unit = [k / k.norm() for k in keys[:, :, t, y, x]]
+                mean = sum(unit) / len(unit)
+                expected.append(1 - float(mean @ mean))
+    assert key_spread(keys).item() == pytest.approx(sum(expected) / len(expected), rel=1e-5)

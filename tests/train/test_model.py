@@ -25,6 +25,8 @@ LOSS_KEYS = {
     "blind_acc_context",
     "blind_loss_motion",
     "blind_acc_motion",
+    "key_spread_context",
+    "key_spread_motion",
 }
 
 
