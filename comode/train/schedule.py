@@ -10,7 +10,7 @@ from torch import nn
 
 from comode.train.config import PretrainConfig
 
-__all__ = ["WarmupCosine", "schedule_steps", "build_optimization"]
+__all__ = ["WarmupCosine", "schedule_steps", "build_optimization", "weight_decay_erosion"]
 
 
 class WarmupCosine:
@@ -51,3 +51,22 @@ def build_optimization(model: nn.Module, config: PretrainConfig, *, warmup_steps
     )
     schedule = WarmupCosine(warmup_steps=warmup_steps, total_steps=total_steps)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def weight_decay_erosion(config: PretrainConfig, *, steps_per_epoch: int, steps: int) -> float:
+    """The factor by which weight decay alone has shrunk a weight after ``steps`` steps of
+    ``config``'s schedule: exp(-wd * sum(lr) / (1 - momentum)).
+
+    A weight whose loss gradient is ~0 -- the M-Network while the motion task is still at its
+    blind level -- follows this factor (SGD with momentum m turns a per-step decay lr * wd
+    into lr * wd / (1 - m)).  The M-Network's keys are then W * relu(gamma * x + beta) + b
+    with every factor shrinking: their input-dependent part falls as the factor squared,
+    the bias as the factor, so after L2 normalisation every key turns towards the bias and
+    the task collapses (docs/results/2026-12-07-paper-weight-decay.md).  Per clip seen the
+    exponent grows by wd * lr_per_sample / (1 - m) at full lr: keep that product when
+    scaling lr_per_sample, or a CPU run erodes faster per clip than the run it scales down.
+    """
+    warmup_steps, total_steps = schedule_steps(config, steps_per_epoch=steps_per_epoch)
+    factor = WarmupCosine(warmup_steps=warmup_steps, total_steps=total_steps)
+    lr_sum = config.base_lr * sum(factor(step) for step in range(steps))
+    return math.exp(-config.optim.weight_decay * lr_sum / (1.0 - config.optim.momentum))
