@@ -13,7 +13,8 @@ temporary file, and a killed run's is removed by the next run in the folder
 
 Layout of a run directory::
 
-    out_dir/last.pt          the newest state (every epoch end, every save_every_steps, the end)
+    out_dir/last.pt          the newest state (every save_every_steps, or every epoch end
+                             when that is null; and at the end)
     out_dir/epoch_010.pt     snapshots every checkpoint_every_epochs epochs
 """
 

@@ -233,11 +233,12 @@ class PretrainConfig:
     # Stop after this many optimizer steps (short runs, smoke tests); null = all epochs.
     # The lr schedule still spans all epochs, so a stopped run can be resumed unchanged.
     max_steps: int | None = None
-    # Keep a copy of the checkpoint as epoch_XXX.pt every N epochs (last.pt is rewritten
-    # every epoch anyway); 10 keeps 12 snapshots of a 120-epoch run.
+    # Keep a copy of the checkpoint as epoch_XXX.pt every N epochs; 10 keeps 12 snapshots
+    # of a 120-epoch run.
     checkpoint_every_epochs: int = 10
-    # Also rewrite last.pt every N steps inside an epoch, so a crash loses at most N steps
-    # (a Kinetics-400 epoch is ~3,700 steps at batch 64); null = only at epoch ends.
+    # Rewrite last.pt every N steps, so a crash loses at most N steps (a Kinetics-400
+    # epoch is ~3,700 steps at batch 64); null = at every epoch end instead.  Not at epoch
+    # ends too: on a small store an epoch is one step, and an 11 MB write every step.
     save_every_steps: int | None = 1000
     # BatchNorm statistics over the GLOBAL batch when W > 1 ranks (SimCLR's global BN):
     # results then do not depend on the number of GPUs, and no rank-local statistics leak

@@ -305,13 +305,18 @@ def _progress_note(values: Mapping[str, float], clips_per_s: float) -> str:
 def _checkpoint_names(
     step: int, *, steps_per_epoch: int, last_step: int, total_steps: int, config: PretrainConfig
 ) -> list[str]:
-    """Files to write after ``step`` steps: last.pt at epoch ends, every save_every_steps and
-    at the end; epoch_XXX.pt every checkpoint_every_epochs epochs and after the last epoch."""
+    """Files to write after ``step`` steps: last.pt every save_every_steps (at epoch ends when
+    it is None) and at the end; epoch_XXX.pt every checkpoint_every_epochs epochs and after
+    the last epoch.  Why not last.pt at every epoch end as well: on a small store an epoch
+    is a step or two, and a checkpoint write every step costs more than the step."""
     epoch_end = step % steps_per_epoch == 0
     epochs_done = step // steps_per_epoch
     names = []
-    periodic = config.save_every_steps is not None and step % config.save_every_steps == 0
-    if epoch_end or periodic or step == last_step:
+    if config.save_every_steps is None:
+        periodic = epoch_end
+    else:
+        periodic = step % config.save_every_steps == 0
+    if periodic or step == last_step:
         names.append(LAST_CHECKPOINT)
     if epoch_end and (epochs_done % config.checkpoint_every_epochs == 0 or step == total_steps):
         names.append(epoch_checkpoint_name(epochs_done))

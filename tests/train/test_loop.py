@@ -232,6 +232,34 @@ def test_key_collapse_watch_warns_once_when_the_keys_stop_depending_on_the_video
     assert not any(KeyCollapseWatch(window=2).update(s, {"key_spread_motion": math.nan}) for s in range(1, 10))
 
 
+def test_last_checkpoint_is_written_every_save_every_steps_not_at_every_epoch_end():
+    from comode.train.loop import _checkpoint_names
+
+    # A 15-clip store at batch 8: every step ends an epoch.
+    def written(config, last_step=2000):
+        return {
+            step: names
+            for step in range(1, last_step + 1)
+            if (
+                names := _checkpoint_names(
+                    step, steps_per_epoch=1, last_step=last_step, total_steps=2000, config=config
+                )
+            )
+        }
+
+    periodic = written(tiny_config("save_every_steps=500", "checkpoint_every_epochs=1000"))
+    assert periodic == {
+        500: ["last.pt"],
+        1000: ["last.pt", "epoch_1000.pt"],
+        1500: ["last.pt"],
+        2000: ["last.pt", "epoch_2000.pt"],
+    }
+    # save_every_steps null: last.pt at every epoch end (here every step), as before.
+    assert len(written(tiny_config("save_every_steps=null", "checkpoint_every_epochs=1000"))) == 2000
+    # A run stopped early by max_steps still leaves its state.
+    assert written(tiny_config("save_every_steps=500"), last_step=7)[7][0] == "last.pt"
+
+
 LOSS_COLUMNS = ("loss", "loss_context", "loss_motion", "acc_context", "acc_motion", "lr", "grad_norm")
 
 
