@@ -42,6 +42,11 @@ def _train(
         f"{summary.clips_per_s:.1f} clips/s, {summary.skipped_videos} videos skipped; "
         f"checkpoint {summary.checkpoint}, metrics {summary.metrics_path}"
     )
+    if summary.stop_signal is not None:
+        # Stopped by SIGTERM / Ctrl-C after saving: the shell's 128 + signal number, so a job
+        # script can tell a stop from a finished run (comode.train.stop).
+        out_console.print(f"stopped early; continue with: --resume --out {out}")
+        raise typer.Exit(128 + summary.stop_signal)
 
 
 @train_app.command("pretrain")

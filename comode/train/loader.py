@@ -26,6 +26,7 @@ from comode.cores import check_worker_count
 from comode.train.config import PretrainConfig
 from comode.train.distributed import DistributedContext, local_batch_size
 from comode.train.seeds import STREAM_LOADER, STREAM_ORDER, derive_seed
+from comode.train.stop import ignore_in_worker
 
 if TYPE_CHECKING:
     from comode.train.inputs import TrainingData
@@ -160,10 +161,13 @@ class RunLoader:
         return self.loader
 
 
-def _seed_worker(worker_id: int) -> None:
+def _init_worker(worker_id: int) -> None:
     """Seed numpy / random from the worker's torch seed (DataLoader derives it from the
     loader's generator and the worker id), for any third-party code that uses them; the
-    dataset itself draws only from its explicit (seed, epoch, index) generators."""
+    dataset itself draws only from its explicit (seed, epoch, index) generators.  And leave
+    SIGTERM / Ctrl-C to the main process, which finishes its step and saves
+    (:mod:`comode.train.stop`)."""
+    ignore_in_worker()
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -185,5 +189,5 @@ def _worker_options(*, workers: int, start_method: str, prefetch_factor: int = 4
     return {
         "multiprocessing_context": _context(start_method),
         "prefetch_factor": prefetch_factor,
-        "worker_init_fn": _seed_worker,
+        "worker_init_fn": _init_worker,
     }

@@ -63,6 +63,7 @@ from comode.train.rundir import METRICS_FILE, checkpoint_to_resume, refuse_chang
 from comode.train.runlock import hold_run_folder
 from comode.train.schedule import build_optimization, schedule_steps
 from comode.train.step import LOSS_KEYS, Trainer
+from comode.train.stop import StopRequest
 
 __all__ = ["Summary", "run_pretraining", "METRIC_KEYS", "LOG_FILE"]
 
@@ -89,6 +90,8 @@ class Summary:
         seconds: wall time of this call's steps.
         clips_per_s: global clips per second over this call's steps.
         skipped_videos: videos the dataset could not read (this process's count).
+        stop_signal: the signal (SIGTERM, SIGINT) that stopped the run before its last step,
+            after it saved last.pt; None for a run that ran to its end or to max_steps.
     """
 
     out_dir: Path
@@ -102,6 +105,7 @@ class Summary:
     seconds: float
     clips_per_s: float
     skipped_videos: int
+    stop_signal: int | None = None
 
 
 def run_pretraining(
@@ -223,10 +227,12 @@ def _run(
         else None
     )
 
-    def save(step: int) -> None:
+    def save(step: int, *, stopping: bool = False) -> None:
         names = _checkpoint_names(
             step, steps_per_epoch=steps_per_epoch, last_step=last_step, total_steps=total_steps, config=config
         )
+        if stopping and LAST_CHECKPOINT not in names:
+            names.insert(0, LAST_CHECKPOINT)
         if names:
             state = _training_state(trainer, step=step, steps_per_epoch=steps_per_epoch, num_classes=data.num_classes)
             for name in names:
@@ -243,8 +249,8 @@ def _run(
     )
     run_loader = RunLoader.for_run(data, config=config, context=context)
     try:
-        with progress:
-            while step < last_step:
+        with progress, StopRequest() as stop:
+            while step < last_step and stop.signal_number is None:
                 epoch, position = divmod(step, steps_per_epoch)
                 for raw_batch in run_loader.epoch(epoch, start=position):
                     values = trainer.step(raw_batch, step=step)
@@ -269,6 +275,14 @@ def _run(
                             for message in watch.update(step, values):
                                 logger.warning(message)
                         save(step)
+                    if stop.agreed(context.device):
+                        if context.is_main and step < last_step:
+                            save(step, stopping=True)
+                            logger.warning(
+                                f"stopped by {stop.name} after step {step} of {last_step}: {out_dir / LAST_CHECKPOINT} "
+                                "holds this step; continue with --resume"
+                            )
+                        break
                     if step >= last_step:
                         break
         barrier()
@@ -288,6 +302,7 @@ def _run(
         seconds=throughput.elapsed_s,
         clips_per_s=steps_this_run * config.data.batch_size / max(throughput.elapsed_s, 1e-9),
         skipped_videos=data.dataset.skipped,
+        stop_signal=stop.signal_number if step < last_step else None,
     )
 
 

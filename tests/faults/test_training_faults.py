@@ -30,7 +30,7 @@ from comode.extract.settings import ExtractSettings
 from comode.train.checkpoint import LAST_CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
 from comode.train.config import load_config
 from comode.train.loop import run_pretraining
-from tests.commands import TINY_MODEL
+from tests.commands import TINY_MODEL, comode_command
 from tests.videos import translating_frames, write_video
 
 # A smaller model than tests/train/test_loop.py's tiny one (these tests are about faults, not
@@ -150,6 +150,45 @@ def test_sigkill_of_a_training_run_while_it_checkpoints_leaves_a_loadable_checkp
     )
     assert summary.steps == 6 and summary.steps_this_run < 6
     assert load_checkpoint(out / LAST_CHECKPOINT)["step"] == 6
+
+
+@pytest.mark.parametrize("signum, to_group", [(signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_sigterm_or_ctrl_c_finishes_the_step_saves_and_exits_128_plus_the_signal(tmp_path, store_url, signum, to_group):
+    """A scheduler's SIGTERM (to the main process) or a terminal's Ctrl-C (to the whole process
+    group, the DataLoader worker included): the run saves the step it stopped at and exits
+    with 128 + the signal, and --resume goes on from there.  save_every_steps is larger than
+    the run, so without the stop there would be no last.pt at all."""
+    overrides = [*TINY, "optim.epochs=500", "save_every_steps=100000", "data.workers=1"]
+    out = tmp_path / "run"
+    command = comode_command("train", "pretrain", "--store", store_url, "--out", out, "--no-progress", *overrides)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        metrics = out / "metrics.jsonl"
+        while time.monotonic() < deadline and process.poll() is None:
+            if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, process.communicate()[1].decode()[-2000:]
+        os.killpg(process.pid, signum) if to_group else process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    output = (stdout + stderr).decode()
+    assert process.returncode == 128 + signum, output[-2000:]
+    steps_logged = len((out / "metrics.jsonl").read_text().splitlines())
+    assert load_checkpoint(out / LAST_CHECKPOINT)["step"] == steps_logged >= 3
+    assert f"stopped by {signal.Signals(signum).name} after step {steps_logged}" in (out / "train.log").read_text()
+    assert "--resume" in output and "Traceback" not in output
+    resumed = run_pretraining(
+        load_config(None, [*overrides, f"max_steps={steps_logged + 1}"]),
+        store=store_url,
+        out_dir=out,
+        resume=True,
+        show_progress=False,
+    )
+    assert resumed.steps == steps_logged + 1 and resumed.steps_this_run == 1
 
 
 class _RunsCode:
