@@ -184,9 +184,19 @@ class DataConfig:
     # Smallest share of the frame's area a random crop keeps (SimCLR / the authors: 0.2).
     crop_scale: float = 0.2
     # What the MV maps of I-frames hold: "zero" (as stored: an I-frame has no vectors) or
-    # "interpolate" (the mean of the neighbouring P-frames' maps).  Zero maps in a window
-    # give away where the GOP boundary falls, which says nothing about the motion.
+    # "interpolate" (each cell the mean of the same cell in the nearest frames before and
+    # after it that have a value, within the window and one frame either side: the P-frames
+    # next to it).  Zero maps in a window give away where the GOP boundary falls, which
+    # says nothing about the motion.
     iframe_mv: Literal["zero", "interpolate"] = "zero"
+    # What P-frame cells without a vector (intra blocks; the store's mv_valid is 0) hold:
+    # "zero" (as stored, read as "no motion") or "interpolate" (filled by the same rule
+    # from the frames where that cell has a vector; those are then also the only sources
+    # of the I-frame fill).  The encoder codes a block intra where it found no match
+    # worth a vector (uncovered or new content, fast motion, flat areas): 0 there tells the
+    # motion target "still" without evidence.  A store written before schema_minor 4 has
+    # no mask: the cells stay 0 and one warning says so (docs/training.md).
+    missing_mv: Literal["zero", "interpolate"] = "zero"
     # Camera-motion compensation of the MV maps: "none", or "median": subtract each frame's
     # median vector over the grid (the dominant motion, usually the camera's pan), so the
     # targets are the motion of things relative to the background.

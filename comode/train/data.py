@@ -43,7 +43,8 @@ started first and runs in tensorstore's thread while the span is read and decode
    stored I-frames are decoded from the same stream; ``tests/store`` checks it).  Only an
    I-frame more than ``IFRAME_DECODE_REACH`` frames outside the span is read from
    ``iframes``.
-2. ONE read of ``mvs`` for all windows (:func:`comode.train.motion_windows.start_mv_windows`):
+2. ONE read of ``mvs`` for all windows (:func:`comode.train.motion_windows.start_mv_windows`;
+   with ``missing_mv="interpolate"`` the same rows of ``mv_valid`` in the same call):
    the contiguous range from the first to the last needed frame when it spans at most
    ``MV_COVER_READ_FRAMES`` frames (always, for videos up to that length: one covering
    read beat separate window reads and an orthogonal read of just the needed frames),
@@ -82,7 +83,7 @@ from comode.store.arrays import StoredArray
 from comode.store.handle import LazyStore
 from comode.store.reader import Store, Video
 from comode.train.frames import ClipSpec, pick_distinct_negatives, sample_indices, window_distance
-from comode.train.motion_windows import CAMERA_COMPENSATION, IFRAME_MV, compensate_camera, start_mv_windows
+from comode.train.motion_windows import CAMERA_COMPENSATION, IFRAME_MV, MISSING_MV, compensate_camera, start_mv_windows
 from comode.train.transforms import INPUT_NORMALIZATION, AugmentSpec, augment_batch
 
 __all__ = [
@@ -136,6 +137,8 @@ class _VideoEntry:
     num_frames: int
     iframe_index: np.ndarray
     mvs: zarr.Array | StoredArray
+    # (T, gh, gw) no-vector mask when missing_mv="interpolate" and the group has one, else None.
+    mv_valid: zarr.Array | StoredArray | None
     label: int
 
 
@@ -153,8 +156,12 @@ class PretrainDataset(Dataset):
         mv_size: output side of the MV maps; None = size // 2.
         storage_options: fsspec options for remote stores.
         video_cache: videos whose metadata each process keeps (LRU); ~10 KB each.
-        iframe_mv: "zero" (I-frame MV maps as stored) or "interpolate" (the mean of the
-            neighbouring frames' maps), see :func:`read_mv_windows`.
+        iframe_mv: "zero" (I-frame MV maps as stored) or "interpolate" (each cell filled
+            from the same cell of the nearest frames), see :func:`read_mv_windows`.
+        missing_mv: "zero" (P-frame cells without a vector read 0, as stored) or
+            "interpolate" (filled like I-frame cells, from the store's ``mv_valid``; a video
+            whose group has none, written before schema_minor 4, keeps 0 there, and one
+            warning says so when the store's first video has none).
         camera_compensation: "none" or "median" (subtract each frame's median vector),
             see :func:`compensate_camera`.
         negative_min_distance: > 0 replaces hard-negative windows closer than this to the
@@ -180,6 +187,7 @@ class PretrainDataset(Dataset):
         storage_options: dict | None = None,
         video_cache: int = 4096,
         iframe_mv: str = "zero",
+        missing_mv: str = "zero",
         camera_compensation: str = "none",
         negative_min_distance: float = 0.0,
     ) -> None:
@@ -187,12 +195,14 @@ class PretrainDataset(Dataset):
         self.spec, self.seed, self.size = spec, int(seed), int(size)
         self.mv_size = int(mv_size) if mv_size is not None else AugmentSpec(size=self.size).motion_size
         self.video_cache = max(1, int(video_cache))
-        if iframe_mv not in IFRAME_MV or camera_compensation not in CAMERA_COMPENSATION:
-            raise ValueError(
-                f"iframe_mv must be one of {list(IFRAME_MV)} and camera_compensation one of "
-                f"{list(CAMERA_COMPENSATION)}; got {iframe_mv!r}, {camera_compensation!r}"
-            )
-        self.iframe_mv, self.camera_compensation = iframe_mv, camera_compensation
+        for name, value, choices in (
+            ("iframe_mv", iframe_mv, IFRAME_MV),
+            ("missing_mv", missing_mv, MISSING_MV),
+            ("camera_compensation", camera_compensation, CAMERA_COMPENSATION),
+        ):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+        self.iframe_mv, self.missing_mv, self.camera_compensation = iframe_mv, missing_mv, camera_compensation
         self.negative_min_distance = float(negative_min_distance)
         store = open_store(store_url, storage_options=storage_options)  # checks the schema
         self.video_ids: tuple[str, ...] = tuple(store.video_ids(split=split, subset=subset))
@@ -200,6 +210,14 @@ class PretrainDataset(Dataset):
             where = "" if split is None else f" in split {split!r}" + ("" if subset is None else f" ({subset})")
             raise ValueError(f"{store_url}: no complete videos{where}")
         self.num_classes = len(store.classes)
+        if missing_mv == "interpolate" and store.video(self.video_ids[0]).mv_valid is None:
+            # One group is opened to ask (the first; a store is written by one version,
+            # unless extended later): per video, one without the mask keeps its zeros.
+            logger.warning(
+                "data.missing_mv=interpolate: %s has no mv_valid mask (written before schema_minor 4): "
+                "P-frame cells without a vector stay 0, as with missing_mv=zero; re-extract the store to use it",
+                store_url,
+            )
         extraction = store.extraction
         self.mv_units_per_pixel = float(extraction["mv_units_per_pixel"])
         px_h = extraction["rgb_height"] / extraction["height"]  # RGB px per MV-frame px
@@ -259,7 +277,13 @@ class PretrainDataset(Dataset):
             return entry
         video = store.video(self.video_ids[video_index])
         entry = _VideoEntry(
-            video=video, num_frames=video.num_frames, iframe_index=video.iframe_index, mvs=video.mvs, label=video.label
+            video=video,
+            num_frames=video.num_frames,
+            iframe_index=video.iframe_index,
+            mvs=video.mvs,
+            # Asked only when used: it lists the group's arrays (a request on an object store).
+            mv_valid=video.mv_valid if self.missing_mv == "interpolate" else None,
+            label=video.label,
         )
         video.rgb_stream_offsets  # noqa: B018 -- read now, cached on the Video
         self._cache[video_index] = entry
@@ -317,8 +341,13 @@ class PretrainDataset(Dataset):
         wanted = np.append(clip_frames, iframe_at) if from_stream else clip_frames
         # The MV read is in flight (tensorstore reads and decompresses it in its own thread)
         # while the stream span is read and decoded here.
-        fill = entry.iframe_index if self.iframe_mv == "interpolate" else None
-        finish_mv_read = start_mv_windows(entry.mvs, indices.mv_frames, fill_iframes=fill)
+        finish_mv_read = start_mv_windows(
+            entry.mvs,
+            indices.mv_frames,
+            iframe_index=entry.iframe_index,
+            fill_iframes=self.iframe_mv == "interpolate",
+            mv_valid=entry.mv_valid,
+        )
         decoded = entry.video.decode_frames(wanted)  # (n, h, w, 3): ONE contiguous span
         if from_stream:
             iframe = decoded[-1]

@@ -96,6 +96,7 @@ def open_store_data(config: PretrainConfig, store: str) -> TrainingData:
         mv_size=config.data.mv_size,
         spec=clip_spec(config),
         iframe_mv=config.data.iframe_mv,
+        missing_mv=config.data.missing_mv,
         camera_compensation=config.data.camera_compensation,
         negative_min_distance=config.data.negative_min_distance,
     )

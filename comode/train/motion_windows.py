@@ -1,7 +1,8 @@
 """Reading the motion-vector windows of a pretraining sample from the store, and what is
-done to them before augmentation (I-frame interpolation, camera compensation).
+done to them before augmentation (filling maps and cells that have no vector, camera
+compensation).
 
-Shape alphabet: N windows, W frames per window, gh / gw motion-vector grid.
+Shape alphabet: N windows, W frames per window, F frames read, gh / gw motion-vector grid.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from comode.store.arrays import StoredArray
 
 __all__ = [
     "MV_COVER_READ_FRAMES",
+    "FILL_REACH",
     "IFRAME_MV",
+    "MISSING_MV",
     "CAMERA_COMPENSATION",
     "read_mv_windows",
     "start_mv_windows",
@@ -26,68 +29,147 @@ __all__ = [
 # many frames (12 chunks of 32), else with one orthogonal read of the needed frames.
 MV_COVER_READ_FRAMES = 384
 
-# What the I-frame MV maps hold, and the camera-motion compensation of the targets
-# (comode.train.config.DataConfig.iframe_mv / camera_compensation).
+# A filled cell takes its value from the nearest frames that have one among its window's
+# frames and this many frames either side of the window: 1 lets an I-frame at a window's
+# edge use the P-frame just outside it, as the I-frame rule always did, for 2 extra
+# frames read per window (none when the windows lie in one covering read).
+FILL_REACH = 1
+
+# What the I-frame MV maps hold, what P-frame cells without a vector hold, and the
+# camera-motion compensation of the targets (comode.train.config.DataConfig.iframe_mv /
+# missing_mv / camera_compensation).
 IFRAME_MV = ("zero", "interpolate")
+MISSING_MV = ("zero", "interpolate")
 CAMERA_COMPENSATION = ("none", "median")
+
+Array = zarr.Array | StoredArray
 
 
 def read_mv_windows(
-    mvs: zarr.Array | StoredArray, frames: np.ndarray, *, fill_iframes: np.ndarray | None = None
+    mvs: Array,
+    frames: np.ndarray,
+    *,
+    iframe_index: np.ndarray | None = None,
+    fill_iframes: bool = False,
+    mv_valid: Array | None = None,
 ) -> np.ndarray:
     """MV maps of ``frames`` (N, W) with one read: (N, W, 2, gh, gw), int16 as stored, or
-    float32 when ``fill_iframes`` is given.
+    float32 when something is filled.
 
-    ``fill_iframes``: the video's I-frame numbers; the maps of those frames (all zero: an
-    I-frame has no motion vectors) are replaced by the mean of the maps of their neighbours
-    t-1 and t+1 (the one that exists, at the video's ends), read in the same call.  Why:
-    a zero map in the middle of a moving window marks where the GOP boundary falls, a cue
-    that tells windows apart without saying anything about the motion.
+    Which cells are filled, each with the mean of the same cell in the nearest frames before
+    and after it where that cell is *known*, among the window's frames and
+    :data:`FILL_REACH` frames either side (the one side that has one; 0 if neither):
+
+    - ``fill_iframes``: every cell of the I-frames (``iframe_index``, the video's I-frame
+      numbers (K,)).  Why: a zero map in the middle of a moving window marks where the GOP
+      boundary falls, a cue that tells windows apart without saying anything about the motion.
+    - ``mv_valid`` (the video's (T, gh, gw) mask, read with ``mvs`` in the same call): the
+      cells of P-frames where it is 0 (intra blocks: no vector, not "no motion"), and
+      *known* means "has a vector".  Without it every cell of a P-frame is known, its 0
+      read as zero motion (what the store holds), and I-frames are not.
+
+    The maps are filled before augmentation, so the filled cells are cropped, flipped (x
+    negated) and rotated with the rest of the map.
     """
-    return start_mv_windows(mvs, frames, fill_iframes=fill_iframes)()
+    return start_mv_windows(mvs, frames, iframe_index=iframe_index, fill_iframes=fill_iframes, mv_valid=mv_valid)()
 
 
 def start_mv_windows(
-    mvs: zarr.Array | StoredArray, frames: np.ndarray, *, fill_iframes: np.ndarray | None = None
+    mvs: Array,
+    frames: np.ndarray,
+    *,
+    iframe_index: np.ndarray | None = None,
+    fill_iframes: bool = False,
+    mv_valid: Array | None = None,
 ) -> Callable[[], np.ndarray]:
-    """Start :func:`read_mv_windows`'s read; the returned function waits for it and returns
-    what :func:`read_mv_windows` does (a zarr.Array is read at once)."""
+    """Start :func:`read_mv_windows`'s read (of ``mv_valid`` too, for the same frames); the
+    returned function waits for it and returns what :func:`read_mv_windows` does (a
+    zarr.Array is read at once)."""
+    filling = fill_iframes or mv_valid is not None
+    if filling and iframe_index is None:
+        raise ValueError("filling MV maps needs the video's iframe_index")
     total = mvs.shape[0]
     wanted = frames.ravel()
-    if fill_iframes is not None:
-        at_iframe = np.isin(frames, fill_iframes)  # (N, W): the maps to fill
-        filled = frames[at_iframe]
-        neighbours = np.concatenate([filled - 1, filled + 1])
-        wanted = np.concatenate([wanted, neighbours[(neighbours >= 0) & (neighbours < total)]])
+    if filling:  # each window's search range: its frames and FILL_REACH either side
+        low = np.maximum(frames.min(axis=1) - FILL_REACH, 0)
+        high = np.minimum(frames.max(axis=1) + FILL_REACH, total - 1)
+        wanted = np.concatenate([wanted, *(np.arange(a, b + 1) for a, b in zip(low, high))])
     first, last = int(wanted.min()), int(wanted.max())
     if last - first < MV_COVER_READ_FRAMES:
         key: slice | np.ndarray = slice(first, last + 1)
         needed = np.arange(first, last + 1)
     else:
         key = needed = np.unique(wanted)
-    if isinstance(mvs, StoredArray):
-        fetch = mvs.start(key).result
-    else:
-        block = np.asarray(mvs[key] if isinstance(key, slice) else mvs.oindex[key])
-        fetch = lambda: block  # noqa: E731
+    fetch_mvs = _start_read(mvs, key)
+    fetch_valid = None if mv_valid is None else _start_read(mv_valid, key)
 
     def finish() -> np.ndarray:
-        block = fetch()
-        out = block[np.searchsorted(needed, frames)]
-        if fill_iframes is None:
-            return out
-        out = out.astype(np.float32)
-        iframes = set(np.asarray(fill_iframes).tolist())
-        for position in zip(*np.nonzero(at_iframe)):
-            frame = int(frames[position])
-            around = [
-                block[np.searchsorted(needed, f)] for f in (frame - 1, frame + 1) if 0 <= f < total and f not in iframes
-            ]
-            if around:
-                out[position] = np.mean(around, axis=0)
-        return out
+        block = fetch_mvs()  # (F, 2, gh, gw)
+        rows = np.searchsorted(needed, frames)  # (N, W)
+        if not filling:
+            return block[rows]
+        is_iframe = np.isin(needed, iframe_index)  # (F,)
+        if fetch_valid is None:  # P-frame cells hold what the store says; I-frames nothing
+            known = np.broadcast_to(~is_iframe[:, None, None], (len(needed), *block.shape[2:]))
+        else:
+            known = fetch_valid().astype(bool)  # (F, gh, gw)
+        # Which unknown cells to fill: those of I-frames, those of P-frames, or both.
+        fill = ~known & np.where(is_iframe, fill_iframes, fetch_valid is not None)[:, None, None]
+        return _fill_from_nearest(block, known, fill, needed, rows, low, high)
 
     return finish
+
+
+def _start_read(array: Array, key: slice | np.ndarray) -> Callable[[], np.ndarray]:
+    """Start reading rows ``key`` of ``array``; the returned function waits and returns them
+    (tensorstore reads in its own threads; a zarr.Array is read now)."""
+    if isinstance(array, StoredArray):
+        return array.start(key).result
+    block = np.asarray(array[key] if isinstance(key, slice) else array.oindex[key])
+    return lambda: block
+
+
+def _fill_from_nearest(
+    block: np.ndarray,
+    known: np.ndarray,
+    fill: np.ndarray,
+    needed: np.ndarray,
+    rows: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+) -> np.ndarray:
+    """The maps of ``rows`` (N, W) of ``block`` (F, 2, gh, gw), the rows read (frames
+    ``needed`` (F,), ascending), with every ``fill`` (F, gh, gw) cell replaced by the mean
+    of the same cell in the nearest frames before and after it where ``known`` (F, gh, gw)
+    is True, within window n's frames ``low[n]`` .. ``high[n]`` (N,); the one that exists
+    if only one does; 0 if neither: (N, W, 2, gh, gw) float32.  Only known cells are
+    sources, never filled ones.
+
+    Every frame of a window's range was read, so the nearest known row before a cell
+    either lies in that range or there is none in it: one search over the whole block
+    serves every window."""
+    count = len(needed)
+    row = np.arange(count)[:, None, None]  # (F, 1, 1)
+    # The last known row at or before each row and the first at or after it (-1 / F: none);
+    # for a cell to fill (not known there) the nearest one strictly before / after.
+    before = np.maximum.accumulate(np.where(known, row, -1), axis=0)  # (F, gh, gw)
+    after = np.minimum.accumulate(np.where(known, row, count)[::-1], axis=0)[::-1]
+    out = block[rows].astype(np.float32)  # (N, W, 2, gh, gw)
+    n, p, i, j = np.nonzero(fill[rows])  # the cells to fill, (k,) each
+    t = rows[n, p]
+    earlier, later = before[t, i, j], after[t, i, j]  # (k,) rows
+    sources = (
+        (earlier, (earlier >= 0) & (needed[np.maximum(earlier, 0)] >= low[n])),
+        (later, (later < count) & (needed[np.minimum(later, count - 1)] <= high[n])),
+    )
+    total = np.zeros((len(n), 2), dtype=np.float32)
+    found = np.zeros(len(n), dtype=np.float32)
+    for source, inside in sources:
+        total += np.where(inside[:, None], block[np.clip(source, 0, count - 1), :, i, j], 0)
+        found += inside
+    # A sum of two int16 values is exact in float32: the mean is what float64 would give.
+    out[n, p, :, i, j] = total / np.maximum(found, 1)[:, None]
+    return out
 
 
 def compensate_camera(mv: np.ndarray) -> np.ndarray:

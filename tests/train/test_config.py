@@ -87,6 +87,7 @@ def test_overrides_are_yaml_values_applied_in_order():
         ("data.batch_size=2.5", "data.batch_size must be int, got 2.5"),
         ("model.use_motion=maybe", "model.use_motion must be bool, got 'maybe'"),
         ("task=finetune", "task must be one of ['pretrain', 'supervised_aux'], got 'finetune'"),
+        ("data.missing_mv=mask", "data.missing_mv must be one of ['zero', 'interpolate'], got 'mask'"),
         ("loss.alpha=1.5", "loss.alpha must be in [0, 1]"),
         ("optim.epochs", "override 'optim.epochs' must look like key=value"),
         ("optim=3", "optim must be a mapping, got 3"),

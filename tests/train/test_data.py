@@ -123,7 +123,7 @@ def test_iframe_maps_interpolated_from_their_neighbours(store_url):
     stored = np.asarray(video.mvs[...]).astype(np.float32)
     frames = np.array([[10, 11, 12, 13], [0, 1, 2, 3], [86, 87, 88, 89]])  # 12 and 0 (and 84) are I-frames
     assert {0, 12} <= set(video.iframe_index.tolist()) and not stored[12].any()
-    filled = read_mv_windows(video.mvs, frames, fill_iframes=video.iframe_index)
+    filled = read_mv_windows(video.mvs, frames, iframe_index=video.iframe_index, fill_iframes=True)
     np.testing.assert_array_equal(filled[0, 2], (stored[11] + stored[13]) / 2)
     np.testing.assert_array_equal(filled[1, 0], stored[1])  # the video's first frame: only a next neighbour
     np.testing.assert_array_equal(filled[0, [0, 1, 3]], stored[[10, 11, 13]])  # P-frames as stored
