@@ -67,6 +67,8 @@ __all__ = [
     "DEPARTURES",
     "AblationCell",
     "variants_for",
+    "rgb_backbone",
+    "pretext_metrics",
     "run_ablation",
     "summarise",
 ]
@@ -106,7 +108,9 @@ DEPARTURES: dict[str, tuple[Any, ...]] = {
 PRETEXT_TAIL = 0.25
 
 
-def _rgb_backbone(name: str) -> str:
+def rgb_backbone(name: str) -> str:
+    """The RGB network a pathway backbone is built on (``r3d_26_slowrgbdiff`` -> ``r3d_26``):
+    the backbone of the scene floor ``random init (RGB)``; a one-pathway name is its own."""
     from comode.train.pathways import PATHWAY_SUFFIXES
 
     for suffix in PATHWAY_SUFFIXES:
@@ -132,7 +136,7 @@ def variants_for(base: Any) -> dict[str, tuple[str, ...] | None]:
         section, name = key.split(".")
         current = getattr(getattr(base, section), name)
         if key == "model.backbone":
-            rgb = _rgb_backbone(current)
+            rgb = rgb_backbone(current)
             options = [rgb + suffix for suffix in values]
         else:
             options = list(values)
@@ -148,7 +152,7 @@ def variants_for(base: Any) -> dict[str, tuple[str, ...] | None]:
     return out
 
 
-def _pretext_metrics(metrics_path: Path) -> dict[str, float]:
+def pretext_metrics(metrics_path: Path) -> dict[str, float]:
     """Last-quarter means of the pretext accuracies, the motion loss and their blind levels."""
     records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
     tail = records[-max(1, int(len(records) * PRETEXT_TAIL)) :]
@@ -246,12 +250,12 @@ def run_ablation(
                         show_progress=show_progress,
                     )
                 )
-                for key, value in _pretext_metrics(run_dir / "metrics.jsonl").items():
+                for key, value in pretext_metrics(run_dir / "metrics.jsonl").items():
                     setattr(cell, key, value)
             cell.run_dir = str(run_dir)
             # Both evaluations read one feature cache: the network runs once per seed.
             features = FeatureOptions(
-                backbone=_rgb_backbone(base.model.backbone) if name == RANDOM_RGB_INIT else base.model.backbone,
+                backbone=rgb_backbone(base.model.backbone) if name == RANDOM_RGB_INIT else base.model.backbone,
                 width_multiplier=base.model.width_multiplier,
                 seed=int(seed),
                 geometry=ClipGeometry.of_config(base.data),

@@ -48,7 +48,7 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from comode.extract.annotations import AnnotationFiles, DatasetError, fingerprint
 
@@ -103,7 +103,15 @@ TRAIN, TEST = "train", "test"
 MAX_ID_LENGTH = 150
 
 
-__all__ = ["DatasetError", "DatasetIndex", "VideoItem", "load_dataset", "safe_video_id", "walk_videos"]
+__all__ = [
+    "DatasetError",
+    "DatasetIndex",
+    "VideoItem",
+    "load_dataset",
+    "safe_video_id",
+    "walk_videos",
+    "write_sample_labels",
+]
 
 # A video on disk that no annotation names (every annotated format): unlabelled, in no split.
 UNLISTED_ENTRY: tuple[int, None, dict[str, str]] = (-1, None, {})
@@ -292,6 +300,18 @@ def _load_folder(root: Path) -> DatasetIndex:
 # ---------------------------------------------------------------- sample (folder + labels.csv)
 
 SAMPLE_LABELS_FILE = "labels.csv"
+
+
+def write_sample_labels(root: Path, label_sets: Sequence[str], rows: Iterable[Sequence[str]]) -> Path:
+    """Write ``root/labels.csv`` of the sample format: the header ``path,split,<label set>,...``
+    (the first label set is the primary one), then ``rows`` (path relative to ``root`` with
+    POSIX separators, train|test, one class name per label set).  Returns its path."""
+    path = Path(root) / SAMPLE_LABELS_FILE
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["path", "split", *label_sets])
+        writer.writerows(rows)
+    return path
 
 
 def _load_sample(root: Path) -> DatasetIndex:

@@ -3,7 +3,6 @@ processes.  See :mod:`comode.sampleset`."""
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -13,7 +12,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from comode.extract.datasets import SAMPLE_LABELS_FILE
+from comode.extract.datasets import SAMPLE_LABELS_FILE, write_sample_labels
 from comode.extract.executors import default_worker_count
 from comode.sampleset.motion import clip_velocities
 from comode.sampleset.render import render_clip, video_encoder, write_clip
@@ -68,10 +67,7 @@ def generate_sample(
         if on_clip:
             on_clip(clip, done, len(clips))
     np.savez_compressed(out / VELOCITIES_FILE, **{c.name: clip_velocities(c) for c in clips})
-    with (out / SAMPLE_LABELS_FILE).open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["path", "split", "motion", "scene"])
-        writer.writerows([c.path, c.split, c.motion, c.scene] for c in clips)
+    write_sample_labels(out, ("motion", "scene"), ([c.path, c.split, c.motion, c.scene] for c in clips))
     settings = {
         "generator": "comode sample",
         "spec": asdict(spec),
