@@ -118,8 +118,10 @@ READ_BLOCK_BYTES = 32 << 20
 
 
 def _read_arrays(store: Store, video_id: str) -> list[str]:
-    """Read every array, block by block (the read path training uses); a chunk that fails
-    its checksum or decompression is named."""
+    """Read every array, block by block (the read path training uses), then decode the
+    stream's first frame; a chunk that fails its checksum or decompression is named, and a
+    stream that does not decode as the store says (its codec, frames no larger than its RGB
+    size: what a reader checks at each frame)."""
     video = store.video(video_id)
     present = video.group
     problems = []
@@ -131,14 +133,25 @@ def _read_arrays(store: Store, video_id: str) -> list[str]:
             for start in range(0, max(1, array.shape[0]), rows):
                 array[start : start + rows]
         except Exception as error:  # any codec error is a finding to report, not a crash
-            if unreachable_reason(store.url, error) is not None:
-                raise  # not the data's fault: the store could not be reached
+            _raise_unreachable(store, error)
             problems.append(
                 f"{name} data unreadable (a chunk fails its checksum or does not decode: "
                 f"{type(error).__name__}: {error}); to redo this video, "
                 f"delete videos/{video_id} and run the same extract command again"
             )
+    if not problems:
+        try:
+            video.decode_frames([0])
+        except Exception as error:
+            _raise_unreachable(store, error)
+            problems.append(f"rgb_stream does not decode as the store says: {type(error).__name__}: {error}")
     return problems
+
+
+def _raise_unreachable(store: Store, error: Exception) -> None:
+    """Raise ``error`` when it means the store could not be reached: not the data's fault."""
+    if unreachable_reason(store.url, error) is not None:
+        raise error
 
 
 def _video_attrs(
