@@ -318,7 +318,8 @@ def evaluate_finetune(
             settings = load_finetune_config(out_dir / "config.yaml", ["stop_after_epoch=null", *(overrides or [])])
     with (
         user_errors(CheckpointError, ConfigError, FileExistsError, ValueError, KeyError),
-        hold_run_folder(out_dir, resume=resume, overwrite=overwrite),  # before the log is written there
+        # before the log is written there (run_finetune holds it too: the same thread may)
+        hold_run_folder(out_dir, resume=resume, overwrite=overwrite),
         logs.to_file(out_dir / EVALUATE_LOG),
     ):
         result = run_finetune(
@@ -327,6 +328,7 @@ def evaluate_finetune(
             checkpoint=checkpoint,
             out_dir=out_dir,
             resume=resume,
+            overwrite=overwrite,
             backbone=backbone,
             width_multiplier=width_multiplier,
             device=device,

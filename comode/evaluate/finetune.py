@@ -56,6 +56,7 @@ from comode.train.rundir import (
     refuse_changes,
     save_config,
 )
+from comode.train.runlock import hold_run_folder
 from comode.train.schedule import WarmupCosine
 from comode.train.seeds import derive_seed
 from comode.train.transforms import AugmentSpec, UniformDraws, colour_jitter, crop_resize, normalize, random_crop_boxes
@@ -121,6 +122,7 @@ def run_finetune(
     checkpoint: str | Path | None,
     out_dir: str | Path,
     resume: bool = False,
+    overwrite: bool = False,
     backbone: str | None = None,
     width_multiplier: float = 1.0,
     device: str | None = None,
@@ -131,12 +133,42 @@ def run_finetune(
     ``checkpoint``: the pretrained V-Network, or "random" to train from scratch (``backbone``,
     ``width_multiplier``, weights seeded by ``config.seed``).  With ``config.stop_after_epoch``
     the run stops early (no test, ``finished`` False); ``resume=True`` continues it from
-    ``out_dir/last.pt`` alone (``checkpoint`` is then only recorded, not read).
+    ``out_dir/last.pt`` alone (``checkpoint`` is then only recorded, not read).  The run
+    holds ``out_dir`` throughout, as pretraining does (:mod:`comode.train.runlock`);
+    ``overwrite``: write it into a folder that holds files comode did not write.
 
     Raises:
-        FileExistsError: ``out_dir`` holds a run and ``resume`` is False.
+        FileExistsError: ``out_dir`` holds a run and ``resume`` is False, holds files comode
+            did not write (without ``resume`` or ``overwrite``), is inside a store, or another
+            run holds it (:class:`~comode.train.runlock.RunFolderBusy`).
         CheckpointError / ValueError: nothing to resume, config changed, bad store or split.
     """
+    with hold_run_folder(Path(out_dir), resume=resume, overwrite=overwrite):
+        return _finetune(
+            config,
+            store=store,
+            checkpoint=checkpoint,
+            out_dir=Path(out_dir),
+            resume=resume,
+            backbone=backbone,
+            width_multiplier=width_multiplier,
+            device=device,
+            show_progress=show_progress,
+        )
+
+
+def _finetune(
+    config: FinetuneConfig,
+    *,
+    store: str,
+    checkpoint: str | Path | None,
+    out_dir: Path,
+    resume: bool,
+    backbone: str | None,
+    width_multiplier: float,
+    device: str | None,
+    show_progress: bool,
+) -> FinetuneResult:
     from comode.evaluate.report import write_report
     from comode.evaluate.source import ModelSource
     from comode.store import open_store

@@ -26,7 +26,8 @@ Forks: tensorstore aborts a forked child that reads through it once the parent h
 through it (its thread pools do not survive a fork).  The training and evaluation loaders
 start their workers with "forkserver", whose server never reads; a process forked
 after its parent read (a "fork" DataLoader, a test) gets None from :func:`open_array`
-and reads through zarr-python instead, slower but correct (logged once).
+and reads through zarr-python instead, slower but correct (logged once), its
+compressors bounded like tensorstore's (:mod:`comode.store.bounded_codecs`).
 
 Missing chunks read as zeros (the fill value), as with any Zarr reader: only a group whose
 status is "complete" is read (the writer puts that marker on disk after its data,

@@ -22,7 +22,11 @@ give for the video (:func:`array_problem`):
 
 A decoded chunk is then at most one layout chunk (or one T-long array) and a whole-array
 read at most what T and the settings allow; a span of the stream is checked against the
-frames it holds before it is read (:func:`span_problem`).  The root's sizes themselves are
+frames it holds before it is read (:func:`span_problem`).  A reader reads a chunk's or
+shard's file whole, so in a local store no file may be larger than its chunks compressed
+(:func:`file_limit`: an 8 GiB sparse file, 4 KiB on disk, made tensorstore abort), and a
+compressor may not decode a chunk to more than it holds (:func:`encoded_limit`;
+:mod:`comode.store.bounded_codecs` for zarr-python).  The root's sizes themselves are
 bounded by its schema (MPEG-2's largest picture).  A video over any of these is refused
 with :class:`OversizedVideo`, a ValueError: training skips and counts it like a chunk
 that fails its checksum, evaluation records it, ``store validate`` names it.
@@ -30,12 +34,23 @@ that fails its checksum, evaluation records it, ``store validate`` names it.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from comode.store import layout
 from comode.store.zarr_files import chunk_layout
 
-__all__ = ["OversizedVideo", "frames_problem", "array_problem", "packet_bound", "span_problem"]
+__all__ = [
+    "OversizedVideo",
+    "frames_problem",
+    "array_problem",
+    "packet_bound",
+    "span_problem",
+    "encoded_limit",
+    "file_limit",
+]
 
 # Bytes of one frame's packet in the stored MPEG-2 stream, per pixel of the store's RGB
 # size, at most.  MPEG-2 codes 1.5 coefficients a pixel (4:2:0) and its longest code for
@@ -152,3 +167,19 @@ def span_problem(start: int, stop: int, frames: int, stream_bytes: int, extracti
             f"their packets may have at the store's RGB size"
         )
     return None
+
+
+def encoded_limit(data_bytes: int) -> int:
+    """The most bytes ``data_bytes`` of a chunk take compressed by any chain of the Zarr v3
+    core codecs: a little more than the data (zstd's bound n + n/256 + 64, blosc's n + 16,
+    gzip's n + 5 per 16 KiB + 18, each codec's output another one's input)."""
+    return data_bytes + data_bytes // 64 + 1024
+
+
+def file_limit(*, dtype: Any, chunks: Sequence[int], shards: Sequence[int] | None) -> int:
+    """The most bytes one chunk or shard file of an array may have: each of its chunks
+    compressed (:func:`encoded_limit`), and a shard's index (16 bytes a chunk, a CRC32C).
+    From the array's metadata, checked first (:func:`array_problem`)."""
+    chunk = math.prod(int(n) for n in chunks) * np.dtype(str(dtype)).itemsize
+    count = math.prod(int(n) for n in shards) // max(1, math.prod(int(n) for n in chunks)) if shards else 1
+    return count * encoded_limit(chunk) + 16 * count + 4

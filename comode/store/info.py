@@ -13,12 +13,19 @@ from dataclasses import replace
 from rich.table import Table
 
 from comode.store import layout
-from comode.store.reader import open_store
+from comode.store.reach import reaching
+from comode.store.reader import Store, StoreError, open_store
 from comode.store.root_files import read_root_file
 
 
 def describe_store(url: str) -> Table:
     store = open_store(url)
+    with reaching(url, StoreError):  # a connection lost after the opening: one line
+        return _describe(store)
+
+
+def _describe(store: Store) -> Table:
+    url = store.url
     listing = store.read_listing()
     store = replace(store, listing=listing)
     attrs, unreadable = store.scan_videos()  # wrong-typed attributes counted as unreadable

@@ -26,7 +26,17 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["is_local", "is_plain_local", "local_path", "join", "group_url", "filesystem", "kvstore", "s3_endpoint"]
+__all__ = [
+    "is_local",
+    "is_plain_local",
+    "local_path",
+    "join",
+    "group_url",
+    "filesystem",
+    "kvstore",
+    "s3_endpoint",
+    "s3_max_attempts",
+]
 
 
 def is_local(url: str) -> bool:
@@ -91,6 +101,9 @@ def kvstore(url: str) -> dict[str, Any] | None:
             "path": prefix,
             "aws_credentials": _aws_credentials_spec(),
         }
+        # tensorstore's own default is 33 attempts over about 15 minutes: a connection lost
+        # mid-run looked like a hang.  botocore's number instead, its backoff roughly.
+        spec["s3_request_retries"] = {"max_retries": s3_max_attempts() - 1, "initial_delay": "1s", "max_delay": "20s"}
         endpoint, region = s3_endpoint()
         if endpoint:
             spec["endpoint"] = endpoint
@@ -128,3 +141,23 @@ def s3_endpoint() -> tuple[str | None, str | None]:
     if urlsplit(endpoint).hostname.endswith(".amazonaws.com"):
         endpoint = None  # AWS itself: tensorstore finds the bucket's region on its own
     return endpoint, region
+
+
+# botocore's attempts per request (the first one and its retries) by retry mode, when
+# neither AWS_MAX_ATTEMPTS nor a profile's max_attempts says.
+_DEFAULT_ATTEMPTS = {"legacy": 5, "standard": 3, "adaptive": 3}
+
+
+@lru_cache(maxsize=1)
+def s3_max_attempts() -> int:
+    """Attempts per S3 request as botocore resolves them from the AWS environment and config
+    files (``AWS_MAX_ATTEMPTS``, ``AWS_RETRY_MODE``): tensorstore makes as many (:func:`kvstore`)."""
+    try:
+        import botocore.session
+    except ImportError:
+        return max(1, int(os.environ.get("AWS_MAX_ATTEMPTS") or _DEFAULT_ATTEMPTS["legacy"]))
+    session = botocore.session.Session()
+    attempts = session.get_config_variable("max_attempts")
+    if attempts is None:
+        attempts = _DEFAULT_ATTEMPTS.get(session.get_config_variable("retry_mode") or "legacy", 3)
+    return max(1, int(attempts))

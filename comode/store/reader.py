@@ -21,7 +21,8 @@ import zarr
 
 from comode.store import layout
 from comode.store.arrays import StoredArray, open_array
-from comode.store.bounds import OversizedVideo, array_problem, frames_problem, span_problem
+from comode.store.bounded_codecs import bounded_decoding, codec_problem
+from comode.store.bounds import OversizedVideo, array_problem, file_limit, frames_problem, span_problem
 from comode.store.containment import UnsafeStoreEntry, check_video_id, read_problem, tree_problems
 from comode.store.fields import reading_problem
 from comode.store.index.listing import Listing, list_videos
@@ -222,7 +223,19 @@ class Store:
         except KeyError:
             raise KeyError(f"no video {video_id!r} in {self.url}") from None
         url = join(self.url, layout.VIDEOS_GROUP, video_id) if self.array_reads else ""
-        return Video(video_id=video_id, group=group, url=url, extraction=self.extraction, rgb_limit=self._rgb_size())
+        folder = (
+            os.path.join(local_path(self.url), layout.VIDEOS_GROUP, video_id)
+            if is_plain_local(self.url, self.storage_options)
+            else None
+        )
+        return Video(
+            video_id=video_id,
+            group=group,
+            url=url,
+            folder=folder,
+            extraction=self.extraction,
+            rgb_limit=self._rgb_size(),
+        )
 
     def _rgb_size(self) -> tuple[int, int] | None:
         """(width, height) of the store's RGB stream: no decoded frame may be larger."""
@@ -266,6 +279,7 @@ class Video:
     video_id: str
     group: zarr.Group
     url: str = ""  # the group's URL; "" = read arrays through zarr-python
+    folder: str | None = None  # the group's folder in a local store: its files' sizes are checked
     # The store's extraction settings (root attribute): the grid's cell and units.
     extraction: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     rgb_limit: tuple[int, int] | None = None  # the store's RGB size: no decoded frame is larger
@@ -312,8 +326,10 @@ class Video:
         if array is None:
             if not self.is_complete:
                 raise ValueError(f"video {self.video_id!r} is not complete (status {self.status!r})")
-            stored = open_array(join(self.url, name)) if self.url else None
-            array = stored if stored is not None else self.group[name]
+            array = open_array(join(self.url, name)) if self.url else None
+            if array is None:  # through zarr-python: its compressors bounded like tensorstore's
+                with bounded_decoding():
+                    array = self.group[name]
             problem = self.array_problem(name, array)
             if problem is not None:  # before anything of it is read (comode.store.bounds)
                 raise OversizedVideo(f"video {self.video_id!r}: {problem}")
@@ -322,16 +338,37 @@ class Video:
 
     def array_problem(self, name: str, array: zarr.Array | StoredArray) -> str | None:
         """Why ``array`` (the opened array ``name`` of this video) must not be read: its
-        dtype, shape or chunks are not what the frame count and the store's settings give."""
-        return array_problem(
-            name,
-            dtype=array.dtype,
-            shape=array.shape,
-            chunks=array.chunks,
-            shards=array.shards,
-            frames=self.num_frames,
-            extraction=self.extraction,
+        dtype, shape or chunks are not what the frame count and the store's settings give,
+        (read through zarr-python) it uses a codec other than the Zarr v3 core ones, or (a
+        local store) one of its files is larger than its chunks may take."""
+        return (
+            array_problem(
+                name,
+                dtype=array.dtype,
+                shape=array.shape,
+                chunks=array.chunks,
+                shards=array.shards,
+                frames=self.num_frames,
+                extraction=self.extraction,
+            )
+            or (codec_problem(name, array) if isinstance(array, zarr.Array) else None)
+            or self._file_problem(name, array)
         )
+
+    def _file_problem(self, name: str, array: zarr.Array | StoredArray) -> str | None:
+        """In a local store, a file of the array ``name`` larger than its chunks may take
+        (:func:`~comode.store.bounds.file_limit`): readers read a chunk's file whole."""
+        if self.folder is None:
+            return None
+        limit = file_limit(dtype=array.dtype, chunks=array.chunks, shards=array.shards)
+        for directory, _, files in os.walk(os.path.join(self.folder, name)):
+            for file in files:
+                path = os.path.join(directory, file)
+                size = os.lstat(path).st_size
+                if file != layout.ZARR_JSON and size > limit:
+                    relative = os.path.relpath(path, self.folder)
+                    return f"{relative} is {size} bytes, more than the {limit} its chunks may take"
+        return None
 
     @cached_property
     def frame_types(self) -> str:

@@ -14,7 +14,8 @@ from comode.store.containment import tree_problems
 from comode.store.index.check import check_index
 from comode.store.labels import check_labels
 from comode.store.location import is_plain_local, local_path
-from comode.store.reader import Store, open_store
+from comode.store.reach import reaching, unreachable_reason
+from comode.store.reader import Store, StoreError, open_store
 from comode.store.schema import SchemaError, check_video_attrs
 
 
@@ -46,6 +47,12 @@ def validate_store(
     on_progress: called with (video groups checked, all video groups), first with 0.
     """
     store = open_store(url, storage_options=storage_options)
+    with reaching(url, StoreError):  # a connection lost later: one line (naming the video being read)
+        return _validate(store, read_data=read_data, on_progress=on_progress)
+
+
+def _validate(store: Store, *, read_data: bool, on_progress: Callable[[int, int], None] | None) -> ValidationReport:
+    url, storage_options = store.url, store.storage_options
     report = ValidationReport(store=url)
     found, unreadable = store.scan_groups()
     groups = _video_attrs(found, unreadable, report)
@@ -69,9 +76,10 @@ def validate_store(
             continue
         conforming[video_id] = attrs
         if status == layout.STATUS_COMPLETE and video_id not in refused:
-            problems = _check_arrays(store, video_id)
-            if read_data and not problems:
-                problems = _read_arrays(store, video_id)
+            with reaching(url, StoreError, video=video_id):  # the connection lost: one line, not a finding
+                problems = _check_arrays(store, video_id)
+                if read_data and not problems:
+                    problems = _read_arrays(store, video_id)
             report.problems.extend(f"videos/{video_id}: {p}" for p in problems)
     if on_progress is not None:
         on_progress(len(groups), len(groups))
@@ -110,8 +118,10 @@ READ_BLOCK_BYTES = 32 << 20
 
 
 def _read_arrays(store: Store, video_id: str) -> list[str]:
-    """Read every array, block by block (the read path training uses); a chunk that fails
-    its checksum or decompression is named."""
+    """Read every array, block by block (the read path training uses), then decode the
+    stream's first frame; a chunk that fails its checksum or decompression is named, and a
+    stream that does not decode as the store says (its codec, frames no larger than its RGB
+    size: what a reader checks at each frame)."""
     video = store.video(video_id)
     present = video.group
     problems = []
@@ -123,12 +133,25 @@ def _read_arrays(store: Store, video_id: str) -> list[str]:
             for start in range(0, max(1, array.shape[0]), rows):
                 array[start : start + rows]
         except Exception as error:  # any codec error is a finding to report, not a crash
+            _raise_unreachable(store, error)
             problems.append(
                 f"{name} data unreadable (a chunk fails its checksum or does not decode: "
                 f"{type(error).__name__}: {error}); to redo this video, "
                 f"delete videos/{video_id} and run the same extract command again"
             )
+    if not problems:
+        try:
+            video.decode_frames([0])
+        except Exception as error:
+            _raise_unreachable(store, error)
+            problems.append(f"rgb_stream does not decode as the store says: {type(error).__name__}: {error}")
     return problems
+
+
+def _raise_unreachable(store: Store, error: Exception) -> None:
+    """Raise ``error`` when it means the store could not be reached: not the data's fault."""
+    if unreachable_reason(store.url, error) is not None:
+        raise error
 
 
 def _video_attrs(

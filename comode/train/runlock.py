@@ -11,6 +11,11 @@ checkpoint silently replaced), and ``--out`` named a folder of the user's or a s
   stale lock); a second run gets :class:`RunFolderBusy` naming the holder;
 - the lock file is also the mark of a folder comode made: a folder holding other files and
   no mark is refused unless the run resumes (``--resume``) or was told ``--overwrite``.
+
+A thread that holds a folder may hold it again (the ``evaluate finetune`` command holds its
+``--out`` before it writes its log there, then calls :func:`run_finetune`, which holds its
+output folder as any library call must); another thread or process gets
+:class:`RunFolderBusy`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import fcntl
 import os
 import re
 import socket
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -46,6 +52,11 @@ def refuse_store_folder(path: Path, *, option: str) -> None:
             )
 
 
+# (st_dev, st_ino) of each folder this process holds -> (pid, thread) holding it (a forked
+# child is not its parent's thread).
+_HELD: dict[tuple[int, int], tuple[int, int]] = {}
+
+
 @contextlib.contextmanager
 def hold_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[Path]:
     """Hold ``out_dir`` (made if missing) for the ``with`` block; see the module docstring.
@@ -58,6 +69,12 @@ def hold_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> Iterator
     out_dir = Path(out_dir).absolute()
     refuse_store_folder(out_dir, option="--out")
     out_dir.mkdir(parents=True, exist_ok=True)
+    folder = os.stat(out_dir)
+    key = (folder.st_dev, folder.st_ino)  # the same folder however it is spelled
+    this_thread = (os.getpid(), threading.get_ident())
+    if _HELD.get(key) == this_thread:
+        yield out_dir  # this thread holds it already (and checked it then)
+        return
     # A folder with a run (last.pt: checkpoint_to_resume says what to do) is comode's too.
     marked = (out_dir / LOCK_FILE).exists() or holds_a_run(out_dir)
     if not (marked or resume or overwrite):
@@ -82,7 +99,11 @@ def hold_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> Iterator
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         _remove_temporaries(out_dir)  # the lock is ours: no other run is writing one now
-        yield out_dir
+        _HELD[key] = this_thread
+        try:
+            yield out_dir
+        finally:
+            del _HELD[key]
     finally:
         os.close(descriptor)  # releases the lock
 

@@ -85,6 +85,29 @@ def two_video_store(tmp_path_factory, tiny_folder_factory) -> tuple[Path, Path]:
     return folder, store
 
 
+@pytest.fixture(scope="module")
+def larger_frames(two_video_store, tmp_path_factory) -> Callable[[Path, str], None]:
+    """``larger_frames(group, video)`` puts into ``group`` (a video group of a copy of
+    ``two_video_store``'s store) the stream of ``video`` extracted at 640x480: a valid MPEG-2
+    stream of frames larger than the store's 170x128 (the issue's were 8000x4000; 640x480
+    shows the same checks without the memory).  Extracted once per module."""
+    from comode.extract.datasets import load_dataset
+    from comode.extract.executors import SequentialExecutor
+    from comode.extract.pipeline import run_extraction
+    from comode.extract.settings import ExtractSettings
+
+    large = tmp_path_factory.mktemp("larger-frames") / "large.zarr"
+    settings = ExtractSettings(rgb_width=640, rgb_height=480)
+    assert run_extraction(load_dataset("folder", two_video_store[0]), str(large), settings, SequentialExecutor()).ok
+
+    def put(group: Path, video: str) -> None:
+        for array in ("rgb_stream", "rgb_stream_offsets"):
+            shutil.rmtree(group / array)
+            shutil.copytree(large / "videos" / video / array, group / array)
+
+    return put
+
+
 @pytest.fixture
 def store(two_video_store, tmp_path) -> Path:
     """A fresh copy of ``two_video_store``'s store, in this test's own folder (a module may

@@ -7,9 +7,12 @@ checkpoint save that hits a real file size limit (``RLIMIT_FSIZE``).
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -23,7 +26,7 @@ from comode.train.checkpoint import LAST_CHECKPOINT, load_checkpoint, save_check
 from comode.train.config import load_config
 from comode.train.export import export_backbone
 from comode.train.loop import run_pretraining
-from comode.train.runlock import LOCK_FILE, hold_run_folder
+from comode.train.runlock import LOCK_FILE, RunFolderBusy, hold_run_folder
 from tests.commands import TINY_MODEL, comode_command
 
 # TINY_MODEL for one step: what a run must still be able to do after the checks.
@@ -78,6 +81,65 @@ def test_a_second_run_into_a_held_folder_stops_at_once_with_exit_2(store, tmp_pa
     # The kernel dropped the killed holder's lock: no stale lock to clean up by hand.
     with hold_run_folder(out, resume=False, overwrite=False):
         pass
+
+
+# Finetuning called as a library (not through its command): the first call is made to wait
+# inside run_finetune, its folder held, until it is killed.
+FINETUNE = textwrap.dedent("""
+    import sys, time
+    from comode.evaluate import finetune
+    if sys.argv[3] == "wait":
+        def under_way(*args, **kwargs):
+            print("under way", flush=True)
+            time.sleep(600)
+        finetune._finetune = under_way
+    config = finetune.load_finetune_config(None, ["epochs=1", "workers=0", "size=32", "test_clips=1"])
+    try:
+        finetune.run_finetune(
+            config, store=sys.argv[1], checkpoint="random", out_dir=sys.argv[2], backbone="r3d_18",
+            width_multiplier=0.0625, device="cpu",
+        )
+    except FileExistsError as error:
+        print(f"{type(error).__name__}: {error}")
+""")
+
+
+def test_a_second_finetuning_called_as_a_library_into_a_held_folder_is_refused(store, tmp_path):
+    out = tmp_path / "finetune"
+    first = subprocess.Popen(
+        [sys.executable, "-c", FINETUNE, str(store), str(out), "wait"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert first.stdout.readline().strip() == "under way"
+        second = subprocess.run(
+            [sys.executable, "-c", FINETUNE, str(store), str(out), "run"], capture_output=True, text=True, timeout=300
+        )
+        assert second.returncode == 0, second.stderr[-2000:]
+        assert second.stdout.strip() == (
+            f"RunFolderBusy: --out {out} is in use by another run (pid {first.pid} on {socket.gethostname()}); "
+            "wait for it to end or choose another --out"
+        )
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # the second run wrote nothing
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_thread_holding_a_folder_may_hold_it_again_another_thread_may_not(tmp_path):
+    """What lets ``evaluate finetune`` hold its ``--out`` before its log, then call
+    run_finetune, which holds it too."""
+    out = tmp_path / "run"
+
+    def hold(folder: Path = out) -> None:
+        with hold_run_folder(folder, resume=False, overwrite=False):
+            pass
+
+    with hold_run_folder(out, resume=False, overwrite=False):
+        hold(tmp_path / "." / "run")  # however spelled
+        with ThreadPoolExecutor(1) as other, pytest.raises(RunFolderBusy, match=f"pid {os.getpid()} on "):
+            other.submit(hold).result()
+    with ThreadPoolExecutor(1) as other:
+        other.submit(hold).result()  # released by the outer block
 
 
 def test_a_folder_of_the_users_is_refused_unless_told_to_overwrite(store, tmp_path):
