@@ -98,7 +98,45 @@ class _RecentMeans:
         return tuple(sum(column) / len(rows) for column in zip(*rows))
 
 
-class BlindLevelWatch:
+class _TaskWatch:
+    """Warns at most once per pretext task, from the means of its last ``window`` steps.
+
+    A subclass names the metrics it reads per task (:attr:`COLUMNS`, as ``<column>_<task>``)
+    and says in :meth:`_message` whether the means call for a warning.
+    """
+
+    TASKS = ("context", "motion")
+    COLUMNS: tuple[str, ...] = ()
+
+    def __init__(self, *, window: int) -> None:
+        self._recent = _RecentMeans(self.TASKS, window)
+        self._warned: set[str] = set()
+
+    def update(self, step: int, values: Mapping[str, float]) -> list[str]:
+        """Record one step's metrics; returns the warnings due now (each task warns once)."""
+        messages = []
+        for task in self.TASKS:
+            row = tuple(values.get(f"{column}_{task}", math.nan) for column in self.COLUMNS)
+            if not all(math.isfinite(v) for v in row):  # a task switched off: NaN
+                continue
+            held = self._recent.add(task, row)
+            if task in self._warned or not self._due(step, held):
+                continue
+            message = self._message(task, step, held, self._recent.means(task))
+            if message is not None:
+                self._warned.add(task)
+                messages.append(message)
+        return messages
+
+    def _due(self, step: int, held: int) -> bool:
+        """Whether to judge now, with ``held`` steps in the window."""
+        return held >= self._recent.window
+
+    def _message(self, task: str, step: int, held: int, means: tuple[float, ...]) -> str | None:
+        raise NotImplementedError
+
+
+class BlindLevelWatch(_TaskWatch):
     """Warns once per pretext task that is still near its blind level late in a run.
 
     A contrastive task whose accuracy stays at 1 / candidates has learned nothing a
@@ -114,37 +152,29 @@ class BlindLevelWatch:
         window: steps averaged (one step's accuracy is noisy).
     """
 
-    TASKS = ("context", "motion")
+    COLUMNS = ("acc", "blind_acc", "loss", "blind_loss")
 
     def __init__(self, *, total_steps: int, after: float = 0.5, margin: float = 0.02, window: int = 50) -> None:
+        super().__init__(window=window)
         self.first_check = max(1, int(math.ceil(after * total_steps)))
         self.margin = margin
-        self._recent = _RecentMeans(self.TASKS, window)
-        self._warned: set[str] = set()
 
-    def update(self, step: int, values: Mapping[str, float]) -> list[str]:
-        """Record one step's metrics; returns the warnings due now (each task warns once)."""
-        messages = []
-        for task in self.TASKS:
-            row = tuple(values.get(f"{kind}_{task}", math.nan) for kind in ("acc", "blind_acc", "loss", "blind_loss"))
-            if not all(math.isfinite(v) for v in row):
-                continue
-            held = self._recent.add(task, row)
-            if step < self.first_check or task in self._warned or held < min(self._recent.window, step):
-                continue
-            acc, blind_acc, loss, blind_loss = self._recent.means(task)
-            if acc < blind_acc + self.margin:
-                self._warned.add(task)
-                messages.append(
-                    f"the {task} task is still at its blind level after {step} steps: acc_{task} {100 * acc:.1f} % "
-                    f"(blind {100 * blind_acc:.1f} %), loss_{task} {loss:.3f} (blind {blind_loss:.3f}), mean of the "
-                    f"last {held} steps. It has learned nothing a predictor that ignores the clip could not; "
-                    "see docs/training.md (why a task stays blind, and what helps)"
-                )
-        return messages
+    def _due(self, step: int, held: int) -> bool:
+        return step >= self.first_check and held >= min(self._recent.window, step)
+
+    def _message(self, task: str, step: int, held: int, means: tuple[float, ...]) -> str | None:
+        acc, blind_acc, loss, blind_loss = means
+        if acc >= blind_acc + self.margin:
+            return None
+        return (
+            f"the {task} task is still at its blind level after {step} steps: acc_{task} {100 * acc:.1f} % "
+            f"(blind {100 * blind_acc:.1f} %), loss_{task} {loss:.3f} (blind {blind_loss:.3f}), mean of the "
+            f"last {held} steps. It has learned nothing a predictor that ignores the clip could not; "
+            "see docs/training.md (why a task stays blind, and what helps)"
+        )
 
 
-class KeyCollapseWatch:
+class KeyCollapseWatch(_TaskWatch):
     """Warns once per pretext task whose keys have collapsed to one vector.
 
     The keys of a contrastive task (I-frame embeddings, M-Network targets) must differ for
@@ -152,41 +182,30 @@ class KeyCollapseWatch:
     see :func:`comode.train.losses.key_spread`), InfoNCE sits at ln(candidates) and its
     gradient to the predictor vanishes: the run goes on, looks busy, and learns nothing more
     on that task.  The paper's formulation did this on 2 CPU cores after ~22.6k clips
-    (docs/results/2026-12-06-paper-formulation-cpu.md).  Checked from the first full
-    window on, unlike :class:`BlindLevelWatch`: a collapse can happen at any time.
+    (docs/results/2026-12-07-paper-weight-decay.md).  Checked from the first full window
+    on, unlike :class:`BlindLevelWatch`: a collapse can happen at any time.
 
     Args:
         threshold: mean key spread below which the keys count as collapsed.
         window: steps averaged.
     """
 
-    TASKS = ("context", "motion")
+    COLUMNS = ("key_spread",)
 
     def __init__(self, *, threshold: float = 1e-4, window: int = 50) -> None:
+        super().__init__(window=window)
         self.threshold = threshold
-        self._recent = _RecentMeans(self.TASKS, window)
-        self._warned: set[str] = set()
 
-    def update(self, step: int, values: Mapping[str, float]) -> list[str]:
-        """Record one step's metrics; returns the warnings due now (each task warns once)."""
-        messages = []
-        for task in self.TASKS:
-            spread = values.get(f"key_spread_{task}", math.nan)
-            if not math.isfinite(spread):
-                continue
-            held = self._recent.add(task, (spread,))
-            if task in self._warned or held < self._recent.window:
-                continue
-            (mean_spread,) = self._recent.means(task)
-            if mean_spread < self.threshold:
-                self._warned.add(task)
-                messages.append(
-                    f"the {task} keys have collapsed after {step} steps: key_spread_{task} {mean_spread:.2e} "
-                    f"(mean of the last {held} steps; 0 = every key the same vector). loss_{task} now sits at "
-                    "ln(candidates) and gives no gradient, so this task will not learn from here; see "
-                    "docs/training.md (why a task stays blind, and what helps)"
-                )
-        return messages
+    def _message(self, task: str, step: int, held: int, means: tuple[float, ...]) -> str | None:
+        (spread,) = means
+        if spread >= self.threshold:
+            return None
+        return (
+            f"the {task} keys have collapsed after {step} steps: key_spread_{task} {spread:.2e} "
+            f"(mean of the last {held} steps; 0 = every key the same vector). loss_{task} now sits at "
+            "ln(candidates) and gives no gradient, so this task will not learn from here; see "
+            "docs/training.md (why a task stays blind, and what helps)"
+        )
 
 
 class Throughput:
