@@ -141,9 +141,35 @@ def _has_left(means: dict[str, float], task: str) -> bool:
     return acc / blind_acc >= LEAVE_FACTOR and loss <= blind_loss - LOSS_MARGIN
 
 
+def first_left_at(curves: Curves, *, task: str = "motion", window_clips: int) -> int | None:
+    """The first clips-seen count at which the ``window_clips`` clips before it meet
+    :func:`_has_left` for ``task`` (the run must have seen a whole window), or None: when a
+    run left its blind level, not only whether it has by its end.  Running sums over the
+    run's steps (one pass, not a window mean per step)."""
+    starts = np.searchsorted(curves.clips, curves.clips - window_clips, side="right")  # (S,) first step in each window
+    means = {}
+    for prefix in ("acc_", "blind_acc_", "loss_", "blind_loss_"):
+        values = curves.column(prefix + task)
+        finite = np.isfinite(values)
+        sums = np.concatenate([[0.0], np.cumsum(np.where(finite, values, 0.0))])
+        counts = np.concatenate([[0], np.cumsum(finite)])
+        ends = np.arange(1, len(values) + 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means[prefix] = (sums[ends] - sums[starts]) / (counts[ends] - counts[starts])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        left = (
+            (means["acc_"] / means["blind_acc_"] >= LEAVE_FACTOR)
+            & (means["loss_"] <= means["blind_loss_"] - LOSS_MARGIN)
+            & (curves.clips >= window_clips)
+        )
+    hits = np.flatnonzero(left)
+    return int(curves.clips[hits[0]]) if hits.size else None
+
+
 def leaves_blind_level(curves: Curves, *, task: str = "motion", window_clips: int) -> tuple[bool, str]:
     """Whether ``task`` has left its blind level over the run's last ``window_clips`` clips
-    (:func:`_has_left`), and a one-line reason with the numbers."""
+    (:func:`_has_left`), and a one-line reason with the numbers (and, when the run met the
+    rule before, the first clips-seen count at which it did: :func:`first_left_at`)."""
     last = int(curves.clips[-1])
     means = _window_means(curves, last, window_clips)
     acc, blind_acc = means[f"acc_{task}"], means[f"blind_acc_{task}"]
@@ -152,10 +178,12 @@ def leaves_blind_level(curves: Curves, *, task: str = "motion", window_clips: in
         return False, f"the run logged no {task} task"
     ratio = acc / blind_acc
     left = _has_left(means, task)
+    first = first_left_at(curves, task=task, window_clips=window_clips)
     return left, (
         f"{task}: acc {100 * acc:.1f} % = {ratio:.2f}x its blind {100 * blind_acc:.1f} %, loss {loss:.3f} against "
         f"blind {blind_loss:.3f}, over the last {window_clips:,} of {last:,} clips: "
         + ("left the blind level" if left else "still at the blind level")
+        + (f" (first met over the {window_clips:,} clips before {first:,})" if first is not None else "")
     )
 
 

@@ -10,7 +10,14 @@ import subprocess
 import pytest
 from PIL import Image
 
-from comode.train.curves import comparison_rows, draw_curves, leaves_blind_level, milestone_rows, read_curves
+from comode.train.curves import (
+    comparison_rows,
+    draw_curves,
+    first_left_at,
+    leaves_blind_level,
+    milestone_rows,
+    read_curves,
+)
 from tests.commands import comode_command
 
 BLIND_MOTION, BLIND_CONTEXT = 1 / 11, 1 / 8
@@ -61,6 +68,28 @@ def test_the_verdict_needs_twice_the_blind_accuracy_and_a_lower_loss(tmp_path):
     assert not left and "still at the blind level" in reason and "1.00x" in reason
     left, reason = leaves_blind_level(learned, window_clips=800)
     assert left and "3.30x" in reason
+
+
+def test_first_left_at_is_the_first_window_that_meets_the_rule(tmp_path):
+    # Blind for 500 steps, then 0.3 (3.3x): an 800-clip window (100 steps) averages
+    # blind + (0.3 - blind) * k / 100 after k learned steps, so it reaches 2x blind at
+    # k = 44 (0.0909 <= 0.2091 * k / 100); its loss margin holds by then too.  The expected
+    # step is also found by a plain loop over the windows, with the rule written out.
+    run = read_curves(_write_run(tmp_path / "run", lambda step: BLIND_MOTION if step <= 500 else 0.3))
+    expected = next(
+        step * 8
+        for step in range(100, 1001)
+        if sum(BLIND_MOTION if s <= 500 else 0.3 for s in range(step - 99, step + 1)) / 100 >= 2 * BLIND_MOTION
+        and sum(math.log(11) * (1 - (BLIND_MOTION if s <= 500 else 0.3)) for s in range(step - 99, step + 1) if s != 7)
+        / len([s for s in range(step - 99, step + 1) if s != 7])
+        <= math.log(11) - 0.05
+    )
+    assert first_left_at(run, window_clips=800) == expected == 544 * 8
+    left, reason = leaves_blind_level(run, window_clips=800)
+    assert left and f"first met over the 800 clips before {544 * 8:,}" in reason
+    assert (
+        first_left_at(read_curves(_write_run(tmp_path / "blind", lambda step: BLIND_MOTION)), window_clips=800) is None
+    )
 
 
 def test_plot_metrics_draws_and_prints_the_table(tmp_path):
