@@ -11,10 +11,11 @@ alone.
 from __future__ import annotations
 
 import os
+import posixpath
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import zarr
@@ -26,7 +27,7 @@ from comode.store.bounds import OversizedVideo, array_problem, file_limit, frame
 from comode.store.containment import UnsafeStoreEntry, check_video_id, read_problem, tree_problems
 from comode.store.fields import reading_problem
 from comode.store.index.listing import Listing, list_videos
-from comode.store.location import is_plain_local, join, local_path
+from comode.store.location import filesystem, is_plain_local, join, local_path
 from comode.store.motion import MotionWindow, accumulate, pixel_flow, residual
 from comode.store.reach import reaching
 from comode.store.rgb import decode_span
@@ -223,19 +224,28 @@ class Store:
         except KeyError:
             raise KeyError(f"no video {video_id!r} in {self.url}") from None
         url = join(self.url, layout.VIDEOS_GROUP, video_id) if self.array_reads else ""
-        folder = (
-            os.path.join(local_path(self.url), layout.VIDEOS_GROUP, video_id)
-            if is_plain_local(self.url, self.storage_options)
-            else None
-        )
+        local = is_plain_local(self.url, self.storage_options)
         return Video(
             video_id=video_id,
             group=group,
             url=url,
-            folder=folder,
+            folder=os.path.join(local_path(self.url), layout.VIDEOS_GROUP, video_id) if local else None,
+            list_objects=None if local else self._object_lister(video_id),
             extraction=self.extraction,
             rgb_limit=self._rgb_size(),
         )
+
+    def _object_lister(self, video_id: str) -> Callable[[], dict[str, int]]:
+        """For a remote store: a function that lists the objects of ``video_id``'s group,
+        {path inside the group: bytes}, in one request (fsspec's recursive ``find``)."""
+
+        def list_objects() -> dict[str, int]:
+            fs, root = filesystem(self.url, self.storage_options)
+            prefix = posixpath.join(root, layout.VIDEOS_GROUP, video_id)
+            found = fs.find(prefix, detail=True)
+            return {posixpath.relpath(path, prefix): int(info.get("size") or 0) for path, info in found.items()}
+
+        return list_objects
 
     def _rgb_size(self) -> tuple[int, int] | None:
         """(width, height) of the store's RGB stream: no decoded frame may be larger."""
@@ -280,6 +290,8 @@ class Video:
     group: zarr.Group
     url: str = ""  # the group's URL; "" = read arrays through zarr-python
     folder: str | None = None  # the group's folder in a local store: its files' sizes are checked
+    # A remote store: lists the group's objects with their sizes (checked like a local folder's files).
+    list_objects: Callable[[], dict[str, int]] | None = field(default=None, repr=False, compare=False)
     # The store's extraction settings (root attribute): the grid's cell and units.
     extraction: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     rgb_limit: tuple[int, int] | None = None  # the store's RGB size: no decoded frame is larger
@@ -356,19 +368,29 @@ class Video:
         )
 
     def _file_problem(self, name: str, array: zarr.Array | StoredArray) -> str | None:
-        """In a local store, a file of the array ``name`` larger than its chunks may take
-        (:func:`~comode.store.bounds.file_limit`): readers read a chunk's file whole."""
-        if self.folder is None:
-            return None
+        """A file (local store) or object (remote store) of the array ``name`` larger than
+        its chunks may take (:func:`~comode.store.bounds.file_limit`): readers read a
+        chunk's file or object whole, so its size is what a read allocates."""
         limit = file_limit(dtype=array.dtype, chunks=array.chunks, shards=array.shards)
-        for directory, _, files in os.walk(os.path.join(self.folder, name)):
-            for file in files:
-                path = os.path.join(directory, file)
-                size = os.lstat(path).st_size
-                if file != layout.ZARR_JSON and size > limit:
-                    relative = os.path.relpath(path, self.folder)
-                    return f"{relative} is {size} bytes, more than the {limit} its chunks may take"
+        for relative, size in self._file_sizes(name):
+            if posixpath.basename(relative) != layout.ZARR_JSON and size > limit:
+                return f"{relative} is {size} bytes, more than the {limit} its chunks may take"
         return None
+
+    def _file_sizes(self, name: str) -> Iterator[tuple[str, int]]:
+        """(path inside the group, bytes) of every file or object of the array ``name``."""
+        if self.folder is not None:
+            for directory, _, files in os.walk(os.path.join(self.folder, name)):
+                for file in files:
+                    path = os.path.join(directory, file)
+                    yield os.path.relpath(path, self.folder).replace(os.sep, "/"), os.lstat(path).st_size
+        elif self.list_objects is not None:
+            yield from ((path, size) for path, size in self._objects.items() if path.startswith(name + "/"))
+
+    @cached_property
+    def _objects(self) -> dict[str, int]:
+        """The remote group's objects and their sizes: listed once per Video."""
+        return self.list_objects()
 
     @cached_property
     def frame_types(self) -> str:

@@ -361,3 +361,63 @@ def build_corpus(root: Path) -> dict[str, Case]:
 @pytest.fixture(scope="session")
 def corpus_factory() -> Callable[[Path], dict[str, Case]]:
     return build_corpus
+
+
+# ------------------------------------------------------------------ a real S3 server on loopback
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    """A bucket on a real S3 server (moto's) on 127.0.0.1, and what a test does with it."""
+
+    endpoint: str
+    name: str = "comode-test"
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"
+        )
+
+    def upload(self, local: Path, prefix: str) -> str:
+        """Every file under the folder ``local`` as an object under ``prefix``: its s3:// URL."""
+        client = self.client()
+        for path in sorted(p for p in local.rglob("*") if p.is_file()):
+            client.upload_file(str(path), self.name, f"{prefix}/{path.relative_to(local).as_posix()}")
+        return f"s3://{self.name}/{prefix}"
+
+    def environment(self, tmp_path: Path, *, endpoint: str | None = None, credentials: bool = True) -> dict[str, str]:
+        """A user's AWS environment: the endpoint (this server's unless given), keys or none, a
+        HOME without ~/.aws.  One attempt per request and no instance-metadata lookup, so that
+        a command that cannot reach the server fails at once."""
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+        env.update(
+            HOME=str(tmp_path / "home"),
+            AWS_ENDPOINT_URL=endpoint or self.endpoint,
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_MAX_ATTEMPTS="1",
+            AWS_EC2_METADATA_DISABLED="true",
+        )
+        if credentials:
+            env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+        return env
+
+
+@pytest.fixture(scope="module")
+def s3_bucket():
+    """An empty bucket on a real S3 server (moto's) on loopback, for the module's tests."""
+    pytest.importorskip("moto.server", reason="needs moto[server] (the test extra)")
+    pytest.importorskip("s3fs", reason="needs s3fs (the s3 extra)")
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    bucket = S3Bucket(endpoint=f"http://{host}:{port}")
+    bucket.client().create_bucket(Bucket=bucket.name)
+    yield bucket
+    server.stop()

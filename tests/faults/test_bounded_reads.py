@@ -202,7 +202,7 @@ LARGER_FRAMES = "frames-640x480"  # a valid MPEG-2 stream of 640x480 frames in t
 
 def _expected(video: str, reason: str, read_path: str) -> tuple[str, str]:
     """(the start of ``store validate``'s line, of the readers' failure) for ``video``."""
-    if video == "gzip-8GiB":  # its 8 MiB file is refused first, on either path
+    if video == "gzip-8GiB":  # its 8 MiB file (or object, through fsspec) is refused first, on either path
         return f"videos/{video}: rgb_stream/c/0 is ", f"OversizedVideo: video '{video}': rgb_stream/c/0 is "
     if video in CHUNK_BYTES:
         # tensorstore stops at the chunk's size with an error of its own
@@ -324,8 +324,38 @@ def test_compressed_bytes_that_lie_are_refused_at_the_chunks_size_through_fsspec
     assert read.returncode == 0, read.stderr[-3000:]
     failures = json.loads(read.stdout)
     assert sorted(failures) == videos  # the good video reads
-    for video in videos:
-        assert failures[video].startswith(f"OversizedVideo: {reasons[video]}"), failures[video]
+    for video in videos:  # fsspec reads through zarr-python
+        assert failures[video].startswith(_expected(video, reasons[video], "zarr-python")[1]), failures[video]
+
+
+def test_an_object_larger_than_its_chunks_on_s3_is_named_before_it_is_read(two_video_store, s3_bucket, tmp_path):
+    """The remote twin of the sparse 8 GiB chunk file: readers fetch a chunk's object whole,
+    so a server holding a larger object than the chunk can take would have the reader take
+    that memory.  Here the stream's object is 2 MiB for a ~19 KB chunk (what a test server
+    holds easily; the rule is the same for 8 GiB): `store validate --data` names it, from one
+    listing of the video's objects, under the memory limit, and the other video passes."""
+    local = two_video_store[1]
+    url = s3_bucket.upload(local, "oversized.zarr")
+    stream = zarr.open_array(str(local / "videos" / VIDEO / "rgb_stream"), mode="r")
+    limit = file_limit(dtype=stream.dtype, chunks=stream.chunks, shards=stream.shards)
+    size = 2 * 2**20
+    s3_bucket.client().put_object(
+        Bucket=s3_bucket.name, Key=f"oversized.zarr/videos/{VIDEO}/rgb_stream/c/0", Body=os.urandom(size)
+    )
+    validate = subprocess.run(
+        [sys.executable, "-c", CLI, "store", "validate", "--data", "--no-progress", url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=s3_bucket.environment(tmp_path),
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT)),
+    )
+    assert validate.returncode == 1, validate.stdout + validate.stderr[-3000:]
+    assert "Traceback" not in validate.stderr, validate.stderr[-3000:]
+    found = [line for line in validate.stderr.splitlines() if line.startswith("invalid")]
+    assert found == [
+        f"invalid videos/{VIDEO}: rgb_stream/c/0 is {size} bytes, more than the {limit} its chunks may take"
+    ], validate.stderr[-3000:]
 
 
 def test_the_good_store_reads_in_the_same_bounds(two_video_store):

@@ -11,7 +11,6 @@ minutes (tensorstore's own retries) ended by "data unreadable (a chunk fails its
 
 from __future__ import annotations
 
-import os
 import select
 import socket
 import subprocess
@@ -25,33 +24,7 @@ from tests.commands import comode_command, extract_folder_args
 pytest.importorskip("moto.server", reason="needs moto[server] (the test extra)")
 pytest.importorskip("s3fs", reason="needs s3fs (the s3 extra)")
 
-BUCKET = "comode-test"
-STORE = f"s3://{BUCKET}/x.zarr"
-
-
-def _client(endpoint: str):
-    import boto3
-
-    return boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"
-    )
-
-
-@pytest.fixture(scope="module")
-def endpoint():
-    """The URL of a real S3 server on loopback holding an empty bucket."""
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    _client(url).create_bucket(Bucket=BUCKET)
-    yield url
-    server.stop()
+STORE = "s3://comode-test/x.zarr"  # the s3_bucket fixture's bucket
 
 
 def _closed_port() -> int:
@@ -59,22 +32,6 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _environment(tmp_path, endpoint: str, *, credentials: bool) -> dict[str, str]:
-    """A user's AWS environment: the endpoint, keys or none, a HOME without ~/.aws.  One
-    attempt per request and no instance-metadata lookup, so that each command fails at once."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    env.update(
-        HOME=str(tmp_path / "home"),
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_MAX_ATTEMPTS="1",
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    if credentials:
-        env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-    return env
 
 
 def _commands(tmp_path, tiny_folder_factory) -> list[list[str]]:
@@ -92,17 +49,17 @@ def _one_line_error(command: list[str], env: dict[str, str], cwd) -> str:
     return errors[0]
 
 
-def test_missing_credentials_are_named_in_one_line(tmp_path, endpoint, tiny_folder_factory):
-    env = _environment(tmp_path, endpoint, credentials=False)
+def test_missing_credentials_are_named_in_one_line(tmp_path, s3_bucket, tiny_folder_factory):
+    env = s3_bucket.environment(tmp_path, credentials=False)
     for command in _commands(tmp_path, tiny_folder_factory):
         error = _one_line_error(command, env, tmp_path)
         assert error.startswith(f"error: {STORE}: no S3 credentials found"), error
         assert "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in error
 
 
-def test_an_unreachable_endpoint_is_named_in_one_line_not_no_zarr_group(tmp_path, tiny_folder_factory):
+def test_an_unreachable_endpoint_is_named_in_one_line_not_no_zarr_group(tmp_path, s3_bucket, tiny_folder_factory):
     closed = f"http://127.0.0.1:{_closed_port()}"
-    env = _environment(tmp_path, closed, credentials=True)
+    env = s3_bucket.environment(tmp_path, endpoint=closed)
     for command in _commands(tmp_path, tiny_folder_factory):
         error = _one_line_error(command, env, tmp_path)
         assert error.startswith(f"error: {STORE}: cannot reach the S3 endpoint {closed} (ConnectionRefusedError"), error
@@ -115,12 +72,9 @@ SECOND = "right__video00.mkv"  # two_video_store's second video: the first is re
 
 
 @pytest.fixture(scope="module")
-def remote_store(endpoint, two_video_store) -> str:
+def remote_store(s3_bucket, two_video_store) -> str:
     """two_video_store's store copied onto the S3 server."""
-    url, client, local = f"s3://{BUCKET}/lost.zarr", _client(endpoint), two_video_store[1]
-    for path in sorted(p for p in local.rglob("*") if p.is_file()):
-        client.upload_file(str(path), BUCKET, f"lost.zarr/{path.relative_to(local).as_posix()}")
-    return url
+    return s3_bucket.upload(two_video_store[1], "lost.zarr")
 
 
 class _CuttingProxy:
@@ -184,12 +138,12 @@ class _CuttingProxy:
     ids=["validate-data-chunk", "validate-array-metadata", "info-index"],
 )
 def test_a_connection_lost_after_the_opening_is_named_in_one_line(
-    tmp_path, endpoint, remote_store, command, marker, reading
+    tmp_path, s3_bucket, remote_store, command, marker, reading
 ):
-    proxy = _CuttingProxy(endpoint, marker)
+    proxy = _CuttingProxy(s3_bucket.endpoint, marker)
     try:
         error = _one_line_error(
-            comode_command(*command, remote_store), _environment(tmp_path, proxy.url, credentials=True), tmp_path
+            comode_command(*command, remote_store), s3_bucket.environment(tmp_path, endpoint=proxy.url), tmp_path
         )
     finally:
         proxy.close()
