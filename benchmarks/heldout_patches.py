@@ -305,22 +305,25 @@ def main() -> None:
     pretrained, pretext = {}, {}
     for seed in pretrain_seeds:
         run_dir = args.out / f"run-seed{seed}"
-        if not (run_dir / "last.pt").exists():  # resumable: a finished run is not retrained
-            run(
-                [
-                    str(bin_dir / "train"),
-                    "pretrain",
-                    "--store",
-                    str(store),
-                    "--config",
-                    args.config,
-                    "--out",
-                    str(run_dir),
-                    "--no-progress",
-                    *args.overrides,
-                    f"seed={seed}",
-                ]
-            )
+        # Resumable: a run with a last.pt goes on from it (--resume: an interrupted run
+        # finishes its steps, a finished one returns at once), never evaluated half-trained.
+        resume = ["--resume"] if (run_dir / "last.pt").exists() else []
+        run(
+            [
+                str(bin_dir / "train"),
+                "pretrain",
+                "--store",
+                str(store),
+                "--config",
+                args.config,
+                "--out",
+                str(run_dir),
+                *resume,
+                "--no-progress",
+                *args.overrides,
+                f"seed={seed}",
+            ]
+        )
         pretrained[seed] = evaluate(
             bin_dir, store, args.out / f"eval-seed{seed}", ["--checkpoint", str(run_dir / "last.pt")]
         )
