@@ -165,9 +165,19 @@ def _compare(question: str, better: Mapping[str, Any], worse: Mapping[str, Any],
     (mean_a, std_a), (mean_b, std_b) = better[metric], worse[metric]
     if not (math.isfinite(mean_a) and math.isfinite(mean_b)):
         return None
-    error = math.sqrt(std_a**2 / better["seeds"] + std_b**2 / worse["seeds"])
+    seeds_a, seeds_b = better["seeds"], worse["seeds"]
     difference = mean_a - mean_b
+    if seeds_a < 2 and seeds_b < 2:  # no spread known on either side: nothing to weigh it against
+        return Decision(
+            question, metric, better["variant"], worse["variant"], difference, math.nan, "not decided (1 seed each)"
+        )
+    # One seed has no spread of its own (its std reads 0): take the other side's, rather
+    # than let the one run count as exact.
+    std_a, std_b = (std_b if seeds_a < 2 else std_a), (std_a if seeds_b < 2 else std_b)
+    error = math.sqrt(std_a**2 / seeds_a + std_b**2 / seeds_b)
     verdict = "yes" if difference > 2 * error else "no, reversed" if difference < -2 * error else "not decided"
+    if min(seeds_a, seeds_b) < 2:
+        verdict += " (1 seed: the other side's spread)"
     return Decision(question, metric, better["variant"], worse["variant"], difference, error, verdict)
 
 
@@ -198,6 +208,8 @@ def format_decisions(decisions: Sequence[Decision]) -> str:
     lines = ["| question | metric | difference | 2 SE | verdict |", "|---|---|---|---|---|"]
     for d in decisions:
         lines.append(
-            f"| {d.question} | {d.metric} | {100 * d.difference:+.1f} | {200 * d.standard_error:.1f} | {d.verdict} |"
+            f"| {d.question} | {d.metric} | {100 * d.difference:+.1f} | "
+            + (f"{200 * d.standard_error:.1f}" if math.isfinite(d.standard_error) else "-")
+            + f" | {d.verdict} |"
         )
     return "\n".join(lines)

@@ -71,3 +71,18 @@ def test_decisions_follow_the_two_standard_error_rule():
     assert "| pretraining beats random init on motion | R@1 motion | +20.0 | 4.9 | yes |" in format_decisions(
         decide(rows)
     )
+
+
+def test_a_single_seed_is_not_taken_as_exact():
+    # `make demo`: one pretraining seed against 3 random-init seeds.  The one run's std reads
+    # 0; the rule takes the floor's spread for it instead of none.
+    floor = {"variant": "random init", "seeds": 3, "R@1 motion": (0.20, 0.06)}
+    one = {"variant": "context + motion", "seeds": 1, "R@1 motion": (0.30, 0.0)}
+    (decision,) = decide([floor, one])
+    # 2 SE = 2 x sqrt(0.06^2 / 1 + 0.06^2 / 3) = 13.9 points > +10: not decided (with the
+    # single run counted exact, 2 SE would be 6.9 and the verdict "yes").
+    assert decision.standard_error == pytest.approx(((0.06**2) + 0.06**2 / 3) ** 0.5)
+    assert decision.verdict == "not decided (1 seed: the other side's spread)"
+    (both_single,) = decide([{**floor, "seeds": 1, "R@1 motion": (0.20, 0.0)}, one])
+    assert both_single.verdict == "not decided (1 seed each)"
+    assert "| +10.0 | - | not decided (1 seed each) |" in format_decisions([both_single])
