@@ -227,11 +227,11 @@ def _run(
         else None
     )
 
-    def save(step: int, *, stopping: bool = False) -> None:
+    def save(step: int, *, stopping: bool) -> None:
         names = _checkpoint_names(
             step, steps_per_epoch=steps_per_epoch, last_step=last_step, total_steps=total_steps, config=config
         )
-        if stopping and LAST_CHECKPOINT not in names:
+        if stopping and LAST_CHECKPOINT not in names:  # a stop keeps the step it stopped at
             names.insert(0, LAST_CHECKPOINT)
         if names:
             state = _training_state(trainer, step=step, steps_per_epoch=steps_per_epoch, num_classes=data.num_classes)
@@ -250,7 +250,8 @@ def _run(
     run_loader = RunLoader.for_run(data, config=config, context=context)
     try:
         with progress, StopRequest() as stop:
-            while step < last_step and stop.signal_number is None:
+            stopping = False  # set only from stop.agreed, so every rank leaves at the same step
+            while step < last_step and not stopping:
                 epoch, position = divmod(step, steps_per_epoch)
                 for raw_batch in run_loader.epoch(epoch, start=position):
                     values = trainer.step(raw_batch, step=step)
@@ -268,20 +269,20 @@ def _run(
                             f"loss is {values['loss']} at step {step}; stopping. {out_dir / LAST_CHECKPOINT} "
                             "holds the last good state (lower optim.lr_per_sample or check the data)"
                         )
+                    stopping = stop.agreed(context.device) and step < last_step  # every rank asks
                     if context.is_main:
                         metrics.write(final)
                         progress.set(step, note=_progress_note(values, average_rate))
                         for watch in watches:
                             for message in watch.update(step, values):
                                 logger.warning(message)
-                        save(step)
-                    if stop.agreed(context.device):
-                        if context.is_main and step < last_step:
-                            save(step, stopping=True)
+                        save(step, stopping=stopping)
+                        if stopping:
                             logger.warning(
                                 f"stopped by {stop.name} after step {step} of {last_step}: {out_dir / LAST_CHECKPOINT} "
                                 "holds this step; continue with --resume"
                             )
+                    if stopping:
                         break
                     if step >= last_step:
                         break
@@ -302,7 +303,7 @@ def _run(
         seconds=throughput.elapsed_s,
         clips_per_s=steps_this_run * config.data.batch_size / max(throughput.elapsed_s, 1e-9),
         skipped_videos=data.dataset.skipped,
-        stop_signal=stop.signal_number if step < last_step else None,
+        stop_signal=stop.signal_number if stopping else None,
     )
 
 
