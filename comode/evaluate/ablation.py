@@ -217,7 +217,7 @@ def run_ablation(
         on_cell: called after each finished cell (progress reporting).
     """
     from comode.evaluate.linear import run_linear
-    from comode.evaluate.options import FeatureOptions
+    from comode.evaluate.options import FeatureOptions, fill_feature_caches
     from comode.evaluate.retrieval import run_retrieval
     from comode.evaluate.source import ClipGeometry
     from comode.train.config import load_config
@@ -231,10 +231,34 @@ def run_ablation(
     if unknown:
         raise ValueError(f"unknown ablation variants {unknown}; known: {list(known)}")
     label_sets = _label_sets(store_url)
+
+    def feature_options(name: str, seed: int, run_dir: Path) -> FeatureOptions:
+        # Both evaluations of a cell read one feature cache: the network runs once per seed.
+        return FeatureOptions(
+            backbone=rgb_backbone(base.model.backbone) if name == RANDOM_RGB_INIT else base.model.backbone,
+            width_multiplier=base.model.width_multiplier,
+            seed=int(seed),
+            geometry=ClipGeometry.of_config(base.data),
+            cache_dir=run_dir / "features",
+            workers=workers,
+        )
+
+    def seeds_of(name: str) -> Sequence[int]:
+        return floor_seeds if name in (RANDOM_INIT, RANDOM_RGB_INIT) and floor_seeds is not None else seeds
+
+    # The random-init floors need no training: their features come from one pass over the
+    # videos (each batch decoded once, shown to every floor network) before the first cell.
+    floors = [
+        ("random", feature_options(name, seed, out_dir / f"{_slug(name)}_seed{seed}"))
+        for name in names
+        if known[name] is None
+        for seed in seeds_of(name)
+    ]
+    if floors:
+        fill_feature_caches(store_url, floors, split=split)
     cells: list[AblationCell] = []
     for name in names:
-        random_floor = name in (RANDOM_INIT, RANDOM_RGB_INIT)
-        for seed in floor_seeds if random_floor and floor_seeds is not None else seeds:
+        for seed in seeds_of(name):
             cell = AblationCell(variant=name, seed=int(seed))
             overrides = known[name]
             run_dir = out_dir / f"{_slug(name)}_seed{seed}"
@@ -253,16 +277,7 @@ def run_ablation(
                 for key, value in pretext_metrics(run_dir / "metrics.jsonl").items():
                     setattr(cell, key, value)
             cell.run_dir = str(run_dir)
-            # Both evaluations read one feature cache: the network runs once per seed.
-            features = FeatureOptions(
-                backbone=rgb_backbone(base.model.backbone) if name == RANDOM_RGB_INIT else base.model.backbone,
-                width_multiplier=base.model.width_multiplier,
-                seed=int(seed),
-                geometry=ClipGeometry.of_config(base.data),
-                cache_dir=run_dir / "features",
-                workers=workers,
-            )
-            common = dict(split=split, features=features)
+            common = dict(split=split, features=feature_options(name, seed, run_dir))
             for label_set in label_sets:
                 name_of_set = label_set or "label"
                 retrieval = run_retrieval(

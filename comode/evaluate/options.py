@@ -5,27 +5,36 @@ Retrieval, the linear probe and the ablation's cells all score the same features
 :class:`FeatureOptions` carries the choices beyond the checkpoint (which network a random
 init builds, the clip side, the cache, batches, device), and :func:`split_features` turns a
 checkpoint and those choices into :class:`SplitFeatures`, with what the reports say about them.
+:func:`fill_feature_caches` computes several networks' features ahead, in one pass.
 
 Shape alphabet: N videos, C channels.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from comode.evaluate.features import FeatureSet, Inference, cached_features, store_identity
+from comode.evaluate.features import (
+    FeatureJob,
+    FeatureSet,
+    Inference,
+    cached_features,
+    cached_features_of_many,
+    store_identity,
+)
 from comode.evaluate.pathway_view import backbone_pathways, pathway_view
 from comode.evaluate.source import ClipGeometry, ModelSource
 from comode.store import Store, open_store
 from comode.train.frames import WindowSpec
 
-__all__ = ["FeatureOptions", "SplitFeatures", "split_features", "relabel"]
+__all__ = ["FeatureOptions", "SplitFeatures", "split_features", "relabel", "fill_feature_caches"]
 
 
 @dataclass(frozen=True)
@@ -204,3 +213,33 @@ def split_features(
         counts=counts,
         failed=failed,
     )
+
+
+def fill_feature_caches(
+    store_url: str, checkpoints_and_options: Sequence[tuple[str | Path | None, FeatureOptions]], *, split: str
+) -> None:
+    """Fill the feature caches of several networks in one pass over the videos of ``split``.
+
+    Every ``(checkpoint, options)`` pair is what a later :func:`split_features` call will
+    ask for; it then reads the features from ``options.cache_dir`` (which must be set).
+    Networks that share a clip protocol are run on each decoded batch in turn
+    (:func:`comode.evaluate.features.cached_features_of_many`), so `evaluate ablation`
+    decodes the store once for its six random-init floors instead of six times.
+    """
+    from comode.progress import Progress
+
+    if any(options.cache_dir is None for _, options in checkpoints_and_options):
+        raise ValueError("fill_feature_caches needs a cache_dir in every FeatureOptions")
+    store = open_store(store_url).snapshot()
+    train_ids, test_ids = store.split(split)
+    groups: dict[str, tuple[Inference, list[FeatureJob], bool]] = {}
+    for checkpoint, options in checkpoints_and_options:
+        source = options.source(checkpoint)
+        inference = options.inference(source.geometry)
+        protocol = json.dumps([asdict(inference.window), inference.size, str(inference.device)])
+        _, jobs, show = groups.setdefault(protocol, (inference, [], options.show_progress))
+        jobs.append(FeatureJob(factory=source.build, model=source.describe(), cache_dir=Path(str(options.cache_dir))))
+    for inference, jobs, show in groups.values():
+        with Progress("features", total=len(train_ids) + len(test_ids), enabled=show) as bar:
+            for ids in (train_ids, test_ids):
+                cached_features_of_many(jobs, store=store, video_ids=ids, inference=inference, on_videos=bar.advance)

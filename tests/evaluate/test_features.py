@@ -1,5 +1,8 @@
 """Video features on a real (synthetic) store: the documented clips, every video counted, the cache."""
 
+import dataclasses
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -10,10 +13,11 @@ from comode.evaluate.features import (
     Inference,
     cached_features,
     extract_features,
+    extract_features_of_many,
     pooled_features,
     prepare_clips,
 )
-from comode.evaluate.options import FeatureOptions, split_features
+from comode.evaluate.options import FeatureOptions, fill_feature_caches, split_features
 from comode.evaluate.source import ModelSource
 from comode.store import open_store
 from comode.store.reader import Video
@@ -99,6 +103,47 @@ def test_cache_is_keyed_by_model_and_reused(eval_store, tiny_checkpoint, tmp_pat
     other, other_cached = cached_features(random.build, model=random.describe(), **kwargs)
     assert not other_cached and not np.allclose(other.features, first.features)
     assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_several_networks_in_one_pass_get_the_features_each_gets_alone(eval_store, tiny_checkpoint, monkeypatch):
+    ids = open_store(eval_store).video_ids()[:4]
+    networks = [
+        ModelSource.parse(tiny_checkpoint).build(),
+        ModelSource.parse("random", backbone="r3d_18", width_multiplier=0.125, seed=2).build(),
+    ]
+    alone = [extract_features(net, eval_store, ids, CPU_64) for net in networks]
+    decoded = []
+    original = VideoClips.__getitem__
+    monkeypatch.setattr(VideoClips, "__getitem__", lambda self, i: decoded.append(i) or original(self, i))
+    together = extract_features_of_many(networks, eval_store, ids, CPU_64)
+    assert sorted(decoded) == list(range(len(ids)))  # every video decoded once for both networks
+    for one, many in zip(alone, together):
+        assert many.video_ids == one.video_ids and not many.failed
+        np.testing.assert_array_equal(many.labels, one.labels)
+        np.testing.assert_array_equal(many.features, one.features)
+    assert not np.allclose(together[0].features[:, :8], together[1].features[:, :8])
+
+
+def test_filled_caches_are_what_each_evaluation_reads(eval_store, tmp_path):
+    def options(seed, backbone, cache):
+        return FeatureOptions(
+            backbone=backbone, width_multiplier=0.125, seed=seed, device="cpu", size=64, cache_dir=tmp_path / cache
+        )
+
+    floors = [options(0, "r3d_18", "a"), options(1, "r3d_18", "b"), options(0, "r21d_18", "c")]
+    fill_feature_caches(eval_store, [("random", o) for o in floors], split="1")
+    assert all(len(list((tmp_path / c).glob("*.npz"))) == 2 for c in "abc")  # train and test of each
+    for floor in floors:
+        from_cache = split_features(eval_store, "random", floor, split="1", out_dir=tmp_path)
+        fresh = split_features(
+            eval_store, "random", dataclasses.replace(floor, cache_dir=tmp_path / "fresh"), split="1", out_dir=tmp_path
+        )
+        assert from_cache.counts["features_from_cache"] == 1 and fresh.counts["features_from_cache"] == 0
+        np.testing.assert_array_equal(from_cache.train.features, fresh.train.features)
+        np.testing.assert_array_equal(from_cache.test.features, fresh.test.features)
+        shutil.rmtree(tmp_path / "fresh")
+    with pytest.raises(ValueError, match="cache_dir"):
+        fill_feature_caches(eval_store, [("random", dataclasses.replace(floors[0], cache_dir=None))], split="1")
 
 
 def test_split_features_counts(eval_store, tiny_checkpoint, tmp_path, feature_cache):
