@@ -317,12 +317,10 @@ def cached_features_of_many(
 ) -> list[tuple[FeatureSet, bool]]:
     """(features, came_from_cache) of every job; the networks missing from their caches are
     run together, in one pass over the videos (:func:`extract_features_of_many`)."""
+    key = {"store": store, "video_ids": video_ids, "window": inference.window, "size": inference.size}
     paths = [
-        job.cache_dir / f"{key}.npz" if job.cache_dir is not None else None
+        job.cache_dir / f"{feature_key(model=job.model, **key)}.npz" if job.cache_dir is not None else None
         for job in jobs
-        for key in [
-            feature_key(model=job.model, store=store, video_ids=video_ids, window=inference.window, size=inference.size)
-        ]
     ]
     results: list[tuple[FeatureSet, bool] | None] = []
     for path in paths:

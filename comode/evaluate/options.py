@@ -238,7 +238,7 @@ def fill_feature_caches(
         inference = options.inference(source.geometry)
         protocol = json.dumps([asdict(inference.window), inference.size, str(inference.device)])
         _, jobs, show = groups.setdefault(protocol, (inference, [], options.show_progress))
-        jobs.append(FeatureJob(factory=source.build, model=source.describe(), cache_dir=Path(str(options.cache_dir))))
+        jobs.append(FeatureJob(factory=source.build, model=source.describe(), cache_dir=Path(options.cache_dir)))
     for inference, jobs, show in groups.values():
         with Progress("features", total=len(train_ids) + len(test_ids), enabled=show) as bar:
             for ids in (train_ids, test_ids):
