@@ -48,6 +48,7 @@ def _feature_options(
     device: Optional[str],
     progress: bool,
     feature: str = "both",
+    clips: int = 10,
 ):
     """The FeatureOptions of retrieval and the linear probe from their shared command-line options.
 
@@ -78,6 +79,7 @@ def _feature_options(
         device=device,
         show_progress=progress,
         feature=feature,
+        clips=clips,
     )
 
 
@@ -162,7 +164,13 @@ _RANDOM_CONFIG_OPTION = typer.Option(
 _CLIP_SIZE_OPTION = typer.Option(
     None, help="Clip side after the centre crop (default: the training clip's; 112 for a random init without --config)."
 )
-_BATCH_VIDEOS_OPTION = typer.Option(8, help="Videos per forward pass (x10 clips).")
+_BATCH_VIDEOS_OPTION = typer.Option(8, help="Videos per forward pass (x --clips clips).")
+_CLIPS_OPTION = typer.Option(
+    10,
+    min=1,
+    help="Test clips per video, spread evenly over it; its feature is their mean (the paper's protocol: 10; "
+    "fewer is proportionally faster).",
+)
 _EVAL_WORKERS_OPTION = typer.Option(2, help="DataLoader processes decoding clips (0: in this process).")
 _DEVICE_OPTION = typer.Option(None, help="cuda / cpu (default: cuda when present).")
 _FEATURE_OPTION = typer.Option(
@@ -202,6 +210,7 @@ def evaluate_retrieval(
     config: Optional[Path] = _RANDOM_CONFIG_OPTION,
     cache_dir: Optional[Path] = typer.Option(None, help="Feature cache (default: <out>/features)."),
     size: Optional[int] = _CLIP_SIZE_OPTION,
+    clips: int = _CLIPS_OPTION,
     batch_videos: int = _BATCH_VIDEOS_OPTION,
     workers: int = _EVAL_WORKERS_OPTION,
     device: Optional[str] = _DEVICE_OPTION,
@@ -209,12 +218,23 @@ def evaluate_retrieval(
     feature: str = _FEATURE_OPTION,
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    """Video retrieval: test videos query train videos by cosine similarity of 10-clip features; R@1/5/10/20."""
+    """Video retrieval: test videos query train videos by cosine similarity of their features (mean over --clips test clips, 10 by default); R@1/5/10/20."""
     from comode.evaluate.retrieval import run_retrieval
     from comode.train.checkpoint import CheckpointError
 
     features = _feature_options(
-        config, backbone, width_multiplier, seed, size, cache_dir, batch_videos, workers, device, progress, feature
+        config,
+        backbone,
+        width_multiplier,
+        seed,
+        size,
+        cache_dir,
+        batch_videos,
+        workers,
+        device,
+        progress,
+        feature,
+        clips=clips,
     )
     out_dir = _features_out(out, checkpoint, store, features, label_set)
     with user_errors(CheckpointError, ValueError, KeyError), logs.to_file(out_dir / EVALUATE_LOG):
@@ -258,19 +278,31 @@ def evaluate_linear(
         None, help="Feature cache (default: <out>/features, shared with retrieval)."
     ),
     size: Optional[int] = _CLIP_SIZE_OPTION,
+    clips: int = _CLIPS_OPTION,
     batch_videos: int = _BATCH_VIDEOS_OPTION,
     workers: int = _EVAL_WORKERS_OPTION,
     device: Optional[str] = _DEVICE_OPTION,
     feature: str = _FEATURE_OPTION,
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    """Linear probe: logistic regression on frozen 10-clip features; test top-1/top-5."""
+    """Linear probe: logistic regression on frozen features (mean over --clips test clips, 10 by default); test top-1/top-5."""
     from comode.evaluate.linear import LinearProbeSpec, run_linear
     from comode.train.checkpoint import CheckpointError
 
     spec = LinearProbeSpec(l2=l2)
     features = _feature_options(
-        config, backbone, width_multiplier, seed, size, cache_dir, batch_videos, workers, device, progress, feature
+        config,
+        backbone,
+        width_multiplier,
+        seed,
+        size,
+        cache_dir,
+        batch_videos,
+        workers,
+        device,
+        progress,
+        feature,
+        clips=clips,
     )
     out_dir = _features_out(out, checkpoint, store, features, label_set)
     with user_errors(CheckpointError, ValueError, KeyError), logs.to_file(out_dir / EVALUATE_LOG):
@@ -408,6 +440,7 @@ def evaluate_ablation(
     ),
     split: str = typer.Option("1", help="Store split: pretrain on its train videos, retrieve its test videos."),
     workers: int = typer.Option(2, help="DataLoader processes of the retrieval feature extraction."),
+    clips: int = _CLIPS_OPTION,
     progress: bool = typer.Option(True, help="Show progress bars of the pretraining runs."),
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP + " Applied to every variant."),
 ) -> None:
@@ -455,6 +488,7 @@ def evaluate_ablation(
             variants=names,
             split=split,
             workers=workers,
+            clips=clips,
             show_progress=progress,
             on_cell=report,
         )

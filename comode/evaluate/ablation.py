@@ -200,6 +200,7 @@ def run_ablation(
     variants: Sequence[str] | None = None,
     split: str = "1",
     workers: int = 0,
+    clips: int = 10,
     show_progress: bool = False,
     on_cell: Callable[[AblationCell], None] | None = None,
 ) -> list[AblationCell]:
@@ -214,6 +215,7 @@ def run_ablation(
             feature extraction per seed, so the demo gives it more seeds than it trains.
         variants: names from :func:`variants_for` the base config (default: all).
         workers: DataLoader processes of the retrieval feature extraction.
+        clips: test clips per video of every evaluation (the paper's protocol: 10).
         on_cell: called after each finished cell (progress reporting).
     """
     from comode.evaluate.linear import run_linear
@@ -241,6 +243,7 @@ def run_ablation(
             geometry=ClipGeometry.of_config(base.data),
             cache_dir=run_dir / "features",
             workers=workers,
+            clips=clips,
         )
 
     def seeds_of(name: str) -> Sequence[int]:
@@ -315,6 +318,7 @@ def run_ablation(
                 seeds=seeds,
                 floor_seeds=floor_seeds if floor_seeds is not None else seeds,
                 store_url=store_url,
+                clips_per_video=clips,
             )
             if on_cell is not None:
                 on_cell(cell)

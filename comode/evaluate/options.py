@@ -49,6 +49,9 @@ class FeatureOptions:
     geometry: ClipGeometry | None = None
     # Clip side (None: the side the model was trained on).
     size: int | None = None
+    # Test clips per video, spread evenly over it (the paper's protocol: 10).  Fewer is
+    # proportionally faster, for quick looks at large sets; reports record the number.
+    clips: int = WindowSpec.clips
     # Feature cache (None: <out_dir>/features).
     cache_dir: str | Path | None = None
     # As in Inference; device as a string ("cpu", "cuda", "cuda:1"; None: CUDA when present).
@@ -73,7 +76,7 @@ class FeatureOptions:
     def inference(self, geometry: ClipGeometry) -> Inference:
         """How to run a network trained on ``geometry``: its clip, unless ``size`` says otherwise."""
         return Inference(
-            window=WindowSpec(frames=geometry.frames, stride=geometry.stride),
+            window=WindowSpec(clips=self.clips, frames=geometry.frames, stride=geometry.stride),
             size=geometry.size if self.size is None else self.size,
             device=torch.device(self.device) if self.device else None,
             videos_per_batch=self.videos_per_batch,
@@ -127,7 +130,7 @@ def split_features(
 
     ``checkpoint``: a training checkpoint, an exported backbone, or "random" (the network
     ``options`` describe).  The clips are the ones the network was trained on (frames,
-    stride, side; ``options.size`` changes the side), 10 per video.  ``options.cache_dir``
+    stride, side; ``options.size`` changes the side), ``options.clips`` per video.  ``options.cache_dir``
     defaults to ``out_dir/features``.  ``label_set``: evaluate against one of the store's
     extra label sets (``dataset.label_sets``, e.g. "scene" of the sample set) instead of the
     primary labels; the features (and their cache) are the same.  Videos without a label

@@ -64,6 +64,8 @@ def test_bad_usage_exits_2(eval_store, tiny_checkpoint, tmp_path):
     assert store.returncode == 2 and "no Zarr group" in store.stderr
     config = run(*evaluation("finetune", eval_store, tiny_checkpoint, tmp_path, "epoch=3"))
     assert config.returncode == 2 and "unknown config key" in config.stderr
+    clips = run(*evaluation("retrieval", eval_store, "random", tmp_path, "--clips", "0"))
+    assert clips.returncode == 2 and "--clips" in clips.stderr and "Traceback" not in clips.stderr
     compare = run("evaluate", "compare", tmp_path / "nothing.json")
     assert compare.returncode == 2 and "no report" in compare.stderr
 
@@ -127,7 +129,7 @@ def test_the_feature_options_reach_the_evaluation(eval_store, tmp_path):
     """The shared options of retrieval and the linear probe that change what is evaluated reach
     the report: a random init from --config (backbone, width, training clip) with --seed,
     explicit --backbone, --width-multiplier and --size over it, the cache in --cache-dir, the
-    label set.  How the features are computed (--batch-videos, --workers, --device) leaves no
+    label set, --clips.  How the features are computed (--batch-videos, --workers, --device) leaves no
     trace in a report: those are checked on the FeatureOptions the commands build."""
     config = "configs/pretrain/demo_cpu.yaml"  # r3d_26_slowrgbdiff x0.125, 16 frames at stride 2, 64 px
     cache = tmp_path / "cache"
@@ -143,7 +145,8 @@ def test_the_feature_options_reach_the_evaluation(eval_store, tmp_path):
         and report["settings"]["label_set"] == "texture"
     )
     assert not cache.exists() and list((tmp_path / "l" / "features").glob("*.npz"))  # default cache: <out>/features
-    explicit = "--backbone r3d_18 --width-multiplier 0.25 --size 48 --picture 0".split()
+    assert report["settings"]["clips_per_video"] == 10  # the paper's protocol by default
+    explicit = "--backbone r3d_18 --width-multiplier 0.25 --size 48 --picture 0 --clips 3".split()
     retrieval = run(
         *evaluation("retrieval", eval_store, "random", tmp_path / "r", *explicit, "--cache-dir", cache, *common)
     )
@@ -151,6 +154,14 @@ def test_the_feature_options_reach_the_evaluation(eval_store, tmp_path):
     report = json.loads((tmp_path / "r" / "retrieval.json").read_text())
     assert _model_and_clip(report) == (("r3d_18", 0.25, 0), (2, 48))  # the config's clip stride, the given side
     assert len(list(cache.glob("*.npz"))) == 2 and not (tmp_path / "r" / "features").exists()
+    assert report["settings"]["clips_per_video"] == 3
+    # The same network at 10 clips is other features: its own cache entries, not the 3-clip ones.
+    ten = run(
+        *evaluation("retrieval", eval_store, "random", tmp_path / "r10", *explicit[:-2], "--cache-dir", cache, *common)
+    )
+    assert ten.returncode == 0, ten.stderr
+    assert json.loads((tmp_path / "r10" / "retrieval.json").read_text())["counts"]["features_from_cache"] == 0
+    assert len(list(cache.glob("*.npz"))) == 4
 
     from comode.cli.evaluate import _feature_options
 
