@@ -48,7 +48,6 @@ def _feature_options(
     device: Optional[str],
     progress: bool,
     feature: str = "both",
-    clips: int = 10,
 ):
     """The FeatureOptions of retrieval and the linear probe from their shared command-line options.
 
@@ -79,7 +78,6 @@ def _feature_options(
         device=device,
         show_progress=progress,
         feature=feature,
-        clips=clips,
     )
 
 
@@ -223,19 +221,8 @@ def evaluate_retrieval(
     from comode.train.checkpoint import CheckpointError
 
     features = _feature_options(
-        config,
-        backbone,
-        width_multiplier,
-        seed,
-        size,
-        cache_dir,
-        batch_videos,
-        workers,
-        device,
-        progress,
-        feature,
-        clips=clips,
-    )
+        config, backbone, width_multiplier, seed, size, cache_dir, batch_videos, workers, device, progress, feature
+    ).with_clips(clips)
     out_dir = _features_out(out, checkpoint, store, features, label_set)
     with user_errors(CheckpointError, ValueError, KeyError), logs.to_file(out_dir / EVALUATE_LOG):
         result = run_retrieval(
@@ -291,19 +278,8 @@ def evaluate_linear(
 
     spec = LinearProbeSpec(l2=l2)
     features = _feature_options(
-        config,
-        backbone,
-        width_multiplier,
-        seed,
-        size,
-        cache_dir,
-        batch_videos,
-        workers,
-        device,
-        progress,
-        feature,
-        clips=clips,
-    )
+        config, backbone, width_multiplier, seed, size, cache_dir, batch_videos, workers, device, progress, feature
+    ).with_clips(clips)
     out_dir = _features_out(out, checkpoint, store, features, label_set)
     with user_errors(CheckpointError, ValueError, KeyError), logs.to_file(out_dir / EVALUATE_LOG):
         result = run_linear(

@@ -13,7 +13,7 @@ Shape alphabet: N videos, C channels.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -62,6 +62,10 @@ class FeatureOptions:
     # Which pathway's feature a multi-pathway network is scored on: "both" (each pathway's
     # part L2-normalised, side by side), "rgb" or "diff" (comode.evaluate.pathway_view).
     feature: str = "both"
+
+    def with_clips(self, clips: int) -> "FeatureOptions":
+        """The same choices on ``clips`` test clips per video."""
+        return replace(self, clips=clips)
 
     def source(self, checkpoint: str | Path | None) -> ModelSource:
         """The model behind ``checkpoint`` (a file, or "random" built from these options)."""
