@@ -32,9 +32,9 @@ install: $(BIN)/.installed
 # takes 10) -- retrieval, linear probe, pretext accuracies beside their blind levels -- for
 # the pretrained V-Network and for random inits (the floors: the same network, and the
 # paper's RGB R3D-26 at the same clip and width).
-# 8-10 min on an idle 2-core machine after the install (docs/performance.md); extraction and training resume
-# where they stopped (an interrupted sample generation: rm -rf $(DEMO_DATA)).  More is one
-# variable away:
+# 8-10 min on an idle 2-core machine after the install (docs/performance.md); extraction
+# and training resume where they stopped (an interrupted sample generation:
+# rm -rf $(DEMO_DATA)).  More is one variable away:
 #   make demo DEMO_SEEDS=0,1,2                    (pretraining seeds; the floor always has 3)
 #   make demo DEMO_STEPS=1000 DEMO_CLIPS=10       (the config's full run, the paper's 10 clips)
 DEMO_VIDEOS ?= 48

@@ -27,6 +27,7 @@ def test_ablation_trains_evaluates_both_label_sets_and_resumes(eval_store, tmp_p
             base_overrides=TINY,
             seeds=(0,),
             variants=("random init", "context + motion"),
+            clips=3,  # every evaluation of every cell scores 3 test clips per video
         )
 
     cells = run()
@@ -36,9 +37,14 @@ def test_ablation_trains_evaluates_both_label_sets_and_resumes(eval_store, tmp_p
         assert all(0.0 <= v <= 1.0 for v in [*cell.recall_at_1.values(), *cell.linear_top1.values()])
         # Retrieval and the linear probe share one feature cache: train + test features, once.
         assert len(list((tmp_path / cell.run_dir.rsplit("/", 1)[1] / "features").glob("*.npz"))) == 2
+        retrieval = json.loads(
+            (tmp_path / cell.run_dir.rsplit("/", 1)[1] / "retrieval_motion" / "retrieval.json").read_text()
+        )
+        assert retrieval["settings"]["clips_per_video"] == 3
     floor, method = cells
     assert math.isnan(floor.acc_context) and math.isfinite(method.acc_context) and math.isfinite(method.acc_motion)
     saved = json.loads((tmp_path / "ablation.json").read_text())
+    assert saved["settings"]["clips_per_video"] == 3
     assert [c["linear_top1"] for c in saved["cells"]] == [c.linear_top1 for c in cells]
     assert [row["variant"] for row in saved["table"]] == ["random init", "context + motion"]
     assert "linear texture" in saved["table"][1]
