@@ -113,7 +113,7 @@ bench: install
 bench-loader: demo-store
 	$(BIN)/python benchmarks/bench_loader.py --store data/demo.zarr
 
-# Writing video groups: fsync on/off, comode's encoder beside tensorstore's writer (docs/storage.md).
+# Writing video groups: fsync on/off, comode's encoder beside tensorstore's writer (docs/store.md, "Writing and durability").
 bench-writes: demo-store
 	$(BIN)/python benchmarks/bench_store_writes.py --store data/demo.zarr
 

@@ -112,8 +112,8 @@ def shared_store(work: Path, mode: Mode) -> tuple[str, int]:
 def rate(mode: Mode, store: str, work: Path, *, workers: int, from_memory: bool) -> float:
     """Clips/s of ``mode.steps`` pretraining steps (with ``workers`` DataLoader workers, or
     from batches decoded once and kept in memory)."""
+    from comode.data.training_data import open_store_data
     from comode.train.config import load_config
-    from comode.train.inputs import open_store_data
     from comode.train.loop import run_pretraining
 
     config = load_config(
@@ -127,7 +127,7 @@ def rate(mode: Mode, store: str, work: Path, *, workers: int, from_memory: bool)
             f"data.workers={0 if from_memory else workers}",
         ],
     )
-    data = open_store_data(config, store)
+    data = open_store_data(config.data, store, seed=config.seed)
     if from_memory:
         data = dataclasses.replace(data, dataset=InMemory(data.dataset, samples=2 * config.data.batch_size))
     out = work / f"run-{'memory' if from_memory else workers}"

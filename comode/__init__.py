@@ -6,7 +6,9 @@ Decoupling", CVPR 2021 (arXiv 2104.00862).  Stages: ``comode.extract`` (videos -
 ``comode.evaluate`` (retrieval, finetuning, linear probe).
 """
 
-__version__ = "0.1.0"
+from comode.version import __version__
+
+__all__ = ["__version__", "load_backbone"]
 
 
 def __getattr__(name: str):

@@ -130,7 +130,7 @@ def forward_dask_logs(client) -> None:
     """Send the records of ``client``'s workers to this process's loggers (and so to its
     console and log file): ``comode`` records at this process's level, warnings included
     (workers log Python warnings too)."""
-    from distributed.diagnostics.plugin import WorkerPlugin
+    from distributed.diagnostics.plugin import WorkerPlugin  # lazy: dask costs ~0.5 s, and only extraction uses it
 
     level = logging.getLogger("comode").getEffectiveLevel()
 

@@ -8,9 +8,11 @@ space and run the same command again: it resumes).
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 import sys
-from typing import Iterator
+from typing import Annotated, Any, Callable, Iterator
 
 import typer
 from rich.console import Console
@@ -34,6 +36,9 @@ __all__ = [
     "OVERRIDES_HELP",
     "LOG_LEVEL_OPTION",
     "OVERWRITE_OPTION",
+    "ProgressOption",
+    "option_parameter",
+    "with_options",
 ]
 
 app = typer.Typer(
@@ -75,6 +80,41 @@ OVERWRITE_OPTION = typer.Option(
     "--overwrite",
     help="Write the run into --out although it holds files comode did not write (a run there needs --resume).",
 )
+
+ProgressOption = Annotated[bool, typer.Option(help="Show a progress bar.")]
+
+
+def option_parameter(name: str, kind: Any, default: Any, help: str | None = None) -> inspect.Parameter:
+    """The parameter ``name: kind = default`` of a command, a typer option with ``help``
+    (without: ``kind`` is an ``Annotated`` option type, e.g. :data:`ProgressOption`)."""
+    annotation = kind if help is None else Annotated[kind, typer.Option(help=help)]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+
+
+def with_options(name: str, options: list[inspect.Parameter], combine: Callable[..., Any]) -> Callable:
+    """A decorator that gives a command the typer ``options`` (:func:`option_parameter`) after
+    its own; the command receives ``combine(**their values)`` as its parameter ``name``, which
+    it leaves unannotated (typer evaluates every annotation of the command).
+
+    Options that several commands share are so declared once.  Typer has no such feature;
+    this is the decorator its maintainers suggest (fastapi/typer#153): typer reads a
+    command's options from its ``__signature__``.
+    """
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [parameter for parameter in signature.parameters.values() if parameter.name != name]
+
+        @functools.wraps(command)
+        def with_combined(**values: Any) -> Any:
+            combined = combine(**{option.name: values.pop(option.name) for option in options})
+            return command(**values, **{name: combined})
+
+        with_combined.__signature__ = signature.replace(parameters=[*own, *options])
+        with_combined.__annotations__ = {p.name: p.annotation for p in with_combined.__signature__.parameters.values()}
+        return with_combined
+
+    return decorate
 
 
 def setup_logging(level: str | None) -> None:

@@ -1,9 +1,16 @@
-"""`evaluate retrieval | linear | finetune | compare | leakage | ablation` (also `comode evaluate ...`)."""
+"""`evaluate retrieval | linear | finetune | compare | leakage | ablation` (also `comode evaluate ...`).
+
+Options that several commands share are declared once below: ``Annotated`` aliases, and
+``_FEATURE_OPTIONS``, which reach retrieval and the linear probe as one FeatureOptions; their
+defaults are the evaluation code's (FeatureChoices, ModelConfig).  Where an evaluation writes
+is :mod:`comode.evaluate.options`' call.  The commands import the evaluation code in their
+bodies: it imports torch, the modules imported here do not, so `--help` starts fast.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -11,13 +18,18 @@ from comode import logs
 from comode.cli.common import (
     OVERRIDES_HELP,
     OVERWRITE_OPTION,
+    ProgressOption,
     console,
     evaluate_app,
     fail,
     int_list,
+    option_parameter,
     out_console,
     user_errors,
+    with_options,
 )
+from comode.evaluate.choices import FeatureChoices
+from comode.models.config import ModelConfig
 
 __all__ = [
     "evaluate_retrieval",
@@ -26,106 +38,100 @@ __all__ = [
     "evaluate_compare",
     "evaluate_leakage",
     "evaluate_ablation",
-    "EVALUATE_LOG",
 ]
 
-EVALUATE_LOG = "evaluate.log"  # in every evaluation's output folder, beside its report
-_CHECKPOINT_HELP = (
-    "Training checkpoint (runs/X/last.pt) or exported .safetensors; 'random' = random init "
-    "(with --backbone, --width-multiplier, --seed)."
-)
+_SPLIT = "1"  # the papers' split 1, every evaluation's default
+# Where the command line departs from the library's defaults (FeatureChoices: no worker
+# process, no progress bar): it decodes clips in 2 worker processes and shows progress.
+_WORKERS, _PROGRESS = 2, True
+_CHECKPOINT_HELP = "Training checkpoint (runs/X/last.pt) or exported .safetensors; 'random' = random init (with --backbone, --width-multiplier, --seed)."
+
+# Options of several commands (and below them, those that choose the features).
+StoreOption = Annotated[str, typer.Option(help="Labelled store (UCF101 / HMDB51 / folder) with a train/test split.")]
+CheckpointOption = Annotated[str, typer.Option(help=_CHECKPOINT_HELP)]
+EvalOutOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="Output folder (default: <checkpoint folder>/eval/<checkpoint stem>/<store name>[-<label set>]; random init: runs/random-<backbone>-x<width>-seed<seed>/eval/<store name>)."
+    ),
+]
+ProbeSplitOption = Annotated[
+    str,
+    typer.Option(
+        help="Store split: fit on its train videos, score its test videos (Kinetics: 1 scores the validation set, 'test' the test CSV)."
+    ),
+]
+ClipsOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Test clips per video, spread evenly over it; its feature is their mean (the paper's protocol: 10; fewer is proportionally faster).",
+    ),
+]
+DeviceOption = Annotated[Optional[str], typer.Option(help="cuda / cpu (default: cuda when present).")]
+
+_FEATURE_OPTIONS = [  # of retrieval and the linear probe, in --help order
+    option_parameter(
+        "backbone",
+        Optional[str],
+        None,
+        f"Backbone of a random init (default: --config's, else {ModelConfig.backbone}; ignored for a checkpoint).",
+    ),
+    option_parameter(
+        "width_multiplier",
+        Optional[float],
+        None,
+        f"Width of a random init (default: --config's, else {ModelConfig.width_multiplier}; ignored for a checkpoint).",
+    ),
+    option_parameter("seed", int, FeatureChoices.seed, "Seed of a random init."),
+    option_parameter(
+        "config",
+        Optional[Path],
+        None,
+        "Pretraining config a random init is the floor of: its backbone, width and training clip (frames, stride, size), e.g. configs/pretrain/demo_cpu.yaml (ignored for a checkpoint, which brings its own).",
+    ),
+    option_parameter(
+        "cache_dir",
+        Optional[Path],
+        FeatureChoices.cache_dir,
+        "Feature cache (default: <out>/features, shared by retrieval and the linear probe).",
+    ),
+    option_parameter(
+        "size",
+        Optional[int],
+        FeatureChoices.size,
+        "Clip side after the centre crop (default: the training clip's; 112 for a random init without --config).",
+    ),
+    option_parameter("clips", ClipsOption, FeatureChoices.clips),
+    option_parameter(
+        "batch_videos", int, FeatureChoices.videos_per_batch, "Videos per forward pass (x --clips clips)."
+    ),
+    option_parameter("workers", int, _WORKERS, "DataLoader processes decoding clips (0: in this process)."),
+    option_parameter("device", DeviceOption, FeatureChoices.device),
+    option_parameter(
+        "feature",
+        str,
+        FeatureChoices.feature,
+        "A two-pathway network's feature: both (each pathway L2-normalised, side by side), rgb or diff (one pathway alone). One-pathway networks: their feature, whatever the value.",
+    ),
+    option_parameter("progress", ProgressOption, _PROGRESS),
+]
 
 
-def _feature_options(
-    config: Optional[Path],
-    backbone: Optional[str],
-    width_multiplier: Optional[float],
-    seed: int,
-    size: Optional[int],
-    cache_dir: Optional[Path],
-    batch_videos: int,
-    workers: int,
-    device: Optional[str],
-    progress: bool,
-    feature: str = "both",
-):
-    """The FeatureOptions of retrieval and the linear probe from their shared command-line options.
-
-    A random init's backbone, width and clip: the explicit options, else the pretraining
-    config's (``--config``), else the paper's r3d_26 at full width on 16 x 4 frames of 112 px.
-    """
-    from comode.evaluate.options import FeatureOptions
-    from comode.evaluate.source import ClipGeometry
+def _feature_options(*, config: Optional[Path], batch_videos: int, progress: bool, **choices):
+    """The FeatureOptions of ``_FEATURE_OPTIONS`` (the others by FeatureChoices' names): a random
+    init's backbone, width and clip are the explicit options', else --config's, else the paper's."""
+    from comode.evaluate.options import FeatureOptions, check_device
     from comode.train.config import ConfigError, load_config
 
-    _check_device(device)
-    geometry = None
-    if config is not None:
-        with user_errors(ConfigError):
-            settings = load_config(config)
-        backbone = backbone or settings.model.backbone
-        width_multiplier = settings.model.width_multiplier if width_multiplier is None else width_multiplier
-        geometry = ClipGeometry.of_config(settings.data)
-    return FeatureOptions(
-        backbone=backbone or "r3d_26",
-        width_multiplier=1.0 if width_multiplier is None else width_multiplier,
-        seed=seed,
-        geometry=geometry,
-        size=size,
-        cache_dir=cache_dir,
-        videos_per_batch=batch_videos,
-        workers=workers,
-        device=device,
-        show_progress=progress,
-        feature=feature,
-    )
+    with user_errors(ValueError):
+        check_device(choices.get("device"))
+    with user_errors(ConfigError):
+        pretraining = None if config is None else load_config(config)
+    return FeatureOptions.random_init_of(pretraining, videos_per_batch=batch_videos, show_progress=progress, **choices)
 
 
-def _features_out(out: Optional[Path], checkpoint: str, store: str, features, label_set: Optional[str]) -> Path:
-    """:func:`_eval_out` of an evaluation of ``features`` (a random init is named by its network)."""
-    random_init = dict(backbone=features.backbone, width_multiplier=features.width_multiplier, seed=features.seed)
-    # One folder per pathway view too: reports of --feature rgb and of both never overwrite each other.
-    view = None if features.feature == "both" else f"{features.feature}-feature"
-    suffix = "-".join(part for part in (label_set, view) if part) or None
-    return _eval_out(out, checkpoint, store, label_set=suffix, **random_init)
-
-
-def _eval_out(
-    out: Optional[Path],
-    checkpoint: str,
-    store: str,
-    *,
-    backbone: str,
-    width_multiplier: float,
-    seed: int,
-    kind: str = "eval",
-    label_set: Optional[str] = None,
-) -> Path:
-    """Default output folder: <checkpoint folder>/<kind>/<checkpoint stem>/<store name>[-<label set>]
-    (so epoch_010.pt and last.pt of one run keep separate reports), or runs/random-.../<kind>/<store name>."""
-    from comode.evaluate.source import names_random_init
-
-    if out is not None:
-        return out
-    store_name = Path(store.rstrip("/")).stem or "store"
-    if names_random_init(checkpoint):
-        base = Path("runs") / f"random-{backbone}-x{width_multiplier:g}-seed{seed}" / kind
-    else:
-        base = Path(checkpoint).parent / kind / Path(checkpoint).stem
-    return base / (f"{store_name}-{label_set}" if label_set else store_name)
-
-
-def _check_device(device: Optional[str]) -> None:
-    if device is None:
-        return
-    import torch
-
-    try:
-        torch.device(device)
-    except RuntimeError:
-        raise fail(f"--device {device!r} is not a torch device (cuda, cuda:1, cpu)") from None
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise fail(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+_with_feature_options = with_options("features", _FEATURE_OPTIONS, _feature_options)
 
 
 def _print_report(report: dict, path: Path) -> None:
@@ -141,57 +147,21 @@ def _print_report(report: dict, path: Path) -> None:
     out_console.print(f"report {path}")
 
 
-# Options shared by the evaluation commands (one definition, one help text).
-_EVAL_OUT_OPTION = typer.Option(
-    None,
-    help="Output folder (default: <checkpoint folder>/eval/<checkpoint stem>/<store name>[-<label set>]; "
-    "random init: runs/random-<backbone>-x<width>-seed<seed>/eval/<store name>).",
-)
-_RANDOM_BACKBONE_OPTION = typer.Option(
-    None, help="Backbone of a random init (default: --config's, else r3d_26; ignored for a checkpoint)."
-)
-_RANDOM_WIDTH_OPTION = typer.Option(
-    None, help="Width of a random init (default: --config's, else 1.0; ignored for a checkpoint)."
-)
-_RANDOM_SEED_OPTION = typer.Option(0, help="Seed of a random init.")
-_RANDOM_CONFIG_OPTION = typer.Option(
-    None,
-    help="Pretraining config a random init is the floor of: its backbone, width and training clip "
-    "(frames, stride, size), e.g. configs/pretrain/demo_cpu.yaml (ignored for a checkpoint, which brings its own).",
-)
-_CLIP_SIZE_OPTION = typer.Option(
-    None, help="Clip side after the centre crop (default: the training clip's; 112 for a random init without --config)."
-)
-_BATCH_VIDEOS_OPTION = typer.Option(8, help="Videos per forward pass (x --clips clips).")
-_CLIPS_OPTION = typer.Option(
-    10,
-    min=1,
-    help="Test clips per video, spread evenly over it; its feature is their mean (the paper's protocol: 10; "
-    "fewer is proportionally faster).",
-)
-_EVAL_WORKERS_OPTION = typer.Option(2, help="DataLoader processes decoding clips (0: in this process).")
-_DEVICE_OPTION = typer.Option(None, help="cuda / cpu (default: cuda when present).")
-_FEATURE_OPTION = typer.Option(
-    "both",
-    help="A two-pathway network's feature: both (each pathway L2-normalised, side by side), rgb or diff "
-    "(one pathway alone). One-pathway networks: their feature, whatever the value.",
-)
-
-
 @evaluate_app.command("retrieval")
+@_with_feature_options
 def evaluate_retrieval(
-    store: str = typer.Option(..., help="Labelled store (UCF101 / HMDB51 / folder) with a train/test split."),
-    checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP),
+    features,  # FeatureOptions, of _FEATURE_OPTIONS
+    store: StoreOption,
+    checkpoint: CheckpointOption,
     split: str = typer.Option(
-        "1",
-        help="Store split: its test videos query its train videos (papers: split 1; Kinetics: 1 tests on the "
-        "validation set, 'test' on the test CSV).",
+        _SPLIT,
+        help="Store split: its test videos query its train videos (papers: split 1; Kinetics: 1 tests on the validation set, 'test' on the test CSV).",
     ),
     label_set: Optional[str] = typer.Option(
         None,
         help="Judge hits by one of the store's extra label sets (e.g. scene of the sample set) instead of its primary labels.",
     ),
-    out: Optional[Path] = _EVAL_OUT_OPTION,
+    out: EvalOutOption = None,
     center: bool = typer.Option(
         False, help="Subtract the gallery mean before cosine similarity (moves R@1 by points; recorded in the report)."
     ),
@@ -202,28 +172,14 @@ def evaluate_retrieval(
         None,
         help="A label set (e.g. scene): each query searches only gallery videos with another label there (scene-disjoint retrieval).",
     ),
-    backbone: Optional[str] = _RANDOM_BACKBONE_OPTION,
-    width_multiplier: Optional[float] = _RANDOM_WIDTH_OPTION,
-    seed: int = _RANDOM_SEED_OPTION,
-    config: Optional[Path] = _RANDOM_CONFIG_OPTION,
-    cache_dir: Optional[Path] = typer.Option(None, help="Feature cache (default: <out>/features)."),
-    size: Optional[int] = _CLIP_SIZE_OPTION,
-    clips: int = _CLIPS_OPTION,
-    batch_videos: int = _BATCH_VIDEOS_OPTION,
-    workers: int = _EVAL_WORKERS_OPTION,
-    device: Optional[str] = _DEVICE_OPTION,
     picture: int = typer.Option(4, help="Queries shown in retrieval.png (0: no picture)."),
-    feature: str = _FEATURE_OPTION,
-    progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Video retrieval: test videos query train videos by cosine similarity of their features (mean over --clips test clips, 10 by default); R@1/5/10/20."""
+    from comode.evaluate.options import EVALUATE_LOG, features_output_folder
     from comode.evaluate.retrieval import run_retrieval
     from comode.train.checkpoint import CheckpointError
 
-    features = _feature_options(
-        config, backbone, width_multiplier, seed, size, cache_dir, batch_videos, workers, device, progress, feature
-    ).with_clips(clips)
-    out_dir = _features_out(out, checkpoint, store, features, label_set)
+    out_dir = features_output_folder(out, checkpoint, store, features, label_set)
     with user_errors(CheckpointError, ValueError, KeyError), logs.to_file(out_dir / EVALUATE_LOG):
         result = run_retrieval(
             store,
@@ -243,44 +199,26 @@ def evaluate_retrieval(
 
 
 @evaluate_app.command("linear")
+@_with_feature_options
 def evaluate_linear(
-    store: str = typer.Option(..., help="Labelled store with a train/test split."),
-    checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP),
-    split: str = typer.Option(
-        "1",
-        help="Store split: fit on its train videos, score its test videos (Kinetics: 1 scores the validation set, "
-        "'test' the test CSV).",
-    ),
+    features,  # FeatureOptions, of _FEATURE_OPTIONS
+    store: StoreOption,
+    checkpoint: CheckpointOption,
+    split: ProbeSplitOption = _SPLIT,
     label_set: Optional[str] = typer.Option(
         None,
         help="Classify one of the store's extra label sets (e.g. scene of the sample set) instead of its primary labels.",
     ),
-    out: Optional[Path] = _EVAL_OUT_OPTION,
+    out: EvalOutOption = None,
     l2: float = typer.Option(1e-3, help="L2 penalty of the logistic regression."),
-    backbone: Optional[str] = _RANDOM_BACKBONE_OPTION,
-    width_multiplier: Optional[float] = _RANDOM_WIDTH_OPTION,
-    seed: int = _RANDOM_SEED_OPTION,
-    config: Optional[Path] = _RANDOM_CONFIG_OPTION,
-    cache_dir: Optional[Path] = typer.Option(
-        None, help="Feature cache (default: <out>/features, shared with retrieval)."
-    ),
-    size: Optional[int] = _CLIP_SIZE_OPTION,
-    clips: int = _CLIPS_OPTION,
-    batch_videos: int = _BATCH_VIDEOS_OPTION,
-    workers: int = _EVAL_WORKERS_OPTION,
-    device: Optional[str] = _DEVICE_OPTION,
-    feature: str = _FEATURE_OPTION,
-    progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Linear probe: logistic regression on frozen features (mean over --clips test clips, 10 by default); test top-1/top-5."""
     from comode.evaluate.linear import LinearProbeSpec, run_linear
+    from comode.evaluate.options import EVALUATE_LOG, features_output_folder
     from comode.train.checkpoint import CheckpointError
 
     spec = LinearProbeSpec(l2=l2)
-    features = _feature_options(
-        config, backbone, width_multiplier, seed, size, cache_dir, batch_videos, workers, device, progress, feature
-    ).with_clips(clips)
-    out_dir = _features_out(out, checkpoint, store, features, label_set)
+    out_dir = features_output_folder(out, checkpoint, store, features, label_set)
     with user_errors(CheckpointError, ValueError, KeyError), logs.to_file(out_dir / EVALUATE_LOG):
         result = run_linear(
             store, checkpoint, out_dir=out_dir, split=split, label_set=label_set, spec=spec, features=features
@@ -290,7 +228,7 @@ def evaluate_linear(
 
 @evaluate_app.command("finetune")
 def evaluate_finetune(
-    store: str = typer.Option(..., help="Labelled store (UCF101 / HMDB51 / folder) with a train/test split."),
+    store: StoreOption,
     checkpoint: str = typer.Option(..., help=_CHECKPOINT_HELP + " 'random' trains from scratch (Table 2 baseline)."),
     config: Optional[Path] = typer.Option(
         None, help="YAML config, e.g. configs/evaluate/finetune_ucf101.yaml (default: UCF101 settings)."
@@ -301,25 +239,31 @@ def evaluate_finetune(
     ),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last.pt."),
     overwrite: bool = OVERWRITE_OPTION,
-    backbone: str = typer.Option("r3d_26", help="Backbone when training from scratch (ignored for a checkpoint)."),
-    width_multiplier: float = typer.Option(1.0, help="Width when training from scratch (ignored for a checkpoint)."),
-    device: Optional[str] = _DEVICE_OPTION,
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    backbone: str = typer.Option(
+        ModelConfig.backbone, help="Backbone when training from scratch (ignored for a checkpoint)."
+    ),
+    width_multiplier: float = typer.Option(
+        ModelConfig.width_multiplier, help="Width when training from scratch (ignored for a checkpoint)."
+    ),
+    device: DeviceOption = None,
+    progress: ProgressOption = _PROGRESS,
     overrides: Optional[List[str]] = typer.Argument(
         None, help="Config overrides key=value, e.g. epochs=10 batch_size=16."
     ),
 ) -> None:
     """Supervised finetuning of the V-Network (paper Sec. 4.1), 10-clip test, top-1/top-5."""
     from comode.evaluate.finetune import load_finetune_config, run_finetune
+    from comode.evaluate.options import EVALUATE_LOG, check_device, output_folder
     from comode.train.checkpoint import CheckpointError
     from comode.train.config import ConfigError
     from comode.train.runlock import hold_run_folder
 
-    _check_device(device)
+    with user_errors(ValueError):
+        check_device(device)
     with user_errors(ConfigError):
         settings = load_finetune_config(config, overrides or [])
-    random_init = dict(backbone=backbone, width_multiplier=width_multiplier, seed=settings.seed)
-    out_dir = _eval_out(out, checkpoint, store, kind="finetune", **random_init)
+    network = dict(backbone=backbone, width_multiplier=width_multiplier, seed=settings.seed)
+    out_dir = output_folder(out, checkpoint, store, kind="finetune", **network)
     if resume and config is None and (out_dir / "config.yaml").exists():
         # --resume without --config continues with the run's own config, to the end unless told otherwise.
         with user_errors(ConfigError):
@@ -374,11 +318,7 @@ def evaluate_compare(
 @evaluate_app.command("leakage")
 def evaluate_leakage(
     store: str = typer.Option(..., help="Labelled store with a motion and a scene label set (e.g. the sample set)."),
-    split: str = typer.Option(
-        "1",
-        help="Store split: fit on its train videos, score its test videos (Kinetics: 1 scores the validation set, "
-        "'test' the test CSV).",
-    ),
+    split: ProbeSplitOption = _SPLIT,
     motion: str = typer.Option("motion", help="The motion label set."),
     scene: str = typer.Option("scene", help="The scene label set."),
 ) -> None:
@@ -414,10 +354,10 @@ def evaluate_ablation(
     list_variants: bool = typer.Option(
         False, "--list", help="Print the variants of the config (name: overrides) and exit."
     ),
-    split: str = typer.Option("1", help="Store split: pretrain on its train videos, retrieve its test videos."),
-    workers: int = typer.Option(2, help="DataLoader processes of the retrieval feature extraction."),
-    clips: int = _CLIPS_OPTION,
-    progress: bool = typer.Option(True, help="Show progress bars of the pretraining runs."),
+    split: str = typer.Option(_SPLIT, help="Store split: pretrain on its train videos, retrieve its test videos."),
+    workers: int = typer.Option(_WORKERS, help="DataLoader processes of the retrieval feature extraction."),
+    clips: ClipsOption = FeatureChoices.clips,
+    progress: bool = typer.Option(_PROGRESS, help="Show progress bars of the pretraining runs."),
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP + " Applied to every variant."),
 ) -> None:
     """Paper Tables 1/3/4/7 in miniature, and our departures from the paper: pretrain each variant x seed,
@@ -430,28 +370,18 @@ def evaluate_ablation(
     with user_errors(ConfigError):
         known = variants_for(load_config(config, base_overrides))
     if list_variants:
-        for name, variant_overrides in known.items():
-            out_console.print(
-                f"{name}: "
-                + (
-                    "no pretraining (the floor)"
-                    if variant_overrides is None
-                    else " ".join(variant_overrides) or "the base config"
-                )
-            )
+        for name, variant in known.items():
+            what = "no pretraining (the floor)" if variant is None else " ".join(variant) or "the base config"
+            out_console.print(f"{name}: {what}")
         return
     names = [n.strip() for n in variants.split(",")] if variants else None
     if names is not None and (unknown := [n for n in names if n not in known]):
         raise fail(f"unknown variant(s) {unknown}; known: {list(known)}")
 
     def report(cell) -> None:
-        recalls = ", ".join(
-            [
-                *(f"R@1 {k} {100 * v:.1f}" for k, v in cell.recall_at_1.items()),
-                *(f"linear {k} {100 * v:.1f}" for k, v in cell.linear_top1.items()),
-            ]
-        )
-        console.print(f"{cell.variant}, seed {cell.seed}: {recalls}")
+        recalls = [f"R@1 {k} {100 * v:.1f}" for k, v in cell.recall_at_1.items()]
+        recalls += [f"linear {k} {100 * v:.1f}" for k, v in cell.linear_top1.items()]
+        console.print(f"{cell.variant}, seed {cell.seed}: {', '.join(recalls)}")
 
     with user_errors(ConfigError, CheckpointError, FileExistsError, ValueError), logs.to_file(out / "ablation.log"):
         cells = run_ablation(

@@ -11,11 +11,17 @@ from comode import logs
 from comode.cli.common import EXIT_STORE_FULL, app, console, fail, logger, parse_size, setup_logging, user_errors
 from comode.cores import worker_count_problem
 
+# Light: the formats and the settings' defaults, for the options (the rest of extraction,
+# PyAV and Zarr included, is imported when a command runs: `comode --help` stays fast).
+from comode.extract.datasets import DATASET_KINDS
+from comode.extract.settings import ExtractSettings
+
 __all__ = ["extract", "extract_app", "extract_with_progress", "extraction_log"]
 
 
+# The extraction options' defaults are ExtractSettings' (a dataclass field's default is its class attribute).
 def extract(
-    dataset: str = typer.Option("folder", help="Dataset format: folder, ucf101, hmdb51, kinetics400, sample."),
+    dataset: str = typer.Option("folder", help=f"Dataset format: {', '.join(DATASET_KINDS)}."),
     root: Path = typer.Option(..., help="Dataset root folder (the videos)."),
     out: str = typer.Option(..., help="Output store: a local path or any fsspec URL (s3://...)."),
     annotations: Optional[Path] = typer.Option(
@@ -25,17 +31,22 @@ def extract(
     workers: Optional[int] = typer.Option(
         None, help="Local Dask workers (default: one per core); 0 = sequential, no Dask."
     ),
-    codec: str = typer.Option("mpeg2video", help="Codec of the MV stream: mpeg2video or mpeg4."),
-    size: str = typer.Option("340x256", help="MV-stream size WIDTHxHEIGHT."),
-    rgb_size: str = typer.Option("170x128", help="Size of the stored RGB stream and I-frames."),
-    resize: str = typer.Option("stretch", help="stretch (ignore aspect) or crop (keep aspect, centre-crop)."),
-    gop: int = typer.Option(12, help="I-frame distance."),
-    quality: int = typer.Option(5, help="Fixed quantiser of the MV stream (1 best .. 31)."),
-    timeout: float = typer.Option(600.0, help="Per-video time limit in seconds."),
-    memory_limit: int = typer.Option(
-        4096, help="Per-video address-space limit of FFmpeg in MiB (0: none); a video over it is recorded as failed."
+    codec: str = typer.Option(ExtractSettings.codec, help="Codec of the MV stream: mpeg2video or mpeg4."),
+    size: str = typer.Option(f"{ExtractSettings.width}x{ExtractSettings.height}", help="MV-stream size WIDTHxHEIGHT."),
+    rgb_size: str = typer.Option(
+        f"{ExtractSettings.rgb_width}x{ExtractSettings.rgb_height}", help="Size of the stored RGB stream and I-frames."
     ),
-    mv_backend: str = typer.Option("pyav", help="pyav (default) or mvextractor: same vectors, cross-check."),
+    resize: str = typer.Option(
+        ExtractSettings.resize, help="stretch (ignore aspect) or crop (keep aspect, centre-crop)."
+    ),
+    gop: int = typer.Option(ExtractSettings.gop, help="I-frame distance."),
+    quality: int = typer.Option(ExtractSettings.quality, help="Fixed quantiser of the MV stream (1 best .. 31)."),
+    timeout: float = typer.Option(ExtractSettings.timeout_s, help="Per-video time limit in seconds."),
+    memory_limit: int = typer.Option(
+        ExtractSettings.memory_limit_mb,
+        help="Per-video address-space limit of FFmpeg in MiB (0: none); a video over it is recorded as failed.",
+    ),
+    mv_backend: str = typer.Option(ExtractSettings.mv_backend, help="pyav or mvextractor: same vectors, cross-check."),
     partial_annotations: bool = typer.Option(
         False,
         "--partial-annotations",
@@ -59,7 +70,6 @@ def extract(
     setup_logging(log_level)
     from comode.extract.datasets import load_dataset
     from comode.extract.executors import make_executor
-    from comode.extract.settings import ExtractSettings
 
     if workers is not None:
         problem = "--workers must be >= 0" if workers < 0 else worker_count_problem(workers, option="--workers")
@@ -116,7 +126,7 @@ def extract_with_progress(
     and the log first (:mod:`comode.extract.dataset_report`)."""
     from comode.extract.dataset_report import log_report
     from comode.extract.pipeline import run_extraction
-    from comode.extract.report import ExtractionProgress, print_summary
+    from comode.extract.run_report import ExtractionProgress, print_summary
     from comode.store.layout import DATASET_REPORT
     from comode.store.writer import StoreFullError
 

@@ -1,9 +1,9 @@
 """Evaluation of a pretrained V-Network on a labelled store (CLI: ``evaluate ...``).
 
-source         the evaluated network: checkpoint / exported backbone / seeded random init
-clips          the 10 test clips of each video as a DataLoader dataset (which frames: train/frames.py)
-features       10-clip video features, batched, cached on disk (``Inference``: how the network runs)
-options        a split's features for an evaluation (``FeatureOptions``, ``split_features``)
+network        the evaluated network: checkpoint / exported backbone / seeded random init
+features       10-clip video features (the clips: comode.data.clips), batched, cached on disk (``Inference``: how the network runs)
+choices        what a caller chooses about the features, and the defaults (``FeatureChoices``; no torch)
+options        a split's features for an evaluation (``FeatureOptions``, ``split_features``), output folders
 retrieval      test-queries-train nearest neighbours, R@k (``run_retrieval``)
 linear         logistic-regression probe on frozen features (``run_linear``)
 finetune       supervised finetuning + 10-clip test (``run_finetune``; config: finetune_config)

@@ -58,7 +58,14 @@ from comode.evaluate.ablation_table import (
     format_table,
     summarise,
 )
+from comode.evaluate.linear import run_linear
+from comode.evaluate.network import ClipGeometry
+from comode.evaluate.options import FeatureOptions, fill_feature_caches
+from comode.evaluate.retrieval import run_retrieval
+from comode.models.pathways import PATHWAY_SUFFIXES
 from comode.store import open_store
+from comode.train.config import load_config
+from comode.train.loop import run_pretraining
 
 __all__ = [
     "VARIANTS",
@@ -88,7 +95,7 @@ VARIANTS: dict[str, tuple[str, ...] | None] = {
 
 # Our departures from the paper: config key -> the values it can take.  A variant is made
 # for every value other than the base config's ("<key>=<value>").  The V-Network's input
-# is the backbone name's pathway suffix (comode.train.backbones.PATHWAY_SUFFIXES).
+# is the backbone name's pathway suffix (comode.models.backbones.PATHWAY_SUFFIXES).
 DEPARTURES: dict[str, tuple[Any, ...]] = {
     "model.backbone": ("", "_diff", "_rgbdiff", "_slowrgbdiff"),
     "model.pathway_tasks": ("shared", "split"),
@@ -111,7 +118,6 @@ PRETEXT_TAIL = 0.25
 def rgb_backbone(name: str) -> str:
     """The RGB network a pathway backbone is built on (``r3d_26_slowrgbdiff`` -> ``r3d_26``):
     the backbone of the scene floor ``random init (RGB)``; a one-pathway name is its own."""
-    from comode.train.pathways import PATHWAY_SUFFIXES
 
     for suffix in PATHWAY_SUFFIXES:
         if name.endswith(suffix):
@@ -126,7 +132,6 @@ def variants_for(base: Any) -> dict[str, tuple[str, ...] | None]:
     Split pathway tasks need an RGB and a difference pathway: a one-pathway backbone
     variant of a split base is run with ``model.pathway_tasks=shared`` too, and the split
     variant of a one-pathway base does not exist."""
-    from comode.train.pathways import PATHWAY_SUFFIXES
 
     def two_pathways(backbone: str) -> bool:
         return any(backbone.endswith(s) and len(p) == 2 for s, p in PATHWAY_SUFFIXES.items())
@@ -174,8 +179,6 @@ def _label_sets(store_url: str) -> list[str | None]:
 def _pretrain(
     store_url: str, run_dir: Path, config_path: Path | None, overrides: Sequence[str], *, show_progress: bool
 ) -> Path:
-    from comode.train.config import load_config
-    from comode.train.loop import run_pretraining
 
     checkpoint = run_dir / "last.pt"
     config = load_config(config_path, overrides)
@@ -218,11 +221,6 @@ def run_ablation(
         clips: test clips per video of every evaluation (the paper's protocol: 10).
         on_cell: called after each finished cell (progress reporting).
     """
-    from comode.evaluate.linear import run_linear
-    from comode.evaluate.options import FeatureOptions, fill_feature_caches
-    from comode.evaluate.retrieval import run_retrieval
-    from comode.evaluate.source import ClipGeometry
-    from comode.train.config import load_config
 
     out_dir = Path(out_dir)
     config_path = Path(config) if config is not None else None

@@ -2,12 +2,12 @@
 
 A video's representation (paper, VCOP, CoCLR protocol):
 
-1. the 10 clips of :func:`comode.train.frames.sliding_window_indices` (16 frames,
+1. the 10 clips of :func:`comode.data.frames.sliding_window_indices` (16 frames,
    stride 4, uniformly spread; short videos repeat their last frame),
 2. each clip decoded from the store at its stored size (short side 128), centre-cropped
    to a square of 112/128 of the short side and resized to ``size`` (112): exactly the
-   ``train=False`` view of :func:`comode.train.transforms.augment_batch`, then ImageNet
-   normalisation (:data:`comode.train.transforms.INPUT_NORMALIZATION`),
+   ``train=False`` view of :func:`comode.data.transforms.augment_batch`, then ImageNet
+   normalisation (:data:`comode.data.transforms.INPUT_NORMALIZATION`),
 3. the V-Network in eval mode (BatchNorm running statistics), its (B, C, T', H', W') map
    global-average-pooled to (B, C),
 4. the mean over the 10 clips: (C,).
@@ -37,10 +37,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from comode.evaluate.clips import VideoClips, usable_batches
+from comode.data.clips import VideoClips, usable_batches
+from comode.data.frames import WindowSpec
+from comode.data.transforms import centre_crop_boxes, crop_resize, normalize
 from comode.store import Store
-from comode.train.frames import WindowSpec
-from comode.train.transforms import centre_crop_boxes, crop_resize, normalize
 
 __all__ = [
     "FEATURES_FORMAT",
@@ -281,7 +281,7 @@ def store_identity(store: Store, classes: Sequence[str], label_set: str | None =
 @dataclass
 class FeatureJob:
     """One network for :func:`cached_features_of_many`: built by ``factory`` only on a cache
-    miss, identified by ``model`` (:meth:`ModelSource.describe`), cached under ``cache_dir``."""
+    miss, identified by ``model`` (:meth:`EvaluatedNetwork.describe`), cached under ``cache_dir``."""
 
     factory: Callable[[], nn.Module]
     model: dict[str, Any]
@@ -300,7 +300,7 @@ def cached_features(
 ) -> tuple[FeatureSet, bool]:
     """(features, came_from_cache).  ``vnet_factory`` is only called on a cache miss.
 
-    ``model`` is the model's identity (:meth:`ModelSource.describe`); a checkpoint is keyed
+    ``model`` is the model's identity (:meth:`EvaluatedNetwork.describe`); a checkpoint is keyed
     by its bytes' SHA-256, not its path, so a copied checkpoint hits the same cache.
     """
     job = FeatureJob(factory=vnet_factory, model=model, cache_dir=cache_dir)

@@ -5,13 +5,13 @@ gets global average pooling, dropout (0.3) and a linear classifier, and the whol
 is trained with cross-entropy on the train videos of a split:
 
 * **train**: every epoch each train video gives one clip (16 frames, stride 4, uniform
-  random start; short videos repeat their last frame, :mod:`comode.train.frames`),
+  random start; short videos repeat their last frame, :mod:`comode.data.frames`),
   augmented on the training device: random resized crop (area 0.2-1, aspect 3/4-4/3) to
   112, horizontal flip, colour jitter (p 0.8) and grayscale (p 0.2) -- the pretraining
-  augmentations without blur (:mod:`comode.train.transforms`).
+  augmentations without blur (:mod:`comode.data.transforms`).
 * **optimiser**: SGD, momentum 0.9, lr = lr_per_sample x batch (paper: 0.0001 x B on
   UCF101, 0.0002 x B on HMDB51), cosine decay over all steps (optional linear warm-up).
-* **test**: the 10 sliding-window clips of every test video (:mod:`comode.train.frames`),
+* **test**: the 10 sliding-window clips of every test video (:mod:`comode.data.frames`),
   centre crop, softmax scores averaged over the clips, top-1 / top-5.
 
 Resumable like pretraining: ``last.pt`` (atomic, weights_only-safe) after every epoch;
@@ -34,12 +34,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from comode.data.clips import VideoClips, usable_batches
+from comode.data.frames import RandomClipIndices, WindowSpec
+from comode.data.seeds import derive_seed
+from comode.data.transforms import AugmentSpec, UniformDraws, colour_jitter, crop_resize, normalize, random_crop_boxes
 from comode.evaluate.accuracy import top_k_accuracy
-from comode.evaluate.clips import VideoClips, usable_batches
 from comode.evaluate.features import default_device, forward_in_passes, prepare_clips, store_identity
 from comode.evaluate.finetune_config import RESUMABLE, FinetuneConfig, load_finetune_config
+from comode.evaluate.network import EvaluatedNetwork
+from comode.evaluate.report import write_report
+from comode.models.backbones import build_backbone
 from comode.progress import Progress
-from comode.train.backbones import build_backbone
+from comode.store import open_store
 from comode.train.checkpoint import (
     LAST_CHECKPOINT,
     CheckpointError,
@@ -47,7 +53,6 @@ from comode.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from comode.train.frames import RandomClipIndices, WindowSpec
 from comode.train.rundir import (
     METRICS_FILE,
     checkpoint_to_resume,
@@ -58,8 +63,6 @@ from comode.train.rundir import (
 )
 from comode.train.runlock import hold_run_folder
 from comode.train.schedule import WarmupCosine
-from comode.train.seeds import derive_seed
-from comode.train.transforms import AugmentSpec, UniformDraws, colour_jitter, crop_resize, normalize, random_crop_boxes
 
 __all__ = [
     "FinetuneConfig",
@@ -169,9 +172,6 @@ def _finetune(
     device: str | None,
     show_progress: bool,
 ) -> FinetuneResult:
-    from comode.evaluate.report import write_report
-    from comode.evaluate.source import ModelSource
-    from comode.store import open_store
 
     out = Path(out_dir)
     torch_device = torch.device(device) if device else default_device()
@@ -191,8 +191,10 @@ def _finetune(
 
     saved = _checkpoint_to_resume(out, config=config, resume=resume)
     if saved is None:
-        source = ModelSource.parse(checkpoint, backbone=backbone, width_multiplier=width_multiplier, seed=config.seed)
-        model_identity, vnet = source.describe(), source.build()
+        network = EvaluatedNetwork.parse(
+            checkpoint, backbone=backbone, width_multiplier=width_multiplier, seed=config.seed
+        )
+        model_identity, vnet = network.describe(), network.build()
     else:  # every weight comes from last.pt: the pretrained file need not exist any more
         model_identity = saved["init"]
         vnet = build_backbone(model_identity["backbone"], width_multiplier=float(model_identity["width_multiplier"]))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from math import comb
 from typing import Sequence
 
 import numpy as np
@@ -87,7 +88,6 @@ def motion_statistics(video, *, units_per_pixel: float) -> np.ndarray:
 def chance_band(classes: int, tests: int, coverage: float = 0.95) -> tuple[float, float]:
     """(low, high) accuracy between which a guess at chance (p = 1 / classes) lands with
     probability ``coverage`` over ``tests`` test videos (exact binomial quantiles)."""
-    from math import comb
 
     p = 1.0 / classes
     pmf = [comb(tests, k) * p**k * (1 - p) ** (tests - k) for k in range(tests + 1)]

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from comode.evaluate.accuracy import top_k_accuracy
 from comode.evaluate.options import FeatureOptions, split_features
+from comode.evaluate.report import write_report
 
 __all__ = ["LinearProbeSpec", "fit_linear_probe", "run_linear"]
 
@@ -95,7 +96,6 @@ def run_linear(
     :class:`comode.evaluate.options.FeatureOptions`).  ``label_set``: classify one of the
     store's extra label sets instead of the primary labels.
     """
-    from comode.evaluate.report import write_report
 
     data = split_features(
         store_url, checkpoint, features, split=split, out_dir=out_dir, label_set=label_set, needed_by="the linear probe"

@@ -1,4 +1,4 @@
-"""A split's features for an evaluation, and what its caller chooses about them.
+"""A split's features for an evaluation, what its caller chooses about them, and where it writes.
 
 Retrieval, the linear probe and the ablation's cells all score the same features
 (:mod:`comode.evaluate.features`): the train and test videos of one split, from one model.
@@ -6,6 +6,8 @@ Retrieval, the linear probe and the ablation's cells all score the same features
 init builds, the clip side, the cache, batches, device), and :func:`split_features` turns a
 checkpoint and those choices into :class:`SplitFeatures`, with what the reports say about them.
 :func:`fill_feature_caches` computes several networks' features ahead, in one pass.
+:func:`output_folder` is where an evaluation writes its report and :data:`EVALUATE_LOG`
+unless told otherwise (the commands' ``--out``).
 
 Shape alphabet: N videos, C channels.
 """
@@ -13,7 +15,7 @@ Shape alphabet: N videos, C channels.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from comode.data.frames import WindowSpec
+from comode.evaluate.choices import FeatureChoices
 from comode.evaluate.features import (
     FeatureJob,
     FeatureSet,
@@ -29,47 +33,49 @@ from comode.evaluate.features import (
     cached_features_of_many,
     store_identity,
 )
+from comode.evaluate.network import ClipGeometry, EvaluatedNetwork, names_random_init
 from comode.evaluate.pathway_view import backbone_pathways, pathway_view
-from comode.evaluate.source import ClipGeometry, ModelSource
+from comode.models.config import ModelConfig
+from comode.progress import Progress
 from comode.store import Store, open_store
-from comode.train.frames import WindowSpec
 
-__all__ = ["FeatureOptions", "SplitFeatures", "split_features", "relabel", "fill_feature_caches"]
+__all__ = [
+    "FeatureOptions",
+    "SplitFeatures",
+    "split_features",
+    "relabel",
+    "fill_feature_caches",
+    "check_device",
+    "EVALUATE_LOG",
+    "output_folder",
+    "features_output_folder",
+]
+
+EVALUATE_LOG = "evaluate.log"  # in every evaluation's output folder, beside its report
 
 
 @dataclass(frozen=True)
-class FeatureOptions:
-    """The feature choices shared by every evaluation (defaults: what a checkpoint was trained on)."""
+class FeatureOptions(FeatureChoices):
+    """The feature choices shared by every evaluation (their fields and defaults:
+    :class:`~comode.evaluate.choices.FeatureChoices`), and the network and inference they make."""
 
-    # The network of checkpoint "random" (a checkpoint or exported backbone brings its own):
-    # its backbone, channel scale and init seed, and the clip it is shown (default ClipGeometry).
-    backbone: str | None = None
-    width_multiplier: float = 1.0
-    seed: int = 0
-    geometry: ClipGeometry | None = None
-    # Clip side (None: the side the model was trained on).
-    size: int | None = None
-    # Test clips per video, spread evenly over it (the paper's protocol: 10).  Fewer is
-    # proportionally faster, for quick looks at large sets; reports record the number.
-    clips: int = WindowSpec.clips
-    # Feature cache (None: <out_dir>/features).
-    cache_dir: str | Path | None = None
-    # As in Inference; device as a string ("cpu", "cuda", "cuda:1"; None: CUDA when present).
-    videos_per_batch: int = 8
-    workers: int = 0
-    device: str | None = None
-    show_progress: bool = False
-    # Which pathway's feature a multi-pathway network is scored on: "both" (each pathway's
-    # part L2-normalised, side by side), "rgb" or "diff" (comode.evaluate.pathway_view).
-    feature: str = "both"
+    @classmethod
+    def random_init_of(cls, pretraining: Any = None, **choices: Any) -> "FeatureOptions":
+        """These ``choices``; the network of a random init (``backbone``, ``width_multiplier``)
+        and its clip default to those of ``pretraining`` (a pretraining config), or without one
+        to the paper's (ModelConfig's network, ClipGeometry's clip)."""
+        model = ModelConfig() if pretraining is None else pretraining.model
+        backbone, width = choices.pop("backbone", None), choices.pop("width_multiplier", None)
+        return cls(
+            backbone=backbone or model.backbone,
+            width_multiplier=model.width_multiplier if width is None else width,
+            geometry=None if pretraining is None else ClipGeometry.of_config(pretraining.data),
+            **choices,
+        )
 
-    def with_clips(self, clips: int) -> "FeatureOptions":
-        """The same choices on ``clips`` test clips per video."""
-        return replace(self, clips=clips)
-
-    def source(self, checkpoint: str | Path | None) -> ModelSource:
+    def network(self, checkpoint: str | Path | None) -> EvaluatedNetwork:
         """The model behind ``checkpoint`` (a file, or "random" built from these options)."""
-        return ModelSource.parse(
+        return EvaluatedNetwork.parse(
             checkpoint,
             backbone=self.backbone,
             width_multiplier=self.width_multiplier,
@@ -88,6 +94,63 @@ class FeatureOptions:
         )
 
 
+def check_device(device: str | None) -> None:
+    """Whether this machine can run an evaluation on ``device`` (None: CUDA when present, else the CPU).
+
+    Raises:
+        ValueError: ``device`` is not a torch device, or it is CUDA and CUDA is not available.
+    """
+    if device is None:
+        return
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a torch device (cuda, cuda:1, cpu)") from None
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+
+
+def output_folder(
+    out: str | Path | None,
+    checkpoint: str | Path | None,
+    store: str,
+    *,
+    backbone: str,
+    width_multiplier: float,
+    seed: int,
+    kind: str = "eval",
+    label_set: str | None = None,
+) -> Path:
+    """Where an evaluation of ``checkpoint`` on ``store`` writes: ``out`` when given, else
+    <checkpoint folder>/<kind>/<checkpoint stem>/<store name>[-<label set>] (so epoch_010.pt and
+    last.pt of one run keep separate reports), or, for a random init, the folder named by its
+    network (``backbone``, ``width_multiplier``, ``seed``): runs/random-<backbone>-x<width>-seed<seed>/<kind>/<store name>[-<label set>]."""
+    if out is not None:
+        return Path(out)
+    store_name = Path(store.rstrip("/")).stem or "store"
+    if names_random_init(checkpoint):
+        base = Path("runs") / f"random-{backbone}-x{width_multiplier:g}-seed{seed}" / kind
+    else:
+        base = Path(checkpoint).parent / kind / Path(checkpoint).stem
+    return base / (f"{store_name}-{label_set}" if label_set else store_name)
+
+
+def features_output_folder(
+    out: str | Path | None,
+    checkpoint: str | Path | None,
+    store: str,
+    features: FeatureChoices,
+    label_set: str | None = None,
+) -> Path:
+    """:func:`output_folder` of an evaluation of ``features`` (retrieval, the linear probe): a
+    random init is named by their network, and a pathway view other than "both" gets its own
+    folder, so reports of --feature rgb and of both never overwrite each other."""
+    view = None if features.feature == "both" else f"{features.feature}-feature"
+    suffix = "-".join(part for part in (label_set, view) if part) or None
+    network = dict(backbone=features.backbone, width_multiplier=features.width_multiplier, seed=features.seed)
+    return output_folder(out, checkpoint, store, label_set=suffix, **network)
+
+
 @dataclass
 class SplitFeatures:
     """Train and test features of one split plus what reports say about them."""
@@ -95,7 +158,7 @@ class SplitFeatures:
     train: FeatureSet
     test: FeatureSet
     classes: list[str]
-    model: dict[str, Any]  # ModelSource.describe()
+    model: dict[str, Any]  # EvaluatedNetwork.describe()
     store_info: dict[str, Any]  # url, dataset name, classes
     protocol: dict[str, Any]  # clips, frames, stride, size, crop
     counts: dict[str, int]  # asked / evaluated / failed per side, from_cache
@@ -144,21 +207,20 @@ def split_features(
         ValueError: unknown split or label set, bad checkpoint, or a side of the split with no
             usable video (``needed_by`` names who needs both).
     """
-    from comode.progress import Progress
 
-    source = options.source(checkpoint)
-    inference = options.inference(source.geometry)
+    network = options.network(checkpoint)
+    inference = options.inference(network.geometry)
     window, size = inference.window, inference.size
     store = open_store(store_url).snapshot()  # listed 5-7 times below: one scan
     train_ids, test_ids = store.split(split)
     classes = store.label_classes(label_set)
-    model = source.describe()
+    model = network.describe()
     cache = Path(options.cache_dir) if options.cache_dir is not None else Path(out_dir) / "features"
     built: list[nn.Module] = []
 
     def factory() -> nn.Module:  # build the network once, only on a cache miss
         if not built:
-            built.append(source.build())
+            built.append(network.build())
         return built[0]
 
     sets, from_cache = {}, {}
@@ -233,7 +295,6 @@ def fill_feature_caches(
     (:func:`comode.evaluate.features.cached_features_of_many`), so `evaluate ablation`
     decodes the store once for its six random-init floors instead of six times.
     """
-    from comode.progress import Progress
 
     if any(options.cache_dir is None for _, options in checkpoints_and_options):
         raise ValueError("fill_feature_caches needs a cache_dir in every FeatureOptions")
@@ -241,11 +302,11 @@ def fill_feature_caches(
     train_ids, test_ids = store.split(split)
     groups: dict[str, tuple[Inference, list[FeatureJob], bool]] = {}
     for checkpoint, options in checkpoints_and_options:
-        source = options.source(checkpoint)
-        inference = options.inference(source.geometry)
+        network = options.network(checkpoint)
+        inference = options.inference(network.geometry)
         protocol = json.dumps([asdict(inference.window), inference.size, str(inference.device)])
         _, jobs, show = groups.setdefault(protocol, (inference, [], options.show_progress))
-        jobs.append(FeatureJob(factory=source.build, model=source.describe(), cache_dir=Path(options.cache_dir)))
+        jobs.append(FeatureJob(factory=network.build, model=network.describe(), cache_dir=Path(options.cache_dir)))
     for inference, jobs, show in groups.values():
         with Progress("features", total=len(train_ids) + len(test_ids), enabled=show) as bar:
             for ids in (train_ids, test_ids):

@@ -1,6 +1,6 @@
 """Which part of a multi-pathway V-Network's feature an evaluation scores.
 
-A two-pathway backbone (``*_rgbdiff``, :mod:`comode.train.pathways`) pools to the RGB
+A two-pathway backbone (``*_rgbdiff``, :mod:`comode.models.pathways`) pools to the RGB
 pathway's channels followed by the frame-difference pathway's.  Scored as one vector, the
 part with more variance decides every cosine: on the sample set the RGB part made motion
 retrieval follow the scene (docs/training.md).  So the default view, ``both``, L2-normalises
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from comode.train.backbones import BACKBONES
+from comode.models.backbones import BACKBONES
 
 __all__ = ["PATHWAY_VIEWS", "pathway_view", "backbone_pathways"]
 

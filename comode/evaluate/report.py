@@ -36,6 +36,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from comode.version import __version__
+
 __all__ = [
     "REPORT_FORMAT",
     "KINDS",
@@ -77,7 +79,6 @@ def write_report(
     name: str | None = None,
 ) -> Report:
     """Write ``<kind>.json`` (atomically) and ``<kind>.txt`` into ``out_dir``."""
-    from comode import __version__
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

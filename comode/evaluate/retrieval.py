@@ -34,6 +34,9 @@ import torch
 from torch import Tensor
 
 from comode.evaluate.options import FeatureOptions, split_features
+from comode.evaluate.picture import render_retrieval_picture
+from comode.evaluate.report import write_report
+from comode.store import open_store
 
 __all__ = [
     "DEFAULT_KS",
@@ -168,7 +171,6 @@ def retrieval_hits(
 
 def _same_label(store_url: str, query_ids: Sequence[str], gallery_ids: Sequence[str], label_set: str) -> np.ndarray:
     """(N, G) bool: gallery video g has query n's label in ``label_set`` (or either has none)."""
-    from comode.store import open_store
 
     store = open_store(store_url).snapshot()  # one listing for both sides
     query, gallery = (np.array(store.labels(ids, label_set)) for ids in (query_ids, gallery_ids))
@@ -217,8 +219,6 @@ def run_retrieval(
     Raises:
         ValueError: unknown split, empty query or gallery side, bad checkpoint.
     """
-    from comode.evaluate.picture import render_retrieval_picture
-    from comode.evaluate.report import write_report
 
     out_dir = Path(out_dir)
     data = split_features(

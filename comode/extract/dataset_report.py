@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from comode.extract.datasets import DatasetIndex
 from comode.logs import DETAIL_LOGGER
 from comode.store import layout
-
-if TYPE_CHECKING:
-    from comode.extract.datasets import DatasetIndex
 
 __all__ = ["report_document", "annotations_record", "log_report", "SHOWN_NAMES", "UNLISTED_RULE"]
 

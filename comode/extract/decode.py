@@ -237,7 +237,7 @@ def _mvextractor_frames_from_file(path: str) -> list[tuple[int, np.ndarray | Non
     frame(s) would come out with no vectors, indistinguishable from "no motion" (issue 18).
     Such a file is refused instead.
     """
-    from mvextractor.videocap import VideoCap
+    from mvextractor.videocap import VideoCap  # lazy: an optional package (comode[mvextractor])
 
     held_back = frames_held_back(path)
     if held_back:

@@ -35,6 +35,8 @@ from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
+import imageio_ffmpeg
+
 from comode.extract.frametimes import ffmpeg_writes_frame_stats, read_frame_times, stats_args
 from comode.extract.settings import ExtractSettings
 from comode.extract.sourceinfo import SourceInfo, parse_source_info
@@ -51,8 +53,6 @@ def ffmpeg_exe() -> str:
     configured = os.environ.get("COMODE_FFMPEG")
     if configured:
         return configured
-    import imageio_ffmpeg
-
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 

@@ -15,8 +15,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from comode import __version__
+import av
+
 from comode.extract.dataset_report import annotations_record, report_document
+from comode.extract.datasets import DatasetIndex, VideoItem
 from comode.extract.encode import ffmpeg_version
 from comode.extract.executors import Executor
 from comode.extract.relabel import plan_relabel, relabel
@@ -27,11 +29,10 @@ from comode.store.index import Listing, consolidate
 from comode.store.root_files import write_root_file
 from comode.store.scan import scan_video_groups
 from comode.store.writer import StoreFullError, WritableStore, open_root_for_writing
+from comode.version import __version__
 
 if TYPE_CHECKING:
     import zarr
-
-    from comode.extract.datasets import DatasetIndex, VideoItem
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,6 @@ class ExtractionSummary:
 
 
 def root_attributes(dataset: "DatasetIndex", settings: ExtractSettings) -> dict:
-    import av
-
     return {
         layout.ATTR_SCHEMA: layout.SCHEMA,
         "schema_minor": layout.SCHEMA_MINOR,

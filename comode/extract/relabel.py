@@ -11,13 +11,11 @@ UCF101 list makes every group agree with the new class list, never half of them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
+from comode.extract.datasets import DatasetIndex, VideoItem
 from comode.store import layout
 from comode.store.writer import WritableStore, relabel_video
-
-if TYPE_CHECKING:
-    from comode.extract.datasets import DatasetIndex, VideoItem
 
 __all__ = ["label_attrs", "RelabelPlan", "plan_relabel", "relabel"]
 

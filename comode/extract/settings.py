@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import asdict, dataclass
 
-from comode.store import layout
+# comode.store (Zarr, PyAV: ~1 s) only in store_attrs: the CLI reads these defaults at start-up.
 
 CODECS = ("mpeg2video", "mpeg4")
 RESIZE_MODES = ("stretch", "crop")
@@ -87,6 +87,8 @@ class ExtractSettings:
 
     def store_attrs(self) -> dict:
         """The settings that define the data (recorded in the store; resume requires equality)."""
+        from comode.store import layout  # lazy: see the imports
+
         attrs = asdict(self)
         for runtime_only in ("timeout_s", "mv_backend", "memory_limit_mb"):
             attrs.pop(runtime_only)

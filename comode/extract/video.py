@@ -15,10 +15,11 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from comode.extract.datasets import VideoItem
+import av
+
+from comode.extract.datasets import VideoItem
 from comode.extract.decode import read_streams
 from comode.extract.encode import ExtractionFailure, injected_fault, reencode
 from comode.extract.framerate import set_frame_rate
@@ -136,8 +137,6 @@ def sweep_stale_workdirs() -> int:
 
 
 def av_errors() -> type[Exception]:
-    import av
-
     return av.error.FFmpegError
 
 

@@ -8,6 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
+from comode.store import layout, open_store
+
 
 @dataclass(frozen=True)
 class Coverage:
@@ -27,7 +29,6 @@ class Coverage:
 def mv_block_coverage(store_url: str, *, video_ids: Sequence[str] | None = None) -> Coverage:
     """Measure, on an extracted store, the share of P-frame MV grid cells (16x16 blocks of
     the MV-stream frame) whose vector is not (0, 0)."""
-    from comode.store import layout, open_store
 
     store = open_store(store_url)
     ids = list(video_ids) if video_ids is not None else store.video_ids()

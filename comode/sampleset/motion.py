@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from comode.data.frames import ClipSpec
 from comode.sampleset.spec import ClipPlan, ObjectSpec
 
 
@@ -76,23 +77,17 @@ def window_motion(velocities: np.ndarray, first: int, length: int, *, radius: Se
 
 
 def near_duplicate_share(
-    clips: Sequence[ClipPlan],
-    *,
-    window: int = 8,
-    threshold: float = 0.25,
-    gap: int = 2,
-    clip_span: int = 61,
-    negatives: int = 3,
-    draws: int = 20,
-    seed: int = 0,
+    clips: Sequence[ClipPlan], *, layout: ClipSpec = ClipSpec(), threshold: float = 0.25, draws: int = 20, seed: int = 0
 ) -> float:
     """Share of hard-negative MV windows that move like their positive, from the analytic
     velocities: a negative is a near-copy when the RMS difference of the per-frame motion
     of every object over the window (centre displacement and rim growth, px/frame) is below
     ``threshold`` times the positive's RMS motion.  Windows are drawn like the pretraining
-    sampler (:func:`comode.train.frames.sample_indices` with the given layout): the
-    positive ``gap`` frames after a clip of span ``clip_span``, the negatives anywhere that
-    does not overlap it; ``draws`` samples per clip."""
+    sampler (:func:`comode.data.frames.sample_indices` with the given ``layout``, by
+    default the pretraining one): the positive ``future_gap`` frames after a clip of span
+    ``clip_span``, the ``negatives`` anywhere that does not overlap it; ``draws`` samples
+    per clip."""
+    window, gap, clip_span, negatives = layout.mv_window, layout.future_gap, layout.clip_span, layout.negatives
     rng = np.random.default_rng(seed)
     near = total = 0
     for clip in clips:

@@ -17,8 +17,10 @@ schema's major version; docs/store.md "Reading it" has runnable examples.
 """
 
 from comode.store.layout import MV_UNITS_PER_PIXEL, SCHEMA, STATUS_COMPLETE, STATUS_FAILED, STATUS_WRITING
-from comode.store.reader import MotionWindow, Store, StoreError, Video, open_store
+from comode.store.motion import MotionWindow
+from comode.store.reader import Store, StoreError, open_store
 from comode.store.schema import SchemaError, check_root_attrs, check_video_attrs
+from comode.store.video import Video
 from comode.store.writer import VideoArrays, create_or_open_root, write_failure, write_video
 
 __all__ = [

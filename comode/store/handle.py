@@ -12,10 +12,9 @@ and opens the store again the first time it is used in a new process.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from comode.store.reader import Store
+from comode.store.reader import Store, open_store
 
 __all__ = ["LazyStore"]
 
@@ -35,8 +34,6 @@ class LazyStore:
 
     def get(self) -> "Store":
         if self._store is None or self._pid != os.getpid():
-            from comode.store.reader import open_store
-
             # Validated where the dataset was built; a worker only needs to read.
             self._store = open_store(self.url, storage_options=self.storage_options, validate=False)
             self._pid = os.getpid()

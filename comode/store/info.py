@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 from rich.table import Table
 
@@ -98,8 +99,6 @@ def _report_summary(report: dict) -> str:
 
 
 def _local_size(url: str) -> int | None:
-    from pathlib import Path
-
     path = Path(url)
     if "://" in url or not path.is_dir():
         return None

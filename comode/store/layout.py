@@ -1,9 +1,9 @@
 """The store contract: names, dtypes and chunking of everything in a comode store.
 
 This is the only module that spells array and attribute names; everything else goes
-through :mod:`comode.store.writer` and :mod:`comode.store.reader`.  The same contract is
-written down language-neutrally as JSON Schema in ``comode/store/schemas/``, documented in
-the repository's ``schemas/README.md``.
+through :mod:`comode.store.writer` and the readers (:mod:`comode.store.reader`,
+:mod:`comode.store.video`).  The same contract is written down language-neutrally as JSON
+Schema in ``comode/store/schemas/``, documented in the repository's ``schemas/README.md``.
 
 Layout (Zarr v3)::
 

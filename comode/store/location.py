@@ -16,7 +16,8 @@ come from the environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 ``~/.aws/credentials``.  s3fs reads them through botocore; tensorstore's own S3 driver
 does not read an endpoint from the environment, so :func:`kvstore` asks botocore's
 resolver for the endpoint and region once per process and passes them on, so that both
-libraries always talk to the same server.  docs/storage.md has the details.
+libraries always talk to the same server.  docs/store.md, "Object stores (S3, MinIO, Ceph)",
+has the details.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ import os
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
+
+import fsspec
+from zarr.storage import FsspecStore, LocalStore
 
 __all__ = [
     "is_local",
@@ -63,8 +67,6 @@ def join(url: str, *parts: str) -> str:
 def group_url(group) -> str:
     """The URL of an open zarr.Group (through its store's public attributes: a LocalStore's
     ``root``, an FsspecStore's ``fs`` and ``path``)."""
-    from zarr.storage import FsspecStore, LocalStore
-
     store = group.store
     if isinstance(store, LocalStore):
         base = str(store.root)
@@ -79,8 +81,6 @@ def filesystem(url: str, storage_options: dict | None = None):
     """(fsspec filesystem, path inside it) of a store URL, the filesystem in its blocking
     (synchronous) form.  Needs the filesystem's package (``s3fs`` for ``s3://``: the
     ``comode[s3]`` extra)."""
-    import fsspec
-
     try:
         return fsspec.core.url_to_fs(url, **(storage_options or {}))
     except ImportError as error:
@@ -128,7 +128,7 @@ def s3_endpoint() -> tuple[str | None, str | None]:
     """(endpoint URL, region) of S3 as botocore resolves them from the AWS environment and
     config files: ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, a profile's ``endpoint_url``
     (None: AWS itself).  Read once per process; botocore comes with s3fs."""
-    try:
+    try:  # here, not at the top: botocore is optional (the s3 extra, with s3fs)
         import botocore.session
     except ImportError:
         return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"), os.environ.get(
@@ -152,7 +152,7 @@ _DEFAULT_ATTEMPTS = {"legacy": 5, "standard": 3, "adaptive": 3}
 def s3_max_attempts() -> int:
     """Attempts per S3 request as botocore resolves them from the AWS environment and config
     files (``AWS_MAX_ATTEMPTS``, ``AWS_RETRY_MODE``): tensorstore makes as many (:func:`kvstore`)."""
-    try:
+    try:  # here, not at the top: botocore is optional (the s3 extra, with s3fs)
         import botocore.session
     except ImportError:
         return max(1, int(os.environ.get("AWS_MAX_ATTEMPTS") or _DEFAULT_ATTEMPTS["legacy"]))

@@ -1,7 +1,7 @@
 """Motion read from a store, as compressed-video models use it: vectors in pixels, vectors
 accumulated back to the GOP's I-frame, and residuals computed on read.
 
-Pure numpy on arrays as stored (:class:`comode.store.reader.Video` reads them and calls
+Pure numpy on arrays as stored (:class:`comode.store.video.Video` reads them and calls
 these), so the same functions serve :func:`comode.extract.read_video`'s arrays.
 
 Why compute residuals on read and not store them: the store already holds what defines

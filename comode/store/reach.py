@@ -20,6 +20,8 @@ import contextlib
 import re
 from typing import Iterator
 
+from comode.store.location import s3_endpoint
+
 __all__ = ["unreachable_reason", "reaching"]
 
 _NO_CREDENTIALS = {"NoCredentialsError", "PartialCredentialsError"}
@@ -66,9 +68,7 @@ def _connection_failure(error: BaseException) -> str | None:
 
 
 def _endpoint() -> str:
-    from comode.store.location import s3_endpoint  # botocore's own resolution of it
-
-    try:
+    try:  # botocore's own resolution of the endpoint
         return s3_endpoint()[0] or "of AWS"
     except Exception:  # noqa: BLE001 -- only the message's detail
         return "configured"
@@ -85,7 +85,7 @@ def unreachable_reason(url: str, error: BaseException, *, video: str | None = No
         if type(cause).__name__ in _NO_CREDENTIALS:
             return (
                 f"{url}: no S3 credentials found ({cause}){reading}: set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE / ~/.aws/credentials (docs/storage.md)"
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE / ~/.aws/credentials (docs/store.md)"
             )
         failure = _connection_failure(cause)
         if failure is not None:

@@ -16,7 +16,8 @@ renamed into place), every directory whose entries changed (the renames and new 
 and only then writes the marker the same way and fsyncs the group's folder.  After
 :meth:`LocalSink.put_marker` returns, the group survives a power cut whole; before it, a
 power cut leaves a group that is not "complete", which the next run redoes.  The cost per
-video is in docs/storage.md; ``COMODE_FSYNC=0`` turns it off (a scratch store on tmpfs).
+video is in docs/performance.md, "Store reads and writes" (the argument in docs/store.md,
+"Writing and durability"); ``COMODE_FSYNC=0`` turns it off (a scratch store on tmpfs).
 
 Object stores (:class:`ObjectSink`, any fsspec filesystem, e.g. s3fs): a PUT that returned
 is durable and atomic per object, and the marker is PUT only after every data PUT returned.

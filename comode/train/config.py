@@ -1,13 +1,16 @@
 """Pretraining configuration: frozen dataclasses, the single source of every default.
 
-nanoGPT-style: a run is fully described by one :class:`PretrainConfig`; a YAML file
+nanoGPT-style: a run is fully described by one :class:`PretrainConfig`.  Its sections live
+beside the code they configure: ``data`` (:class:`comode.data.config.DataConfig`),
+``model`` and ``loss`` (:mod:`comode.models.config`); ``optim`` and the run's own fields are
+here.  A YAML file
 (``configs/pretrain/*.yaml``) and ``a.b=value`` command-line overrides only change fields of
 it, and the resolved result is written next to the run as ``config.yaml``.  Defaults are
 the paper's (Huang et al., CVPR 2021, arXiv 2104.00862, Sec. 4.1) unless a comment says
 they come from the authors' released code or are a choice of ours.
 
     config = load_config("configs/pretrain/r3d26_ucf101.yaml", ["optim.epochs=10", "data.batch_size=32"])
-    save_resolved(config, out_dir)   # -> out_dir/config.yaml, loadable with load_config
+    comode.train.rundir.save_resolved(config, out_dir)   # -> out_dir/config.yaml, loadable with load_config
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ from typing import Any, Collection, Literal, Mapping, Sequence
 
 import yaml
 
+from comode.data.config import MAX_CLIP_FRAMES, MAX_CLIP_STRIDE, MAX_SIZE, DataConfig
+from comode.models.config import LossConfig, ModelConfig
+
 __all__ = [
     "ConfigError",
-    "ModelConfig",
     "OptimConfig",
-    "DataConfig",
-    "LossConfig",
     "PretrainConfig",
     "TASKS",
     "SUPERVISED_AUX_OVERRIDES",
@@ -35,7 +38,6 @@ __all__ = [
     "load_config",
     "config_from_dict",
     "config_to_dict",
-    "save_resolved",
     "config_differences",
 ]
 
@@ -54,78 +56,8 @@ RESUMABLE_FIELDS: frozenset[str] = frozenset(
 )
 
 
-# Bounds on sizes, so that a typo cannot ask for hundreds of GB (data.size=100000 did):
-# far above any sensible run (the paper's clips are 16 x 112 x 112, stride 4).
-MAX_SIZE = 1024
-MAX_CLIP_FRAMES = 256
-MAX_CLIP_STRIDE = 64
-
-
 class ConfigError(ValueError):
     """A config file or override names an unknown key or holds a value of the wrong type."""
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Exactly the keyword arguments of :class:`comode.train.model.CoMoDe`."""
-
-    # V-Network being pretrained.  R3D-26 is the paper's main backbone (it also reports
-    # C3D and R(2+1)D-26); any "clip" entry of comode.train.backbones.BACKBONES works.
-    backbone: str = "r3d_26"
-    # Channel scale of all three CNNs.  1.0 = the paper; 0.125 makes a CPU-sized model for
-    # tests and demos (64-channel V-Network output).
-    width_multiplier: float = 1.0
-    # D, dimension of both contrastive embedding spaces (context and motion): 512 as in the
-    # authors' code (the paper gives no other value).
-    embed_dim: int = 512
-    # Hidden width of the two context MLP heads: 2048, the usual SimCLR-style 4x expansion.
-    head_hidden: int = 2048
-    # Width of the motion encoder-decoder transformer (paper Sec. 3.3; authors' code: 512).
-    transformer_dim: int = 512
-    # Transformer encoder layers over the clip tokens (authors' code: 2).
-    encoder_layers: int = 2
-    # Transformer decoder layers producing the future-motion tokens (authors' code: 4).
-    decoder_layers: int = 4
-    # Attention heads; transformer_dim must be divisible by it (512 / 8 = 64 per head).
-    heads: int = 8
-    # M-Network encoding motion-vector windows (the motion targets): a light 3D ResNet-10.
-    mnet: str = "r3d_10"
-    # I-Network encoding one I-frame (the context keys): a light 2D ResNet-10.
-    inet: str = "r2d_10"
-    # Ablation switch (paper Table 3): train the context-matching task.
-    use_context: bool = True
-    # Ablation switch (paper Table 3): train the motion-prediction task.
-    use_motion: bool = True
-    # How predicted motion is scored (paper Table 1 ablation): "infonce" = pointwise InfoNCE
-    # against M-Network features of the MV window (the method); "mse" = regress the MV
-    # values themselves (average-pooled to the prediction grid) with a squared error, no
-    # M-Network.
-    motion_objective: Literal["infonce", "mse"] = "infonce"
-    # Dropout inside the transformer layers: PyTorch's default, the authors kept it.
-    dropout: float = 0.1
-    # What predicts the future motion map from the clip's map: "transformer" (the paper's
-    # encoder-decoder, Sec. 3.3) or "conv" (ours: a spatially aligned per-cell predictor,
-    # hidden width transformer_dim; it leaves the blind level in a CPU-length run, the
-    # transformer does not -- docs/training.md).
-    motion_predictor: Literal["transformer", "conv"] = "transformer"
-    # Projection of the M-Network map to the motion embedding: "linear" (1x1x1 conv) or
-    # "mlp_bn" (2-layer per-cell MLP with BN on the output, and BN on the predicted map:
-    # the authors' released code).
-    motion_head: Literal["linear", "mlp_bn"] = "linear"
-    # Start every residual block of the three ResNets as the identity (last BN scale 0).
-    zero_init_residual: bool = False
-    # Diagnostic control, not a method: the pretext heads see zeros instead of the clip's
-    # features, so their accuracies are the measured blind level of each task.
-    blind: bool = False
-    # Ours: three more hard negatives per sample, the future window with its vectors turned
-    # by 90, 180 and 270 degrees: the same places move by the same amount, in another
-    # direction, so the prediction must say which way things move, not only where.
-    rotated_negatives: bool = False
-    # What the pretext heads read of the V-Network's map: "shared" (the paper: the whole
-    # map) or "split" (ours, two-pathway backbones *_rgbdiff only): context matching reads
-    # the RGB pathway and motion prediction the frame-difference pathway, so that one
-    # checkpoint keeps the scene and learns motion (docs/training.md).
-    pathway_tasks: Literal["shared", "split"] = "shared"
 
 
 @dataclass(frozen=True)
@@ -152,81 +84,6 @@ class OptimConfig:
     # null = optim.epochs whole epochs.  A fixed budget keeps a config's cost and its
     # learning the same on a dataset of 100 or of 10,000 clips.
     steps: int | None = None
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    # GLOBAL batch (all ranks together; each of W ranks gets batch_size / W).  Paper: 64.
-    batch_size: int = 64
-    # Spatial size of the training clips and I-frames (paper: 112x112 crops).
-    size: int = 112
-    # Store split the videos come from: "1" = UCF101/HMDB51 split 1, the paper's protocol
-    # (null = every complete video in the store, e.g. a folder dataset for a demo).
-    split: str | None = "1"
-    # Which side of that split: pretraining uses the train videos only, so the test videos
-    # stay unseen for evaluation.
-    subset: str | None = "train"
-    # Where the motion target lies (paper Table 4 ablation): "future" = the 8 MV frames
-    # starting 2 frames after the clip (the method); "current" = 8 MV frames in the middle
-    # of the clip itself (what the clip shows, no prediction).
-    motion_window: Literal["future", "current"] = "future"
-    # DataLoader worker processes per rank.  Clip decoding (MPEG-2) is CPU-bound: about one
-    # worker per few clips/s of throughput (docs/performance.md); 0 = load in the training
-    # process (debugging).
-    workers: int = 8
-    # Frames of the training clip and their stride (paper and authors' code: 16 x 4, about
-    # 2.4 s at 25 fps).  Evaluation uses the same clip (docs/evaluation.md).
-    clip_frames: int = 16
-    clip_stride: int = 4
-    # Side of the MV maps after the crop; null = size // 2 (56 for 112: the M-Network's /16
-    # then gives the V-Network's 7 -> 4 cells per side).
-    mv_size: int | None = None
-    # Smallest share of the frame's area a random crop keeps (SimCLR / the authors: 0.2).
-    crop_scale: float = 0.2
-    # What the MV maps of I-frames hold: "zero" (as stored: an I-frame has no vectors) or
-    # "interpolate" (each cell the mean of the same cell in the nearest frames before and
-    # after it that have a value, within the window and one frame either side: the P-frames
-    # next to it).  Zero maps in a window give away where the GOP boundary falls, which
-    # says nothing about the motion.
-    iframe_mv: Literal["zero", "interpolate"] = "zero"
-    # What P-frame cells without a vector (intra blocks; the store's mv_valid is 0) hold:
-    # "zero" (as stored, read as "no motion") or "interpolate" (filled by the same rule
-    # from the frames where that cell has a vector; those are then also the only sources
-    # of the I-frame fill).  The encoder codes a block intra where it found no match
-    # worth a vector (uncovered or new content, fast motion, flat areas): 0 there tells the
-    # motion target "still" without evidence.  A store written before schema_minor 4 has
-    # no mask: the cells stay 0 and one warning says so (docs/training.md).
-    missing_mv: Literal["zero", "interpolate"] = "zero"
-    # Camera-motion compensation of the MV maps: "none", or "median": subtract each frame's
-    # median vector over the grid (the dominant motion, usually the camera's pan), so the
-    # targets are the motion of things relative to the background.
-    camera_compensation: Literal["none", "median"] = "none"
-    # Replace a hard-negative MV window closer than this to the positive (relative L2
-    # distance of the maps, 0 = identical) by another window of the video; 0 = keep every
-    # drawn window.  A window that moves exactly like the positive -- the same oscillation
-    # a period later, or any window of a shot in which nothing moves -- cannot be told
-    # apart from it by any predictor.
-    negative_min_distance: float = 0.0
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    # tau of both InfoNCE losses (paper Sec. 4.1: 0.1).
-    temperature: float = 0.1
-    # Candidates of the pointwise motion loss: "all" (paper Eq. 2: every position of every
-    # video of the batch and of the K hard windows) or "same_position" (only the same cell
-    # of those: position gives nothing away).  Both have the blind level 1 / (B + K).
-    motion_candidates: Literal["all", "same_position"] = "all"
-    # J = (1 - alpha) J_context + alpha J_motion (paper Sec. 4.1: equal weights, 0.5).
-    alpha: float = 0.5
-    # task=supervised_aux: loss = cross-entropy + this x pretext loss (paper Table 6: 0.2).
-    supervised_aux_weight: float = 0.2
-    # Under DDP the keys (I-frame embeddings, motion targets) of all ranks are negatives.
-    # true: the gather passes gradients back to the rank that owns each key, so W ranks x
-    # B/W clips compute exactly the gradient of one process with B clips (our choice);
-    # false: other ranks' keys are constants (comode.train.distributed.gather_from_all_ranks,
-    # MoCo-v3 style; same forward, slightly different gradient).
-    gather_gradients: bool = True
 
 
 @dataclass(frozen=True)
@@ -351,49 +208,65 @@ def build_dataclass(cls: type, values: Mapping[str, Any], *, prefix: str) -> Any
 
 
 def _coerce(value: Any, kind: Any, *, key: str) -> Any:
-    """Check ``value`` against the annotation ``kind`` (converting int -> float, "1e-3" -> float)."""
+    """Check ``value`` against the annotation ``kind`` (converting int -> float, "1e-3" -> float).
+
+    Hand-written on purpose: pydantic 2 (tried on 20 override values against this routine)
+    either accepts what this refuses (lax: ``data.batch_size='8'``, ``model.use_motion=1``) or
+    refuses what YAML hands over (strict: ``optim.weight_decay=1e-3``, a string to YAML 1.1;
+    ``data.split=2``), and its messages would need translating back to the keys users type.
+    """
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(kind)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in (o for o in options if o is not type(None)):
-            try:
-                return _coerce(value, option, key=key)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {kind}")
+        return _coerce_union(value, typing.get_args(kind), key=key, kind=kind)
     if origin is Literal:
         choices = typing.get_args(kind)
         if value not in choices:
             raise ConfigError(f"{key} must be one of {list(choices)}, got {value!r}")
         return value
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif kind is float:
-        number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-        if number is not None:
-            if not math.isfinite(number):  # .nan / .inf pass every "> 0" check and poison training
-                raise ConfigError(f"{key} must be a finite number, got {value!r}")
-            return number
-    elif kind is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):  # split: 1 -> "1"
-            return str(value)
-    raise ConfigError(f"{key} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+    converted = _SCALARS[kind](value) if kind in _SCALARS else None
+    if converted is None:
+        raise ConfigError(f"{key} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+    if isinstance(converted, float) and not math.isfinite(converted):
+        # .nan / .inf pass every "> 0" check and poison training
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    return converted
+
+
+def _coerce_union(value: Any, options: tuple[Any, ...], *, key: str, kind: Any) -> Any:
+    if value is None and type(None) in options:
+        return None
+    errors = []
+    for option in (o for o in options if o is not type(None)):
+        try:
+            return _coerce(value, option, key=key)
+        except ConfigError as error:
+            errors.append(str(error))
+    raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {kind}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _as_float(value: Any) -> float | None:
+    if _is_number(value):
+        return float(value)
+    if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+# What each scalar field type accepts (None: refused).  bool and int take only their own
+# type (YAML already parsed the text); str also takes a number (``data.split: 1`` -> "1").
+_SCALARS = {
+    bool: lambda value: value if isinstance(value, bool) else None,
+    int: lambda value: value if isinstance(value, int) and not isinstance(value, bool) else None,
+    float: _as_float,
+    str: lambda value: value if isinstance(value, str) else str(value) if _is_number(value) else None,
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -451,13 +324,6 @@ def _apply_override(values: dict[str, Any], override: str) -> None:
             raise ConfigError(f"override {override!r}: {parent!r} is a value, not a section")
         node = child
     node[leaf] = value
-
-
-def save_resolved(config: PretrainConfig, out_dir: str | Path) -> Path:
-    """Write the fully resolved config to ``out_dir/config.yaml`` (load_config reads it back)."""
-    from comode.train.rundir import save_config
-
-    return save_config(Path(out_dir), config_to_dict(config), title="comode pretraining config")
 
 
 def config_differences(

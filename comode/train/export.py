@@ -26,10 +26,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from comode.train.backbones import build_backbone
+from comode.models.backbones import build_backbone
 from comode.train.checkpoint import load_checkpoint, replacing
 from comode.train.config import MAX_CLIP_FRAMES, MAX_CLIP_STRIDE, MAX_SIZE
 from comode.train.runlock import refuse_store_folder
+from comode.version import __version__
 
 __all__ = ["BACKBONE_FORMAT", "VNET_PREFIX", "export_backbone", "load_backbone", "read_backbone_metadata"]
 
@@ -50,7 +51,6 @@ def _vnet_weights(model_state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 def _metadata(checkpoint: Mapping[str, Any]) -> dict[str, str]:
-    from comode import __version__
 
     model = checkpoint["config"]["model"]
     return {

@@ -2,8 +2,8 @@
 
     summary = run_pretraining(config, store="data/ucf101.zarr", out_dir=Path("runs/r3d26"), resume=False)
 
-The run wires the pieces of ``comode.train``: the data (:mod:`~comode.train.inputs`,
-:mod:`~comode.train.loader`), the model (:mod:`~comode.train.model`), one step
+The run wires the pieces of ``comode.train``: the data (:mod:`~comode.data.training_data`,
+:mod:`~comode.data.loader`), the model (:mod:`~comode.models.model`), one step
 (:mod:`~comode.train.step`), the optimiser and schedule (:mod:`~comode.train.schedule`)
 and the run folder (:mod:`~comode.train.rundir`: config, checkpoints, metrics, log).
 
@@ -33,17 +33,9 @@ from typing import Any, Mapping
 
 import torch
 
-from comode.logs import to_file as log_to_file
-from comode.progress import Progress
-from comode.train.checkpoint import (
-    LAST_CHECKPOINT,
-    capture_rng_state,
-    epoch_checkpoint_name,
-    restore_rng_state,
-    save_checkpoint,
-)
-from comode.train.config import RESUMABLE_FIELDS, PretrainConfig, config_from_dict, config_to_dict, save_resolved
-from comode.train.distributed import (
+from comode.data.loader import RunLoader
+from comode.data.training_data import TrainingData, open_store_data
+from comode.distributed import (
     DistributedContext,
     barrier,
     cleanup_distributed,
@@ -55,15 +47,24 @@ from comode.train.distributed import (
     use_global_batchnorm,
     wrap_model,
 )
-from comode.train.inputs import TrainingData, open_store_data
-from comode.train.loader import RunLoader
+from comode.logs import to_file as log_to_file
+from comode.models.model import CoMoDe
+from comode.progress import Progress
+from comode.train.checkpoint import (
+    LAST_CHECKPOINT,
+    capture_rng_state,
+    epoch_checkpoint_name,
+    restore_rng_state,
+    save_checkpoint,
+)
+from comode.train.config import RESUMABLE_FIELDS, PretrainConfig, config_from_dict, config_to_dict
 from comode.train.metrics import BlindLevelWatch, KeyCollapseWatch, MetricsLog, Throughput
-from comode.train.model import build_model
-from comode.train.rundir import METRICS_FILE, checkpoint_to_resume, refuse_changes
+from comode.train.rundir import METRICS_FILE, checkpoint_to_resume, refuse_changes, save_resolved
 from comode.train.runlock import hold_run_folder
 from comode.train.schedule import build_optimization, schedule_steps
 from comode.train.step import LOSS_KEYS, Trainer
 from comode.train.stop import StopRequest
+from comode.version import __version__
 
 __all__ = ["Summary", "run_pretraining", "METRIC_KEYS", "LOG_FILE"]
 
@@ -184,7 +185,7 @@ def _run(
     show_progress: bool,
 ) -> Summary:
     checkpoint = _checkpoint_to_resume(out_dir, config=config, resume=resume)
-    data = data if data is not None else open_store_data(config, store)
+    data = data if data is not None else open_store_data(config.data, store, seed=config.seed)
     steps_per_epoch = len(data.dataset) // config.data.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"the dataset has {len(data.dataset)} clips, fewer than one batch of {config.data.batch_size}")
@@ -192,7 +193,8 @@ def _run(
     last_step = total_steps if config.max_steps is None else min(total_steps, config.max_steps)
 
     torch.manual_seed(config.seed)  # same initial weights on every rank
-    model = build_model(config, num_classes=data.num_classes)
+    # supervised_aux: a classifier over the store's labels beside the pretext heads (paper Table 6).
+    model = CoMoDe(config.model, num_classes=data.num_classes if config.task == "supervised_aux" else None)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
     if context.world_size > 1 and config.sync_batchnorm:
@@ -247,7 +249,16 @@ def _run(
         if context.is_main
         else contextlib.nullcontext()
     )
-    run_loader = RunLoader.for_run(data, config=config, context=context)
+    run_loader = RunLoader(
+        data.dataset,
+        global_batch=config.data.batch_size,
+        workers=config.data.workers,
+        seed=config.seed,
+        rank=context.rank,
+        world_size=context.world_size,
+        collate_fn=data.collate,
+        pin_memory=context.device.type == "cuda",
+    )
     try:
         with progress, StopRequest() as stop:
             stopping = False  # set only from stop.agreed, so every rank leaves at the same step
@@ -340,7 +351,6 @@ def _checkpoint_names(
 
 
 def _training_state(trainer: Trainer, *, step: int, steps_per_epoch: int, num_classes: int) -> dict[str, Any]:
-    from comode import __version__
 
     epoch, position = divmod(step, steps_per_epoch)
     return {

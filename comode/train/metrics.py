@@ -140,7 +140,7 @@ class BlindLevelWatch(_TaskWatch):
     """Warns once per pretext task that is still near its blind level late in a run.
 
     A contrastive task whose accuracy stays at 1 / candidates has learned nothing a
-    predictor blind to its input could not (see ``comode.train.losses.BlindLevel``); its
+    predictor blind to its input could not (see ``comode.models.losses.BlindLevel``); its
     loss then only adds noise to the shared backbone.  After ``after`` of the run's steps,
     :meth:`update` compares each task's mean accuracy over the last ``window`` steps with
     its blind level and returns a message for a task within ``margin`` (absolute) of it.
@@ -179,7 +179,7 @@ class KeyCollapseWatch(_TaskWatch):
 
     The keys of a contrastive task (I-frame embeddings, M-Network targets) must differ for
     the task to be learnable.  When they all become the same vector (``key_spread`` near 0,
-    see :func:`comode.train.losses.key_spread`), InfoNCE sits at ln(candidates) and its
+    see :func:`comode.models.losses.key_spread`), InfoNCE sits at ln(candidates) and its
     gradient to the predictor vanishes: the run goes on, looks busy, and learns nothing more
     on that task.  The paper's formulation did this on 2 CPU cores after ~22.6k clips
     (docs/results/2026-12-07-paper-weight-decay.md).  Checked from the first full window

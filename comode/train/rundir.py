@@ -15,7 +15,7 @@ from typing import Any, Collection, Mapping
 import yaml
 
 from comode.train.checkpoint import LAST_CHECKPOINT, CheckpointError, load_checkpoint
-from comode.train.config import PretrainConfig, config_differences
+from comode.train.config import PretrainConfig, config_differences, config_to_dict
 
 __all__ = [
     "CONFIG_FILE",
@@ -24,6 +24,7 @@ __all__ = [
     "holds_a_run",
     "refuse_changes",
     "save_config",
+    "save_resolved",
     "keep_records_until",
     "read_records",
 ]
@@ -102,6 +103,12 @@ def save_config(out_dir: Path, values: Mapping[str, Any], *, title: str) -> Path
         f"# Resolved {title} (every field, defaults included).\n" + yaml.safe_dump(dict(values), sort_keys=False)
     )
     return path
+
+
+def save_resolved(config: PretrainConfig, out_dir: str | Path) -> Path:
+    """Write the fully resolved pretraining config to ``out_dir/config.yaml``
+    (:func:`comode.train.config.load_config` reads it back)."""
+    return save_config(Path(out_dir), config_to_dict(config), title="comode pretraining config")
 
 
 def read_records(out_dir: Path) -> list[dict[str, Any]]:

@@ -9,83 +9,23 @@ Shape alphabet: B batch, C channels, T time, H height, W width.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from comode.data.seeds import STREAM_AUGMENT, STREAM_TORCH, derive_seed
+from comode.data.training_data import TrainingData
+from comode.distributed import DistributedContext, mean_over_ranks
+from comode.models.losses import Gather
+from comode.models.objective import LOSS_KEYS, compute_objective
 from comode.train.config import PretrainConfig
-from comode.train.distributed import DistributedContext, mean_over_ranks
-from comode.train.inputs import TrainingData
-from comode.train.losses import Gather
-from comode.train.model import CoMoDeOutput, compute_losses
-from comode.train.seeds import STREAM_AUGMENT, STREAM_TORCH, derive_seed
 
-__all__ = ["LOSS_KEYS", "MODEL_INPUT_KEYS", "compute_objective", "Trainer"]
+__all__ = ["MODEL_INPUT_KEYS", "Trainer"]
 
-# Numbers logged for every step (metrics.jsonl, TensorBoard); NaN = not computed in this mode.
-LOSS_KEYS = (
-    "loss",
-    "loss_context",
-    "loss_motion",
-    "acc_context",
-    "acc_motion",
-    "loss_supervised",
-    "acc_supervised",
-    "blind_loss",
-    "blind_loss_context",
-    "blind_acc_context",
-    "blind_loss_motion",
-    "blind_acc_motion",
-    "key_spread_context",
-    "key_spread_motion",
-)
 MODEL_INPUT_KEYS = ("clip", "iframe", "mv_future", "mv_negatives")
-
-
-def _as_float32(out: CoMoDeOutput) -> CoMoDeOutput:
-    """Losses in float32 even after a bf16 forward (InfoNCE logits / 0.1 need the precision)."""
-    return dataclasses.replace(
-        out,
-        **{f.name: value.float() for f in dataclasses.fields(out) if isinstance(value := getattr(out, f.name), Tensor)},
-    )
-
-
-def compute_objective(
-    outputs: CoMoDeOutput | tuple[CoMoDeOutput, Tensor],
-    labels: Tensor,
-    *,
-    config: PretrainConfig,
-    gather: Gather | None,
-) -> dict[str, Tensor]:
-    """The task's loss and its parts (the :data:`LOSS_KEYS`; NaN where not computed)."""
-    pretext_output, logits = outputs if isinstance(outputs, tuple) else (outputs, None)
-    losses = compute_losses(
-        _as_float32(pretext_output),
-        temperature=config.loss.temperature,
-        alpha=config.loss.alpha,
-        gather=gather,
-        motion_candidates=config.loss.motion_candidates,
-    )
-    if logits is None:
-        missing = torch.full_like(losses["loss"], math.nan)
-        return {**losses, "loss_supervised": missing, "acc_supervised": missing}
-    cross_entropy = F.cross_entropy(logits.float(), labels)
-    with torch.no_grad():
-        accuracy = (logits.argmax(dim=1) == labels).float().mean()
-    # Blind: the label prior at best; ln(classes) for balanced classes.
-    blind_supervised = torch.full_like(cross_entropy, math.log(logits.shape[1]))
-    return {
-        **losses,
-        "loss": cross_entropy + config.loss.supervised_aux_weight * losses["loss"],
-        "blind_loss": blind_supervised + config.loss.supervised_aux_weight * losses["blind_loss"],
-        "loss_supervised": cross_entropy,
-        "acc_supervised": accuracy,
-    }
 
 
 def _forward_context(device: torch.device):
@@ -123,7 +63,7 @@ class Trainer:
         self.model.train()
         with _forward_context(device):
             outputs = self.model(*(inputs[key] for key in MODEL_INPUT_KEYS))
-        losses = compute_objective(outputs, batch["label"], config=self.config, gather=self.gather)
+        losses = compute_objective(outputs, batch["label"], config=self.config.loss, gather=self.gather)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         max_norm = self.config.optim.grad_clip_norm

@@ -12,10 +12,7 @@ Under torchrun every rank must stop at the same step (a rank that leaves the loo
 would hang the others in the next collective), so the flag is combined over the ranks
 every step: one all-reduce of one number.
 
-DataLoader workers ignore both signals (:func:`ignore_in_worker`): Ctrl-C reaches every
-process of the terminal's process group, and a worker that died of it would break the
-step being finished.  The DataLoader shuts its workers down itself, and they exit if the
-main process dies.
+DataLoader workers ignore both signals (:func:`comode.data.loader.ignore_in_worker`).
 """
 
 from __future__ import annotations
@@ -27,17 +24,10 @@ from types import FrameType, TracebackType
 import torch
 import torch.distributed as dist
 
-from comode.train.distributed import world_size
+from comode.data.loader import STOP_SIGNALS
+from comode.distributed import world_size
 
-__all__ = ["STOP_SIGNALS", "StopRequest", "ignore_in_worker"]
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-def ignore_in_worker() -> None:
-    """Called in each DataLoader worker: leave SIGTERM and Ctrl-C to the main process."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
+__all__ = ["StopRequest"]
 
 
 class StopRequest:

@@ -51,11 +51,12 @@ def eval_store(tmp_path_factory) -> str:
 
 def make_checkpoint(path, *, seed: int = 1, backbone: str = BACKBONE, width: float = WIDTH):
     """A checkpoint in the pretraining format (what load_backbone / export read), random weights."""
-    from comode import __version__
-    from comode.train.backbones import build_backbone
+    from comode.data.transforms import INPUT_NORMALIZATION
+    from comode.models.backbones import build_backbone
+    from comode.models.config import ModelConfig
     from comode.train.checkpoint import save_checkpoint
-    from comode.train.config import ModelConfig, PretrainConfig, config_to_dict
-    from comode.train.transforms import INPUT_NORMALIZATION
+    from comode.train.config import PretrainConfig, config_to_dict
+    from comode.version import __version__
 
     torch.manual_seed(seed)
     vnet = build_backbone(backbone, width_multiplier=width)

@@ -6,6 +6,7 @@ installed entry point (`python -m comode evaluate ...`).
 
 import json
 import subprocess
+import sys
 
 from typer.testing import CliRunner
 
@@ -97,17 +98,34 @@ def test_finetune_cli_stop_and_resume_with_the_runs_config(eval_store, tmp_path)
 def test_default_output_folders():
     from pathlib import Path
 
-    from comode.cli.evaluate import _eval_out
+    from comode.evaluate.choices import FeatureChoices
+    from comode.evaluate.options import features_output_folder, output_folder
 
     common = dict(backbone="r3d_26", width_multiplier=0.125, seed=3)
-    assert _eval_out(None, "runs/x/epoch_010.pt", "data/ucf101.zarr", **common) == Path("runs/x/eval/epoch_010/ucf101")
-    assert _eval_out(None, "runs/x/last.pt", "data/ucf101.zarr/", kind="finetune", **common) == Path(
+    assert output_folder(None, "runs/x/epoch_010.pt", "data/ucf101.zarr", **common) == Path(
+        "runs/x/eval/epoch_010/ucf101"
+    )
+    assert output_folder(None, "runs/x/last.pt", "data/ucf101.zarr/", kind="finetune", **common) == Path(
         "runs/x/finetune/last/ucf101"
     )
-    assert _eval_out(None, "random", "s3://b/hmdb51.zarr", label_set="scene", **common) == Path(
+    assert output_folder(None, "random", "s3://b/hmdb51.zarr", label_set="scene", **common) == Path(
         "runs/random-r3d_26-x0.125-seed3/eval/hmdb51-scene"
     )
-    assert _eval_out(Path("mine"), "random", "x.zarr", **common) == Path("mine")
+    assert output_folder(Path("mine"), "random", "x.zarr", **common) == Path("mine")
+    # A pathway view other than both gets its own folder: its reports never overwrite those of both.
+    rgb = FeatureChoices(**common, feature="rgb")
+    assert features_output_folder(None, "random", "s3://b/hmdb51.zarr", rgb, "scene") == Path(
+        "runs/random-r3d_26-x0.125-seed3/eval/hmdb51-scene-rgb-feature"
+    )
+    assert features_output_folder(None, "runs/x/last.pt", "ucf101.zarr", FeatureChoices(**common)) == Path(
+        "runs/x/eval/last/ucf101"
+    )
+
+
+def test_the_commands_load_without_torch():
+    """`--help` stays fast: the evaluate commands import the evaluation code (and torch) only when they run."""
+    code = "import sys, comode.cli.evaluate; assert 'torch' not in sys.modules, 'comode.cli imports torch'"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_ablation_asks_for_its_config(eval_store, tmp_path):

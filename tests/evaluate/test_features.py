@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from comode.evaluate.clips import VideoClips
+from comode.data.clips import VideoClips
+from comode.data.frames import WindowSpec, sliding_window_indices
+from comode.data.transforms import centre_crop_boxes, crop_resize, normalize
 from comode.evaluate.features import (
     CPU_CLIPS_PER_PASS,
     Inference,
@@ -17,13 +19,11 @@ from comode.evaluate.features import (
     pooled_features,
     prepare_clips,
 )
+from comode.evaluate.network import EvaluatedNetwork
 from comode.evaluate.options import FeatureOptions, fill_feature_caches, split_features
-from comode.evaluate.source import ModelSource
+from comode.models.backbones import build_backbone
 from comode.store import open_store
 from comode.store.reader import Video
-from comode.train.backbones import build_backbone
-from comode.train.frames import WindowSpec, sliding_window_indices
-from comode.train.transforms import centre_crop_boxes, crop_resize, normalize
 
 CPU_64 = Inference(size=64, device=torch.device("cpu"))  # 64-pixel clips: 3x fewer pixels, same protocol
 
@@ -54,7 +54,7 @@ def test_test_clips_are_the_documented_frames(eval_store):
 def test_features_are_the_mean_over_ten_clips_and_no_video_is_dropped(eval_store, tiny_checkpoint):
     store = open_store(eval_store)
     ids = store.video_ids()
-    vnet = ModelSource.parse(tiny_checkpoint).build().eval()
+    vnet = EvaluatedNetwork.parse(tiny_checkpoint).build().eval()
     result = extract_features(vnet, eval_store, ids, Inference(videos_per_batch=4, device=torch.device("cpu")))
     assert result.video_ids == ids and not result.failed and result.count == len(ids) == 9
     assert result.features.shape == (9, vnet.out_channels) and result.features.dtype == np.float32
@@ -79,7 +79,7 @@ def test_failed_videos_are_reported_not_dropped(eval_store, tiny_checkpoint, mon
         return original(self, indices, **kwargs)
 
     monkeypatch.setattr(Video, "decode_frames", decode)
-    result = extract_features(ModelSource.parse(tiny_checkpoint).build(), eval_store, ids, CPU_64)
+    result = extract_features(EvaluatedNetwork.parse(tiny_checkpoint).build(), eval_store, ids, CPU_64)
     assert bad not in result.video_ids and result.count == len(ids) - 1
     assert list(result.failed) == [bad] and "corrupt stream" in result.failed[bad]
 
@@ -87,19 +87,19 @@ def test_failed_videos_are_reported_not_dropped(eval_store, tiny_checkpoint, mon
 def test_cache_is_keyed_by_model_and_reused(eval_store, tiny_checkpoint, tmp_path):
     store = open_store(eval_store)
     ids = store.video_ids()[:3]
-    source = ModelSource.parse(tiny_checkpoint)
+    network = EvaluatedNetwork.parse(tiny_checkpoint)
     calls = []
 
     def factory():
         calls.append(1)
-        return source.build()
+        return network.build()
 
     kwargs = dict(store=store, video_ids=ids, cache_dir=tmp_path, inference=CPU_64)
-    first, cached = cached_features(factory, model=source.describe(), **kwargs)
-    again, cached_again = cached_features(factory, model=source.describe(), **kwargs)
+    first, cached = cached_features(factory, model=network.describe(), **kwargs)
+    again, cached_again = cached_features(factory, model=network.describe(), **kwargs)
     assert (cached, cached_again) == (False, True) and len(calls) == 1
     np.testing.assert_array_equal(first.features, again.features)
-    random = ModelSource.parse("random", backbone="r3d_18", width_multiplier=0.125)
+    random = EvaluatedNetwork.parse("random", backbone="r3d_18", width_multiplier=0.125)
     other, other_cached = cached_features(random.build, model=random.describe(), **kwargs)
     assert not other_cached and not np.allclose(other.features, first.features)
     assert len(list(tmp_path.glob("*.npz"))) == 2
@@ -108,8 +108,8 @@ def test_cache_is_keyed_by_model_and_reused(eval_store, tiny_checkpoint, tmp_pat
 def test_several_networks_in_one_pass_get_the_features_each_gets_alone(eval_store, tiny_checkpoint, monkeypatch):
     ids = open_store(eval_store).video_ids()[:4]
     networks = [
-        ModelSource.parse(tiny_checkpoint).build(),
-        ModelSource.parse("random", backbone="r3d_18", width_multiplier=0.125, seed=2).build(),
+        EvaluatedNetwork.parse(tiny_checkpoint).build(),
+        EvaluatedNetwork.parse("random", backbone="r3d_18", width_multiplier=0.125, seed=2).build(),
     ]
     alone = [extract_features(net, eval_store, ids, CPU_64) for net in networks]
     decoded = []
@@ -166,15 +166,17 @@ def test_exported_backbone_gives_the_same_features_and_cache_entry(eval_store, t
     store = open_store(eval_store)
     ids = store.video_ids()[:2]
     features = [
-        extract_features(ModelSource.parse(path).build(), eval_store, ids, CPU_64).features
+        extract_features(EvaluatedNetwork.parse(path).build(), eval_store, ids, CPU_64).features
         for path in (tiny_checkpoint, exported)
     ]
     np.testing.assert_array_equal(features[0], features[1])
-    described = ModelSource.parse(exported).describe()
+    described = EvaluatedNetwork.parse(exported).describe()
     assert described["backbone"] == "r3d_18" and described["step"] == 7 and len(described["sha256"]) == 64
     # different files (bytes), so different cache keys, even though the weights are equal
     keys = {
-        feature_key(model=ModelSource.parse(p).describe(), store=store, video_ids=ids, window=WindowSpec(), size=64)
+        feature_key(
+            model=EvaluatedNetwork.parse(p).describe(), store=store, video_ids=ids, window=WindowSpec(), size=64
+        )
         for p in (tiny_checkpoint, exported)
     }
     assert len(keys) == 2
@@ -182,13 +184,13 @@ def test_exported_backbone_gives_the_same_features_and_cache_entry(eval_store, t
 
 def test_model_source_errors():
     with pytest.raises(ValueError, match="--backbone must be one of"):
-        ModelSource.parse("random", backbone="r3d_10")  # the M-Network is not a clip backbone
+        EvaluatedNetwork.parse("random", backbone="r3d_10")  # the M-Network is not a clip backbone
     with pytest.raises(ValueError, match="width-multiplier"):
-        ModelSource.parse("random", backbone="r3d_18", width_multiplier=0)
-    a = ModelSource.parse("random", backbone="r3d_18", width_multiplier=0.125, seed=5).build()
-    b = ModelSource.parse("random", backbone="r3d_18", width_multiplier=0.125, seed=5).build()
+        EvaluatedNetwork.parse("random", backbone="r3d_18", width_multiplier=0)
+    a = EvaluatedNetwork.parse("random", backbone="r3d_18", width_multiplier=0.125, seed=5).build()
+    b = EvaluatedNetwork.parse("random", backbone="r3d_18", width_multiplier=0.125, seed=5).build()
     state = torch.get_rng_state()
-    c = ModelSource.parse("random", backbone="r3d_18", width_multiplier=0.125, seed=6).build()
+    c = EvaluatedNetwork.parse("random", backbone="r3d_18", width_multiplier=0.125, seed=6).build()
     assert torch.equal(state, torch.get_rng_state())  # the global RNG is left alone
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
@@ -197,7 +199,7 @@ def test_model_source_errors():
 def test_short_video_feature_is_its_single_clip(eval_store, tiny_checkpoint):
     store = open_store(eval_store)
     short = _id(store, "f.avi")  # 10 frames: all ten clips are frames 0..9 then 9 repeated
-    vnet = ModelSource.parse(tiny_checkpoint).build().eval()
+    vnet = EvaluatedNetwork.parse(tiny_checkpoint).build().eval()
     result = extract_features(vnet, eval_store, [short], CPU_64)
     clip = VideoClips(eval_store, [short])[0]["clips"][:1]
     with torch.no_grad():
@@ -237,20 +239,22 @@ def test_a_checkpoint_is_hashed_once_per_version(tmp_path, monkeypatch):
     import hashlib
     import os
 
-    import comode.evaluate.source as source
+    import comode.evaluate.network as network
 
     reads = []
-    real_hash = source._hash_file
-    monkeypatch.setattr(source, "_hash_file", lambda path: reads.append(path) or real_hash(path))
+    real_hash = network._hash_file
+    monkeypatch.setattr(network, "_hash_file", lambda path: reads.append(path) or real_hash(path))
     checkpoint = tmp_path / "last.pt"
     checkpoint.write_bytes(b"epoch 1")
     assert (
-        source.file_sha256(checkpoint) == source.file_sha256(str(checkpoint)) == hashlib.sha256(b"epoch 1").hexdigest()
+        network.file_sha256(checkpoint)
+        == network.file_sha256(str(checkpoint))
+        == hashlib.sha256(b"epoch 1").hexdigest()
     )
     assert len(reads) == 1
     checkpoint.write_bytes(b"epoch 2")
     os.utime(checkpoint, ns=(0, 10**9))  # a new version even where mtime granularity is coarse
-    assert source.file_sha256(checkpoint) == hashlib.sha256(b"epoch 2").hexdigest() and len(reads) == 2
+    assert network.file_sha256(checkpoint) == hashlib.sha256(b"epoch 2").hexdigest() and len(reads) == 2
 
 
 def test_store_split_and_label_classes(eval_store):
@@ -273,11 +277,11 @@ def test_an_evaluation_reads_the_checkpoint_metadata_once(
 ):
     """Reading a checkpoint's metadata loads the whole file: the clip and the report's model
     description come from one read."""
-    import comode.train.export as export
+    import comode.evaluate.network as network
 
     reads = []
-    original = export.read_backbone_metadata
-    monkeypatch.setattr(export, "read_backbone_metadata", lambda path: reads.append(path) or original(path))
+    original = network.read_backbone_metadata
+    monkeypatch.setattr(network, "read_backbone_metadata", lambda path: reads.append(path) or original(path))
     split_features(
         eval_store,
         tiny_checkpoint,

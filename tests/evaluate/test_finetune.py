@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
+from comode.data.frames import RandomClipIndices, WindowSpec
 from comode.evaluate.finetune import _STREAM_CLIPS, augment_clips, load_finetune_config, run_finetune
 from comode.store import open_store
 from comode.train.checkpoint import load_checkpoint
 from comode.train.config import ConfigError
-from comode.train.frames import RandomClipIndices, WindowSpec
 
 # size 64: 3x fewer pixels than 112, nothing here depends on it.
 TINY = [

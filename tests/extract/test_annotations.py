@@ -144,7 +144,7 @@ HEADER = "label,youtube_id,time_start,time_end,split,is_cc\n"
 
 
 def test_kinetics_time_formats_in_file_names_and_rows(tmp_path):
-    from comode.extract.kinetics import parse_time
+    from comode.extract.datasets.kinetics400 import parse_time
 
     touch(
         tmp_path,

@@ -234,3 +234,40 @@ def test_sample_format_refuses_a_bad_labels_csv(tmp_path):
     (tmp_path / "labels.csv").write_text("path,split,motion\ntrain/a/x.mp4,val,a\n")
     with pytest.raises(DatasetError, match=r"labels.csv:2: split must be train or test"):
         load_dataset("sample", tmp_path)
+
+
+def test_every_format_is_one_reader_in_the_table():
+    """``load_dataset`` reads through one table: each format, one module of the package."""
+    from comode.extract.datasets import DATASET_KINDS, READERS
+
+    assert DATASET_KINDS == ("folder", "ucf101", "hmdb51", "kinetics400", "sample")
+    for kind, reader in READERS.items():
+        assert reader.__module__ == f"comode.extract.datasets.{kind}"
+
+
+def test_the_extract_commands_defaults_are_the_settings_defaults():
+    """`comode extract` writes none of ExtractSettings' defaults again: its options left alone
+    build ExtractSettings()."""
+    import inspect
+
+    from comode.cli.common import parse_size
+    from comode.cli.extract import extract
+    from comode.extract.settings import ExtractSettings
+
+    option = {name: p.default.default for name, p in inspect.signature(extract).parameters.items()}
+    width, height = parse_size(option["size"], "--size")
+    rgb_width, rgb_height = parse_size(option["rgb_size"], "--rgb-size")
+    settings = ExtractSettings(
+        codec=option["codec"],
+        gop=option["gop"],
+        width=width,
+        height=height,
+        resize=option["resize"],
+        quality=option["quality"],
+        rgb_width=rgb_width,
+        rgb_height=rgb_height,
+        timeout_s=option["timeout"],
+        mv_backend=option["mv_backend"],
+        memory_limit_mb=option["memory_limit"],
+    )
+    assert settings == ExtractSettings()

@@ -254,7 +254,7 @@ def test_the_summary_names_a_few_failures_and_counts_the_rest():
     from rich.console import Console
 
     from comode.extract.pipeline import ExtractionSummary
-    from comode.extract.report import SHOWN_FAILURES, print_summary
+    from comode.extract.run_report import SHOWN_FAILURES, print_summary
 
     summary = ExtractionSummary(store="s.zarr", executor="test", total=240_000)
     summary.failures.extend((f"video{n:03d}", "not a readable video") for n in range(SHOWN_FAILURES + 5))

@@ -247,8 +247,8 @@ CLI = "from comode.cli import app; app(prog_name='comode')"
 # (a video that fails is replaced and counted), then every video's test clips.
 READERS = textwrap.dedent("""
     import json, sys
-    from comode.evaluate.clips import VideoClips, usable_batches
-    from comode.train.data import PretrainDataset
+    from comode.data.clips import VideoClips, usable_batches
+    from comode.data.dataset import PretrainDataset
     training = PretrainDataset(sys.argv[1])
     for index in range(len(training)):
         try:

@@ -47,7 +47,7 @@ def _read_whole(store, video_id: str) -> dict[str, np.ndarray]:
 
 @pytest.mark.filterwarnings("ignore:Object at .*partial is not recognized")  # a writer's temporary file
 def test_readers_see_only_complete_videos_while_extraction_appends(tmp_path, tiny_folder_factory):
-    from comode.train.data import PretrainDataset
+    from comode.data.dataset import PretrainDataset
 
     folder = tiny_folder_factory(tmp_path / "videos", 14, frames=40)
     url = str(tmp_path / "growing.zarr")

@@ -83,7 +83,7 @@ def test_a_store_video_that_fails_to_decode_is_skipped_and_counted_by_a_training
 
 @pytest.mark.parametrize("damage", ["noise", "truncated", "deleted"])
 def test_every_kind_of_chunk_damage_is_a_skip_not_a_crash(tmp_path, store_url, damage):
-    from comode.train.data import PretrainDataset
+    from comode.data.dataset import PretrainDataset
 
     url = str(tmp_path / "damaged.zarr")
     shutil.copytree(store_url, url)

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 
 from comode.cores import worker_limit
+from comode.data.loader import RunLoader
 from comode.train.config import ConfigError, load_config
-from comode.train.loader import RunLoader
 from tests.commands import comode_command
 
 

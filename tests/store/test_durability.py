@@ -6,7 +6,7 @@ real process): a file is on disk once it was fsynced, and a name once its direct
 fsynced after the rename.  So before the marker's rename, every data file must have been
 fsynced (under its temporary name) and renamed, and every directory that got a new entry
 fsynced after that; the marker itself is fsynced before its rename and its folder after.
-docs/storage.md states the argument and what it costs.
+docs/store.md, "Writing and durability", states the argument and what it costs.
 """
 
 from __future__ import annotations

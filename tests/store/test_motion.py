@@ -16,7 +16,7 @@ from comode.extract.video import extract_arrays
 from comode.store import create_or_open_root, open_store
 from comode.store import write_video as store_video
 from comode.store.writer import open_root_for_writing
-from tests.store.test_store import _attrs, _root_attrs
+from tests.store.written import root_attrs, video_attrs
 from tests.videos import translating_frames, write_video
 
 DX = 2  # px per frame to the right in the 340x256 MV frame: 1 px in the 170x128 RGB frame
@@ -29,8 +29,8 @@ def store_url(tmp_path_factory):
     source = write_video(work / "moving.mkv", translating_frames(frames=26, width=340, height=256, dx=DX, dy=0))
     _, arrays = extract_arrays(source, ExtractSettings(), workdir=work)
     url = str(work / "s.zarr")
-    create_or_open_root(url, root_attrs=_root_attrs())
-    store_video(open_root_for_writing(url), "v", _attrs(arrays), arrays)
+    create_or_open_root(url, root_attrs=root_attrs())
+    store_video(open_root_for_writing(url), "v", video_attrs(arrays), arrays)
     return url
 
 

@@ -5,72 +5,21 @@ import dataclasses
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import zarr
 
-from comode.extract.settings import ExtractSettings
-from comode.extract.video import extract_arrays
 from comode.store import SchemaError, StoreError, VideoArrays, create_or_open_root, open_store, write_failure
 from comode.store import write_video as store_video
 from comode.store.validate import validate_store
-from comode.store.writer import WritableStore, open_root_for_writing
-from tests.videos import translating_frames, write_video
-
-
-def _root_attrs(**extraction_overrides):
-    extraction = {
-        **ExtractSettings().store_attrs(),
-        "mv_units_per_pixel": 4,
-        "mv_sign": "dst_minus_src",
-        "tools": {"ffmpeg": "test"},
-        **extraction_overrides,
-    }
-    return {
-        "schema": "comode.store/1",
-        "schema_minor": 0,
-        "dataset": {"name": "folder", "classes": ["a", "b"], "split_names": ["1"]},
-        "extraction": extraction,
-    }
-
-
-def _new_store(url: str) -> WritableStore:
-    """A new store at ``url``, as the writers take it."""
-    create_or_open_root(url, root_attrs=_root_attrs())
-    return open_root_for_writing(url)
-
-
-@pytest.fixture(scope="module")
-def extracted(tmp_path_factory):
-    """A real extraction result: 26 frames of a texture moving right, GOP 12."""
-    work = tmp_path_factory.mktemp("synthetic")
-    video = write_video(work / "moving.mkv", translating_frames(frames=26, width=340, height=256, dx=2, dy=0))
-    _, arrays = extract_arrays(video, ExtractSettings(), workdir=work)
-    return arrays
-
-
-def _attrs(arrays, label=1):
-    return {
-        "source": "b/moving.mkv",
-        "label": label,
-        "class_name": "b",
-        "splits": {"1": "train"},
-        "frames": arrays.num_frames,
-        "width": 340,
-        "height": 256,
-        "rgb_codec": "mpeg2video",
-        "rgb_width": 170,
-        "rgb_height": 128,
-        "fps": 25.0,
-        **({} if arrays.timestamps is None else {"time_base": [1, 1000]}),
-    }  # Matroska's milliseconds
+from comode.store.writer import open_root_for_writing
+from tests.store.written import new_store, root_attrs, video_attrs
 
 
 def test_round_trip_through_plain_zarr_and_the_reader(tmp_path, extracted):
     url = str(tmp_path / "s.zarr")
-    root = _new_store(url)
-    store_video(root, "b__moving.mkv", _attrs(extracted), extracted)
+    root = new_store(url)
+    store_video(root, "b__moving.mkv", video_attrs(extracted), extracted)
 
     # Plain zarr, no comode: names and dtypes are the contract.
     plain = zarr.open_group(url, mode="r")
@@ -91,39 +40,17 @@ def test_round_trip_through_plain_zarr_and_the_reader(tmp_path, extracted):
     assert validate_store(url).ok
 
 
-def test_decode_frames_matches_a_full_decode_of_the_stored_stream(tmp_path, extracted):
-    url = str(tmp_path / "s.zarr")
-    root = _new_store(url)
-    store_video(root, "v", _attrs(extracted), extracted)
-    video = open_store(url).video("v")
-
-    # Reference: write the stored bytes to a file and decode it from the start with a container.
-    path = tmp_path / "stream.m2v"
-    path.write_bytes(video.read_rgb_stream())
-    with av.open(str(path)) as container:
-        full = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-    assert full.shape == (26, 128, 170, 3)
-    wanted = [25, 3, 13, 13, 24, 0]  # any order, duplicates, spanning GOPs
-    np.testing.assert_array_equal(video.decode_frames(wanted), full[wanted])
-    # I-frames stored as an array are exactly the stream's I-frames.
-    np.testing.assert_array_equal(video.iframes[...], full[[0, 12, 24]])
-    # A resized decode has the asked size.
-    assert video.decode_frames([5], size=(112, 84)).shape == (1, 84, 112, 3)
-    with pytest.raises(IndexError):
-        video.decode_frames([26])
-
-
 def test_partial_group_is_not_listed_and_is_replaced_on_rewrite(tmp_path, extracted):
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = create_or_open_root(url, root_attrs=root_attrs())
     # Simulate a writer killed after creating the group and one array, before the marker.
-    partial = root.create_group("videos/v", attributes={**_attrs(extracted), "status": "writing"})
+    partial = root.create_group("videos/v", attributes={**video_attrs(extracted), "status": "writing"})
     partial.create_array("mvs", shape=(26, 2, 16, 22), dtype="int16", chunks=(8, 2, 16, 22))
     store = open_store(url)
     assert store.video_ids() == [] and store.video_ids(status="writing") == ["v"]
     with pytest.raises(ValueError, match="not complete"):
         _ = store.video("v").mvs
-    store_video(open_root_for_writing(url), "v", _attrs(extracted), extracted)
+    store_video(open_root_for_writing(url), "v", video_attrs(extracted), extracted)
     video = open_store(url).video("v")
     assert video.is_complete
     np.testing.assert_array_equal(video.mvs[...], extracted.mvs)
@@ -140,10 +67,10 @@ def test_local_and_object_store_writes_are_the_same_files(tmp_path, extracted, m
     local_url, fsspec_url = str(tmp_path / "local.zarr"), f"file://{tmp_path / 'fsspec.zarr'}"
     options = {local_url: None, fsspec_url: {"auto_mkdir": True}}
     for url, storage_options in options.items():
-        create_or_open_root(url, root_attrs=_root_attrs(), storage_options=storage_options)
+        create_or_open_root(url, root_attrs=root_attrs(), storage_options=storage_options)
         root = writer.open_root_for_writing(url, storage_options)
         assert isinstance(root.sink(), sinks.LocalSink) == (url == local_url)
-        store_video(root, "v", _attrs(extracted), extracted)
+        store_video(root, "v", video_attrs(extracted), extracted)
 
     def files(folder: Path) -> dict[str, bytes]:
         return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -167,7 +94,7 @@ def test_local_and_object_store_writes_are_the_same_files(tmp_path, extracted, m
 
         monkeypatch.setattr(sink, "put_marker", look_then_mark)
     for url, storage_options in options.items():
-        store_video(writer.open_root_for_writing(url, storage_options), "v", _attrs(extracted), extracted)
+        store_video(writer.open_root_for_writing(url, storage_options), "v", video_attrs(extracted), extracted)
         assert open_store(url).video("v").is_complete
     assert seen == ["writing", "writing"]
 
@@ -181,7 +108,7 @@ def test_an_interrupted_local_write_leaves_a_group_that_says_writing(tmp_path, e
     import os
 
     url = str(tmp_path / "s.zarr")
-    create_or_open_root(url, root_attrs=_root_attrs())
+    create_or_open_root(url, root_attrs=root_attrs())
     root = open_root_for_writing(url)
     renamed, real_replace = [], os.replace
 
@@ -192,7 +119,7 @@ def test_an_interrupted_local_write_leaves_a_group_that_says_writing(tmp_path, e
         return real_replace(source, target)
 
     monkeypatch.setattr(os, "replace", replace)
-    store_video(root, "v", _attrs(extracted), extracted)
+    store_video(root, "v", video_attrs(extracted), extracted)
     group_marker = str(tmp_path / "s.zarr" / "videos" / "v" / "zarr.json")
     assert renamed[-1] == group_marker and len(renamed) >= 13  # 12 array files before it
     assert open_store(url).video("v").is_complete
@@ -202,11 +129,11 @@ def test_an_interrupted_local_write_leaves_a_group_that_says_writing(tmp_path, e
     # group's "writing" zarr.json, leaving a folder without metadata, which is no video).
     monkeypatch.setattr(os, "replace", lambda source, target: replace(source, target, fail_on="mvs/c/0/0/0/0"))
     with pytest.raises(OSError, match="No space"):
-        store_video(root, "v", _attrs(extracted), extracted)  # a redo of a complete group
+        store_video(root, "v", video_attrs(extracted), extracted)  # a redo of a complete group
     monkeypatch.setattr(os, "replace", real_replace)
     assert open_store(url).video_ids(status="writing") == ["v"]
     assert not list((tmp_path / "s.zarr").rglob("*.partial"))
-    store_video(root, "v", _attrs(extracted), extracted)
+    store_video(root, "v", video_attrs(extracted), extracted)
     np.testing.assert_array_equal(open_store(url).video("v").mvs[...], extracted.mvs)
 
 
@@ -216,8 +143,8 @@ def test_the_group_by_group_scan_keeps_the_stores_storage_options(tmp_path, extr
     import comode.store.scan as scan
 
     url, options = f"file://{tmp_path / 's.zarr'}", {"auto_mkdir": True}
-    create_or_open_root(url, root_attrs=_root_attrs(), storage_options=options)
-    store_video(open_root_for_writing(url, options), "v", _attrs(extracted), extracted)
+    create_or_open_root(url, root_attrs=root_attrs(), storage_options=options)
+    store_video(open_root_for_writing(url, options), "v", video_attrs(extracted), extracted)
     (tmp_path / "s.zarr" / "videos" / "bad").mkdir()
     (tmp_path / "s.zarr" / "videos" / "bad" / "zarr.json").write_text("{not json")
     used, real_filesystem = [], scan.filesystem
@@ -231,8 +158,8 @@ def test_a_folder_without_metadata_is_no_video_and_no_warning(tmp_path, extracte
     """What a reader sees while zarr creates a group (folder first, zarr.json after) or after
     a killed redo (old zarr.json removed first): no video, no warning."""
     url = str(tmp_path / "s.zarr")
-    root = _new_store(url)
-    store_video(root, "v", _attrs(extracted), extracted)
+    root = new_store(url)
+    store_video(root, "v", video_attrs(extracted), extracted)
     (tmp_path / "s.zarr" / "videos" / "being_made").mkdir()
     assert open_store(url).video_ids(status=None) == ["v"]
     assert not [w for w in recwarn if "not recognized" in str(w.message)]
@@ -242,8 +169,8 @@ def test_a_snapshot_lists_from_one_listing(tmp_path, extracted, monkeypatch):
     import comode.store.reader as reader
 
     url = str(tmp_path / "s.zarr")
-    root = _new_store(url)
-    store_video(root, "v1", _attrs(extracted), extracted)
+    root = new_store(url)
+    store_video(root, "v1", video_attrs(extracted), extracted)
     listings = []
     real_list = reader.list_videos
     monkeypatch.setattr(reader, "list_videos", lambda *a, **k: listings.append(1) or real_list(*a, **k))
@@ -252,7 +179,7 @@ def test_a_snapshot_lists_from_one_listing(tmp_path, extracted, monkeypatch):
     assert len(listings) == 1
     assert snapshot.video_ids() == snapshot.video_ids(split="1", subset="train") == ["v1"]
     assert list(snapshot.video_attrs()) == ["v1"] and len(listings) == 1  # listed 3 times, read once
-    store_video(root, "v2", _attrs(extracted), extracted)  # completes after the snapshot
+    store_video(root, "v2", video_attrs(extracted), extracted)  # completes after the snapshot
     assert snapshot.video_ids() == ["v1"]
     assert live.video_ids() == ["v1", "v2"] and len(listings) == 2  # the live store reads the index every time
     np.testing.assert_array_equal(snapshot.video("v2").mvs[...], extracted.mvs)  # data is read as usual
@@ -264,12 +191,12 @@ def test_split_and_labels_read_one_listing(tmp_path, extracted, monkeypatch):
     import comode.store.reader as reader
 
     url = str(tmp_path / "s.zarr")
-    root_attrs = _root_attrs()
-    root_attrs["dataset"] = {**root_attrs["dataset"], "label_sets": {"motion": ["left", "right"]}}
-    create_or_open_root(url, root_attrs={**root_attrs, "schema_minor": 3})
+    attrs = root_attrs()
+    attrs["dataset"] = {**attrs["dataset"], "label_sets": {"motion": ["left", "right"]}}
+    create_or_open_root(url, root_attrs={**attrs, "schema_minor": 3})
     root = open_root_for_writing(url)
-    store_video(root, "v1", {**_attrs(extracted, label=0), "labels": {"motion": 1}}, extracted)
-    store_video(root, "v2", {**_attrs(extracted, label=1), "splits": {"1": "test"}}, extracted)  # no motion label
+    store_video(root, "v1", {**video_attrs(extracted, label=0), "labels": {"motion": 1}}, extracted)
+    store_video(root, "v2", {**video_attrs(extracted, label=1), "splits": {"1": "test"}}, extracted)  # no motion label
     write_failure(root, "v3", {"source": "v3.mkv", "label": -1, "splits": {"1": "train"}}, "unreadable")
     listings = []
     real_list = reader.list_videos
@@ -293,29 +220,29 @@ def test_video_writes_leave_the_root_folder_alone(tmp_path, extracted):
     import time
 
     url = str(tmp_path / "s.zarr")
-    create_or_open_root(url, root_attrs=_root_attrs())
+    create_or_open_root(url, root_attrs=root_attrs())
     before = Path(url).stat().st_mtime_ns
     time.sleep(0.05)  # past the file system's timestamp granularity
-    store_video(open_root_for_writing(url), "b__moving.mkv", _attrs(extracted), extracted)
+    store_video(open_root_for_writing(url), "b__moving.mkv", video_attrs(extracted), extracted)
     assert Path(url).stat().st_mtime_ns == before
     assert open_store(url).video_ids() == ["b__moving.mkv"]
 
 
 def test_opening_a_store_removes_leftovers_of_killed_metadata_writes(tmp_path):
     url = Path(tmp_path / "s.zarr")
-    create_or_open_root(str(url), root_attrs=_root_attrs())
+    create_or_open_root(str(url), root_attrs=root_attrs())
     leftovers = [url / "zarr.0123abcd.partial", url / "videos" / "zarr.4567cdef.partial"]
     for leftover in leftovers:
         leftover.write_bytes(b'{"half": ')
     keep = url / "videos" / "notes.partial"  # not a zarr metadata temp name: not ours to remove
     keep.write_text("x")
-    create_or_open_root(str(url), root_attrs=_root_attrs())
+    create_or_open_root(str(url), root_attrs=root_attrs())
     assert not any(p.exists() for p in leftovers) and keep.exists()
 
 
 def test_failures_are_recorded_with_their_reason(tmp_path):
     url = str(tmp_path / "s.zarr")
-    create_or_open_root(url, root_attrs=_root_attrs())
+    create_or_open_root(url, root_attrs=root_attrs())
     write_failure(
         open_root_for_writing(url), "bad", {"source": "bad.mp4", "label": -1, "splits": {}}, "empty file (0 bytes)"
     )
@@ -327,15 +254,15 @@ def test_failures_are_recorded_with_their_reason(tmp_path):
 
 def test_resume_refuses_other_extraction_settings(tmp_path):
     url = str(tmp_path / "s.zarr")
-    create_or_open_root(url, root_attrs=_root_attrs())
-    create_or_open_root(url, root_attrs=_root_attrs())  # same settings: fine
+    create_or_open_root(url, root_attrs=root_attrs())
+    create_or_open_root(url, root_attrs=root_attrs())  # same settings: fine
     with pytest.raises(ValueError, match="gop: store=12 now=16"):
-        create_or_open_root(url, root_attrs=_root_attrs(gop=16))
+        create_or_open_root(url, root_attrs=root_attrs(gop=16))
 
 
 def test_unknown_major_version_and_bad_attributes_are_refused(tmp_path):
     url = str(tmp_path / "s.zarr")
-    root = create_or_open_root(url, root_attrs=_root_attrs())
+    root = create_or_open_root(url, root_attrs=root_attrs())
     root.attrs["schema"] = "comode.store/2"
     with pytest.raises(SchemaError, match="major version 2 is not supported"):
         open_store(url)
@@ -349,7 +276,7 @@ def test_unknown_major_version_and_bad_attributes_are_refused(tmp_path):
 
 def test_validate_reports_inconsistent_arrays(tmp_path, extracted):
     url = str(tmp_path / "s.zarr")
-    store_video(_new_store(url), "v", _attrs(extracted), extracted)
+    store_video(new_store(url), "v", video_attrs(extracted), extracted)
     zarr.open_group(url, mode="r+")["videos/v/iframe_index"][0] = 5  # corrupt: no longer the I positions
     report = validate_store(url)
     assert not report.ok and "iframe_index does not list" in report.problems[0]
@@ -358,8 +285,8 @@ def test_validate_reports_inconsistent_arrays(tmp_path, extracted):
 def test_source_timestamps_are_stored_and_checked(tmp_path, extracted):
     """``timestamps`` (schema_minor 2): int64 ticks of the group's ``time_base``, one per frame."""
     url = str(tmp_path / "s.zarr")
-    root = _new_store(url)
-    store_video(root, "v", _attrs(extracted), extracted)
+    root = new_store(url)
+    store_video(root, "v", video_attrs(extracted), extracted)
     group = zarr.open_group(url, mode="r")["videos/v"]
     assert group["timestamps"].dtype == np.int64
     np.testing.assert_array_equal(group["timestamps"][:], np.arange(26) * 40)  # 25 fps in milliseconds
@@ -376,8 +303,8 @@ def test_a_group_from_before_timestamps_still_reads_and_validates(tmp_path, extr
     """Stores written before schema_minor 2 have no ``timestamps``: nothing requires them."""
     old = dataclasses.replace(extracted, timestamps=None)
     url = str(tmp_path / "s.zarr")
-    root = _new_store(url)
-    store_video(root, "v", _attrs(old), old)
+    root = new_store(url)
+    store_video(root, "v", video_attrs(old), old)
     assert "timestamps" not in zarr.open_group(url, mode="r")["videos/v"]
     assert validate_store(url, read_data=True).ok
     video = open_store(url).video("v")
@@ -399,115 +326,3 @@ def test_schemas_are_valid_json_schema_documents():
 
     for name in ("root", "video", "index"):
         jsonschema.Draft202012Validator.check_schema(load_schema(name))
-
-
-def _decode_in_child(url: str) -> None:
-    assert open_store(url).video("v").decode_frames([1, 2]).shape == (2, 128, 170, 3)
-
-
-def test_decoding_still_works_in_a_forked_child_after_the_parent_decoded(tmp_path, extracted):
-    # Loader workers are forked from a process that may already have decoded frames; the
-    # per-process conversion context must not be shared with (or freed in) the child.
-    import multiprocessing
-
-    url = str(tmp_path / "s.zarr")
-    root = _new_store(url)
-    store_video(root, "v", _attrs(extracted), extracted)
-    open_store(url).video("v").decode_frames([0, 1])
-    child = multiprocessing.get_context("fork").Process(target=_decode_in_child, args=(url,))
-    child.start()
-    child.join(timeout=60)
-    if child.is_alive():
-        child.kill()
-    assert child.exitcode == 0
-
-
-def test_arrays_are_read_through_tensorstore_and_agree_with_zarr(tmp_path, extracted):
-    """Arrays are read through tensorstore (comode.store.arrays); zarr-python reading the same
-    files gives the same arrays, rows in any order and decoded frames."""
-    from comode.store.arrays import StoredArray
-
-    url = str(tmp_path / "s.zarr")
-    root = _new_store(url)
-    store_video(root, "v", _attrs(extracted), extracted)
-    video = open_store(url).video("v")
-    plain = zarr.open_group(url, mode="r")["videos/v"]
-    assert isinstance(video.mvs, StoredArray) and isinstance(video.iframes, StoredArray)
-    np.testing.assert_array_equal(video.mvs[...], extracted.mvs)
-    np.testing.assert_array_equal(video.mvs[3:20], plain["mvs"][3:20])
-    np.testing.assert_array_equal(video.mvs[3:20:4, 1], plain["mvs"][3:20:4, 1])
-    np.testing.assert_array_equal(video.mvs[-1], plain["mvs"][25])
-    np.testing.assert_array_equal(video.mvs.oindex[[20, 3, -2, 3]], plain["mvs"].oindex[[20, 3, 24, 3]])
-    np.testing.assert_array_equal(video.iframes[1], plain["iframes"][1])
-    assert video.iframes[1].flags.writeable
-    assert video.frame_types == bytes(plain["frame_types"][:]).decode()
-    with pytest.raises(IndexError):
-        video.mvs[26]
-    with pytest.raises(IndexError):
-        video.mvs.oindex[[0.5]]
-    through_fsspec = open_store(f"file://{url}").video("v")
-    np.testing.assert_array_equal(video.decode_frames([0, 5, 13]), through_fsspec.decode_frames([0, 5, 13]))
-    # fsspec options reach zarr-python only: such a store is read through zarr-python.
-    with_options = open_store(f"file://{url}", storage_options={"auto_mkdir": False}).video("v")
-    assert isinstance(with_options.mvs, zarr.Array)
-    np.testing.assert_array_equal(with_options.mvs[3:20], video.mvs[3:20])
-
-
-def test_damaged_chunks_fail_their_checksum_and_missing_files_read_as_zeros(tmp_path, extracted):
-    """A flipped byte in a chunk or a truncated shard index is a ValueError (what the training
-    loader skips and counts, what ``store validate --data`` reports); a deleted shard reads
-    as zeros, like zarr-python (only a complete group is read, and its marker reaches the
-    disk after its data)."""
-    url = str(tmp_path / "s.zarr")
-    store_video(_new_store(url), "v", _attrs(extracted), extracted)
-    shard = tmp_path / "s.zarr/videos/v/rgb_stream/c/0"
-    data = bytearray(shard.read_bytes())
-    data[len(data) // 3] ^= 0x01
-    shard.write_bytes(bytes(data))
-    video = open_store(url).video("v")
-    with pytest.raises(ValueError, match="(?i)digest mismatch"):
-        video.read_rgb_stream()
-    mvs = tmp_path / "s.zarr/videos/v/mvs/c/0/0/0/0"
-    mvs.write_bytes(mvs.read_bytes()[:-10])
-    video = open_store(url).video("v")
-    mvs_array = video.mvs
-    with pytest.raises(ValueError, match=r'Error reading local file ".*/videos/v/mvs/c/0/0/0/0"'):
-        mvs_array[0:5]
-    mvs.unlink()
-    assert not open_store(url).video("v").mvs[...].any()
-
-
-def test_a_group_from_before_dimension_names_and_mv_valid_still_reads(tmp_path, extracted):
-    """Stores written before schema_minor 4: no ``dimension_names``, no ``mv_valid``, a
-    25 fps stream header.  Plain zarr-python and comode read them as before; the motion
-    reader gives no mask."""
-    url = str(tmp_path / "s.zarr")
-    store_video(_new_store(url), "v", _attrs(extracted), dataclasses.replace(extracted, mv_valid=None))
-    group_folder = Path(url) / "videos" / "v"
-    for metadata in group_folder.glob("*/zarr.json"):
-        document = json.loads(metadata.read_text())
-        assert document.pop("dimension_names")  # written since schema_minor 4
-        metadata.write_text(json.dumps(document, indent=2))
-    group = zarr.open_group(url, mode="r")["videos/v"]
-    assert all(group[name].metadata.dimension_names is None for name in group.array_keys())
-    for name in group.array_keys():
-        np.testing.assert_array_equal(group[name][...], getattr(extracted, name))
-    assert "mv_valid" not in group
-    video = open_store(url).video("v")
-    assert video.mv_valid is None
-    window = video.motion(0, 26)
-    assert window.valid is None and window.pixels.shape == (26, 2, 16, 22)
-    assert video.accumulated_motion(13, 20).valid is None
-    assert video.residuals([13]).shape == (1, 128, 170, 3)
-    assert validate_store(url, read_data=True).ok
-
-
-def test_a_new_group_names_every_dimension(tmp_path, extracted):
-    url = str(tmp_path / "s.zarr")
-    store_video(_new_store(url), "v", _attrs(extracted), extracted)
-    group = zarr.open_group(url, mode="r")["videos/v"]
-    names = {name: group[name].metadata.dimension_names for name in group.array_keys()}
-    assert names["mvs"] == ("frame", "component", "cell_y", "cell_x")
-    assert names["mv_valid"] == ("frame", "cell_y", "cell_x")
-    assert len(names) == 8 and all(len(dims) == group[name].ndim for name, dims in names.items())
-    np.testing.assert_array_equal(group["mv_valid"][...], extracted.mv_valid)

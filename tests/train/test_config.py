@@ -7,17 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from comode.train.config import (
-    SUPERVISED_AUX_OVERRIDES,
-    ConfigError,
-    PretrainConfig,
-    config_differences,
-    config_to_dict,
-    load_config,
-    save_resolved,
-)
-from comode.train.model import CoMoDe
-from comode.train.rundir import refuse_changes
+from comode.models.model import CoMoDe
+from comode.train.config import SUPERVISED_AUX_OVERRIDES, ConfigError, PretrainConfig, config_differences, load_config
+from comode.train.rundir import refuse_changes, save_resolved
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
 
@@ -37,12 +29,16 @@ def test_defaults_are_the_papers_values():
     assert config.task == "pretrain" and config.model.use_context and config.model.use_motion
 
 
-def test_model_section_is_exactly_the_model_keyword_arguments():
-    import inspect
-
-    parameters = inspect.signature(CoMoDe.__init__).parameters
-    model_kwargs = {name for name, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    assert set(config_to_dict(PretrainConfig())["model"]) == model_kwargs
+def test_the_model_is_built_from_the_config_model_section():
+    config = load_config(
+        None,
+        ["model.width_multiplier=0.125", "model.embed_dim=24", "model.head_hidden=48", "model.motion_predictor=conv"],
+    )
+    model = CoMoDe(config.model)
+    assert model.config is config.model
+    assert model.vnet.out_channels == 64  # R3D-26's 512 channels x 0.125
+    assert model.clip_head[-1].out_features == 24 and model.clip_head[0].out_features == 48
+    assert type(model.motion_predictor).__name__ == "ConvMotionPredictor"
 
 
 def test_overrides_are_yaml_values_applied_in_order():

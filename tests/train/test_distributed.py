@@ -35,8 +35,8 @@ from pathlib import Path
 
 import pytest
 
-from comode.train.backbones import CHANNELS_LAST_ENV
-from comode.train.loader import EpochBatchSampler
+from comode.data.loader import EpochBatchSampler
+from comode.models.backbones import CHANNELS_LAST_ENV
 from comode.train.loop import run_pretraining
 from comode.train.metrics import read_metrics
 

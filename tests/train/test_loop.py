@@ -1,7 +1,7 @@
 """The pretraining loop on a tiny CPU model: it learns, it resumes exactly, it exports.
 
 A synthetic in-memory dataset stands in for a store (one test uses a real store once
-``comode.train.data`` exists).  It is built so both pretext tasks are learnable:
+``comode.data.dataset`` exists).  It is built so both pretext tasks are learnable:
 
 * context: every video has its own colour tint and texture; its I-frame is its first
   clip frame plus noise, so a clip can pick its own I-frame among the batch's;
@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from comode.data.training_data import TrainingData
 from comode.train.checkpoint import LAST_CHECKPOINT, load_checkpoint
 from comode.train.config import load_config
 from comode.train.export import export_backbone, load_backbone, read_backbone_metadata
-from comode.train.inputs import TrainingData
 from comode.train.loop import METRIC_KEYS, run_pretraining
 from comode.train.metrics import read_metrics
 
@@ -347,7 +347,7 @@ def test_supervised_aux_task_trains_the_classifier_with_the_motion_loss(tmp_path
 @pytest.fixture(scope="module")
 def synthetic_store(tmp_path_factory) -> str:
     """A store of 4 short synthetic videos in 2 classes, extracted with the real pipeline."""
-    pytest.importorskip("comode.train.data")  # before the extraction: no data module, no store needed
+    pytest.importorskip("comode.data.dataset")  # before the extraction: no data module, no store needed
     from comode.extract.datasets import load_dataset
     from comode.extract.executors import make_executor
     from comode.extract.pipeline import run_extraction

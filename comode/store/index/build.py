@@ -21,7 +21,6 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from comode import __version__
 from comode.store import layout
 from comode.store.claims import remove_abandoned_claims
 from comode.store.index.files import LocalIndexFiles, ObjectIndexFiles, index_files, partial_writer
@@ -29,6 +28,7 @@ from comode.store.index.listing import Listing, Scan, assemble
 from comode.store.index.read import IndexDamaged, compare, read_index
 from comode.store.index.state import IndexState, Marker, Settlement, scan_markers
 from comode.store.ownership import made_by_dead_local_process, process_tag
+from comode.version import __version__
 
 logger = logging.getLogger("comode.store.index")
 
