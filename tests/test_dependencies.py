@@ -64,3 +64,11 @@ def test_the_cross_check_backend_without_its_extra_says_how_to_install_it(monkey
     with pytest.raises(ValueError, match=r"pip install 'comode\[mvextractor\]'"):
         ExtractSettings(mv_backend="mvextractor")
     ExtractSettings(mv_backend="pyav")  # the default needs no extra
+
+
+def test_the_package_version_is_pyprojects():
+    """comode.version holds a literal (reading the installed metadata costs every import);
+    it must say what pyproject.toml says."""
+    from comode.version import __version__
+
+    assert __version__ == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]

@@ -10,13 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["DataConfig", "MAX_SIZE", "MAX_CLIP_FRAMES", "MAX_CLIP_STRIDE"]
+__all__ = ["DataConfig", "MAX_SIZE", "MAX_CLIP_FRAMES", "MAX_CLIP_STRIDE", "TEST_CLIPS"]
 
 # Bounds on sizes, so that a typo cannot ask for hundreds of GB (data.size=100000 did):
 # far above any sensible run (the paper's clips are 16 x 112 x 112, stride 4).
 MAX_SIZE = 1024
 MAX_CLIP_FRAMES = 256
 MAX_CLIP_STRIDE = 64
+# Test clips per video in evaluation, spread evenly over it (the paper's protocol: 10);
+# here, not in comode.data.frames, so that the CLI reads it without importing numpy.
+TEST_CLIPS = 10
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,8 @@ from comode.data.transforms import AugmentSpec
 from comode.store import open_store
 from comode.store.arrays import StoredArray
 from comode.store.handle import LazyStore
-from comode.store.reader import Store, Video
+from comode.store.reader import Store
+from comode.store.video import Video
 
 __all__ = ["PretrainDataset", "LOAD_ERRORS", "is_load_error", "IFRAME_DECODE_REACH"]
 

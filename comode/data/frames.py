@@ -51,6 +51,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from comode.data.config import TEST_CLIPS
+
 __all__ = [
     "ClipSpec",
     "MOTION_WINDOWS",
@@ -330,7 +332,7 @@ class WindowSpec:
     """The test-time clip layout (defaults: the paper's protocol, the pretraining clip)."""
 
     # Clips per video, spread uniformly over it (paper / VCOP / CoCLR: 10).
-    clips: int = 10
+    clips: int = TEST_CLIPS
     # Frames per clip and their stride: the pretraining clip (16 x 4), so the network sees
     # the same temporal scale it was trained on.
     frames: int = ClipSpec.frames

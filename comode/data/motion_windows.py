@@ -36,7 +36,7 @@ MV_COVER_READ_FRAMES = 384
 FILL_REACH = 1
 
 # What the I-frame MV maps hold, what P-frame cells without a vector hold, and the
-# camera-motion compensation of the targets (comode.train.config.DataConfig.iframe_mv /
+# camera-motion compensation of the targets (comode.data.config.DataConfig.iframe_mv /
 # missing_mv / camera_compensation).
 IFRAME_MV = ("zero", "interpolate")
 MISSING_MV = ("zero", "interpolate")

@@ -2,7 +2,7 @@
 comode store.
 
 A custom data source plugs in by building a :class:`TrainingData` itself (the tests do,
-with an in-memory dataset); the run never imports the store or the decoder.
+with an in-memory dataset); the loop reads nothing else of the data side.
 
 Shape alphabet: B batch, T time, H height, W width, K negative motion windows,
 gh / gw motion-vector grid.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from comode.data.frames import WindowSpec
+from comode.data.config import TEST_CLIPS
 
 if TYPE_CHECKING:  # an annotation only: comode.evaluate.network imports torch
     from comode.evaluate.network import ClipGeometry
@@ -34,7 +34,7 @@ class FeatureChoices:
     size: int | None = None
     # Test clips per video, spread evenly over it (the paper's protocol: 10).  Fewer is
     # proportionally faster, for quick looks at large sets; reports record the number.
-    clips: int = WindowSpec.clips
+    clips: int = TEST_CLIPS
     # Feature cache (None: <out_dir>/features).
     cache_dir: str | Path | None = None
     # As in Inference; device as a string ("cpu", "cuda", "cuda:1"; None: CUDA when present).

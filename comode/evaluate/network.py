@@ -28,7 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from comode.data.config import DataConfig
 from comode.models.backbones import BACKBONES, build_backbone
+from comode.models.config import ModelConfig
 from comode.train.export import load_backbone, read_backbone_metadata
 
 __all__ = ["RANDOM", "ClipGeometry", "EvaluatedNetwork", "file_sha256", "names_random_init"]
@@ -43,11 +45,12 @@ def names_random_init(checkpoint: str | Path | None) -> bool:
 
 @dataclass(frozen=True)
 class ClipGeometry:
-    """The clip a V-Network sees (defaults: the paper's 16 frames at stride 4, 112 px)."""
+    """The clip a V-Network sees (defaults: the pretraining clip, the paper's 16 frames at
+    stride 4, 112 px)."""
 
-    frames: int = 16
-    stride: int = 4
-    size: int = 112
+    frames: int = DataConfig.clip_frames
+    stride: int = DataConfig.clip_stride
+    size: int = DataConfig.size
 
     def __post_init__(self) -> None:
         if min(self.frames, self.stride, self.size) < 1:
@@ -129,7 +132,7 @@ class EvaluatedNetwork:
             ValueError: the file does not exist, or random init without a known clip backbone.
         """
         if names_random_init(checkpoint):
-            name = backbone or "r3d_26"
+            name = backbone or ModelConfig.backbone
             if name not in BACKBONES or BACKBONES[name].input_kind != "clip":
                 clips = sorted(k for k, v in BACKBONES.items() if v.input_kind == "clip")
                 raise ValueError(f"--backbone must be one of {clips} for a random initialisation, got {name!r}")

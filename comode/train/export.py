@@ -26,9 +26,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from comode.data.config import MAX_CLIP_FRAMES, MAX_CLIP_STRIDE, MAX_SIZE
 from comode.models.backbones import build_backbone
 from comode.train.checkpoint import load_checkpoint, replacing
-from comode.train.config import MAX_CLIP_FRAMES, MAX_CLIP_STRIDE, MAX_SIZE
 from comode.train.runlock import refuse_store_folder
 from comode.version import __version__
 

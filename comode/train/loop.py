@@ -49,6 +49,7 @@ from comode.distributed import (
 )
 from comode.logs import to_file as log_to_file
 from comode.models.model import CoMoDe
+from comode.models.objective import LOSS_KEYS
 from comode.progress import Progress
 from comode.train.checkpoint import (
     LAST_CHECKPOINT,
@@ -62,7 +63,7 @@ from comode.train.metrics import BlindLevelWatch, KeyCollapseWatch, MetricsLog, 
 from comode.train.rundir import METRICS_FILE, checkpoint_to_resume, refuse_changes, save_resolved
 from comode.train.runlock import hold_run_folder
 from comode.train.schedule import build_optimization, schedule_steps
-from comode.train.step import LOSS_KEYS, Trainer
+from comode.train.step import Trainer
 from comode.train.stop import StopRequest
 from comode.version import __version__
 
