@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from comode.train.config import ConfigError, build_dataclass, config_values
+from comode.config_files import ConfigError, build_dataclass, config_values
 
 __all__ = ["FinetuneConfig", "load_finetune_config", "RESUMABLE"]
 
