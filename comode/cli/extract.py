@@ -13,7 +13,7 @@ from comode.cores import worker_count_problem
 
 # Light: the formats and the settings' defaults, for the options (the rest of extraction,
 # PyAV and Zarr included, is imported when a command runs: `comode --help` stays fast).
-from comode.extract.datasets import DATASET_KINDS
+from comode.extract.datasets import DATASET_KINDS, load_dataset
 from comode.extract.settings import ExtractSettings
 
 __all__ = ["extract", "extract_app", "extract_with_progress", "extraction_log"]
@@ -68,7 +68,6 @@ def extract(
     The run's log goes to the console and to <store>.log beside a local store (./<name>.log
     for a remote one)."""
     setup_logging(log_level)
-    from comode.extract.datasets import load_dataset
     from comode.extract.executors import make_executor
 
     if workers is not None:

@@ -59,7 +59,6 @@ from comode.evaluate.ablation_table import (
     summarise,
 )
 from comode.evaluate.linear import run_linear
-from comode.evaluate.network import ClipGeometry
 from comode.evaluate.options import FeatureOptions, fill_feature_caches
 from comode.evaluate.retrieval import run_retrieval
 from comode.models.pathways import PATHWAY_SUFFIXES
@@ -234,11 +233,10 @@ def run_ablation(
 
     def feature_options(name: str, seed: int, run_dir: Path) -> FeatureOptions:
         # Both evaluations of a cell read one feature cache: the network runs once per seed.
-        return FeatureOptions(
-            backbone=rgb_backbone(base.model.backbone) if name == RANDOM_RGB_INIT else base.model.backbone,
-            width_multiplier=base.model.width_multiplier,
+        return FeatureOptions.random_init_of(
+            base,
+            backbone=rgb_backbone(base.model.backbone) if name == RANDOM_RGB_INIT else None,
             seed=int(seed),
-            geometry=ClipGeometry.of_config(base.data),
             cache_dir=run_dir / "features",
             workers=workers,
             clips=clips,
